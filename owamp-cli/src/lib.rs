@@ -1,0 +1,1 @@
+//! owamp-cli shared code

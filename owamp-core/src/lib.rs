@@ -1,0 +1,15 @@
+//! owamp-core: a sans-IO implementation of OWAMP, the One-Way Active Measurement Protocol
+//! (RFC 4656).
+//!
+//! The crate never reads a clock, touches a socket or draws randomness on its own: the caller
+//! passes the time and a random number generator in, and carries out the actions the state
+//! machines return.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod owp;
+pub mod session;
+pub mod stats;
+pub mod time;
+pub mod wire;

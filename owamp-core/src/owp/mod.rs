@@ -1,0 +1,1 @@
+//! The .owp session data file of perfSONAR owamp.

@@ -1,0 +1,1 @@
+//! Test sessions: schedules, sender and receiver.

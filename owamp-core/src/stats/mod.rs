@@ -1,0 +1,1 @@
+//! Statistics over data records, as owstats reports them.

@@ -1,0 +1,1 @@
+//! owamp-std adapter
