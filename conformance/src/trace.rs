@@ -219,8 +219,12 @@ fn split_trailing_comment(s: &str) -> (&str, Option<String>) {
 }
 
 fn parse_addr(line: usize, s: &str) -> Result<SocketAddr, TraceError> {
-    s.parse()
-        .map_err(|_| err(line, format!("bad address {s:?}: want ip:port or [ipv6]:port")))
+    s.parse().map_err(|_| {
+        err(
+            line,
+            format!("bad address {s:?}: want ip:port or [ipv6]:port"),
+        )
+    })
 }
 
 impl Trace {
@@ -355,7 +359,8 @@ impl Trace {
     /// The mode named by the `mode` header (its first word: `open`, `authenticated` or
     /// `encrypted`); `None` if absent or `unknown`.
     pub fn mode(&self) -> Option<Mode> {
-        self.header("mode").and_then(|v| parse_mode(v).ok().flatten())
+        self.header("mode")
+            .and_then(|v| parse_mode(v).ok().flatten())
     }
 
     /// The KeyID named by the `identity` header; `None` if absent or `<none>`.
@@ -374,7 +379,7 @@ impl Trace {
         let p = self.header("passphrase")?;
         let p = p.strip_prefix('"')?;
         let end = p.find('"')?;
-        Some(p[..end].as_bytes().to_vec())
+        Some(p.as_bytes()[..end].to_vec())
     }
 
     /// Whether the control lines hold decrypted bytes: a `decrypted: yes` header or a comment
@@ -397,6 +402,18 @@ impl Trace {
         out
     }
 
+    /// The 1-based line number of event `index` in the text [`Trace::to_text`] writes (and in a
+    /// canonical file that was parsed).
+    pub fn event_line(&self, index: usize) -> usize {
+        index
+            + 1
+            + self
+                .comments
+                .iter()
+                .filter(|c| c.before_event <= index)
+                .count()
+    }
+
     /// The trace as text, in the canonical form.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -417,6 +434,62 @@ impl Trace {
             out.push('\n');
         }
         out
+    }
+}
+
+/// Whether two traces record the same exchange: the same control lines in the same order, each
+/// with the same direction and bytes, and the same test packets in the same order, each with the
+/// same time to the microsecond, addresses and payload. Where control lines and test lines
+/// stand relative to each other, comments, headers and trailing comments are ignored. `Err`
+/// describes the first difference, with line numbers in each trace.
+pub fn equivalent(a: &Trace, b: &Trace) -> Result<(), String> {
+    for (kind, test) in [("control", false), ("test", true)] {
+        let pick = |t: &'_ Trace| -> Vec<(usize, Event)> {
+            t.events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| matches!(e, Event::Test { .. }) == test)
+                .map(|(i, e)| (t.event_line(i), strip_comment(e)))
+                .collect()
+        };
+        let (xa, xb) = (pick(a), pick(b));
+        for (n, ((la, x), (lb, y))) in xa.iter().zip(&xb).enumerate() {
+            if x != y {
+                return Err(format!(
+                    "{kind} line {} differs: line {la} `{}` vs line {lb} `{}`",
+                    n + 1,
+                    short(x),
+                    short(y)
+                ));
+            }
+        }
+        if xa.len() != xb.len() {
+            return Err(format!(
+                "{} {kind} lines vs {} {kind} lines",
+                xa.len(),
+                xb.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn strip_comment(e: &Event) -> Event {
+    let mut e = e.clone();
+    match &mut e {
+        Event::Control { comment, .. } | Event::Test { comment, .. } => *comment = None,
+    }
+    e
+}
+
+/// An event's line, cut to a readable length.
+fn short(e: &Event) -> String {
+    let mut s = String::new();
+    write_event(&mut s, e);
+    let s = s.trim_end();
+    match s.char_indices().nth(100) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -507,8 +580,8 @@ mod tests {
 
     #[test]
     fn typed_headers() {
-        let a = Trace::parse(&std::fs::read_to_string(format!("{REF}/a_open.trace")).unwrap())
-            .unwrap();
+        let a =
+            Trace::parse(&std::fs::read_to_string(format!("{REF}/a_open.trace")).unwrap()).unwrap();
         assert_eq!(a.mode(), Some(Mode::Open));
         assert_eq!(a.identity(), None);
         assert_eq!(a.passphrase(), None);
@@ -594,5 +667,25 @@ mod tests {
             "# scenario: x\n# mode: open\nS>C ab01\nT 1.500000 [::1]:9000->127.0.0.1:9001 00  # note\n"
         );
         assert_eq!(Trace::parse(&text).unwrap(), t);
+    }
+
+    #[test]
+    fn equivalence_ignores_headers_and_placement_but_not_content() {
+        let a = Trace::parse("# mode: open\nS>C 00\nT 0.5 1.2.3.4:1->1.2.3.4:2 aa\nC>S 01  # c\n")
+            .unwrap();
+        let b = Trace::parse("S>C 00\nC>S 01\nT 0.500000 1.2.3.4:1->1.2.3.4:2 aa\n").unwrap();
+        equivalent(&a, &b).unwrap();
+        let c = Trace::parse("S>C 00\nC>S 02\nT 0.5 1.2.3.4:1->1.2.3.4:2 aa\n").unwrap();
+        let e = equivalent(&a, &c).unwrap_err();
+        assert!(
+            e.contains("control line 2 differs: line 4 `C>S 01` vs line 2"),
+            "{e}"
+        );
+        let d = Trace::parse("S>C 00\nC>S 01\nT 0.500001 1.2.3.4:1->1.2.3.4:2 aa\n").unwrap();
+        assert!(equivalent(&a, &d).unwrap_err().contains("test line 1"));
+        let f = Trace::parse("S>C 00\nC>S 01\n").unwrap();
+        assert!(equivalent(&a, &f)
+            .unwrap_err()
+            .contains("1 test lines vs 0"));
     }
 }
