@@ -7,4 +7,7 @@
 pub mod check;
 pub mod frame;
 pub mod import;
+pub mod replay;
+pub mod runner;
 pub mod trace;
+pub mod vectors;

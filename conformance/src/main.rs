@@ -23,11 +23,39 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         connection: usize,
     },
+    /// Run the built-in vectors, or one vector per trace and capture in the given directories.
+    /// Prints `PASS name` / `FAIL name: why` per vector and `N passed, M failed`; exits 1 if any
+    /// failed.
+    Run {
+        /// Directories to search (recursively) for *.trace, *.pcap and *.pcapng files.
+        dirs: Vec<PathBuf>,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { dirs, json } => {
+            let vectors = if dirs.is_empty() {
+                conformance::vectors::builtin()
+            } else {
+                conformance::runner::vectors_from_dirs(&dirs)
+            };
+            let report = conformance::runner::run(&vectors);
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.all_passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
         Command::Import {
             capture,
             connection,
