@@ -111,8 +111,11 @@ pub mod build {
         b
     }
 
-    /// Stop-Sessions with one description per (SID, next seqno, skip ranges).
-    pub fn stop_sessions(accept: u8, sessions: &[([u8; 16], u32, &[(u32, u32)])]) -> Vec<u8> {
+    /// One session description of a Stop-Sessions: SID, Next Seqno, skip ranges.
+    pub type SessionDescription<'a> = ([u8; 16], u32, &'a [(u32, u32)]);
+
+    /// Stop-Sessions with one description per session.
+    pub fn stop_sessions(accept: u8, sessions: &[SessionDescription<'_>]) -> Vec<u8> {
         let mut b = vec![3, accept, 0, 0];
         b.extend_from_slice(&(sessions.len() as u32).to_be_bytes());
         b.extend_from_slice(&[0; 8]);
