@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use crate::frame::{be16, be32, frame, Context, Framed, MsgKind};
+use owamp_core::wire::{Mode as WireMode, TestPacket};
+
 use crate::trace::{Direction, Event, Mode, Trace};
 
 /// A problem found in a trace, located as precisely as the trace allows.
@@ -122,7 +124,7 @@ struct Walker {
     /// Responses the server owes, in order.
     owed: VecDeque<MsgKind>,
     /// Parts the server must send next (after an accepting Fetch-Ack): kind and count.
-    forced: VecDeque<(MsgKind, u32)>,
+    forced: VecDeque<(MsgKind, (u32, u32))>,
     started: bool,
     server_stopped: bool,
     /// Request-Sessions awaiting Accept-Session: sender port, receiver port, packets,
@@ -197,11 +199,11 @@ impl Walker {
         }
     }
 
-    fn ctx(&self, count: u32) -> Context {
+    fn ctx(&self, counts: (u32, u32)) -> Context {
         Context {
             clear: self.clear,
             offered_modes: self.offered,
-            count,
+            counts,
         }
     }
 
@@ -212,7 +214,7 @@ impl Walker {
             return false;
         }
         if !self.setup_done {
-            let Some(m) = self.next(C, MsgKind::SetUpResponse, self.ctx(0)) else {
+            let Some(m) = self.next(C, MsgKind::SetUpResponse, self.ctx((0, 0))) else {
                 return false;
             };
             self.setup_done = true;
@@ -232,7 +234,7 @@ impl Walker {
             4 => MsgKind::FetchSession,
             _ => MsgKind::Command,
         };
-        let Some(m) = self.next(C, kind, self.ctx(0)) else {
+        let Some(m) = self.next(C, kind, self.ctx((0, 0))) else {
             return false;
         };
         match kind {
@@ -260,7 +262,7 @@ impl Walker {
         }
         match self.server_phase {
             0 => {
-                let Some(m) = self.next(S, MsgKind::ServerGreeting, self.ctx(0)) else {
+                let Some(m) = self.next(S, MsgKind::ServerGreeting, self.ctx((0, 0))) else {
                     return false;
                 };
                 self.offered = be32(&m, 12);
@@ -273,7 +275,7 @@ impl Walker {
                 if !self.setup_done {
                     return false;
                 }
-                let Some(m) = self.next(S, MsgKind::ServerStart, self.ctx(0)) else {
+                let Some(m) = self.next(S, MsgKind::ServerStart, self.ctx((0, 0))) else {
                     return false;
                 };
                 self.server_accept = m[15];
@@ -296,9 +298,9 @@ impl Walker {
                 let (kind, count) = if let Some(&f) = self.forced.front() {
                     f
                 } else if self.s.rest()[0] == 3 && self.started && !self.server_stopped {
-                    (MsgKind::StopSessions, 0)
+                    (MsgKind::StopSessions, (0, 0))
                 } else if let Some(&k) = self.owed.front() {
-                    (k, 0)
+                    (k, (0, 0))
                 } else {
                     // Either the request is not parsed yet, or there is none: decided at the
                     // end of the trace.
@@ -309,9 +311,7 @@ impl Walker {
                 };
                 match kind {
                     MsgKind::StopSessions => self.server_stopped = true,
-                    MsgKind::RequestSession | MsgKind::FetchSkipRanges | MsgKind::FetchRecords
-                        if !self.forced.is_empty() =>
-                    {
+                    MsgKind::RequestSession | MsgKind::FetchData if !self.forced.is_empty() => {
                         self.forced.pop_front();
                     }
                     MsgKind::AcceptSession => {
@@ -339,13 +339,11 @@ impl Walker {
                     MsgKind::FetchAck => {
                         self.owed.pop_front();
                         if m[0] == 0 {
-                            // RFC 4656 3.9: the stored Request-Session, the skip ranges, the
-                            // records, each with its HMAC.
-                            self.forced.push_back((MsgKind::RequestSession, 0));
-                            self.forced
-                                .push_back((MsgKind::FetchSkipRanges, be32(&m, 8).unwrap_or(0)));
-                            self.forced
-                                .push_back((MsgKind::FetchRecords, be32(&m, 12).unwrap_or(0)));
+                            // RFC 4656 3.8: the stored Request-Session, then the skip ranges
+                            // and the records, each with its HMAC.
+                            self.forced.push_back((MsgKind::RequestSession, (0, 0)));
+                            let counts = (be32(&m, 8).unwrap_or(0), be32(&m, 12).unwrap_or(0));
+                            self.forced.push_back((MsgKind::FetchData, counts));
                         }
                     }
                     _ => {}
@@ -396,10 +394,10 @@ impl Walker {
                         (true, 4) => MsgKind::FetchSession,
                         _ => MsgKind::Command,
                     },
-                    0,
+                    (0, 0),
                 ),
                 Direction::ServerToClient => match self.server_phase {
-                    0 => (MsgKind::ServerGreeting, 0),
+                    0 => (MsgKind::ServerGreeting, (0, 0)),
                     1 if !self.setup_done => {
                         let why = format!(
                             "{rest} octet(s) after the Server-Greeting, but the client sent no Set-Up-Response"
@@ -407,12 +405,12 @@ impl Walker {
                         self.fail(dir, MsgKind::ServerStart, 0, why);
                         continue;
                     }
-                    1 => (MsgKind::ServerStart, 0),
+                    1 => (MsgKind::ServerStart, (0, 0)),
                     _ => match self
                         .forced
                         .front()
                         .copied()
-                        .or(self.owed.front().map(|&k| (k, 0)))
+                        .or(self.owed.front().map(|&k| (k, (0, 0))))
                     {
                         Some(k) => k,
                         None => {
@@ -495,7 +493,6 @@ fn check_tests(
         }
         return;
     };
-    let secure = mode != Mode::Open;
     // In authenticated mode only the first block is encrypted; in encrypted mode the first two.
     let readable_from = match (w.clear, mode) {
         (true, _) | (false, Mode::Open) => 0,
@@ -518,7 +515,14 @@ fn check_tests(
                 why,
             });
         };
-        let min = crate::frame::min_test_packet(secure);
+        // Blocks that are ciphertext on the wire are zeroed so that the clear ones can be
+        // parsed: block 1 in authenticated mode, blocks 1 and 2 in encrypted mode.
+        let wmode = match mode {
+            Mode::Open => WireMode::Open,
+            Mode::Authenticated => WireMode::Authenticated,
+            Mode::Encrypted => WireMode::Encrypted,
+        };
+        let min = TestPacket::header_len(wmode);
         if payload.len() < min {
             fail(
                 report,
@@ -531,23 +535,13 @@ fn check_tests(
             );
             continue;
         }
-        if secure {
-            // Seq 4, MBZ 12 | Timestamp 8, Error Estimate 2, MBZ 6 | HMAC 16.
-            let mut ranges = vec![(26usize, 32usize)];
-            if readable_from == 0 {
-                ranges.push((4, 16));
-            }
-            for (from, to) in ranges {
-                if from < readable_from {
-                    continue;
-                }
-                if let Some(i) = payload[from..to].iter().position(|&b| b != 0) {
-                    fail(
-                        report,
-                        from + i,
-                        format!("MBZ must be zero, is {:#04x}", payload[from + i]),
-                    );
-                }
+        if readable_from < 32 {
+            let mut p = payload.clone();
+            p[..readable_from].fill(0);
+            if let Err(e) = TestPacket::parse(wmode, &p) {
+                let off = crate::frame::error_offset(MsgKind::Command, &e);
+                fail(report, off, e.to_string());
+                continue;
             }
         }
         if readable_from == 0 && know_sessions {
@@ -604,8 +598,7 @@ mod tests {
         assert_eq!(r.count(MsgKind::StopSessions), 2);
         assert_eq!(r.count(MsgKind::FetchSession), 1);
         assert_eq!(r.count(MsgKind::FetchAck), 1);
-        assert_eq!(r.count(MsgKind::FetchSkipRanges), 1);
-        assert_eq!(r.count(MsgKind::FetchRecords), 1);
+        assert_eq!(r.count(MsgKind::FetchData), 1);
         let total: usize = r.messages.iter().map(|m| m.len).sum();
         assert_eq!(total, 596 + 1024);
         assert_eq!(r.test_packets, 40);
@@ -619,7 +612,7 @@ mod tests {
             assert!(r.findings.is_empty(), "{name}: {:?}", r.findings);
             assert!(r.clear);
             assert_eq!(r.count(MsgKind::RequestSession), 3, "{name}");
-            assert_eq!(r.count(MsgKind::FetchRecords), 1, "{name}");
+            assert_eq!(r.count(MsgKind::FetchData), 1, "{name}");
             assert_eq!(r.matched_test_packets, 40, "{name}");
         }
     }
@@ -673,7 +666,7 @@ mod tests {
         assert_eq!(
             f.to_string(),
             format!(
-                "line {}: S>C message 2 (Server-Start), byte 3 (stream offset 67): MBZ must be zero, is 0x40",
+                "line {}: S>C message 2 (Server-Start), byte 3 (stream offset 67): Server-Start: non-zero MBZ octet at offset 3",
                 t.event_line(idx)
             )
         );

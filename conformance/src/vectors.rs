@@ -4,13 +4,22 @@
 //!
 //! To add vectors, write a function returning `Vec<Vector>` and add it to [`builtin`].
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::wire::{
+    AcceptCode, AcceptSession, DataRecord, FetchAck, FetchData, FetchSession, Mode, Modes,
+    RequestSession, ServerGreeting, ServerStart, SessionId, SessionStop, SetUpResponse, SkipRange,
+    Slot, SlotKind, StartAck, StartSessions, StopSessions, TestPacket, TypeP, WireError,
+};
+
 use crate::frame::{frame, Bad, Context, Framed, MsgKind};
 use crate::runner::Vector;
 
 /// Every built-in vector, in a stable order.
 pub fn builtin() -> Vec<Vector> {
     let mut v = Vec::new();
-    v.extend(framing_vectors());
+    v.extend(message_vectors());
     v.extend(negative_vectors());
     v.extend(crate::replay::vectors());
     v
@@ -18,12 +27,28 @@ pub fn builtin() -> Vec<Vector> {
 
 /// Message builders, field by field (RFC 4656 3.1-3.9).
 pub mod build {
+    /// The Challenge the builders use: c0 c1 ... cf.
+    pub const CHALLENGE: [u8; 16] = seq16(0xc0);
+    /// The Salt the builders use: 50 51 ... 5f.
+    pub const SALT: [u8; 16] = seq16(0x50);
+
+    /// 16 consecutive octet values from `first`.
+    pub const fn seq16(first: u8) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        let mut i = 0;
+        while i < 16 {
+            a[i] = first.wrapping_add(i as u8);
+            i += 1;
+        }
+        a
+    }
+
     /// Server-Greeting: Unused 12, Modes, Challenge 16, Salt 16, Count, MBZ 12.
     pub fn server_greeting(modes: u32, count: u32) -> Vec<u8> {
         let mut b = vec![0u8; 12];
         b.extend_from_slice(&modes.to_be_bytes());
-        b.extend((0..16).map(|i| 0xc0 + i as u8));
-        b.extend((0..16).map(|i| 0x50 + i as u8));
+        b.extend_from_slice(&CHALLENGE);
+        b.extend_from_slice(&SALT);
         b.extend_from_slice(&count.to_be_bytes());
         b.extend_from_slice(&[0; 12]);
         b
@@ -51,28 +76,33 @@ pub mod build {
         b
     }
 
-    /// Request-Session with `slots` (type, mean) and both HMACs zero.
-    #[allow(clippy::too_many_arguments)]
+    /// Request-Session with `slots` (type, mean), both HMACs zero, sender address 192.0.2.1
+    /// and receiver address 192.0.2.2 (or 2001:db8::1 and 2001:db8::2 when `ipvn` is 6).
     pub fn request_session(
         ipvn: u8,
         conf_sender: u8,
         conf_receiver: u8,
         packets: u32,
-        sender_port: u16,
-        receiver_port: u16,
+        ports: (u16, u16),
         slots: &[(u8, u64)],
     ) -> Vec<u8> {
+        let (sender_port, receiver_port) = ports;
         let mut b = vec![1, ipvn, conf_sender, conf_receiver];
         b.extend_from_slice(&(slots.len() as u32).to_be_bytes());
         b.extend_from_slice(&packets.to_be_bytes());
         b.extend_from_slice(&sender_port.to_be_bytes());
         b.extend_from_slice(&receiver_port.to_be_bytes());
-        let mut a = [0u8; 16];
-        a[..4].copy_from_slice(&[192, 0, 2, 1]);
-        b.extend_from_slice(&a);
-        a[3] = 2;
-        b.extend_from_slice(&a);
-        b.extend_from_slice(&[0; 16]); // SID
+        for last in [1u8, 2] {
+            let mut a = [0u8; 16];
+            if ipvn == 6 {
+                a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+                a[15] = last;
+            } else {
+                a[..4].copy_from_slice(&[192, 0, 2, last]);
+            }
+            b.extend_from_slice(&a);
+        }
+        b.extend_from_slice(&super::SID); // SID
         b.extend_from_slice(&0u32.to_be_bytes()); // padding length
         b.extend_from_slice(&0xeeb2_5d6f_ea72_8631u64.to_be_bytes()); // start time
         b.extend_from_slice(&0x0000_0002_0005_2d67u64.to_be_bytes()); // timeout
@@ -156,474 +186,790 @@ pub mod build {
     }
 }
 
-const SID: [u8; 16] = [
+/// The SID the builders use.
+pub const SID: [u8; 16] = [
     0xc0, 0, 2, 2, 0xee, 0xb2, 0x5d, 0x6e, 0xf6, 0x42, 0x17, 0xd2, 0xe7, 0xf3, 0xe7, 0x51,
 ];
 
-fn ctx(clear: bool, offered: Option<u32>, count: u32) -> Context {
+/// A raw HMAC field value for the A and E mode vectors (the wire layer carries it as is).
+const HMAC: [u8; 16] = build::seq16(0xa0);
+
+fn ctx(clear: bool, offered: Option<u32>) -> Context {
     Context {
         clear,
         offered_modes: offered,
-        count,
+        counts: (0, 0),
     }
 }
 
 /// A vector: `bytes` framed as `kind` must give `want`.
-fn expect(name: &str, kind: MsgKind, bytes: Vec<u8>, c: Context, want: Framed) -> Vector {
+fn expect_frame(name: String, kind: MsgKind, bytes: Vec<u8>, c: Context, want: Framed) -> Vector {
     Vector::new(name, move || {
         let got = frame(kind, &bytes, &c);
         if got == want {
             Ok(())
         } else {
-            Err(format!("{kind}: got {got:?}, want {want:?}"))
+            Err(format!("{kind}: framed as {got:?}, want {want:?}"))
         }
     })
 }
 
-fn bad(offset: usize, why: &str) -> Framed {
-    Framed::Bad(Bad {
-        offset,
-        why: why.into(),
+/// A vector: `bytes` must frame as one whole `kind` message and parse to `want`.
+fn expect_parse<T>(
+    name: String,
+    kind: MsgKind,
+    bytes: Vec<u8>,
+    c: Context,
+    parse: fn(&[u8]) -> Result<T, WireError>,
+    want: T,
+) -> Vector
+where
+    T: PartialEq + std::fmt::Debug + Send + Sync + 'static,
+{
+    Vector::new(name, move || {
+        match frame(kind, &bytes, &c) {
+            Framed::Ok(n) if n == bytes.len() => {}
+            other => {
+                return Err(format!(
+                    "{kind}: framed as {other:?}, want Ok({})",
+                    bytes.len()
+                ))
+            }
+        }
+        let got = parse(&bytes).map_err(|e| format!("{kind}: {e}"))?;
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{kind}: parsed as {got:?}, want {want:?}"))
+        }
     })
 }
 
-/// One well-formed message of each type, in each mode where its checks differ.
-fn framing_vectors() -> Vec<Vector> {
+/// A vector: parsing `bytes` must fail with exactly `want`.
+fn expect_error<T: std::fmt::Debug>(
+    name: String,
+    bytes: Vec<u8>,
+    parse: impl Fn(&[u8]) -> Result<T, WireError> + Send + Sync + 'static,
+    want: WireError,
+) -> Vector {
+    Vector::new(name, move || match parse(&bytes) {
+        Err(e) if e == want => Ok(()),
+        Err(e) => Err(format!("failed with `{e}`, want `{want}`")),
+        Ok(v) => Err(format!("parsed as {v:?}, want `{want}`")),
+    })
+}
+
+fn wire_mode(word: u32) -> Mode {
+    match word {
+        1 => Mode::Open,
+        2 => Mode::Authenticated,
+        _ => Mode::Encrypted,
+    }
+}
+
+/// One well-formed message of each type, in each mode, with its expected fields.
+fn message_vectors() -> Vec<Vector> {
     use build::*;
     let mut v = Vec::new();
-    for (mode, name) in [(1u32, "open"), (2, "authenticated"), (4, "encrypted")] {
-        let clear = mode == 1;
-        v.push(expect(
-            &format!("frame/server-greeting/{name}"),
+    for (word, name) in [(1u32, "open"), (2, "authenticated"), (4, "encrypted")] {
+        let clear = word == 1;
+        let mode = wire_mode(word);
+        let hmac = if clear { [0; 16] } else { HMAC };
+        let offered = Modes::from_raw(7);
+        v.push(expect_parse(
+            format!("message/server-greeting/{name}"),
             MsgKind::ServerGreeting,
-            server_greeting(mode, 2048),
-            ctx(clear, None, 0),
-            Framed::Ok(64),
+            server_greeting(word | 1, 2048),
+            ctx(clear, None),
+            ServerGreeting::parse,
+            ServerGreeting {
+                modes: Modes::from_raw(word | 1),
+                challenge: CHALLENGE,
+                salt: SALT,
+                count: 2048,
+            },
         ));
-        v.push(expect(
-            &format!("frame/set-up-response/{name}"),
+        let key_id = if clear { "" } else { "alice" };
+        let mut kid = [0u8; 80];
+        kid[..key_id.len()].copy_from_slice(key_id.as_bytes());
+        let fill = if clear { 0 } else { 0x7b };
+        v.push(expect_parse(
+            format!("message/set-up-response/{name}"),
             MsgKind::SetUpResponse,
-            set_up_response(mode, if clear { "" } else { "alice" }),
-            ctx(clear, Some(7), 0),
-            Framed::Ok(164),
+            set_up_response(word, key_id),
+            ctx(clear, Some(offered.raw())),
+            SetUpResponse::parse,
+            SetUpResponse {
+                mode,
+                key_id: kid,
+                token: [fill; 64],
+                client_iv: [fill; 16],
+            },
         ));
-        // In A and E modes the last block (Start-Time, MBZ) is ciphertext: any octets pass.
-        let mut ss = server_start(0, [0x11; 16], 0xeeb2_5d4e_dfcb_5fe5);
+        // In A and E modes the last block (Start-Time, MBZ) is ciphertext: the framing checks
+        // the clear part only; the expected fields are those of the decrypted message.
+        let iv = if clear { [0; 16] } else { seq16(0x11) };
+        let start = 0xeeb2_5d4e_dfcb_5fe5;
+        let plain = server_start(0, iv, start);
+        let mut on_wire = plain.clone();
         if !clear {
-            ss[40..48].copy_from_slice(&[0xa5; 8]);
+            on_wire[32..48].copy_from_slice(&seq16(0xe0));
+            v.push(expect_frame(
+                format!("frame/server-start/{name}-ciphertext-tail"),
+                MsgKind::ServerStart,
+                on_wire,
+                ctx(false, Some(7)),
+                Framed::Ok(48),
+            ));
         }
-        v.push(expect(
-            &format!("frame/server-start/{name}"),
+        v.push(expect_parse(
+            format!("message/server-start/{name}"),
             MsgKind::ServerStart,
-            ss,
-            ctx(clear, Some(7), 0),
-            Framed::Ok(48),
+            plain,
+            ctx(true, Some(7)),
+            ServerStart::parse,
+            ServerStart {
+                accept: AcceptCode::Ok,
+                server_iv: iv,
+                start_time: OwampTime::from_raw(start),
+            },
+        ));
+        let mut rs = request_session(4, 0, 1, 20, (8864, 0), &[(0, 0x0ccc_cccc)]);
+        rs[96..112].copy_from_slice(&hmac);
+        rs[128..144].copy_from_slice(&hmac);
+        v.push(expect_parse(
+            format!("message/request-session/{name}"),
+            MsgKind::RequestSession,
+            rs,
+            ctx(true, None),
+            RequestSession::parse,
+            RequestSession {
+                conf_sender: false,
+                conf_receiver: true,
+                num_packets: 20,
+                sender_port: 8864,
+                receiver_port: 0,
+                sender_address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                receiver_address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+                sid: SessionId(SID),
+                padding_length: 0,
+                start_time: OwampTime::from_raw(0xeeb2_5d6f_ea72_8631),
+                timeout: 0x0000_0002_0005_2d67,
+                type_p: TypeP(0),
+                hmac,
+                slots: vec![Slot {
+                    kind: SlotKind::Exponential,
+                    mean: 0x0ccc_cccc,
+                }],
+                slots_hmac: hmac,
+            },
+        ));
+        let mut a = accept_session(0, 8811, SID);
+        a[32..48].copy_from_slice(&hmac);
+        v.push(expect_parse(
+            format!("message/accept-session/{name}"),
+            MsgKind::AcceptSession,
+            a,
+            ctx(true, None),
+            AcceptSession::parse,
+            AcceptSession {
+                accept: AcceptCode::Ok,
+                port: 8811,
+                sid: SessionId(SID),
+                hmac,
+            },
+        ));
+        let mut m = start_sessions();
+        m[16..].copy_from_slice(&hmac);
+        v.push(expect_parse(
+            format!("message/start-sessions/{name}"),
+            MsgKind::StartSessions,
+            m,
+            ctx(true, None),
+            StartSessions::parse,
+            StartSessions { hmac },
+        ));
+        let mut m = start_ack(0);
+        m[16..].copy_from_slice(&hmac);
+        v.push(expect_parse(
+            format!("message/start-ack/{name}"),
+            MsgKind::StartAck,
+            m,
+            ctx(true, None),
+            StartAck::parse,
+            StartAck {
+                accept: AcceptCode::Ok,
+                hmac,
+            },
+        ));
+        let mut m = stop_sessions(0, &[(SID, 20, &[(3, 5)])]);
+        let n = m.len();
+        m[n - 16..].copy_from_slice(&hmac);
+        v.push(expect_parse(
+            format!("message/stop-sessions/{name}"),
+            MsgKind::StopSessions,
+            m,
+            ctx(true, None),
+            StopSessions::parse,
+            StopSessions {
+                accept: AcceptCode::Ok,
+                sessions: vec![SessionStop {
+                    sid: SessionId(SID),
+                    next_seqno: 20,
+                    skip_ranges: vec![SkipRange { first: 3, last: 5 }],
+                }],
+                hmac,
+            },
+        ));
+        let mut m = fetch_session(0, 0xffff_ffff, SID);
+        m[32..].copy_from_slice(&hmac);
+        v.push(expect_parse(
+            format!("message/fetch-session/{name}"),
+            MsgKind::FetchSession,
+            m,
+            ctx(true, None),
+            FetchSession::parse,
+            FetchSession {
+                begin_seq: 0,
+                end_seq: 0xffff_ffff,
+                sid: SessionId(SID),
+                hmac,
+            },
+        ));
+        let mut m = fetch_ack(0, 1, 20, 1, 2);
+        m[16..].copy_from_slice(&hmac);
+        v.push(expect_parse(
+            format!("message/fetch-ack/{name}"),
+            MsgKind::FetchAck,
+            m,
+            ctx(true, None),
+            FetchAck::parse,
+            FetchAck {
+                accept: AcceptCode::Ok,
+                finished: true,
+                next_seqno: 20,
+                num_skip_ranges: 1,
+                num_records: 2,
+                hmac,
+            },
+        ));
+        // Fetch data for that Fetch-Ack: one skip range padded, HMAC, two records padded, HMAC.
+        let mut d = Vec::new();
+        d.extend_from_slice(&7u32.to_be_bytes());
+        d.extend_from_slice(&9u32.to_be_bytes());
+        d.extend_from_slice(&[0; 8]);
+        d.extend_from_slice(&hmac);
+        let recs = [
+            (
+                0u32,
+                0xeeb2_5d6f_ed38_151au64,
+                0xeeb2_5d6f_ed39_0000u64,
+                255u8,
+            ),
+            (1, 0xeeb2_5d6f_f715_1e75, 0, 64),
+        ];
+        for (seq, sent, recv, ttl) in recs {
+            // RFC 4656 3.8: Seq, Send Error Estimate, Receive Error Estimate, Send
+            // Timestamp, Receive Timestamp, TTL.
+            d.extend_from_slice(&seq.to_be_bytes());
+            d.extend_from_slice(&1u16.to_be_bytes());
+            d.extend_from_slice(&1u16.to_be_bytes());
+            d.extend_from_slice(&sent.to_be_bytes());
+            d.extend_from_slice(&recv.to_be_bytes());
+            d.push(ttl);
+        }
+        d.extend_from_slice(&[0; 14]);
+        d.extend_from_slice(&hmac);
+        let want = FetchData {
+            skip_ranges: vec![SkipRange { first: 7, last: 9 }],
+            skip_ranges_hmac: hmac,
+            records: recs
+                .iter()
+                .map(|&(seq, sent, recv, ttl)| DataRecord {
+                    seq,
+                    send_time: OwampTime::from_raw(sent),
+                    send_error: ErrorEstimate::from_raw(1),
+                    recv_time: OwampTime::from_raw(recv),
+                    recv_error: ErrorEstimate::from_raw(1),
+                    ttl,
+                })
+                .collect(),
+            records_hmac: hmac,
+        };
+        let dc = d.clone();
+        v.push(Vector::new(
+            format!("message/fetch-data/{name}"),
+            move || {
+                let c = Context {
+                    clear: true,
+                    offered_modes: None,
+                    counts: (1, 2),
+                };
+                match frame(MsgKind::FetchData, &dc, &c) {
+                    Framed::Ok(112) => {}
+                    other => return Err(format!("framed as {other:?}, want Ok(112)")),
+                }
+                let got = FetchData::parse(&dc, 1, 2).map_err(|e| e.to_string())?;
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("parsed as {got:?}, want {want:?}"))
+                }
+            },
+        ));
+        // Test packets (RFC 4656 4.1.2), decrypted: open 14 octets + padding; A and E 48.
+        let mut p = 5u32.to_be_bytes().to_vec();
+        if !clear {
+            p.extend_from_slice(&[0; 12]);
+        }
+        p.extend_from_slice(&0xeeb2_5d6f_ed38_151au64.to_be_bytes());
+        p.extend_from_slice(&0x0001u16.to_be_bytes());
+        if !clear {
+            p.extend_from_slice(&[0; 6]);
+            p.extend_from_slice(&HMAC);
+        }
+        p.extend_from_slice(&[0xee; 3]); // padding
+        let want = TestPacket {
+            seq: 5,
+            timestamp: OwampTime::from_raw(0xeeb2_5d6f_ed38_151a),
+            error_estimate: ErrorEstimate::from_raw(1),
+            hmac,
+        };
+        v.push(Vector::new(
+            format!("message/test-packet/{name}"),
+            move || {
+                let (got, pad) = TestPacket::parse(mode, &p).map_err(|e| e.to_string())?;
+                if got != want || pad != [0xee; 3] {
+                    return Err(format!(
+                        "parsed as {got:?} + {pad:02x?}, want {want:?} + [ee; 3]"
+                    ));
+                }
+                Ok(())
+            },
         ));
     }
-    v.push(expect(
-        "frame/server-start/open-with-encrypted-looking-tail",
-        MsgKind::ServerStart,
-        {
-            let mut ss = server_start(0, [0; 16], 1);
-            ss[44] = 0xa5;
-            ss
-        },
-        ctx(true, Some(7), 0),
-        bad(44, "MBZ must be zero, is 0xa5"),
-    ));
-    v.push(expect(
-        "frame/request-session/to-one-slot",
+    // Variants that change the length or the address family.
+    v.push(expect_parse(
+        "message/request-session/from-three-slots-ipv6".into(),
         MsgKind::RequestSession,
-        request_session(4, 0, 1, 20, 8864, 0, &[(0, 0x0ccc_cccc)]),
-        ctx(true, None, 0),
-        Framed::Ok(144),
-    ));
-    v.push(expect(
-        "frame/request-session/from-three-slots-ipv6",
-        MsgKind::RequestSession,
-        request_session(6, 1, 0, 100, 0, 9472, &[(0, 1 << 32), (1, 1 << 31), (0, 1)]),
-        ctx(true, None, 0),
-        Framed::Ok(112 + 48 + 16),
-    ));
-    v.push(expect(
-        "frame/accept-session",
-        MsgKind::AcceptSession,
-        accept_session(0, 8811, SID),
-        ctx(true, None, 0),
-        Framed::Ok(48),
-    ));
-    v.push(expect(
-        "frame/start-sessions",
-        MsgKind::StartSessions,
-        start_sessions(),
-        ctx(true, None, 0),
-        Framed::Ok(32),
-    ));
-    v.push(expect(
-        "frame/start-ack",
-        MsgKind::StartAck,
-        start_ack(0),
-        ctx(true, None, 0),
-        Framed::Ok(32),
+        request_session(
+            6,
+            1,
+            0,
+            100,
+            (0, 9472),
+            &[(0, 1 << 32), (1, 1 << 31), (0, 1)],
+        ),
+        ctx(true, None),
+        |b| RequestSession::parse(b).map(|r| (r.sender_address, r.receiver_port, r.slots)),
+        (
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            9472,
+            vec![
+                Slot {
+                    kind: SlotKind::Exponential,
+                    mean: 1 << 32,
+                },
+                Slot {
+                    kind: SlotKind::Fixed,
+                    mean: 1 << 31,
+                },
+                Slot {
+                    kind: SlotKind::Exponential,
+                    mean: 1,
+                },
+            ],
+        ),
     ));
     for (name, sessions, len) in [
         ("no-sessions", vec![], 32),
         ("one-session", vec![(SID, 20u32, &[][..])], 64),
-        ("one-skip-range", vec![(SID, 20, &[(3u32, 5u32)][..])], 64),
         (
             "two-sessions-three-skip-ranges",
             vec![(SID, 20, &[(3, 5), (7, 7), (9, 12)][..]), (SID, 0, &[][..])],
             16 + 48 + 32 + 16,
         ),
     ] {
-        v.push(expect(
-            &format!("frame/stop-sessions/{name}"),
+        v.push(expect_frame(
+            format!("frame/stop-sessions/{name}"),
             MsgKind::StopSessions,
-            stop_sessions(0, &sessions),
-            ctx(true, None, 0),
+            build::stop_sessions(0, &sessions),
+            ctx(true, None),
             Framed::Ok(len),
         ));
     }
-    v.push(expect(
-        "frame/fetch-session",
-        MsgKind::FetchSession,
-        fetch_session(0, 0xffff_ffff, SID),
-        ctx(true, None, 0),
-        Framed::Ok(48),
-    ));
-    v.push(expect(
-        "frame/fetch-ack",
-        MsgKind::FetchAck,
-        fetch_ack(0, 1, 20, 0, 20),
-        ctx(true, None, 0),
-        Framed::Ok(32),
-    ));
-    v.push(expect(
-        "frame/fetch-records/20",
-        MsgKind::FetchRecords,
-        vec![0; 512 + 16],
-        ctx(true, None, 20),
-        Framed::Ok(528),
-    ));
-    v.push(expect(
-        "frame/fetch-skip-ranges/3",
-        MsgKind::FetchSkipRanges,
-        vec![0; 32 + 16],
-        ctx(true, None, 3),
-        Framed::Ok(48),
-    ));
     v
+}
+
+fn with(mut m: Vec<u8>, at: usize, val: u8) -> Vec<u8> {
+    m[at] = val;
+    m
 }
 
 /// Broken messages and the exact error each must produce.
 fn negative_vectors() -> Vec<Vector> {
     use build::*;
     let mut v = Vec::new();
-    // Truncated: every fixed-size message one octet short asks for the full size.
-    for (name, kind, msg) in [
-        (
-            "server-greeting",
-            MsgKind::ServerGreeting,
-            server_greeting(7, 2048),
-        ),
-        (
-            "set-up-response",
-            MsgKind::SetUpResponse,
-            set_up_response(1, ""),
-        ),
-        (
-            "server-start",
-            MsgKind::ServerStart,
-            server_start(0, [0; 16], 1),
-        ),
-        (
-            "request-session",
-            MsgKind::RequestSession,
-            request_session(4, 0, 1, 20, 1, 0, &[(0, 1)]),
-        ),
-        (
-            "accept-session",
-            MsgKind::AcceptSession,
-            accept_session(0, 1, SID),
-        ),
-        ("start-sessions", MsgKind::StartSessions, start_sessions()),
-        ("start-ack", MsgKind::StartAck, start_ack(0)),
-        (
-            "stop-sessions",
-            MsgKind::StopSessions,
-            stop_sessions(0, &[(SID, 1, &[(0, 0)][..])]),
-        ),
-        (
-            "fetch-session",
-            MsgKind::FetchSession,
-            fetch_session(0, 1, SID),
-        ),
-        ("fetch-ack", MsgKind::FetchAck, fetch_ack(0, 1, 0, 0, 0)),
-    ] {
-        let full = msg.len();
-        let mut short = msg;
-        short.pop();
-        v.push(expect(
-            &format!("negative/truncated/{name}"),
-            kind,
-            short,
-            ctx(true, Some(7), 0),
-            Framed::NeedMore(full),
-        ));
+    let rs = || request_session(4, 0, 1, 20, (1, 0), &[(0, 1)]);
+    // Truncated: one octet short.
+    macro_rules! truncated {
+        ($name:literal, $t:ty, $msg:expr, $label:literal) => {{
+            let mut m: Vec<u8> = $msg;
+            let need = m.len();
+            m.pop();
+            v.push(expect_error(
+                format!("negative/truncated/{}", $name),
+                m,
+                <$t>::parse,
+                WireError::Truncated {
+                    message: $label,
+                    needed: need,
+                    got: need - 1,
+                },
+            ));
+        }};
     }
-    let with = |mut m: Vec<u8>, at: usize, val: u8| {
-        m[at] = val;
-        m
-    };
-    let mbz = "MBZ must be zero, is 0x01";
-    for (name, kind, msg, at, why) in [
-        (
-            "server-greeting",
-            MsgKind::ServerGreeting,
-            server_greeting(1, 0),
-            60,
-            mbz,
-        ),
-        (
-            "server-start",
-            MsgKind::ServerStart,
-            server_start(0, [0; 16], 0),
-            7,
-            mbz,
-        ),
-        (
-            "request-session",
-            MsgKind::RequestSession,
-            request_session(4, 0, 1, 20, 1, 0, &[(0, 1)]),
-            90,
-            mbz,
-        ),
-        (
-            "request-session-ipvn-high-bits",
-            MsgKind::RequestSession,
-            request_session(0x14, 0, 1, 20, 1, 0, &[(0, 1)]),
-            1,
-            "MBZ bits above IPVN must be zero, octet is 0x14",
-        ),
-        (
-            "request-session-slot",
-            MsgKind::RequestSession,
-            request_session(4, 0, 1, 20, 1, 0, &[(0, 1), (1, 1)]),
-            112 + 16 + 3,
-            "slot 2 MBZ must be zero, is 0x01",
-        ),
-        (
-            "accept-session",
-            MsgKind::AcceptSession,
-            accept_session(0, 1, SID),
-            25,
-            mbz,
-        ),
-        (
-            "start-sessions",
-            MsgKind::StartSessions,
-            start_sessions(),
-            15,
-            mbz,
-        ),
-        ("start-ack", MsgKind::StartAck, start_ack(0), 1, mbz),
-        (
-            "stop-sessions",
-            MsgKind::StopSessions,
-            stop_sessions(0, &[]),
-            12,
-            mbz,
-        ),
-        (
-            "stop-sessions-padding",
-            MsgKind::StopSessions,
-            stop_sessions(0, &[(SID, 1, &[][..])]),
-            16 + 24,
-            "padding must be zero, is 0x01",
-        ),
-        (
-            "fetch-session",
-            MsgKind::FetchSession,
-            fetch_session(0, 1, SID),
-            5,
-            mbz,
-        ),
-        (
-            "fetch-ack",
-            MsgKind::FetchAck,
-            fetch_ack(0, 0, 0, 0, 0),
-            3,
-            mbz,
-        ),
-    ] {
-        let mut m = msg;
-        if m[at] == 0 {
-            m[at] = 1;
-        }
-        v.push(expect(
-            &format!("negative/mbz/{name}"),
-            kind,
-            m,
-            ctx(true, Some(7), 0),
-            bad(at, why),
-        ));
+    truncated!(
+        "server-greeting",
+        ServerGreeting,
+        server_greeting(7, 2048),
+        "Server-Greeting"
+    );
+    truncated!(
+        "set-up-response",
+        SetUpResponse,
+        set_up_response(1, ""),
+        "Set-Up-Response"
+    );
+    truncated!(
+        "server-start",
+        ServerStart,
+        server_start(0, [0; 16], 1),
+        "Server-Start"
+    );
+    truncated!("request-session", RequestSession, rs(), "Request-Session");
+    truncated!(
+        "accept-session",
+        AcceptSession,
+        accept_session(0, 1, SID),
+        "Accept-Session"
+    );
+    truncated!(
+        "start-sessions",
+        StartSessions,
+        start_sessions(),
+        "Start-Sessions"
+    );
+    truncated!("start-ack", StartAck, start_ack(0), "Start-Ack");
+    truncated!(
+        "fetch-session",
+        FetchSession,
+        fetch_session(0, 1, SID),
+        "Fetch-Session"
+    );
+    truncated!("fetch-ack", FetchAck, fetch_ack(0, 1, 0, 0, 0), "Fetch-Ack");
+    // Framing asks for the whole message when a prefix is given.
+    v.push(expect_frame(
+        "negative/truncated/stop-sessions-framing".into(),
+        MsgKind::StopSessions,
+        stop_sessions(0, &[(SID, 1, &[(0, 0)][..])])[..40].to_vec(),
+        ctx(true, None),
+        Framed::NeedMore(64),
+    ));
+    v.push(expect_frame(
+        "negative/truncated/request-session-framing".into(),
+        MsgKind::RequestSession,
+        rs()[..120].to_vec(),
+        ctx(true, None),
+        Framed::NeedMore(144),
+    ));
+    v.push(expect_error(
+        "negative/truncated/test-packet-authenticated".into(),
+        vec![0; 47],
+        |b| TestPacket::parse(Mode::Authenticated, b).map(|(p, _)| p),
+        WireError::Truncated {
+            message: "test packet",
+            needed: 48,
+            got: 47,
+        },
+    ));
+    v.push(expect_error(
+        "negative/truncated/test-packet-open".into(),
+        vec![0; 13],
+        |b| TestPacket::parse(Mode::Open, b).map(|(p, _)| p),
+        WireError::Truncated {
+            message: "test packet",
+            needed: 14,
+            got: 13,
+        },
+    ));
+    // MBZ octets.
+    macro_rules! mbz {
+        ($name:literal, $t:ty, $msg:expr, $at:expr, $label:literal) => {{
+            v.push(expect_error(
+                format!("negative/mbz/{}", $name),
+                with($msg, $at, 1),
+                <$t>::parse,
+                WireError::Mbz {
+                    message: $label,
+                    offset: $at,
+                },
+            ));
+        }};
     }
+    mbz!(
+        "server-greeting",
+        ServerGreeting,
+        server_greeting(1, 0),
+        60,
+        "Server-Greeting"
+    );
+    mbz!(
+        "server-start",
+        ServerStart,
+        server_start(0, [0; 16], 0),
+        7,
+        "Server-Start"
+    );
+    mbz!(
+        "server-start-tail",
+        ServerStart,
+        server_start(0, [0; 16], 0),
+        44,
+        "Server-Start"
+    );
+    mbz!(
+        "request-session",
+        RequestSession,
+        rs(),
+        90,
+        "Request-Session"
+    );
+    mbz!(
+        "request-session-ipv4-address",
+        RequestSession,
+        rs(),
+        20,
+        "Request-Session"
+    );
+    mbz!(
+        "accept-session",
+        AcceptSession,
+        accept_session(0, 1, SID),
+        25,
+        "Accept-Session"
+    );
+    mbz!(
+        "start-sessions",
+        StartSessions,
+        start_sessions(),
+        15,
+        "Start-Sessions"
+    );
+    mbz!("start-ack", StartAck, start_ack(0), 1, "Start-Ack");
+    mbz!(
+        "stop-sessions",
+        StopSessions,
+        stop_sessions(0, &[]),
+        12,
+        "Stop-Sessions"
+    );
+    mbz!(
+        "stop-sessions-padding",
+        StopSessions,
+        stop_sessions(0, &[(SID, 1, &[][..])]),
+        16 + 24,
+        "Stop-Sessions"
+    );
+    mbz!(
+        "fetch-session",
+        FetchSession,
+        fetch_session(0, 1, SID),
+        5,
+        "Fetch-Session"
+    );
+    mbz!(
+        "fetch-ack",
+        FetchAck,
+        fetch_ack(0, 0, 0, 0, 0),
+        3,
+        "Fetch-Ack"
+    );
+    v.push(expect_error(
+        "negative/mbz/test-packet-authenticated".into(),
+        with(vec![0; 48], 30, 1),
+        |b| TestPacket::parse(Mode::Authenticated, b).map(|(p, _)| p),
+        WireError::Mbz {
+            message: "test packet",
+            offset: 30,
+        },
+    ));
     // Modes.
-    v.push(expect(
-        "negative/mode/greeting-unknown-bit",
-        MsgKind::ServerGreeting,
-        server_greeting(0x17, 2048),
-        ctx(true, None, 0),
-        bad(12, "Modes 0x00000017 has bits other than 1, 2 and 4"),
-    ));
-    v.push(expect(
-        "negative/mode/greeting-count-below-1024",
-        MsgKind::ServerGreeting,
-        server_greeting(7, 512),
-        ctx(true, None, 0),
-        bad(48, "Count 512 is below 1024 (RFC 4656 3.1)"),
-    ));
-    for (word, why) in [
-        (0u32, "Mode 0x00000000 is not exactly one of 1, 2, 4"),
-        (3, "Mode 0x00000003 is not exactly one of 1, 2, 4"),
-        (8, "Mode 0x00000008 is not exactly one of 1, 2, 4"),
-    ] {
-        v.push(expect(
-            &format!("negative/mode/set-up-response-{word}"),
-            MsgKind::SetUpResponse,
+    for word in [0u32, 3, 8] {
+        v.push(expect_error(
+            format!("negative/mode/set-up-response-{word}"),
             set_up_response(word, ""),
-            ctx(true, Some(7), 0),
-            bad(0, why),
+            SetUpResponse::parse,
+            WireError::Invalid {
+                message: "Set-Up-Response",
+                field: "mode",
+                offset: 0,
+                value: u64::from(word),
+            },
         ));
     }
-    v.push(expect(
-        "negative/mode/set-up-response-not-offered",
+    v.push(expect_frame(
+        "negative/mode/set-up-response-not-offered".into(),
         MsgKind::SetUpResponse,
         set_up_response(4, "alice"),
-        ctx(false, Some(3), 0),
-        bad(0, "Mode 4 was not offered (Server-Greeting Modes 0x3)"),
+        ctx(false, Some(3)),
+        Framed::Bad(Bad {
+            offset: 0,
+            why: "Set-Up-Response: mode 4 was not offered (Server-Greeting Modes 0x3)".into(),
+        }),
     ));
-    // Oversize and zero counts.
-    let rs = request_session(4, 0, 1, 20, 1, 0, &[(0, 1)]);
-    for (name, count, why) in [
-        (
-            "request-session-slots",
-            0xffff_ffffu32,
-            "Number of Schedule Slots 4294967295 exceeds 65536",
-        ),
-        (
-            "request-session-no-slots",
-            0,
-            "Number of Schedule Slots is 0",
-        ),
-    ] {
-        let mut m = rs.clone();
-        m[4..8].copy_from_slice(&count.to_be_bytes());
-        v.push(expect(
-            &format!("negative/count/{name}"),
-            MsgKind::RequestSession,
-            m,
-            ctx(true, None, 0),
-            bad(4, why),
-        ));
-    }
+    // Oversize counts: reported from the header, before the octets they announce arrive.
+    let mut m = rs();
+    m[4..8].copy_from_slice(&0xffff_ffffu32.to_be_bytes());
+    v.push(expect_frame(
+        "negative/count/request-session-slots".into(),
+        MsgKind::RequestSession,
+        m[..16].to_vec(),
+        ctx(true, None),
+        Framed::Bad(Bad {
+            offset: 4,
+            why: "Request-Session: number of schedule slots 4294967295 exceeds the limit of 65536"
+                .into(),
+        }),
+    ));
     let mut m = stop_sessions(0, &[]);
     m[4..8].copy_from_slice(&0x0100_0000u32.to_be_bytes());
-    v.push(expect(
-        "negative/count/stop-sessions-sessions",
+    v.push(expect_frame(
+        "negative/count/stop-sessions-sessions".into(),
         MsgKind::StopSessions,
-        m,
-        ctx(true, None, 0),
-        bad(4, "Number of Sessions 16777216 exceeds 65536"),
+        m[..16].to_vec(),
+        ctx(true, None),
+        Framed::Bad(Bad {
+            offset: 4,
+            why: "Stop-Sessions: number of sessions 16777216 exceeds the limit of 4096".into(),
+        }),
     ));
     let mut m = stop_sessions(0, &[(SID, 1, &[][..])]);
     m[36..40].copy_from_slice(&0xffff_ffffu32.to_be_bytes());
-    v.push(expect(
-        "negative/count/stop-sessions-skip-ranges",
-        MsgKind::StopSessions,
-        m,
-        ctx(true, None, 0),
-        bad(36, "Number of Skip Ranges 4294967295 exceeds 1048576"),
+    v.push(expect_error(
+        "negative/count/stop-sessions-skip-ranges".into(),
+        m[..48].to_vec(),
+        owamp_core::wire::framing::stop_sessions,
+        WireError::TooMany {
+            message: "Stop-Sessions",
+            field: "number of skip ranges",
+            count: 0xffff_ffff,
+            max: 1 << 20,
+        },
     ));
-    v.push(expect(
-        "negative/count/fetch-ack-records",
-        MsgKind::FetchAck,
-        fetch_ack(0, 1, 0, 0, 0xffff_ffff),
-        ctx(true, None, 0),
-        bad(12, "Number of Records 4294967295 exceeds 67108864"),
+    v.push(expect_error(
+        "negative/count/fetch-data-skip-ranges".into(),
+        Vec::new(),
+        |_| FetchData::wire_len(0xffff_ffff, 0),
+        WireError::TooMany {
+            message: "skip ranges",
+            field: "number of skip ranges",
+            count: 0xffff_ffff,
+            max: 1 << 20,
+        },
     ));
     // Accept codes (RFC 4656 3.3 defines 0-5).
-    for (name, kind, msg, at) in [
-        (
-            "server-start",
-            MsgKind::ServerStart,
-            server_start(6, [0; 16], 0),
-            15,
-        ),
-        (
-            "accept-session",
-            MsgKind::AcceptSession,
-            accept_session(6, 0, [0; 16]),
-            0,
-        ),
-        ("start-ack", MsgKind::StartAck, start_ack(6), 0),
-        (
-            "stop-sessions",
-            MsgKind::StopSessions,
-            stop_sessions(6, &[]),
-            1,
-        ),
-        ("fetch-ack", MsgKind::FetchAck, fetch_ack(6, 0, 0, 0, 0), 0),
-    ] {
-        v.push(expect(
-            &format!("negative/accept/{name}"),
-            kind,
-            with(msg, at, 0xff),
-            ctx(true, None, 0),
-            bad(at, "Accept value 255 is not defined (0-5, RFC 4656 3.3)"),
-        ));
+    macro_rules! accept {
+        ($name:literal, $t:ty, $msg:expr, $at:expr, $label:literal) => {{
+            v.push(expect_error(
+                format!("negative/accept/{}", $name),
+                with($msg, $at, 6),
+                <$t>::parse,
+                WireError::Invalid {
+                    message: $label,
+                    field: "accept code",
+                    offset: $at,
+                    value: 6,
+                },
+            ));
+        }};
     }
+    accept!(
+        "server-start",
+        ServerStart,
+        server_start(0, [0; 16], 0),
+        15,
+        "Server-Start"
+    );
+    accept!(
+        "accept-session",
+        AcceptSession,
+        accept_session(0, 0, [0; 16]),
+        0,
+        "Accept-Session"
+    );
+    accept!("start-ack", StartAck, start_ack(0), 0, "Start-Ack");
+    accept!(
+        "stop-sessions",
+        StopSessions,
+        stop_sessions(0, &[]),
+        1,
+        "Stop-Sessions"
+    );
+    accept!(
+        "fetch-ack",
+        FetchAck,
+        fetch_ack(0, 0, 0, 0, 0),
+        0,
+        "Fetch-Ack"
+    );
     // Other invalid values.
-    v.push(expect(
-        "negative/value/request-session-ipvn-5",
-        MsgKind::RequestSession,
-        request_session(5, 0, 1, 20, 1, 0, &[(0, 1)]),
-        ctx(true, None, 0),
-        bad(1, "IPVN 5 is neither 4 nor 6"),
+    v.push(expect_error(
+        "negative/value/request-session-ipvn-5".into(),
+        request_session(5, 0, 1, 20, (1, 0), &[(0, 1)]),
+        RequestSession::parse,
+        WireError::Invalid {
+            message: "Request-Session",
+            field: "IPVN",
+            offset: 1,
+            value: 5,
+        },
     ));
-    v.push(expect(
-        "negative/value/request-session-conf-sender-2",
-        MsgKind::RequestSession,
-        request_session(4, 2, 1, 20, 1, 0, &[(0, 1)]),
-        ctx(true, None, 0),
-        bad(2, "Conf-Sender 2 is neither 0 nor 1"),
+    v.push(expect_error(
+        "negative/value/request-session-slot-type-2".into(),
+        request_session(4, 0, 1, 20, (1, 0), &[(2, 1)]),
+        RequestSession::parse,
+        WireError::Invalid {
+            message: "schedule slot",
+            field: "slot type",
+            offset: 112,
+            value: 2,
+        },
     ));
-    v.push(expect(
-        "negative/value/request-session-slot-type-2",
-        MsgKind::RequestSession,
-        request_session(4, 0, 1, 20, 1, 0, &[(2, 1)]),
-        ctx(true, None, 0),
-        bad(
-            112,
-            "slot 1 type 2 is neither 0 (exponential) nor 1 (fixed)",
-        ),
+    v.push(expect_error(
+        "negative/value/test-packet-zero-multiplier".into(),
+        {
+            let mut p = vec![0u8; 14];
+            p[12] = 0x80; // S set, multiplier 0
+            p
+        },
+        |b| TestPacket::parse(Mode::Open, b).map(|(p, _)| p),
+        WireError::Invalid {
+            message: "test packet",
+            field: "error estimate",
+            offset: 12,
+            value: 0x8000,
+        },
     ));
-    v.push(expect(
-        "negative/value/fetch-ack-finished-2",
-        MsgKind::FetchAck,
-        fetch_ack(0, 2, 0, 0, 0),
-        ctx(true, None, 0),
-        bad(1, "Finished 2 is neither 0 nor 1"),
-    ));
-    v.push(expect(
-        "negative/value/unknown-command-5",
+    v.push(expect_frame(
+        "negative/value/unknown-command-5".into(),
         MsgKind::Command,
         with(start_sessions(), 0, 5),
-        ctx(true, None, 0),
-        bad(
-            0,
-            "unknown command type 5 (want 1 Request-Session, 2 Start-Sessions, 3 Stop-Sessions or 4 Fetch-Session)",
-        ),
+        ctx(true, None),
+        Framed::Bad(Bad {
+            offset: 0,
+            why: "control request: invalid command at offset 0: 0x5".into(),
+        }),
     ));
     v
 }
@@ -646,11 +992,11 @@ mod tests {
 
     #[test]
     fn a_wrong_expectation_fails() {
-        let v = expect(
-            "x",
+        let v = expect_frame(
+            "x".into(),
             MsgKind::StartAck,
             build::start_ack(0),
-            ctx(true, None, 0),
+            ctx(true, None),
             Framed::Ok(31),
         );
         let r = crate::runner::run(&[v]);
@@ -659,6 +1005,21 @@ mod tests {
             .reason
             .as_deref()
             .unwrap()
-            .contains("got Ok(32)"));
+            .contains("framed as Ok(32)"));
+        let v = expect_error(
+            "y".into(),
+            build::start_ack(0),
+            StartAck::parse,
+            WireError::Mbz {
+                message: "Start-Ack",
+                offset: 1,
+            },
+        );
+        let r = crate::runner::run(&[v]);
+        assert!(r.vectors[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("parsed as"));
     }
 }
