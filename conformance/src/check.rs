@@ -499,7 +499,8 @@ fn check_tests(
         (false, Mode::Authenticated) => 16,
         (false, Mode::Encrypted) => 32,
     };
-    let know_sessions = has_control && w.clear;
+    // Sessions are known only from a control connection read to its end without error.
+    let know_sessions = has_control && w.clear && w.findings.is_empty();
     for (n, (line, ev)) in tests.iter().enumerate() {
         let Event::Test {
             src, dst, payload, ..
