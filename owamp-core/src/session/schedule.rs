@@ -169,9 +169,7 @@ impl Schedule {
     pub fn iter(&self) -> ScheduleIter<'_> {
         ScheduleIter {
             schedule: self,
-            deviates: ExpDeviates::new(&self.sid),
-            next_seq: 0,
-            offset: 0,
+            cursor: ScheduleCursor::new(self),
         }
     }
 
@@ -223,45 +221,40 @@ impl ScheduledPacket {
     }
 }
 
-/// Iterator over the packets of a [`Schedule`], computing offsets as cumulative sums of gaps.
+/// A position in a [`Schedule`] that owns its generator state but not the schedule, so that
+/// it can live beside the schedule in one struct. Offsets are cumulative sums of gaps.
 #[derive(Debug, Clone)]
-pub struct ScheduleIter<'a> {
-    schedule: &'a Schedule,
+pub struct ScheduleCursor {
     deviates: ExpDeviates,
     next_seq: u32,
     offset: u64,
 }
 
-impl ScheduleIter<'_> {
-    /// Skips ahead so that the next packet returned is `seq`; `None` if `seq` is beyond the
-    /// packet count or already passed.
-    pub fn advance_to(&mut self, seq: u32) -> Option<()> {
-        if seq < self.next_seq || seq >= self.schedule.count {
-            return None;
+impl ScheduleCursor {
+    /// A cursor at the first packet of `schedule`.
+    pub fn new(schedule: &Schedule) -> Self {
+        Self {
+            deviates: ExpDeviates::new(&schedule.sid),
+            next_seq: 0,
+            offset: 0,
         }
-        while self.next_seq < seq {
-            self.next();
-        }
-        Some(())
     }
 
-    /// Sequence number of the packet the next call to `next` returns.
+    /// Sequence number of the packet the next call to [`next`](Self::next) returns.
     pub fn next_seq(&self) -> u32 {
         self.next_seq
     }
-}
 
-impl Iterator for ScheduleIter<'_> {
-    type Item = ScheduledPacket;
-
-    fn next(&mut self) -> Option<ScheduledPacket> {
-        if self.next_seq >= self.schedule.count {
+    /// The next packet of `schedule` (which must be the schedule the cursor was made for).
+    pub fn next(&mut self, schedule: &Schedule) -> Option<ScheduledPacket> {
+        if self.next_seq >= schedule.count {
             return None;
         }
         let seq = self.next_seq;
-        // RFC 4656 3.5: slots are used cyclically. `new` guarantees a slot when count > 0.
-        let n = self.schedule.slots.len();
-        let slot = self.schedule.slots.get(seq as usize % n.max(1))?;
+        // RFC 4656 3.5: slots are used cyclically. `Schedule::new` guarantees a slot when
+        // count > 0.
+        let n = schedule.slots.len();
+        let slot = schedule.slots.get(seq as usize % n.max(1))?;
         let gap = match slot.kind {
             // Appendix B: the deviate (mean 1) scaled by the slot mean. Fixed slots do not
             // draw from the generator.
@@ -275,9 +268,43 @@ impl Iterator for ScheduleIter<'_> {
             offset: self.offset,
         })
     }
+}
+
+/// Iterator over the packets of a [`Schedule`].
+#[derive(Debug, Clone)]
+pub struct ScheduleIter<'a> {
+    schedule: &'a Schedule,
+    cursor: ScheduleCursor,
+}
+
+impl ScheduleIter<'_> {
+    /// Skips ahead so that the next packet returned is `seq`; `None` if `seq` is beyond the
+    /// packet count or already passed.
+    pub fn advance_to(&mut self, seq: u32) -> Option<()> {
+        if seq < self.cursor.next_seq || seq >= self.schedule.count {
+            return None;
+        }
+        while self.cursor.next_seq < seq {
+            self.cursor.next(self.schedule);
+        }
+        Some(())
+    }
+
+    /// Sequence number of the packet the next call to `next` returns.
+    pub fn next_seq(&self) -> u32 {
+        self.cursor.next_seq
+    }
+}
+
+impl Iterator for ScheduleIter<'_> {
+    type Item = ScheduledPacket;
+
+    fn next(&mut self) -> Option<ScheduledPacket> {
+        self.cursor.next(self.schedule)
+    }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = (self.schedule.count - self.next_seq) as usize;
+        let left = self.schedule.count.saturating_sub(self.cursor.next_seq) as usize;
         (left, Some(left))
     }
 }
