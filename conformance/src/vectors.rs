@@ -21,6 +21,7 @@ pub fn builtin() -> Vec<Vector> {
     let mut v = Vec::new();
     v.extend(message_vectors());
     v.extend(negative_vectors());
+    v.extend(schedule_vectors());
     v.extend(crate::replay::vectors());
     v
 }
@@ -972,6 +973,38 @@ fn negative_vectors() -> Vec<Vector> {
         }),
     ));
     v
+}
+
+/// RFC 4656 Appendix B: for four SIDs, the sum of the first 1,000,000 exponential deviates
+/// (mean 1, 32.32 fixed point, summed modulo 2^64) that the SID-keyed generator yields.
+pub const APPENDIX_B: [(&str, u64); 4] = [
+    ("2872979303ab47eeac028dab3829dab2", 0x000f_4479_bd31_7381),
+    ("0102030405060708090a0b0c0d0e0f00", 0x000f_4336_8646_6a62),
+    ("deadbeefdeadbeefdeadbeefdeadbeef", 0x000f_416c_8884_d2d3),
+    ("feed0feed1feed2feed3feed4feed5ab", 0x000f_3f0b_4b41_6ec8),
+];
+
+/// The Appendix B sums, one vector each.
+fn schedule_vectors() -> Vec<Vector> {
+    APPENDIX_B
+        .iter()
+        .enumerate()
+        .map(|(i, &(sid_hex, want))| {
+            Vector::new(format!("schedule/appendix-b/{}", i + 1), move || {
+                let mut sid = [0u8; 16];
+                hex::decode_to_slice(sid_hex, &mut sid).map_err(|e| e.to_string())?;
+                let mut g = owamp_core::session::ExpDeviates::new(&SessionId(sid));
+                let got = (0..1_000_000).fold(0u64, |acc, _| acc.wrapping_add(g.next_deviate()));
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "SID {sid_hex}: sum of the first 1000000 deviates is {got:#018x}, want {want:#018x}"
+                    ))
+                }
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
