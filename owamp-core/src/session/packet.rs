@@ -38,6 +38,8 @@ pub(crate) const SECURE_MBZ1: core::ops::Range<usize> = 4..16;
 pub(crate) const SECURE_MBZ2: core::ops::Range<usize> = 26..32;
 
 /// How the test packets of a session are protected: the mode the control connection chose.
+// One value per session, used on every packet: keeping the keys inline avoids an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum PacketProtection {
     /// Open mode: packets are sent in the clear.
