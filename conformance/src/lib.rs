@@ -1,0 +1,13 @@
+//! Conformance tools for OWAMP (RFC 4656) implementations: a text trace format, an importer
+//! from pcap/pcapng captures, message framing checks, and a runner for named conformance
+//! vectors.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod check;
+pub mod frame;
+pub mod import;
+pub mod replay;
+pub mod runner;
+pub mod trace;
+pub mod vectors;
