@@ -29,11 +29,11 @@
 
 use std::collections::VecDeque;
 
-use super::packet::{get, PacketProtection, SECURE_HEADER_LEN};
+use super::packet::PacketProtection;
 use super::schedule::{add_offset, ScheduleCursor};
 use super::SessionParams;
 use crate::time::{ErrorEstimate, OwampTime};
-use crate::wire::DataRecord;
+use crate::wire::{DataRecord, TestPacket};
 
 /// Why a datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -333,23 +333,20 @@ impl Receiver {
             return Err(DropReason::WrongLength);
         }
         // Decrypt a copy of the header: the caller's buffer stays as received.
-        let layout = self.protection.layout();
-        let mut head = [0u8; SECURE_HEADER_LEN];
-        let head = &mut head[..layout.header];
-        head.copy_from_slice(
-            datagram
-                .get(..layout.header)
-                .ok_or(DropReason::WrongLength)?,
-        );
+        let header_len = self.protection.header_len();
+        let mut head = [0u8; TestPacket::AUTH_LEN];
+        let head = head.get_mut(..header_len).ok_or(DropReason::WrongLength)?;
+        head.copy_from_slice(datagram.get(..header_len).ok_or(DropReason::WrongLength)?);
         if let PacketProtection::Sealed(crypto) = &self.protection {
             // MBZ octets are ignored, as owamp 5.2.3 does; the HMAC covers those it encrypts.
             crypto.open(head).map_err(|_| DropReason::BadHmac)?;
         }
-        let seq = u32::from_be_bytes(get(head, 0));
-        let send_time = OwampTime::from_raw(u64::from_be_bytes(get(head, layout.timestamp)));
-        let send_error = ErrorEstimate::from_raw(u16::from_be_bytes(get(head, layout.error)));
+        let (seq, send_time, send_error) = self
+            .protection
+            .read_fields(head)
+            .ok_or(DropReason::WrongLength)?;
         // RFC 4656 4.1.2: a zero multiplier is not a valid error estimate.
-        if send_error.raw() & 0xff == 0 {
+        if !send_error.is_valid() {
             return Err(DropReason::InvalidErrorEstimate);
         }
         if seq >= self.params.schedule.count() {
