@@ -1,4 +1,7 @@
 //! The 25-octet data record of Fetch-Session responses and .owp files (RFC 4656 3.8).
+//!
+//! Layout: Seq Number (4), Send Error Estimate (2), Receive Error Estimate (2), Send
+//! Timestamp (8), Receive Timestamp (8), TTL (1).
 
 use super::error::WireError;
 use crate::time::{ErrorEstimate, OwampTime};
@@ -50,8 +53,8 @@ impl DataRecord {
         Ok(Self {
             seq: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
             send_error: ErrorEstimate::from_raw(u16_at(4)),
-            send_time: OwampTime::from_raw(u64_at(6)),
-            recv_error: ErrorEstimate::from_raw(u16_at(14)),
+            recv_error: ErrorEstimate::from_raw(u16_at(6)),
+            send_time: OwampTime::from_raw(u64_at(8)),
             recv_time: OwampTime::from_raw(u64_at(16)),
             ttl: b[24],
         })
@@ -62,8 +65,8 @@ impl DataRecord {
         let mut b = [0u8; Self::LEN];
         b[0..4].copy_from_slice(&self.seq.to_be_bytes());
         b[4..6].copy_from_slice(&self.send_error.raw().to_be_bytes());
-        b[6..14].copy_from_slice(&self.send_time.raw().to_be_bytes());
-        b[14..16].copy_from_slice(&self.recv_error.raw().to_be_bytes());
+        b[6..8].copy_from_slice(&self.recv_error.raw().to_be_bytes());
+        b[8..16].copy_from_slice(&self.send_time.raw().to_be_bytes());
         b[16..24].copy_from_slice(&self.recv_time.raw().to_be_bytes());
         b[24] = self.ttl;
         b
