@@ -8,8 +8,9 @@ use crate::owp::{SessionHeader, SkipRange};
 use crate::time::OwampTime;
 use crate::wire::{DataRecord, SessionId, Slot};
 
-/// perfSONAR's default histogram bucket width: 0.1 ms.
-pub const DEFAULT_BUCKET_WIDTH: f64 = 0.0001;
+/// owstats's default histogram bucket width, 0.1 ms. owstats keeps the width in a C `float`, so
+/// the width it computes with is 0.0001 rounded to single precision.
+pub const DEFAULT_BUCKET_WIDTH: f64 = 0.0001f32 as f64;
 
 /// Why statistics could not be computed. The record-level variants are the cases in which
 /// perfSONAR's owstats gives up too.
