@@ -313,8 +313,8 @@ fn do_stats(
     let r = &header.request;
     let time = |secs: u32| env.local_time(secs);
     let ctx = ReportContext {
-        from: peer(env, r.sender_addr, r.sender_port),
-        to: peer(env, r.receiver_addr, r.receiver_port),
+        from: peer(env, r.sender_address, r.sender_port),
+        to: peer(env, r.receiver_address, r.receiver_port),
         scale: opts.scale,
         unix_timestamps: opts.unix_timestamps,
         time: &time,

@@ -65,13 +65,14 @@ fn header_fields_of_the_from_session() {
     let r = &h.request;
     assert_eq!(r.num_packets, 20);
     assert_eq!((r.sender_port, r.receiver_port), (8838, 9170));
-    assert_eq!(r.sender_addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
-    assert_eq!(r.receiver_addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(r.sender_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(r.receiver_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert!(r.conf_sender && !r.conf_receiver);
     assert_eq!(r.timeout, 8_590_402_744);
     assert_eq!(hex::encode(r.sid.0), "7f000001eeb25d9e00c8abd5ced58697");
-    assert_eq!(h.slots.len(), 1);
-    assert_eq!(h.slots[0].kind, SlotKind::Exponential);
-    assert_eq!(h.slots[0].mean, 0x0ccc_cccc);
+    assert_eq!(h.slots().len(), 1);
+    assert_eq!(h.slots()[0].kind, SlotKind::Exponential);
+    assert_eq!(h.slots()[0].mean, 0x0ccc_cccc);
 }
 
 #[test]
@@ -100,13 +101,6 @@ fn write_file_replaces_atomically_and_reads_back() {
 #[test]
 fn new_header_lays_records_out_like_the_reference_receiver() {
     let (h, recs) = read_all(&load("from.owp"));
-    let fresh = owp::SessionHeader::new(
-        h.request.clone(),
-        h.slots.clone(),
-        Vec::new(),
-        recs.len() as u32,
-        1,
-        20,
-    );
+    let fresh = owp::SessionHeader::new(h.request.clone(), Vec::new(), recs.len() as u32, 1, 20);
     assert_eq!(fresh, h);
 }

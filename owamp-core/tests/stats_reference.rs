@@ -41,8 +41,8 @@ fn context(h: &owamp_core::owp::SessionHeader) -> ReportContext<'static> {
         port: port.to_string(),
     };
     ReportContext {
-        from: peer(r.sender_addr, r.sender_port),
-        to: peer(r.receiver_addr, r.receiver_port),
+        from: peer(r.sender_address, r.sender_port),
+        to: peer(r.receiver_address, r.receiver_port),
         scale: Scale::Milliseconds,
         unix_timestamps: false,
         time: &report::utc_time,

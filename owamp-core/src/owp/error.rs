@@ -43,6 +43,10 @@ pub enum OwpError {
         /// The offending value.
         value: u64,
     },
+    /// The stored Request-Session (which starts at offset 40) is invalid; the offsets in the
+    /// cause count from its start.
+    #[error("stored Request-Session at offset 40: {0}")]
+    Request(#[source] crate::wire::WireError),
     /// The header's offsets or counts contradict each other or the file size.
     #[error("inconsistent header: {0}")]
     Layout(String),

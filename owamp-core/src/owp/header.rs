@@ -20,8 +20,7 @@
 //! records (RFC 4656 3.8) follow, in either order; the two offsets say where.
 
 use super::error::OwpError;
-use super::request::{StoredRequest, REQUEST_LEN};
-use crate::wire::{DataRecord, Slot, SlotKind};
+use crate::wire::{DataRecord, RequestSession, Slot};
 
 /// The four magic octets that start every .owp file.
 pub const MAGIC: [u8; 4] = *b"OwA\0";
@@ -30,7 +29,7 @@ pub const VERSION: u32 = 3;
 /// Octets before the stored Request-Session.
 pub const FIXED_LEN: u64 = 40;
 /// Offset of the first schedule slot.
-pub const SLOTS_OFFSET: u64 = FIXED_LEN + REQUEST_LEN as u64;
+pub const SLOTS_OFFSET: u64 = FIXED_LEN + RequestSession::FIXED_LEN as u64;
 /// Octets of one skip range.
 pub const SKIP_RANGE_LEN: u64 = 8;
 /// Octets of one data record.
@@ -63,10 +62,8 @@ pub struct SessionHeader {
     pub skip_ranges_offset: u64,
     /// Offset of the first data record.
     pub records_offset: u64,
-    /// The stored Request-Session.
-    pub request: StoredRequest,
-    /// The schedule slots.
-    pub slots: Vec<Slot>,
+    /// The stored Request-Session with its slots; its HMAC fields are zero in files.
+    pub request: RequestSession,
     /// The skip ranges.
     pub skip_ranges: Vec<SkipRange>,
 }
@@ -76,8 +73,7 @@ impl SessionHeader {
     /// any, otherwise data records first with the skip offset just past them (or zero when there
     /// are no records either).
     pub fn new(
-        request: StoredRequest,
-        slots: Vec<Slot>,
+        request: RequestSession,
         skip_ranges: Vec<SkipRange>,
         num_records: u32,
         finished: u32,
@@ -90,10 +86,8 @@ impl SessionHeader {
             skip_ranges_offset: 0,
             records_offset: 0,
             request,
-            slots,
             skip_ranges,
         };
-        h.request.num_slots = u32::try_from(h.slots.len()).unwrap_or(u32::MAX);
         let hdr = h.header_len();
         if h.skip_ranges.is_empty() {
             h.records_offset = hdr;
@@ -109,7 +103,12 @@ impl SessionHeader {
 
     /// Octets of the header proper: fixed part, Request-Session, slots and zero padding.
     pub fn header_len(&self) -> u64 {
-        SLOTS_OFFSET + 16 * (self.slots.len() as u64 + 1)
+        FIXED_LEN + self.request.encoded_len() as u64
+    }
+
+    /// The schedule slots.
+    pub fn slots(&self) -> &[Slot] {
+        &self.request.slots
     }
 
     /// Whether the session ended normally.
@@ -129,13 +128,7 @@ impl SessionHeader {
         b.extend_from_slice(&self.num_records.to_be_bytes());
         b.extend_from_slice(&self.skip_ranges_offset.to_be_bytes());
         b.extend_from_slice(&self.records_offset.to_be_bytes());
-        let mut req = self.request.clone();
-        req.num_slots = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-        b.extend_from_slice(&req.to_bytes());
-        for s in &self.slots {
-            b.extend_from_slice(&encode_slot(s));
-        }
-        b.extend_from_slice(&[0u8; 16]);
+        self.request.write_to(&mut b);
         b
     }
 
@@ -149,32 +142,6 @@ impl SessionHeader {
             file_len
         }
     }
-}
-
-/// Encodes one schedule slot (RFC 4656 3.5): type octet, 7 MBZ, 32.32 mean.
-pub(crate) fn encode_slot(s: &Slot) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[0] = match s.kind {
-        SlotKind::Exponential => 0,
-        SlotKind::Fixed => 1,
-    };
-    b[8..16].copy_from_slice(&s.mean.to_be_bytes());
-    b
-}
-
-/// Decodes one schedule slot; the MBZ octets are not checked (nor are they by the reference).
-pub(crate) fn decode_slot(b: &[u8; 16]) -> Option<Slot> {
-    let kind = match b[0] {
-        0 => SlotKind::Exponential,
-        1 => SlotKind::Fixed,
-        _ => return None,
-    };
-    let mut m = [0u8; 8];
-    m.copy_from_slice(&b[8..16]);
-    Some(Slot {
-        kind,
-        mean: u64::from_be_bytes(m),
-    })
 }
 
 /// The fixed 40 octets, before the Request-Session.
@@ -241,22 +208,15 @@ pub(crate) fn parse_fixed(bytes: &[u8], file_len: u64) -> Result<Fixed, OwpError
     })
 }
 
-/// Decodes the stored Request-Session at offset 40.
-pub(crate) fn parse_request(bytes: &[u8], file_len: u64) -> Result<StoredRequest, OwpError> {
-    let raw = field(
+/// The Number of Schedule Slots field of the stored Request-Session (file offset 44).
+pub(crate) fn request_num_slots(bytes: &[u8], file_len: u64) -> Result<u32, OwpError> {
+    Ok(be32(field(
         bytes,
         file_len,
-        FIXED_LEN,
-        REQUEST_LEN as u64,
-        "Request-Session",
-    )?;
-    let mut a = [0u8; REQUEST_LEN];
-    a.copy_from_slice(raw);
-    StoredRequest::parse(&a).map_err(|(f, off, value)| OwpError::Invalid {
-        field: f,
-        offset: FIXED_LEN + off as u64,
-        value,
-    })
+        FIXED_LEN + 4,
+        4,
+        "number of slots",
+    )?))
 }
 
 /// Where the header proper ends, as the reference derives it from the two offsets.
@@ -271,11 +231,7 @@ pub(crate) fn header_end(fixed: &Fixed) -> u64 {
 
 /// Checks the offsets and counts against each other and the file size, before anything sized by
 /// them is read or allocated.
-pub(crate) fn check_layout(
-    fixed: &Fixed,
-    request: &StoredRequest,
-    file_len: u64,
-) -> Result<u64, OwpError> {
+pub(crate) fn check_layout(fixed: &Fixed, num_slots: u32, file_len: u64) -> Result<u64, OwpError> {
     let hdr_end = header_end(fixed);
     let slot_bytes = hdr_end.checked_sub(SLOTS_OFFSET).unwrap_or(0);
     if hdr_end < SLOTS_OFFSET + 16 || slot_bytes % 16 != 0 {
@@ -284,10 +240,9 @@ pub(crate) fn check_layout(
         )));
     }
     let file_slots = slot_bytes / 16 - 1;
-    if file_slots != u64::from(request.num_slots) {
+    if file_slots != u64::from(num_slots) {
         return Err(OwpError::Layout(format!(
-            "the header holds {file_slots} slots but Request-Session (offset 44) says {}",
-            request.num_slots
+            "the header holds {file_slots} slots but Request-Session (offset 44) says {num_slots}"
         )));
     }
     if hdr_end > file_len {
@@ -340,36 +295,51 @@ pub(crate) fn check_layout(
     Ok(hdr_end)
 }
 
-/// Decodes the slots and checks the zero padding; `bytes` holds the file up to `hdr_end`.
-pub(crate) fn parse_slots(
+/// Decodes the stored Request-Session with its slots; `bytes` holds the file up to `hdr_end`.
+///
+/// Like the reference, which writes some of these octets from uninitialised memory, the MBZ
+/// octets, the unused octets after IPv4 addresses and the slots' MBZ octets are ignored; the
+/// integrity padding after the slots must be zero.
+pub(crate) fn parse_request(
     bytes: &[u8],
     file_len: u64,
     hdr_end: u64,
-) -> Result<Vec<Slot>, OwpError> {
-    let n = (hdr_end - SLOTS_OFFSET) / 16 - 1;
-    let mut slots = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-    for i in 0..n {
-        let off = SLOTS_OFFSET + 16 * i;
-        let raw = field(bytes, file_len, off, 16, "schedule slot")?;
-        let mut a = [0u8; 16];
-        a.copy_from_slice(raw);
-        let slot = decode_slot(&a).ok_or(OwpError::Invalid {
-            field: "slot type",
-            offset: off,
-            value: u64::from(a[0]),
-        })?;
-        slots.push(slot);
+) -> Result<RequestSession, OwpError> {
+    let raw = field(
+        bytes,
+        file_len,
+        FIXED_LEN,
+        hdr_end - FIXED_LEN,
+        "Request-Session",
+    )?;
+    let mut m = raw.to_vec();
+    m[1] &= 0x0f;
+    if m[1] == 4 {
+        m[20..32].fill(0);
+        m[36..48].fill(0);
     }
-    let off = hdr_end - 16;
-    let izp = field(bytes, file_len, off, 16, "integrity zero padding")?;
-    if let Some(pos) = izp.iter().position(|&x| x != 0) {
+    m[88..96].fill(0);
+    let slots_end = m.len() - 16;
+    for slot in m[RequestSession::FIXED_LEN..slots_end].chunks_exact_mut(16) {
+        slot[1..8].fill(0);
+    }
+    // The reference refuses a request that configures neither endpoint.
+    if m[2] == 0 && m[3] == 0 {
         return Err(OwpError::Invalid {
-            field: "integrity zero padding",
-            offset: off + pos as u64,
-            value: u64::from(izp[pos]),
+            field: "Conf-Sender/Conf-Receiver",
+            offset: FIXED_LEN + 2,
+            value: 0,
         });
     }
-    Ok(slots)
+    let req = RequestSession::parse(&m).map_err(OwpError::Request)?;
+    if let Some(pos) = req.slots_hmac.iter().position(|&x| x != 0) {
+        return Err(OwpError::Invalid {
+            field: "integrity zero padding",
+            offset: hdr_end - 16 + pos as u64,
+            value: u64::from(req.slots_hmac[pos]),
+        });
+    }
+    Ok(req)
 }
 
 /// Decodes skip ranges from `bytes`, which holds exactly their octets.

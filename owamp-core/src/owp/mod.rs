@@ -11,11 +11,9 @@
 mod error;
 pub mod header;
 mod reader;
-mod request;
 mod writer;
 
 pub use error::OwpError;
 pub use header::{SessionHeader, SkipRange};
 pub use reader::{OwpReader, Records};
-pub use request::{StoredRequest, REQUEST_LEN};
 pub use writer::{encode, to_bytes, write_file};

@@ -4,7 +4,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use super::error::OwpError;
 use super::header::{
-    check_layout, check_record, parse_fixed, parse_request, parse_skips, parse_slots,
+    check_layout, check_record, field, parse_fixed, parse_request, parse_skips, request_num_slots,
     SessionHeader, RECORD_LEN, SKIP_RANGE_LEN, SLOTS_OFFSET,
 };
 use crate::wire::DataRecord;
@@ -31,12 +31,14 @@ impl<R: Read + Seek> OwpReader<R> {
         // The fixed part and the Request-Session: at most SLOTS_OFFSET octets.
         let first = read_up_to(&mut inner, SLOTS_OFFSET.min(file_len))?;
         let fixed = parse_fixed(&first, file_len)?;
-        let request = parse_request(&first, file_len)?;
-        let hdr_end = check_layout(&fixed, &request, file_len)?;
+        // The whole fixed part of the request must be there before its slot count is used.
+        field(&first, file_len, 40, SLOTS_OFFSET - 40, "Request-Session")?;
+        let num_slots = request_num_slots(&first, file_len)?;
+        let hdr_end = check_layout(&fixed, num_slots, file_len)?;
         // hdr_end <= file_len was checked: the allocation is bounded by the file.
         let mut head = first;
         head.extend_from_slice(&read_up_to(&mut inner, hdr_end - SLOTS_OFFSET)?);
-        let slots = parse_slots(&head, file_len, hdr_end)?;
+        let request = parse_request(&head, file_len, hdr_end)?;
         let skip_ranges = if fixed.num_skips > 0 {
             inner.seek(SeekFrom::Start(fixed.skip_oset))?;
             let raw = read_up_to(&mut inner, SKIP_RANGE_LEN * u64::from(fixed.num_skips))?;
@@ -53,7 +55,6 @@ impl<R: Read + Seek> OwpReader<R> {
                 skip_ranges_offset: fixed.skip_oset,
                 records_offset: fixed.rec_oset,
                 request,
-                slots,
                 skip_ranges,
             },
             file_len,

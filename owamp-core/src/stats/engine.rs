@@ -92,7 +92,7 @@ impl SessionInfo {
             start_time: h.request.start_time,
             loss_timeout: h.request.timeout,
             num_packets: h.request.num_packets,
-            slots: h.slots.clone(),
+            slots: h.request.slots.clone(),
             skip_ranges: h.skip_ranges.clone(),
         }
     }

@@ -321,8 +321,9 @@ pub fn machine(s: &Summary, h: &SessionHeader, ctx: &ReportContext<'_>) -> Strin
         let _ = writeln!(o, "UNIX_END_TIME\t{}", f(unix_double(s.end_time.raw()), 6));
     }
     // Type-P holds a DSCP only when nothing but its 6 bits is set.
-    if r.type_p & !0x3F00_0000 == 0 {
-        let _ = writeln!(o, "DSCP\t0x{:02x}", r.type_p >> 24);
+    let type_p = r.type_p.0;
+    if type_p & !0x3F00_0000 == 0 {
+        let _ = writeln!(o, "DSCP\t0x{:02x}", type_p >> 24);
     }
     let _ = writeln!(o, "LOSS_TIMEOUT\t{}", r.timeout);
     let _ = writeln!(o, "PACKET_PADDING\t{}", r.padding_length);
