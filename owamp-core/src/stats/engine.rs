@@ -385,9 +385,9 @@ impl Summarizer<'_> {
         let skipped = self.iskip < skips.len() && seq >= skips[self.iskip].first;
         if !skipped {
             if node.lost {
-                self.lost += 1;
+                self.lost = self.lost.wrapping_add(1);
             } else if node.seen > 0 {
-                self.dups += node.seen - 1;
+                self.dups = self.dups.wrapping_add(node.seen - 1);
             }
         }
         self.flushed_time = self.begin_time;
@@ -454,7 +454,7 @@ impl Summarizer<'_> {
                 return Err(StatsError::LostAfterReceived { seq });
             }
             node.lost = true;
-            self.sent += 1;
+            self.sent = self.sent.wrapping_add(1);
             if !is_sync(rec.recv_error) {
                 self.sync = false;
             }
@@ -468,9 +468,9 @@ impl Summarizer<'_> {
             return Err(StatsError::ReceivedAfterLost { seq });
         }
         if node.seen == 0 {
-            self.sent += 1;
+            self.sent = self.sent.wrapping_add(1);
         }
-        node.seen += 1;
+        node.seen = node.seen.saturating_add(1);
         let duplicate = node.seen > 1;
 
         // RFC 4737 n-reordering: count how many of the latest arrivals had higher numbers.
@@ -481,7 +481,7 @@ impl Summarizer<'_> {
                 if self.reorder.len() <= i {
                     self.reorder.resize(i + 1, 0);
                 }
-                self.reorder[i] += 1;
+                self.reorder[i] = self.reorder[i].wrapping_add(1);
             } else {
                 break;
             }
@@ -521,8 +521,10 @@ impl Summarizer<'_> {
         let d = delay / self.stats.bucket_width;
         let b = if d < 0.0 { d.floor() } else { d.ceil() } as i32;
         let order = self.buckets.len() as u64;
-        self.buckets.entry(b).or_insert((0, order)).0 += 1;
-        self.ttl[usize::from(rec.ttl)] += 1;
+        let count = &mut self.buckets.entry(b).or_insert((0, order)).0;
+        *count = count.wrapping_add(1);
+        let t = &mut self.ttl[usize::from(rec.ttl)];
+        *t = t.wrapping_add(1);
         Ok(Some(event))
     }
 
