@@ -67,6 +67,8 @@ impl Environment for System {
     }
 
     fn local_time(&self, secs: u32) -> Option<String> {
+        // time_t is 32 bits on some targets.
+        #[allow(clippy::unnecessary_fallible_conversions)]
         let t = libc::time_t::try_from(secs).ok()?;
         // SAFETY: an all-zero tm is valid output storage for localtime_r.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };

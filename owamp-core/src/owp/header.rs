@@ -233,7 +233,7 @@ pub(crate) fn header_end(fixed: &Fixed) -> u64 {
 /// them is read or allocated.
 pub(crate) fn check_layout(fixed: &Fixed, num_slots: u32, file_len: u64) -> Result<u64, OwpError> {
     let hdr_end = header_end(fixed);
-    let slot_bytes = hdr_end.checked_sub(SLOTS_OFFSET).unwrap_or(0);
+    let slot_bytes = hdr_end.saturating_sub(SLOTS_OFFSET);
     if hdr_end < SLOTS_OFFSET + 16 || slot_bytes % 16 != 0 {
         return Err(OwpError::Layout(format!(
             "header end {hdr_end} (from the offsets at 24 and 32) leaves no whole slots and padding after offset {SLOTS_OFFSET}"

@@ -350,6 +350,24 @@ pub struct Summarizer<'a> {
     reorder_seen: u32,
 }
 
+/// C's MAX macro (the second value wins ties and NaN).
+fn c_max(a: f64, b: f64) -> f64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// C's MIN macro.
+fn c_min(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
 fn skip_contains(s: &SkipRange, seq: u32) -> bool {
     seq >= s.first && seq <= s.last
 }
@@ -459,9 +477,7 @@ impl Summarizer<'_> {
                 self.sync = false;
             }
             let err = error_seconds(rec.recv_error);
-            if !(self.maxerr > err) {
-                self.maxerr = err;
-            }
+            self.maxerr = c_max(self.maxerr, err);
             return Ok(Some(PacketEvent::Lost { seq }));
         }
         if node.lost {
@@ -497,9 +513,7 @@ impl Summarizer<'_> {
         }
         let delay = num64_to_f64(rec.recv_time.raw()) - num64_to_f64(rec.send_time.raw());
         let error = error_seconds(rec.send_error) + error_seconds(rec.recv_error);
-        if !(self.maxerr > error) {
-            self.maxerr = error;
-        }
+        self.maxerr = c_max(self.maxerr, error);
         let event = PacketEvent::Received {
             seq,
             delay,
@@ -508,12 +522,8 @@ impl Summarizer<'_> {
             send_time: rec.send_time,
             recv_time: rec.recv_time,
         };
-        if !(self.min_delay < delay) {
-            self.min_delay = delay;
-        }
-        if !(self.max_delay > delay) {
-            self.max_delay = delay;
-        }
+        self.min_delay = c_min(self.min_delay, delay);
+        self.max_delay = c_max(self.max_delay, delay);
         if duplicate {
             return Ok(Some(event));
         }
