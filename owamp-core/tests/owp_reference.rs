@@ -91,7 +91,7 @@ fn write_file_replaces_atomically_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.owp");
     std::fs::write(&path, b"old content").unwrap();
-    owp::write_file(&path, &h, &recs).unwrap();
+    owp::write_file(&path, &h, recs.iter().copied()).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     // No temporary file is left behind.
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();

@@ -42,12 +42,15 @@ fn check_writable(h: &SessionHeader, nrecs: u64) -> Result<(), OwpError> {
     Ok(())
 }
 
-/// Encodes a whole file to `out`: header, then skip ranges and records in file order.
-pub fn encode<W: Write>(
-    out: &mut W,
-    header: &SessionHeader,
-    records: &[DataRecord],
-) -> Result<(), OwpError> {
+/// Encodes a whole file to `out`: header, then skip ranges and records in file order. The
+/// records are consumed one by one, so a large session need not be in memory.
+pub fn encode<W, I>(out: &mut W, header: &SessionHeader, records: I) -> Result<(), OwpError>
+where
+    W: Write,
+    I: IntoIterator<Item = DataRecord>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let records = records.into_iter();
     check_writable(header, records.len() as u64)?;
     out.write_all(&header.encode_header())?;
     let skips_first =
@@ -71,7 +74,7 @@ pub fn encode<W: Write>(
 /// Encodes a whole file into memory.
 pub fn to_bytes(header: &SessionHeader, records: &[DataRecord]) -> Result<Vec<u8>, OwpError> {
     let mut v = Vec::new();
-    encode(&mut v, header, records)?;
+    encode(&mut v, header, records.iter().copied())?;
     Ok(v)
 }
 
@@ -94,11 +97,12 @@ fn temp_path(path: &Path) -> Result<PathBuf, OwpError> {
 /// Writes a .owp file so that `path` holds either its old content or the complete new one: the
 /// bytes go to a temporary file in the same directory, which is synced to disk and then renamed
 /// over `path`; the directory is synced last.
-pub fn write_file(
-    path: &Path,
-    header: &SessionHeader,
-    records: &[DataRecord],
-) -> Result<(), OwpError> {
+pub fn write_file<I>(path: &Path, header: &SessionHeader, records: I) -> Result<(), OwpError>
+where
+    I: IntoIterator<Item = DataRecord>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let records = records.into_iter();
     check_writable(header, records.len() as u64)?;
     let tmp = temp_path(path)?;
     let result = (|| {
