@@ -319,6 +319,8 @@ impl StopSessions {
             let rec = bytes
                 .get(off..off + len)
                 .ok_or(truncated(off.saturating_add(len)))?;
+            // RFC 4656 3.8; the reference pads each description to a block boundary (8 zero
+            // octets when the count is even) and checks the padding is zero.
             let ranges_end = 24 + nskip as usize * SkipRange::LEN;
             check_mbz(Self::NAME, &rec[ranges_end..], off + ranges_end)?;
             let ranges = <[raw::SkipRange]>::ref_from_bytes(&rec[24..ranges_end])

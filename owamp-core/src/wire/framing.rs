@@ -5,6 +5,10 @@
 //! it expects how long that message is, and reads more until it has that many octets. Every
 //! length here is a whole number of blocks.
 //!
+//! Server-to-client messages other than Stop-Sessions and the Fetch-Session response have
+//! fixed lengths that the protocol state determines: `ServerGreeting::LEN`,
+//! `ServerStart::LEN`, `AcceptSession::LEN`, `StartAck::LEN`, `FetchAck::LEN`.
+//!
 //! The functions read only counts and command numbers, never trusting a count to size an
 //! allocation: they answer with the length the next decision needs, and the reader grows its
 //! buffer only as octets arrive. Counts above the limits of [`RequestSession::MAX_SLOTS`],

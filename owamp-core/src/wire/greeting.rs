@@ -31,6 +31,7 @@ impl ServerGreeting {
     /// Decodes and validates the message (the trailing 12 MBZ octets must be zero).
     pub fn parse(bytes: &[u8]) -> Result<Self, WireError> {
         let r: super::raw::ServerGreeting = read_layout(Self::NAME, bytes)?;
+        // RFC 4656 3.1: the first 12 octets are unused (not MBZ); the last 12 are MBZ.
         check_mbz(Self::NAME, &r.mbz, 52)?;
         Ok(Self {
             modes: Modes::from_raw(r.modes.get()),

@@ -111,6 +111,7 @@ impl RequestSession {
         }
         let num_slots = h.num_slots.get();
         check_len(Self::NAME, bytes, Self::wire_len(num_slots)?)?;
+        // RFC 4656 3.5: the high half of octet 1 is MBZ, the low half the IP version.
         check_mbz(Self::NAME, &[h.mbz_ipvn & 0xf0], 1)?;
         let ipvn = h.mbz_ipvn & 0x0f;
         let (sender_address, receiver_address) = match ipvn {
@@ -143,6 +144,7 @@ impl RequestSession {
         slots_hmac.copy_from_slice(hmac2);
 
         Ok(Self {
+            // The reference server reads any non-zero octet as set.
             conf_sender: h.conf_sender != 0,
             conf_receiver: h.conf_receiver != 0,
             num_packets: h.num_packets.get(),
@@ -162,6 +164,7 @@ impl RequestSession {
     }
 
     fn parse_v4(field: &[u8; 16], offset: usize) -> Result<IpAddr, WireError> {
+        // RFC 4656 3.5: an IPv4 address fills the first 4 octets, the other 12 are MBZ.
         check_mbz(Self::NAME, &field[4..], offset + 4)?;
         Ok(IpAddr::V4(Ipv4Addr::new(
             field[0], field[1], field[2], field[3],

@@ -78,6 +78,7 @@ impl TestPacket {
                 (p, padding, 24)
             }
         };
+        // RFC 4656 4.1.2: a zero multiplier marks the packet as corrupt.
         if !p.error_estimate.is_valid() {
             return Err(WireError::invalid(
                 Self::NAME,
