@@ -1,0 +1,510 @@
+//! What the client and the server share: the output queue, the timer, the list of test
+//! sessions and the test phase with its Stop-Sessions exchange (RFC 4656 3.6, 3.8).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::codec::{self, StopEntry, BLOCK};
+use super::framing::Stream;
+use super::{
+    session_end_bound, time_add, AcceptCode, CloseReason, Mode, ProtocolError, Role, TestRequest,
+};
+use crate::crypto::SessionKeys;
+use crate::io::{Output, SessionEnd, SessionReport};
+use crate::time::OwampTime;
+use crate::wire::SessionId;
+
+/// A test session configured on this connection.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalSession {
+    pub sid: SessionId,
+    pub role: Role,
+    pub request: TestRequest,
+    pub report: Option<SessionReport>,
+}
+
+/// Progress of reading the peer's Stop-Sessions.
+#[derive(Debug, Clone)]
+pub(crate) enum StopRead {
+    /// Next: the SID of a session description, or the HMAC when none is left.
+    Sid,
+    /// Next: the Next-Seqno block of the session whose SID was read.
+    Seqno(SessionId),
+    /// Next: `blocks` more blocks of skip ranges.
+    Skips {
+        sid: SessionId,
+        next_seqno: u32,
+        nskips: u32,
+        bytes: Vec<u8>,
+        blocks: usize,
+    },
+}
+
+/// The peer's Stop-Sessions being read.
+#[derive(Debug, Clone)]
+pub(crate) struct StopReader {
+    accept: u8,
+    remaining: u32,
+    step: StopRead,
+    ends: Vec<SessionEnd>,
+}
+
+/// The test phase: from Start-Ack to the end of the Stop-Sessions exchange.
+#[derive(Debug, Clone)]
+pub(crate) struct TestPhase {
+    /// Our Stop-Sessions has been sent.
+    pub sent_stop: bool,
+    /// The peer's Stop-Sessions has been read completely.
+    pub peer_stop: bool,
+    /// The local sessions were asked to stop, at this time.
+    pub stopping: Option<OwampTime>,
+    /// When the last local sender reported its end.
+    pub last_sender_done: Option<OwampTime>,
+    /// When our Stop-Sessions was sent.
+    pub stop_sent_at: Option<OwampTime>,
+    /// Bound on the end of every session (see [`session_end_bound`]).
+    pub bound: OwampTime,
+    /// The peer's Stop-Sessions, while it is read.
+    pub reader: Option<StopReader>,
+}
+
+/// State shared by both roles.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub stream: Stream,
+    pub out: VecDeque<Output>,
+    armed: Option<OwampTime>,
+    pub deadline: Option<OwampTime>,
+    pub closed: bool,
+    pub mode: Mode,
+    pub keys: Option<SessionKeys>,
+    pub sessions: Vec<LocalSession>,
+    /// Sessions of finished tests, for the role to clean up.
+    pub ended: Vec<LocalSession>,
+    pub test: Option<TestPhase>,
+    pub control_timeout: Duration,
+    pub end_delay: Duration,
+}
+
+impl Conn {
+    pub(crate) fn new(control_timeout: Duration, end_delay: Duration) -> Self {
+        Self {
+            stream: Stream::new(),
+            out: VecDeque::new(),
+            armed: None,
+            deadline: None,
+            closed: false,
+            mode: Mode::Open,
+            keys: None,
+            sessions: Vec::new(),
+            ended: Vec::new(),
+            test: None,
+            control_timeout,
+            end_delay,
+        }
+    }
+
+    /// Queues the octets waiting to be sent as one [`Output::Transmit`].
+    pub(crate) fn flush_tx(&mut self) {
+        if let Some(bytes) = self.stream.take_tx() {
+            self.out.push_back(Output::Transmit(bytes));
+        }
+    }
+
+    /// Emits [`Output::Timer`] if the deadline changed since the last one emitted.
+    pub(crate) fn sync_timer(&mut self) {
+        if self.closed {
+            return;
+        }
+        if self.armed != self.deadline {
+            self.armed = self.deadline;
+            self.out.push_back(Output::Timer(self.deadline));
+        }
+    }
+
+    /// Waits at most the control timeout from `now` for the peer.
+    pub(crate) fn wait_peer(&mut self, now: OwampTime) {
+        self.deadline = Some(time_add(now, self.control_timeout));
+    }
+
+    /// Flushes what is queued, then closes: every later input is ignored.
+    pub(crate) fn close(&mut self, reason: CloseReason) {
+        if self.closed {
+            return;
+        }
+        self.flush_tx();
+        if self.armed.is_some() {
+            self.out.push_back(Output::Timer(None));
+        }
+        self.armed = None;
+        self.deadline = None;
+        self.out.push_back(Output::Close(reason));
+        self.closed = true;
+    }
+
+    /// Closes because the peer broke the protocol.
+    pub(crate) fn fail(&mut self, err: ProtocolError) {
+        self.abort_receivers();
+        self.close(CloseReason::Protocol(err));
+    }
+
+    /// During a test, reports the local receive sessions not yet finished as incomplete.
+    pub(crate) fn abort_receivers(&mut self) {
+        if let Some(t) = &self.test {
+            if !t.peer_stop {
+                let sids: Vec<SessionId> = self
+                    .sessions
+                    .iter()
+                    .filter(|s| s.role == Role::Receiver)
+                    .map(|s| s.sid)
+                    .collect();
+                if !sids.is_empty() {
+                    self.out.push_back(Output::SessionsAborted { sids });
+                }
+            }
+        }
+        self.test = None;
+    }
+
+    /// Whether a session with this SID exists.
+    pub(crate) fn has_session(&self, sid: &SessionId) -> bool {
+        self.sessions.iter().any(|s| s.sid == *sid)
+    }
+
+    /// Start-Sessions accepted: the test phase begins.
+    pub(crate) fn start_test(&mut self, now: OwampTime) {
+        let slack = self.control_timeout + self.end_delay;
+        let bound = self
+            .sessions
+            .iter()
+            .map(|s| {
+                session_end_bound(
+                    s.request.start_time,
+                    &s.request.slots,
+                    s.request.packets,
+                    s.request.timeout,
+                    slack,
+                )
+            })
+            .max()
+            .unwrap_or(now)
+            .max(now);
+        for s in &mut self.sessions {
+            s.report = None;
+        }
+        self.test = Some(TestPhase {
+            sent_stop: false,
+            peer_stop: false,
+            stopping: None,
+            last_sender_done: None,
+            stop_sent_at: None,
+            bound,
+            reader: None,
+        });
+        self.out.push_back(Output::StartSessions);
+        self.update_test_deadline();
+        // No session at all: nothing to wait for.
+        self.maybe_send_stop(now);
+    }
+
+    /// A local session reported its end.
+    pub(crate) fn session_finished(&mut self, now: OwampTime, report: SessionReport) -> bool {
+        let Some(s) = self.sessions.iter_mut().find(|s| s.sid == report.sid) else {
+            return false;
+        };
+        if s.report.is_none() {
+            let sender = s.role == Role::Sender;
+            s.report = Some(report);
+            if sender {
+                if let Some(t) = &mut self.test {
+                    t.last_sender_done = Some(now);
+                }
+            }
+        }
+        if self.test.is_some() {
+            self.maybe_send_stop(now);
+        }
+        true
+    }
+
+    fn all_reported(&self, role: Option<Role>) -> bool {
+        self.sessions
+            .iter()
+            .filter(|s| role.map_or(true, |r| s.role == r))
+            .all(|s| s.report.is_some())
+    }
+
+    /// Sends our Stop-Sessions when it is due (RFC 4656 3.8).
+    pub(crate) fn maybe_send_stop(&mut self, now: OwampTime) {
+        let Some(t) = &self.test else { return };
+        if t.sent_stop {
+            return;
+        }
+        let ready = if t.peer_stop || t.stopping.is_some() {
+            // Answering the peer, or stopping early: only the senders' figures are needed.
+            self.all_reported(Some(Role::Sender))
+        } else {
+            self.all_reported(None)
+                && t
+                    .last_sender_done
+                    .map_or(true, |d| now >= time_add(d, self.end_delay))
+        };
+        if !ready {
+            self.update_test_deadline();
+            return;
+        }
+        let mut failed = false;
+        let entries: Vec<StopEntry> = self
+            .sessions
+            .iter()
+            .filter(|s| s.role == Role::Sender)
+            .map(|s| {
+                let r = s.report.clone().unwrap_or_else(|| SessionReport::completed(s.sid, 0));
+                failed |= r.failed;
+                StopEntry {
+                    sid: s.sid,
+                    next_seqno: r.next_seqno,
+                    skips: r.skips,
+                }
+            })
+            .collect();
+        let accept = if failed {
+            AcceptCode::InternalError
+        } else {
+            AcceptCode::Ok
+        };
+        let msg = codec::encode_stop(accept.to_u8(), &entries);
+        if let Err(_e) = self.stream.send_sealed(msg) {
+            self.close(CloseReason::Local);
+            return;
+        }
+        if let Some(t) = &mut self.test {
+            t.sent_stop = true;
+            t.stop_sent_at = Some(now);
+        }
+        self.finish_test_if_done(now);
+    }
+
+    /// Ends the test phase once both Stop-Sessions have been exchanged.
+    fn finish_test_if_done(&mut self, now: OwampTime) {
+        let done = self.test.as_ref().is_some_and(|t| t.sent_stop && t.peer_stop);
+        if done {
+            self.test = None;
+            let ended = std::mem::take(&mut self.sessions);
+            self.ended.extend(ended);
+            self.out.push_back(Output::TestComplete);
+            self.wait_peer(now);
+        } else {
+            self.update_test_deadline();
+        }
+    }
+
+    /// Sets the deadline of the test phase from its progress.
+    pub(crate) fn update_test_deadline(&mut self) {
+        let Some(t) = &self.test else { return };
+        let d = if let Some(at) = t.stop_sent_at {
+            time_add(at, self.control_timeout)
+        } else if let Some(at) = t.stopping {
+            time_add(at, self.control_timeout)
+        } else if self.all_reported(None) {
+            match t.last_sender_done {
+                Some(d) => time_add(d, self.end_delay),
+                None => t.bound,
+            }
+        } else {
+            t.bound
+        };
+        self.deadline = Some(d);
+    }
+
+    /// The test phase's deadline passed.
+    pub(crate) fn test_timer(&mut self, now: OwampTime) {
+        let Some(t) = self.test.clone() else { return };
+        if t.sent_stop {
+            // The peer never sent its Stop-Sessions.
+            self.abort_receivers();
+            self.close(CloseReason::Timeout);
+        } else if t.stopping.is_some() {
+            self.abort_receivers();
+            self.close(CloseReason::SessionsUnreported);
+        } else if self.all_reported(None) {
+            // The end delay after the last sender is over.
+            self.maybe_send_stop(now);
+        } else {
+            // The sessions outlived any plausible schedule: stop them.
+            self.stop_local(now);
+        }
+    }
+
+    /// Asks the application to stop every local session now.
+    pub(crate) fn stop_local(&mut self, now: OwampTime) {
+        if let Some(t) = &mut self.test {
+            if t.stopping.is_none() && !t.sent_stop {
+                t.stopping = Some(now);
+                self.out.push_back(Output::StopLocalSessions);
+            }
+        }
+        self.maybe_send_stop(now);
+        self.update_test_deadline();
+    }
+
+    /// The first block of a Stop-Sessions message was read (during the test phase).
+    pub(crate) fn begin_stop(&mut self, first: &[u8]) -> Result<(), ProtocolError> {
+        let (accept, n) = codec::decode_stop_header(first)?;
+        let receivers = self
+            .sessions
+            .iter()
+            .filter(|s| s.role == Role::Receiver)
+            .count();
+        // Every description must name one of our receive sessions (RFC 4656 3.8).
+        if n as usize > receivers {
+            return Err(ProtocolError::BadStop("more sessions than receivers"));
+        }
+        let Some(t) = &mut self.test else {
+            return Err(ProtocolError::Unexpected(codec::MSG_STOP_SESSIONS));
+        };
+        t.reader = Some(StopReader {
+            accept,
+            remaining: n,
+            step: StopRead::Sid,
+            ends: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Reads as much of the peer's Stop-Sessions as has arrived. Returns whether it is
+    /// complete.
+    pub(crate) fn pump_stop(&mut self, now: OwampTime) -> Result<bool, ProtocolError> {
+        loop {
+            let Some(reader) = self.test.as_mut().and_then(|t| t.reader.as_mut()) else {
+                return Ok(false);
+            };
+            match reader.step.clone() {
+                StopRead::Sid if reader.remaining == 0 => {
+                    let Some(r) = self.stream.take_hmac() else {
+                        return Ok(false);
+                    };
+                    r.map_err(|_| ProtocolError::BadHmac("Stop-Sessions"))?;
+                    self.complete_stop(now)?;
+                    return Ok(true);
+                }
+                StopRead::Sid => {
+                    let Some(b) = self.stream.take_body(BLOCK) else {
+                        return Ok(false);
+                    };
+                    let b = b.map_err(|_| ProtocolError::Malformed("Stop-Sessions"))?;
+                    let sid = SessionId(arr16(&b));
+                    let ok = self.sessions.iter().any(|s| {
+                        s.sid == sid && s.role == Role::Receiver
+                    }) && !reader.ends.iter().any(|e| e.sid == sid);
+                    if !ok {
+                        return Err(ProtocolError::BadStop("unknown SID"));
+                    }
+                    reader.step = StopRead::Seqno(sid);
+                }
+                StopRead::Seqno(sid) => {
+                    let Some(b) = self.stream.take_body(BLOCK) else {
+                        return Ok(false);
+                    };
+                    let b = b.map_err(|_| ProtocolError::Malformed("Stop-Sessions"))?;
+                    let (next_seqno, nskips) = codec::decode_stop_seqno(&b)?;
+                    let packets = self
+                        .sessions
+                        .iter()
+                        .find(|s| s.sid == sid)
+                        .map_or(0, |s| s.request.packets);
+                    // At most one range per two packets can be disjoint; bound the read.
+                    if u64::from(nskips) > u64::from(packets) / 2 + 1 {
+                        return Err(ProtocolError::BadStop("too many skip ranges"));
+                    }
+                    let blocks = codec::stop_desc_len(nskips) / BLOCK - 1;
+                    reader.step = StopRead::Skips {
+                        sid,
+                        next_seqno,
+                        nskips,
+                        bytes: b[8..].to_vec(),
+                        blocks,
+                    };
+                }
+                StopRead::Skips {
+                    sid,
+                    next_seqno,
+                    nskips,
+                    mut bytes,
+                    blocks,
+                } => {
+                    if blocks > 0 {
+                        let Some(b) = self.stream.take_body(BLOCK) else {
+                            return Ok(false);
+                        };
+                        let b = b.map_err(|_| ProtocolError::Malformed("Stop-Sessions"))?;
+                        bytes.extend_from_slice(&b);
+                        reader.step = StopRead::Skips {
+                            sid,
+                            next_seqno,
+                            nskips,
+                            bytes,
+                            blocks: blocks - 1,
+                        };
+                        continue;
+                    }
+                    let skips = codec::decode_skips(&bytes, nskips);
+                    let mut prev_end: Option<u32> = None;
+                    for s in &skips {
+                        if s.last < s.first || prev_end.is_some_and(|p| s.first < p) {
+                            return Err(ProtocolError::BadStop("skip ranges out of order"));
+                        }
+                        prev_end = Some(s.last);
+                    }
+                    reader.ends.push(SessionEnd {
+                        sid,
+                        next_seqno,
+                        skips,
+                        accept: AcceptCode::from_u8(reader.accept),
+                        stop_time: now,
+                    });
+                    reader.remaining -= 1;
+                    reader.step = StopRead::Sid;
+                }
+            }
+        }
+    }
+
+    /// The peer's Stop-Sessions is complete and verified.
+    fn complete_stop(&mut self, now: OwampTime) -> Result<(), ProtocolError> {
+        let Some(t) = &mut self.test else {
+            return Ok(());
+        };
+        let Some(reader) = t.reader.take() else {
+            return Ok(());
+        };
+        let receivers = self
+            .sessions
+            .iter()
+            .filter(|s| s.role == Role::Receiver)
+            .count();
+        if reader.ends.len() != receivers {
+            return Err(ProtocolError::BadStop("receive sessions missing"));
+        }
+        t.peer_stop = true;
+        for e in reader.ends {
+            self.out.push_back(Output::SessionStopped(e));
+        }
+        let sent = self.test.as_ref().is_some_and(|t| t.sent_stop);
+        if sent {
+            self.finish_test_if_done(now);
+        } else {
+            // Answer after stopping our own sessions (the senders report their figures).
+            self.stop_local(now);
+        }
+        Ok(())
+    }
+}
+
+fn arr16(b: &[u8]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    if let Some(s) = b.get(..16) {
+        a.copy_from_slice(s);
+    }
+    a
+}

@@ -1,0 +1,569 @@
+//! OWAMP-Control (RFC 4656 section 3): the client and server as sans-IO state machines.
+//!
+//! [`Server`] and [`Client`] are driven the same way (see [`crate::io`] for the contract):
+//! `handle_input(now, input)` with the current time and one [`Input`](crate::io::Input)
+//! (octets received, the timer firing, the peer closing, or a decision of the application),
+//! then `poll_output()` until it returns `None`. Neither reads a clock, touches a socket or
+//! draws randomness except from the RNG it was built with, so the same inputs, times and RNG
+//! produce the same octets.
+//!
+//! # What each side does
+//!
+//! - Set-up (RFC 4656 3.1): the server sends Server-Greeting at once (modes from its
+//!   [`ServerPolicy`](crate::policy::ServerPolicy), random Challenge and Salt, the configured
+//!   PBKDF2 count); the client picks the strongest mode both allow (encrypted, then
+//!   authenticated, then open; authenticated and encrypted only with an identity) or closes with
+//!   [`CloseReason::NoCommonMode`]. In authenticated and encrypted modes the server looks the
+//!   passphrase up by KeyID through its policy; a wrong passphrase, an unknown KeyID or a mode it
+//!   did not offer is answered with Server-Start Accept = 1 whose Server-IV, Start-Time and MBZ
+//!   are zero, then the connection is closed, as the reference implementation does.
+//! - Request-Session / Accept-Session (RFC 4656 3.4, 3.5) in both directions. When the server
+//!   receives, it builds the SID (receiver address, time, 4 random octets), picks a test port in
+//!   its range (one random draw, then upwards, wrapping) and asks the application to bind it.
+//!   When the client receives, the client builds the SID. The server's policy may refuse a request
+//!   with any Accept code.
+//! - Start-Sessions / Start-Ack (3.6), then the test: each side sends Stop-Sessions (3.8) once
+//!   its local sessions are over (senders wait `end_delay` after their last packet), or answers
+//!   the peer's Stop-Sessions after stopping its own sessions; both sides always send it, as the
+//!   reference does. During the test the deadline is a generous bound on the schedule's end
+//!   (see [`session_end_bound`]); after it the local sessions are stopped.
+//! - Fetch-Session / Fetch-Ack (3.9): the server gets the stored records from the application
+//!   ([`Output::FetchRequest`](crate::io::Output::FetchRequest)) and sends the ones asked for,
+//!   including partial sessions.
+//! - A connection with nothing to wait for but the peer is closed after `control_timeout`.
+//!
+//! # Encryption and HMAC
+//!
+//! As observed in perfSONAR owamp 5.2.3 (see [`crate::crypto`]): the HMAC of each message covers
+//! the plaintext before its HMAC field and restarts after it; Request-Session has two HMACs;
+//! the first Accept-Session's HMAC also covers the last block of Server-Start, the only
+//! encrypted block of that message.
+//!
+//! # Replaying recorded traffic
+//!
+//! Everything random or time-dependent comes from the constructor arguments and the `now` of
+//! each input, so a recorded exchange can be replayed from the values in a trace:
+//!
+//! - Server: build it with a [`replay::ScriptedRng`] that returns, in this order, the
+//!   Challenge (16) and Salt (16) of the Server-Greeting, then in authenticated and encrypted
+//!   modes the Server-IV (16), then for each Request-Session: when the server receives, the
+//!   4 random octets of the SID (its last 4 octets), and when a test port range is configured,
+//!   the 4-octet draw that selects the port ([`replay::port_draw`] computes it from the port in
+//!   Accept-Session). Set [`ServerConfig::start_time`] to the Start-Time of Server-Start and
+//!   feed each Request-Session for which the server receives with `now` equal to the SID's
+//!   timestamp (its octets 4..12). Answer [`Output::PrepareTestEndpoint`] with the port asked
+//!   for, and [`Output::FetchRequest`] with the records the trace shows.
+//! - Client: its RNG returns, in authenticated and encrypted modes, the AES session key (16),
+//!   the HMAC session key (32) and the Client-IV (16) (all in the `.plain.trace` header), then
+//!   for each session in which the client receives the 4 random octets of the SID; issue that
+//!   session's [`ClientCommand::RequestSession`] with `now` equal to the SID's timestamp. The
+//!   request's start time, timeout, ports and slots are those of the recorded Request-Session.
+//!
+//! `owamp-core/tests/control_replay.rs` does exactly this for the reference traces.
+//!
+//! [`Output::PrepareTestEndpoint`]: crate::io::Output::PrepareTestEndpoint
+//! [`Output::FetchRequest`]: crate::io::Output::FetchRequest
+
+pub mod client;
+mod codec;
+mod common;
+mod framing;
+pub mod replay;
+pub mod server;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+pub use client::{Client, ClientConfig, Identity};
+pub use server::{Server, ServerConfig};
+
+use crate::time::OwampTime;
+use crate::wire::{SessionId, Slot, SlotKind};
+
+/// A control connection mode (RFC 4656 3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mode {
+    /// Unauthenticated (1).
+    Open,
+    /// Authenticated (2).
+    Authenticated,
+    /// Encrypted (4).
+    Encrypted,
+}
+
+impl Mode {
+    /// The bit of this mode in the Modes and Mode fields.
+    pub fn bit(self) -> u32 {
+        match self {
+            Mode::Open => 1,
+            Mode::Authenticated => 2,
+            Mode::Encrypted => 4,
+        }
+    }
+
+    /// The mode whose Mode field is exactly `v`, if any.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Mode::Open),
+            2 => Some(Mode::Authenticated),
+            4 => Some(Mode::Encrypted),
+            _ => None,
+        }
+    }
+
+    /// Whether the control connection is encrypted and authenticated in this mode.
+    pub fn is_secure(self) -> bool {
+        self != Mode::Open
+    }
+}
+
+/// A set of modes, as in the Modes field of Server-Greeting (RFC 4656 3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Modes(pub u32);
+
+impl Modes {
+    /// Open, authenticated and encrypted.
+    pub const ALL: Modes = Modes(7);
+    /// No mode.
+    pub const NONE: Modes = Modes(0);
+
+    /// Whether `mode` is in the set.
+    pub fn contains(self, mode: Mode) -> bool {
+        self.0 & mode.bit() != 0
+    }
+
+    /// The set without `mode`.
+    pub fn without(self, mode: Mode) -> Self {
+        Modes(self.0 & !mode.bit())
+    }
+
+    /// The modes in both sets.
+    pub fn intersect(self, other: Modes) -> Self {
+        Modes(self.0 & other.0)
+    }
+
+    /// The strongest mode of the set: encrypted, then authenticated, then open.
+    pub fn strongest(self) -> Option<Mode> {
+        [Mode::Encrypted, Mode::Authenticated, Mode::Open]
+            .into_iter()
+            .find(|m| self.contains(*m))
+    }
+}
+
+impl From<Mode> for Modes {
+    fn from(m: Mode) -> Self {
+        Modes(m.bit())
+    }
+}
+
+/// The Accept field of Server-Start, Accept-Session, Start-Ack, Stop-Sessions and Fetch-Ack
+/// (RFC 4656 3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AcceptCode {
+    /// 0: OK.
+    Ok,
+    /// 1: failure, reason unspecified (the reference's "reject").
+    Failure,
+    /// 2: internal error.
+    InternalError,
+    /// 3: some aspect of the request is not supported.
+    NotSupported,
+    /// 4: cannot perform the request due to permanent resource limitations.
+    PermanentLimit,
+    /// 5: cannot perform the request due to temporary resource limitations.
+    TemporaryLimit,
+    /// Any other value.
+    Other(u8),
+}
+
+impl AcceptCode {
+    /// The octet on the wire.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            AcceptCode::Ok => 0,
+            AcceptCode::Failure => 1,
+            AcceptCode::InternalError => 2,
+            AcceptCode::NotSupported => 3,
+            AcceptCode::PermanentLimit => 4,
+            AcceptCode::TemporaryLimit => 5,
+            AcceptCode::Other(v) => v,
+        }
+    }
+
+    /// The code of an octet on the wire.
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            0 => AcceptCode::Ok,
+            1 => AcceptCode::Failure,
+            2 => AcceptCode::InternalError,
+            3 => AcceptCode::NotSupported,
+            4 => AcceptCode::PermanentLimit,
+            5 => AcceptCode::TemporaryLimit,
+            v => AcceptCode::Other(v),
+        }
+    }
+
+    /// Whether this is 0 (OK).
+    pub fn is_ok(self) -> bool {
+        self == AcceptCode::Ok
+    }
+}
+
+/// Which end of a test session a side is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Sends test packets.
+    Sender,
+    /// Receives test packets and keeps the records.
+    Receiver,
+}
+
+/// A Request-Session without its HMAC fields (RFC 4656 3.5).
+///
+/// "conf" flags say what the *server* is asked to configure: `conf_receiver` means the server
+/// receives. Addresses are IPv4 or IPv6 (`ipvn` 4 or 6); the 32.32 fixed-point `timeout` is the
+/// loss timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRequest {
+    /// IP version of both addresses (4 or 6).
+    pub ipvn: u8,
+    /// The server is asked to be the sender.
+    pub conf_sender: bool,
+    /// The server is asked to be the receiver.
+    pub conf_receiver: bool,
+    /// The schedule slots, used cyclically.
+    pub slots: Vec<Slot>,
+    /// Number of packets.
+    pub packets: u32,
+    /// Sender's UDP port.
+    pub sender_port: u16,
+    /// Receiver's UDP port.
+    pub receiver_port: u16,
+    /// Sender's address.
+    pub sender: IpAddr,
+    /// Receiver's address.
+    pub receiver: IpAddr,
+    /// Session identifier (zero when the server is to make one).
+    pub sid: SessionId,
+    /// Octets of padding in each test packet.
+    pub padding: u32,
+    /// When the first packet's schedule starts.
+    pub start_time: OwampTime,
+    /// Loss timeout, 32.32 fixed-point seconds.
+    pub timeout: u64,
+    /// Type-P descriptor.
+    pub type_p: u32,
+}
+
+impl TestRequest {
+    /// The address and port of the sender.
+    pub fn sender_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.sender, self.sender_port)
+    }
+
+    /// The address and port of the receiver.
+    pub fn receiver_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.receiver, self.receiver_port)
+    }
+}
+
+/// What the client asks for in [`ClientCommand::RequestSession`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRequest {
+    /// Whether the client sends or receives.
+    pub role: Role,
+    /// The client's test socket (already bound: its port goes into the request).
+    pub local: SocketAddr,
+    /// The server's test address (the server chooses the port).
+    pub peer: IpAddr,
+    /// Schedule slots (at least one).
+    pub slots: Vec<Slot>,
+    /// Number of packets (at least one).
+    pub packets: u32,
+    /// Padding octets per packet.
+    pub padding: u32,
+    /// Start time of the schedule.
+    pub start_time: OwampTime,
+    /// Loss timeout, 32.32 fixed-point seconds.
+    pub timeout: u64,
+    /// Type-P descriptor (0 for the default).
+    pub type_p: u32,
+}
+
+/// A command from the application to a [`Client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCommand {
+    /// Send a Request-Session; answered by `SessionAccepted` or `SessionRejected`.
+    RequestSession(SessionRequest),
+    /// Send Start-Sessions; answered by `StartSessions` once Start-Ack accepts.
+    StartSessions,
+    /// Stop the test early: local sessions are stopped and Stop-Sessions is exchanged.
+    StopSessions,
+    /// Send a Fetch-Session; answered by `Fetched` or `FetchDenied`.
+    Fetch {
+        /// The session.
+        sid: SessionId,
+        /// First sequence number wanted.
+        begin: u32,
+        /// Last sequence number wanted (0xFFFFFFFF for all).
+        end: u32,
+    },
+    /// Close the control connection.
+    Close,
+}
+
+/// Why a protocol exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A message could not be parsed.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// A message's HMAC does not match.
+    #[error("HMAC check failed on {0}")]
+    BadHmac(&'static str),
+    /// A message arrived that is not allowed in the current state.
+    #[error("unexpected message type {0}")]
+    Unexpected(u8),
+    /// The Set-Up-Response asks for something that is not exactly one mode.
+    #[error("invalid mode {0:#x}")]
+    InvalidMode(u32),
+    /// The server asks for a PBKDF2 count above the client's limit.
+    #[error("PBKDF2 count {0} too large")]
+    KdfCount(u32),
+    /// A Stop-Sessions message does not describe the local receive sessions.
+    #[error("Stop-Sessions does not match the sessions: {0}")]
+    BadStop(&'static str),
+    /// More data than the configured limits allow.
+    #[error("limit exceeded: {0}")]
+    Limit(&'static str),
+}
+
+/// Why a control connection is closed ([`Output::Close`](crate::io::Output::Close)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The application asked for it, or the exchange finished normally.
+    Local,
+    /// The peer closed the connection.
+    PeerClosed,
+    /// The peer did not answer in time.
+    Timeout,
+    /// Client: no mode is allowed by both sides ("No Common Modes").
+    NoCommonMode,
+    /// Set-up refused with this Accept code (the server sent it, or the client received it).
+    SetupRejected(AcceptCode),
+    /// Start-Sessions refused with this Accept code.
+    StartRejected(AcceptCode),
+    /// The local endpoints did not report in time after being stopped.
+    SessionsUnreported,
+    /// The peer broke the protocol.
+    Protocol(ProtocolError),
+}
+
+/// Misuse of a state machine by the application (never caused by the peer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The input is not valid in the current state.
+    #[error("{0} is not valid in the current state")]
+    WrongState(&'static str),
+    /// The input does not belong to this role.
+    #[error("{0} is not valid for this role")]
+    WrongRole(&'static str),
+    /// A request's parameters are unusable.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// The session named does not exist on this connection.
+    #[error("unknown session")]
+    UnknownSession,
+}
+
+/// An inclusive UDP port range for test sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    /// Lowest port.
+    pub low: u16,
+    /// Highest port (at least `low`).
+    pub high: u16,
+}
+
+impl PortRange {
+    /// Number of ports in the range.
+    pub fn len(&self) -> u32 {
+        u32::from(self.high.saturating_sub(self.low)) + 1
+    }
+
+    /// Always false: a range holds at least one port.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The port a 32-bit random draw selects: uniform over the range.
+    pub fn pick(&self, draw: u32) -> u16 {
+        let off = (u64::from(draw) * u64::from(self.len())) >> 32;
+        // off < len <= 65536 and low + off <= high, so this fits.
+        self.low.saturating_add(off as u16)
+    }
+
+    /// The port after `port`, wrapping to `low` past `high`.
+    pub fn next(&self, port: u16) -> u16 {
+        if port >= self.high || port < self.low {
+            self.low
+        } else {
+            port + 1
+        }
+    }
+}
+
+/// `t + d`, saturating.
+pub(crate) fn time_add(t: OwampTime, d: Duration) -> OwampTime {
+    OwampTime::from_raw(t.raw().saturating_add(duration_to_fixed(d)))
+}
+
+/// `t + d` for a 32.32 fixed-point `d`, saturating.
+pub(crate) fn time_add_fixed(t: OwampTime, d: u64) -> OwampTime {
+    OwampTime::from_raw(t.raw().saturating_add(d))
+}
+
+/// A duration as 32.32 fixed-point seconds, saturating.
+pub(crate) fn duration_to_fixed(d: Duration) -> u64 {
+    let secs = d.as_secs().min(u64::from(u32::MAX));
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32).saturating_add(frac)
+}
+
+/// A generous upper bound on when a session is over: the end of its schedule, plus the loss
+/// timeout, plus `slack`.
+///
+/// Fixed slots give the exact end. Exponential gaps are random, so their sum is bounded by
+/// `2 n m + 50 m` for `n` packets of mean gap `m`, which a schedule exceeds with a probability
+/// far below 1e-20. Used only as the deadline of the test phase: past it the local sessions are
+/// stopped.
+pub fn session_end_bound(
+    start: OwampTime,
+    slots: &[Slot],
+    packets: u32,
+    timeout: u64,
+    slack: Duration,
+) -> OwampTime {
+    let n = u128::from(packets);
+    let len = slots.len() as u128;
+    let mut fixed: u128 = 0;
+    let mut exp: u128 = 0;
+    if len > 0 {
+        // Slots are used cyclically: full cycles, then a partial one.
+        let cycles = n / len;
+        let rest = (n % len) as usize;
+        for (i, s) in slots.iter().enumerate() {
+            let uses = cycles + u128::from(i < rest);
+            match s.kind {
+                SlotKind::Fixed => fixed = fixed.saturating_add(uses * u128::from(s.mean)),
+                SlotKind::Exponential => exp = exp.saturating_add(uses * u128::from(s.mean)),
+            }
+        }
+        let max_exp_mean = slots
+            .iter()
+            .filter(|s| s.kind == SlotKind::Exponential)
+            .map(|s| u128::from(s.mean))
+            .max()
+            .unwrap_or(0);
+        exp = exp.saturating_mul(2).saturating_add(max_exp_mean * 50);
+    }
+    let total = fixed
+        .saturating_add(exp)
+        .saturating_add(u128::from(timeout))
+        .saturating_add(u128::from(duration_to_fixed(slack)));
+    let total = u64::try_from(total).unwrap_or(u64::MAX);
+    time_add_fixed(start, total)
+}
+
+/// The 4 octets of an address that go into a SID (RFC 4656 3.5): an IPv4 address, or the last
+/// 4 octets of an IPv6 address.
+pub(crate) fn sid_addr_octets(addr: IpAddr) -> [u8; 4] {
+    match addr {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.octets(),
+            None => {
+                let o = a.octets();
+                [o[12], o[13], o[14], o[15]]
+            }
+        },
+    }
+}
+
+/// Builds a SID (RFC 4656 3.5): receiver address (4), timestamp (8), random (4).
+pub(crate) fn make_sid(receiver: IpAddr, now: OwampTime, random: [u8; 4]) -> SessionId {
+    let mut sid = [0u8; 16];
+    sid[..4].copy_from_slice(&sid_addr_octets(receiver));
+    sid[4..12].copy_from_slice(&now.raw().to_be_bytes());
+    sid[12..].copy_from_slice(&random);
+    SessionId(sid)
+}
+
+/// An unspecified address is replaced by `fallback` (addresses of the control connection stand
+/// in for zero addresses in a request).
+pub(crate) fn or_fallback(addr: IpAddr, fallback: IpAddr) -> IpAddr {
+    if addr.is_unspecified() {
+        fallback
+    } else {
+        addr
+    }
+}
+
+/// The unspecified IPv4 address.
+pub(crate) const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_pick_covers_range() {
+        let r = PortRange {
+            low: 8760,
+            high: 8960,
+        };
+        assert_eq!(r.pick(0), 8760);
+        assert_eq!(r.pick(u32::MAX), 8960);
+        assert_eq!(r.next(8960), 8760);
+        assert_eq!(r.next(8800), 8801);
+        let one = PortRange { low: 5, high: 5 };
+        assert_eq!(one.pick(u32::MAX), 5);
+    }
+
+    #[test]
+    fn modes_strongest() {
+        assert_eq!(Modes::ALL.strongest(), Some(Mode::Encrypted));
+        assert_eq!(Modes(3).strongest(), Some(Mode::Authenticated));
+        assert_eq!(Modes(1).strongest(), Some(Mode::Open));
+        assert_eq!(Modes(8).strongest(), None);
+    }
+
+    #[test]
+    fn end_bound_fixed_is_exact() {
+        let slots = [Slot {
+            kind: SlotKind::Fixed,
+            mean: 1 << 31,
+        }];
+        let start = OwampTime::from_raw(100 << 32);
+        let end = session_end_bound(start, &slots, 10, 2 << 32, Duration::ZERO);
+        assert_eq!(end.raw(), (100 + 5 + 2) << 32);
+    }
+
+    #[test]
+    fn sid_layout() {
+        let sid = make_sid(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            OwampTime::from_raw(0xeeb2_5d6e_f642_17d2),
+            [0xe7, 0xf3, 0xe7, 0x51],
+        );
+        assert_eq!(
+            sid.0,
+            [
+                0x7f, 0, 0, 1, 0xee, 0xb2, 0x5d, 0x6e, 0xf6, 0x42, 0x17, 0xd2, 0xe7, 0xf3, 0xe7,
+                0x51
+            ]
+        );
+    }
+}
