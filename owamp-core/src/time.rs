@@ -322,7 +322,10 @@ mod tests {
 
     #[test]
     fn unix_epoch_round_trips() {
-        assert_eq!(OwampTime::from_system_time(UNIX_EPOCH), Some(OwampTime::UNIX_EPOCH));
+        assert_eq!(
+            OwampTime::from_system_time(UNIX_EPOCH),
+            Some(OwampTime::UNIX_EPOCH)
+        );
         assert_eq!(OwampTime::UNIX_EPOCH.to_system_time(), UNIX_EPOCH);
         assert_eq!(OwampTime::UNIX_EPOCH.seconds(), 2_208_988_800);
     }
@@ -338,7 +341,10 @@ mod tests {
     #[test]
     fn reference_slot_mean_is_50ms() {
         // `-i 0.05` on the wire (see the reference traces).
-        assert_eq!(fixed_point_to_duration(0x0ccc_cccc), Duration::from_millis(50));
+        assert_eq!(
+            fixed_point_to_duration(0x0ccc_cccc),
+            Duration::from_millis(50)
+        );
         assert_eq!(
             duration_to_fixed_point(Duration::from_millis(50)),
             Some(0x0ccc_cccd)
@@ -378,8 +384,14 @@ mod tests {
         assert_eq!(a.diff_nanos(b), -2_250_000_000);
         assert_eq!(b.diff_nanos(a), 2_250_000_000);
         assert_eq!(a.diff_secs_f64(b), -2.25);
-        assert_eq!(OwampTime::MAX.diff_nanos(OwampTime::ZERO), 4_294_967_296_000_000_000);
-        assert_eq!(OwampTime::ZERO.diff_nanos(OwampTime::MAX), -4_294_967_296_000_000_000);
+        assert_eq!(
+            OwampTime::MAX.diff_nanos(OwampTime::ZERO),
+            4_294_967_296_000_000_000
+        );
+        assert_eq!(
+            OwampTime::ZERO.diff_nanos(OwampTime::MAX),
+            -4_294_967_296_000_000_000
+        );
     }
 
     #[test]
@@ -389,11 +401,7 @@ mod tests {
             a.checked_add(Duration::from_millis(500)),
             Some(OwampTime::from_parts(10, 0x8000_0000))
         );
-        assert_eq!(
-            a.checked_sub(Duration::from_secs(11)),
-            None,
-            "before 1900"
-        );
+        assert_eq!(a.checked_sub(Duration::from_secs(11)), None, "before 1900");
         assert_eq!(OwampTime::MAX.checked_add(Duration::from_nanos(1)), None);
         assert_eq!(OwampTime::MAX.saturating_add(Duration::MAX), OwampTime::MAX);
         assert_eq!(a.saturating_sub(Duration::MAX), OwampTime::ZERO);
@@ -417,9 +425,14 @@ mod tests {
         assert!(!ErrorEstimate::from_raw(0x8100).is_valid());
         assert_eq!(ErrorEstimate::new(false, 64, 1), None);
         assert_eq!(ErrorEstimate::new(false, 1, 0), None);
-        assert_eq!(ErrorEstimate::new(true, 63, 255).map(|e| e.raw()), Some(0xBFFF));
         assert_eq!(
-            ErrorEstimate::from_raw(0x0101).with_synchronized(true).raw(),
+            ErrorEstimate::new(true, 63, 255).map(|e| e.raw()),
+            Some(0xBFFF)
+        );
+        assert_eq!(
+            ErrorEstimate::from_raw(0x0101)
+                .with_synchronized(true)
+                .raw(),
             0x8101
         );
     }

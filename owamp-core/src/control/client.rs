@@ -11,9 +11,7 @@ use super::{
     make_sid, AcceptCode, ClientCommand, CloseReason, ControlError, Mode, Modes, ProtocolError,
     Role, SessionRequest, TestRequest,
 };
-use crate::crypto::{
-    derive_key_with_limit, seal_token, ControlOpener, ControlSealer, SessionKeys,
-};
+use crate::crypto::{derive_key_with_limit, seal_token, ControlOpener, ControlSealer, SessionKeys};
 use crate::io::{FetchedSession, Finished, Input, Output, SessionInfo};
 use crate::time::OwampTime;
 use crate::wire::SessionId;
@@ -400,16 +398,14 @@ impl<R: RngCore + CryptoRng> Client<R> {
                     self.keep(State::Stop)
                 }
             }
-            State::AcceptSession(tr, local) => {
-                match s.take_body(codec::ACCEPT_SESSION_BODY_LEN) {
-                    None => self.keep(State::AcceptSession(tr, local)),
-                    Some(b) => {
-                        let b = b.map_err(|_| ProtocolError::Malformed("Accept-Session"))?;
-                        self.state = State::AcceptHmac(b, tr, local);
-                        Ok(true)
-                    }
+            State::AcceptSession(tr, local) => match s.take_body(codec::ACCEPT_SESSION_BODY_LEN) {
+                None => self.keep(State::AcceptSession(tr, local)),
+                Some(b) => {
+                    let b = b.map_err(|_| ProtocolError::Malformed("Accept-Session"))?;
+                    self.state = State::AcceptHmac(b, tr, local);
+                    Ok(true)
                 }
-            }
+            },
             State::AcceptHmac(body, tr, local) => match s.take_hmac() {
                 None => self.keep(State::AcceptHmac(body, tr, local)),
                 Some(r) => {
@@ -552,14 +548,16 @@ impl<R: RngCore + CryptoRng> Client<R> {
                             .map(codec::decode_record)
                             .collect();
                         let skips = codec::decode_skips(&f.skips, f.ack.num_skips);
-                        self.conn.out.push_back(Output::Fetched(Box::new(FetchedSession {
-                            sid: f.sid,
-                            finished: Finished::from_u8(f.ack.finished),
-                            next_seqno: f.ack.next_seqno,
-                            skips,
-                            request: f.request.unwrap_or_else(empty_request),
-                            records,
-                        })));
+                        self.conn
+                            .out
+                            .push_back(Output::Fetched(Box::new(FetchedSession {
+                                sid: f.sid,
+                                finished: Finished::from_u8(f.ack.finished),
+                                next_seqno: f.ack.next_seqno,
+                                skips,
+                                request: f.request.unwrap_or_else(empty_request),
+                                records,
+                            })));
                         self.conn.wait_peer(now);
                         Ok(true)
                     }
@@ -587,8 +585,9 @@ impl<R: RngCore + CryptoRng> Client<R> {
             client_iv: [0; 16],
         };
         if let (true, Some(id)) = (mode.is_secure(), &self.cfg.identity) {
-            let key = derive_key_with_limit(&id.passphrase, &g.salt, g.count, self.cfg.max_kdf_count)
-                .map_err(|_| ProtocolError::KdfCount(g.count))?;
+            let key =
+                derive_key_with_limit(&id.passphrase, &g.salt, g.count, self.cfg.max_kdf_count)
+                    .map_err(|_| ProtocolError::KdfCount(g.count))?;
             // Order of the draws: AES key, HMAC key, Client-IV (as the reference).
             let mut keys = SessionKeys {
                 aes: [0; 16],
@@ -634,15 +633,17 @@ impl<R: RngCore + CryptoRng> Client<R> {
             tr.sender_port = port;
             (Role::Receiver, SocketAddr::new(tr.sender, port))
         };
-        self.conn.out.push_back(Output::SessionAccepted(Box::new(SessionInfo {
-            sid: tr.sid,
-            role,
-            mode: self.conn.mode,
-            keys: self.conn.keys.clone(),
-            local,
-            peer,
-            request: tr.clone(),
-        })));
+        self.conn
+            .out
+            .push_back(Output::SessionAccepted(Box::new(SessionInfo {
+                sid: tr.sid,
+                role,
+                mode: self.conn.mode,
+                keys: self.conn.keys.clone(),
+                local,
+                peer,
+                request: tr.clone(),
+            })));
         self.conn.sessions.push(LocalSession {
             sid: tr.sid,
             role,

@@ -427,10 +427,7 @@ mod tests {
             type_p: 0,
         };
         let b = encode_request(&r);
-        assert_eq!(
-            hex::encode(&b[..16]),
-            "01040001000000000000001422a00000"
-        );
+        assert_eq!(hex::encode(&b[..16]), "01040001000000000000001422a00000");
         let (d, n) = decode_request(&b).unwrap();
         assert_eq!(d, r);
         assert_eq!(n, 0);
@@ -445,7 +442,10 @@ mod tests {
         };
         let b = encode_stop(0, &[e]);
         assert_eq!(b.len(), 16 + 16 + 16 + 16);
-        assert_eq!(&b[32..48], &[0, 0, 0, 20, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 4]);
+        assert_eq!(
+            &b[32..48],
+            &[0, 0, 0, 20, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 0, 4]
+        );
         assert_eq!(stop_desc_len(1), 16);
         assert_eq!(stop_desc_len(2), 32);
         assert_eq!(stop_desc_len(0), 16);

@@ -245,8 +245,7 @@ impl Conn {
             self.all_reported(Some(Role::Sender))
         } else {
             self.all_reported(None)
-                && t
-                    .last_sender_done
+                && t.last_sender_done
                     .map_or(true, |d| now >= time_add(d, self.end_delay))
         };
         if !ready {
@@ -259,7 +258,10 @@ impl Conn {
             .iter()
             .filter(|s| s.role == Role::Sender)
             .map(|s| {
-                let r = s.report.clone().unwrap_or_else(|| SessionReport::completed(s.sid, 0));
+                let r = s
+                    .report
+                    .clone()
+                    .unwrap_or_else(|| SessionReport::completed(s.sid, 0));
                 failed |= r.failed;
                 StopEntry {
                     sid: s.sid,
@@ -287,7 +289,10 @@ impl Conn {
 
     /// Ends the test phase once both Stop-Sessions have been exchanged.
     fn finish_test_if_done(&mut self, now: OwampTime) {
-        let done = self.test.as_ref().is_some_and(|t| t.sent_stop && t.peer_stop);
+        let done = self
+            .test
+            .as_ref()
+            .is_some_and(|t| t.sent_stop && t.peer_stop);
         if done {
             self.test = None;
             let ended = std::mem::take(&mut self.sessions);
@@ -394,9 +399,11 @@ impl Conn {
                     };
                     let b = b.map_err(|_| ProtocolError::Malformed("Stop-Sessions"))?;
                     let sid = SessionId(arr16(&b));
-                    let ok = self.sessions.iter().any(|s| {
-                        s.sid == sid && s.role == Role::Receiver
-                    }) && !reader.ends.iter().any(|e| e.sid == sid);
+                    let ok = self
+                        .sessions
+                        .iter()
+                        .any(|s| s.sid == sid && s.role == Role::Receiver)
+                        && !reader.ends.iter().any(|e| e.sid == sid);
                     if !ok {
                         return Err(ProtocolError::BadStop("unknown SID"));
                     }

@@ -110,8 +110,3 @@ impl Stream {
         }
     }
 }
-
-/// Rounds `n` up to a whole number of blocks.
-pub(crate) fn padded(n: usize) -> usize {
-    n.div_ceil(BLOCK_LEN) * BLOCK_LEN
-}

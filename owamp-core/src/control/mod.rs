@@ -450,10 +450,9 @@ pub fn session_end_bound(
     let len = slots.len() as u128;
     let mut fixed: u128 = 0;
     let mut exp: u128 = 0;
-    if len > 0 {
+    if let Some(cycles) = n.checked_div(len) {
         // Slots are used cyclically: full cycles, then a partial one.
-        let cycles = n / len;
-        let rest = (n % len) as usize;
+        let rest = (n - cycles * len) as usize;
         for (i, s) in slots.iter().enumerate() {
             let uses = cycles + u128::from(i < rest);
             match s.kind {

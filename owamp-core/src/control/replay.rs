@@ -90,7 +90,7 @@ pub fn port_draw(range: PortRange, port: u16) -> Option<[u8; 4]> {
     let off = u64::from(port - range.low);
     let len = u64::from(range.len());
     // The smallest draw d with floor(d * len / 2^32) == off.
-    let d = ((off << 32) + len - 1) / len;
+    let d = (off << 32).div_ceil(len);
     let d = u32::try_from(d).ok()?;
     Some(d.to_be_bytes())
 }

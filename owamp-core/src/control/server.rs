@@ -12,9 +12,7 @@ use super::{
     ProtocolError, Role, TestRequest,
 };
 use crate::crypto::{derive_key, open_token, ControlOpener, ControlSealer, SessionKeys};
-use crate::io::{
-    EndpointSetup, FetchReply, Finished, Input, Output, SessionInfo, StoredSession,
-};
+use crate::io::{EndpointSetup, FetchReply, Finished, Input, Output, SessionInfo, StoredSession};
 use crate::policy::{Peer, ServerPolicy, TestAdmission};
 use crate::time::OwampTime;
 use crate::wire::SessionId;
@@ -77,7 +75,7 @@ enum State {
     /// The HMAC of Fetch-Session.
     FetchHmac { body: Vec<u8> },
     /// The application is looking up stored records.
-    AwaitFetch { begin: u32, end: u32, sid: SessionId },
+    AwaitFetch { begin: u32, end: u32 },
     /// The peer's Stop-Sessions (during the test).
     Stop,
 }
@@ -128,12 +126,13 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         rng.fill_bytes(&mut salt);
         let mut conn = Conn::new(cfg.control_timeout, cfg.end_delay);
         // RFC 4656 3.1: the server speaks first.
-        conn.stream.send_clear(&codec::encode_greeting(&codec::Greeting {
-            modes: offered.0,
-            challenge,
-            salt,
-            count: cfg.kdf_count,
-        }));
+        conn.stream
+            .send_clear(&codec::encode_greeting(&codec::Greeting {
+                modes: offered.0,
+                challenge,
+                salt,
+                count: cfg.kdf_count,
+            }));
         let mut s = Self {
             conn,
             cfg,
@@ -149,7 +148,8 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         };
         if offered == Modes::NONE {
             // Nothing to offer: the reference closes right after the greeting.
-            s.conn.close(CloseReason::SetupRejected(AcceptCode::Failure));
+            s.conn
+                .close(CloseReason::SetupRejected(AcceptCode::Failure));
         } else {
             s.conn.wait_peer(now);
         }
@@ -232,19 +232,14 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
 
     fn release_all(&mut self) {
         let ended = std::mem::take(&mut self.conn.ended);
-        for s in std::mem::take(&mut self.conn.sessions).into_iter().chain(ended) {
+        for s in std::mem::take(&mut self.conn.sessions)
+            .into_iter()
+            .chain(ended)
+        {
             self.policy.release_test(&s.sid, s.role);
         }
         if let State::AwaitEndpoint(p) = &self.state {
             self.policy.release_test(&p.sid, p.role);
-        }
-    }
-
-    fn peer_info(&self) -> Peer<'_> {
-        Peer {
-            addr: self.peer.ip(),
-            mode: self.conn.mode,
-            key_id: self.key_id.as_deref(),
         }
     }
 
@@ -297,18 +292,16 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 let b = b.map_err(|_| ProtocolError::Malformed("request"))?;
                 self.on_request_type(now, b)
             }
-            State::RequestRest { first } => {
-                match s.take_body(codec::REQUEST_BODY_LEN - BLOCK) {
-                    None => self.keep(State::RequestRest { first }),
-                    Some(rest) => {
-                        let rest = rest.map_err(|_| ProtocolError::Malformed("Request-Session"))?;
-                        let mut body = first;
-                        body.extend_from_slice(&rest);
-                        self.state = State::RequestHmac { body };
-                        Ok(true)
-                    }
+            State::RequestRest { first } => match s.take_body(codec::REQUEST_BODY_LEN - BLOCK) {
+                None => self.keep(State::RequestRest { first }),
+                Some(rest) => {
+                    let rest = rest.map_err(|_| ProtocolError::Malformed("Request-Session"))?;
+                    let mut body = first;
+                    body.extend_from_slice(&rest);
+                    self.state = State::RequestHmac { body };
+                    Ok(true)
                 }
-            }
+            },
             State::RequestHmac { body } => match s.take_hmac() {
                 None => self.keep(State::RequestHmac { body }),
                 Some(r) => {
@@ -442,8 +435,16 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             self.key_id = Some(key_id);
         }
         self.conn.mode = mode;
-        if let Err(code) = self.policy.allow_control(self.peer_info()) {
-            let code = if code.is_ok() { AcceptCode::Failure } else { code };
+        if let Err(code) = self.policy.allow_control(Peer {
+            addr: self.peer.ip(),
+            mode: self.conn.mode,
+            key_id: self.key_id.as_deref(),
+        }) {
+            let code = if code.is_ok() {
+                AcceptCode::Failure
+            } else {
+                code
+            };
             self.conn.mode = Mode::Open;
             self.reject_setup(code);
             return Ok(());
@@ -557,13 +558,21 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         }
         req.sid = sid;
         let admission = TestAdmission {
-            peer: self.peer_info(),
+            peer: Peer {
+                addr: self.peer.ip(),
+                mode: self.conn.mode,
+                key_id: self.key_id.as_deref(),
+            },
             sid,
             role,
             request: &req,
         };
         if let Err(code) = self.policy.admit_test(&admission) {
-            let code = if code.is_ok() { AcceptCode::Failure } else { code };
+            let code = if code.is_ok() {
+                AcceptCode::Failure
+            } else {
+                code
+            };
             return self.refuse(now, code);
         }
         let port = match self.cfg.test_ports {
@@ -577,7 +586,11 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         let local = SocketAddr::new(local_ip, port);
         self.conn
             .out
-            .push_back(Output::PrepareTestEndpoint(EndpointSetup { sid, role, local }));
+            .push_back(Output::PrepareTestEndpoint(EndpointSetup {
+                sid,
+                role,
+                local,
+            }));
         self.state = State::AwaitEndpoint(Box::new(Pending {
             req,
             sid,
@@ -615,11 +628,13 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 match next {
                     Some(n) => {
                         p.local.set_port(n);
-                        self.conn.out.push_back(Output::PrepareTestEndpoint(EndpointSetup {
-                            sid,
-                            role: p.role,
-                            local: p.local,
-                        }));
+                        self.conn
+                            .out
+                            .push_back(Output::PrepareTestEndpoint(EndpointSetup {
+                                sid,
+                                role: p.role,
+                                local: p.local,
+                            }));
                         self.state = State::AwaitEndpoint(Box::new(p));
                         return Ok(());
                     }
@@ -632,7 +647,11 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             }
             Err(Some(code)) => {
                 self.policy.release_test(&sid, p.role);
-                let code = if code.is_ok() { AcceptCode::Failure } else { code };
+                let code = if code.is_ok() {
+                    AcceptCode::Failure
+                } else {
+                    code
+                };
                 self.refuse(now, code);
                 return Ok(());
             }
@@ -655,15 +674,17 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         }
         let mut local = p.local;
         local.set_port(port);
-        self.conn.out.push_back(Output::SessionAccepted(Box::new(SessionInfo {
-            sid,
-            role: p.role,
-            mode: self.conn.mode,
-            keys: self.conn.keys.clone(),
-            local,
-            peer,
-            request: req.clone(),
-        })));
+        self.conn
+            .out
+            .push_back(Output::SessionAccepted(Box::new(SessionInfo {
+                sid,
+                role: p.role,
+                mode: self.conn.mode,
+                keys: self.conn.keys.clone(),
+                local,
+                peer,
+                request: req.clone(),
+            })));
         self.conn.sessions.push(LocalSession {
             sid,
             role: p.role,
@@ -699,15 +720,26 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
 
     /// Fetch-Session (RFC 4656 3.9).
     fn on_fetch(&mut self, now: OwampTime, begin: u32, end: u32, sid: SessionId) {
-        if let Err(code) = self.policy.allow_fetch(self.peer_info(), &sid) {
-            let code = if code.is_ok() { AcceptCode::Failure } else { code };
+        if let Err(code) = self.policy.allow_fetch(
+            Peer {
+                addr: self.peer.ip(),
+                mode: self.conn.mode,
+                key_id: self.key_id.as_deref(),
+            },
+            &sid,
+        ) {
+            let code = if code.is_ok() {
+                AcceptCode::Failure
+            } else {
+                code
+            };
             self.fetch_refuse(now, code);
             return;
         }
         self.conn
             .out
             .push_back(Output::FetchRequest { sid, begin, end });
-        self.state = State::AwaitFetch { begin, end, sid };
+        self.state = State::AwaitFetch { begin, end };
         self.conn.wait_peer(now);
     }
 
@@ -719,7 +751,12 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             num_skips: 0,
             num_records: 0,
         };
-        if self.conn.stream.send_sealed(codec::encode_fetch_ack(&ack)).is_err() {
+        if self
+            .conn
+            .stream
+            .send_sealed(codec::encode_fetch_ack(&ack))
+            .is_err()
+        {
             self.conn.close(CloseReason::Local);
             return;
         }
@@ -800,11 +837,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
 /// The records a Fetch-Session gets (RFC 4656 3.9): those numbered `begin..=end`; for a
 /// session that did not finish normally, none after the last packet received (later missing
 /// packets may still be in flight, or were never sent).
-fn select_records(
-    stored: &StoredSession,
-    begin: u32,
-    end: u32,
-) -> Vec<crate::wire::DataRecord> {
+fn select_records(stored: &StoredSession, begin: u32, end: u32) -> Vec<crate::wire::DataRecord> {
     let mut end = end;
     if stored.finished != Finished::Normal {
         let max_seen = stored

@@ -61,7 +61,9 @@ impl Limits {
             disk_fudge: 1.0,
             ..Inner::default()
         };
-        inner.classes.insert(default_class.to_owned(), default_limits);
+        inner
+            .classes
+            .insert(default_class.to_owned(), default_limits);
         Self {
             inner: Arc::new(Mutex::new(inner)),
         }
@@ -154,13 +156,13 @@ impl ServerPolicy for Limits {
         if limits.disk_octets != 0 && used_disk.saturating_add(disk) > limits.disk_octets {
             return Err(AcceptCode::Failure);
         }
-        inner
-            .used
-            .insert(class.clone(), (used_bw + bw, used_disk.saturating_add(disk)));
-        inner.reserved.insert(
-            (test.sid, test.role == Role::Sender),
-            (class, bw, disk),
+        inner.used.insert(
+            class.clone(),
+            (used_bw + bw, used_disk.saturating_add(disk)),
         );
+        inner
+            .reserved
+            .insert((test.sid, test.role == Role::Sender), (class, bw, disk));
         Ok(())
     }
 
