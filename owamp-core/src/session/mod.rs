@@ -1,1 +1,37 @@
-//! Test sessions: schedules, sender and receiver.
+//! Test sessions (RFC 4656 4): schedules, sender and receiver, all sans-IO.
+//!
+//! - [`Schedule`]: when each packet is due (RFC 4656 3.5 and Appendix B).
+//! - [`Sender`]: builds test packets into caller buffers, open, authenticated or encrypted.
+//! - [`Receiver`]: validates datagrams, detects loss and duplicates, and produces the
+//!   session's [`DataRecord`](crate::wire::DataRecord)s in the reference implementation's
+//!   order.
+
+pub mod packet;
+pub mod receiver;
+pub mod schedule;
+pub mod sender;
+
+pub use packet::{PacketProtection, OPEN_HEADER_LEN, SECURE_HEADER_LEN};
+pub use receiver::{
+    Accepted, DropCounts, DropReason, FinishError, Receiver, ReceiverStats, TTL_UNKNOWN,
+};
+pub use schedule::{
+    ExpDeviates, Schedule, ScheduleCursor, ScheduleError, ScheduleIter, ScheduledPacket,
+};
+pub use sender::{PaddingFill, Prepared, Sender, SenderError};
+
+use crate::time::OwampTime;
+
+/// What both ends of a test session agree on in Request-Session (RFC 4656 3.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionParams {
+    /// The send schedule (SID, slots and packet count).
+    pub schedule: Schedule,
+    /// Start Time: packet `i` is due at this time plus the schedule's offset of `i`.
+    pub start: OwampTime,
+    /// Timeout, in 32.32 fixed-point seconds: how long after its scheduled send time a packet
+    /// may still arrive before it counts as lost.
+    pub timeout: u64,
+    /// Octets of padding after the test packet header.
+    pub padding: u32,
+}

@@ -1,0 +1,462 @@
+//! The receiving side of a test session (RFC 4656 4.2), without clock or socket.
+//!
+//! The caller hands each datagram to [`Receiver::receive`] with its receive timestamp, and
+//! calls [`Receiver::poll`] from a timer (see [`Receiver::next_deadline`]) so that missing
+//! packets are declared lost on time. [`Receiver::finish`] produces the session's records.
+//!
+//! # Behaviour, as in the reference implementation (owamp 5.2.3)
+//!
+//! - A packet is declared lost once the receiver's clock passes its scheduled send time plus
+//!   the session timeout; a packet arriving after that is dropped, even a duplicate.
+//! - A packet is discarded when its send timestamp differs from its receive time, or from its
+//!   scheduled send time, by more than the timeout (RFC 4656 4.2).
+//! - Every valid arrival is recorded, duplicates included, so the records come in the order in
+//!   which packets were accepted, with each lost-packet record (receive time zero, send time =
+//!   scheduled time, TTL 255) where the packet was declared lost. The reference stores its
+//!   session file, and serves Fetch-Session, in that order: it is not sorted by sequence number.
+//!
+//! # Memory
+//!
+//! Nothing is allocated from a sequence number in a packet. State grows with: the packets
+//! between the oldest one not yet declared lost and the newest one that could still be valid
+//! (16 octets each; packets scheduled within about three timeouts), and the records (one per
+//! accepted packet or lost packet, at most the packet count, plus at most `max_duplicates`
+//! duplicate records; further duplicates are counted but not recorded).
+
+use std::collections::VecDeque;
+
+use super::packet::{get, PacketProtection, SECURE_HEADER_LEN, SECURE_MBZ1, SECURE_MBZ2};
+use super::schedule::{add_offset, ScheduleCursor};
+use super::SessionParams;
+use crate::crypto::SecureMode;
+use crate::time::{ErrorEstimate, OwampTime};
+use crate::wire::DataRecord;
+
+/// Why a datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Its length is not that of a test packet of this session (mode and padding).
+    #[error("wrong length for a test packet of this session")]
+    WrongLength,
+    /// The HMAC does not match (authenticated and encrypted modes).
+    #[error("HMAC mismatch")]
+    BadHmac,
+    /// A must-be-zero field is not zero after decryption.
+    #[error("non-zero MBZ field")]
+    NonZeroMbz,
+    /// The sender's error estimate has a zero multiplier, which RFC 4656 4.1.2 forbids.
+    #[error("invalid error estimate")]
+    InvalidErrorEstimate,
+    /// The sequence number is not below the session's packet count.
+    #[error("sequence number beyond the packet count")]
+    SeqOutOfRange,
+    /// The packet had already been declared lost (or its duplicates are no longer accepted).
+    #[error("packet arrived after its loss timeout")]
+    TooLate,
+    /// Send and receive timestamps differ by more than the timeout (RFC 4656 4.2).
+    #[error("send and receive timestamps differ by more than the timeout")]
+    ClockMismatch,
+    /// The send timestamp differs from the scheduled send time by more than the timeout
+    /// (RFC 4656 4.2).
+    #[error("send timestamp too far from the scheduled send time")]
+    OffSchedule,
+}
+
+/// Datagrams dropped, per reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DropCounts {
+    /// [`DropReason::WrongLength`].
+    pub wrong_length: u64,
+    /// [`DropReason::BadHmac`].
+    pub bad_hmac: u64,
+    /// [`DropReason::NonZeroMbz`].
+    pub nonzero_mbz: u64,
+    /// [`DropReason::InvalidErrorEstimate`].
+    pub invalid_error_estimate: u64,
+    /// [`DropReason::SeqOutOfRange`].
+    pub seq_out_of_range: u64,
+    /// [`DropReason::TooLate`].
+    pub too_late: u64,
+    /// [`DropReason::ClockMismatch`].
+    pub clock_mismatch: u64,
+    /// [`DropReason::OffSchedule`].
+    pub off_schedule: u64,
+}
+
+impl DropCounts {
+    fn count(&mut self, r: DropReason) {
+        let c = match r {
+            DropReason::WrongLength => &mut self.wrong_length,
+            DropReason::BadHmac => &mut self.bad_hmac,
+            DropReason::NonZeroMbz => &mut self.nonzero_mbz,
+            DropReason::InvalidErrorEstimate => &mut self.invalid_error_estimate,
+            DropReason::SeqOutOfRange => &mut self.seq_out_of_range,
+            DropReason::TooLate => &mut self.too_late,
+            DropReason::ClockMismatch => &mut self.clock_mismatch,
+            DropReason::OffSchedule => &mut self.off_schedule,
+        };
+        *c += 1;
+    }
+
+    /// All dropped datagrams.
+    pub fn total(&self) -> u64 {
+        self.wrong_length
+            + self.bad_hmac
+            + self.nonzero_mbz
+            + self.invalid_error_estimate
+            + self.seq_out_of_range
+            + self.too_late
+            + self.clock_mismatch
+            + self.off_schedule
+    }
+}
+
+/// Counters of a receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReceiverStats {
+    /// Distinct packets accepted.
+    pub received: u64,
+    /// Valid arrivals of a packet already accepted.
+    pub duplicates: u64,
+    /// Duplicates counted but not recorded because `max_duplicates` records were kept.
+    pub duplicates_unrecorded: u64,
+    /// Packets declared lost so far.
+    pub lost: u64,
+    /// Datagrams dropped.
+    pub drops: DropCounts,
+}
+
+/// A datagram accepted as a test packet of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its sequence number.
+    pub seq: u32,
+    /// Whether this sequence number had been accepted before.
+    pub duplicate: bool,
+}
+
+/// Why a session's records cannot be produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FinishError {
+    /// The Next Seqno of Stop-Sessions is above the packet count.
+    #[error("Next Seqno {next_seqno} exceeds the packet count {count}")]
+    NextSeqnoTooLarge {
+        /// The Next Seqno received.
+        next_seqno: u32,
+        /// Packets in the session.
+        count: u32,
+    },
+    /// A packet was received whose sequence number is not below the sender's Next Seqno: the
+    /// session is invalid (the reference discards it).
+    #[error("packet {seq} was received but the sender reports Next Seqno {next_seqno}")]
+    ReceivedBeyondNextSeqno {
+        /// The offending sequence number.
+        seq: u32,
+        /// The Next Seqno received.
+        next_seqno: u32,
+    },
+}
+
+/// A packet not yet declared lost or finished.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Scheduled send offset from the start time.
+    offset: u64,
+    hit: bool,
+}
+
+/// The receiver of one test session.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    params: SessionParams,
+    protection: PacketProtection,
+    /// `None` when the padding does not fit in memory: then no datagram can match.
+    packet_len: Option<usize>,
+    /// Generates the offsets of `begin + window.len()` onwards.
+    cursor: ScheduleCursor,
+    /// Sequence number of `window[0]`: every packet below it is finished.
+    begin: u32,
+    window: VecDeque<Pending>,
+    records: Vec<DataRecord>,
+    max_duplicates: u64,
+    duplicates_recorded: u64,
+    stats: ReceiverStats,
+}
+
+/// Send Error Estimate of a lost-packet record: unsynchronized, multiplier 1, scale 0, as the
+/// reference writes.
+const LOST_SEND_ERROR: ErrorEstimate = ErrorEstimate::from_raw(0x0001);
+
+/// TTL recorded for a lost packet, and the value for "unknown".
+pub const TTL_UNKNOWN: u8 = 255;
+
+impl Receiver {
+    /// A receiver for the session described by `params`, whose packets are protected as
+    /// `protection` says. At most as many duplicate records as packets are kept by default.
+    pub fn new(params: SessionParams, protection: PacketProtection) -> Self {
+        let packet_len = protection.packet_len(params.padding);
+        let cursor = ScheduleCursor::new(&params.schedule);
+        let max_duplicates = u64::from(params.schedule.count());
+        let mut r = Self {
+            params,
+            protection,
+            packet_len,
+            cursor,
+            begin: 0,
+            window: VecDeque::new(),
+            records: Vec::new(),
+            max_duplicates,
+            duplicates_recorded: 0,
+            stats: ReceiverStats::default(),
+        };
+        r.fill_front();
+        r
+    }
+
+    /// Caps the number of duplicate records kept (duplicates beyond are only counted).
+    pub fn with_max_duplicates(mut self, max: u64) -> Self {
+        self.max_duplicates = max;
+        self
+    }
+
+    /// The session parameters.
+    pub fn params(&self) -> &SessionParams {
+        &self.params
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &ReceiverStats {
+        &self.stats
+    }
+
+    /// The records so far, in the order the reference would store them.
+    pub fn records(&self) -> &[DataRecord] {
+        &self.records
+    }
+
+    /// Whether every packet has been received or declared lost.
+    pub fn is_complete(&self) -> bool {
+        self.window.is_empty()
+    }
+
+    /// The time after which [`poll`](Self::poll) will declare the oldest outstanding packet
+    /// lost (its scheduled send time plus the timeout), or `None` when none is outstanding.
+    pub fn next_deadline(&self) -> Option<OwampTime> {
+        self.window.front().map(|p| self.deadline(p.offset))
+    }
+
+    fn expected(&self, offset: u64) -> OwampTime {
+        add_offset(self.params.start, offset)
+    }
+
+    fn deadline(&self, offset: u64) -> OwampTime {
+        OwampTime::from_raw(
+            self.expected(offset)
+                .raw()
+                .saturating_add(self.params.timeout),
+        )
+    }
+
+    /// Keeps the window non-empty while packets remain, so the next deadline is known.
+    fn fill_front(&mut self) {
+        if self.window.is_empty() {
+            if let Some(p) = self.cursor.next(&self.params.schedule) {
+                self.window.push_back(Pending {
+                    offset: p.offset,
+                    hit: false,
+                });
+            }
+        }
+    }
+
+    /// Pops the oldest outstanding packet, recording it as lost if it never arrived.
+    fn pop_front(&mut self, recv_error: ErrorEstimate) {
+        if let Some(p) = self.window.pop_front() {
+            if !p.hit {
+                self.push_lost(self.begin, p.offset, recv_error);
+            }
+            self.begin = self.begin.saturating_add(1);
+        }
+    }
+
+    fn push_lost(&mut self, seq: u32, offset: u64, recv_error: ErrorEstimate) {
+        self.stats.lost += 1;
+        self.records.push(DataRecord {
+            seq,
+            send_error: LOST_SEND_ERROR,
+            send_time: self.expected(offset),
+            recv_error,
+            recv_time: OwampTime::from_raw(0),
+            ttl: TTL_UNKNOWN,
+        });
+    }
+
+    /// Declares lost every outstanding packet whose scheduled send time plus the timeout is
+    /// before `now`. `recv_error` is the receiver's current error estimate, recorded in the
+    /// lost-packet records as the reference does.
+    pub fn poll(&mut self, now: OwampTime, recv_error: ErrorEstimate) {
+        while let Some(p) = self.window.front() {
+            if self.deadline(p.offset) >= now {
+                break;
+            }
+            self.pop_front(recv_error);
+            self.fill_front();
+        }
+    }
+
+    /// Handles one datagram received at `recv_time` with the given TTL or hop limit
+    /// ([`TTL_UNKNOWN`] if unknown) and the receiver's error estimate. Missing packets due by
+    /// `recv_time` are declared lost first, as by [`poll`](Self::poll).
+    pub fn receive(
+        &mut self,
+        datagram: &[u8],
+        recv_time: OwampTime,
+        recv_error: ErrorEstimate,
+        ttl: u8,
+    ) -> Result<Accepted, DropReason> {
+        self.poll(recv_time, recv_error);
+        let r = self.accept(datagram, recv_time, recv_error, ttl);
+        match r {
+            Ok(a) if a.duplicate => self.stats.duplicates += 1,
+            Ok(_) => self.stats.received += 1,
+            Err(reason) => self.stats.drops.count(reason),
+        }
+        r
+    }
+
+    fn accept(
+        &mut self,
+        datagram: &[u8],
+        recv_time: OwampTime,
+        recv_error: ErrorEstimate,
+        ttl: u8,
+    ) -> Result<Accepted, DropReason> {
+        if Some(datagram.len()) != self.packet_len {
+            return Err(DropReason::WrongLength);
+        }
+        // Decrypt a copy of the header: the caller's buffer stays as received.
+        let layout = self.protection.layout();
+        let mut head = [0u8; SECURE_HEADER_LEN];
+        let head = &mut head[..layout.header];
+        head.copy_from_slice(
+            datagram
+                .get(..layout.header)
+                .ok_or(DropReason::WrongLength)?,
+        );
+        if let PacketProtection::Sealed(crypto) = &self.protection {
+            crypto.open(head).map_err(|_| DropReason::BadHmac)?;
+            // The reference checks the MBZ octets that are encrypted: both runs in mode E,
+            // the first in mode A.
+            let mbz2 = if crypto.mode() == SecureMode::Encrypted {
+                SECURE_MBZ2
+            } else {
+                0..0
+            };
+            if head[SECURE_MBZ1].iter().chain(&head[mbz2]).any(|&b| b != 0) {
+                return Err(DropReason::NonZeroMbz);
+            }
+        }
+        let seq = u32::from_be_bytes(get(head, 0));
+        let send_time = OwampTime::from_raw(u64::from_be_bytes(get(head, layout.timestamp)));
+        let send_error = ErrorEstimate::from_raw(u16::from_be_bytes(get(head, layout.error)));
+        // RFC 4656 4.1.2: a zero multiplier is not a valid error estimate.
+        if send_error.raw() & 0xff == 0 {
+            return Err(DropReason::InvalidErrorEstimate);
+        }
+        if seq >= self.params.schedule.count() {
+            return Err(DropReason::SeqOutOfRange);
+        }
+        if seq < self.begin {
+            return Err(DropReason::TooLate);
+        }
+        let timeout = self.params.timeout;
+        // RFC 4656 4.2: discard if the send timestamp is more than the timeout in the past or
+        // future of the receive time...
+        if send_time.raw().abs_diff(recv_time.raw()) > timeout {
+            return Err(DropReason::ClockMismatch);
+        }
+        // ... or more than the timeout from the scheduled send time. Scheduled times grow with
+        // the sequence number, so extending the window stops at the first packet scheduled
+        // after send_time + timeout: later packets cannot match either. With the check above,
+        // every packet held is scheduled before recv_time + 2 * timeout.
+        let idx = (seq - self.begin) as usize;
+        while self.window.len() <= idx {
+            let p = self
+                .cursor
+                .next(&self.params.schedule)
+                .ok_or(DropReason::SeqOutOfRange)?;
+            self.window.push_back(Pending {
+                offset: p.offset,
+                hit: false,
+            });
+            if self.expected(p.offset).raw() > send_time.raw().saturating_add(timeout) {
+                return Err(DropReason::OffSchedule);
+            }
+        }
+        let offset = self.window.get(idx).ok_or(DropReason::TooLate)?.offset;
+        if send_time.raw().abs_diff(self.expected(offset).raw()) > timeout {
+            return Err(DropReason::OffSchedule);
+        }
+        let duplicate = self.window.get(idx).is_some_and(|p| p.hit);
+        if duplicate {
+            if self.duplicates_recorded >= self.max_duplicates {
+                self.stats.duplicates_unrecorded += 1;
+                return Ok(Accepted { seq, duplicate });
+            }
+            self.duplicates_recorded += 1;
+        } else if let Some(p) = self.window.get_mut(idx) {
+            p.hit = true;
+        }
+        self.records.push(DataRecord {
+            seq,
+            send_error,
+            send_time,
+            recv_error,
+            recv_time,
+            ttl,
+        });
+        Ok(Accepted { seq, duplicate })
+    }
+
+    /// Ends the session when Stop-Sessions has been exchanged at `stop_time` (receiver's
+    /// clock), and returns its records in the reference's order, as Fetch-Session serves them.
+    ///
+    /// As the reference does (RFC 4656 3.8): every packet below `next_seqno` (the sender's Next
+    /// Seqno; `None` means all packets) not yet received is recorded as lost; then records of
+    /// packets sent after `stop_time - timeout`, and lost records at or beyond `next_seqno`,
+    /// are removed. A packet received at or beyond `next_seqno` invalidates the session.
+    pub fn finish(
+        mut self,
+        stop_time: OwampTime,
+        next_seqno: Option<u32>,
+        recv_error: ErrorEstimate,
+    ) -> Result<Vec<DataRecord>, FinishError> {
+        let count = self.params.schedule.count();
+        let limit = next_seqno.unwrap_or(count);
+        if limit > count {
+            return Err(FinishError::NextSeqnoTooLarge {
+                next_seqno: limit,
+                count,
+            });
+        }
+        if let Some(r) = self.records.iter().find(|r| r.seq >= limit && !r.is_lost()) {
+            return Err(FinishError::ReceivedBeyondNextSeqno {
+                seq: r.seq,
+                next_seqno: limit,
+            });
+        }
+        while self.begin < limit {
+            self.fill_front();
+            if self.window.is_empty() {
+                break;
+            }
+            self.pop_front(recv_error);
+        }
+        let threshold = stop_time.raw().saturating_sub(self.params.timeout);
+        self.records
+            .retain(|r| r.seq < limit && r.send_time.raw() <= threshold);
+        Ok(self.records)
+    }
+}
