@@ -67,6 +67,9 @@ pub enum Input<'a> {
     SessionFinished(SessionReport),
     /// Server: the answer to [`Output::FetchRequest`].
     FetchReply(FetchReply),
+    /// Stop the test early (either side): the local sessions are stopped
+    /// ([`Output::StopLocalSessions`]) and Stop-Sessions is exchanged.
+    StopSessions,
     /// Client: a command from the application.
     Command(ClientCommand),
 }

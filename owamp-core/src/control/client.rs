@@ -180,6 +180,7 @@ impl<R: RngCore + CryptoRng> Client<R> {
                 }
             }
             Input::Command(cmd) => self.on_command(now, cmd),
+            Input::StopSessions => self.conn.stop_early(now),
             Input::EndpointReady { .. }
             | Input::PortInUse { .. }
             | Input::EndpointFailed { .. }
@@ -219,13 +220,6 @@ impl<R: RngCore + CryptoRng> Client<R> {
             self.conn.close(CloseReason::Local);
             return Ok(());
         }
-        if let ClientCommand::StopSessions = cmd {
-            if self.conn.test.is_none() {
-                return Err(ControlError::WrongState("Stop-Sessions"));
-            }
-            self.conn.stop_local(now);
-            return Ok(());
-        }
         if !self.is_ready() {
             return Err(ControlError::WrongState("a command"));
         }
@@ -255,7 +249,7 @@ impl<R: RngCore + CryptoRng> Client<R> {
                     .stream
                     .send_sealed(codec::encode_fetch_session(begin, end, &sid))
             }
-            ClientCommand::StopSessions | ClientCommand::Close => Ok(()),
+            ClientCommand::Close => Ok(()),
         };
         if sent.is_err() {
             self.conn.close(CloseReason::Local);

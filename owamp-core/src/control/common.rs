@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::codec::{self, StopEntry, BLOCK};
 use super::framing::Stream;
 use super::{
-    session_end_bound, time_add, AcceptCode, CloseReason, Mode, ProtocolError, Role, TestRequest,
+    session_end_bound, time_add, AcceptCode, CloseReason, ControlError, Mode, ProtocolError, Role,
+    TestRequest,
 };
 use crate::crypto::SessionKeys;
 use crate::io::{Output, SessionEnd, SessionReport};
@@ -58,8 +59,11 @@ pub(crate) struct TestPhase {
     pub peer_stop: bool,
     /// The local sessions were asked to stop, at this time.
     pub stopping: Option<OwampTime>,
-    /// When the last local sender reported its end.
-    pub last_sender_done: Option<OwampTime>,
+    /// When the local senders' sessions are over: the latest, over the senders that reported,
+    /// of the report time plus the loss timeout plus the end delay. The reference sender waits that long after
+    /// its last packet so that the receiver has every packet before Stop-Sessions arrives
+    /// (RFC 4656 3.8 lets the receiver drop packets sent less than a timeout before it).
+    pub senders_due: Option<OwampTime>,
     /// When our Stop-Sessions was sent.
     pub stop_sent_at: Option<OwampTime>,
     /// Bound on the end of every session (see [`session_end_bound`]).
@@ -81,6 +85,8 @@ pub(crate) struct Conn {
     pub sessions: Vec<LocalSession>,
     /// Sessions of finished tests, for the role to clean up.
     pub ended: Vec<LocalSession>,
+    /// SIDs of the last finished test: late reports about them are ignored.
+    retired: Vec<SessionId>,
     pub test: Option<TestPhase>,
     pub control_timeout: Duration,
     pub end_delay: Duration,
@@ -98,6 +104,7 @@ impl Conn {
             keys: None,
             sessions: Vec::new(),
             ended: Vec::new(),
+            retired: Vec::new(),
             test: None,
             control_timeout,
             end_delay,
@@ -196,7 +203,7 @@ impl Conn {
             sent_stop: false,
             peer_stop: false,
             stopping: None,
-            last_sender_done: None,
+            senders_due: None,
             stop_sent_at: None,
             bound,
             reader: None,
@@ -210,15 +217,19 @@ impl Conn {
     /// A local session reported its end.
     pub(crate) fn session_finished(&mut self, now: OwampTime, report: SessionReport) -> bool {
         let Some(s) = self.sessions.iter_mut().find(|s| s.sid == report.sid) else {
-            return false;
+            // A report crossing the end of the test is not an error.
+            return self.retired.contains(&report.sid);
         };
         if s.report.is_none() {
-            let sender = s.role == Role::Sender;
+            let due = (s.role == Role::Sender).then(|| {
+                time_add(
+                    super::time_add_fixed(now, s.request.timeout),
+                    self.end_delay,
+                )
+            });
             s.report = Some(report);
-            if sender {
-                if let Some(t) = &mut self.test {
-                    t.last_sender_done = Some(now);
-                }
+            if let (Some(due), Some(t)) = (due, &mut self.test) {
+                t.senders_due = Some(t.senders_due.map_or(due, |d| d.max(due)));
             }
         }
         if self.test.is_some() {
@@ -244,9 +255,7 @@ impl Conn {
             // Answering the peer, or stopping early: only the senders' figures are needed.
             self.all_reported(Some(Role::Sender))
         } else {
-            self.all_reported(None)
-                && t.last_sender_done
-                    .map_or(true, |d| now >= time_add(d, self.end_delay))
+            self.all_reported(None) && t.senders_due.map_or(true, |d| now >= d)
         };
         if !ready {
             self.update_test_deadline();
@@ -296,6 +305,7 @@ impl Conn {
         if done {
             self.test = None;
             let ended = std::mem::take(&mut self.sessions);
+            self.retired = ended.iter().map(|s| s.sid).collect();
             self.ended.extend(ended);
             self.out.push_back(Output::TestComplete);
             self.wait_peer(now);
@@ -312,10 +322,7 @@ impl Conn {
         } else if let Some(at) = t.stopping {
             time_add(at, self.control_timeout)
         } else if self.all_reported(None) {
-            match t.last_sender_done {
-                Some(d) => time_add(d, self.end_delay),
-                None => t.bound,
-            }
+            t.senders_due.unwrap_or(t.bound)
         } else {
             t.bound
         };
@@ -339,6 +346,15 @@ impl Conn {
             // The sessions outlived any plausible schedule: stop them.
             self.stop_local(now);
         }
+    }
+
+    /// The application stops the test early.
+    pub(crate) fn stop_early(&mut self, now: OwampTime) -> Result<(), ControlError> {
+        if self.test.is_none() {
+            return Err(ControlError::WrongState("Stop-Sessions"));
+        }
+        self.stop_local(now);
+        Ok(())
     }
 
     /// Asks the application to stop every local session now.

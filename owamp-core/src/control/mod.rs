@@ -297,8 +297,6 @@ pub enum ClientCommand {
     RequestSession(SessionRequest),
     /// Send Start-Sessions; answered by `StartSessions` once Start-Ack accepts.
     StartSessions,
-    /// Stop the test early: local sessions are stopped and Stop-Sessions is exchanged.
-    StopSessions,
     /// Send a Fetch-Session; answered by `Fetched` or `FetchDenied`.
     Fetch {
         /// The session.

@@ -214,6 +214,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 }
             }
             Input::FetchReply(reply) => self.on_fetch_reply(now, reply),
+            Input::StopSessions => self.conn.stop_early(now),
             Input::Command(_) => Err(ControlError::WrongRole("a client command")),
         };
         self.pump(now);
