@@ -345,6 +345,10 @@ fn finish_applies_next_seqno_and_stop_time() {
     assert_eq!(recs.len(), 3);
 }
 
+fn ranges(tx: &Sender) -> Vec<(u32, u32)> {
+    tx.skip_ranges().iter().map(|r| (r.first, r.last)).collect()
+}
+
 #[test]
 fn sender_skips_and_reports_ranges() {
     let p = params(10, 0);
@@ -359,9 +363,9 @@ fn sender_skips_and_reports_ranges() {
     tx.build(&mut buf, due0, ERR_SEND).unwrap();
     assert_eq!(tx.skip(), Some(4));
     assert_eq!(tx.next_seqno(), 5);
-    assert_eq!(tx.skip_ranges(), &[(1, 2), (4, 4)]);
+    assert_eq!(ranges(&tx), vec![(1, 2), (4, 4)]);
     while tx.skip().is_some() {}
-    assert_eq!(tx.skip_ranges(), &[(1, 2), (4, 9)]);
+    assert_eq!(ranges(&tx), vec![(1, 2), (4, 9)]);
     assert_eq!(tx.next_seqno(), 10);
     assert!(tx.build(&mut buf, due0, ERR_SEND).is_err());
 }

@@ -30,8 +30,8 @@
 //!
 //! ## What each HMAC covers
 //!
-//! Checked against the reference traces (`b_auth`, `c_encrypted`); "N + HMAC" means the HMAC
-//! field follows N octets of plaintext that it covers.
+//! Checked against the reference traces (`b_auth`, `c_encrypted`). In each message the HMAC
+//! field directly follows the plaintext it covers.
 //!
 //! | Message (direction) | HMAC covers |
 //! |---|---|
@@ -40,11 +40,11 @@
 //! | Accept-Session, later ones (S>C) | its first 32 octets |
 //! | Start-Sessions (C>S) | its first 16 octets |
 //! | Start-Ack (S>C) | its first 16 octets |
-//! | Stop-Sessions (both) | the whole message before the HMAC: 16-octet header, then per session SID, Next-Seqno, skip count, MBZ and skip ranges |
+//! | Stop-Sessions (both) | the whole message before the HMAC: 16-octet header, then per session SID, Next-Seqno, skip count, MBZ and skip ranges (the traces only have sessions without skip ranges) |
 //! | Fetch-Session (C>S) | its first 32 octets |
 //! | Fetch-Ack (S>C) | its first 16 octets |
 //! | stored Request-Session after Fetch-Ack (S>C) | as Request-Session: 96 octets, then the slot blocks, each recomputed with this connection's key |
-//! | skip ranges after the stored Request-Session (S>C) | the skip ranges (8 octets each, padded to 16); with no skip range the HMAC covers zero octets and the block is the HMAC of the empty string |
+//! | skip ranges after the stored Request-Session (S>C) | the skip ranges (8 octets each, padded to 16); with no skip range (the only case in the traces) the HMAC covers zero octets: the block is the HMAC of the empty string |
 //! | data records after that (S>C) | all records (25 octets each) and the padding up to a 16-octet boundary |
 //!
 //! Because the server-to-client HMAC is not restarted after Server-Start, the server must feed the
@@ -53,6 +53,30 @@
 //! first Accept-Session with [`ControlSealer::seal`] / [`ControlOpener::open`]. When the server
 //! rejects the Set-Up-Response (Accept != 0) the reference sends Server-Start with Server-IV,
 //! Start-Time and MBZ all zero and not encrypted, then closes.
+//!
+//! ```
+//! use owamp_core::crypto::{ControlOpener, ControlSealer, CryptoError, SessionKeys};
+//!
+//! let keys = SessionKeys { aes: [1; 16], hmac: [2; 32] };
+//! let server_iv = [3; 16];
+//! let mut server = ControlSealer::new(&keys, &server_iv);
+//! let mut client = ControlOpener::new(&keys, &server_iv);
+//!
+//! // Server-Start: the first 32 octets are sent as they are; the last block (Start-Time, MBZ)
+//! // is encrypted and absorbed into the HMAC of the first Accept-Session.
+//! let mut server_start = [0u8; 48];
+//! server_start[32..40].copy_from_slice(&0xeeb2_5d4e_dfcb_5fe5_u64.to_be_bytes());
+//! server.update(&mut server_start[32..])?;
+//! // Accept-Session: 32 octets, then the HMAC field, filled in by `seal`.
+//! let mut accept = [0u8; 48];
+//! accept[2..4].copy_from_slice(&8828u16.to_be_bytes());
+//! server.seal(&mut accept)?;
+//!
+//! client.update(&mut server_start[32..])?;
+//! client.open(&mut accept)?;
+//! assert_eq!(&accept[2..4], &8828u16.to_be_bytes());
+//! # Ok::<(), CryptoError>(())
+//! ```
 //!
 //! # Test packets (RFC 4656 4.1.2, as observed in owamp 5.2.3)
 //!

@@ -6,6 +6,10 @@
 //!
 //! # Behaviour, as in the reference implementation (owamp 5.2.3)
 //!
+//! - The caller drops datagrams whose source is not the session's sender (address and port)
+//!   before handing them over, as the reference does.
+//! - A datagram must have exactly the length of a test packet of the session; in
+//!   authenticated and encrypted modes its HMAC must match. MBZ octets are ignored.
 //! - A packet is declared lost once the receiver's clock passes its scheduled send time plus
 //!   the session timeout; a packet arriving after that is dropped, even a duplicate.
 //! - A packet is discarded when its send timestamp differs from its receive time, or from its
@@ -25,12 +29,11 @@
 
 use std::collections::VecDeque;
 
-use super::packet::{get, PacketProtection, SECURE_HEADER_LEN, SECURE_MBZ1, SECURE_MBZ2};
+use super::packet::PacketProtection;
 use super::schedule::{add_offset, ScheduleCursor};
 use super::SessionParams;
-use crate::crypto::SecureMode;
 use crate::time::{ErrorEstimate, OwampTime};
-use crate::wire::DataRecord;
+use crate::wire::{DataRecord, TestPacket};
 
 /// Why a datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -42,9 +45,6 @@ pub enum DropReason {
     /// The HMAC does not match (authenticated and encrypted modes).
     #[error("HMAC mismatch")]
     BadHmac,
-    /// A must-be-zero field is not zero after decryption.
-    #[error("non-zero MBZ field")]
-    NonZeroMbz,
     /// The sender's error estimate has a zero multiplier, which RFC 4656 4.1.2 forbids.
     #[error("invalid error estimate")]
     InvalidErrorEstimate,
@@ -70,8 +70,6 @@ pub struct DropCounts {
     pub wrong_length: u64,
     /// [`DropReason::BadHmac`].
     pub bad_hmac: u64,
-    /// [`DropReason::NonZeroMbz`].
-    pub nonzero_mbz: u64,
     /// [`DropReason::InvalidErrorEstimate`].
     pub invalid_error_estimate: u64,
     /// [`DropReason::SeqOutOfRange`].
@@ -89,7 +87,6 @@ impl DropCounts {
         let c = match r {
             DropReason::WrongLength => &mut self.wrong_length,
             DropReason::BadHmac => &mut self.bad_hmac,
-            DropReason::NonZeroMbz => &mut self.nonzero_mbz,
             DropReason::InvalidErrorEstimate => &mut self.invalid_error_estimate,
             DropReason::SeqOutOfRange => &mut self.seq_out_of_range,
             DropReason::TooLate => &mut self.too_late,
@@ -103,7 +100,6 @@ impl DropCounts {
     pub fn total(&self) -> u64 {
         self.wrong_length
             + self.bad_hmac
-            + self.nonzero_mbz
             + self.invalid_error_estimate
             + self.seq_out_of_range
             + self.too_late
@@ -337,32 +333,20 @@ impl Receiver {
             return Err(DropReason::WrongLength);
         }
         // Decrypt a copy of the header: the caller's buffer stays as received.
-        let layout = self.protection.layout();
-        let mut head = [0u8; SECURE_HEADER_LEN];
-        let head = &mut head[..layout.header];
-        head.copy_from_slice(
-            datagram
-                .get(..layout.header)
-                .ok_or(DropReason::WrongLength)?,
-        );
+        let header_len = self.protection.header_len();
+        let mut head = [0u8; TestPacket::AUTH_LEN];
+        let head = head.get_mut(..header_len).ok_or(DropReason::WrongLength)?;
+        head.copy_from_slice(datagram.get(..header_len).ok_or(DropReason::WrongLength)?);
         if let PacketProtection::Sealed(crypto) = &self.protection {
+            // MBZ octets are ignored, as owamp 5.2.3 does; the HMAC covers those it encrypts.
             crypto.open(head).map_err(|_| DropReason::BadHmac)?;
-            // The reference checks the MBZ octets that are encrypted: both runs in mode E,
-            // the first in mode A.
-            let mbz2 = if crypto.mode() == SecureMode::Encrypted {
-                SECURE_MBZ2
-            } else {
-                0..0
-            };
-            if head[SECURE_MBZ1].iter().chain(&head[mbz2]).any(|&b| b != 0) {
-                return Err(DropReason::NonZeroMbz);
-            }
         }
-        let seq = u32::from_be_bytes(get(head, 0));
-        let send_time = OwampTime::from_raw(u64::from_be_bytes(get(head, layout.timestamp)));
-        let send_error = ErrorEstimate::from_raw(u16::from_be_bytes(get(head, layout.error)));
+        let (seq, send_time, send_error) = self
+            .protection
+            .read_fields(head)
+            .ok_or(DropReason::WrongLength)?;
         // RFC 4656 4.1.2: a zero multiplier is not a valid error estimate.
-        if send_error.raw() & 0xff == 0 {
+        if !send_error.is_valid() {
             return Err(DropReason::InvalidErrorEstimate);
         }
         if seq >= self.params.schedule.count() {
