@@ -28,10 +28,12 @@
 
 use std::net::SocketAddr;
 
-use crate::control::{AcceptCode, ClientCommand, CloseReason, Mode, Role, TestRequest};
+use crate::control::{AcceptCode, ClientCommand, CloseReason, Mode, RequestSession, Role};
 use crate::crypto::SessionKeys;
 use crate::time::OwampTime;
 use crate::wire::{DataRecord, SessionId};
+
+pub use crate::wire::SkipRange;
 
 /// One event fed to a control state machine.
 #[derive(Debug)]
@@ -165,7 +167,7 @@ pub struct SessionInfo {
     pub peer: SocketAddr,
     /// The request as both sides now know it: ports and SID filled in. This is also what a
     /// receiver stores and returns in a Fetch-Session answer.
-    pub request: TestRequest,
+    pub request: RequestSession,
 }
 
 /// How a local test session ended (see [`Input::SessionFinished`]).
@@ -191,15 +193,6 @@ impl SessionReport {
             failed: false,
         }
     }
-}
-
-/// An inclusive range of sequence numbers that a sender skipped (RFC 4656 3.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SkipRange {
-    /// First sequence number skipped.
-    pub first: u32,
-    /// Last sequence number skipped.
-    pub last: u32,
 }
 
 /// The end of a local receive session, as the peer's Stop-Sessions describes it.
@@ -254,7 +247,7 @@ impl Finished {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
     /// The request as stored (see [`SessionInfo::request`]).
-    pub request: TestRequest,
+    pub request: RequestSession,
     /// Whether the session is finished.
     pub finished: Finished,
     /// Next-Seqno from the sender's Stop-Sessions (meaningful when finished normally).
@@ -288,7 +281,7 @@ pub struct FetchedSession {
     /// The skip ranges sent after the stored request.
     pub skips: Vec<SkipRange>,
     /// The stored request.
-    pub request: TestRequest,
+    pub request: RequestSession,
     /// The records, as the server sent them.
     pub records: Vec<DataRecord>,
 }

@@ -19,7 +19,7 @@ use owamp_core::io::{
 };
 use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::time::{ErrorEstimate, OwampTime};
-use owamp_core::wire::{DataRecord, SessionId, Slot, SlotKind};
+use owamp_core::wire::{DataRecord, SessionId, Slot, SlotKind, TypeP};
 
 const PORTS: PortRange = PortRange {
     low: 8760,
@@ -347,7 +347,7 @@ fn replay_server(name: &str) -> (Vec<u8>, Vec<u8>, Option<CloseReason>) {
                         for s in &sessions {
                             inputs.push(Input::SessionFinished(SessionReport::completed(
                                 s.sid,
-                                s.request.packets,
+                                s.request.num_packets,
                             )));
                         }
                     }
@@ -448,7 +448,7 @@ fn replay_client(
                         padding: be32(body, 64),
                         start_time: OwampTime::from_raw(be64(body, 68)),
                         timeout: be64(body, 76),
-                        type_p: be32(body, 84),
+                        type_p: TypeP(be32(body, 84)),
                     }),
                 ));
             }
@@ -494,7 +494,7 @@ fn replay_client(
                     for s in sessions.iter() {
                         pending.push(Input::SessionFinished(SessionReport::completed(
                             s.sid,
-                            s.request.packets,
+                            s.request.num_packets,
                         )));
                     }
                 }

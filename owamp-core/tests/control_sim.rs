@@ -317,7 +317,7 @@ fn busy_test_ports_are_skipped() {
     );
     sim.busy_ports = (8760..=8960).collect();
     sim.run(Duration::from_secs(60));
-    assert_eq!(sim.log.rejected, vec![AcceptCode::TemporaryLimit]);
+    assert_eq!(sim.log.rejected, vec![AcceptCode::TemporaryResourceLimit]);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The OWAMP-Control client (RFC 4656 3), one per control connection it opens.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
@@ -8,13 +8,16 @@ use rand_core::{CryptoRng, RngCore};
 use super::codec::{self, BLOCK};
 use super::common::{Conn, LocalSession};
 use super::{
-    make_sid, AcceptCode, ClientCommand, CloseReason, ControlError, Mode, Modes, ProtocolError,
-    Role, SessionRequest, TestRequest,
+    make_sid, ClientCommand, CloseReason, ControlError, Mode, Modes, ProtocolError, RequestSession,
+    Role, SessionRequest,
 };
 use crate::crypto::{derive_key_with_limit, seal_token, ControlOpener, ControlSealer, SessionKeys};
 use crate::io::{FetchedSession, Finished, Input, Output, SessionInfo};
 use crate::time::OwampTime;
-use crate::wire::SessionId;
+use crate::wire::{
+    framing, AcceptSession, FetchAck, FetchData, FetchSession, ServerGreeting, ServerStart,
+    SessionId, SetUpResponse, SkipRange, StartAck, StartSessions,
+};
 
 /// An identity: a KeyID (at most 80 octets) and its shared passphrase.
 #[derive(Clone, PartialEq, Eq)]
@@ -68,11 +71,12 @@ impl Default for ClientConfig {
 #[derive(Debug, Clone)]
 struct Fetching {
     sid: SessionId,
-    ack: codec::FetchAck,
-    request: Option<TestRequest>,
-    nslots: u32,
-    skips: Vec<u8>,
-    records: Vec<u8>,
+    ack: FetchAck,
+    finished: Finished,
+    request: Option<RequestSession>,
+    /// Plaintext of the part being read.
+    buf: Vec<u8>,
+    skips: Vec<SkipRange>,
 }
 
 /// What the client reads next.
@@ -80,19 +84,17 @@ struct Fetching {
 enum State {
     Greeting,
     ServerStart,
-    ServerStartTime,
+    /// The last block of Server-Start, after its clear part.
+    ServerStartTime(Vec<u8>),
     /// Nothing expected (or, during a test, the first block of the server's Stop-Sessions).
     Idle,
-    AcceptSession(Box<TestRequest>, SocketAddr),
-    AcceptHmac(Vec<u8>, Box<TestRequest>, SocketAddr),
-    StartAck,
-    StartAckHmac(Vec<u8>),
+    /// Accept-Session for this request, read into the buffer.
+    AcceptSession(Vec<u8>, Box<RequestSession>, SocketAddr),
+    StartAck(Vec<u8>),
     Stop,
-    FetchAck(SessionId),
-    FetchAckHmac(Vec<u8>, SessionId),
+    FetchAck(Vec<u8>, SessionId),
+    /// The stored Request-Session (first part, then the slots).
     FetchRequest(Box<Fetching>),
-    FetchRequestHmac(Vec<u8>, Box<Fetching>),
-    FetchSlots(Box<Fetching>),
     FetchSkips(Box<Fetching>),
     FetchRecords(Box<Fetching>),
 }
@@ -226,28 +228,28 @@ impl<R: RngCore + CryptoRng> Client<R> {
         let sent = match cmd {
             ClientCommand::RequestSession(req) => {
                 let (tr, local) = self.build_request(now, &req)?;
-                let mut slots = Vec::with_capacity(BLOCK * (tr.slots.len() + 1));
-                for s in &tr.slots {
-                    slots.extend_from_slice(&codec::encode_slot(s));
-                }
-                slots.extend_from_slice(&[0u8; BLOCK]);
+                let (fixed, slots) =
+                    codec::split_at_first_hmac(tr.to_bytes(), codec::REQUEST_BODY_LEN);
                 let s = &mut self.conn.stream;
                 // RFC 4656 3.5: first part and its HMAC, then the slots and theirs.
-                let r = s
-                    .send_sealed(codec::encode_request(&tr))
-                    .and_then(|()| s.send_sealed(slots));
-                self.state = State::AcceptSession(Box::new(tr), local);
+                let r = s.send_sealed(fixed).and_then(|()| s.send_sealed(slots));
+                self.state = State::AcceptSession(Vec::new(), Box::new(tr), local);
                 r
             }
             ClientCommand::StartSessions => {
-                self.state = State::StartAck;
-                self.conn.stream.send_sealed(codec::encode_start_sessions())
+                self.state = State::StartAck(Vec::new());
+                let msg = StartSessions { hmac: [0; 16] };
+                self.conn.stream.send_sealed(msg.to_bytes())
             }
             ClientCommand::Fetch { sid, begin, end } => {
-                self.state = State::FetchAck(sid);
-                self.conn
-                    .stream
-                    .send_sealed(codec::encode_fetch_session(begin, end, &sid))
+                self.state = State::FetchAck(Vec::new(), sid);
+                let msg = FetchSession {
+                    begin_seq: begin,
+                    end_seq: end,
+                    sid,
+                    hmac: [0; 16],
+                };
+                self.conn.stream.send_sealed(msg.to_bytes())
             }
             ClientCommand::Close => Ok(()),
         };
@@ -265,42 +267,44 @@ impl<R: RngCore + CryptoRng> Client<R> {
         &mut self,
         now: OwampTime,
         req: &SessionRequest,
-    ) -> Result<(TestRequest, SocketAddr), ControlError> {
+    ) -> Result<(RequestSession, SocketAddr), ControlError> {
         if req.slots.is_empty() || req.packets == 0 {
             return Err(ControlError::InvalidRequest("no slots or no packets"));
         }
+        if req.slots.len() > RequestSession::MAX_SLOTS as usize {
+            return Err(ControlError::InvalidRequest("too many slots"));
+        }
         let local_ip = req.local.ip();
-        let ipvn = match (local_ip, req.peer) {
-            (IpAddr::V4(_), IpAddr::V4(_)) => 4,
-            (IpAddr::V6(_), IpAddr::V6(_)) => 6,
-            _ => return Err(ControlError::InvalidRequest("address families differ")),
-        };
-        let mut tr = TestRequest {
-            ipvn,
+        if local_ip.is_ipv4() != req.peer.is_ipv4() {
+            return Err(ControlError::InvalidRequest("address families differ"));
+        }
+        let mut tr = RequestSession {
             conf_sender: false,
             conf_receiver: false,
-            slots: req.slots.clone(),
-            packets: req.packets,
+            num_packets: req.packets,
             sender_port: 0,
             receiver_port: 0,
-            sender: local_ip,
-            receiver: local_ip,
+            sender_address: local_ip,
+            receiver_address: local_ip,
             sid: SessionId::default(),
-            padding: req.padding,
+            padding_length: req.padding,
             start_time: req.start_time,
             timeout: req.timeout,
             type_p: req.type_p,
+            hmac: [0; 16],
+            slots: req.slots.clone(),
+            slots_hmac: [0; 16],
         };
         match req.role {
             Role::Sender => {
                 tr.conf_receiver = true;
                 tr.sender_port = req.local.port();
-                tr.receiver = req.peer;
+                tr.receiver_address = req.peer;
             }
             Role::Receiver => {
                 tr.conf_sender = true;
                 tr.receiver_port = req.local.port();
-                tr.sender = req.peer;
+                tr.sender_address = req.peer;
                 let mut r = [0u8; 4];
                 self.rng.fill_bytes(&mut r);
                 tr.sid = make_sid(local_ip, now, r);
@@ -327,38 +331,42 @@ impl<R: RngCore + CryptoRng> Client<R> {
     fn step(&mut self, now: OwampTime) -> Result<bool, ProtocolError> {
         let s = &mut self.conn.stream;
         match std::mem::replace(&mut self.state, State::Idle) {
-            State::Greeting => match s.take_clear(codec::GREETING_LEN) {
+            State::Greeting => match s.take_clear(ServerGreeting::LEN) {
                 None => self.keep(State::Greeting),
                 Some(b) => {
                     self.on_greeting(now, &b)?;
                     Ok(true)
                 }
             },
-            State::ServerStart => match s.take_clear(codec::SERVER_START_CLEAR_LEN) {
+            State::ServerStart => match s.take_clear(ServerStart::CLEAR_LEN) {
                 None => self.keep(State::ServerStart),
                 Some(b) => {
-                    let (accept, server_iv) = codec::decode_server_start_clear(&b)?;
-                    if accept != 0 {
-                        self.conn
-                            .close(CloseReason::SetupRejected(AcceptCode::from_u8(accept)));
+                    let accept = codec::accept_at(&b, 15)?;
+                    if !accept.is_ok() {
+                        // The rest is not encrypted and carries nothing: give up.
+                        self.conn.close(CloseReason::SetupRejected(accept));
                         return Ok(false);
                     }
+                    let mut server_iv = [0u8; 16];
+                    server_iv.copy_from_slice(b.get(16..32).unwrap_or(&[0; 16]));
                     if let Some(keys) = &self.conn.keys {
                         s.set_opener(ControlOpener::new(keys, &server_iv));
                         s.set_sealer(ControlSealer::new(keys, &self.client_iv));
                     }
-                    self.state = State::ServerStartTime;
+                    self.state = State::ServerStartTime(b);
                     Ok(true)
                 }
             },
-            State::ServerStartTime => match s.take_body(BLOCK) {
-                None => self.keep(State::ServerStartTime),
+            State::ServerStartTime(mut clear) => match s.take_body(BLOCK) {
+                None => self.keep(State::ServerStartTime(clear)),
                 Some(b) => {
+                    // The last block is the first of the server's chain and HMAC.
                     let b = b.map_err(|_| ProtocolError::Malformed("Server-Start"))?;
-                    let server_start = codec::decode_time_block(&b);
+                    clear.extend_from_slice(&b);
+                    let start = ServerStart::parse(&clear)?;
                     self.conn.out.push_back(Output::Connected {
                         mode: self.conn.mode,
-                        server_start,
+                        server_start: start.start_time,
                     });
                     self.state = State::Idle;
                     self.conn.wait_peer(now);
@@ -381,7 +389,7 @@ impl<R: RngCore + CryptoRng> Client<R> {
                 if kind != codec::MSG_STOP_SESSIONS {
                     return Err(ProtocolError::Unexpected(kind));
                 }
-                self.conn.begin_stop(&b)?;
+                self.conn.begin_stop(b)?;
                 self.state = State::Stop;
                 Ok(true)
             }
@@ -392,178 +400,123 @@ impl<R: RngCore + CryptoRng> Client<R> {
                     self.keep(State::Stop)
                 }
             }
-            State::AcceptSession(tr, local) => match s.take_body(codec::ACCEPT_SESSION_BODY_LEN) {
-                None => self.keep(State::AcceptSession(tr, local)),
-                Some(b) => {
-                    let b = b.map_err(|_| ProtocolError::Malformed("Accept-Session"))?;
-                    self.state = State::AcceptHmac(b, tr, local);
-                    Ok(true)
-                }
-            },
-            State::AcceptHmac(body, tr, local) => match s.take_hmac() {
-                None => self.keep(State::AcceptHmac(body, tr, local)),
-                Some(r) => {
-                    r.map_err(|_| ProtocolError::BadHmac("Accept-Session"))?;
-                    let (accept, port, sid) = codec::decode_accept_session(&body)?;
-                    self.on_accept(now, AcceptCode::from_u8(accept), port, sid, *tr, local);
-                    Ok(true)
-                }
-            },
-            State::StartAck => match s.take_body(BLOCK) {
-                None => self.keep(State::StartAck),
-                Some(b) => {
-                    let b = b.map_err(|_| ProtocolError::Malformed("Start-Ack"))?;
-                    self.state = State::StartAckHmac(b);
-                    Ok(true)
-                }
-            },
-            State::StartAckHmac(body) => match s.take_hmac() {
-                None => self.keep(State::StartAckHmac(body)),
-                Some(r) => {
-                    r.map_err(|_| ProtocolError::BadHmac("Start-Ack"))?;
-                    let accept = AcceptCode::from_u8(body.first().copied().unwrap_or(0));
-                    if !accept.is_ok() {
-                        // The reference gives up on the connection.
-                        self.conn.close(CloseReason::StartRejected(accept));
-                        return Ok(false);
+            State::AcceptSession(mut buf, tr, local) => {
+                match read_message(s, &mut buf, AcceptSession::LEN, "Accept-Session")? {
+                    false => self.keep(State::AcceptSession(buf, tr, local)),
+                    true => {
+                        let a = AcceptSession::parse(&buf)?;
+                        self.on_accept(now, a, *tr, local);
+                        Ok(true)
                     }
-                    self.conn.start_test(now);
-                    Ok(true)
                 }
-            },
-            State::FetchAck(sid) => match s.take_body(BLOCK) {
-                None => self.keep(State::FetchAck(sid)),
-                Some(b) => {
-                    let b = b.map_err(|_| ProtocolError::Malformed("Fetch-Ack"))?;
-                    self.state = State::FetchAckHmac(b, sid);
-                    Ok(true)
-                }
-            },
-            State::FetchAckHmac(body, sid) => match s.take_hmac() {
-                None => self.keep(State::FetchAckHmac(body, sid)),
-                Some(r) => {
-                    r.map_err(|_| ProtocolError::BadHmac("Fetch-Ack"))?;
-                    let ack = codec::decode_fetch_ack(&body)?;
-                    if ack.accept != 0 {
-                        self.conn.out.push_back(Output::FetchDenied {
-                            accept: AcceptCode::from_u8(ack.accept),
-                        });
-                        self.conn.wait_peer(now);
-                        return Ok(true);
+            }
+            State::StartAck(mut buf) => {
+                match read_message(s, &mut buf, StartAck::LEN, "Start-Ack")? {
+                    false => self.keep(State::StartAck(buf)),
+                    true => {
+                        let accept = StartAck::parse(&buf)?.accept;
+                        if !accept.is_ok() {
+                            // The reference gives up on the connection.
+                            self.conn.close(CloseReason::StartRejected(accept));
+                            return Ok(false);
+                        }
+                        self.conn.start_test(now);
+                        Ok(true)
                     }
-                    let max = self.cfg.max_fetch_items;
-                    if ack.num_skips > max || ack.num_records > max {
-                        return Err(ProtocolError::Limit("fetched session too large"));
+                }
+            }
+            State::FetchAck(mut buf, sid) => {
+                match read_message(s, &mut buf, FetchAck::LEN, "Fetch-Ack")? {
+                    false => self.keep(State::FetchAck(buf, sid)),
+                    true => {
+                        let ack = FetchAck::parse(&buf)?;
+                        if !ack.accept.is_ok() {
+                            self.conn
+                                .out
+                                .push_back(Output::FetchDenied { accept: ack.accept });
+                            self.conn.wait_peer(now);
+                            return Ok(true);
+                        }
+                        let max = self.cfg.max_fetch_items;
+                        if ack.num_skip_ranges > max || ack.num_records > max {
+                            return Err(ProtocolError::Limit("fetched session too large"));
+                        }
+                        self.state = State::FetchRequest(Box::new(Fetching {
+                            sid,
+                            ack,
+                            finished: codec::fetch_ack_finished(&buf),
+                            request: None,
+                            buf: Vec::new(),
+                            skips: Vec::new(),
+                        }));
+                        Ok(true)
                     }
-                    self.state = State::FetchRequest(Box::new(Fetching {
-                        sid,
-                        ack,
-                        request: None,
-                        nslots: 0,
-                        skips: Vec::new(),
-                        records: Vec::new(),
-                    }));
-                    Ok(true)
                 }
-            },
-            State::FetchRequest(f) => match s.take_body(codec::REQUEST_BODY_LEN) {
-                None => self.keep(State::FetchRequest(f)),
-                Some(b) => {
-                    let b = b.map_err(|_| ProtocolError::Malformed("Request-Session"))?;
-                    self.state = State::FetchRequestHmac(b, f);
-                    Ok(true)
-                }
-            },
-            State::FetchRequestHmac(body, mut f) => match s.take_hmac() {
-                None => self.keep(State::FetchRequestHmac(body, f)),
-                Some(r) => {
-                    r.map_err(|_| ProtocolError::BadHmac("fetched Request-Session"))?;
-                    let (req, nslots) = codec::decode_request(&body)?;
-                    if nslots > self.cfg.max_fetch_items {
+            }
+            State::FetchRequest(mut f) => {
+                if f.buf.len() < RequestSession::FIXED_LEN {
+                    // The first part and its HMAC; then the slot count gives the length.
+                    let what = "fetched Request-Session";
+                    if !read_part(s, &mut f.buf, codec::REQUEST_BODY_LEN, what)? {
+                        return self.keep(State::FetchRequest(f));
+                    }
+                    let len = framing::request_session(&f.buf)?.need();
+                    let n = (len - RequestSession::FIXED_LEN) / BLOCK - 1;
+                    if n > self.cfg.max_fetch_items as usize {
                         return Err(ProtocolError::Limit("too many slots"));
                     }
-                    f.request = Some(req);
-                    f.nslots = nslots;
-                    self.state = State::FetchSlots(f);
-                    Ok(true)
-                }
-            },
-            State::FetchSlots(mut f) => {
-                let have = f.request.as_ref().map_or(0, |r| r.slots.len());
-                if (have as u64) < u64::from(f.nslots) {
-                    let Some(b) = s.take_body(BLOCK) else {
-                        return self.keep(State::FetchSlots(f));
-                    };
-                    let b = b.map_err(|_| ProtocolError::Malformed("slot"))?;
-                    let slot = codec::decode_slot(&b)?;
-                    if let Some(r) = f.request.as_mut() {
-                        r.slots.push(slot);
-                    }
-                    self.state = State::FetchSlots(f);
+                    self.state = State::FetchRequest(f);
                     return Ok(true);
                 }
-                match s.take_hmac() {
-                    None => self.keep(State::FetchSlots(f)),
-                    Some(r) => {
-                        r.map_err(|_| ProtocolError::BadHmac("fetched slots"))?;
-                        self.state = State::FetchSkips(f);
-                        Ok(true)
-                    }
+                let len = framing::request_session(&f.buf)?.need();
+                if !read_part(s, &mut f.buf, len - BLOCK, "fetched slots")? {
+                    return self.keep(State::FetchRequest(f));
                 }
+                f.request = Some(RequestSession::parse(&f.buf)?);
+                f.buf.clear();
+                self.state = State::FetchSkips(f);
+                Ok(true)
             }
             State::FetchSkips(mut f) => {
-                let want = (8 * f.ack.num_skips as usize).div_ceil(BLOCK) * BLOCK;
-                if take_blocks(s, &mut f.skips, want)? {
+                let n = f.ack.num_skip_ranges;
+                let len = SkipRange::block_len(n)? + BLOCK;
+                if !read_part(s, &mut f.buf, len - BLOCK, "fetched skip ranges")? {
                     return self.keep(State::FetchSkips(f));
                 }
-                match s.take_hmac() {
-                    None => self.keep(State::FetchSkips(f)),
-                    Some(r) => {
-                        r.map_err(|_| ProtocolError::BadHmac("fetched skip ranges"))?;
-                        self.state = State::FetchRecords(f);
-                        Ok(true)
-                    }
-                }
+                f.skips = SkipRange::parse_block(&f.buf[..len - BLOCK], n, 0)?;
+                f.buf.clear();
+                self.state = State::FetchRecords(f);
+                Ok(true)
             }
             State::FetchRecords(mut f) => {
-                let want = (codec::RECORD_LEN * f.ack.num_records as usize).div_ceil(BLOCK) * BLOCK;
-                if take_blocks(s, &mut f.records, want)? {
+                let n = f.ack.num_records;
+                let len = FetchData::records_len(n)? + BLOCK;
+                if !read_part(s, &mut f.buf, len - BLOCK, "fetched records")? {
                     return self.keep(State::FetchRecords(f));
                 }
-                match s.take_hmac() {
-                    None => self.keep(State::FetchRecords(f)),
-                    Some(r) => {
-                        r.map_err(|_| ProtocolError::BadHmac("fetched records"))?;
-                        let f = *f;
-                        let records = f
-                            .records
-                            .chunks_exact(codec::RECORD_LEN)
-                            .take(f.ack.num_records as usize)
-                            .map(codec::decode_record)
-                            .collect();
-                        let skips = codec::decode_skips(&f.skips, f.ack.num_skips);
-                        self.conn
-                            .out
-                            .push_back(Output::Fetched(Box::new(FetchedSession {
-                                sid: f.sid,
-                                finished: Finished::from_u8(f.ack.finished),
-                                next_seqno: f.ack.next_seqno,
-                                skips,
-                                request: f.request.unwrap_or_else(empty_request),
-                                records,
-                            })));
-                        self.conn.wait_peer(now);
-                        Ok(true)
-                    }
-                }
+                let f = *f;
+                let records = FetchData::parse_records(&f.buf[..len - BLOCK], n, 0)?;
+                let request = f.request.ok_or(ProtocolError::Malformed("Fetch-Session"))?;
+                self.conn
+                    .out
+                    .push_back(Output::Fetched(Box::new(FetchedSession {
+                        sid: f.sid,
+                        finished: f.finished,
+                        next_seqno: f.ack.next_seqno,
+                        skips: f.skips,
+                        request,
+                        records,
+                    })));
+                self.conn.wait_peer(now);
+                Ok(true)
             }
         }
     }
 
     /// Server-Greeting (RFC 4656 3.1): choose the mode and answer with Set-Up-Response.
     fn on_greeting(&mut self, now: OwampTime, b: &[u8]) -> Result<(), ProtocolError> {
-        let g = codec::decode_greeting(b)?;
-        let mut avail = Modes(g.modes).intersect(self.cfg.modes);
+        let g = ServerGreeting::parse(b)?;
+        let mut avail = g.modes.intersection(self.cfg.modes);
         if self.cfg.identity.is_none() {
             avail = avail.without(Mode::Authenticated).without(Mode::Encrypted);
         }
@@ -572,12 +525,8 @@ impl<R: RngCore + CryptoRng> Client<R> {
             self.conn.close(CloseReason::NoCommonMode);
             return Ok(());
         };
-        let mut setup = codec::SetupResponse {
-            mode: mode.bit(),
-            key_id: [0; 80],
-            token: [0; 64],
-            client_iv: [0; 16],
-        };
+        let mut setup = SetUpResponse::open();
+        setup.mode = mode;
         if let (true, Some(id)) = (mode.is_secure(), &self.cfg.identity) {
             let key =
                 derive_key_with_limit(&id.passphrase, &g.salt, g.count, self.cfg.max_kdf_count)
@@ -590,14 +539,14 @@ impl<R: RngCore + CryptoRng> Client<R> {
             self.rng.fill_bytes(&mut keys.aes);
             self.rng.fill_bytes(&mut keys.hmac);
             self.rng.fill_bytes(&mut self.client_iv);
-            let n = id.key_id.len().min(80);
+            let n = id.key_id.len().min(SetUpResponse::KEY_ID_LEN);
             setup.key_id[..n].copy_from_slice(&id.key_id[..n]);
             setup.token = seal_token(&key, &g.challenge, &keys);
             setup.client_iv = self.client_iv;
             self.conn.keys = Some(keys);
         }
         self.conn.mode = mode;
-        self.conn.stream.send_clear(&codec::encode_setup(&setup));
+        self.conn.stream.send_clear(&setup.to_bytes());
         self.state = State::ServerStart;
         self.conn.wait_peer(now);
         Ok(())
@@ -607,26 +556,28 @@ impl<R: RngCore + CryptoRng> Client<R> {
     fn on_accept(
         &mut self,
         now: OwampTime,
-        accept: AcceptCode,
-        port: u16,
-        sid: SessionId,
-        mut tr: TestRequest,
+        a: AcceptSession,
+        mut tr: RequestSession,
         local: SocketAddr,
     ) {
         self.conn.wait_peer(now);
-        if !accept.is_ok() {
-            self.conn.out.push_back(Output::SessionRejected { accept });
+        if !a.accept.is_ok() {
+            self.conn
+                .out
+                .push_back(Output::SessionRejected { accept: a.accept });
             return;
         }
         let (role, peer) = if tr.conf_receiver {
             // The server receives: it chose the port and the SID.
-            tr.receiver_port = port;
-            tr.sid = sid;
-            (Role::Sender, SocketAddr::new(tr.receiver, port))
+            tr.receiver_port = a.port;
+            tr.sid = a.sid;
+            (Role::Sender, SocketAddr::new(tr.receiver_address, a.port))
         } else {
-            tr.sender_port = port;
-            (Role::Receiver, SocketAddr::new(tr.sender, port))
+            tr.sender_port = a.port;
+            (Role::Receiver, SocketAddr::new(tr.sender_address, a.port))
         };
+        tr.hmac = [0; 16];
+        tr.slots_hmac = [0; 16];
         self.conn
             .out
             .push_back(Output::SessionAccepted(Box::new(SessionInfo {
@@ -647,41 +598,43 @@ impl<R: RngCore + CryptoRng> Client<R> {
     }
 }
 
-/// Reads whole blocks into `buf` until it holds `want` octets. Returns whether more are needed.
-fn take_blocks(
+/// Reads a whole `len`-octet message whose last 16 octets are its HMAC into `buf`
+/// (plaintext, HMAC checked). Returns whether it is complete.
+fn read_message(
     s: &mut super::framing::Stream,
     buf: &mut Vec<u8>,
-    want: usize,
+    len: usize,
+    what: &'static str,
 ) -> Result<bool, ProtocolError> {
-    while buf.len() < want {
-        let n = (s.available() / BLOCK * BLOCK).min(want - buf.len());
-        if n == 0 {
-            return Ok(true);
-        }
-        let Some(b) = s.take_body(n) else {
-            return Ok(true);
-        };
-        let b = b.map_err(|_| ProtocolError::Malformed("fetched data"))?;
-        buf.extend_from_slice(&b);
+    if !read_part(s, buf, len - BLOCK, what)? {
+        return Ok(false);
     }
-    Ok(false)
+    Ok(buf.len() == len)
 }
 
-fn empty_request() -> TestRequest {
-    TestRequest {
-        ipvn: 4,
-        conf_sender: false,
-        conf_receiver: false,
-        slots: Vec::new(),
-        packets: 0,
-        sender_port: 0,
-        receiver_port: 0,
-        sender: super::UNSPECIFIED,
-        receiver: super::UNSPECIFIED,
-        sid: SessionId::default(),
-        padding: 0,
-        start_time: OwampTime::default(),
-        timeout: 0,
-        type_p: 0,
+/// Reads body blocks into `buf` up to `body` octets, then the HMAC field after them.
+/// Returns whether the HMAC was read.
+fn read_part(
+    s: &mut super::framing::Stream,
+    buf: &mut Vec<u8>,
+    body: usize,
+    what: &'static str,
+) -> Result<bool, ProtocolError> {
+    while buf.len() < body {
+        let n = (s.available() / BLOCK * BLOCK).min(body - buf.len());
+        if n == 0 {
+            return Ok(false);
+        }
+        let Some(b) = s.take_body(n) else {
+            return Ok(false);
+        };
+        buf.extend_from_slice(&b.map_err(|_| ProtocolError::Malformed(what))?);
     }
+    if buf.len() == body {
+        let Some(h) = s.take_hmac() else {
+            return Ok(false);
+        };
+        buf.extend_from_slice(&h.map_err(|_| ProtocolError::BadHmac(what))?);
+    }
+    Ok(true)
 }

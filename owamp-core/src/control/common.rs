@@ -4,50 +4,30 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::codec::{self, StopEntry, BLOCK};
+use super::codec::{self, BLOCK};
 use super::framing::Stream;
 use super::{
     session_end_bound, time_add, AcceptCode, CloseReason, ControlError, Mode, ProtocolError, Role,
-    TestRequest,
 };
 use crate::crypto::SessionKeys;
 use crate::io::{Output, SessionEnd, SessionReport};
 use crate::time::OwampTime;
 use crate::wire::SessionId;
+use crate::wire::{framing, Frame, RequestSession, SessionStop, StopSessions};
 
 /// A test session configured on this connection.
 #[derive(Debug, Clone)]
 pub(crate) struct LocalSession {
     pub sid: SessionId,
     pub role: Role,
-    pub request: TestRequest,
+    pub request: RequestSession,
     pub report: Option<SessionReport>,
 }
 
-/// Progress of reading the peer's Stop-Sessions.
-#[derive(Debug, Clone)]
-pub(crate) enum StopRead {
-    /// Next: the SID of a session description, or the HMAC when none is left.
-    Sid,
-    /// Next: the Next-Seqno block of the session whose SID was read.
-    Seqno(SessionId),
-    /// Next: `blocks` more blocks of skip ranges.
-    Skips {
-        sid: SessionId,
-        next_seqno: u32,
-        nskips: u32,
-        bytes: Vec<u8>,
-        blocks: usize,
-    },
-}
-
-/// The peer's Stop-Sessions being read.
+/// The peer's Stop-Sessions being read: its plaintext so far.
 #[derive(Debug, Clone)]
 pub(crate) struct StopReader {
-    accept: u8,
-    remaining: u32,
-    step: StopRead,
-    ends: Vec<SessionEnd>,
+    buf: Vec<u8>,
 }
 
 /// The test phase: from Start-Ack to the end of the Stop-Sessions exchange.
@@ -188,7 +168,7 @@ impl Conn {
                 session_end_bound(
                     s.request.start_time,
                     &s.request.slots,
-                    s.request.packets,
+                    s.request.num_packets,
                     s.request.timeout,
                     slack,
                 )
@@ -262,7 +242,7 @@ impl Conn {
             return;
         }
         let mut failed = false;
-        let entries: Vec<StopEntry> = self
+        let sessions: Vec<SessionStop> = self
             .sessions
             .iter()
             .filter(|s| s.role == Role::Sender)
@@ -272,10 +252,10 @@ impl Conn {
                     .clone()
                     .unwrap_or_else(|| SessionReport::completed(s.sid, 0));
                 failed |= r.failed;
-                StopEntry {
+                SessionStop {
                     sid: s.sid,
                     next_seqno: r.next_seqno,
-                    skips: r.skips,
+                    skip_ranges: r.skips,
                 }
             })
             .collect();
@@ -284,7 +264,13 @@ impl Conn {
         } else {
             AcceptCode::Ok
         };
-        let msg = codec::encode_stop(accept.to_u8(), &entries);
+        // RFC 4656 3.8: one description per session this side sent packets for.
+        let msg = StopSessions {
+            accept,
+            sessions,
+            hmac: [0; 16],
+        }
+        .to_bytes();
         if let Err(_e) = self.stream.send_sealed(msg) {
             self.close(CloseReason::Local);
             return;
@@ -370,8 +356,8 @@ impl Conn {
     }
 
     /// The first block of a Stop-Sessions message was read (during the test phase).
-    pub(crate) fn begin_stop(&mut self, first: &[u8]) -> Result<(), ProtocolError> {
-        let (accept, n) = codec::decode_stop_header(first)?;
+    pub(crate) fn begin_stop(&mut self, first: Vec<u8>) -> Result<(), ProtocolError> {
+        let (_, n) = StopSessions::parse_header(&first)?;
         let receivers = self
             .sessions
             .iter()
@@ -384,12 +370,7 @@ impl Conn {
         let Some(t) = &mut self.test else {
             return Err(ProtocolError::Unexpected(codec::MSG_STOP_SESSIONS));
         };
-        t.reader = Some(StopReader {
-            accept,
-            remaining: n,
-            step: StopRead::Sid,
-            ends: Vec::new(),
-        });
+        t.reader = Some(StopReader { buf: first });
         Ok(())
     }
 
@@ -400,120 +381,84 @@ impl Conn {
             let Some(reader) = self.test.as_mut().and_then(|t| t.reader.as_mut()) else {
                 return Ok(false);
             };
-            match reader.step.clone() {
-                StopRead::Sid if reader.remaining == 0 => {
-                    let Some(r) = self.stream.take_hmac() else {
-                        return Ok(false);
-                    };
-                    r.map_err(|_| ProtocolError::BadHmac("Stop-Sessions"))?;
-                    self.complete_stop(now)?;
-                    return Ok(true);
+            let (body_end, complete) = match framing::stop_sessions(&reader.buf)? {
+                Frame::Incomplete { need } => (need, false),
+                Frame::Complete { len } => (len - BLOCK, true),
+            };
+            if reader.buf.len() < body_end {
+                // Whole blocks of descriptions, as many as have arrived.
+                let want = body_end - reader.buf.len();
+                let n = (self.stream.available() / BLOCK * BLOCK).min(want);
+                if n == 0 {
+                    return Ok(false);
                 }
-                StopRead::Sid => {
-                    let Some(b) = self.stream.take_body(BLOCK) else {
-                        return Ok(false);
-                    };
-                    let b = b.map_err(|_| ProtocolError::Malformed("Stop-Sessions"))?;
-                    let sid = SessionId(arr16(&b));
-                    let ok = self
-                        .sessions
-                        .iter()
-                        .any(|s| s.sid == sid && s.role == Role::Receiver)
-                        && !reader.ends.iter().any(|e| e.sid == sid);
-                    if !ok {
-                        return Err(ProtocolError::BadStop("unknown SID"));
-                    }
-                    reader.step = StopRead::Seqno(sid);
-                }
-                StopRead::Seqno(sid) => {
-                    let Some(b) = self.stream.take_body(BLOCK) else {
-                        return Ok(false);
-                    };
-                    let b = b.map_err(|_| ProtocolError::Malformed("Stop-Sessions"))?;
-                    let (next_seqno, nskips) = codec::decode_stop_seqno(&b)?;
-                    let packets = self
-                        .sessions
-                        .iter()
-                        .find(|s| s.sid == sid)
-                        .map_or(0, |s| s.request.packets);
-                    // At most one range per two packets can be disjoint; bound the read.
-                    if u64::from(nskips) > u64::from(packets) / 2 + 1 {
-                        return Err(ProtocolError::BadStop("too many skip ranges"));
-                    }
-                    let blocks = codec::stop_desc_len(nskips) / BLOCK - 1;
-                    reader.step = StopRead::Skips {
-                        sid,
-                        next_seqno,
-                        nskips,
-                        bytes: b[8..].to_vec(),
-                        blocks,
-                    };
-                }
-                StopRead::Skips {
-                    sid,
-                    next_seqno,
-                    nskips,
-                    mut bytes,
-                    blocks,
-                } => {
-                    if blocks > 0 {
-                        let Some(b) = self.stream.take_body(BLOCK) else {
-                            return Ok(false);
-                        };
-                        let b = b.map_err(|_| ProtocolError::Malformed("Stop-Sessions"))?;
-                        bytes.extend_from_slice(&b);
-                        reader.step = StopRead::Skips {
-                            sid,
-                            next_seqno,
-                            nskips,
-                            bytes,
-                            blocks: blocks - 1,
-                        };
-                        continue;
-                    }
-                    let skips = codec::decode_skips(&bytes, nskips);
-                    let mut prev_end: Option<u32> = None;
-                    for s in &skips {
-                        if s.last < s.first || prev_end.is_some_and(|p| s.first < p) {
-                            return Err(ProtocolError::BadStop("skip ranges out of order"));
-                        }
-                        prev_end = Some(s.last);
-                    }
-                    reader.ends.push(SessionEnd {
-                        sid,
-                        next_seqno,
-                        skips,
-                        accept: AcceptCode::from_u8(reader.accept),
-                        stop_time: now,
-                    });
-                    reader.remaining -= 1;
-                    reader.step = StopRead::Sid;
-                }
+                let Some(b) = self.stream.take_body(n) else {
+                    return Ok(false);
+                };
+                let b = b.map_err(|_| ProtocolError::Malformed("Stop-Sessions"))?;
+                reader.buf.extend_from_slice(&b);
+                continue;
             }
+            if !complete {
+                continue;
+            }
+            let Some(h) = self.stream.take_hmac() else {
+                return Ok(false);
+            };
+            let h = h.map_err(|_| ProtocolError::BadHmac("Stop-Sessions"))?;
+            reader.buf.extend_from_slice(&h);
+            let msg = StopSessions::parse(&reader.buf)?;
+            self.complete_stop(now, msg)?;
+            return Ok(true);
         }
     }
 
     /// The peer's Stop-Sessions is complete and verified.
-    fn complete_stop(&mut self, now: OwampTime) -> Result<(), ProtocolError> {
-        let Some(t) = &mut self.test else {
-            return Ok(());
-        };
-        let Some(reader) = t.reader.take() else {
-            return Ok(());
-        };
-        let receivers = self
+    fn complete_stop(&mut self, now: OwampTime, msg: StopSessions) -> Result<(), ProtocolError> {
+        let receivers: Vec<&LocalSession> = self
             .sessions
             .iter()
             .filter(|s| s.role == Role::Receiver)
-            .count();
-        if reader.ends.len() != receivers {
+            .collect();
+        // Exactly our receive sessions, each once (RFC 4656 3.8).
+        if msg.sessions.len() != receivers.len() {
             return Err(ProtocolError::BadStop("receive sessions missing"));
         }
+        let mut ends = Vec::with_capacity(msg.sessions.len());
+        for d in msg.sessions {
+            let Some(local) = receivers.iter().find(|s| s.sid == d.sid) else {
+                return Err(ProtocolError::BadStop("unknown SID"));
+            };
+            if ends.iter().any(|e: &SessionEnd| e.sid == d.sid) {
+                return Err(ProtocolError::BadStop("SID given twice"));
+            }
+            if d.next_seqno > local.request.num_packets {
+                return Err(ProtocolError::BadStop("Next-Seqno beyond the packet count"));
+            }
+            let mut prev_end: Option<u32> = None;
+            for r in &d.skip_ranges {
+                if !r.is_ordered() || prev_end.is_some_and(|p| r.first < p) {
+                    return Err(ProtocolError::BadStop("skip ranges out of order"));
+                }
+                prev_end = Some(r.last);
+            }
+            ends.push(SessionEnd {
+                sid: d.sid,
+                next_seqno: d.next_seqno,
+                skips: d.skip_ranges,
+                accept: msg.accept,
+                stop_time: now,
+            });
+        }
+        let Some(t) = &mut self.test else {
+            return Ok(());
+        };
+        t.reader = None;
         t.peer_stop = true;
-        for e in reader.ends {
+        let sent = t.sent_stop;
+        for e in ends {
             self.out.push_back(Output::SessionStopped(e));
         }
-        let sent = self.test.as_ref().is_some_and(|t| t.sent_stop);
         if sent {
             self.finish_test_if_done(now);
         } else {
@@ -522,12 +467,4 @@ impl Conn {
         }
         Ok(())
     }
-}
-
-fn arr16(b: &[u8]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    if let Some(s) = b.get(..16) {
-        a.copy_from_slice(s);
-    }
-    a
 }

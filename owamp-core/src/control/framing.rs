@@ -76,10 +76,11 @@ impl Stream {
         Some(self.opener.update(&mut buf).map(|()| buf))
     }
 
-    /// Takes a 16-octet HMAC field and checks it against everything added since the last one.
-    pub(crate) fn take_hmac(&mut self) -> Option<Result<(), CryptoError>> {
+    /// Takes a 16-octet HMAC field and checks it against everything added since the last one;
+    /// returns the field as received (decrypted).
+    pub(crate) fn take_hmac(&mut self) -> Option<Result<Vec<u8>, CryptoError>> {
         let mut buf = self.take_raw(BLOCK_LEN)?;
-        Some(self.opener.open(&mut buf))
+        Some(self.opener.open(&mut buf).map(|()| buf))
     }
 
     /// Queues octets in the clear.

@@ -71,143 +71,16 @@ mod framing;
 pub mod replay;
 pub mod server;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use client::{Client, ClientConfig, Identity};
 pub use server::{Server, ServerConfig};
 
+pub use crate::wire::{AcceptCode, Mode, Modes, RequestSession};
+
 use crate::time::OwampTime;
-use crate::wire::{SessionId, Slot, SlotKind};
-
-/// A control connection mode (RFC 4656 3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Mode {
-    /// Unauthenticated (1).
-    Open,
-    /// Authenticated (2).
-    Authenticated,
-    /// Encrypted (4).
-    Encrypted,
-}
-
-impl Mode {
-    /// The bit of this mode in the Modes and Mode fields.
-    pub fn bit(self) -> u32 {
-        match self {
-            Mode::Open => 1,
-            Mode::Authenticated => 2,
-            Mode::Encrypted => 4,
-        }
-    }
-
-    /// The mode whose Mode field is exactly `v`, if any.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            1 => Some(Mode::Open),
-            2 => Some(Mode::Authenticated),
-            4 => Some(Mode::Encrypted),
-            _ => None,
-        }
-    }
-
-    /// Whether the control connection is encrypted and authenticated in this mode.
-    pub fn is_secure(self) -> bool {
-        self != Mode::Open
-    }
-}
-
-/// A set of modes, as in the Modes field of Server-Greeting (RFC 4656 3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Modes(pub u32);
-
-impl Modes {
-    /// Open, authenticated and encrypted.
-    pub const ALL: Modes = Modes(7);
-    /// No mode.
-    pub const NONE: Modes = Modes(0);
-
-    /// Whether `mode` is in the set.
-    pub fn contains(self, mode: Mode) -> bool {
-        self.0 & mode.bit() != 0
-    }
-
-    /// The set without `mode`.
-    pub fn without(self, mode: Mode) -> Self {
-        Modes(self.0 & !mode.bit())
-    }
-
-    /// The modes in both sets.
-    pub fn intersect(self, other: Modes) -> Self {
-        Modes(self.0 & other.0)
-    }
-
-    /// The strongest mode of the set: encrypted, then authenticated, then open.
-    pub fn strongest(self) -> Option<Mode> {
-        [Mode::Encrypted, Mode::Authenticated, Mode::Open]
-            .into_iter()
-            .find(|m| self.contains(*m))
-    }
-}
-
-impl From<Mode> for Modes {
-    fn from(m: Mode) -> Self {
-        Modes(m.bit())
-    }
-}
-
-/// The Accept field of Server-Start, Accept-Session, Start-Ack, Stop-Sessions and Fetch-Ack
-/// (RFC 4656 3.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AcceptCode {
-    /// 0: OK.
-    Ok,
-    /// 1: failure, reason unspecified (the reference's "reject").
-    Failure,
-    /// 2: internal error.
-    InternalError,
-    /// 3: some aspect of the request is not supported.
-    NotSupported,
-    /// 4: cannot perform the request due to permanent resource limitations.
-    PermanentLimit,
-    /// 5: cannot perform the request due to temporary resource limitations.
-    TemporaryLimit,
-    /// Any other value.
-    Other(u8),
-}
-
-impl AcceptCode {
-    /// The octet on the wire.
-    pub fn to_u8(self) -> u8 {
-        match self {
-            AcceptCode::Ok => 0,
-            AcceptCode::Failure => 1,
-            AcceptCode::InternalError => 2,
-            AcceptCode::NotSupported => 3,
-            AcceptCode::PermanentLimit => 4,
-            AcceptCode::TemporaryLimit => 5,
-            AcceptCode::Other(v) => v,
-        }
-    }
-
-    /// The code of an octet on the wire.
-    pub fn from_u8(v: u8) -> Self {
-        match v {
-            0 => AcceptCode::Ok,
-            1 => AcceptCode::Failure,
-            2 => AcceptCode::InternalError,
-            3 => AcceptCode::NotSupported,
-            4 => AcceptCode::PermanentLimit,
-            5 => AcceptCode::TemporaryLimit,
-            v => AcceptCode::Other(v),
-        }
-    }
-
-    /// Whether this is 0 (OK).
-    pub fn is_ok(self) -> bool {
-        self == AcceptCode::Ok
-    }
-}
+use crate::wire::{SessionId, Slot, SlotKind, TypeP};
 
 /// Which end of a test session a side is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -216,55 +89,6 @@ pub enum Role {
     Sender,
     /// Receives test packets and keeps the records.
     Receiver,
-}
-
-/// A Request-Session without its HMAC fields (RFC 4656 3.5).
-///
-/// "conf" flags say what the *server* is asked to configure: `conf_receiver` means the server
-/// receives. Addresses are IPv4 or IPv6 (`ipvn` 4 or 6); the 32.32 fixed-point `timeout` is the
-/// loss timeout.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestRequest {
-    /// IP version of both addresses (4 or 6).
-    pub ipvn: u8,
-    /// The server is asked to be the sender.
-    pub conf_sender: bool,
-    /// The server is asked to be the receiver.
-    pub conf_receiver: bool,
-    /// The schedule slots, used cyclically.
-    pub slots: Vec<Slot>,
-    /// Number of packets.
-    pub packets: u32,
-    /// Sender's UDP port.
-    pub sender_port: u16,
-    /// Receiver's UDP port.
-    pub receiver_port: u16,
-    /// Sender's address.
-    pub sender: IpAddr,
-    /// Receiver's address.
-    pub receiver: IpAddr,
-    /// Session identifier (zero when the server is to make one).
-    pub sid: SessionId,
-    /// Octets of padding in each test packet.
-    pub padding: u32,
-    /// When the first packet's schedule starts.
-    pub start_time: OwampTime,
-    /// Loss timeout, 32.32 fixed-point seconds.
-    pub timeout: u64,
-    /// Type-P descriptor.
-    pub type_p: u32,
-}
-
-impl TestRequest {
-    /// The address and port of the sender.
-    pub fn sender_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.sender, self.sender_port)
-    }
-
-    /// The address and port of the receiver.
-    pub fn receiver_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.receiver, self.receiver_port)
-    }
 }
 
 /// What the client asks for in [`ClientCommand::RequestSession`].
@@ -286,8 +110,8 @@ pub struct SessionRequest {
     pub start_time: OwampTime,
     /// Loss timeout, 32.32 fixed-point seconds.
     pub timeout: u64,
-    /// Type-P descriptor (0 for the default).
-    pub type_p: u32,
+    /// Type-P descriptor ([`TypeP::BEST_EFFORT`] for the default).
+    pub type_p: TypeP,
 }
 
 /// A command from the application to a [`Client`].
@@ -314,6 +138,9 @@ pub enum ClientCommand {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
+    /// A message does not parse.
+    #[error("{0}")]
+    Wire(crate::wire::WireError),
     /// A message could not be parsed.
     #[error("malformed {0}")]
     Malformed(&'static str),
@@ -508,12 +335,10 @@ pub(crate) fn or_fallback(addr: IpAddr, fallback: IpAddr) -> IpAddr {
     }
 }
 
-/// The unspecified IPv4 address.
-pub(crate) const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn port_pick_covers_range() {
@@ -527,14 +352,6 @@ mod tests {
         assert_eq!(r.next(8800), 8801);
         let one = PortRange { low: 5, high: 5 };
         assert_eq!(one.pick(u32::MAX), 5);
-    }
-
-    #[test]
-    fn modes_strongest() {
-        assert_eq!(Modes::ALL.strongest(), Some(Mode::Encrypted));
-        assert_eq!(Modes(3).strongest(), Some(Mode::Authenticated));
-        assert_eq!(Modes(1).strongest(), Some(Mode::Open));
-        assert_eq!(Modes(8).strongest(), None);
     }
 
     #[test]

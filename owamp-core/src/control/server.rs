@@ -9,13 +9,16 @@ use super::codec::{self, BLOCK};
 use super::common::{Conn, LocalSession};
 use super::{
     make_sid, or_fallback, AcceptCode, CloseReason, ControlError, Mode, Modes, PortRange,
-    ProtocolError, Role, TestRequest,
+    ProtocolError, RequestSession, Role,
 };
 use crate::crypto::{derive_key, open_token, ControlOpener, ControlSealer, SessionKeys};
 use crate::io::{EndpointSetup, FetchReply, Finished, Input, Output, SessionInfo, StoredSession};
 use crate::policy::{Peer, ServerPolicy, TestAdmission};
 use crate::time::OwampTime;
-use crate::wire::SessionId;
+use crate::wire::{
+    framing, AcceptSession, FetchAck, FetchData, FetchSession, ServerGreeting, ServerStart,
+    SessionId, SetUpResponse, SkipRange, StartAck, StartSessions,
+};
 
 /// Settings of a [`Server`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +32,9 @@ pub struct ServerConfig {
     pub test_ports: Option<PortRange>,
     /// How long to wait for the client when it is its turn to talk.
     pub control_timeout: Duration,
-    /// How long a sender waits after its last packet before Stop-Sessions.
+    /// How long a sender waits after its last packet and the loss timeout before
+    /// Stop-Sessions (the reference's default is 1 s).
     pub end_delay: Duration,
-    /// The most schedule slots accepted in a Request-Session; larger requests are refused
-    /// with Accept = 4 (permanent resource limitation).
-    pub max_slots: u32,
 }
 
 impl Default for ServerConfig {
@@ -44,7 +45,6 @@ impl Default for ServerConfig {
             test_ports: None,
             control_timeout: Duration::from_secs(1800),
             end_delay: Duration::from_secs(1),
-            max_slots: 1 << 16,
         }
     }
 }
@@ -60,16 +60,12 @@ enum State {
     RequestRest { first: Vec<u8> },
     /// The HMAC of Request-Session's first part.
     RequestHmac { body: Vec<u8> },
-    /// Slots (then their HMAC).
-    RequestSlots {
-        req: Box<TestRequest>,
-        nslots: u32,
-        read: u32,
-    },
+    /// Slots (then their HMAC) until the message is `len` octets.
+    RequestSlots { buf: Vec<u8>, len: usize },
     /// The application is binding a test socket.
     AwaitEndpoint(Box<Pending>),
     /// The HMAC of Start-Sessions.
-    StartHmac,
+    StartHmac { first: Vec<u8> },
     /// The rest of Fetch-Session.
     FetchRest { first: Vec<u8> },
     /// The HMAC of Fetch-Session.
@@ -83,7 +79,7 @@ enum State {
 /// A Request-Session waiting for its test socket.
 #[derive(Debug)]
 struct Pending {
-    req: TestRequest,
+    req: RequestSession,
     sid: SessionId,
     role: Role,
     local: SocketAddr,
@@ -119,20 +115,22 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         local: SocketAddr,
         peer: SocketAddr,
     ) -> Self {
-        let offered = policy.modes(peer.ip()).intersect(Modes::ALL);
+        let offered = policy.modes(peer.ip()).known();
         let mut challenge = [0u8; 16];
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut challenge);
         rng.fill_bytes(&mut salt);
         let mut conn = Conn::new(cfg.control_timeout, cfg.end_delay);
         // RFC 4656 3.1: the server speaks first.
-        conn.stream
-            .send_clear(&codec::encode_greeting(&codec::Greeting {
-                modes: offered.0,
+        conn.stream.send_clear(
+            &ServerGreeting {
+                modes: offered,
                 challenge,
                 salt,
                 count: cfg.kdf_count,
-            }));
+            }
+            .to_bytes(),
+        );
         let mut s = Self {
             conn,
             cfg,
@@ -146,7 +144,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             key_id: None,
             state: State::Setup,
         };
-        if offered == Modes::NONE {
+        if offered.is_empty() {
             // Nothing to offer: the reference closes right after the greeting.
             s.conn
                 .close(CloseReason::SetupRejected(AcceptCode::Failure));
@@ -279,7 +277,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     fn step(&mut self, now: OwampTime) -> Result<bool, ProtocolError> {
         let s = &mut self.conn.stream;
         match std::mem::replace(&mut self.state, State::Idle) {
-            State::Setup => match s.take_clear(codec::SETUP_LEN) {
+            State::Setup => match s.take_clear(SetUpResponse::LEN) {
                 None => self.keep(State::Setup),
                 Some(b) => {
                     self.on_setup(now, &b)?;
@@ -303,55 +301,46 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                     Ok(true)
                 }
             },
-            State::RequestHmac { body } => match s.take_hmac() {
+            State::RequestHmac { mut body } => match s.take_hmac() {
                 None => self.keep(State::RequestHmac { body }),
                 Some(r) => {
-                    r.map_err(|_| ProtocolError::BadHmac("Request-Session"))?;
-                    let (req, nslots) = codec::decode_request(&body)?;
-                    self.state = State::RequestSlots {
-                        req: Box::new(req),
-                        nslots,
-                        read: 0,
-                    };
+                    let h = r.map_err(|_| ProtocolError::BadHmac("Request-Session"))?;
+                    body.extend_from_slice(&h);
+                    // The slot count says how long the message is (at most 2^16 slots).
+                    let len = framing::request_session(&body)?.need();
+                    self.state = State::RequestSlots { buf: body, len };
                     Ok(true)
                 }
             },
-            State::RequestSlots {
-                mut req,
-                nslots,
-                read,
-            } => {
-                if read < nslots {
-                    let Some(b) = s.take_body(BLOCK) else {
-                        return self.keep(State::RequestSlots { req, nslots, read });
+            State::RequestSlots { mut buf, len } => {
+                if buf.len() + BLOCK < len {
+                    let n = (s.available() / BLOCK * BLOCK).min(len - BLOCK - buf.len());
+                    let Some(b) = (n > 0).then(|| s.take_body(n)).flatten() else {
+                        return self.keep(State::RequestSlots { buf, len });
                     };
                     let b = b.map_err(|_| ProtocolError::Malformed("slot"))?;
-                    // An invalid slot type breaks the request: the reference closes.
-                    let slot = codec::decode_slot(&b)?;
-                    // Slots past the limit are read (to stay in step) but not kept.
-                    if read < self.cfg.max_slots {
-                        req.slots.push(slot);
-                    }
-                    self.state = State::RequestSlots {
-                        req,
-                        nslots,
-                        read: read + 1,
-                    };
+                    buf.extend_from_slice(&b);
+                    self.state = State::RequestSlots { buf, len };
                     return Ok(true);
                 }
                 match s.take_hmac() {
-                    None => self.keep(State::RequestSlots { req, nslots, read }),
+                    None => self.keep(State::RequestSlots { buf, len }),
                     Some(r) => {
-                        r.map_err(|_| ProtocolError::BadHmac("Request-Session slots"))?;
-                        self.on_request(now, *req, nslots);
+                        let h = r.map_err(|_| ProtocolError::BadHmac("Request-Session slots"))?;
+                        buf.extend_from_slice(&h);
+                        // An invalid slot or address breaks the request: the reference closes.
+                        let req = RequestSession::parse(&buf)?;
+                        self.on_request(now, req);
                         Ok(true)
                     }
                 }
             }
-            State::StartHmac => match s.take_hmac() {
-                None => self.keep(State::StartHmac),
+            State::StartHmac { mut first } => match s.take_hmac() {
+                None => self.keep(State::StartHmac { first }),
                 Some(r) => {
-                    r.map_err(|_| ProtocolError::BadHmac("Start-Sessions"))?;
+                    let h = r.map_err(|_| ProtocolError::BadHmac("Start-Sessions"))?;
+                    first.extend_from_slice(&h);
+                    StartSessions::parse(&first)?;
                     self.on_start(now)?;
                     Ok(true)
                 }
@@ -366,12 +355,13 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                     Ok(true)
                 }
             },
-            State::FetchHmac { body } => match s.take_hmac() {
+            State::FetchHmac { mut body } => match s.take_hmac() {
                 None => self.keep(State::FetchHmac { body }),
                 Some(r) => {
-                    r.map_err(|_| ProtocolError::BadHmac("Fetch-Session"))?;
-                    let (begin, end, sid) = codec::decode_fetch_session(&body)?;
-                    self.on_fetch(now, begin, end, sid);
+                    let h = r.map_err(|_| ProtocolError::BadHmac("Fetch-Session"))?;
+                    body.extend_from_slice(&h);
+                    let f = FetchSession::parse(&body)?;
+                    self.on_fetch(now, f.begin_seq, f.end_seq, f.sid);
                     Ok(true)
                 }
             },
@@ -401,11 +391,10 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
 
     /// Set-Up-Response (RFC 4656 3.1).
     fn on_setup(&mut self, now: OwampTime, b: &[u8]) -> Result<(), ProtocolError> {
-        let setup = codec::decode_setup(b)?;
-        let Some(mode) = Mode::from_u32(setup.mode) else {
-            // Not exactly one mode: the reference closes without answering.
-            return Err(ProtocolError::InvalidMode(setup.mode));
-        };
+        // A Mode that is not exactly one mode fails to parse: the reference closes without
+        // answering.
+        let setup = SetUpResponse::parse(b)?;
+        let mode = setup.mode;
         if !self.offered.contains(mode) {
             self.reject_setup(AcceptCode::Failure);
             return Ok(());
@@ -413,8 +402,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         let mut keys: Option<SessionKeys> = None;
         let mut server_iv = [0u8; 16];
         if mode.is_secure() {
-            let end = setup.key_id.iter().position(|&c| c == 0).unwrap_or(80);
-            let key_id = setup.key_id[..end].to_vec();
+            let key_id = setup.key_id_name().to_vec();
             let pass = self.policy.passphrase(&key_id);
             // Derive and decrypt even for an unknown KeyID, so both cases take as long.
             let derived = derive_key(
@@ -436,11 +424,12 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             self.key_id = Some(key_id);
         }
         self.conn.mode = mode;
-        if let Err(code) = self.policy.allow_control(Peer {
+        let peer = Peer {
             addr: self.peer.ip(),
-            mode: self.conn.mode,
+            mode,
             key_id: self.key_id.as_deref(),
-        }) {
+        };
+        if let Err(code) = self.policy.allow_control(peer) {
             let code = if code.is_ok() {
                 AcceptCode::Failure
             } else {
@@ -450,18 +439,24 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             self.reject_setup(code);
             return Ok(());
         }
+        let msg = ServerStart {
+            accept: AcceptCode::Ok,
+            server_iv,
+            start_time: self.cfg.start_time,
+        }
+        .to_bytes();
+        let (clear, last) = msg.split_at(ServerStart::CLEAR_LEN);
         let s = &mut self.conn.stream;
-        s.send_clear(&codec::encode_server_start_clear(0, &server_iv));
-        let last = codec::encode_time_block(self.cfg.start_time);
+        s.send_clear(clear);
         match &keys {
             Some(k) => {
                 // The last block starts the server's CBC chain and its first HMAC.
                 s.set_sealer(ControlSealer::new(k, &server_iv));
                 s.set_opener(ControlOpener::new(k, &setup.client_iv));
-                s.send_update(last)
+                s.send_update(last.to_vec())
                     .map_err(|_| ProtocolError::Malformed("Server-Start"))?;
             }
-            None => s.send_clear(&last),
+            None => s.send_clear(last),
         }
         self.conn.keys = keys;
         self.state = State::Idle;
@@ -471,9 +466,12 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
 
     /// Server-Start with a non-zero Accept: Server-IV, Start-Time and MBZ zero, in the clear.
     fn reject_setup(&mut self, code: AcceptCode) {
-        let s = &mut self.conn.stream;
-        s.send_clear(&codec::encode_server_start_clear(code.to_u8(), &[0; 16]));
-        s.send_clear(&[0u8; BLOCK]);
+        let msg = ServerStart {
+            accept: code,
+            server_iv: [0; 16],
+            start_time: OwampTime::default(),
+        };
+        self.conn.stream.send_clear(&msg.to_bytes());
         self.conn.close(CloseReason::SetupRejected(code));
     }
 
@@ -487,9 +485,9 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         }
         match kind {
             codec::MSG_REQUEST_SESSION => self.state = State::RequestRest { first },
-            codec::MSG_START_SESSIONS => self.state = State::StartHmac,
+            codec::MSG_START_SESSIONS => self.state = State::StartHmac { first },
             codec::MSG_STOP_SESSIONS => {
-                self.conn.begin_stop(&first)?;
+                self.conn.begin_stop(first)?;
                 self.state = State::Stop;
             }
             codec::MSG_FETCH_SESSION => self.state = State::FetchRest { first },
@@ -504,8 +502,13 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
 
     /// Answers a Request-Session with a refusal.
     fn refuse(&mut self, now: OwampTime, code: AcceptCode) {
-        let msg = codec::encode_accept_session(code.to_u8(), 0, &SessionId::default());
-        if self.conn.stream.send_sealed(msg).is_err() {
+        let msg = AcceptSession {
+            accept: code,
+            port: 0,
+            sid: SessionId::default(),
+            hmac: [0; 16],
+        };
+        if self.conn.stream.send_sealed(msg.to_bytes()).is_err() {
             self.conn.close(CloseReason::Local);
             return;
         }
@@ -514,18 +517,14 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     }
 
     /// A complete, authenticated Request-Session (RFC 4656 3.5).
-    fn on_request(&mut self, now: OwampTime, mut req: TestRequest, nslots: u32) {
+    fn on_request(&mut self, now: OwampTime, mut req: RequestSession) {
         self.state = State::Idle;
-        if nslots > self.cfg.max_slots {
-            return self.refuse(now, AcceptCode::PermanentLimit);
-        }
         // This server configures its own endpoint only: exactly one role (as the reference).
         if req.conf_sender == req.conf_receiver
-            || !(req.ipvn == 4 || req.ipvn == 6)
             || req.slots.is_empty()
-            || req.packets == 0
+            || req.num_packets == 0
             // Only a DSCP in Type-P is supported (as the reference).
-            || req.type_p & !0x3F00_0000 != 0
+            || req.type_p.0 & !0x3F00_0000 != 0
         {
             return self.refuse(now, AcceptCode::NotSupported);
         }
@@ -535,19 +534,19 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             Role::Sender
         };
         let local_ip = match role {
-            Role::Receiver => or_fallback(req.receiver, self.local.ip()),
-            Role::Sender => or_fallback(req.sender, self.local.ip()),
+            Role::Receiver => or_fallback(req.receiver_address, self.local.ip()),
+            Role::Sender => or_fallback(req.sender_address, self.local.ip()),
         };
         let sid = match role {
             Role::Receiver => {
                 let mut r = [0u8; 4];
                 self.rng.fill_bytes(&mut r);
-                make_sid(or_fallback(req.receiver, self.local.ip()), now, r)
+                make_sid(or_fallback(req.receiver_address, self.local.ip()), now, r)
             }
             Role::Sender => {
                 // RFC 4656 7: in open mode the server only sends to the client itself.
                 if self.conn.mode == Mode::Open
-                    && or_fallback(req.receiver, self.peer.ip()) != self.peer.ip()
+                    && or_fallback(req.receiver_address, self.peer.ip()) != self.peer.ip()
                 {
                     return self.refuse(now, AcceptCode::Failure);
                 }
@@ -641,7 +640,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                     }
                     None => {
                         self.policy.release_test(&sid, p.role);
-                        self.refuse(now, AcceptCode::TemporaryLimit);
+                        self.refuse(now, AcceptCode::TemporaryResourceLimit);
                         return Ok(());
                     }
                 }
@@ -661,15 +660,26 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         let peer = match p.role {
             Role::Receiver => {
                 req.receiver_port = port;
-                SocketAddr::new(or_fallback(req.sender, self.peer.ip()), req.sender_port)
+                SocketAddr::new(
+                    or_fallback(req.sender_address, self.peer.ip()),
+                    req.sender_port,
+                )
             }
             Role::Sender => {
                 req.sender_port = port;
-                SocketAddr::new(or_fallback(req.receiver, self.peer.ip()), req.receiver_port)
+                SocketAddr::new(
+                    or_fallback(req.receiver_address, self.peer.ip()),
+                    req.receiver_port,
+                )
             }
         };
-        let msg = codec::encode_accept_session(0, port, &sid);
-        if self.conn.stream.send_sealed(msg).is_err() {
+        let msg = AcceptSession {
+            accept: AcceptCode::Ok,
+            port,
+            sid,
+            hmac: [0; 16],
+        };
+        if self.conn.stream.send_sealed(msg.to_bytes()).is_err() {
             self.conn.close(CloseReason::Local);
             return Ok(());
         }
@@ -699,9 +709,13 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     /// Start-Sessions (RFC 4656 3.6): acknowledged at once; the application starts the
     /// endpoints.
     fn on_start(&mut self, now: OwampTime) -> Result<(), ProtocolError> {
+        let ack = StartAck {
+            accept: AcceptCode::Ok,
+            hmac: [0; 16],
+        };
         self.conn
             .stream
-            .send_sealed(codec::encode_start_ack(0))
+            .send_sealed(ack.to_bytes())
             .map_err(|_| ProtocolError::Malformed("Start-Ack"))?;
         self.state = State::Idle;
         self.conn.start_test(now);
@@ -745,19 +759,16 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     }
 
     fn fetch_refuse(&mut self, now: OwampTime, code: AcceptCode) {
-        let ack = codec::FetchAck {
-            accept: code.to_u8(),
-            finished: 0,
+        let ack = FetchAck {
+            accept: code,
+            finished: false,
             next_seqno: 0,
-            num_skips: 0,
+            num_skip_ranges: 0,
             num_records: 0,
+            hmac: [0; 16],
         };
-        if self
-            .conn
-            .stream
-            .send_sealed(codec::encode_fetch_ack(&ack))
-            .is_err()
-        {
+        let msg = codec::encode_fetch_ack(&ack, Finished::No);
+        if self.conn.stream.send_sealed(msg).is_err() {
             self.conn.close(CloseReason::Local);
             return;
         }
@@ -795,7 +806,8 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         Ok(())
     }
 
-    /// Fetch-Ack, the stored request, skip ranges and records, each part with its HMAC.
+    /// Fetch-Ack, the stored request, skip ranges and records, each part with its HMAC
+    /// (RFC 4656 3.9).
     fn send_fetch(
         &mut self,
         begin: u32,
@@ -804,32 +816,30 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     ) -> Result<(), crate::crypto::CryptoError> {
         let records = select_records(stored, begin, end);
         let finished = stored.finished != Finished::No;
-        let skips: &[crate::io::SkipRange] = if finished { &stored.skips } else { &[] };
-        let ack = codec::FetchAck {
-            accept: 0,
-            finished: stored.finished.to_u8(),
+        let skips: &[SkipRange] = if finished { &stored.skips } else { &[] };
+        let ack = FetchAck {
+            accept: AcceptCode::Ok,
+            finished,
             next_seqno: if finished { stored.next_seqno } else { 0 },
-            num_skips: skips.len() as u32,
+            num_skip_ranges: skips.len() as u32,
             num_records: records.len() as u32,
+            hmac: [0; 16],
         };
         let s = &mut self.conn.stream;
-        s.send_sealed(codec::encode_fetch_ack(&ack))?;
+        s.send_sealed(codec::encode_fetch_ack(&ack, stored.finished))?;
         // The stored request, with HMACs of this connection (as a Request-Session).
-        s.send_sealed(codec::encode_request(&stored.request))?;
-        let mut slots = Vec::with_capacity(16 * (stored.request.slots.len() + 1));
-        for slot in &stored.request.slots {
-            slots.extend_from_slice(&codec::encode_slot(slot));
-        }
-        slots.extend_from_slice(&[0u8; BLOCK]);
+        let mut req = stored.request.clone();
+        req.hmac = [0; 16];
+        req.slots_hmac = [0; 16];
+        let (fixed, slots) = codec::split_at_first_hmac(req.to_bytes(), codec::REQUEST_BODY_LEN);
+        s.send_sealed(fixed)?;
         s.send_sealed(slots)?;
-        let mut sk = codec::encode_skips(skips);
+        let mut sk = Vec::new();
+        SkipRange::write_block(skips, &mut sk);
         sk.extend_from_slice(&[0u8; BLOCK]);
         s.send_sealed(sk)?;
-        let mut recs = Vec::with_capacity(codec::RECORD_LEN * records.len() + 2 * BLOCK);
-        for r in &records {
-            recs.extend_from_slice(&codec::encode_record(r));
-        }
-        recs.resize(recs.len().div_ceil(BLOCK) * BLOCK, 0);
+        let mut recs = Vec::new();
+        FetchData::write_records(&records, &mut recs);
         recs.extend_from_slice(&[0u8; BLOCK]);
         s.send_sealed(recs)
     }

@@ -180,30 +180,31 @@ impl ServerPolicy for Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::TestRequest;
+    use crate::control::RequestSession;
     use crate::time::OwampTime;
-    use crate::wire::{Slot, SlotKind};
+    use crate::wire::{Slot, SlotKind, TypeP};
     use std::net::Ipv4Addr;
 
-    fn request(mean: u64, packets: u32) -> TestRequest {
-        TestRequest {
-            ipvn: 4,
+    fn request(mean: u64, packets: u32) -> RequestSession {
+        RequestSession {
             conf_sender: false,
             conf_receiver: true,
             slots: vec![Slot {
                 kind: SlotKind::Exponential,
                 mean,
             }],
-            packets,
+            num_packets: packets,
             sender_port: 1,
             receiver_port: 0,
-            sender: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            receiver: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sender_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            receiver_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             sid: SessionId::default(),
-            padding: 0,
+            padding_length: 0,
             start_time: OwampTime::default(),
             timeout: 2 << 32,
-            type_p: 0,
+            type_p: TypeP::BEST_EFFORT,
+            hmac: [0; 16],
+            slots_hmac: [0; 16],
         }
     }
 
@@ -255,6 +256,6 @@ mod tests {
                 ..ClassLimits::default()
             },
         );
-        assert_eq!(p.modes(IpAddr::V4(Ipv4Addr::LOCALHOST)), Modes(6));
+        assert_eq!(p.modes(IpAddr::V4(Ipv4Addr::LOCALHOST)), Modes::from_raw(6));
     }
 }

@@ -9,7 +9,7 @@ mod limits;
 
 use std::net::IpAddr;
 
-use crate::control::{AcceptCode, Mode, Modes, Role, TestRequest};
+use crate::control::{AcceptCode, Mode, Modes, RequestSession, Role};
 use crate::wire::SessionId;
 
 pub use limits::{ClassLimits, Limits};
@@ -35,7 +35,7 @@ pub struct TestAdmission<'a> {
     /// Whether the server would send or receive.
     pub role: Role,
     /// The request.
-    pub request: &'a TestRequest,
+    pub request: &'a RequestSession,
 }
 
 impl TestAdmission<'_> {
@@ -43,9 +43,9 @@ impl TestAdmission<'_> {
     /// counts them against bandwidth limits: IPv4 20 or IPv6 40, UDP 8, payload 14 (open) or
     /// 48 (authenticated, encrypted), padding.
     pub fn packet_octets(&self) -> u64 {
-        let ip = if self.request.ipvn == 6 { 40 } else { 20 };
+        let ip = if self.request.ipvn() == 6 { 40 } else { 20 };
         let payload = if self.peer.mode.is_secure() { 48 } else { 14 };
-        ip + 8 + payload + u64::from(self.request.padding)
+        ip + 8 + payload + u64::from(self.request.padding_length)
     }
 
     /// Mean packets per second of the schedule: slots divided by the sum of their means.
@@ -68,7 +68,7 @@ impl TestAdmission<'_> {
     /// header, request, slots, and 25 octets per packet).
     pub fn disk_octets(&self) -> u64 {
         let slots = self.request.slots.len() as u64;
-        56 + 112 + 16 * (slots + 1) + 25 * u64::from(self.request.packets)
+        56 + 112 + 16 * (slots + 1) + 25 * u64::from(self.request.num_packets)
     }
 }
 
@@ -110,7 +110,7 @@ pub struct AllowAll;
 
 impl ServerPolicy for AllowAll {
     fn modes(&mut self, _addr: IpAddr) -> Modes {
-        Modes::from(Mode::Open)
+        Modes::EMPTY.with(Mode::Open)
     }
 
     fn passphrase(&mut self, _key_id: &[u8]) -> Option<Vec<u8>> {

@@ -24,7 +24,7 @@ use owamp_core::io::{
 use owamp_core::policy::ServerPolicy;
 use owamp_core::session::{PacketProtection, Receiver, Schedule, Sender, SessionParams};
 use owamp_core::time::{ErrorEstimate, OwampTime};
-use owamp_core::wire::{SessionId, Slot, SlotKind};
+use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 
@@ -299,7 +299,7 @@ impl<P: ServerPolicy> Sim<P> {
     }
 
     fn alive(&self, side: Side) -> bool {
-        !self.closed.contains(&side) && !(side == Side::Client && self.vanished)
+        !self.closed.contains(&side) && (side != Side::Client || !self.vanished)
     }
 
     fn issue_commands(&mut self) {
@@ -327,7 +327,7 @@ impl<P: ServerPolicy> Sim<P> {
                         padding: 0,
                         start_time: after(self.now, Duration::from_secs(1)),
                         timeout: secs(2.0),
-                        type_p: 0,
+                        type_p: TypeP::BEST_EFFORT,
                     })
                 }
                 Step::Start => ClientCommand::StartSessions,
@@ -570,12 +570,12 @@ impl<P: ServerPolicy> Sim<P> {
             self.log.accepted.push(info.clone());
         }
         let r = &info.request;
-        let schedule = Schedule::new(info.sid, &r.slots, r.packets).expect("valid schedule");
+        let schedule = Schedule::new(info.sid, &r.slots, r.num_packets).expect("valid schedule");
         let params = SessionParams {
             schedule,
             start: r.start_time,
             timeout: r.timeout,
-            padding: r.padding,
+            padding: r.padding_length,
         };
         let protection = match (info.mode, &info.keys) {
             (Mode::Authenticated, Some(k)) => PacketProtection::Sealed(TestPacketCrypto::new(
@@ -783,11 +783,7 @@ fn sender_report(sid: SessionId, snd: &Sender) -> SessionReport {
     SessionReport {
         sid,
         next_seqno: snd.next_seqno(),
-        skips: snd
-            .skip_ranges()
-            .iter()
-            .map(|&(first, last)| SkipRange { first, last })
-            .collect(),
+        skips: snd.skip_ranges().to_vec(),
         failed: false,
     }
 }
