@@ -256,7 +256,30 @@ const CORRECT: &[u8] = b"correct horse battery staple";
 
 /// Feeds the server the recorded client octets; returns what it sent and how it closed.
 fn replay_server(name: &str) -> (Vec<u8>, Vec<u8>, Option<CloseReason>) {
-    let wire = load(&format!("{name}.trace")).expect("trace");
+    replay_server_chunked(name, None)
+}
+
+/// As [`replay_server`], with the client's octets cut into pieces of 1 to 40 octets chosen by
+/// `seed` instead of the recorded segments.
+fn replay_server_chunked(name: &str, seed: Option<u64>) -> (Vec<u8>, Vec<u8>, Option<CloseReason>) {
+    let mut wire = load(&format!("{name}.trace")).expect("trace");
+    if let Some(seed) = seed {
+        let cs = wire.stream(Dir::Cs);
+        let mut x = seed | 1;
+        let mut segs = Vec::new();
+        let mut at = 0;
+        while at < cs.len() {
+            // xorshift: any split will do, as long as it is reproducible.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (1 + (x % 40) as usize).min(cs.len() - at);
+            segs.push((Dir::Cs, cs[at..at + n].to_vec()));
+            at += n;
+        }
+        wire.segments.retain(|(d, _)| *d == Dir::Sc);
+        wire.segments.extend(segs);
+    }
     let plain = load(&format!("{name}.plain.trace")).unwrap_or_else(|| wire.clone());
     let cs = plain.stream(Dir::Cs);
     let sc = plain.stream(Dir::Sc);
@@ -550,6 +573,16 @@ fn check(name: &str, got: &[u8], want: &[u8]) {
                 &want[at.unwrap_or(0).saturating_sub(16)..want.len().min(at.unwrap_or(0) + 48)]
             ),
         );
+    }
+}
+
+#[test]
+fn server_replays_any_segmentation() {
+    for name in ["a_open", "b_auth", "c_encrypted", "d_authfail"] {
+        for seed in [1, 2, 3, 0xdead_beef] {
+            let (got, want, _) = replay_server_chunked(name, Some(seed));
+            check(&format!("{name} server, split {seed}"), &got, &want);
+        }
     }
 }
 

@@ -400,7 +400,8 @@ impl Conn {
                 continue;
             }
             if !complete {
-                continue;
+                // Framing asks for more than is held whenever it is incomplete.
+                return Err(ProtocolError::Malformed("Stop-Sessions"));
             }
             let Some(h) = self.stream.take_hmac() else {
                 return Ok(false);

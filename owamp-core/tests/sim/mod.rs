@@ -405,6 +405,12 @@ impl<P: ServerPolicy> Sim<P> {
             Side::Server => self.server.handle_input(now, input),
         };
         r.expect("the harness uses the state machines correctly");
+        // Every state waits for something with a deadline.
+        let bounded = match side {
+            Side::Client => self.client.is_closed() || self.client.timeout().is_some(),
+            Side::Server => self.server.is_closed() || self.server.timeout().is_some(),
+        };
+        assert!(bounded, "{side:?} waits without a deadline");
         self.drain(side);
     }
 
