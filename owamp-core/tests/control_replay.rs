@@ -8,12 +8,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use owamp_core::control::replay::{port_draw, ScriptedRng};
+use owamp_core::control::replay::{Recorded, ScriptedRng};
 use owamp_core::control::{
     Client, ClientCommand, ClientConfig, CloseReason, Identity, Mode, Modes, PortRange, Role,
     Server, ServerConfig, SessionRequest,
 };
-use owamp_core::crypto::{decrypt_token, derive_key};
+use owamp_core::crypto::SessionKeys;
 use owamp_core::io::{
     FetchReply, Finished, Input, Output, SessionInfo, SessionReport, StoredSession,
 };
@@ -97,7 +97,6 @@ enum ClientMsg {
     Request {
         body: Vec<u8>,
         slots: Vec<Slot>,
-        end: usize,
     },
     Start,
     Stop,
@@ -132,7 +131,6 @@ fn client_messages(cs: &[u8]) -> Vec<ClientMsg> {
                 out.push(ClientMsg::Request {
                     body: cs[at..at + 112].to_vec(),
                     slots,
-                    end: at + len,
                 });
                 at += len;
             }
@@ -171,18 +169,14 @@ fn stop_len(b: &[u8]) -> usize {
 
 /// What the server sent: Accept-Sessions, the records of the fetch response.
 struct ServerSide {
-    accepts: Vec<(u8, u16, SessionId)>,
     stops: Vec<(SessionId, u32)>,
     fetched: Vec<DataRecord>,
 }
 
 fn server_side(sc: &[u8], nreq: usize) -> ServerSide {
     let mut at = 112;
-    let mut accepts = Vec::new();
-    for _ in 0..nreq {
-        accepts.push((sc[at], be16(sc, at + 2), sid_at(sc, at + 4)));
-        at += 48;
-    }
+    // The Accept-Sessions, one per request.
+    at += 48 * nreq;
     let mut stops = Vec::new();
     let mut fetched = Vec::new();
     while at < sc.len() {
@@ -222,11 +216,7 @@ fn server_side(sc: &[u8], nreq: usize) -> ServerSide {
             }
         }
     }
-    ServerSide {
-        accepts,
-        stops,
-        fetched,
-    }
+    ServerSide { stops, fetched }
 }
 
 fn localhost(port: u16) -> SocketAddr {
@@ -293,31 +283,21 @@ fn replay_server_chunked(name: &str, seed: Option<u64>) -> (Vec<u8>, Vec<u8>, Op
         server_side(&sc, nreq)
     } else {
         ServerSide {
-            accepts: vec![],
             stops: vec![],
             fetched: vec![],
         }
     };
 
-    // Random values in the order the server draws them.
-    let mut rng = ScriptedRng::new([&sc[16..32], &sc[32..48]]);
-    let mode = be32(&cs, 0);
-    if accepted && mode != 1 {
-        rng.push(&sc[80..96]);
-    }
-    let mut times = Vec::new();
-    let mut req_no = 0;
-    for m in &msgs {
-        if let ClientMsg::Request { body, end, .. } = m {
-            let (_, port, sid) = side.accepts[req_no];
-            if body[3] != 0 {
-                rng.push(&sid.0[12..16]);
-                times.push((*end, OwampTime::from_raw(be64(&sid.0, 4))));
-            }
-            rng.push(&port_draw(PORTS, port).unwrap());
-            req_no += 1;
-        }
-    }
+    // Random values in the order the server draws them, and the times the SIDs carry.
+    let recorded = Recorded::from_plaintext(&cs, &sc).expect("recorded exchange");
+    let rng = recorded.server_rng(Some(PORTS));
+    let times: Vec<(usize, OwampTime)> = recorded
+        .requests
+        .iter()
+        .filter(|r| r.server_receives())
+        .map(|r| (r.end, r.request_time()))
+        .collect();
+    assert_eq!(recorded.requests.len(), nreq);
     let start_time = if sc.len() >= 104 {
         OwampTime::from_raw(be64(&sc, 96))
     } else {
@@ -396,7 +376,14 @@ fn replay_server_chunked(name: &str, seed: Option<u64>) -> (Vec<u8>, Vec<u8>, Op
             inputs.reverse();
         }
     }
-    let _ = side.stops;
+    // The server's own Stop-Sessions reported what its senders sent.
+    for (sid, next) in &side.stops {
+        let info = sessions
+            .iter()
+            .find(|s| s.sid == *sid)
+            .expect("server sender");
+        assert_eq!(*next, info.request.num_packets);
+    }
     (out, wire.stream(Dir::Sc), closed)
 }
 
@@ -416,27 +403,28 @@ fn replay_client(
         .map_or(cs_wire.clone(), |p| p.stream(Dir::Cs));
     let msgs = client_messages(&cs);
 
-    let mut rng = ScriptedRng::default();
-    let mode = be32(&cs, 0);
-    if mode != 1 {
-        match &plain {
-            Some(p) => {
-                rng.push(&p.header_hex("token-decrypt", "aes-session-key").unwrap());
-                rng.push(&p.header_hex("token-decrypt", "hmac-session-key").unwrap());
-            }
-            None => {
-                // No decrypted trace: recover the keys from the token with the client's
-                // passphrase.
-                let salt: [u8; 16] = sc_wire[32..48].try_into().unwrap();
-                let key = derive_key(pass.unwrap(), &salt, be32(&sc_wire, 48)).unwrap();
-                let token: [u8; 64] = cs[84..148].try_into().unwrap();
-                let (_, keys) = decrypt_token(&key, &token);
-                rng.push(&keys.aes);
-                rng.push(&keys.hmac);
-            }
-        }
-        rng.push(&cs[148..164]);
-    }
+    // The client's keys: from the decrypted trace's header, else from the Token with the
+    // passphrase the client used.
+    let sc_plain = plain
+        .as_ref()
+        .map_or(sc_wire.clone(), |p| p.stream(Dir::Sc));
+    let recorded = Recorded::from_plaintext(&cs, &sc_plain).expect("recorded exchange");
+    let keys = match &plain {
+        Some(p) if be32(&cs, 0) != 1 => Some(SessionKeys {
+            aes: p
+                .header_hex("token-decrypt", "aes-session-key")
+                .unwrap()
+                .try_into()
+                .unwrap(),
+            hmac: p
+                .header_hex("token-decrypt", "hmac-session-key")
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        }),
+        _ => pass.and_then(|p| recorded.client_keys(p)),
+    };
+    let rng = recorded.client_rng(keys.as_ref());
     let mut commands = Vec::new();
     for m in &msgs {
         match m {
@@ -452,7 +440,6 @@ fn replay_client(
                         None,
                     )
                 } else {
-                    rng.push(&sid.0[12..16]);
                     (
                         Role::Receiver,
                         SocketAddr::new(receiver, be16(body, 14)),
