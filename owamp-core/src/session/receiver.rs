@@ -25,7 +25,8 @@
 //! between the oldest one not yet declared lost and the newest one that could still be valid
 //! (16 octets each; packets scheduled within about three timeouts), and the records (one per
 //! accepted packet or lost packet, at most the packet count, plus at most `max_duplicates`
-//! duplicate records; further duplicates are counted but not recorded).
+//! duplicate records, by default the packet count or 4096 if more; further duplicates are
+//! counted but not recorded).
 
 use std::collections::VecDeque;
 
@@ -185,16 +186,20 @@ pub struct Receiver {
 /// reference writes.
 const LOST_SEND_ERROR: ErrorEstimate = ErrorEstimate::from_raw(0x0001);
 
+/// Duplicate records kept by default even in short sessions.
+const DEFAULT_MIN_DUPLICATES: u64 = 4096;
+
 /// TTL recorded for a lost packet, and the value for "unknown".
 pub const TTL_UNKNOWN: u8 = 255;
 
 impl Receiver {
     /// A receiver for the session described by `params`, whose packets are protected as
-    /// `protection` says. At most as many duplicate records as packets are kept by default.
+    /// `protection` says. By default it records at most as many duplicates as the session
+    /// has packets, or 4096 if that is more.
     pub fn new(params: SessionParams, protection: PacketProtection) -> Self {
         let packet_len = protection.packet_len(params.padding);
         let cursor = ScheduleCursor::new(&params.schedule);
-        let max_duplicates = u64::from(params.schedule.count());
+        let max_duplicates = u64::from(params.schedule.count()).max(DEFAULT_MIN_DUPLICATES);
         let mut r = Self {
             params,
             protection,
