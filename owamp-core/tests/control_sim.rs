@@ -7,7 +7,7 @@ mod sim;
 use std::time::Duration;
 
 use owamp_core::control::{AcceptCode, ClientConfig, CloseReason, Identity, Mode, Modes, Role};
-use owamp_core::io::Finished;
+use owamp_core::io::{Finished, SkipRange};
 use owamp_core::policy::{ClassLimits, Limits};
 use sim::{after, client_config, server_config, t0, NetConfig, Side, Sim, Step};
 
@@ -501,4 +501,45 @@ fn fetch_of_a_range_and_of_a_partial_session() {
         stored.records.iter().filter(|r| r.seq <= last_seen).count()
     );
     assert_eq!(second.log.fetch_denied, vec![AcceptCode::Failure]);
+}
+
+#[test]
+fn skip_ranges_travel_in_stop_sessions_and_fetch() {
+    let mut sim = Sim::new(
+        15,
+        t0(),
+        client_for(Mode::Encrypted, PASS),
+        server_config(t0()),
+        limits(),
+        NetConfig::default(),
+        full_session(Role::Sender, 30),
+    );
+    sim.client_skips = [3, 4, 5, 10, 20, 21].into_iter().collect();
+    sim.run(Duration::from_secs(120));
+    let want = vec![
+        SkipRange { first: 3, last: 5 },
+        SkipRange {
+            first: 10,
+            last: 10,
+        },
+        SkipRange {
+            first: 20,
+            last: 21,
+        },
+    ];
+    let (_, next) = sim.log.stopped[&Side::Server][0];
+    assert_eq!(next, 30);
+    let stored = sim.server_store.values().next().unwrap();
+    assert_eq!(stored.skips, want);
+    let f = &sim.log.fetched[0];
+    assert_eq!(f.skips, want);
+    assert_eq!(f.next_seqno, 30);
+    // Skipped packets were never sent: the receiver recorded them as lost.
+    let lost: Vec<u32> = f
+        .records
+        .iter()
+        .filter(|r| r.is_lost())
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(lost, vec![3, 4, 5, 10, 20, 21]);
 }

@@ -198,6 +198,8 @@ pub struct Sim<P: ServerPolicy> {
     pub log: Log,
     /// Sessions not sent after this many packets (the sender stops early on its own).
     pub server_sender_limit: Option<u32>,
+    /// Sequence numbers the client's senders skip instead of sending.
+    pub client_skips: HashSet<u32>,
     followups: std::collections::VecDeque<(Side, Input<'static>)>,
     feeding: bool,
 }
@@ -244,6 +246,7 @@ impl<P: ServerPolicy> Sim<P> {
             closed: HashSet::new(),
             log: Log::default(),
             server_sender_limit: None,
+            client_skips: HashSet::new(),
             followups: std::collections::VecDeque::new(),
             feeding: false,
         };
@@ -667,6 +670,11 @@ impl<P: ServerPolicy> Sim<P> {
         } else {
             None
         };
+        let skips = if side == Side::Client {
+            self.client_skips.clone()
+        } else {
+            HashSet::new()
+        };
         let Some(ep) = self.eps.get_mut(&(side, sid)) else {
             return;
         };
@@ -680,7 +688,7 @@ impl<P: ServerPolicy> Sim<P> {
         let stop_here = limit.is_some_and(|l| snd.next_seqno() >= l);
         if !stop_here {
             let mut buf = vec![0u8; snd.packet_len()];
-            if snd.is_too_late(now) {
+            if snd.is_too_late(now) || skips.contains(&snd.next_seqno()) {
                 snd.skip();
             } else if let Ok(n) = snd.build(&mut buf, now, ERR) {
                 buf.truncate(n);
