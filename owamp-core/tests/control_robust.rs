@@ -116,6 +116,34 @@ fn open_client_and_server_set_up() {
     assert!(c.is_ready());
 }
 
+#[test]
+fn mode_not_offered_is_refused_with_accept_1_and_zeros() {
+    // AllowAll offers open mode only; the client asks for authenticated mode.
+    let mut s = server();
+    drain_server(&mut s);
+    let mut setup = open_setup();
+    setup[3] = 2;
+    s.handle_input(t0(), Input::Received(&setup)).unwrap();
+    let outs = drain_server(&mut s);
+    let sent: Vec<u8> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit(b) => Some(b.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut want = vec![0u8; 48];
+    want[15] = 1;
+    assert_eq!(sent, want);
+    assert_eq!(
+        closed_with(&outs),
+        Some(&CloseReason::SetupRejected(
+            owamp_core::control::AcceptCode::Failure
+        ))
+    );
+}
+
 /// A valid open-mode Set-Up-Response.
 fn open_setup() -> Vec<u8> {
     let mut b = vec![0u8; 164];

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use owamp_core::control::{AcceptCode, ClientConfig, CloseReason, Identity, Mode, Modes, Role};
 use owamp_core::io::{Finished, SkipRange};
-use owamp_core::policy::{ClassLimits, Limits};
+use owamp_core::policy::{ClassLimits, Limits, ServerPolicy, TestAdmission};
 use sim::{after, client_config, server_config, t0, NetConfig, Side, Sim, Step};
 
 const ALICE: &[u8] = b"alice";
@@ -542,4 +542,57 @@ fn skip_ranges_travel_in_stop_sessions_and_fetch() {
         .map(|r| r.seq)
         .collect();
     assert_eq!(lost, vec![3, 4, 5, 10, 20, 21]);
+}
+
+/// A policy that refuses every test with one Accept code.
+struct Refuse(AcceptCode);
+
+impl ServerPolicy for Refuse {
+    fn modes(&mut self, _addr: std::net::IpAddr) -> Modes {
+        Modes::ALL
+    }
+    fn passphrase(&mut self, _key_id: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn admit_test(&mut self, _test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
+        Err(self.0)
+    }
+}
+
+#[test]
+fn the_policy_can_refuse_with_each_accept_code() {
+    for code in [
+        AcceptCode::Failure,
+        AcceptCode::InternalError,
+        AcceptCode::NotSupported,
+        AcceptCode::PermanentResourceLimit,
+        AcceptCode::TemporaryResourceLimit,
+    ] {
+        let script = vec![
+            Step::Request {
+                role: Role::Sender,
+                packets: 10,
+                mean: 0.1,
+            },
+            Step::Request {
+                role: Role::Receiver,
+                packets: 10,
+                mean: 0.1,
+            },
+            Step::Close,
+        ];
+        let mut sim = Sim::new(
+            16,
+            t0(),
+            client_config(),
+            server_config(t0()),
+            Refuse(code),
+            NetConfig::default(),
+            script,
+        );
+        let log = sim.run(Duration::from_secs(60));
+        assert_eq!(log.rejected, vec![code, code]);
+        assert!(log.accepted.is_empty());
+        assert_eq!(log.closed.get(&Side::Client), Some(&CloseReason::Local));
+    }
 }

@@ -46,7 +46,8 @@ pub struct ClientConfig {
     pub identity: Option<Identity>,
     /// How long to wait for the server, and for the application when the connection is idle.
     pub control_timeout: Duration,
-    /// How long a sender waits after its last packet before Stop-Sessions.
+    /// How long a sender waits after its last packet and the loss timeout before
+    /// Stop-Sessions (the reference's default is 1 s).
     pub end_delay: Duration,
     /// The largest PBKDF2 count accepted from a Server-Greeting.
     pub max_kdf_count: u32,

@@ -237,8 +237,10 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         {
             self.policy.release_test(&s.sid, s.role);
         }
-        if let State::AwaitEndpoint(p) = &self.state {
-            self.policy.release_test(&p.sid, p.role);
+        if matches!(self.state, State::AwaitEndpoint(_)) {
+            if let State::AwaitEndpoint(p) = std::mem::replace(&mut self.state, State::Idle) {
+                self.policy.release_test(&p.sid, p.role);
+            }
         }
     }
 
