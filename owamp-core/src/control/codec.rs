@@ -55,3 +55,45 @@ pub(crate) fn split_at_first_hmac(mut msg: Vec<u8>, body: usize) -> (Vec<u8>, Ve
     let rest = msg.split_off((body + BLOCK).min(msg.len()));
     (msg, rest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_ack_carries_the_three_valued_finished_octet() {
+        let ack = FetchAck {
+            accept: AcceptCode::Ok,
+            finished: true,
+            next_seqno: 0,
+            num_skip_ranges: 0,
+            num_records: 7,
+            hmac: [0; 16],
+        };
+        for f in [Finished::No, Finished::Normal, Finished::Incomplete] {
+            let b = encode_fetch_ack(&ack, f);
+            assert_eq!(b.len(), FetchAck::LEN);
+            assert_eq!(b[1], f.to_u8());
+            assert_eq!(fetch_ack_finished(&b), f);
+            assert_eq!(FetchAck::parse(&b).unwrap().num_records, 7);
+        }
+    }
+
+    #[test]
+    fn split_keeps_the_first_hmac_with_the_first_part() {
+        let (a, b) = split_at_first_hmac((0..160u8).collect(), REQUEST_BODY_LEN);
+        assert_eq!(a.len(), 112);
+        assert_eq!(b.len(), 48);
+        assert_eq!(b[0], 112);
+    }
+
+    #[test]
+    fn reserved_accept_values_are_errors() {
+        assert_eq!(
+            accept_at(&[5], 0).unwrap(),
+            AcceptCode::TemporaryResourceLimit
+        );
+        assert!(accept_at(&[6], 0).is_err());
+        assert!(accept_at(&[], 0).is_err());
+    }
+}

@@ -111,3 +111,37 @@ impl Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_in_order_across_pushes_and_compaction() {
+        let mut s = Stream::new();
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for chunk in data.chunks(7) {
+            s.push(chunk);
+        }
+        let mut got = Vec::new();
+        while let Some(b) = s.take_body(16) {
+            got.extend(b.unwrap());
+            // Interleave pushes so the buffer compacts while partly consumed.
+            s.push(&[]);
+        }
+        assert_eq!(got, data[..992]);
+        assert_eq!(s.available(), 8);
+        assert!(s.take_hmac().is_none());
+        assert_eq!(s.take_clear(8).unwrap(), data[992..]);
+    }
+
+    #[test]
+    fn open_mode_writes_zero_hmac_fields() {
+        let mut s = Stream::new();
+        s.send_sealed(vec![0xab; 32]).unwrap();
+        let tx = s.take_tx().unwrap();
+        assert_eq!(&tx[..16], &[0xab; 16]);
+        assert_eq!(&tx[16..], &[0; 16]);
+        assert!(s.take_tx().is_none());
+    }
+}
