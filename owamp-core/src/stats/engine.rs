@@ -3,8 +3,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::num::{error_seconds, is_sync, num64_to_f64};
-use super::schedule::Schedule;
 use crate::owp::{SessionHeader, SkipRange};
+use crate::session::schedule::{Schedule, ScheduleCursor};
 use crate::time::OwampTime;
 use crate::wire::{DataRecord, SessionId, Slot};
 
@@ -129,6 +129,16 @@ impl Default for StatsConfig {
     }
 }
 
+/// What the reference's delta generator (OWPScheduleContextGenerateNextDelta) returns once the
+/// schedule is exhausted: its FATAL error code (-4) taken as a 32.32 offset. Its statistics add
+/// it to the send time like any delta (when a range starts at the packet count).
+const EXHAUSTED: u64 = (-4i64) as u64;
+
+/// The next delta of the schedule, as the reference's statistics see it.
+fn next_delta(cursor: &mut ScheduleCursor, schedule: &Schedule) -> u64 {
+    cursor.next_gap(schedule).unwrap_or(EXHAUSTED)
+}
+
 /// Sizes of the reference's hash tables, from which its histogram order follows.
 const TABLE_PRIMES: [u32; 12] = [
     31, 67, 127, 251, 509, 1021, 2053, 4093, 8191, 16381, 32771, 65521,
@@ -152,7 +162,9 @@ pub struct Stats {
     bucket_width: f64,
     schedule_limit: Option<u64>,
     steps: u64,
-    sched: Schedule,
+    /// The send schedule (RFC 4656 Appendix B) and the position of the newest packet.
+    schedule: Schedule,
+    sched: ScheduleCursor,
     /// Number of offsets generated so far.
     sched_count: u64,
     /// Send time of the last packet generated.
@@ -186,12 +198,14 @@ impl Stats {
         } else {
             d as u64
         };
-        let sched = Schedule::new(&info.sid, &info.slots, info.num_packets);
+        let schedule = Schedule::new(info.sid, &info.slots, info.num_packets)
+            .map_err(|_| StatsError::NoSlots)?;
         Ok(Self {
             bucket_width: config.bucket_width,
             schedule_limit: config.schedule_limit,
             steps: 0,
-            sched,
+            sched: ScheduleCursor::new(&schedule),
+            schedule,
             sched_count: 0,
             end_time: info.start_time.raw(),
             reorder_bound: plist.max(10),
@@ -241,13 +255,15 @@ impl Stats {
         }
         // Bring the schedule to packet `first`.
         if first == 0 || u64::from(first) < self.sched_count {
-            self.sched.reset();
+            self.sched = ScheduleCursor::new(&self.schedule);
             self.sched_count = 0;
             self.end_time = self.info.start_time.raw();
         }
         while self.sched_count <= u64::from(first) {
             self.count_step()?;
-            self.end_time = self.end_time.wrapping_add(self.sched.next_delta());
+            self.end_time = self
+                .end_time
+                .wrapping_add(next_delta(&mut self.sched, &self.schedule));
             self.sched_count += 1;
         }
         let start = self.end_time;
@@ -326,7 +342,7 @@ pub struct Summarizer<'a> {
     /// positioned after it.
     begin_seq: u32,
     begin_time: u64,
-    begin_sched: Schedule,
+    begin_sched: ScheduleCursor,
     flushed_time: u64,
     /// State of the open packets that have records.
     nodes: HashMap<u32, Node>,
@@ -383,7 +399,7 @@ impl Summarizer<'_> {
     fn extend_to(&mut self, seq: u32) -> Result<(), StatsError> {
         while self.end_seq < seq {
             self.stats.count_step()?;
-            let d = self.stats.sched.next_delta();
+            let d = next_delta(&mut self.stats.sched, &self.stats.schedule);
             self.stats.end_time = self.stats.end_time.wrapping_add(d);
             self.stats.sched_count += 1;
             self.end_seq += 1;
@@ -411,7 +427,8 @@ impl Summarizer<'_> {
         self.flushed_time = self.begin_time;
         if seq < self.end_seq {
             self.stats.count_step()?;
-            self.begin_time = self.begin_time.wrapping_add(self.begin_sched.next_delta());
+            let d = next_delta(&mut self.begin_sched, &self.stats.schedule);
+            self.begin_time = self.begin_time.wrapping_add(d);
             self.begin_seq += 1;
             Ok(true)
         } else if seq.wrapping_add(1) < self.last && seq < u32::MAX {

@@ -10,7 +10,6 @@ mod engine;
 pub mod fmt;
 mod num;
 pub mod report;
-mod schedule;
 
 pub use engine::{
     PacketEvent, SessionInfo, Stats, StatsConfig, StatsError, Summarizer, Summary,

@@ -13,11 +13,6 @@ pub fn num64_to_f64(x: u64) -> f64 {
     x as f64 / TWO_POW_32
 }
 
-/// 32.32 fixed-point product, truncated, overflow discarded (OWPNum64Mult).
-pub fn num64_mul(x: u64, y: u64) -> u64 {
-    ((u128::from(x) * u128::from(y)) >> 32) as u64
-}
-
 /// The error estimate in seconds: multiplier * 2^scale * 2^-32 (RFC 4656 4.1.2).
 pub fn error_seconds(e: ErrorEstimate) -> f64 {
     let raw = e.raw();
@@ -55,11 +50,5 @@ mod tests {
             error_seconds(ErrorEstimate::from_raw(0x0302)),
             16.0 / TWO_POW_32
         );
-    }
-
-    #[test]
-    fn fixed_point_product() {
-        assert_eq!(num64_mul(3 << 32, 0x8000_0000), 3 << 31);
-        assert_eq!(num64_mul(u64::MAX, 1 << 32), u64::MAX);
     }
 }
