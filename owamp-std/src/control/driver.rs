@@ -312,7 +312,9 @@ impl<M: Machine> Driver<M> {
         self.client_socket = None;
     }
 
-    /// Closes the connection at once and ends every endpoint.
+    /// Closes the connection at once and ends every endpoint. A receiver still running (the
+    /// state machine normally reports it first with `SessionsAborted`) is kept as incomplete,
+    /// so records received are never thrown away.
     pub fn close_now(&mut self) {
         if !self.closed {
             self.closed = true;
@@ -320,6 +322,17 @@ impl<M: Machine> Driver<M> {
             let _ = self.stream.shutdown(Shutdown::Both);
         }
         self.in_test = false;
+        for r in self.running.values() {
+            r.stop();
+        }
+        let sids: Vec<SessionId> = self.running.keys().copied().collect();
+        for sid in sids {
+            if let Some(r) = self.running.remove(&sid) {
+                if let Some(EndpointResult::Receiver(out)) = r.finish() {
+                    self.keep(out.aborted());
+                }
+            }
+        }
         self.finish_endpoints();
     }
 
