@@ -24,6 +24,10 @@ use crate::clock::{Clock, SharedClock};
 use crate::endpoint::{EndpointConfig, EndpointResult, RunningEndpoint, TestEndpoint};
 use crate::net::{is_addr_in_use, TestSocket};
 
+/// The longest wait of an idle connection (no test endpoint running): how fast a stop or
+/// shutdown flag is noticed then.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
 /// The operations the driver needs from a control state machine.
 pub(crate) trait Machine {
     fn handle(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError>;
@@ -355,7 +359,13 @@ impl<M: Machine> Driver<M> {
             return;
         }
         let now = self.clock.now();
-        let mut wait = self.ep.poll_interval;
+        // Endpoint reports and the stop flag are looked at between waits: often while
+        // sessions run, less often when idle.
+        let mut wait = if self.running.is_empty() {
+            IDLE_POLL.max(self.ep.poll_interval)
+        } else {
+            self.ep.poll_interval
+        };
         if let Some(d) = self.m.deadline() {
             if now >= d {
                 let _ = self.feed(Input::Timer);

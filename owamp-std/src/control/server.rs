@@ -261,6 +261,14 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
         }
     }
 
+    /// Shares `handle` with this server: servers on several listeners given the same handle
+    /// shut down together and count their connections together (so
+    /// [`ServeConfig::max_connections`] applies to all of them at once).
+    pub fn with_handle(mut self, handle: ServerHandle) -> Self {
+        self.handle = handle;
+        self
+    }
+
     /// The address listened on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
