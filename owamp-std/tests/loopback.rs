@@ -278,3 +278,39 @@ fn test_ports_come_from_the_configured_ranges() {
     check_complete(to.data.as_ref().unwrap());
     server.shutdown().unwrap();
 }
+
+/// A dual-stack listener sees IPv4 clients as IPv4-mapped IPv6 addresses: test sessions
+/// still run over IPv4.
+#[test]
+fn dual_stack_listener_serves_ipv4_clients() {
+    let Ok(listener) = std::net::TcpListener::bind("[::]:0") else {
+        eprintln!("skipping: cannot listen on [::]");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    if std::net::TcpStream::connect_timeout(&v4, Duration::from_secs(1)).is_err() {
+        eprintln!("skipping: the [::] listener is IPv6-only on this host");
+        return;
+    }
+    // Take the probe connection off the queue.
+    let _ = listener.accept();
+    let store = Arc::new(MemoryStore::new());
+    let config = ServeConfig {
+        control: ServerConfig {
+            control_timeout: Duration::from_secs(5),
+            end_delay: Duration::from_millis(200),
+            ..ServerConfig::default()
+        },
+        ..ServeConfig::default()
+    };
+    let server = Server::from_listener(listener, config, AllowAll, store)
+        .spawn()
+        .unwrap();
+    let r = run_test(v4, &client(None, Modes::ALL), &both_ways(), None).unwrap();
+    let to = r.to.unwrap();
+    assert!(to.info.peer.is_ipv4());
+    check_complete(to.data.as_ref().unwrap());
+    check_complete(r.from.unwrap().data.as_ref().unwrap());
+    server.shutdown().unwrap();
+}
