@@ -208,3 +208,42 @@ fn directory_store_writes_owp_files_and_serves_fetches() {
     assert_eq!(read_owp(&path).unwrap().records, fetched.records);
     server.shutdown().unwrap();
 }
+
+/// Shutting the server down during a test stops the test (Stop-Sessions both ways): both
+/// sides keep what they received, then the server closes the connection.
+#[test]
+fn shutdown_during_a_test_stops_it_and_keeps_the_records() {
+    let store = Arc::new(MemoryStore::new());
+    let server = Server::bind(
+        lo(),
+        config(Duration::from_secs(5), 4),
+        AllowAll,
+        store.clone(),
+    )
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let server = server.spawn().unwrap();
+    let plan = TestPlan {
+        send: Some(spec(300)),
+        receive: Some(spec(300)),
+        start_delay: Duration::from_millis(200),
+    };
+    let t = std::thread::spawn(move || run_test(addr, &client(), &plan, None));
+    std::thread::sleep(Duration::from_millis(1200));
+    let t0 = Instant::now();
+    server.shutdown().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let r = t.join().unwrap().unwrap();
+    let from = r.from.unwrap().data.unwrap();
+    assert_eq!(from.finished, Finished::Normal);
+    assert!(
+        from.next_seqno > 20 && from.next_seqno < 300,
+        "{}",
+        from.next_seqno
+    );
+    assert!(from.records.len() > 20);
+    let to = r.to.unwrap();
+    let kept = store.get(&to.info.sid).unwrap();
+    assert_eq!(kept.finished, Finished::Normal);
+    assert!(kept.records.len() > 20, "{}", kept.records.len());
+}
