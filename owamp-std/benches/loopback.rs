@@ -171,6 +171,12 @@ fn send_error(quick: bool) {
         percentile(&l, 0.999),
         l.last().copied().unwrap_or(0)
     );
+    let late = l.iter().filter(|&&x| x > 100_000).count();
+    println!(
+        "stamped more than 100 us late: {late} of {} ({:.2} %)",
+        l.len(),
+        100.0 * late as f64 / l.len().max(1) as f64
+    );
 }
 
 fn concurrency(quick: bool) {
@@ -245,7 +251,7 @@ fn concurrency(quick: bool) {
 }
 
 fn main() {
-    let quick = std::env::var_os("OWAMP_BENCH_QUICK").is_some();
+    let quick = std::env::var_os("OWAMP_BENCH_QUICK").is_some_and(|v| !v.is_empty());
     // `cargo test --benches` runs this with no `--bench`: do the quick version.
     let quick = quick || !std::env::args().any(|a| a == "--bench");
     packet_rate(quick);

@@ -459,11 +459,9 @@ impl Run {
                 if n >= due {
                     break;
                 }
-                if until(due, n) > Duration::from_micros(50) {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
+                // No yield: under CPU contention a yield hands the core to another task for a
+                // whole time slice, which shows as milliseconds of send error.
+                std::hint::spin_loop();
             }
             // Stamped as late as possible: right before the send.
             let t = clock.now();
