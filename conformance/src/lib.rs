@@ -9,5 +9,6 @@ pub mod frame;
 pub mod import;
 pub mod replay;
 pub mod runner;
+pub mod secure;
 pub mod trace;
 pub mod vectors;
