@@ -138,7 +138,7 @@ pub fn place(trace: &Trace, messages: &[Message], dir: Direction, so: usize) -> 
             );
         }
         None => {
-            let last = messages.iter().filter(|m| m.dir == dir).last();
+            let last = messages.iter().rfind(|m| m.dir == dir);
             match last {
                 Some(m) if so >= m.start + m.len => {
                     let _ = write!(
