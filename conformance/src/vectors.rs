@@ -22,7 +22,6 @@ pub fn builtin() -> Vec<Vector> {
     v.extend(message_vectors());
     v.extend(negative_vectors());
     v.extend(schedule_vectors());
-    v.extend(crate::replay::vectors());
     v
 }
 
