@@ -27,7 +27,10 @@ use owamp_core::crypto::{
     derive_key, open_token, ControlDecryptor, ControlEncryptor, ControlOpener, CryptoError,
     SecureMode, SessionKeys, TestPacketCrypto, HMAC_LEN, SECURE_TEST_PACKET_MIN_LEN,
 };
-use owamp_core::wire::{framing, FetchAck, ServerGreeting, ServerStart, SetUpResponse, SkipRange};
+use owamp_core::wire::{
+    framing, FetchAck, FetchData, RequestSession, ServerGreeting, ServerStart, SetUpResponse,
+    SkipRange, WireError,
+};
 
 use crate::check::{self, Message};
 use crate::frame::{be32, MsgKind};
@@ -212,28 +215,47 @@ fn transform(
     Ok(out)
 }
 
-/// The HMAC-terminated pieces of a message, as ends of pieces within it (RFC 4656 3.4-3.8, and
-/// the coverage the reference shows; see `owamp_core::crypto`).
-fn hmac_pieces(kind: MsgKind, len: usize, skips: u32) -> Result<Vec<usize>, String> {
-    Ok(match kind {
-        MsgKind::RequestSession => vec![112, len],
-        MsgKind::FetchData => {
-            let s = SkipRange::block_len(skips).map_err(|e| e.to_string())? + HMAC_LEN;
-            vec![s, len]
+/// The HMAC-terminated pieces of a message of `kind` whose plaintext starts `p` (and may run
+/// on past it), as ends of pieces within it (RFC 4656 3.4-3.8, and the coverage the reference
+/// shows; see `owamp_core::crypto`). `len` is its length when known; `counts` the skip ranges and
+/// records the last Fetch-Ack announced. The last piece is left out when its length cannot be
+/// told.
+fn hmac_pieces(kind: MsgKind, p: &[u8], len: Option<usize>, counts: (u32, u32)) -> Vec<usize> {
+    let framed = |f: fn(&[u8]) -> Result<framing::Frame, WireError>| {
+        len.or_else(|| f(p).ok().and_then(|f| f.complete_len()))
+    };
+    match kind {
+        MsgKind::RequestSession => {
+            let mut v = vec![RequestSession::FIXED_LEN];
+            v.extend(framed(framing::request_session));
+            v
         }
-        _ => vec![len],
-    })
+        MsgKind::StopSessions => framed(framing::stop_sessions).into_iter().collect(),
+        MsgKind::FetchData => {
+            let Ok(skips) = SkipRange::block_len(counts.0) else {
+                return Vec::new();
+            };
+            let mut v = vec![skips + HMAC_LEN];
+            v.extend(len.or_else(|| FetchData::wire_len(counts.0, counts.1).ok()));
+            v
+        }
+        MsgKind::AcceptSession | MsgKind::FetchSession => vec![48],
+        MsgKind::StartSessions | MsgKind::StartAck | MsgKind::FetchAck => vec![32],
+        _ => Vec::new(),
+    }
 }
 
 /// Checks every control HMAC of `wire` with [`ControlOpener`], using the messages found in the
-/// plaintext. Returns how many HMAC fields were verified.
+/// plaintext, and the HMACs of the message each direction stopped at when its plaintext does
+/// not check (an altered ciphertext block decrypts to garbage: its HMAC tells). Returns how
+/// many HMAC fields were verified.
 fn verify_control(
     wire: &Trace,
     plain: &Trace,
     report: &check::Report,
     keys: &SessionKeys,
 ) -> Result<usize, String> {
-    let messages = &report.messages;
+    let all = located(report);
     let mut verified = 0;
     for dir in [Direction::ClientToServer, Direction::ServerToClient] {
         let w = wire.stream(dir);
@@ -249,85 +271,63 @@ fn verify_control(
             continue;
         };
         let mut opener = ControlOpener::new(keys, &iv);
-        // Skip ranges announced by the last Fetch-Ack, for the Fetch-Session data after it.
-        let mut skips = 0;
-        for m in messages.iter().filter(|m| m.dir == dir) {
-            let mut buf = w.get(m.start..m.start + m.len).unwrap_or_default().to_vec();
+        // Skip ranges and records announced by the last Fetch-Ack, for the data after it.
+        let mut counts = (0, 0);
+        // The message after Server-Start, whose HMAC also covers Server-Start's last block.
+        let mut first_after_start = false;
+        for m in all.iter().filter(|m| m.dir == dir) {
+            let split = m.len != usize::MAX - m.start;
+            let rest = p.get(m.start..).unwrap_or_default();
             match m.kind {
                 MsgKind::ServerGreeting | MsgKind::SetUpResponse => continue,
                 MsgKind::ServerStart => {
-                    // Its last block starts the chain and the first HMAC (of Accept-Session).
-                    if let Some(last) = buf.get_mut(ServerStart::CLEAR_LEN..) {
+                    // Its last block starts the chain and the first HMAC.
+                    let at = m.start + ServerStart::CLEAR_LEN;
+                    if let Some(mut last) = w.get(at..at + 16).map(<[u8]>::to_vec) {
                         opener
-                            .update(last)
-                            .map_err(|e| format!("{}: {e}", place(wire, messages, dir, m.start)))?;
+                            .update(&mut last)
+                            .map_err(|e| format!("{}: {e}", place(wire, &all, dir, m.start)))?;
                     }
+                    first_after_start = true;
                     continue;
                 }
                 MsgKind::FetchAck => {
-                    if let Some(ack) = p
-                        .get(m.start..m.start + FetchAck::LEN)
+                    if let Some(ack) = rest
+                        .get(..FetchAck::LEN)
                         .and_then(|b| FetchAck::parse(b).ok())
                     {
-                        skips = ack.num_skip_ranges;
+                        counts = (ack.num_skip_ranges, ack.num_records);
                     }
                 }
                 _ => {}
             }
+            let also = if first_after_start {
+                " and the last block of Server-Start"
+            } else {
+                ""
+            };
+            first_after_start = false;
             let mut from = 0;
-            for end in hmac_pieces(m.kind, m.len, skips)? {
-                let piece = buf.get_mut(from..end).unwrap_or_default();
-                if let Err(e) = opener.open(piece) {
+            for end in hmac_pieces(m.kind, rest, split.then_some(m.len), counts) {
+                let Some(mut piece) = w.get(m.start + from..m.start + end).map(<[u8]>::to_vec)
+                else {
+                    break;
+                };
+                if let Err(e) = opener.open(&mut piece) {
                     let field = end - HMAC_LEN;
                     let why = match e {
-                        CryptoError::HmacMismatch => {
-                            let first = if m.kind == MsgKind::AcceptSession && m.index == 1 {
-                                " (and the last block of Server-Start)"
-                            } else {
-                                ""
-                            };
-                            format!(
-                                "HMAC verification failed: the HMAC at bytes {field}..{end} does not match bytes {from}..{field}{first} as decrypted: the ciphertext was altered or the keys are wrong"
-                            )
-                        }
+                        CryptoError::HmacMismatch => format!(
+                            "HMAC verification failed: the HMAC at bytes {field}..{end} does not match bytes {from}..{field}{also} as decrypted: the ciphertext was altered or the keys are wrong"
+                        ),
                         other => other.to_string(),
                     };
                     return Err(format!(
                         "{}: {why}",
-                        place(wire, messages, dir, m.start + field)
+                        place(wire, &all, dir, m.start + field)
                     ));
                 }
                 verified += 1;
                 from = end;
-            }
-        }
-        // A message that did not split (its plaintext does not check): if its first HMAC
-        // fails, the ciphertext was altered, which explains the plaintext.
-        for &(_, kind, start) in report.unsplit.iter().filter(|u| u.0 == dir) {
-            let first = match kind {
-                MsgKind::RequestSession => Some(112),
-                MsgKind::AcceptSession | MsgKind::FetchSession => Some(48),
-                MsgKind::StartSessions | MsgKind::StartAck | MsgKind::FetchAck => Some(32),
-                MsgKind::StopSessions => p
-                    .get(start..)
-                    .and_then(|b| framing::stop_sessions(b).ok())
-                    .and_then(|f| f.complete_len()),
-                MsgKind::FetchData => SkipRange::block_len(skips).ok().map(|n| n + HMAC_LEN),
-                _ => None,
-            };
-            let Some(mut piece) = first
-                .and_then(|n| w.get(start..start + n))
-                .map(<[u8]>::to_vec)
-            else {
-                continue;
-            };
-            if opener.open(&mut piece) == Err(CryptoError::HmacMismatch) {
-                let field = piece.len() - HMAC_LEN;
-                return Err(format!(
-                    "{}: HMAC verification failed: the HMAC at bytes {field}..{} does not match bytes 0..{field} as decrypted: the ciphertext was altered or the keys are wrong",
-                    place(wire, &located(report), dir, start + field),
-                    piece.len()
-                ));
             }
         }
     }
