@@ -1,10 +1,13 @@
 //! The vector registry and runner.
 //!
-//! A [`Vector`] is a name and a check that returns `Ok(())` or the reason it failed. The
-//! built-in vectors come from [`crate::vectors::builtin`]; [`vectors_from_dirs`] makes one
-//! vector per trace or capture file found in a directory. [`run`] runs vectors and collects a
-//! [`Report`], printed as text (`PASS name` / `FAIL name: why`, then `N passed, M failed`) or as
-//! JSON.
+//! A [`Vector`] is a name and a check that returns what it found ([`Passed`]) or the reason it
+//! failed. The built-in vectors come from [`crate::vectors::builtin`]; [`vectors_from_dirs`]
+//! makes one vector per trace or capture file found in a directory: each is checked
+//! ([`check::check`]), decrypted and verified when its mode and headers allow
+//! ([`crate::secure::open`]), and replayed through our server and client cores
+//! ([`crate::replay::replay_exchange`]). [`run`] runs vectors and collects a [`Report`],
+//! printed as text (`PASS name (note)` / `FAIL name: why`, a count of replays, then
+//! `N passed, M failed`) or as JSON.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -194,11 +197,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 /// The vectors for every file below each directory (recursively):
-/// - each `*.trace`: the trace parses and [`check::check`] finds nothing; a `X.trace` beside a
-///   `X.plain.trace` must also have the same segment lengths and clear prefix;
-/// - each capture (`*.pcap`, `*.pcapng`, `*.cap`): it imports; if a `X.trace` stands beside
-///   `X.pcap`, the import must be [`equivalent`] to it, otherwise the imported trace is checked
-///   like a trace file.
+/// - each `*.trace`: see [`trace_vector`];
+/// - each capture (`*.pcap`, `*.pcapng`, `*.cap`): see [`capture_vector`].
 ///
 /// A directory that cannot be read, or holds no trace or capture, is a failing vector.
 pub fn vectors_from_dirs(dirs: &[PathBuf]) -> Vec<Vector> {
