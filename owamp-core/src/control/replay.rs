@@ -1,5 +1,5 @@
-//! Helpers to replay recorded control traffic through [`Server`](super::Server) and
-//! [`Client`](super::Client) (see the [module documentation](super) for the order of the
+//! Helpers to replay recorded control traffic through [`Server`] and
+//! [`Client`] (see the [module documentation](super) for the order of the
 //! random values each side draws).
 //!
 //! [`Recorded::from_plaintext`] reads what a recorded exchange shows; [`Recorded::replay_server`]
