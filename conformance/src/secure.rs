@@ -468,10 +468,10 @@ pub fn session_keys(cs: &[u8], sc: &[u8], pass: &[u8]) -> Result<SessionKeys, St
 
 /// Compares the plaintext of an exchange with a decrypted twin (`X.plain.trace`).
 fn compare_twin(ex: &Exchange, twin: &Trace, twin_name: &str) -> Result<(), String> {
+    let show = |v: Option<&u8>| v.map_or("nothing".into(), |x| format!("0x{x:02x}"));
     for dir in [Direction::ClientToServer, Direction::ServerToClient] {
         let (a, b) = (ex.plain.stream(dir), twin.stream(dir));
         if let Some(i) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) {
-            let show = |v: Option<&u8>| v.map_or("nothing".into(), |x| format!("0x{x:02x}"));
             return Err(format!(
                 "{}: decrypts to {}, {twin_name} has {}",
                 place(&ex.wire, &ex.messages, dir, i),
@@ -493,10 +493,10 @@ fn compare_twin(ex: &Exchange, twin: &Trace, twin_name: &str) -> Result<(), Stri
     for (n, ((la, a), (lb, b))) in tests(&ex.plain).iter().zip(&tests(twin)).enumerate() {
         if let Some(i) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) {
             return Err(format!(
-                "line {la}: test packet {}: byte {i} decrypts to {:02x?}, {twin_name} line {lb} has {:02x?}",
+                "line {la}: test packet {}: byte {i} decrypts to {}, {twin_name} line {lb} has {}",
                 n + 1,
-                a.get(i),
-                b.get(i)
+                show(a.get(i)),
+                show(b.get(i))
             ));
         }
     }
