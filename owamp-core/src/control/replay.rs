@@ -1,17 +1,29 @@
-//! Helpers to replay recorded control traffic through [`Server`](super::Server) and
-//! [`Client`](super::Client) (see the [module documentation](super) for the order of the
+//! Helpers to replay recorded control traffic through [`Server`] and
+//! [`Client`] (see the [module documentation](super) for the order of the
 //! random values each side draws).
+//!
+//! [`Recorded::from_plaintext`] reads what a recorded exchange shows; [`Recorded::replay_server`]
+//! feeds a server the client's octets and [`Recorded::replay_client`] feeds a client the
+//! server's octets, answering every request of the state machine from the recording. What
+//! each sent can then be compared with the other side of the recording.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::PortRange;
+use super::{
+    Client, ClientCommand, ClientConfig, CloseReason, ControlError, PortRange, Role, Server,
+    ServerConfig, SessionRequest,
+};
 use crate::crypto::{decrypt_token, derive_key, SessionKeys};
+use crate::io::{FetchReply, Finished, Input, Output, SessionInfo, SessionReport, StoredSession};
+use crate::policy::ServerPolicy;
 use crate::time::OwampTime;
 use crate::wire::{
-    framing, AcceptSession, FetchSession, RequestSession, ServerGreeting, ServerStart, SessionId,
-    SetUpResponse, WireError,
+    framing, AcceptCode, AcceptSession, FetchAck, FetchData, FetchSession, RequestSession,
+    ServerGreeting, ServerStart, SessionId, SetUpResponse, StartAck, StartSessions, StopSessions,
+    WireError,
 };
 
 /// An RNG that returns octets given in advance, in order, then zeros.
@@ -134,6 +146,36 @@ impl RecordedRequest {
     pub fn request_time(&self) -> OwampTime {
         sid_time(&self.sid())
     }
+
+    /// The command that makes a client send this request (RFC 4656 3.5): the client's own end
+    /// is the sender or the receiver the request names, the server's end the other one.
+    pub fn command(&self) -> SessionRequest {
+        let r = &self.request;
+        let (role, local, peer) = if r.conf_receiver {
+            (
+                Role::Sender,
+                SocketAddr::new(r.sender_address, r.sender_port),
+                r.receiver_address,
+            )
+        } else {
+            (
+                Role::Receiver,
+                SocketAddr::new(r.receiver_address, r.receiver_port),
+                r.sender_address,
+            )
+        };
+        SessionRequest {
+            role,
+            local,
+            peer,
+            slots: r.slots.clone(),
+            packets: r.num_packets,
+            padding: r.padding_length,
+            start_time: r.start_time,
+            timeout: r.timeout,
+            type_p: r.type_p,
+        }
+    }
 }
 
 /// The timestamp in a SID (octets 4..12).
@@ -143,10 +185,58 @@ pub fn sid_time(sid: &SessionId) -> OwampTime {
     OwampTime::from_raw(u64::from_be_bytes(t))
 }
 
+/// A Fetch-Session of a recorded exchange and the server's answer (RFC 4656 3.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedFetch {
+    /// The request.
+    pub fetch: FetchSession,
+    /// The Fetch-Ack.
+    pub ack: FetchAck,
+    /// When accepted: the stored Request-Session, then the skip ranges and records.
+    pub data: Option<(RequestSession, FetchData)>,
+}
+
+impl RecordedFetch {
+    /// What the server's application answered to reproduce this response: the stored session
+    /// when accepted; a missing session for Accept 1 and an unreadable one otherwise (the two
+    /// refusals the application can cause).
+    pub fn reply(&self) -> FetchReply {
+        match (&self.data, self.ack.accept) {
+            (Some((request, data)), _) => FetchReply::Found(Box::new(StoredSession {
+                request: request.clone(),
+                finished: if self.ack.finished {
+                    Finished::Normal
+                } else {
+                    Finished::No
+                },
+                next_seqno: self.ack.next_seqno,
+                skips: data.skip_ranges.clone(),
+                records: data.records.clone(),
+            })),
+            (None, AcceptCode::Failure) => FetchReply::NotFound,
+            (None, _) => FetchReply::Failed,
+        }
+    }
+}
+
+/// A client message of a recorded exchange, in the order the client sent them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedCommand {
+    /// A Request-Session: its index in [`Recorded::requests`].
+    RequestSession(usize),
+    /// Start-Sessions.
+    StartSessions,
+    /// The client's Stop-Sessions.
+    StopSessions(StopSessions),
+    /// A Fetch-Session: its index in [`Recorded::fetches`].
+    FetchSession(usize),
+}
+
 /// What a recorded control exchange shows, read from its plaintext streams (the `.trace` of
 /// an open-mode exchange, or the decrypted `.plain.trace`): everything needed to replay it.
 ///
-/// The requests are expected before Start-Sessions, answered in order, as owping does.
+/// The server answers the client's requests in order; during a test (after an accepting
+/// Start-Ack) it sends only its own Stop-Sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     /// Server-Greeting.
@@ -157,55 +247,120 @@ pub struct Recorded {
     pub server_start: ServerStart,
     /// The Request-Sessions and their answers, in order.
     pub requests: Vec<RecordedRequest>,
-    /// The Fetch-Sessions, in order.
-    pub fetches: Vec<FetchSession>,
+    /// The Fetch-Sessions and their answers, in order.
+    pub fetches: Vec<RecordedFetch>,
+    /// Everything the client sent after Set-Up-Response, in order.
+    pub commands: Vec<RecordedCommand>,
+    /// The server's Stop-Sessions messages, in order.
+    pub server_stops: Vec<StopSessions>,
+}
+
+/// `b[at..at + n]`, or a truncation error naming the recorded stream.
+fn cut(b: &[u8], at: usize, n: usize) -> Result<&[u8], WireError> {
+    b.get(at..at.saturating_add(n)).ok_or(WireError::Truncated {
+        message: "recorded stream",
+        needed: at.saturating_add(n),
+        got: b.len(),
+    })
+}
+
+/// The length of the message at the start of `b` as told by `f`, or a truncation error.
+fn whole(
+    b: &[u8],
+    at: usize,
+    f: fn(&[u8]) -> Result<framing::Frame, WireError>,
+) -> Result<usize, WireError> {
+    let rest = b.get(at..).unwrap_or_default();
+    match f(rest)? {
+        framing::Frame::Complete { len } => Ok(len),
+        framing::Frame::Incomplete { need } => Err(WireError::Truncated {
+            message: "recorded stream",
+            needed: at.saturating_add(need),
+            got: b.len(),
+        }),
+    }
 }
 
 impl Recorded {
     /// Reads the plaintext client-to-server (`cs`) and server-to-client (`sc`) streams.
+    ///
+    /// After a Server-Start that refuses the set-up nothing more is read.
     pub fn from_plaintext(cs: &[u8], sc: &[u8]) -> Result<Self, WireError> {
-        let cut = |b: &[u8], at: usize, n: usize| -> Result<Vec<u8>, WireError> {
-            b.get(at..at + n)
-                .map(<[u8]>::to_vec)
-                .ok_or(WireError::Truncated {
-                    message: "recorded stream",
-                    needed: at + n,
-                    got: b.len(),
-                })
-        };
-        let greeting = ServerGreeting::parse(&cut(sc, 0, ServerGreeting::LEN)?)?;
-        let setup = SetUpResponse::parse(&cut(cs, 0, SetUpResponse::LEN)?)?;
-        let server_start = ServerStart::parse(&cut(sc, ServerGreeting::LEN, ServerStart::LEN)?)?;
-        let mut requests = Vec::new();
-        let mut fetches = Vec::new();
-        let mut at = SetUpResponse::LEN;
-        let mut sc_at = ServerGreeting::LEN + ServerStart::LEN;
-        while at < cs.len() {
-            let len = framing::client_request(&cs[at..])?.need();
-            let msg = cut(cs, at, len)?;
-            match msg.first().copied() {
-                Some(RequestSession::COMMAND) => {
-                    let request = RequestSession::parse(&msg)?;
-                    let accept = AcceptSession::parse(&cut(sc, sc_at, AcceptSession::LEN)?)?;
-                    sc_at += AcceptSession::LEN;
-                    requests.push(RecordedRequest {
-                        request,
-                        accept,
-                        end: at + len,
-                    });
-                }
-                Some(FetchSession::COMMAND) => fetches.push(FetchSession::parse(&msg)?),
-                _ => {}
-            }
-            at += len;
-        }
-        Ok(Self {
+        let greeting = ServerGreeting::parse(cut(sc, 0, ServerGreeting::LEN)?)?;
+        let setup = SetUpResponse::parse(cut(cs, 0, SetUpResponse::LEN)?)?;
+        let server_start = ServerStart::parse(cut(sc, ServerGreeting::LEN, ServerStart::LEN)?)?;
+        let mut rec = Self {
             greeting,
             setup,
             server_start,
-            requests,
-            fetches,
-        })
+            requests: Vec::new(),
+            fetches: Vec::new(),
+            commands: Vec::new(),
+            server_stops: Vec::new(),
+        };
+        if !rec.server_start.accept.is_ok() {
+            return Ok(rec);
+        }
+        let mut at = SetUpResponse::LEN;
+        let mut sc_at = ServerGreeting::LEN + ServerStart::LEN;
+        while at < cs.len() {
+            let len = whole(cs, at, framing::client_request)?;
+            let msg = cut(cs, at, len)?;
+            at += len;
+            let cmd = match msg.first().copied() {
+                Some(RequestSession::COMMAND) => {
+                    let request = RequestSession::parse(msg)?;
+                    let accept = AcceptSession::parse(cut(sc, sc_at, AcceptSession::LEN)?)?;
+                    sc_at += AcceptSession::LEN;
+                    rec.requests.push(RecordedRequest {
+                        request,
+                        accept,
+                        end: at,
+                    });
+                    RecordedCommand::RequestSession(rec.requests.len() - 1)
+                }
+                Some(StartSessions::COMMAND) => {
+                    StartSessions::parse(msg)?;
+                    let ack = StartAck::parse(cut(sc, sc_at, StartAck::LEN)?)?;
+                    sc_at += StartAck::LEN;
+                    // RFC 4656 3.8: during the test the server sends only its Stop-Sessions.
+                    if ack.accept.is_ok() && sc_at < sc.len() {
+                        let len = whole(sc, sc_at, framing::stop_sessions)?;
+                        rec.server_stops
+                            .push(StopSessions::parse(cut(sc, sc_at, len)?)?);
+                        sc_at += len;
+                    }
+                    RecordedCommand::StartSessions
+                }
+                Some(StopSessions::COMMAND) => {
+                    RecordedCommand::StopSessions(StopSessions::parse(msg)?)
+                }
+                _ => {
+                    let fetch = FetchSession::parse(msg)?;
+                    let len = whole(sc, sc_at, framing::fetch_response)?;
+                    let resp = cut(sc, sc_at, len)?;
+                    sc_at += len;
+                    let ack = FetchAck::parse(cut(resp, 0, FetchAck::LEN)?)?;
+                    let data = match resp.get(FetchAck::LEN..) {
+                        Some(rest) if ack.accept.is_ok() => {
+                            let rlen = whole(rest, 0, framing::request_session)?;
+                            let stored = RequestSession::parse(cut(rest, 0, rlen)?)?;
+                            let data = FetchData::parse(
+                                rest.get(rlen..).unwrap_or_default(),
+                                ack.num_skip_ranges,
+                                ack.num_records,
+                            )?;
+                            Some((stored, data))
+                        }
+                        _ => None,
+                    };
+                    rec.fetches.push(RecordedFetch { fetch, ack, data });
+                    RecordedCommand::FetchSession(rec.fetches.len() - 1)
+                }
+            };
+            rec.commands.push(cmd);
+        }
+        Ok(rec)
     }
 
     /// The server's RNG for a replay: Challenge, Salt, Server-IV (when the set-up was
@@ -256,6 +411,236 @@ impl Recorded {
         }
         rng
     }
+
+    /// What a side's Stop-Sessions reported for `sid` (its senders' Next-Seqno and skip
+    /// ranges), or a complete session of `packets` when the recording has no such report.
+    fn report(stops: &[&StopSessions], sid: SessionId, packets: u32) -> SessionReport {
+        stops
+            .iter()
+            .flat_map(|s| &s.sessions)
+            .find(|d| d.sid == sid)
+            .map_or(SessionReport::completed(sid, packets), |d| SessionReport {
+                sid,
+                next_seqno: d.next_seqno,
+                skips: d.skip_ranges.clone(),
+                failed: false,
+            })
+    }
+
+    /// The time to start a replay at: the server's Start-Time (the reference sends the time
+    /// its process started, before any connection).
+    fn base_time(&self) -> OwampTime {
+        self.server_start.start_time
+    }
+
+    /// Replays the client's octets `segments` (as recorded, encrypted if the mode is) through a
+    /// [`Server`] built with `cfg`, `policy`, [`server_rng`](Self::server_rng) and the
+    /// connection's addresses, and returns what the server sent.
+    ///
+    /// `cfg.start_time` and `cfg.kdf_count` should be the recorded Start-Time and Count. Each
+    /// input that completes a Request-Session in which the server receives carries that
+    /// request's [`request_time`](RecordedRequest::request_time); the application's part is
+    /// played from the recording: endpoints bind the recorded port (or fail with the recorded
+    /// Accept code), local sessions end as the server's Stop-Sessions reported, fetches return
+    /// the recorded data.
+    pub fn replay_server<P: ServerPolicy>(
+        &self,
+        cfg: ServerConfig,
+        policy: P,
+        local: SocketAddr,
+        peer: SocketAddr,
+        segments: &[&[u8]],
+    ) -> Replayed {
+        let rng = self.server_rng(cfg.test_ports);
+        let mut now = self.base_time();
+        let mut server = Server::new(now, cfg, policy, rng, local, peer);
+        let stops: Vec<&StopSessions> = self.server_stops.iter().collect();
+        // Times the SIDs carry, at the stream offset where the server makes them.
+        let times: Vec<(usize, OwampTime)> = self
+            .requests
+            .iter()
+            .filter(|r| r.server_receives() && r.accept.accept.is_ok())
+            .map(|r| (r.end, r.request_time()))
+            .collect();
+        let mut out = Replayed::default();
+        let mut answered = vec![false; self.requests.len()];
+        let mut fetches = self.fetches.iter();
+        let mut sessions: Vec<SessionInfo> = Vec::new();
+        let mut at = 0;
+        for seg in segments {
+            // Cut the segment where requests end, so each input can carry its own time.
+            let mut pieces = Vec::new();
+            let mut from = 0;
+            for &(end, t) in &times {
+                if end > at && end < at + seg.len() {
+                    pieces.push((&seg[from..end - at], Some(t)));
+                    from = end - at;
+                }
+            }
+            let last_t = times
+                .iter()
+                .find(|(e, _)| *e == at + seg.len())
+                .map(|&(_, t)| t);
+            pieces.push((&seg[from..], last_t));
+            at += seg.len();
+            for (piece, t) in pieces {
+                if let Some(t) = t {
+                    now = t;
+                }
+                let mut inputs = VecDeque::from([Input::Received(piece)]);
+                while let Some(input) = inputs.pop_front() {
+                    if let Err(e) = server.handle_input(now, input) {
+                        out.errors.push(e);
+                    }
+                    while let Some(o) = server.poll_output() {
+                        match o {
+                            Output::Transmit(b) => out.sent.extend_from_slice(&b),
+                            Output::PrepareTestEndpoint(e) => {
+                                // The recorded request this is for: the one with this SID, or
+                                // the first one not answered yet.
+                                let i = (0..self.requests.len())
+                                    .find(|&i| !answered[i] && self.requests[i].sid() == e.sid)
+                                    .or_else(|| answered.iter().position(|a| !a));
+                                let input = match i.map(|i| (i, &self.requests[i].accept)) {
+                                    Some((i, a)) => {
+                                        answered[i] = true;
+                                        if a.accept.is_ok() {
+                                            Input::EndpointReady {
+                                                sid: e.sid,
+                                                port: a.port,
+                                            }
+                                        } else {
+                                            Input::EndpointFailed {
+                                                sid: e.sid,
+                                                accept: a.accept,
+                                            }
+                                        }
+                                    }
+                                    None => Input::EndpointFailed {
+                                        sid: e.sid,
+                                        accept: AcceptCode::Failure,
+                                    },
+                                };
+                                inputs.push_back(input);
+                            }
+                            Output::SessionAccepted(info) => sessions.push(*info),
+                            Output::StartSessions | Output::StopLocalSessions => {
+                                for s in &sessions {
+                                    inputs.push_back(Input::SessionFinished(Self::report(
+                                        &stops,
+                                        s.sid,
+                                        s.request.num_packets,
+                                    )));
+                                }
+                            }
+                            Output::TestComplete => sessions.clear(),
+                            Output::FetchRequest { .. } => {
+                                let reply =
+                                    fetches.next().map_or(FetchReply::NotFound, |f| f.reply());
+                                inputs.push_back(Input::FetchReply(reply));
+                            }
+                            Output::Close(r) => out.closed = Some(r),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Replays the server's octets `segments` (as recorded) through a [`Client`] built with
+    /// `cfg` and [`client_rng`](Self::client_rng)`(keys)`, giving it the recorded commands as
+    /// soon as it can take them, and returns what the client sent.
+    ///
+    /// `cfg` should allow exactly the recorded mode, with the recorded identity in
+    /// authenticated and encrypted modes. A Request-Session in which the client receives is
+    /// issued at its [`request_time`](RecordedRequest::request_time); local sessions end as the
+    /// client's Stop-Sessions reported.
+    pub fn replay_client(
+        &self,
+        cfg: ClientConfig,
+        keys: Option<&SessionKeys>,
+        segments: &[&[u8]],
+    ) -> Replayed {
+        let base = self.base_time();
+        let mut client = Client::new(base, cfg, self.client_rng(keys));
+        let stops: Vec<&StopSessions> = self
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                RecordedCommand::StopSessions(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let mut commands = self.commands.iter().filter_map(|c| match c {
+            RecordedCommand::RequestSession(i) => self.requests.get(*i).map(|r| {
+                let t = (!r.server_receives()).then(|| r.request_time());
+                (t, ClientCommand::RequestSession(r.command()))
+            }),
+            RecordedCommand::StartSessions => Some((None, ClientCommand::StartSessions)),
+            RecordedCommand::StopSessions(_) => None,
+            RecordedCommand::FetchSession(i) => self.fetches.get(*i).map(|f| {
+                (
+                    None,
+                    ClientCommand::Fetch {
+                        sid: f.fetch.sid,
+                        begin: f.fetch.begin_seq,
+                        end: f.fetch.end_seq,
+                    },
+                )
+            }),
+        });
+        let mut out = Replayed::default();
+        let mut sessions: Vec<SessionInfo> = Vec::new();
+        let mut pending: VecDeque<Input<'static>> = VecDeque::new();
+        for seg in segments {
+            let mut next = Some((base, Input::Received(seg)));
+            while let Some((t, input)) = next.take() {
+                if let Err(e) = client.handle_input(t, input) {
+                    out.errors.push(e);
+                }
+                while let Some(o) = client.poll_output() {
+                    match o {
+                        Output::Transmit(b) => out.sent.extend_from_slice(&b),
+                        Output::SessionAccepted(info) => sessions.push(*info),
+                        Output::StartSessions | Output::StopLocalSessions => {
+                            for s in &sessions {
+                                pending.push_back(Input::SessionFinished(Self::report(
+                                    &stops,
+                                    s.sid,
+                                    s.request.num_packets,
+                                )));
+                            }
+                        }
+                        Output::TestComplete => sessions.clear(),
+                        Output::Close(r) => out.closed = Some(r),
+                        _ => {}
+                    }
+                }
+                if let Some(input) = pending.pop_front() {
+                    next = Some((base, input));
+                } else if client.is_ready() {
+                    next = commands
+                        .next()
+                        .map(|(t, c)| (t.unwrap_or(base), Input::Command(c)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What a state machine did in a replay ([`Recorded::replay_server`],
+/// [`Recorded::replay_client`]).
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Every octet it sent, in order.
+    pub sent: Vec<u8>,
+    /// Why it closed the connection, if it did.
+    pub closed: Option<CloseReason>,
+    /// Inputs it refused as misuse (none in a faithful replay).
+    pub errors: Vec<ControlError>,
 }
 
 #[cfg(test)]
