@@ -3,5 +3,6 @@
 //! Each tool's logic lives in a module here so that it can be tested; the binaries in
 //! `src/bin/` only call it.
 
+pub mod config;
 pub mod owstats;
 pub mod sys;
