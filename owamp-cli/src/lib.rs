@@ -6,8 +6,10 @@
 pub mod client;
 pub mod config;
 pub mod owampd;
+pub mod owfetch;
 pub mod owping;
 pub mod owstats;
+pub mod pfstore;
 pub mod prompt;
 pub mod signals;
 pub mod sys;

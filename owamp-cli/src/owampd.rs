@@ -135,6 +135,11 @@ pub fn parse_srcnode(s: &str) -> Result<(Option<String>, u16), String> {
             .map_err(|_| format!("invalid port in \"{s}\""))?;
         return Ok((None, port));
     }
+    // Port 0 (any free port) is allowed here, unlike for a peer.
+    if let Some(rest) = s.strip_suffix(":0") {
+        let h = crate::client::parse_host(rest, CONTROL_PORT)?;
+        return Ok((Some(h.node), 0));
+    }
     let h = crate::client::parse_host(s, CONTROL_PORT)?;
     Ok((Some(h.node), h.port))
 }
@@ -694,6 +699,8 @@ mod tests {
         );
         assert_eq!(parse_srcnode("[::1]:9"), Ok((Some("::1".into()), 9)));
         assert!(parse_srcnode(":x").is_err());
+        assert_eq!(parse_srcnode("127.0.0.1:0"), Ok((Some("127.0.0.1".into()), 0)));
+        assert_eq!(parse_srcnode("[::1]:0"), Ok((Some("::1".into()), 0)));
         assert_eq!(listen_addrs(None).unwrap().len(), 2);
         assert_eq!(
             listen_addrs(Some("127.0.0.1:8610")).unwrap(),

@@ -24,7 +24,7 @@ use owamp_core::io::StoredSession;
 use owamp_core::owp::{self, OwpReader};
 use owamp_core::stats::report::Peer;
 use owamp_core::stats::{SessionInfo as StatsSession, Stats, StatsConfig};
-use owamp_core::time::{duration_to_fixed_point, OwampTime};
+use owamp_core::time::OwampTime;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 use owamp_std::clock::kernel_clock_status;
 use owamp_std::control::{owp_header, sid_hex, ClientOptions, SessionSpec, StopHandle};
@@ -79,13 +79,23 @@ pub struct Args {
     )]
     pub count: u32,
     /// RFC 2474 style DSCP value for the TOS byte (number or name such as EF, AF11, CS1)
-    #[arg(short = 'D', value_name = "DSCP", help_heading = "Test Args")]
+    #[arg(
+        short = 'D',
+        allow_hyphen_values = true,
+        value_name = "DSCP",
+        help_heading = "Test Args"
+    )]
     pub dscp: Option<String>,
     /// RFC 2836 PHB identification code (not supported by this implementation)
     #[arg(short = 'H', value_name = "PHB", help_heading = "Test Args")]
     pub phb: Option<String>,
     /// time a sender waits after its session before Stop-Sessions (seconds)
-    #[arg(short = 'E', value_name = "enddelay", help_heading = "Test Args")]
+    #[arg(
+        short = 'E',
+        allow_hyphen_values = true,
+        value_name = "enddelay",
+        help_heading = "Test Args"
+    )]
     pub enddelay: Option<String>,
     /// perform one-way test from testhost
     #[arg(short = 'f', help_heading = "Test Args")]
@@ -101,10 +111,20 @@ pub struct Args {
     pub to_file: Option<PathBuf>,
     /// mean time between packets (seconds); a comma separated list of slots, each ending in
     /// 'e' (exponential, the default) or 'f' (fixed)
-    #[arg(short = 'i', value_name = "wait", help_heading = "Test Args")]
+    #[arg(
+        short = 'i',
+        allow_hyphen_values = true,
+        value_name = "wait",
+        help_heading = "Test Args"
+    )]
     pub schedule: Option<String>,
     /// maximum time to wait for a packet before declaring it lost (seconds)
-    #[arg(short = 'L', value_name = "timeout", help_heading = "Test Args")]
+    #[arg(
+        short = 'L',
+        allow_hyphen_values = true,
+        value_name = "timeout",
+        help_heading = "Test Args"
+    )]
     pub timeout: Option<String>,
     /// port range to use during the test (0 for any)
     #[arg(short = 'P', value_name = "portrange", help_heading = "Test Args")]
@@ -113,7 +133,12 @@ pub struct Args {
     #[arg(short = 's', value_name = "padding", help_heading = "Test Args")]
     pub padding: Option<u32>,
     /// time to wait before executing the test (seconds)
-    #[arg(short = 'z', value_name = "delayStart", help_heading = "Test Args")]
+    #[arg(
+        short = 'z',
+        allow_hyphen_values = true,
+        value_name = "delayStart",
+        help_heading = "Test Args"
+    )]
     pub delay_start: Option<String>,
 
     /// report an additional percentile level for the delays
@@ -163,6 +188,21 @@ pub struct Args {
     pub servaddr: Option<String>,
 }
 
+/// Seconds as 32.32 fixed point, truncated as owping converts doubles (`-i 0.05` is
+/// 0x0ccccccc in the reference's requests).
+pub fn seconds_to_fixed(v: f64) -> Option<u64> {
+    let x = v * 4_294_967_296.0;
+    (0.0..18_446_744_073_709_551_616.0).contains(&x).then_some(x as u64)
+}
+
+/// owping's default mean wait: 0.1 s, held in a C float, so the slot is 0x199999a0.
+pub fn default_slot() -> Slot {
+    Slot {
+        kind: SlotKind::Exponential,
+        mean: seconds_to_fixed(f64::from(0.1f32)).unwrap_or(0),
+    }
+}
+
 /// Parses a send schedule: comma separated slots, each a number of seconds followed by an
 /// optional 'e' (exponential mean, the default) or 'f' (fixed offset).
 pub fn parse_schedule(s: &str) -> Result<Vec<Slot>, String> {
@@ -181,7 +221,7 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Slot>, String> {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("Invalid numeric value ({t}) for schedule"));
             }
-            let mean = duration_to_fixed_point(Duration::from_secs_f64(v))
+            let mean = seconds_to_fixed(v)
                 .ok_or_else(|| format!("Invalid numeric value ({t}) for schedule"))?;
             Ok(Slot { kind, mean })
         })
@@ -308,11 +348,7 @@ fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
     }
     let slots = match &args.schedule {
         Some(s) => parse_schedule(s).map_err(|e| format!("Invalid Schedule. {e}"))?,
-        None => vec![Slot {
-            kind: SlotKind::Exponential,
-            // 0.1 s, as owping's default mean wait.
-            mean: duration_to_fixed_point(Duration::from_millis(100)).unwrap_or(0),
-        }],
+        None => vec![default_slot()],
     };
     if slots.iter().all(|s| s.mean == 0) {
         return Err("Invalid Schedule. The slots may not all be zero".into());
@@ -788,6 +824,7 @@ mod tests {
         assert!(parse_schedule("1,").is_err());
         assert!(parse_schedule("-1").is_err());
         assert!(parse_schedule("e").is_err());
+        assert_eq!(default_slot().mean, 0x1999_99a0);
     }
 
     #[test]

@@ -141,28 +141,32 @@ pub fn check_identity(identity: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The file's text with `identity`'s entries removed and, if `passphrase` is given, a new entry
-/// for it appended. Comments and other entries are kept as they are (pfstore copies them).
-/// Returns the new text and whether an entry was removed.
+/// The file's text with `identity`'s entry replaced by one for `passphrase` (at the same
+/// place, or appended when there was none), or removed when `passphrase` is `None`; further
+/// entries for the identity are dropped. Comments and other entries are kept as they are
+/// (pfstore copies them). Returns the new text and whether the identity was there.
 pub fn update(
     text: &str,
     identity: &str,
     passphrase: Option<&[u8]>,
 ) -> Result<(String, bool), ConfigError> {
     let mut out = String::with_capacity(text.len() + 64);
-    let mut removed = false;
+    let mut found = false;
     for (i, raw) in text.lines().enumerate() {
         if !is_comment(raw) && parse_line(i + 1, raw)?.identity == identity {
-            removed = true;
+            if let (false, Some(p)) = (found, passphrase) {
+                out.push_str(&format_line(identity, p));
+            }
+            found = true;
             continue;
         }
         out.push_str(raw);
         out.push('\n');
     }
-    if let Some(p) = passphrase {
+    if let (false, Some(p)) = (found, passphrase) {
         out.push_str(&format_line(identity, p));
     }
-    Ok((out, removed))
+    Ok((out, found))
 }
 
 #[cfg(test)]
@@ -220,13 +224,17 @@ sam    3fc763fb270ce6ba6e928bd10d4984dc77d3\n";
         let text = "# keys\nalice 6162\nbob 6364\n";
         let (t, removed) = update(text, "alice", Some(b"xyz")).unwrap();
         assert!(removed);
-        assert_eq!(t, "# keys\nbob 6364\nalice\t78797a\n");
+        assert_eq!(t, "# keys\nalice\t78797a\nbob 6364\n");
+        let (t, _) = update(&t, "bob", Some(b"z")).unwrap();
+        assert_eq!(t, "# keys\nalice\t78797a\nbob\t7a\n");
         let (t, removed) = update(&t, "carol", None).unwrap();
         assert!(!removed);
         assert_eq!(parse(&t).unwrap().entries.len(), 2);
         let (t, removed) = update(&t, "bob", None).unwrap();
         assert!(removed);
         assert_eq!(t, "# keys\nalice\t78797a\n");
+        let (t, _) = update(&t, "dave", Some(b"d")).unwrap();
+        assert_eq!(t, "# keys\nalice\t78797a\ndave\t64\n");
     }
 
     #[test]

@@ -74,6 +74,29 @@ pub fn parse_modes(s: &str) -> Result<Modes, String> {
     Ok(m)
 }
 
+/// The keywords of `owamp-server.conf`.
+pub const KEYWORDS: &[&str] = &[
+    "authmode",
+    "controltimeout",
+    "datadir",
+    "dieby",
+    "diskfudge",
+    "enddelay",
+    "facility",
+    "group",
+    "loglevel",
+    "loglocation",
+    "maxcontrolsessions",
+    "pbkdf2_count",
+    "rootfolly",
+    "srcnode",
+    "syncfuzz",
+    "testports",
+    "user",
+    "vardir",
+    "verbose",
+];
+
 /// Syslog facility names owampd accepts (`facility`, `-e`).
 pub const FACILITIES: &[&str] = &[
     "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user",
@@ -177,6 +200,12 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
         }
         let key = key_raw.to_ascii_lowercase();
         let line = l.line;
+        if !KEYWORDS.contains(&key.as_str()) {
+            return Err(ConfigError::new(
+                line,
+                ConfigErrorKind::UnknownKeyword(key_raw.to_owned()),
+            ));
+        }
         let flag = |set: &mut bool| -> Result<(), ConfigError> {
             match value {
                 None => {
@@ -347,6 +376,8 @@ enddelay 1.5\nmaxcontrolsessions 50\nrootfolly\n";
         let e = parse("# c\ndatadir /x\nbogus 1\n").unwrap_err();
         assert_eq!(e.line, 3);
         assert_eq!(e.kind, ConfigErrorKind::UnknownKeyword("bogus".into()));
+        let e = parse("Bogus\n").unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::UnknownKeyword("Bogus".into()));
     }
 
     #[test]
