@@ -699,7 +699,10 @@ mod tests {
         );
         assert_eq!(parse_srcnode("[::1]:9"), Ok((Some("::1".into()), 9)));
         assert!(parse_srcnode(":x").is_err());
-        assert_eq!(parse_srcnode("127.0.0.1:0"), Ok((Some("127.0.0.1".into()), 0)));
+        assert_eq!(
+            parse_srcnode("127.0.0.1:0"),
+            Ok((Some("127.0.0.1".into()), 0))
+        );
         assert_eq!(parse_srcnode("[::1]:0"), Ok((Some("::1".into()), 0)));
         assert_eq!(listen_addrs(None).unwrap().len(), 2);
         assert_eq!(

@@ -192,7 +192,9 @@ pub struct Args {
 /// 0x0ccccccc in the reference's requests).
 pub fn seconds_to_fixed(v: f64) -> Option<u64> {
     let x = v * 4_294_967_296.0;
-    (0.0..18_446_744_073_709_551_616.0).contains(&x).then_some(x as u64)
+    (0.0..18_446_744_073_709_551_616.0)
+        .contains(&x)
+        .then_some(x as u64)
 }
 
 /// owping's default mean wait: 0.1 s, held in a C float, so the slot is 0x199999a0.
