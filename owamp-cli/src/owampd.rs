@@ -50,8 +50,12 @@ pub const INFO_FILE: &str = "owamp-server.info";
     disable_version_flag = true
 )]
 pub struct Args {
-    /// authentication modes offered: [A]uthenticated, [E]ncrypted, [O]pen
-    #[arg(short = 'a', value_name = "authmode")]
+    /// Modes offered (`-a`): letters A, E, O.
+    #[arg(
+        help = "authentication modes offered: [A]uthenticated, [E]ncrypted, [O]pen",
+        short = 'a',
+        value_name = "authmode"
+    )]
     pub authmode: Option<String>,
     /// configuration directory
     #[arg(short = 'c', value_name = "confdir")]
@@ -74,8 +78,12 @@ pub struct Args {
     /// directory for the owamp-server.pid and .info files
     #[arg(short = 'R', value_name = "vardir")]
     pub vardir: Option<PathBuf>,
-    /// address and port to listen on: node:port, node, :port, [v6addr]:port
-    #[arg(short = 'S', value_name = "nodename:port")]
+    /// Listen address (`-S`): node:port, node, :port or a bracketed IPv6 address with a port.
+    #[arg(
+        help = "address and port to listen on: node:port, node, :port, [v6addr]:port",
+        short = 'S',
+        value_name = "nodename:port"
+    )]
     pub srcnode: Option<String>,
     /// user to run as when started as root (name or -uid)
     #[arg(short = 'U', value_name = "user", allow_hyphen_values = true)]

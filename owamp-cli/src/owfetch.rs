@@ -34,8 +34,13 @@ pub struct Args {
     /// connect using IPv6 addresses only
     #[arg(short = '6', help_heading = "Connection Args")]
     pub ipv6: bool,
-    /// requested modes: [A]uthenticated, [E]ncrypted, [O]pen
-    #[arg(short = 'A', value_name = "authmode", help_heading = "Connection Args")]
+    /// Modes accepted (`-A`): letters A, E, O.
+    #[arg(
+        help = "requested modes: [A]uthenticated, [E]ncrypted, [O]pen",
+        short = 'A',
+        value_name = "authmode",
+        help_heading = "Connection Args"
+    )]
     pub authmode: Option<String>,
     /// passphrase file to use with Authenticated/Encrypted modes
     #[arg(short = 'k', value_name = "pfsfile", help_heading = "Connection Args")]

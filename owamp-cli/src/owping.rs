@@ -57,8 +57,13 @@ pub struct Args {
     /// connect using IPv6 addresses only
     #[arg(short = '6', help_heading = "Connection Args")]
     pub ipv6: bool,
-    /// requested modes: [A]uthenticated, [E]ncrypted, [O]pen
-    #[arg(short = 'A', value_name = "authmode", help_heading = "Connection Args")]
+    /// Modes accepted (`-A`): letters A, E, O.
+    #[arg(
+        help = "requested modes: [A]uthenticated, [E]ncrypted, [O]pen",
+        short = 'A',
+        value_name = "authmode",
+        help_heading = "Connection Args"
+    )]
     pub authmode: Option<String>,
     /// passphrase file to use with Authenticated/Encrypted modes
     #[arg(short = 'k', value_name = "pfsfile", help_heading = "Connection Args")]
@@ -180,8 +185,11 @@ pub struct Args {
     #[arg(long = "json", help_heading = "Output Args")]
     pub json: bool,
 
-    /// the host to test with: host, host:port, [v6addr]:port
-    #[arg(value_name = "testaddr")]
+    /// The peer (`host`, `host:port`, a bracketed IPv6 address with a port).
+    #[arg(
+        help = "the host to test with: host, host:port, [v6addr]:port",
+        value_name = "testaddr"
+    )]
     pub testaddr: String,
     /// the server to contact, when not testaddr (it must have the same address)
     #[arg(value_name = "servaddr")]
