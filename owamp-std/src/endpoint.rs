@@ -255,6 +255,16 @@ impl RunningEndpoint {
         self.handle.as_ref().map_or(true, |h| h.is_finished())
     }
 
+    /// Waits at most `max` for the thread to end on its own, then stops it, and returns what
+    /// it did ([`finish`](Self::finish)).
+    pub fn finish_after(self, max: Duration) -> Option<EndpointResult> {
+        let t0 = std::time::Instant::now();
+        while !self.is_finished() && t0.elapsed() < max {
+            std::thread::sleep(Duration::from_millis(2).min(max));
+        }
+        self.finish()
+    }
+
     /// Stops the thread if it still runs and returns what it did. Waits at most about one
     /// [`EndpointConfig::poll_interval`]. `None` if the thread panicked.
     pub fn finish(mut self) -> Option<EndpointResult> {
@@ -449,11 +459,9 @@ impl Run {
                 if n >= due {
                     break;
                 }
-                if until(due, n) > Duration::from_micros(50) {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
+                // No yield: under CPU contention a yield hands the core to another task for a
+                // whole time slice, which shows as milliseconds of send error.
+                std::hint::spin_loop();
             }
             // Stamped as late as possible: right before the send.
             let t = clock.now();

@@ -331,9 +331,11 @@ pub fn is_addr_in_use(e: &io::Error) -> bool {
 
 impl TestSocket {
     /// Binds a test socket to `addr` (port 0: any free port) and configures it
-    /// ([`configure_test_socket`]). An IPv6 socket is IPv6-only. A port in use gives an error
-    /// of kind [`io::ErrorKind::AddrInUse`] (see [`is_addr_in_use`]).
+    /// ([`configure_test_socket`]). An IPv6 socket is IPv6-only; an IPv4-mapped IPv6 address
+    /// (what a dual-stack listener reports for IPv4 clients) gives an IPv4 socket. A port in
+    /// use gives an error of kind [`io::ErrorKind::AddrInUse`] (see [`is_addr_in_use`]).
     pub fn bind(addr: SocketAddr) -> io::Result<TestSocket> {
+        let addr = canonical(addr);
         let ipv6 = addr.is_ipv6();
         let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if ipv6 {
@@ -402,9 +404,9 @@ impl TestSocket {
         set_dscp(&self.sock, self.local.is_ipv6(), dscp)
     }
 
-    /// Sends one datagram to `dest`.
+    /// Sends one datagram to `dest` (an IPv4-mapped IPv6 address is sent to as IPv4).
     pub fn send_to(&self, buf: &[u8], dest: SocketAddr) -> io::Result<usize> {
-        self.sock.send_to(buf, &SockAddr::from(dest))
+        self.sock.send_to(buf, &SockAddr::from(canonical(dest)))
     }
 
     /// Waits at most `timeout` for a datagram and reads it into `buf`; `Ok(None)` when none
@@ -531,6 +533,21 @@ mod tests {
         let r = b.recv(&mut buf, Duration::from_secs(2)).unwrap().unwrap();
         assert!(r.truncated);
         assert_eq!(r.len, 64);
+    }
+
+    #[test]
+    fn mapped_addresses_use_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:0".parse().unwrap();
+        let a = TestSocket::bind(mapped).unwrap();
+        assert!(a.local_addr().is_ipv4());
+        let b = TestSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)).unwrap();
+        let to: SocketAddr = format!("[::ffff:127.0.0.1]:{}", b.local_addr().port())
+            .parse()
+            .unwrap();
+        a.send_to(b"x", to).unwrap();
+        let mut buf = [0u8; 4];
+        let r = b.recv(&mut buf, Duration::from_secs(2)).unwrap().unwrap();
+        assert_eq!(r.source, a.local_addr());
     }
 
     #[test]

@@ -218,3 +218,99 @@ fn early_stop_keeps_records() {
     }
     server.shutdown().unwrap();
 }
+
+/// Three consecutive UDP ports on 127.0.0.1, the first two held (bound) by the caller.
+fn three_ports() -> (u16, Vec<std::net::UdpSocket>) {
+    for base in (42_000u16..60_000).step_by(97) {
+        let hold: Vec<_> = (0..2)
+            .filter_map(|i| std::net::UdpSocket::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if hold.len() == 2 && std::net::UdpSocket::bind(("127.0.0.1", base + 2)).is_ok() {
+            return (base, hold);
+        }
+    }
+    panic!("no free ports");
+}
+
+#[test]
+fn test_ports_come_from_the_configured_ranges() {
+    use owamp_core::control::PortRange;
+    // The server's range has its first two ports taken: it must move on to the third.
+    let (base, _held) = three_ports();
+    let store = Arc::new(MemoryStore::new());
+    let config = ServeConfig {
+        control: ServerConfig {
+            control_timeout: Duration::from_secs(5),
+            end_delay: Duration::from_millis(200),
+            test_ports: Some(PortRange {
+                low: base,
+                high: base + 2,
+            }),
+            ..ServerConfig::default()
+        },
+        ..ServeConfig::default()
+    };
+    let lo = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+    let server = Server::bind(lo, config, AllowAll, store).unwrap();
+    let addr = server.local_addr().unwrap();
+    let server = server.spawn().unwrap();
+    let crange = PortRange {
+        low: base + 3,
+        high: base + 60,
+    };
+    let opts = ClientOptions {
+        test_ports: Some(crange),
+        ..client(None, Modes::ALL)
+    };
+    let plan = TestPlan {
+        send: Some(spec()),
+        receive: None,
+        start_delay: Duration::from_millis(200),
+    };
+    let r = run_test(addr, &opts, &plan, None).unwrap();
+    let to = r.to.unwrap();
+    assert_eq!(to.info.peer.port(), base + 2, "server receiver port");
+    let cport = to.info.local.port();
+    assert!(
+        (crange.low..=crange.high).contains(&cport),
+        "client port {cport}"
+    );
+    check_complete(to.data.as_ref().unwrap());
+    server.shutdown().unwrap();
+}
+
+/// A dual-stack listener sees IPv4 clients as IPv4-mapped IPv6 addresses: test sessions
+/// still run over IPv4.
+#[test]
+fn dual_stack_listener_serves_ipv4_clients() {
+    let Ok(listener) = std::net::TcpListener::bind("[::]:0") else {
+        eprintln!("skipping: cannot listen on [::]");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    if std::net::TcpStream::connect_timeout(&v4, Duration::from_secs(1)).is_err() {
+        eprintln!("skipping: the [::] listener is IPv6-only on this host");
+        return;
+    }
+    // Take the probe connection off the queue.
+    let _ = listener.accept();
+    let store = Arc::new(MemoryStore::new());
+    let config = ServeConfig {
+        control: ServerConfig {
+            control_timeout: Duration::from_secs(5),
+            end_delay: Duration::from_millis(200),
+            ..ServerConfig::default()
+        },
+        ..ServeConfig::default()
+    };
+    let server = Server::from_listener(listener, config, AllowAll, store)
+        .spawn()
+        .unwrap();
+    let r = run_test(v4, &client(None, Modes::ALL), &both_ways(), None).unwrap();
+    let to = r.to.unwrap();
+    assert!(to.info.peer.is_ipv4());
+    check_complete(to.data.as_ref().unwrap());
+    check_complete(r.from.unwrap().data.as_ref().unwrap());
+    server.shutdown().unwrap();
+}

@@ -196,8 +196,9 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 Ok(())
             }
             Input::PeerClosed => {
-                self.release_all();
+                // Receivers are reported before the sessions are released (which forgets them).
                 self.conn.abort_receivers();
+                self.release_all();
                 self.conn.close(CloseReason::PeerClosed);
                 Ok(())
             }
@@ -268,8 +269,9 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
-                    self.release_all();
+                    // Receivers are reported before the sessions are released.
                     self.conn.fail(e);
+                    self.release_all();
                 }
             }
         }

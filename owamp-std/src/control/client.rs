@@ -17,7 +17,7 @@ use super::driver::{Driver, Event};
 use super::StopHandle;
 use crate::clock::Clock;
 use crate::endpoint::{EndpointConfig, EndpointError};
-use crate::net::{BindError, TestSocket};
+use crate::net::{canonical, BindError, TestSocket};
 use crate::rng::OsRng;
 
 /// How a client connects and runs its test sessions.
@@ -189,8 +189,8 @@ impl ClientConnection {
         )?;
         let mut c = Self {
             d,
-            test_ip: opts.test_ip.unwrap_or(local.ip()),
-            server_ip: server.ip(),
+            test_ip: opts.test_ip.unwrap_or(canonical(local).ip()),
+            server_ip: canonical(server).ip(),
             test_ports: opts.test_ports,
             mode: Mode::Open,
             server_start: OwampTime::ZERO,

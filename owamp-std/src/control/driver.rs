@@ -24,6 +24,10 @@ use crate::clock::{Clock, SharedClock};
 use crate::endpoint::{EndpointConfig, EndpointResult, RunningEndpoint, TestEndpoint};
 use crate::net::{is_addr_in_use, TestSocket};
 
+/// The longest wait of an idle connection (no test endpoint running): how fast a stop or
+/// shutdown flag is noticed then.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
 /// The operations the driver needs from a control state machine.
 pub(crate) trait Machine {
     fn handle(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError>;
@@ -312,7 +316,9 @@ impl<M: Machine> Driver<M> {
         self.client_socket = None;
     }
 
-    /// Closes the connection at once and ends every endpoint.
+    /// Closes the connection at once and ends every endpoint. A receiver still running (the
+    /// state machine normally reports it first with `SessionsAborted`) is kept as incomplete,
+    /// so records received are never thrown away.
     pub fn close_now(&mut self) {
         if !self.closed {
             self.closed = true;
@@ -320,6 +326,17 @@ impl<M: Machine> Driver<M> {
             let _ = self.stream.shutdown(Shutdown::Both);
         }
         self.in_test = false;
+        for r in self.running.values() {
+            r.stop();
+        }
+        let sids: Vec<SessionId> = self.running.keys().copied().collect();
+        for sid in sids {
+            if let Some(r) = self.running.remove(&sid) {
+                if let Some(EndpointResult::Receiver(out)) = r.finish() {
+                    self.keep(out.aborted());
+                }
+            }
+        }
         self.finish_endpoints();
     }
 
@@ -342,7 +359,13 @@ impl<M: Machine> Driver<M> {
             return;
         }
         let now = self.clock.now();
-        let mut wait = self.ep.poll_interval;
+        // Endpoint reports and the stop flag are looked at between waits: often while
+        // sessions run, less often when idle.
+        let mut wait = if self.running.is_empty() {
+            IDLE_POLL.max(self.ep.poll_interval)
+        } else {
+            self.ep.poll_interval
+        };
         if let Some(d) = self.m.deadline() {
             if now >= d {
                 let _ = self.feed(Input::Timer);

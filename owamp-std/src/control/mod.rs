@@ -30,7 +30,7 @@ pub use server::{
     serve_connection, ConnectionSummary, RunningServer, ServeConfig, Server, ServerHandle,
 };
 pub use store::{
-    owp_header, read_owp, sid_hex, DirectoryStore, MemoryStore, SessionStore, StoreError,
+    owp_header, read_owp, sid_hex, write_owp, DirectoryStore, MemoryStore, SessionStore, StoreError,
 };
 
 /// A flag that asks a test (client) or a server to stop early; clones share the flag.

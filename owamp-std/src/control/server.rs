@@ -17,7 +17,7 @@ use super::store::SessionStore;
 use super::StopHandle;
 use crate::clock::Clock;
 use crate::endpoint::EndpointConfig;
-use crate::net::wait_readable;
+use crate::net::{canonical, wait_readable};
 use crate::rng::OsRng;
 
 /// What a finished connection did, for logging.
@@ -99,8 +99,10 @@ pub fn serve_connection<P: ServerPolicy>(
     store: Arc<dyn SessionStore>,
     shutdown: Option<&StopHandle>,
 ) -> io::Result<ConnectionSummary> {
-    let local = stream.local_addr()?;
-    let peer = stream.peer_addr()?;
+    // A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6 addresses; the state
+    // machine compares them with the addresses in requests, which are plain IPv4.
+    let local = canonical(stream.local_addr()?);
+    let peer = canonical(stream.peer_addr()?);
     let clock = config.endpoint.clock.clone();
     let m = ControlServer::new(
         clock.now(),
@@ -259,6 +261,14 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
             store,
             handle: ServerHandle::default(),
         }
+    }
+
+    /// Shares `handle` with this server: servers on several listeners given the same handle
+    /// shut down together and count their connections together (so
+    /// [`ServeConfig::max_connections`] applies to all of them at once).
+    pub fn with_handle(mut self, handle: ServerHandle) -> Self {
+        self.handle = handle;
+        self
     }
 
     /// The address listened on.

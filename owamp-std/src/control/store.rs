@@ -178,6 +178,13 @@ pub fn owp_header(s: &StoredSession) -> SessionHeader {
     SessionHeader::new(file_request(&s.request), skips, n, finished, s.next_seqno)
 }
 
+/// Writes a session as a perfSONAR-compatible `.owp` file (atomically: `path` holds either
+/// its old content or the whole new file), as owping does with the records it fetched or
+/// received.
+pub fn write_owp(path: &Path, s: &StoredSession) -> Result<(), OwpError> {
+    owp::write_file(path, &owp_header(s), s.records.iter().copied())
+}
+
 /// Reads a stored session back from a `.owp` file.
 pub fn read_owp(path: &Path) -> Result<StoredSession, OwpError> {
     let mut r = OwpReader::new(File::open(path)?)?;
@@ -206,12 +213,7 @@ pub fn read_owp(path: &Path) -> Result<StoredSession, OwpError> {
 
 impl SessionStore for DirectoryStore {
     fn save(&self, session: &StoredSession) -> Result<(), StoreError> {
-        let h = owp_header(session);
-        owp::write_file(
-            &self.path_of(&session.request.sid),
-            &h,
-            session.records.iter().copied(),
-        )?;
+        write_owp(&self.path_of(&session.request.sid), session)?;
         Ok(())
     }
 
