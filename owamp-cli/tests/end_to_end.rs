@@ -519,3 +519,82 @@ fn open_mode_refused_by_limits() {
         o.stderr
     );
 }
+
+/// A line with names, SIDs, times and numbers replaced by placeholders: what must be the same
+/// in our output and the reference's.
+fn shape(l: &str) -> String {
+    if let Some(sid) = l.strip_prefix("SID:\t") {
+        assert_eq!(sid.len(), 32, "{l}");
+        return "SID:\tSID".into();
+    }
+    for p in ["first:\t", "last:\t"] {
+        if l.starts_with(p) {
+            return format!("{p}TIME");
+        }
+    }
+    let mut out = String::new();
+    let mut chars = l.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '[' {
+            for d in chars.by_ref() {
+                if d == ']' {
+                    break;
+                }
+            }
+            out.push_str("[HOST]");
+        } else if c.is_ascii_digit() {
+            while let Some(&d) = chars.peek() {
+                if d.is_ascii_digit() || d == '.' || d == 'e' || d == '-' || d == '+' {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            out.push('N');
+        } else {
+            out.push(c);
+        }
+    }
+    // Whether the clocks are synchronized depends on the machine.
+    out.replace("(unsync)", "(ERR)")
+        .replace("(err=N ms)", "(ERR)")
+}
+
+#[test]
+fn owping_output_has_the_reference_shape() {
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/traces/reference/a_open.owping.stdout.txt"
+    ))
+    .unwrap();
+    let d = Daemon::start("", None, None);
+    // The reference's command: owping -c 20 -i 0.05 127.0.0.1:8610.
+    let o = run(
+        OWPING,
+        &args(&["-c", "20", "-i", "0.05", &d.addr()]),
+        "",
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let ours: Vec<String> = o.stdout.lines().map(shape).collect();
+    let theirs: Vec<String> = reference.lines().map(shape).collect();
+    assert_eq!(ours, theirs, "\nours:\n{}", o.stdout);
+    // And the stdout ends as the reference's does (a blank line after the last block).
+    assert!(o.stdout.ends_with("no reordering\n\n"));
+
+    // -R: only the raw records, 20 per session, 8 fields each; no "Approximately" line.
+    let o = run(
+        OWPING,
+        &args(&["-R", "-c", "20", "-i", "0.01", "-L", "1", &d.addr()]),
+        "",
+        Duration::from_secs(60),
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), 40, "{}", o.stdout);
+    assert!(
+        lines.iter().all(|l| l.split(' ').count() == 8),
+        "{}",
+        o.stdout
+    );
+}
