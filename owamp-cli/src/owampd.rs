@@ -579,15 +579,16 @@ fn serve(
         )));
     }
     let pid = PidFile::create(&s.vardir)?;
-    if let Some((uid, gid)) = ids {
-        drop_privileges(uid, gid)?;
-    }
-
     let clock = owamp_std::clock::SystemClock::shared();
     let start = owamp_std::clock::Clock::now(&clock);
     let info = s.vardir.join(INFO_FILE);
     std::fs::write(&info, format!("{:020}\n", start.raw()))
         .map_err(|e| Fatal(format!("{}: {e}", info.display())))?;
+    // The data directory is created and written as the user owampd runs as.
+    if let Some((uid, gid)) = ids {
+        drop_privileges(uid, gid)?;
+        log(&format!("running as uid {uid}, gid {gid}"));
+    }
 
     let delete = Arc::new(DeleteOnFetch::new(&s.limits));
     let policy = DaemonPolicy {

@@ -598,3 +598,104 @@ fn owping_output_has_the_reference_shape() {
         o.stdout
     );
 }
+
+#[test]
+fn root_drops_to_the_configured_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: nothing to drop");
+        return;
+    }
+    // SAFETY: getpwnam returns static storage or null; it is read at once.
+    let nobody = unsafe {
+        let pw = libc::getpwnam(c"nobody".as_ptr());
+        if pw.is_null() {
+            eprintln!("no user nobody");
+            return;
+        }
+        (*pw).pw_uid
+    };
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // The configuration is read as root; the data directory must be the user's to write.
+    let d = {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(
+            dir.path().join("owamp-server.conf"),
+            format!(
+                "srcnode 127.0.0.1:0\ndatadir {}\nvardir {}\nuser nobody\n",
+                data.display(),
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        dir
+    };
+    let mut child = Command::new(OWAMPD)
+        .arg("-c")
+        .arg(d.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut port = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while port.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
+            port = rest
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse::<u16>()
+                .ok();
+        }
+    }
+    let Some(port) = port else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("owampd did not start");
+    };
+    let o = run(
+        OWPING,
+        &args(&[
+            "-t",
+            "-c",
+            "5",
+            "-i",
+            "0.01",
+            "-L",
+            "1",
+            &format!("127.0.0.1:{port}"),
+        ]),
+        "",
+        Duration::from_secs(60),
+    );
+    // SAFETY: kill on the pid of a child we started and have not reaped.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let code = wait_bounded(&mut child, Duration::from_secs(20));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(code, 0);
+    let files: Vec<_> = std::fs::read_dir(d.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().uid(), nobody);
+}
