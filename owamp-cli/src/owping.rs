@@ -529,6 +529,39 @@ pub fn run(
     }
 }
 
+/// The `-F`/`-T` files, created (truncated) before the test as owping does, so that an
+/// unwritable path fails early; those not written by the end are removed.
+struct OutputFiles(Vec<(PathBuf, bool)>);
+
+impl OutputFiles {
+    fn create(paths: &[&Option<PathBuf>]) -> Result<Self, String> {
+        let mut v = OutputFiles(Vec::new());
+        for path in paths.iter().copied().flatten() {
+            std::fs::File::create(path).map_err(|e| format!("fopen({}): {e}", path.display()))?;
+            v.0.push((path.clone(), false));
+        }
+        Ok(v)
+    }
+
+    fn written(&mut self, path: &Path) {
+        for (p, done) in &mut self.0 {
+            if p == path {
+                *done = true;
+            }
+        }
+    }
+}
+
+impl Drop for OutputFiles {
+    fn drop(&mut self) {
+        for (p, done) in &self.0 {
+            if !done {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
 fn execute(
     p: &Plan,
     out: &mut dyn Write,
@@ -547,6 +580,7 @@ fn execute(
             );
         }
     }
+    let mut files = OutputFiles::create(&[&a.to_file, &a.from_file])?;
     let serv_addrs = client::resolve(&p.serv, p.family)?;
     if a.servaddr.is_some() {
         let test_addrs = client::resolve(&p.test, p.family)?;
@@ -750,9 +784,12 @@ fn execute(
             &a.from_file
         };
         if let Some(path) = file {
-            if let Err(e) = save(path, s) {
-                let _ = writeln!(err, "owping: {e}");
-                status = 1;
+            match save(path, s) {
+                Ok(()) => files.written(path),
+                Err(e) => {
+                    let _ = writeln!(err, "owping: {e}");
+                    status = 1;
+                }
             }
         }
         let (from_name, to_name) = if *dir == "to" {

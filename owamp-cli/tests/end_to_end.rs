@@ -699,3 +699,46 @@ fn root_drops_to_the_configured_user() {
     assert_eq!(files.len(), 1);
     assert_eq!(std::fs::metadata(&files[0]).unwrap().uid(), nobody);
 }
+
+#[test]
+fn unwritable_output_file_fails_before_the_test() {
+    let d = Daemon::start("", None, None);
+    let o = owping(&["-T", "/nonexistent-dir/to.owp"], &d);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.is_empty(), "{}", o.stdout);
+    assert!(
+        o.stderr.contains("fopen(/nonexistent-dir/to.owp)"),
+        "{}",
+        o.stderr
+    );
+    // A denied connection leaves no empty file behind.
+    let f = d.path("to.owp");
+    let o = run(
+        OWPING,
+        &args(&["-A", "A", "-T", f.to_str().unwrap(), &d.addr()]),
+        "",
+        Duration::from_secs(30),
+    );
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(!f.exists());
+}
+
+#[test]
+fn delete_on_fetch_removes_fetched_sessions() {
+    let limits = "limit root with delete_on_fetch=off\n\
+limit keep with parent=root\n\
+limit gone with parent=root, delete_on_fetch=on\n\
+assign default gone\n";
+    let d = Daemon::start("", Some(limits), None);
+    let o = owping(&["-t"], &d);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(blocks(&o.stdout).len(), 1);
+    let left = std::fs::read_dir(d.path("data")).unwrap().count();
+    assert_eq!(left, 0, "the fetched session should be gone");
+    // -Q without -T: nothing is fetched, so the session stays.
+    let o = owping(&["-t", "-Q"], &d);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.is_empty(), "{}", o.stdout);
+    let left = std::fs::read_dir(d.path("data")).unwrap().count();
+    assert_eq!(left, 1);
+}
