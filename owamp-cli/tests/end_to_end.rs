@@ -742,3 +742,19 @@ assign default gone\n";
     let left = std::fs::read_dir(d.path("data")).unwrap().count();
     assert_eq!(left, 1);
 }
+
+#[test]
+fn request_over_the_bandwidth_limit_is_refused() {
+    // 100 packets per second of 42 octets need 33.6 kbit/s.
+    let d = Daemon::start("", Some("limit root with bandwidth=10k\n"), None);
+    let o = owping(&[], &d);
+    assert_eq!(o.code, 1);
+    assert!(o.stdout.is_empty(), "{}", o.stdout);
+    assert!(
+        o.stderr
+            .contains("owping: Server denied the session request: Failure (Accept = 1)"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("owping: Session Failed!"), "{}", o.stderr);
+}
