@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, Command};
@@ -138,7 +138,7 @@ fn command() -> Command {
 }
 
 /// owstats's -v takes its optional count attached ("-v20"): turn that into a form clap reads.
-fn split_attached_verbose(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+pub(crate) fn split_attached_verbose(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     for a in args {
         match a.to_str() {
@@ -291,7 +291,20 @@ fn do_stats(
     env: &dyn Environment,
 ) -> Result<(), String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
-    let mut reader = OwpReader::new(BufReader::new(file)).map_err(|e| e.to_string())?;
+    let reader = OwpReader::new(BufReader::new(file)).map_err(|e| e.to_string())?;
+    stats_from(reader, opts, out, env, None)
+}
+
+/// Statistics of one session read by `reader`, written to `out` (or to files with -p).
+/// `names`, when given, are the host names printed for the sender and the receiver instead of
+/// their reverse lookups (owping names the peer as the user wrote it).
+pub(crate) fn stats_from<R: Read + Seek>(
+    mut reader: OwpReader<R>,
+    opts: &Options,
+    out: &mut dyn Write,
+    env: &dyn Environment,
+    names: Option<(&str, &str)>,
+) -> Result<(), String> {
     let io = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             BROKEN_PIPE.to_string()
@@ -312,9 +325,25 @@ fn do_stats(
     let header: SessionHeader = reader.header().clone();
     let r = &header.request;
     let time = |secs: u32| env.local_time(secs);
+    let (from, to) = match names {
+        Some((f, t)) => (
+            Peer {
+                host: f.to_owned(),
+                ..Peer::numeric(r.sender_address, r.sender_port)
+            },
+            Peer {
+                host: t.to_owned(),
+                ..Peer::numeric(r.receiver_address, r.receiver_port)
+            },
+        ),
+        None => (
+            peer(env, r.sender_address, r.sender_port),
+            peer(env, r.receiver_address, r.receiver_port),
+        ),
+    };
     let ctx = ReportContext {
-        from: peer(env, r.sender_address, r.sender_port),
-        to: peer(env, r.receiver_address, r.receiver_port),
+        from,
+        to,
         scale: opts.scale,
         unix_timestamps: opts.unix_timestamps,
         time: &time,

@@ -1,6 +1,7 @@
-//! owampd-like limit classes: each identity (or, without one, the default class) has a class
-//! with bandwidth and disk limits shared by all of its running sessions, and a flag allowing
-//! open mode.
+//! owampd-like limit classes: each identity (or, without one, the client's network, or else the
+//! default class) has a class with bandwidth and disk limits shared by all of its running
+//! sessions, and a flag allowing open mode. Classes may have a parent: a session must then fit
+//! the limits of its class and of every ancestor, and counts against all of them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,9 +39,13 @@ struct Inner {
     classes: HashMap<String, ClassLimits>,
     default_class: String,
     users: HashMap<Vec<u8>, String>,
+    /// `assign net` lines: network address (host bits zero), prefix length, class.
+    nets: Vec<(IpAddr, u8, String)>,
+    parents: HashMap<String, String>,
     passphrases: HashMap<Vec<u8>, Vec<u8>>,
     used: HashMap<String, (f64, u64)>,
-    reserved: HashMap<(SessionId, bool), (String, f64, u64)>,
+    /// What each admitted session reserved, and on which classes (its class and ancestors).
+    reserved: HashMap<(SessionId, bool), (Vec<String>, f64, u64)>,
     disk_fudge: f64,
 }
 
@@ -84,6 +89,30 @@ impl Limits {
         self.lock().users.insert(key_id.to_vec(), class.to_owned());
     }
 
+    /// Makes `parent` the parent of `class`: sessions of `class` must also fit the limits of
+    /// `parent` (and its ancestors) and count against them.
+    pub fn set_parent(&self, class: &str, parent: &str) {
+        self.lock()
+            .parents
+            .insert(class.to_owned(), parent.to_owned());
+    }
+
+    /// Assigns clients whose address is in `addr/prefix` to a class (owampd's `assign net`).
+    /// Without an identity, a client gets the class of the longest matching prefix, else the
+    /// default class. Host bits of `addr` are ignored; an IPv4-mapped IPv6 client address
+    /// matches IPv4 networks.
+    pub fn assign_net(&self, addr: IpAddr, prefix: u8, class: &str) {
+        let net = mask(addr, prefix);
+        let mut inner = self.lock();
+        inner.nets.retain(|(a, p, _)| !(*a == net && *p == prefix));
+        inner.nets.push((net, prefix, class.to_owned()));
+    }
+
+    /// The class of a client at `addr` with identity `key_id` (`None` in open mode).
+    pub fn class_for(&self, addr: IpAddr, key_id: Option<&[u8]>) -> String {
+        self.lock().class_of(addr, key_id)
+    }
+
     /// Sets the passphrase of an identity (a line of the pfs file).
     pub fn set_passphrase(&self, key_id: &[u8], passphrase: &[u8]) {
         self.lock()
@@ -102,12 +131,58 @@ impl Limits {
     }
 }
 
+/// `addr` with every bit past the first `prefix` cleared.
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    fn keep(bits: u128, width: u32, prefix: u8) -> u128 {
+        let p = u32::from(prefix).min(width);
+        if p == 0 {
+            0
+        } else {
+            bits & (u128::MAX << (width - p)) & (u128::MAX >> (128 - width))
+        }
+    }
+    match addr {
+        IpAddr::V4(a) => {
+            let b = keep(u128::from(u32::from(a)), 32, prefix);
+            IpAddr::V4(std::net::Ipv4Addr::from(b as u32))
+        }
+        IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(keep(u128::from(a), 128, prefix))),
+    }
+}
+
 impl Inner {
-    fn class_of(&self, key_id: Option<&[u8]>) -> String {
-        key_id
-            .and_then(|k| self.users.get(k))
-            .cloned()
-            .unwrap_or_else(|| self.default_class.clone())
+    fn class_of(&self, addr: IpAddr, key_id: Option<&[u8]>) -> String {
+        if let Some(c) = key_id.and_then(|k| self.users.get(k)) {
+            return c.clone();
+        }
+        self.class_of_addr(addr)
+    }
+
+    /// The class of the longest `assign net` prefix holding `addr`, else the default class.
+    fn class_of_addr(&self, addr: IpAddr) -> String {
+        let addr = match addr {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        self.nets
+            .iter()
+            .filter(|(net, prefix, _)| {
+                net.is_ipv4() == addr.is_ipv4() && mask(addr, *prefix) == *net
+            })
+            .max_by_key(|(_, prefix, _)| *prefix)
+            .map_or_else(|| self.default_class.clone(), |(_, _, c)| c.clone())
+    }
+
+    /// `class` and its ancestors, nearest first (a parent cycle is cut where it repeats).
+    fn chain(&self, class: &str) -> Vec<String> {
+        let mut chain = vec![class.to_owned()];
+        while let Some(p) = chain.last().and_then(|c| self.parents.get(c)) {
+            if chain.contains(p) {
+                break;
+            }
+            chain.push(p.clone());
+        }
+        chain
     }
 
     fn limits(&self, class: &str) -> ClassLimits {
@@ -116,9 +191,9 @@ impl Inner {
 }
 
 impl ServerPolicy for Limits {
-    fn modes(&mut self, _addr: IpAddr) -> Modes {
+    fn modes(&mut self, addr: IpAddr) -> Modes {
         let inner = self.lock();
-        let class = inner.default_class.clone();
+        let class = inner.class_of_addr(addr);
         if inner.limits(&class).allow_open_mode {
             inner.modes
         } else {
@@ -132,7 +207,7 @@ impl ServerPolicy for Limits {
 
     fn allow_control(&mut self, peer: Peer<'_>) -> Result<(), AcceptCode> {
         let inner = self.lock();
-        let class = inner.class_of(peer.key_id);
+        let class = inner.class_of(peer.addr, peer.key_id);
         if peer.mode == Mode::Open && !inner.limits(&class).allow_open_mode {
             return Err(AcceptCode::Failure);
         }
@@ -141,37 +216,44 @@ impl ServerPolicy for Limits {
 
     fn admit_test(&mut self, test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
         let mut inner = self.lock();
-        let class = inner.class_of(test.peer.key_id);
-        let limits = inner.limits(&class);
+        let class = inner.class_of(test.peer.addr, test.peer.key_id);
+        let chain = inner.chain(&class);
         let bw = test.bandwidth_bps();
         let disk = if test.role == Role::Receiver {
             (test.disk_octets() as f64 * inner.disk_fudge) as u64
         } else {
             0
         };
-        let (used_bw, used_disk) = inner.used.get(&class).copied().unwrap_or((0.0, 0));
-        if limits.bandwidth_bps != 0 && used_bw + bw > limits.bandwidth_bps as f64 {
-            return Err(AcceptCode::Failure);
+        // The session must fit its class and every ancestor (zero means unlimited).
+        for c in &chain {
+            let limits = inner.limits(c);
+            let (used_bw, used_disk) = inner.used.get(c).copied().unwrap_or((0.0, 0));
+            if limits.bandwidth_bps != 0 && used_bw + bw > limits.bandwidth_bps as f64 {
+                return Err(AcceptCode::Failure);
+            }
+            if limits.disk_octets != 0 && used_disk.saturating_add(disk) > limits.disk_octets {
+                return Err(AcceptCode::Failure);
+            }
         }
-        if limits.disk_octets != 0 && used_disk.saturating_add(disk) > limits.disk_octets {
-            return Err(AcceptCode::Failure);
+        for c in &chain {
+            let u = inner.used.entry(c.clone()).or_insert((0.0, 0));
+            u.0 += bw;
+            u.1 = u.1.saturating_add(disk);
         }
-        inner.used.insert(
-            class.clone(),
-            (used_bw + bw, used_disk.saturating_add(disk)),
-        );
         inner
             .reserved
-            .insert((test.sid, test.role == Role::Sender), (class, bw, disk));
+            .insert((test.sid, test.role == Role::Sender), (chain, bw, disk));
         Ok(())
     }
 
     fn release_test(&mut self, sid: &SessionId, role: Role) {
         let mut inner = self.lock();
-        if let Some((class, bw, disk)) = inner.reserved.remove(&(*sid, role == Role::Sender)) {
-            if let Some(u) = inner.used.get_mut(&class) {
-                u.0 = (u.0 - bw).max(0.0);
-                u.1 = u.1.saturating_sub(disk);
+        if let Some((chain, bw, disk)) = inner.reserved.remove(&(*sid, role == Role::Sender)) {
+            for class in chain {
+                if let Some(u) = inner.used.get_mut(&class) {
+                    u.0 = (u.0 - bw).max(0.0);
+                    u.1 = u.1.saturating_sub(disk);
+                }
             }
         }
     }
@@ -244,6 +326,66 @@ mod tests {
         assert_eq!(p.admit_test(&t2), Err(AcceptCode::Failure));
         p.release_test(&SessionId([1; 16]), Role::Receiver);
         assert_eq!(p.in_use("regular").1, 0);
+    }
+
+    #[test]
+    fn nets_pick_the_longest_prefix_and_parents_share_limits() {
+        let mut p = Limits::new(Modes::ALL, "open", ClassLimits::default());
+        p.add_class(
+            "root",
+            ClassLimits {
+                bandwidth_bps: 5000,
+                ..ClassLimits::default()
+            },
+        );
+        p.add_class("lab", ClassLimits::default());
+        p.add_class(
+            "jail",
+            ClassLimits {
+                allow_open_mode: false,
+                ..ClassLimits::default()
+            },
+        );
+        p.set_parent("open", "root");
+        p.set_parent("lab", "root");
+        p.set_parent("jail", "root");
+        p.assign_net("10.0.0.0".parse().unwrap(), 8, "lab");
+        p.assign_net("10.1.2.0".parse().unwrap(), 24, "jail");
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(p.class_for(ip("10.9.9.9"), None), "lab");
+        assert_eq!(p.class_for(ip("10.1.2.3"), None), "jail");
+        assert_eq!(p.class_for(ip("::ffff:10.1.2.3"), None), "jail");
+        assert_eq!(p.class_for(ip("192.0.2.1"), None), "open");
+        assert_eq!(p.modes(ip("10.1.2.3")), Modes::from_raw(6));
+        assert_eq!(p.modes(ip("10.9.9.9")), Modes::ALL);
+
+        // 10 packets per second of 42 octets: 3360 bit/s each; root allows 5000 in total,
+        // shared by its children.
+        let r = request(0x1999_9999, 100);
+        let lab = TestAdmission {
+            peer: Peer {
+                addr: ip("10.9.9.9"),
+                mode: Mode::Open,
+                key_id: None,
+            },
+            sid: SessionId([1; 16]),
+            role: Role::Receiver,
+            request: &r,
+        };
+        assert!(p.admit_test(&lab).is_ok());
+        let other = TestAdmission {
+            peer: Peer {
+                addr: ip("192.0.2.1"),
+                ..lab.peer
+            },
+            sid: SessionId([2; 16]),
+            ..lab
+        };
+        assert_eq!(p.admit_test(&other), Err(AcceptCode::Failure));
+        assert!(p.in_use("root").0 > 3000.0);
+        p.release_test(&SessionId([1; 16]), Role::Receiver);
+        assert_eq!(p.in_use("root").0, 0.0);
+        assert!(p.admit_test(&other).is_ok());
     }
 
     #[test]
