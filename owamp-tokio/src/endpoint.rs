@@ -24,9 +24,9 @@ use owamp_core::session::{Receiver, Sender};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
 use owamp_std::clock::Clock;
-use owamp_std::endpoint::{
-    hard_end, receive_buffer, receive_datagram, EndpointConfig, EndpointError, EndpointKind,
-    EndpointResult, ReceiverOutcome, SenderOutcome, Stamped, TestEndpoint,
+use owamp_std::endpoint::{hard_end, receive_buffer, receive_datagram, EndpointKind, Stamped};
+pub use owamp_std::endpoint::{
+    EndpointConfig, EndpointError, EndpointResult, ReceiverOutcome, SenderOutcome, TestEndpoint,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -219,8 +219,8 @@ impl Run {
             let packet = &buf[..len];
             let r = match self.socket.try_send_to(packet, peer) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // The socket's buffer is full: wait for room, at most until the next
-                    // packet would be too late anyway.
+                    // The socket's buffer is full: wait briefly for room, else count the
+                    // packet as lost.
                     let limit = Duration::from_millis(100);
                     tokio::time::timeout(limit, self.socket.send_to(packet, peer))
                         .await

@@ -32,7 +32,7 @@
 //! let results = run_test(server, &ClientOptions::default(), &plan, None).await?;
 //! if let Some(to) = results.to {
 //!     let session = to.data?; // the records the server received
-//!     let header = owamp_std::control::owp_header(&session);
+//!     let header = owamp_tokio::control::owp_header(&session);
 //!     let mut stats = Stats::new(SessionInfo::from_header(&header), StatsConfig::default())?;
 //!     let mut sum = stats.summarize(0, None)?;
 //!     for r in &session.records {

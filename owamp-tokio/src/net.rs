@@ -9,7 +9,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use owamp_std::net::{canonical, recv_from_fd, Received, SocketFeatures, TestSocket};
+use owamp_std::net::{canonical, recv_from_fd};
+pub use owamp_std::net::{Received, SocketFeatures, TestSocket};
 use socket2::{SockAddr, Socket};
 use tokio::io::unix::AsyncFd;
 

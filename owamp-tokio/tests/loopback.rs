@@ -163,3 +163,32 @@ async fn many_concurrent_measurements() {
     assert_eq!(handle.refused_connections(), 0);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv6_loopback() {
+    use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+    let lo6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0);
+    if std::net::UdpSocket::bind(lo6).is_err() || std::net::TcpListener::bind(lo6).is_err() {
+        eprintln!("skipping: ::1 is not available on this host");
+        return;
+    }
+    let store = std::sync::Arc::new(owamp_tokio::control::MemoryStore::new());
+    let server = owamp_tokio::control::Server::bind(
+        lo6,
+        serve_config(Duration::from_secs(5), 8),
+        AllowAll,
+        store,
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let server = server.spawn();
+    let r = run_test(addr, &client(None, Modes::ALL), &both_ways(), None)
+        .await
+        .unwrap();
+    let to = r.to.unwrap();
+    assert!(to.info.peer.is_ipv6() && to.info.local.is_ipv6());
+    check_complete(to.data.as_ref().unwrap(), PACKETS);
+    check_complete(r.from.unwrap().data.as_ref().unwrap(), PACKETS);
+    server.shutdown().await.unwrap();
+}

@@ -24,6 +24,7 @@ pub use client::{run_test, ClientConnection};
 pub use server::{serve_connection, RunningServer, Server, ServerHandle};
 
 pub use owamp_std::control::{
-    write_owp, ClientError, ClientOptions, ConnectionSummary, DirectionResult, DirectoryStore,
-    MemoryStore, ServeConfig, SessionSpec, SessionStore, TestEnd, TestPlan, TestResults,
+    fetched_to_stored, owp_header, read_owp, sid_hex, write_owp, ClientError, ClientOptions,
+    ConnectionSummary, DirectionResult, DirectoryStore, MemoryStore, ServeConfig, SessionSpec,
+    SessionStore, StoreError, TestEnd, TestPlan, TestResults,
 };
