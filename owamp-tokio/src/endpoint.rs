@@ -15,6 +15,11 @@
 //! next loss deadline of the core's receiver, or the stop signal, whichever comes first, and
 //! stamps each datagram with its kernel receive timestamp when there is one.
 //! [`EndpointConfig::poll_interval`] is not used: stop signals wake the tasks at once.
+//!
+//! The price of precision is CPU: a sender keeps a worker busy (yielding) for up to
+//! [`MIN_SPIN`] before each packet, so a session faster than one packet every
+//! [`MIN_SPIN`] keeps a worker thread busy for its whole length, as the blocking adapter's
+//! spinning sender keeps a core busy.
 
 use std::time::Duration;
 
@@ -51,7 +56,8 @@ fn until(later: OwampTime, earlier: OwampTime) -> Duration {
     later.duration_since(earlier).unwrap_or(Duration::ZERO)
 }
 
-/// Runs `endpoint` on a new task of the current runtime (must be called from within one).
+/// Runs `endpoint` on a new task of the current runtime (must be called from within one, with
+/// I/O and time enabled).
 /// When it ends, its report is sent on `reports` (if given; a closed channel is ignored).
 pub fn spawn(
     endpoint: TestEndpoint,

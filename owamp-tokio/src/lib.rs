@@ -10,6 +10,10 @@
 //!   (owampd's side).
 //! - [`StopToken`]: stops a test or a server, and can be awaited.
 //!
+//! Everything here runs on the current Tokio runtime, which needs I/O and time enabled (a
+//! runtime built with `enable_all`, or `#[tokio::main]`); the multi-threaded scheduler keeps
+//! senders' timestamps precise while other tasks run.
+//!
 //! The adapter makes no protocol decision: every output of the core's state machines is
 //! carried out as `owamp_core::io` describes.
 //!
@@ -62,6 +66,7 @@
 //! # }
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod control;
 pub mod endpoint;
