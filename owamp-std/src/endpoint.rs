@@ -15,6 +15,7 @@
 //! each datagram with the kernel's receive timestamp when the socket delivers one.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::SessionId;
 
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::net::{canonical, TestSocket};
+use crate::net::{canonical, Received, TestSocket};
 
 /// How test endpoints run.
 #[derive(Clone)]
@@ -138,12 +139,16 @@ pub fn hard_end(info: &SessionInfo, margin: Duration) -> OwampTime {
 pub struct TestEndpoint {
     info: SessionInfo,
     socket: TestSocket,
-    kind: Kind,
+    kind: EndpointKind,
 }
 
+/// The core's side of a test session: the sender or the receiver (see
+/// [`TestEndpoint::into_parts`]).
 #[derive(Debug)]
-enum Kind {
+pub enum EndpointKind {
+    /// This end sends.
     Sender(Box<Sender>),
+    /// This end receives.
     Receiver(Box<Receiver>),
 }
 
@@ -163,9 +168,9 @@ impl TestEndpoint {
                 if dscp != 0 {
                     socket.set_dscp(dscp)?;
                 }
-                Kind::Sender(Box::new(Sender::new(params, protection)?))
+                EndpointKind::Sender(Box::new(Sender::new(params, protection)?))
             }
-            Role::Receiver => Kind::Receiver(Box::new(Receiver::new(params, protection))),
+            Role::Receiver => EndpointKind::Receiver(Box::new(Receiver::new(params, protection))),
         };
         Ok(Self { info, socket, kind })
     }
@@ -178,6 +183,12 @@ impl TestEndpoint {
     /// The socket.
     pub fn socket(&self) -> &TestSocket {
         &self.socket
+    }
+
+    /// The session, its socket and the core's sender or receiver, for an adapter that runs
+    /// the session its own way (an async runtime, for example).
+    pub fn into_parts(self) -> (SessionInfo, TestSocket, EndpointKind) {
+        (self.info, self.socket, self.kind)
     }
 
     /// Runs the session on a new thread. When it ends, its report is sent on `reports` (if
@@ -204,8 +215,10 @@ impl TestEndpoint {
             .name(name.into())
             .spawn(move || {
                 let result = match self.kind {
-                    Kind::Sender(s) => EndpointResult::Sender(run.sender(*s)),
-                    Kind::Receiver(r) => EndpointResult::Receiver(Box::new(run.receiver(*r))),
+                    EndpointKind::Sender(s) => EndpointResult::Sender(run.sender(*s)),
+                    EndpointKind::Receiver(r) => {
+                        EndpointResult::Receiver(Box::new(run.receiver(*r)))
+                    }
                 };
                 if let Some(tx) = reports {
                     let _ = tx.send(result.report());
@@ -380,6 +393,69 @@ impl ReceiverOutcome {
     }
 }
 
+/// Whether a datagram's source is the session's peer (the port is not checked when the
+/// peer's is unknown, 0); IPv4-mapped addresses compare as IPv4.
+pub fn is_from_peer(peer: SocketAddr, source: SocketAddr) -> bool {
+    let peer = canonical(peer);
+    let source = canonical(source);
+    source.ip() == peer.ip() && (peer.port() == 0 || source.port() == peer.port())
+}
+
+/// How [`receive_datagram`] handled a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamped {
+    /// It came from an address other than the session's sender: ignored.
+    Foreign,
+    /// Stamped with the kernel's receive timestamp.
+    Kernel,
+    /// Stamped by reading the clock now.
+    Clock,
+}
+
+/// Hands one datagram read from a session's test socket (into `buf`, as `r` describes) to
+/// the session's receiver: datagrams from anyone but `peer` are ignored; the others are
+/// stamped with the kernel's receive timestamp when there is one and `cfg` allows it, else
+/// with the clock read now. Invalid packets are counted by the receiver and otherwise ignored.
+pub fn receive_datagram(
+    rcv: &mut Receiver,
+    peer: SocketAddr,
+    cfg: &EndpointConfig,
+    buf: &[u8],
+    r: &Received,
+    error: ErrorEstimate,
+) -> Stamped {
+    if !is_from_peer(peer, r.source) {
+        return Stamped::Foreign;
+    }
+    let clock = &cfg.clock;
+    let kernel = if cfg.use_kernel_timestamps {
+        r.kernel_time.and_then(|k| clock.kernel_timestamp(k))
+    } else {
+        None
+    };
+    let (t, how) = match kernel {
+        Some(t) => (t, Stamped::Kernel),
+        None => (clock.now(), Stamped::Clock),
+    };
+    // A truncated datagram is longer than any packet of the session: pass the whole buffer
+    // so that the receiver sees the wrong length.
+    let len = if r.truncated {
+        buf.len()
+    } else {
+        r.len.min(buf.len())
+    };
+    let ttl = r.ttl.unwrap_or(TTL_UNKNOWN);
+    let _ = rcv.receive(&buf[..len], t, error, ttl);
+    how
+}
+
+/// The receive buffer of a session: one octet more than a test packet, so that a longer
+/// datagram shows as the wrong length.
+pub fn receive_buffer(rcv: &Receiver) -> Vec<u8> {
+    let want = rcv.params().padding as usize;
+    vec![0u8; want.saturating_add(49).min(crate::net::MAX_DATAGRAM)]
+}
+
 #[derive(Default)]
 struct Counters {
     kernel_stamped: u64,
@@ -493,17 +569,9 @@ impl Run {
         }
     }
 
-    fn is_from_peer(&self, source: std::net::SocketAddr) -> bool {
-        let peer = canonical(self.info.peer);
-        let source = canonical(source);
-        source.ip() == peer.ip() && (peer.port() == 0 || source.port() == peer.port())
-    }
-
     fn receiver(self, mut rcv: Receiver) -> ReceiverOutcome {
         let clock = &self.cfg.clock;
-        // One octet more than a test packet: a longer datagram shows as the wrong length.
-        let want = rcv.params().padding as usize;
-        let mut buf = vec![0u8; want.saturating_add(49).min(crate::net::MAX_DATAGRAM)];
+        let mut buf = receive_buffer(&rcv);
         let mut out = Counters {
             error_estimate: clock.error_estimate(),
             ..Counters::default()
@@ -528,29 +596,11 @@ impl Run {
                 .min(self.cfg.poll_interval);
             match self.socket.recv(&mut buf, wait) {
                 Ok(Some(r)) => {
-                    if !self.is_from_peer(r.source) {
-                        out.foreign += 1;
-                        continue;
+                    match receive_datagram(&mut rcv, self.info.peer, &self.cfg, &buf, &r, error) {
+                        Stamped::Foreign => out.foreign += 1,
+                        Stamped::Kernel => out.kernel_stamped += 1,
+                        Stamped::Clock => out.clock_stamped += 1,
                     }
-                    let kernel = if self.cfg.use_kernel_timestamps {
-                        r.kernel_time.and_then(|k| clock.kernel_timestamp(k))
-                    } else {
-                        None
-                    };
-                    let t = match kernel {
-                        Some(t) => {
-                            out.kernel_stamped += 1;
-                            t
-                        }
-                        None => {
-                            out.clock_stamped += 1;
-                            clock.now()
-                        }
-                    };
-                    let len = if r.truncated { buf.len() } else { r.len };
-                    let ttl = r.ttl.unwrap_or(TTL_UNKNOWN);
-                    // Invalid datagrams are counted by the receiver and otherwise ignored.
-                    let _ = rcv.receive(&buf[..len], t, error, ttl);
                 }
                 Ok(None) => {}
                 Err(_) => {

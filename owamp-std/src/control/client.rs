@@ -77,6 +77,35 @@ impl SessionSpec {
         Self::with_slot(packets, SlotKind::Fixed, interval)
     }
 
+    /// The Request-Session parameters for this session, in which the client has `role`, tests
+    /// from `local` (its bound test socket) with the server at `peer`, from `start_time`.
+    pub fn request(
+        &self,
+        role: Role,
+        local: SocketAddr,
+        peer: IpAddr,
+        start_time: OwampTime,
+    ) -> Result<SessionRequest, ClientError> {
+        let type_p =
+            TypeP::from_dscp(self.dscp).ok_or(ClientError::InvalidSpec("DSCP above 63"))?;
+        let timeout = duration_to_fixed_point(self.timeout)
+            .ok_or(ClientError::InvalidSpec("timeout too large"))?;
+        if self.slots.is_empty() || self.packets == 0 {
+            return Err(ClientError::InvalidSpec("no slots or no packets"));
+        }
+        Ok(SessionRequest {
+            role,
+            local,
+            peer,
+            slots: self.slots.clone(),
+            packets: self.packets,
+            padding: self.padding,
+            start_time,
+            timeout,
+            type_p,
+        })
+    }
+
     fn with_slot(packets: u32, kind: SlotKind, d: Duration) -> Self {
         Self {
             packets,
@@ -126,6 +155,19 @@ pub enum ClientError {
     /// The operation is not valid now (for example a request during a test).
     #[error("{0}")]
     Control(#[from] ControlError),
+}
+
+/// Binds a client's test socket on `ip`: in `ports` (from a random port of the range,
+/// upwards) when given, else on any free port.
+pub fn bind_test_socket(ip: IpAddr, ports: Option<PortRange>) -> Result<TestSocket, ClientError> {
+    let sock = match ports {
+        Some(range) => {
+            let first = range.pick(OsRng.next_u32());
+            TestSocket::bind_in_range(ip, range, first)?
+        }
+        None => TestSocket::bind(SocketAddr::new(ip, 0)).map_err(BindError::Io)?,
+    };
+    Ok(sock)
 }
 
 /// How a test ended ([`ClientConnection::wait`]).
@@ -241,17 +283,6 @@ impl ClientConnection {
         }
     }
 
-    fn bind_test_socket(&self) -> Result<TestSocket, ClientError> {
-        let sock = match self.test_ports {
-            Some(range) => {
-                let first = range.pick(OsRng.next_u32());
-                TestSocket::bind_in_range(self.test_ip, range, first)?
-            }
-            None => TestSocket::bind(SocketAddr::new(self.test_ip, 0)).map_err(BindError::Io)?,
-        };
-        Ok(sock)
-    }
-
     /// Requests one test session (RFC 4656 3.5) in which this client has `role`
     /// ([`Role::Sender`]: packets go to the server; [`Role::Receiver`]: they come from it),
     /// starting at `start_time`. Returns the session as both sides agreed on it.
@@ -261,25 +292,8 @@ impl ClientConnection {
         spec: &SessionSpec,
         start_time: OwampTime,
     ) -> Result<SessionInfo, ClientError> {
-        let type_p =
-            TypeP::from_dscp(spec.dscp).ok_or(ClientError::InvalidSpec("DSCP above 63"))?;
-        let timeout = duration_to_fixed_point(spec.timeout)
-            .ok_or(ClientError::InvalidSpec("timeout too large"))?;
-        if spec.slots.is_empty() || spec.packets == 0 {
-            return Err(ClientError::InvalidSpec("no slots or no packets"));
-        }
-        let sock = self.bind_test_socket()?;
-        let req = SessionRequest {
-            role,
-            local: sock.local_addr(),
-            peer: self.server_ip,
-            slots: spec.slots.clone(),
-            packets: spec.packets,
-            padding: spec.padding,
-            start_time,
-            timeout,
-            type_p,
-        };
+        let sock = bind_test_socket(self.test_ip, self.test_ports)?;
+        let req = spec.request(role, sock.local_addr(), self.server_ip, start_time)?;
         self.d.client_socket = Some(sock);
         if let Err(e) = self
             .d
@@ -418,8 +432,8 @@ pub struct TestResults {
     pub stopped_early: bool,
 }
 
-/// The stored form of a fetched session.
-fn fetched_to_stored(f: FetchedSession) -> StoredSession {
+/// The stored form of a fetched session (what [`write_owp`](super::write_owp) takes).
+pub fn fetched_to_stored(f: FetchedSession) -> StoredSession {
     StoredSession {
         request: f.request,
         finished: f.finished,

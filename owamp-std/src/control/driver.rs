@@ -28,11 +28,17 @@ use crate::net::{is_addr_in_use, TestSocket};
 /// shutdown flag is noticed then.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
-/// The operations the driver needs from a control state machine.
-pub(crate) trait Machine {
+/// What a driver needs from a control state machine: the core's [`Client`] and [`Server`]
+/// behind one interface, so that one driver (blocking here, or async in another adapter)
+/// serves both.
+pub trait Machine {
+    /// `handle_input`.
     fn handle(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError>;
+    /// `poll_output`.
     fn poll(&mut self) -> Option<Output>;
+    /// `is_closed`.
     fn closed(&self) -> bool;
+    /// `timeout`: when the connection's timer fires.
     fn deadline(&self) -> Option<OwampTime>;
 }
 

@@ -23,9 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use client::{
-    run_test, ClientConnection, ClientError, ClientOptions, DirectionResult, SessionSpec, TestEnd,
-    TestPlan, TestResults,
+    bind_test_socket, fetched_to_stored, run_test, ClientConnection, ClientError, ClientOptions,
+    DirectionResult, SessionSpec, TestEnd, TestPlan, TestResults,
 };
+pub use driver::Machine;
 pub use server::{
     serve_connection, ConnectionSummary, RunningServer, ServeConfig, Server, ServerHandle,
 };
