@@ -355,19 +355,18 @@ pub(crate) fn stats_from<R: Read + Seek>(
     let mut stats =
         Stats::new(SessionInfo::from_header(&header), config).map_err(|e| e.to_string())?;
 
-    // Sub-summaries of N packets each (owstats -N), the last one possibly shorter.
+    // Sub-summaries of N packets each (owstats -N), the last one possibly shorter. The
+    // packet count comes from the file: the ranges are made one at a time, never collected.
     let npackets = r.num_packets;
     let n = opts.sub_packets;
-    let ranges: Vec<(u32, Option<u32>)> = if n == 0 || n >= npackets {
-        vec![(0, None)]
+    let ranges: Box<dyn Iterator<Item = (u32, Option<u32>)>> = if n == 0 || n >= npackets {
+        Box::new(std::iter::once((0, None)))
     } else {
         let count = npackets / n + u32::from(npackets % n != 0);
-        (0..count)
-            .map(|i| {
-                let end = n.saturating_mul(i + 1);
-                (n * i, (end <= npackets).then_some(end))
-            })
-            .collect()
+        Box::new((0..count).map(move |i| {
+            let end = n.saturating_mul(i + 1);
+            (n * i, (end <= npackets).then_some(end))
+        }))
     };
 
     let mut begin_index = 0u64;
