@@ -246,11 +246,13 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
                         )?)
                     }
                     "enddelay" => {
+                        // It becomes a Duration: a value too large for one is refused here
+                        // rather than aborting owampd when it starts.
                         c.enddelay = Some(float_in(
                             line,
                             key_raw,
                             v,
-                            |x| x >= 0.0,
+                            |x| x >= 0.0 && std::time::Duration::try_from_secs_f64(x).is_ok(),
                             "expected a number of seconds, 0 or more",
                         )?)
                     }
@@ -401,6 +403,18 @@ enddelay 1.5\nmaxcontrolsessions 50\nrootfolly\n";
             let e = parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn enddelay_must_fit_a_duration() {
+        // owampd turns the value into a Duration when it starts.
+        for big in ["1e20", "1e300"] {
+            let e = parse(&format!("enddelay {big}\n")).unwrap_err();
+            assert_eq!(e.line, 1, "{big}: {e}");
+        }
+        let c = parse("enddelay 1e9\n").unwrap();
+        let d = std::time::Duration::from_secs_f64(c.enddelay.unwrap());
+        assert_eq!(d.as_secs(), 1_000_000_000);
     }
 
     #[test]
