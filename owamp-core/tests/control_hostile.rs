@@ -149,3 +149,25 @@ fn padding_beyond_a_udp_datagram_is_refused_before_an_endpoint_is_made() {
         }
     }
 }
+
+#[test]
+fn open_mode_server_never_sends_to_a_third_party() {
+    // The client asks the server to send (it receives), naming another host as the receiver:
+    // plainly, and as an IPv4-mapped IPv6 address of it.
+    let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+    let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
+    let mapped_peer = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+    for (local, peer) in [(v4, IpAddr::V4(Ipv4Addr::LOCALHOST)), (mapped, mapped_peer)] {
+        let (mut s, mut c, mut seen) = connected();
+        let req = SessionRequest {
+            local: SocketAddr::new(local, 40001),
+            peer,
+            ..request(Role::Receiver, 0)
+        };
+        c.handle_input(t0(), Input::Command(ClientCommand::RequestSession(req)))
+            .unwrap();
+        pump(&mut s, &mut c, &mut seen);
+        assert_eq!(seen.endpoints, 0, "{local}");
+        assert_eq!(seen.rejected, vec![AcceptCode::Failure], "{local}");
+    }
+}
