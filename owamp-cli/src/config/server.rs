@@ -286,6 +286,17 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
                                 "the count must be at least 1",
                             ));
                         }
+                        // The server derives keys with the same bound its clients apply: a
+                        // larger count would refuse every authenticated client.
+                        let max = owamp_core::crypto::DEFAULT_MAX_KDF_COUNT;
+                        if n > max {
+                            return Err(ConfigError::invalid(
+                                line,
+                                key_raw,
+                                v,
+                                format!("the count must be at most {max}"),
+                            ));
+                        }
                         c.pbkdf2_count = Some(n)
                     }
                     "srcnode" => c.srcnode = Some(v.to_owned()),
@@ -403,6 +414,22 @@ enddelay 1.5\nmaxcontrolsessions 50\nrootfolly\n";
             let e = parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn pbkdf2_count_within_what_the_server_derives_with() {
+        let max = owamp_core::crypto::DEFAULT_MAX_KDF_COUNT;
+        assert_eq!(
+            parse(&format!("pbkdf2_count {max}\n"))
+                .unwrap()
+                .pbkdf2_count,
+            Some(max)
+        );
+        let e = parse(&format!("pbkdf2_count {}\n", max + 1)).unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        // The bound is the one key derivation enforces.
+        let salt = [0u8; 16];
+        assert!(owamp_core::crypto::derive_key(b"x", &salt, max + 1).is_err());
     }
 
     #[test]
