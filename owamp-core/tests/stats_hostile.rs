@@ -4,7 +4,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig, Summary};
+use owamp_core::owp::SkipRange;
+use owamp_core::stats::{SessionInfo, Stats, StatsConfig, StatsError, Summary};
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, SessionId, Slot, SlotKind};
 use proptest::prelude::*;
@@ -114,4 +115,73 @@ proptest! {
         prop_assert_eq!(s.reordering, reference_reordering(&seqs, bound));
         prop_assert_eq!(s.reorder_seen as usize, seqs.len());
     }
+}
+
+#[test]
+fn many_skip_ranges_take_logarithmic_time_per_record() {
+    // 100000 records in order, and 100000 skip ranges above them: checking every range for
+    // every record would take 1e10 steps.
+    let n = 100_000u32;
+    let mut i = info(2 * n + 10, SEC / 100, 1000 * SEC);
+    i.skip_ranges = (0..n)
+        .map(|k| SkipRange {
+            first: n + 2 * k,
+            last: n + 2 * k,
+        })
+        .collect();
+    // One record inside a range (skipped), the others outside (counted).
+    i.skip_ranges[0].first = 7;
+    i.skip_ranges[0].last = 7;
+    let seqs: Vec<u32> = (0..n).collect();
+    let t0 = Instant::now();
+    let s = summarize(i, &seqs);
+    let took = t0.elapsed();
+    assert_eq!(s.sent, n - 1);
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn skip_ranges_out_of_order_are_refused() {
+    let mut i = info(100, SEC / 100, 1000 * SEC);
+    i.skip_ranges = vec![
+        SkipRange {
+            first: 50,
+            last: 60,
+        },
+        SkipRange {
+            first: 10,
+            last: 20,
+        },
+    ];
+    assert!(matches!(
+        Stats::new(i.clone(), StatsConfig::default()),
+        Err(StatsError::SkipRanges)
+    ));
+    // Nested: ordered by start, not by end.
+    i.skip_ranges = vec![
+        SkipRange {
+            first: 10,
+            last: 60,
+        },
+        SkipRange {
+            first: 20,
+            last: 30,
+        },
+    ];
+    assert!(matches!(
+        Stats::new(i.clone(), StatsConfig::default()),
+        Err(StatsError::SkipRanges)
+    ));
+    // Ranges that share an end point, as Stop-Sessions may carry them, are fine.
+    i.skip_ranges = vec![
+        SkipRange {
+            first: 10,
+            last: 20,
+        },
+        SkipRange {
+            first: 20,
+            last: 30,
+        },
+    ];
+    assert!(Stats::new(i, StatsConfig::default()).is_ok());
 }

@@ -57,6 +57,10 @@ pub enum StatsError {
         /// The sequence number.
         seq: u32,
     },
+    /// The skip ranges are not in order: their starts and their ends must both be
+    /// non-decreasing, as the sender reports them (RFC 4656 3.8).
+    #[error("the skip ranges are not in order")]
+    SkipRanges,
     /// Deriving send times would take more schedule steps than the configured limit.
     #[error("the schedule needs more than {limit} steps (packet count {packets}): refusing")]
     ScheduleTooLong {
@@ -183,6 +187,14 @@ impl Stats {
         }
         if config.bucket_width.is_nan() || config.bucket_width <= 0.0 {
             return Err(StatsError::BucketWidth(config.bucket_width));
+        }
+        // In order, a record's skip range is found by binary search (see `in_skips`).
+        if !info
+            .skip_ranges
+            .windows(2)
+            .all(|w| w[0].first <= w[1].first && w[0].last <= w[1].last)
+        {
+            return Err(StatsError::SkipRanges);
         }
         // Packet buffer: rate * timeout * 3.5, at least 10 (OWPStatsCreate).
         let d = info.packet_rate() * num64_to_f64(info.loss_timeout) * 3.5;
@@ -403,8 +415,14 @@ fn c_min(a: f64, b: f64) -> f64 {
     }
 }
 
-fn skip_contains(s: &SkipRange, seq: u32) -> bool {
-    seq >= s.first && seq <= s.last
+/// Whether `seq` lies in one of the skip ranges from index `from` on, as owstats checks
+/// (it looks at every range from there). With starts and ends both non-decreasing (checked by
+/// [`Stats::new`]), the last range starting at or before `seq` ends last among those, so it
+/// alone decides.
+fn in_skips(skips: &[SkipRange], from: usize, seq: u32) -> bool {
+    let rest = skips.get(from..).unwrap_or(&[]);
+    let n = rest.partition_point(|s| s.first <= seq);
+    n > 0 && rest.get(n - 1).is_some_and(|s| seq <= s.last)
 }
 
 impl Summarizer<'_> {
@@ -495,11 +513,7 @@ impl Summarizer<'_> {
             return Err(StatsError::StaleRecord { seq });
         }
         // Packets the sender skipped are not counted.
-        let skips = &self.stats.info.skip_ranges;
-        if skips[self.iskip.min(skips.len())..]
-            .iter()
-            .any(|s| skip_contains(s, seq))
-        {
+        if in_skips(&self.stats.info.skip_ranges, self.iskip, seq) {
             return Ok(None);
         }
         let node = self.nodes.entry(seq).or_default();
@@ -728,5 +742,42 @@ impl Summary {
             max = max.max(t);
         }
         (n, min, max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Skip ranges with non-decreasing starts and ends, possibly empty or sharing points.
+    fn ordered_ranges() -> impl Strategy<Value = Vec<SkipRange>> {
+        proptest::collection::vec((0u32..6, 0u32..6, 0u32..4), 0..12).prop_map(|steps| {
+            let (mut first, mut last) = (0u32, 0u32);
+            steps
+                .into_iter()
+                .map(|(df, dl, len)| {
+                    first += df;
+                    last = (last + dl).max(first + len);
+                    SkipRange { first, last }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn in_skips_is_owstats_s_scan(
+            skips in ordered_ranges(),
+            from in 0usize..14,
+            seq in 0u32..80,
+        ) {
+            let scan = skips
+                .get(from..)
+                .unwrap_or(&[])
+                .iter()
+                .any(|s| seq >= s.first && seq <= s.last);
+            prop_assert_eq!(in_skips(&skips, from, seq), scan);
+        }
     }
 }
