@@ -462,7 +462,8 @@ pub fn json_summary(
         StatsSession::from_header(&header),
         StatsConfig {
             bucket_width,
-            schedule_limit: None,
+            // The packet count of a fetched session comes from the server.
+            schedule_limit: Some(owstats::schedule_limit(bytes.len() as u64)),
         },
     )
     .map_err(|e| e.to_string())?;

@@ -21,6 +21,12 @@ use crate::sys::Environment;
 /// real session, small enough that a corrupt packet count cannot make owstats run for hours.
 const SCHEDULE_BASE_LIMIT: u64 = 1 << 26;
 
+/// The schedule steps the statistics of a session file of `file_len` octets may take: the
+/// packet count in the file is not trusted to bound them.
+pub(crate) fn schedule_limit(file_len: u64) -> u64 {
+    SCHEDULE_BASE_LIMIT.saturating_add(file_len / 25 * 8)
+}
+
 /// Marks a write to a closed stdout.
 const BROKEN_PIPE: &str = "broken pipe";
 
@@ -350,7 +356,7 @@ pub(crate) fn stats_from<R: Read + Seek>(
     };
     let config = StatsConfig {
         bucket_width: f64::from(opts.bucket_width),
-        schedule_limit: Some(SCHEDULE_BASE_LIMIT.saturating_add(reader.file_len() / 25 * 8)),
+        schedule_limit: Some(schedule_limit(reader.file_len())),
     };
     let mut stats =
         Stats::new(SessionInfo::from_header(&header), config).map_err(|e| e.to_string())?;

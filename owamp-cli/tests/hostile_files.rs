@@ -15,12 +15,23 @@ use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, Ty
 /// A finished session file whose request claims `num_packets` packets but which holds only a
 /// few records.
 fn write_session(path: &Path, num_packets: u32) {
+    std::fs::write(path, session_bytes(num_packets, &[0, 1, 2, 3])).unwrap();
+}
+
+/// A finished session of `num_packets` packets 1/16 s apart, with records of the packets
+/// `seqs` (received 1000 units after they were sent).
+fn session_bytes(num_packets: u32, seqs: &[u32]) -> Vec<u8> {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let start = OwampTime::from_raw(0xeeb2_5d00_0000_0000);
     let slot_gap = 1u64 << 28;
-    let records: Vec<DataRecord> = (0..4u32)
-        .map(|seq| {
-            let sent = OwampTime::from_raw(start.raw() + (u64::from(seq) + 1) * slot_gap);
+    let records: Vec<DataRecord> = seqs
+        .iter()
+        .map(|&seq| {
+            let sent = OwampTime::from_raw(
+                start
+                    .raw()
+                    .wrapping_add((u64::from(seq) + 1).wrapping_mul(slot_gap)),
+            );
             DataRecord {
                 seq,
                 send_error: ErrorEstimate::from_raw(1),
@@ -58,7 +69,7 @@ fn write_session(path: &Path, num_packets: u32) {
         owp::header::FINISHED_NORMAL,
         4,
     );
-    std::fs::write(path, owp::to_bytes(&header, &records).unwrap()).unwrap();
+    owp::to_bytes(&header, &records).unwrap()
 }
 
 /// Runs `bin args...` with at most 2 GB of address space; returns what it printed on
@@ -122,4 +133,22 @@ fn owstats_sub_summaries_of_a_huge_packet_count_are_made_one_at_a_time() {
         summaries >= 3,
         "owstats printed {summaries} sub-summaries before ending: {text}"
     );
+}
+
+#[test]
+fn owping_json_summary_bounds_the_schedule_it_derives() {
+    // A server's answer claims 2^32-1 packets and holds one record, of the last packet but
+    // one: deriving its send time means generating the whole schedule, billions of steps.
+    let bytes = session_bytes(u32::MAX, &[u32::MAX - 1]);
+    let peer = owamp_core::stats::report::Peer {
+        host: "h".into(),
+        addr: "127.0.0.1".into(),
+        port: "1".into(),
+    };
+    let t0 = Instant::now();
+    let r = owamp_cli::owping::json_summary("to", &bytes, &peer, &peer, 0.0001);
+    let took = t0.elapsed();
+    assert!(r.is_err(), "{r:?}");
+    // The bound (2^26 steps and 8 per record) takes seconds; the whole schedule, many minutes.
+    assert!(took < Duration::from_secs(90), "took {took:?}");
 }
