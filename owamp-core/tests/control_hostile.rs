@@ -171,3 +171,37 @@ fn open_mode_server_never_sends_to_a_third_party() {
         assert_eq!(seen.rejected, vec![AcceptCode::Failure], "{local}");
     }
 }
+
+#[test]
+fn a_client_trickling_one_octet_a_second_is_closed_at_the_control_timeout() {
+    let cfg = ServerConfig {
+        control_timeout: Duration::from_secs(10),
+        ..ServerConfig::default()
+    };
+    let mut s = Server::new(
+        t0(),
+        cfg,
+        AllowAll,
+        ChaCha20Rng::seed_from_u64(1),
+        addr(861),
+        addr(40000),
+    );
+    // A valid open-mode Set-Up-Response, one octet a second: it would take 164 s.
+    let mut setup = [0u8; 164];
+    setup[3] = 1;
+    let mut closed_at = None;
+    for (i, b) in setup.iter().enumerate() {
+        let now = OwampTime::from_raw(t0().raw() + ((i as u64) << 32));
+        if s.timeout().is_some_and(|d| now >= d) {
+            s.handle_input(now, Input::Timer).unwrap();
+        }
+        if s.is_closed() {
+            closed_at = Some(i);
+            break;
+        }
+        s.handle_input(now, Input::Received(std::slice::from_ref(b)))
+            .unwrap();
+        while s.poll_output().is_some() {}
+    }
+    assert_eq!(closed_at, Some(10));
+}
