@@ -271,7 +271,14 @@ pub fn parse_dscp(s: &str) -> Result<u8, String> {
 
 fn parse_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && (v > 0.0 || (allow_zero && v == 0.0)) => Ok(v),
+        // The value becomes a Duration: one too large for it is refused here, not by a panic.
+        Ok(v)
+            if v.is_finite()
+                && (v > 0.0 || (allow_zero && v == 0.0))
+                && Duration::try_from_secs_f64(v).is_ok() =>
+        {
+            Ok(v)
+        }
         _ => Err(format!("Invalid '-{flag}' value. Positive float expected")),
     }
 }
@@ -455,7 +462,8 @@ pub fn json_summary(
         StatsSession::from_header(&header),
         StatsConfig {
             bucket_width,
-            schedule_limit: None,
+            // The packet count of a fetched session comes from the server.
+            schedule_limit: Some(owstats::schedule_limit(bytes.len() as u64)),
         },
     )
     .map_err(|e| e.to_string())?;
@@ -946,6 +954,10 @@ mod tests {
             &["owping", "-H", "1", "h"],
             &["owping", "-n", "x", "h"],
             &["owping", "h:0"],
+            // Finite, but too large for a Duration.
+            &["owping", "-L", "1e20", "h"],
+            &["owping", "-E", "1e300", "h"],
+            &["owping", "-z", "1e300", "h"],
         ] {
             assert!(plan(args(v), &mut sink).is_err(), "{v:?}");
         }

@@ -21,6 +21,12 @@ use crate::sys::Environment;
 /// real session, small enough that a corrupt packet count cannot make owstats run for hours.
 const SCHEDULE_BASE_LIMIT: u64 = 1 << 26;
 
+/// The schedule steps the statistics of a session file of `file_len` octets may take: the
+/// packet count in the file is not trusted to bound them.
+pub(crate) fn schedule_limit(file_len: u64) -> u64 {
+    SCHEDULE_BASE_LIMIT.saturating_add(file_len / 25 * 8)
+}
+
 /// Marks a write to a closed stdout.
 const BROKEN_PIPE: &str = "broken pipe";
 
@@ -350,24 +356,23 @@ pub(crate) fn stats_from<R: Read + Seek>(
     };
     let config = StatsConfig {
         bucket_width: f64::from(opts.bucket_width),
-        schedule_limit: Some(SCHEDULE_BASE_LIMIT.saturating_add(reader.file_len() / 25 * 8)),
+        schedule_limit: Some(schedule_limit(reader.file_len())),
     };
     let mut stats =
         Stats::new(SessionInfo::from_header(&header), config).map_err(|e| e.to_string())?;
 
-    // Sub-summaries of N packets each (owstats -N), the last one possibly shorter.
+    // Sub-summaries of N packets each (owstats -N), the last one possibly shorter. The
+    // packet count comes from the file: the ranges are made one at a time, never collected.
     let npackets = r.num_packets;
     let n = opts.sub_packets;
-    let ranges: Vec<(u32, Option<u32>)> = if n == 0 || n >= npackets {
-        vec![(0, None)]
+    let ranges: Box<dyn Iterator<Item = (u32, Option<u32>)>> = if n == 0 || n >= npackets {
+        Box::new(std::iter::once((0, None)))
     } else {
         let count = npackets / n + u32::from(npackets % n != 0);
-        (0..count)
-            .map(|i| {
-                let end = n.saturating_mul(i + 1);
-                (n * i, (end <= npackets).then_some(end))
-            })
-            .collect()
+        Box::new((0..count).map(move |i| {
+            let end = n.saturating_mul(i + 1);
+            (n * i, (end <= npackets).then_some(end))
+        }))
     };
 
     let mut begin_index = 0u64;

@@ -529,6 +529,9 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             || req.num_packets == 0
             // Only a DSCP in Type-P is supported (as the reference).
             || req.type_p.0 & !0x3F00_0000 != 0
+            // A test packet must fit in one UDP datagram (RFC 4656 4.1.2); a larger padding
+            // would also make the sender allocate a buffer of the client's choosing.
+            || !fits_in_datagram(&req, self.conn.mode)
         {
             return self.refuse(now, AcceptCode::NotSupported);
         }
@@ -847,6 +850,23 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         recs.extend_from_slice(&[0u8; BLOCK]);
         s.send_sealed(recs)
     }
+}
+
+/// Largest UDP payload: 65535 octets less the UDP header, and for IPv4 its header too (the
+/// IPv6 payload length does not count the IPv6 header).
+const MAX_UDP_PAYLOAD_V4: u64 = 65_535 - 20 - 8;
+const MAX_UDP_PAYLOAD_V6: u64 = 65_535 - 8;
+
+/// Whether a test packet of the session (header and padding, RFC 4656 4.1.2) fits in one UDP
+/// datagram of the session's address family.
+fn fits_in_datagram(req: &RequestSession, mode: Mode) -> bool {
+    let max = if req.ipvn() == 6 {
+        MAX_UDP_PAYLOAD_V6
+    } else {
+        MAX_UDP_PAYLOAD_V4
+    };
+    let header = crate::wire::TestPacket::header_len(mode) as u64;
+    header + u64::from(req.padding_length) <= max
 }
 
 /// The records a Fetch-Session gets (RFC 4656 3.9): those numbered `begin..=end`; for a
