@@ -205,3 +205,43 @@ fn a_client_trickling_one_octet_a_second_is_closed_at_the_control_timeout() {
     }
     assert_eq!(closed_at, Some(10));
 }
+
+#[test]
+fn a_receive_session_beyond_the_packet_cap_is_refused_before_an_endpoint_is_made() {
+    let cap = ServerConfig::default().max_receive_packets;
+    // The server receives when the client sends.
+    let at_cap = SessionRequest {
+        packets: cap,
+        ..request(Role::Sender, 0)
+    };
+    let (mut s, mut c, mut seen) = connected();
+    c.handle_input(t0(), Input::Command(ClientCommand::RequestSession(at_cap)))
+        .unwrap();
+    pump(&mut s, &mut c, &mut seen);
+    assert_eq!((seen.endpoints, seen.accepted), (1, 1));
+
+    for packets in [cap + 1, u32::MAX] {
+        let (mut s, mut c, mut seen) = connected();
+        let req = SessionRequest {
+            packets,
+            ..request(Role::Sender, 0)
+        };
+        c.handle_input(t0(), Input::Command(ClientCommand::RequestSession(req)))
+            .unwrap();
+        pump(&mut s, &mut c, &mut seen);
+        assert_eq!(seen.endpoints, 0, "{packets} packets");
+        assert_eq!(seen.rejected, vec![AcceptCode::PermanentResourceLimit]);
+        assert!(c.is_ready());
+    }
+
+    // The cap is the server's to receive: it may still send that many.
+    let (mut s, mut c, mut seen) = connected();
+    let req = SessionRequest {
+        packets: cap + 1,
+        ..request(Role::Receiver, 0)
+    };
+    c.handle_input(t0(), Input::Command(ClientCommand::RequestSession(req)))
+        .unwrap();
+    pump(&mut s, &mut c, &mut seen);
+    assert_eq!((seen.endpoints, seen.accepted), (1, 1));
+}

@@ -35,6 +35,17 @@ pub struct ServerConfig {
     /// How long a sender waits after its last packet and the loss timeout before
     /// Stop-Sessions (the reference's default is 1 s).
     pub end_delay: Duration,
+    /// The most packets a session in which this server receives may have. A receiver keeps
+    /// a record of every packet of its session (received or lost), so the packet count the
+    /// client asks for is memory the server gives out; larger requests are refused with
+    /// Accept = 4 (permanent resource limitation) whatever the policy says.
+    pub max_receive_packets: u32,
+}
+
+impl ServerConfig {
+    /// Default of [`max_receive_packets`](Self::max_receive_packets): 2^22 packets (about
+    /// 170 MB of records; a day at 48 packets per second).
+    pub const DEFAULT_MAX_RECEIVE_PACKETS: u32 = 1 << 22;
 }
 
 impl Default for ServerConfig {
@@ -45,6 +56,7 @@ impl Default for ServerConfig {
             test_ports: None,
             control_timeout: Duration::from_secs(1800),
             end_delay: Duration::from_secs(1),
+            max_receive_packets: Self::DEFAULT_MAX_RECEIVE_PACKETS,
         }
     }
 }
@@ -540,6 +552,10 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         } else {
             Role::Sender
         };
+        // Memory for the records is given out before any policy check can account for it.
+        if role == Role::Receiver && req.num_packets > self.cfg.max_receive_packets {
+            return self.refuse(now, AcceptCode::PermanentResourceLimit);
+        }
         let local_ip = match role {
             Role::Receiver => or_fallback(req.receiver_address, self.local.ip()),
             Role::Sender => or_fallback(req.sender_address, self.local.ip()),
