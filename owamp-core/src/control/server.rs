@@ -784,14 +784,13 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     fn fetch_refuse(&mut self, now: OwampTime, code: AcceptCode) {
         let ack = FetchAck {
             accept: code,
-            finished: false,
+            finished: Finished::No,
             next_seqno: 0,
             num_skip_ranges: 0,
             num_records: 0,
             hmac: [0; 16],
         };
-        let msg = codec::encode_fetch_ack(&ack, Finished::No);
-        if self.conn.stream.send_sealed(msg).is_err() {
+        if self.conn.stream.send_sealed(ack.to_bytes()).is_err() {
             self.conn.close(CloseReason::Local);
             return;
         }
@@ -838,18 +837,18 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         stored: &StoredSession,
     ) -> Result<(), crate::crypto::CryptoError> {
         let records = select_records(stored, begin, end);
-        let finished = stored.finished != Finished::No;
+        let finished = stored.finished.is_finished();
         let skips: &[SkipRange] = if finished { &stored.skips } else { &[] };
         let ack = FetchAck {
             accept: AcceptCode::Ok,
-            finished,
+            finished: stored.finished,
             next_seqno: if finished { stored.next_seqno } else { 0 },
             num_skip_ranges: skips.len() as u32,
             num_records: records.len() as u32,
             hmac: [0; 16],
         };
         let s = &mut self.conn.stream;
-        s.send_sealed(codec::encode_fetch_ack(&ack, stored.finished))?;
+        s.send_sealed(ack.to_bytes())?;
         // The stored request, with HMACs of this connection (as a Request-Session).
         let mut req = stored.request.clone();
         req.hmac = [0; 16];
