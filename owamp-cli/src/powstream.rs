@@ -475,8 +475,10 @@ struct Stream<'a> {
     /// Where the stream goes on: the end of the last session set up.
     next_start: Option<OwampTime>,
     first: bool,
-    /// Sessions set up so far.
+    /// Sessions set up, or tried, so far (what `-X` bounds).
     planned: u64,
+    /// Sessions saved.
+    saved: u64,
     /// No attempt to set a session up before this, after a failure.
     retry_at: Option<Instant>,
     /// A write error that stops powstream.
@@ -536,11 +538,14 @@ impl Stream<'_> {
             self.finish(front);
         }
         // Interrupted (or a fatal error): stop what is under way, keeping what was received.
+        let interrupted = self.stop.is_stopped();
         self.stop.stop();
         while let Some(s) = self.queue.pop_front() {
             self.finish(s);
         }
-        if self.fatal {
+        // A bounded run that saved nothing has failed.
+        let nothing = self.p.args.sessions.is_some() && self.saved == 0 && !interrupted;
+        if self.fatal || nothing {
             1
         } else {
             0
@@ -571,6 +576,9 @@ impl Stream<'_> {
                     self.queue.push_back(s);
                 }
                 None => {
+                    // A session that could not be set up counts against -X too, so that an
+                    // unreachable server cannot keep a bounded run going.
+                    self.planned += 1;
                     // perfSONAR waits the retry delay, shortened to a session's duration.
                     let session =
                         Duration::from_secs_f64(f64::from(self.p.spec.packets) * self.mean_wait());
@@ -794,6 +802,7 @@ impl Stream<'_> {
         let bytes = owp::to_bytes(&owp_header(d), &d.records).map_err(std::io::Error::other)?;
         let owp_path = path(format!("{base}.owp"));
         owstats::write_atomically(&owp_path, &bytes)?;
+        self.saved += 1;
 
         let r = &d.request;
         let env = self.env;
@@ -826,7 +835,8 @@ impl Stream<'_> {
                 )
                 .map_err(std::io::Error::other)?;
                 begin = next;
-                let name = path(format!("{}.sum", base_name(from, to)));
+                // Like the session's, the name of a range cut short ends at the last packet.
+                let name = path(format!("{}.sum", base_name(from, to.min(end))));
                 owstats::write_atomically(
                     &name,
                     report::machine(&sum, rd.header(), &ctx).as_bytes(),
@@ -964,6 +974,7 @@ fn start(
         next_start: None,
         first: true,
         planned: 0,
+        saved: 0,
         retry_at: None,
         fatal: false,
     };

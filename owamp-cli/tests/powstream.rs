@@ -241,3 +241,31 @@ fn bad_arguments_exit_with_status_1() {
     // Nothing was written, not even the lock file.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn bounded_run_against_no_server_ends_with_status_1() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut a = args(&["-X", "2", "-I", "1", "-c", "10", "-i", "0.05", "-d"]);
+    a.push(dir.path().into());
+    a.push(format!("127.0.0.1:{port}").into());
+    let t0 = Instant::now();
+    let o = run(POWSTREAM, &a, "", Duration::from_secs(20));
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    // Each attempt counts against -X; the retry waits at most a session's duration.
+    assert_eq!(
+        o.stderr
+            .matches("Unable to open control connection")
+            .count(),
+        2,
+        "{}",
+        o.stderr
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert!(files(dir.path()).is_empty());
+}
