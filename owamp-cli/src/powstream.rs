@@ -196,8 +196,12 @@ pub struct Args {
     /// adds UNIX timestamps to summary results
     #[arg(short = 'U', help_heading = "Output Args")]
     pub unix: bool,
-    /// also write a JSON summary of each session (<start>_<end>.sum.json, owping --json shape)
-    #[arg(short = 'j', help_heading = "Output Args")]
+    /// `-j`: also write a JSON summary of each session.
+    #[arg(
+        short = 'j',
+        help = "also write a JSON summary of each session (<start>_<end>.sum.json, owping --json shape)",
+        help_heading = "Output Args"
+    )]
     pub json: bool,
     /// run this many sessions, then exit (an extension; default: until interrupted)
     #[arg(
@@ -582,7 +586,9 @@ impl Stream<'_> {
                     // perfSONAR waits the retry delay, shortened to a session's duration.
                     let session =
                         Duration::from_secs_f64(f64::from(self.p.spec.packets) * self.mean_wait());
-                    self.retry_at = Some(Instant::now() + self.p.retry.min(session));
+                    // Never a busy loop, even with -I 0.
+                    let wait = self.p.retry.min(session).max(Duration::from_millis(100));
+                    self.retry_at = Some(Instant::now() + wait);
                     break;
                 }
             }
