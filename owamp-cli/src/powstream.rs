@@ -78,7 +78,9 @@ pub const LOCK_FILE: &str = ".powlock";
     name = "powstream",
     about = "Continuous one-way latency tests with an OWAMP server (perfSONAR powstream compatible)",
     override_usage = "powstream [arguments] testaddr [servaddr]",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // getopt: a later occurrence of a flag wins.
+    args_override_self = true
 )]
 pub struct Args {
     /// use IPv4 only
@@ -651,18 +653,19 @@ impl Stream<'_> {
         let start = match self.next_start {
             Some(s) if s >= now.saturating_add(min_lead) => s,
             prev => {
-                if let Some(s) = prev {
-                    let msg = format!(
-                        "The next session could not be set up in time: the stream has a gap of {:.3} seconds",
-                        now.diff_secs_f64(s).max(0.0) + min_lead.as_secs_f64()
-                    );
-                    self.log(&msg);
-                }
                 let mut lead = self.rtt * 2 + Duration::from_secs(1);
                 if self.first {
                     lead += p.delay_start;
                 }
-                now.saturating_add(lead)
+                let fresh = now.saturating_add(lead);
+                if let Some(s) = prev {
+                    let msg = format!(
+                        "The next session could not be set up in time: the stream has a gap of {:.3} seconds",
+                        fresh.diff_secs_f64(s)
+                    );
+                    self.log(&msg);
+                }
+                fresh
             }
         };
         let info = match conn.request_session(p.role, &p.spec, start) {
@@ -1067,6 +1070,14 @@ mod tests {
             assert!(plan(args(v)).is_err(), "{v:?}");
         }
         assert!(plan(args(&["powstream", "-e", "LOG_LOCAL3", "-g", "warn", "h"])).is_ok());
+        // As with getopt, the last of a repeated flag wins.
+        assert_eq!(
+            plan(args(&["powstream", "-c", "10", "-c", "20", "h"]))
+                .unwrap()
+                .spec
+                .packets,
+            20
+        );
         // Parse errors and a missing peer: a message and status 1.
         for v in [
             &["powstream"][..],
@@ -1121,7 +1132,7 @@ mod tests {
     }
 
     #[test]
-    fn the_directory_lock_excludes_a_second_writer() {
+    fn the_directory_lock_holds_the_pid() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LOCK_FILE);
         let held = DirLock::take(&path).unwrap();

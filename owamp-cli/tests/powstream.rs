@@ -269,3 +269,30 @@ fn bounded_run_against_no_server_ends_with_status_1() {
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert!(files(dir.path()).is_empty());
 }
+
+#[test]
+fn sessions_too_short_to_keep_ahead_leave_reported_gaps() {
+    let d = Daemon::start("", None, None);
+    let dir = tempfile::tempdir().unwrap();
+    // 2 packets at 10 ms: 32 sessions ahead last well under the loss timeout, so the stream
+    // cannot stay gapless.
+    let o = powstream(&["-c", "2", "-X", "40"], dir.path(), &d);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("Warning: Holes in data are likely"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("the stream has a gap of"), "{}", o.stderr);
+    let f = files(dir.path());
+    let owp = &f["owp"];
+    assert_eq!(owp.len(), 40);
+    let names: Vec<(u64, u64, String)> = owp.iter().map(|p| parse_name(p)).collect();
+    let gaps = names.windows(2).filter(|w| w[1].0 != w[0].1).count();
+    // Each gap was reported.
+    assert_eq!(gaps, o.stderr.matches("the stream has a gap of").count());
+    assert!(names.windows(2).all(|w| w[1].0 >= w[0].1));
+    for p in owp {
+        assert_eq!(owstats_sent(p), 2);
+    }
+}
