@@ -289,7 +289,10 @@ fn plan(args: Args) -> Result<Plan, String> {
         .filter(|&m| m > 0)
         .ok_or("Invalid (-i) value. Positive float expected")?;
     let timeout = match &args.timeout {
-        Some(s) => positive_seconds('L', s, false)?,
+        // It goes into the request as 32.32 seconds.
+        Some(s) => Some(positive_seconds('L', s, false)?)
+            .filter(|&v| owping::seconds_to_fixed(v).is_some_and(|f| f >> 32 < u64::from(u32::MAX)))
+            .ok_or("Invalid (-L) value. Positive float expected")?,
         None => DEFAULT_TIMEOUT,
     };
     let end_delay = match &args.enddelay {
@@ -509,13 +512,15 @@ impl Stream<'_> {
             Role::Sender => self.opts.control.end_delay,
             Role::Receiver => SERVER_END_DELAY,
         };
-        self.p.spec.timeout + end_delay
+        self.p.spec.timeout.saturating_add(end_delay)
     }
 
     /// Time to allow for the Stop-Sessions exchange, a fetch, writing the files and setting
     /// the next session up.
     fn slack(&self) -> Duration {
-        self.rtt * 6 + Duration::from_millis(1500)
+        self.rtt
+            .saturating_mul(6)
+            .saturating_add(Duration::from_millis(1500))
     }
 
     /// Whether another session must be set up now: once the oldest one's results are in (which
@@ -523,7 +528,11 @@ impl Stream<'_> {
     /// from its end for the next one to be requested in time.
     fn needs_more(&self) -> bool {
         match (self.queue.front(), self.queue.back()) {
-            (Some(f), Some(b)) => b.end < f.end.saturating_add(self.tail() + self.slack()),
+            (Some(f), Some(b)) => {
+                b.end
+                    < f.end
+                        .saturating_add(self.tail().saturating_add(self.slack()))
+            }
             _ => true,
         }
     }
@@ -586,8 +595,10 @@ impl Stream<'_> {
                     // unreachable server cannot keep a bounded run going.
                     self.planned += 1;
                     // perfSONAR waits the retry delay, shortened to a session's duration.
-                    let session =
-                        Duration::from_secs_f64(f64::from(self.p.spec.packets) * self.mean_wait());
+                    let session = Duration::try_from_secs_f64(
+                        f64::from(self.p.spec.packets) * self.mean_wait(),
+                    )
+                    .unwrap_or(Duration::MAX);
                     // Never a busy loop, even with -I 0.
                     let wait = self.p.retry.min(session).max(Duration::from_millis(100));
                     self.retry_at = Some(Instant::now() + wait);
@@ -655,7 +666,7 @@ impl Stream<'_> {
             prev => {
                 let mut lead = self.rtt * 2 + Duration::from_secs(1);
                 if self.first {
-                    lead += p.delay_start;
+                    lead = lead.saturating_add(p.delay_start);
                 }
                 let fresh = now.saturating_add(lead);
                 if let Some(s) = prev {
@@ -994,7 +1005,7 @@ fn start(
     }
     // How many sessions must be under way at once to keep the stream without gaps.
     let session = f64::from(p.spec.packets) * s.mean_wait();
-    let ahead = (s.tail() + s.slack()).as_secs_f64() / session;
+    let ahead = s.tail().saturating_add(s.slack()).as_secs_f64() / session;
     if ahead.ceil() as usize + 1 > MAX_IN_FLIGHT {
         let msg = format!(
             "Warning: Holes in data are likely because lossThreshold({}) is too large a fraction of approx summary session duration({session:.3})",
@@ -1053,6 +1064,7 @@ mod tests {
             &["powstream", "-i", "x", "h"],
             &["powstream", "-L", "-1", "h"],
             &["powstream", "-L", "1e300", "h"],
+            &["powstream", "-L", "5e9", "h"],
             &["powstream", "-E", "0", "h"],
             &["powstream", "-z", "-3", "h"],
             &["powstream", "-b", "0", "h"],
