@@ -470,6 +470,27 @@ fn is_temporary(e: &std::io::Error) -> bool {
     )
 }
 
+/// Why a session's files could not all be written.
+#[derive(Debug)]
+enum SaveError {
+    /// Writing a file (or standard output) failed.
+    Write(String, std::io::Error),
+    /// The session's data could not be encoded or summarized.
+    Other(String),
+}
+
+impl SaveError {
+    fn other(e: impl std::fmt::Display) -> Self {
+        SaveError::Other(e.to_string())
+    }
+}
+
+/// Writes a file under a temporary name and renames it into place.
+fn put(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
+    owstats::write_atomically(path, bytes)
+        .map_err(|e| SaveError::Write(path.display().to_string(), e))
+}
+
 /// The running stream.
 struct Stream<'a> {
     p: &'a Plan,
@@ -777,11 +798,19 @@ impl Stream<'_> {
         s.conn.close();
         if let Some(d) = data {
             let partial = partial || d.finished != Finished::Normal;
-            if let Err(e) = self.save(&s.schedule, s.start, s.end, &d, partial) {
-                let msg = e.to_string();
-                self.log(&msg);
-                if !is_temporary(&e) {
-                    self.fatal = true;
+            match self.save(&s.schedule, s.start, s.end, &d, partial) {
+                Ok(()) => {}
+                Err(SaveError::Write(what, e)) => {
+                    let msg = format!("{what}: {e}");
+                    self.log(&msg);
+                    // Permissions and the like will not get better: stop (as perfSONAR does).
+                    if !is_temporary(&e) {
+                        self.fatal = true;
+                    }
+                }
+                Err(SaveError::Other(e)) => {
+                    let msg = format!("Session {sid}: {e}");
+                    self.log(&msg);
                 }
             }
         }
@@ -796,7 +825,7 @@ impl Stream<'_> {
         end: OwampTime,
         d: &StoredSession,
         partial: bool,
-    ) -> std::io::Result<()> {
+    ) -> Result<(), SaveError> {
         let p = self.p;
         let Some(last_seq) = d.records.iter().map(|r| r.seq).max() else {
             if p.args.verbose > 0 {
@@ -819,9 +848,9 @@ impl Stream<'_> {
             Some(dir) => dir.join(name),
             None => PathBuf::from(name),
         };
-        let bytes = owp::to_bytes(&owp_header(d), &d.records).map_err(std::io::Error::other)?;
+        let bytes = owp::to_bytes(&owp_header(d), &d.records).map_err(SaveError::other)?;
         let owp_path = path(format!("{base}.owp"));
-        owstats::write_atomically(&owp_path, &bytes)?;
+        put(&owp_path, &bytes)?;
         self.saved += 1;
 
         let r = &d.request;
@@ -834,15 +863,13 @@ impl Stream<'_> {
             unix_timestamps: p.args.unix,
             time: &time,
         };
-        let reader =
-            || OwpReader::new(Cursor::new(bytes.as_slice())).map_err(std::io::Error::other);
+        let reader = || OwpReader::new(Cursor::new(bytes.as_slice())).map_err(SaveError::other);
         let mut names = Vec::new();
 
         let subs = sub_sessions(schedule, start, p.sub_count, last_seq);
         if !subs.is_empty() {
             let mut rd = reader()?;
-            let mut stats =
-                owstats::stats_for(&rd, p.bucket_width).map_err(std::io::Error::other)?;
+            let mut stats = owstats::stats_for(&rd, p.bucket_width).map_err(SaveError::other)?;
             let mut begin = 0u64;
             for (first, last, from, to) in subs {
                 let (sum, next) = owstats::summarize_range(
@@ -853,25 +880,22 @@ impl Stream<'_> {
                     0,
                     |_| Ok(()),
                 )
-                .map_err(std::io::Error::other)?;
+                .map_err(SaveError::other)?;
                 begin = next;
                 // Like the session's, the name of a range cut short ends at the last packet.
                 let name = path(format!("{}.sum", base_name(from, to.min(end))));
-                owstats::write_atomically(
-                    &name,
-                    report::machine(&sum, rd.header(), &ctx).as_bytes(),
-                )?;
+                put(&name, report::machine(&sum, rd.header(), &ctx).as_bytes())?;
                 names.push(name);
             }
         }
         names.push(owp_path);
 
         let mut rd = reader()?;
-        let mut stats = owstats::stats_for(&rd, p.bucket_width).map_err(std::io::Error::other)?;
+        let mut stats = owstats::stats_for(&rd, p.bucket_width).map_err(SaveError::other)?;
         let (sum, _) = owstats::summarize_range(&mut rd, &mut stats, 0, (0, None), 0, |_| Ok(()))
-            .map_err(std::io::Error::other)?;
+            .map_err(SaveError::other)?;
         let sum_path = path(format!("{base}.sum"));
-        owstats::write_atomically(
+        put(
             &sum_path,
             report::machine(&sum, rd.header(), &ctx).as_bytes(),
         )?;
@@ -889,18 +913,19 @@ impl Stream<'_> {
                 &ctx.to,
                 p.bucket_width,
             )
-            .map_err(std::io::Error::other)?;
+            .map_err(SaveError::other)?;
             let json_path = path(format!("{base}.sum.json"));
             let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-            owstats::write_atomically(&json_path, text.as_bytes())?;
+            put(&json_path, text.as_bytes())?;
             names.push(json_path);
         }
 
         if p.args.print_files {
+            let stdout = |e| SaveError::Write("standard output".into(), e);
             for n in &names {
-                writeln!(self.out, "{}", n.display())?;
+                writeln!(self.out, "{}", n.display()).map_err(stdout)?;
             }
-            self.out.flush()?;
+            self.out.flush().map_err(stdout)?;
         }
         Ok(())
     }
