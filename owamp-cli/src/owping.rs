@@ -46,7 +46,9 @@ pub const MAX_PADDING: u32 = 65_000;
     name = "owping",
     about = "Request one-way latency tests from an OWAMP server (perfSONAR owping compatible)",
     override_usage = "owping [arguments] testaddr [servaddr]",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // getopt: a later occurrence of a flag wins.
+    args_override_self = true
 )]
 pub struct Args {
     /// connect using IPv4 addresses only
@@ -888,6 +890,12 @@ mod tests {
         assert!(!p.to && p.from);
         assert!(p.out.verbose);
         assert_eq!(p.out.record_limit, 20);
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let a = Args::try_parse_from(["owping", "-c", "10", "-c", "20", "h"]).unwrap();
+        assert_eq!(a.count, 20);
     }
 
     #[test]
