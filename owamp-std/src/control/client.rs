@@ -13,11 +13,12 @@ use owamp_core::time::{duration_to_fixed_point, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 use rand_core::RngCore;
 
-use super::driver::{Driver, Event};
+use super::common::{incomplete, on_fetch, on_start, take_received, ClientState, Event};
+use super::driver::Driver;
 use super::StopHandle;
 use crate::clock::Clock;
 use crate::endpoint::{EndpointConfig, EndpointError};
-use crate::net::{canonical, BindError, TestSocket};
+use crate::net::{BindError, TestSocket};
 use crate::rng::OsRng;
 
 /// How a client connects and runs its test sessions.
@@ -188,21 +189,15 @@ pub struct TestEnd {
 /// A control connection to a server, set up and ready for commands.
 pub struct ClientConnection {
     d: Driver<Client<OsRng>>,
-    test_ip: IpAddr,
-    server_ip: IpAddr,
-    test_ports: Option<PortRange>,
-    mode: Mode,
-    server_start: OwampTime,
-    sessions: Vec<SessionInfo>,
-    received: Vec<StoredSession>,
+    st: ClientState,
 }
 
 impl std::fmt::Debug for ClientConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConnection")
-            .field("server", &self.server_ip)
-            .field("mode", &self.mode)
-            .field("sessions", &self.sessions.len())
+            .field("server", &self.st.server_ip())
+            .field("mode", &self.st.mode())
+            .field("sessions", &self.st.sessions().len())
             .finish_non_exhaustive()
     }
 }
@@ -218,8 +213,7 @@ impl ClientConnection {
 
     /// Completes the set-up on a connected stream.
     pub fn from_stream(stream: TcpStream, opts: &ClientOptions) -> Result<Self, ClientError> {
-        let local = stream.local_addr()?;
-        let server = stream.peer_addr()?;
+        let st = ClientState::new(opts, stream.local_addr()?, stream.peer_addr()?);
         let now = opts.endpoint.clock.now();
         let m = Client::new(now, opts.control.clone(), OsRng);
         let d = Driver::new(
@@ -230,38 +224,23 @@ impl ClientConnection {
             None,
             opts.io_timeout,
         )?;
-        let mut c = Self {
-            d,
-            test_ip: opts.test_ip.unwrap_or(canonical(local).ip()),
-            server_ip: canonical(server).ip(),
-            test_ports: opts.test_ports,
-            mode: Mode::Open,
-            server_start: OwampTime::ZERO,
-            sessions: Vec::new(),
-            received: Vec::new(),
-        };
+        let mut c = Self { d, st };
         loop {
-            match c.next_event() {
-                Some(Event::Connected { mode, server_start }) => {
-                    c.mode = mode;
-                    c.server_start = server_start;
-                    return Ok(c);
-                }
-                Some(Event::Closed(r)) => return Err(ClientError::Closed(r)),
-                Some(_) => {}
-                None => return Err(ClientError::Closed(CloseReason::PeerClosed)),
+            let e = c.next_event();
+            if let Some(r) = c.st.on_setup(e) {
+                return r.map(|()| c);
             }
         }
     }
 
     /// The mode in use.
     pub fn mode(&self) -> Mode {
-        self.mode
+        self.st.mode()
     }
 
     /// The server's Start-Time from Server-Start.
     pub fn server_start(&self) -> OwampTime {
-        self.server_start
+        self.st.server_start()
     }
 
     /// The current time of the connection's clock.
@@ -271,15 +250,15 @@ impl ClientConnection {
 
     /// The sessions accepted so far on this connection.
     pub fn sessions(&self) -> &[SessionInfo] {
-        &self.sessions
+        self.st.sessions()
     }
 
     /// The next event; sessions received are kept aside as they come.
     fn next_event(&mut self) -> Option<Event> {
         loop {
-            match self.d.next_event()? {
-                Event::Received(s) => self.received.push(*s),
-                e => return Some(e),
+            let e = self.d.next_event()?;
+            if let Some(e) = self.st.keep_received(e) {
+                return Some(e);
             }
         }
     }
@@ -293,26 +272,19 @@ impl ClientConnection {
         spec: &SessionSpec,
         start_time: OwampTime,
     ) -> Result<SessionInfo, ClientError> {
-        let sock = bind_test_socket(self.test_ip, self.test_ports)?;
-        let req = spec.request(role, sock.local_addr(), self.server_ip, start_time)?;
-        self.d.client_socket = Some(sock);
+        let (sock, req) = self.st.prepare_request(role, spec, start_time)?;
+        self.d.s.client_socket = Some(sock);
         if let Err(e) = self
             .d
             .feed(Input::Command(ClientCommand::RequestSession(req)))
         {
-            self.d.client_socket = None;
+            self.d.s.client_socket = None;
             return Err(e.into());
         }
         loop {
-            match self.next_event() {
-                Some(Event::Accepted(info)) => {
-                    self.sessions.push((*info).clone());
-                    return Ok(*info);
-                }
-                Some(Event::Rejected(code)) => return Err(ClientError::Rejected(code)),
-                Some(Event::Closed(r)) => return Err(ClientError::Closed(r)),
-                Some(_) => {}
-                None => return Err(ClientError::Closed(CloseReason::PeerClosed)),
+            let e = self.next_event();
+            if let Some(r) = self.st.on_request(e) {
+                return r;
             }
         }
     }
@@ -322,11 +294,8 @@ impl ClientConnection {
     pub fn start(&mut self) -> Result<(), ClientError> {
         self.d.feed(Input::Command(ClientCommand::StartSessions))?;
         loop {
-            match self.next_event() {
-                Some(Event::Started) => return Ok(()),
-                Some(Event::Closed(r)) => return Err(ClientError::Closed(r)),
-                Some(_) => {}
-                None => return Err(ClientError::Closed(CloseReason::PeerClosed)),
+            if let Some(r) = on_start(self.next_event()) {
+                return r;
             }
         }
     }
@@ -337,39 +306,16 @@ impl ClientConnection {
     pub fn wait(&mut self, stop: Option<&StopHandle>) -> Result<TestEnd, ClientError> {
         self.d.stop = stop.cloned();
         self.d.stop_fed = false;
-        let mut complete = false;
-        let mut closed = None;
-        loop {
-            match self.next_event() {
-                Some(Event::TestComplete) => {
-                    complete = true;
-                    break;
-                }
-                Some(Event::Closed(r)) => {
-                    closed = Some(r);
-                    break;
-                }
-                Some(_) => {}
-                None => {
-                    closed = Some(CloseReason::PeerClosed);
-                    break;
-                }
+        let ended = loop {
+            if let Some(ended) = ClientState::on_wait(self.next_event()) {
+                break ended;
             }
-        }
-        // Receive sessions stored as the test ended.
-        while let Some(e) = self.d.events.pop_front() {
-            if let Event::Received(s) = e {
-                self.received.push(*s);
-            }
-        }
-        let stopped_early = self.d.stop_fed;
+        };
+        let end = self
+            .st
+            .test_end(&mut self.d.s.events, ended, self.d.stop_fed);
         self.d.stop = None;
-        Ok(TestEnd {
-            complete,
-            closed,
-            stopped_early,
-            received: std::mem::take(&mut self.received),
-        })
+        Ok(end)
     }
 
     /// Fetches the records of a session the server received (RFC 4656 3.8), sequence numbers
@@ -383,12 +329,8 @@ impl ClientConnection {
         self.d
             .feed(Input::Command(ClientCommand::Fetch { sid, begin, end }))?;
         loop {
-            match self.next_event() {
-                Some(Event::Fetched(f)) => return Ok(*f),
-                Some(Event::FetchDenied(code)) => return Err(ClientError::FetchDenied(code)),
-                Some(Event::Closed(r)) => return Err(ClientError::Closed(r)),
-                Some(_) => {}
-                None => return Err(ClientError::Closed(CloseReason::PeerClosed)),
+            if let Some(r) = on_fetch(self.next_event()) {
+                return r;
             }
         }
     }
@@ -478,24 +420,17 @@ pub fn run_test(
         return Err(ClientError::Interrupted);
     }
     conn.start()?;
-    let end = conn.wait(stop)?;
-    let mut received = end.received;
-    let from = from.map(|info| {
-        let data = match received.iter().position(|s| s.request.sid == info.sid) {
-            Some(i) => Ok(received.swap_remove(i)),
-            None => Err(ClientError::Closed(
-                end.closed.clone().unwrap_or(CloseReason::Local),
-            )),
-        };
-        DirectionResult { info, data }
+    let mut end = conn.wait(stop)?;
+    let mut received = std::mem::take(&mut end.received);
+    let from = from.map(|info| DirectionResult {
+        data: take_received(&mut received, &info, &end),
+        info,
     });
     let to = to.map(|info| {
         let data = if end.complete {
             conn.fetch(info.sid, 0, u32::MAX).map(fetched_to_stored)
         } else {
-            Err(ClientError::Closed(
-                end.closed.clone().unwrap_or(CloseReason::Local),
-            ))
+            Err(incomplete(&end))
         };
         DirectionResult { info, data }
     });

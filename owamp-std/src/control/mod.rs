@@ -15,6 +15,7 @@
 //! deadline, so a peer that stops talking is dropped when the core's timer fires.
 
 mod client;
+pub mod common;
 mod driver;
 mod server;
 mod store;
@@ -26,7 +27,7 @@ pub use client::{
     bind_test_socket, fetched_to_stored, run_test, ClientConnection, ClientError, ClientOptions,
     DirectionResult, SessionSpec, TestEnd, TestPlan, TestResults,
 };
-pub use driver::Machine;
+pub use common::Machine;
 pub use server::{
     serve_connection, ConnectionSummary, RunningServer, ServeConfig, Server, ServerHandle,
 };

@@ -1,21 +1,23 @@
 //! The client side of a control connection (owping).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use owamp_core::control::{Client, ClientCommand, CloseReason, Mode, PortRange, Role};
-use owamp_core::io::{FetchedSession, Input, SessionInfo, StoredSession};
+use owamp_core::control::{Client, ClientCommand, Mode, Role};
+use owamp_core::io::{FetchedSession, Input, SessionInfo};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
 use owamp_std::clock::Clock;
-use owamp_std::control::{
-    bind_test_socket, fetched_to_stored, ClientError, ClientOptions, DirectionResult, SessionSpec,
-    TestEnd, TestPlan, TestResults,
+use owamp_std::control::common::{
+    incomplete, on_fetch, on_start, take_received, ClientState, Event,
 };
-use owamp_std::net::canonical;
+use owamp_std::control::{
+    fetched_to_stored, ClientError, ClientOptions, DirectionResult, SessionSpec, TestEnd, TestPlan,
+    TestResults,
+};
 use owamp_std::rng::OsRng;
 use tokio::net::TcpStream;
 
-use super::driver::{Driver, Event};
+use super::driver::Driver;
 use crate::StopToken;
 
 /// A control connection to a server, set up and ready for commands.
@@ -26,21 +28,15 @@ use crate::StopToken;
 /// [`ClientOptions::connect_timeout`] for the TCP connection.
 pub struct ClientConnection {
     d: Driver<Client<OsRng>>,
-    test_ip: IpAddr,
-    server_ip: IpAddr,
-    test_ports: Option<PortRange>,
-    mode: Mode,
-    server_start: OwampTime,
-    sessions: Vec<SessionInfo>,
-    received: Vec<StoredSession>,
+    st: ClientState,
 }
 
 impl std::fmt::Debug for ClientConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConnection")
-            .field("server", &self.server_ip)
-            .field("mode", &self.mode)
-            .field("sessions", &self.sessions.len())
+            .field("server", &self.st.server_ip())
+            .field("mode", &self.st.mode())
+            .field("sessions", &self.st.sessions().len())
             .finish_non_exhaustive()
     }
 }
@@ -60,8 +56,7 @@ impl ClientConnection {
 
     /// Completes the set-up on a connected stream.
     pub async fn from_stream(stream: TcpStream, opts: &ClientOptions) -> Result<Self, ClientError> {
-        let local = stream.local_addr()?;
-        let server = stream.peer_addr()?;
+        let st = ClientState::new(opts, stream.local_addr()?, stream.peer_addr()?);
         let now = opts.endpoint.clock.now();
         let m = Client::new(now, opts.control.clone(), OsRng);
         let d = Driver::new(
@@ -73,38 +68,23 @@ impl ClientConnection {
             opts.io_timeout,
         )
         .await?;
-        let mut c = Self {
-            d,
-            test_ip: opts.test_ip.unwrap_or(canonical(local).ip()),
-            server_ip: canonical(server).ip(),
-            test_ports: opts.test_ports,
-            mode: Mode::Open,
-            server_start: OwampTime::ZERO,
-            sessions: Vec::new(),
-            received: Vec::new(),
-        };
+        let mut c = Self { d, st };
         loop {
-            match c.next_event().await {
-                Some(Event::Connected { mode, server_start }) => {
-                    c.mode = mode;
-                    c.server_start = server_start;
-                    return Ok(c);
-                }
-                Some(Event::Closed(r)) => return Err(ClientError::Closed(r)),
-                Some(_) => {}
-                None => return Err(ClientError::Closed(CloseReason::PeerClosed)),
+            let e = c.next_event().await;
+            if let Some(r) = c.st.on_setup(e) {
+                return r.map(|()| c);
             }
         }
     }
 
     /// The mode in use.
     pub fn mode(&self) -> Mode {
-        self.mode
+        self.st.mode()
     }
 
     /// The server's Start-Time from Server-Start.
     pub fn server_start(&self) -> OwampTime {
-        self.server_start
+        self.st.server_start()
     }
 
     /// The current time of the connection's clock.
@@ -114,15 +94,15 @@ impl ClientConnection {
 
     /// The sessions accepted so far on this connection.
     pub fn sessions(&self) -> &[SessionInfo] {
-        &self.sessions
+        self.st.sessions()
     }
 
     /// The next event; sessions received are kept aside as they come.
     async fn next_event(&mut self) -> Option<Event> {
         loop {
-            match self.d.next_event().await? {
-                Event::Received(s) => self.received.push(*s),
-                e => return Some(e),
+            let e = self.d.next_event().await?;
+            if let Some(e) = self.st.keep_received(e) {
+                return Some(e);
             }
         }
     }
@@ -136,27 +116,20 @@ impl ClientConnection {
         spec: &SessionSpec,
         start_time: OwampTime,
     ) -> Result<SessionInfo, ClientError> {
-        let sock = bind_test_socket(self.test_ip, self.test_ports)?;
-        let req = spec.request(role, sock.local_addr(), self.server_ip, start_time)?;
-        self.d.client_socket = Some(sock);
+        let (sock, req) = self.st.prepare_request(role, spec, start_time)?;
+        self.d.s.client_socket = Some(sock);
         let fed = self
             .d
             .feed(Input::Command(ClientCommand::RequestSession(req)))
             .await;
         if let Err(e) = fed {
-            self.d.client_socket = None;
+            self.d.s.client_socket = None;
             return Err(e.into());
         }
         loop {
-            match self.next_event().await {
-                Some(Event::Accepted(info)) => {
-                    self.sessions.push((*info).clone());
-                    return Ok(*info);
-                }
-                Some(Event::Rejected(code)) => return Err(ClientError::Rejected(code)),
-                Some(Event::Closed(r)) => return Err(ClientError::Closed(r)),
-                Some(_) => {}
-                None => return Err(ClientError::Closed(CloseReason::PeerClosed)),
+            let e = self.next_event().await;
+            if let Some(r) = self.st.on_request(e) {
+                return r;
             }
         }
     }
@@ -168,11 +141,8 @@ impl ClientConnection {
             .feed(Input::Command(ClientCommand::StartSessions))
             .await?;
         loop {
-            match self.next_event().await {
-                Some(Event::Started) => return Ok(()),
-                Some(Event::Closed(r)) => return Err(ClientError::Closed(r)),
-                Some(_) => {}
-                None => return Err(ClientError::Closed(CloseReason::PeerClosed)),
+            if let Some(r) = on_start(self.next_event().await) {
+                return r;
             }
         }
     }
@@ -183,39 +153,16 @@ impl ClientConnection {
     pub async fn wait(&mut self, stop: Option<&StopToken>) -> Result<TestEnd, ClientError> {
         self.d.stop = stop.cloned();
         self.d.stop_fed = false;
-        let mut complete = false;
-        let mut closed = None;
-        loop {
-            match self.next_event().await {
-                Some(Event::TestComplete) => {
-                    complete = true;
-                    break;
-                }
-                Some(Event::Closed(r)) => {
-                    closed = Some(r);
-                    break;
-                }
-                Some(_) => {}
-                None => {
-                    closed = Some(CloseReason::PeerClosed);
-                    break;
-                }
+        let ended = loop {
+            if let Some(ended) = ClientState::on_wait(self.next_event().await) {
+                break ended;
             }
-        }
-        // Receive sessions stored as the test ended.
-        while let Some(e) = self.d.events.pop_front() {
-            if let Event::Received(s) = e {
-                self.received.push(*s);
-            }
-        }
-        let stopped_early = self.d.stop_fed;
+        };
+        let end = self
+            .st
+            .test_end(&mut self.d.s.events, ended, self.d.stop_fed);
         self.d.stop = None;
-        Ok(TestEnd {
-            complete,
-            closed,
-            stopped_early,
-            received: std::mem::take(&mut self.received),
-        })
+        Ok(end)
     }
 
     /// Fetches the records of a session the server received (RFC 4656 3.8), sequence numbers
@@ -230,12 +177,8 @@ impl ClientConnection {
             .feed(Input::Command(ClientCommand::Fetch { sid, begin, end }))
             .await?;
         loop {
-            match self.next_event().await {
-                Some(Event::Fetched(f)) => return Ok(*f),
-                Some(Event::FetchDenied(code)) => return Err(ClientError::FetchDenied(code)),
-                Some(Event::Closed(r)) => return Err(ClientError::Closed(r)),
-                Some(_) => {}
-                None => return Err(ClientError::Closed(CloseReason::PeerClosed)),
+            if let Some(r) = on_fetch(self.next_event().await) {
+                return r;
             }
         }
     }
@@ -279,15 +222,11 @@ pub async fn run_test(
         return Err(ClientError::Interrupted);
     }
     conn.start().await?;
-    let end = conn.wait(stop).await?;
-    let closed = || ClientError::Closed(end.closed.clone().unwrap_or(CloseReason::Local));
-    let mut received = end.received;
-    let from = from.map(|info| {
-        let data = match received.iter().position(|s| s.request.sid == info.sid) {
-            Some(i) => Ok(received.swap_remove(i)),
-            None => Err(closed()),
-        };
-        DirectionResult { info, data }
+    let mut end = conn.wait(stop).await?;
+    let mut received = std::mem::take(&mut end.received);
+    let from = from.map(|info| DirectionResult {
+        data: take_received(&mut received, &info, &end),
+        info,
     });
     let to = match to {
         Some(info) => {
@@ -296,7 +235,7 @@ pub async fn run_test(
                     .await
                     .map(fetched_to_stored)
             } else {
-                Err(closed())
+                Err(incomplete(&end))
             };
             Some(DirectionResult { info, data })
         }

@@ -1,22 +1,18 @@
 //! Drives one control state machine (client or server) over a Tokio `TcpStream`, carrying
-//! out every [`Output`] as `owamp_core::io` describes: octets to the stream, the timer, test
+//! out every output as `owamp_core::io` describes: octets to the stream, the timer, test
 //! endpoints bound, started, stopped and finished, stored sessions looked up.
 
-use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use owamp_core::control::{AcceptCode, CloseReason, ControlError, Mode};
-use owamp_core::io::{
-    FetchReply, FetchedSession, Input, Output, SessionInfo, SessionReport, StoredSession,
-};
+use owamp_core::control::ControlError;
+use owamp_core::io::{FetchReply, Input, SessionReport, StoredSession};
 use owamp_core::time::OwampTime;
-use owamp_core::wire::SessionId;
-use owamp_std::clock::{Clock, SharedClock};
-use owamp_std::control::{Machine, SessionStore};
-use owamp_std::endpoint::{EndpointConfig, EndpointResult, TestEndpoint};
-use owamp_std::net::{is_addr_in_use, TestSocket};
+use owamp_std::clock::Clock;
+use owamp_std::control::common::{DriverState, Ending, Event, Io, Machine, Running};
+use owamp_std::control::SessionStore;
+use owamp_std::endpoint::EndpointConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -28,24 +24,6 @@ use crate::StopToken;
 /// deadline, this only bounds the wait if it ever had none.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// What happened on the connection that the application may want to know.
-#[derive(Debug)]
-pub(crate) enum Event {
-    Connected {
-        mode: Mode,
-        server_start: OwampTime,
-    },
-    Accepted(Box<SessionInfo>),
-    Rejected(AcceptCode),
-    Started,
-    /// A local receive session ended: its stored form.
-    Received(Box<StoredSession>),
-    TestComplete,
-    Fetched(Box<FetchedSession>),
-    FetchDenied(AcceptCode),
-    Closed(CloseReason),
-}
-
 /// What ended one wait of [`Driver::step`].
 enum Wake {
     Report(SessionReport),
@@ -54,35 +32,27 @@ enum Wake {
     Timer,
 }
 
+impl Running for RunningEndpoint {
+    fn stop(&self) {
+        RunningEndpoint::stop(self);
+    }
+}
+
 /// One control connection being driven.
 pub(crate) struct Driver<M> {
-    pub m: M,
+    pub s: DriverState<M, RunningEndpoint>,
     stream: TcpStream,
-    pub clock: SharedClock,
     ep: EndpointConfig,
     io_timeout: Duration,
     reports_tx: mpsc::UnboundedSender<SessionReport>,
     reports_rx: mpsc::UnboundedReceiver<SessionReport>,
-    /// Server: sockets bound for sessions being requested.
-    pending_sockets: HashMap<SessionId, TestSocket>,
-    /// Client: the socket of the request in flight.
-    pub client_socket: Option<TestSocket>,
-    prepared: Vec<TestEndpoint>,
-    /// Sessions accepted that cannot run (their endpoint failed): reported as failed.
-    failed: Vec<SessionId>,
-    running: HashMap<SessionId, RunningEndpoint>,
-    store: Option<Arc<dyn SessionStore>>,
-    pub events: VecDeque<Event>,
-    followups: VecDeque<Input<'static>>,
     buf: Vec<u8>,
-    pub in_test: bool,
     pub closed: bool,
     /// Stops a test in progress ([`Input::StopSessions`]).
     pub stop: Option<StopToken>,
     pub stop_fed: bool,
     /// Server: the stop signal also ends an idle wait, so that the connection closes.
     close_on_stop: bool,
-    pub store_errors: usize,
 }
 
 impl<M: Machine> Driver<M> {
@@ -98,28 +68,17 @@ impl<M: Machine> Driver<M> {
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let close_on_stop = stop.is_some();
         let mut d = Self {
-            m,
+            s: DriverState::new(m, ep.clock.clone(), store),
             stream,
-            clock: ep.clock.clone(),
             ep,
             io_timeout: io_timeout.max(Duration::from_millis(1)),
             reports_tx,
             reports_rx,
-            pending_sockets: HashMap::new(),
-            client_socket: None,
-            prepared: Vec::new(),
-            failed: Vec::new(),
-            running: HashMap::new(),
-            store,
-            events: VecDeque::new(),
-            followups: VecDeque::new(),
             buf: vec![0u8; 16 * 1024],
-            in_test: false,
             closed: false,
             stop,
             stop_fed: false,
             close_on_stop,
-            store_errors: 0,
         };
         // The state machine may have queued outputs when it was built (Server-Greeting).
         d.drain().await;
@@ -127,195 +86,84 @@ impl<M: Machine> Driver<M> {
     }
 
     pub fn now(&self) -> OwampTime {
-        self.clock.now()
+        self.s.clock.now()
     }
 
     /// Feeds one input and carries out everything that follows from it.
     pub async fn feed(&mut self, input: Input<'_>) -> Result<(), ControlError> {
-        let now = self.clock.now();
-        let r = self.m.handle(now, input);
+        let r = self.s.handle(input);
         self.drain().await;
         r
     }
 
     async fn drain(&mut self) {
-        loop {
-            while let Some(o) = self.m.poll() {
-                self.on_output(o).await;
-            }
-            let Some(next) = self.followups.pop_front() else {
-                break;
-            };
-            let now = self.clock.now();
-            // Answers to the machine's own requests: an error here would be a bug in this
-            // driver, and the state machine ignores inputs once closed.
-            let _ = self.m.handle(now, next);
-        }
-    }
-
-    async fn on_output(&mut self, o: Output) {
-        match o {
-            Output::Transmit(bytes) => {
-                if !self.closed {
-                    // A peer that stops reading cannot hold us for longer than this.
-                    let w = tokio::time::timeout(self.io_timeout, self.stream.write_all(&bytes));
-                    if !matches!(w.await, Ok(Ok(()))) {
-                        self.followups.push_back(Input::PeerClosed);
-                    }
-                }
-            }
-            // The deadline is read from the machine itself before every wait.
-            Output::Timer(_) => {}
-            Output::Connected { mode, server_start } => self
-                .events
-                .push_back(Event::Connected { mode, server_start }),
-            Output::PrepareTestEndpoint(setup) => {
-                let input = match TestSocket::bind(setup.local) {
-                    Ok(s) => {
-                        let port = s.local_addr().port();
-                        self.pending_sockets.insert(setup.sid, s);
-                        Input::EndpointReady {
-                            sid: setup.sid,
-                            port,
-                        }
-                    }
-                    Err(e) if is_addr_in_use(&e) => Input::PortInUse { sid: setup.sid },
-                    Err(_) => Input::EndpointFailed {
-                        sid: setup.sid,
-                        accept: AcceptCode::InternalError,
-                    },
-                };
-                self.followups.push_back(input);
-            }
-            Output::SessionAccepted(info) => {
-                let socket = match self.pending_sockets.remove(&info.sid) {
-                    Some(s) => Some(s),
-                    None => self.client_socket.take(),
-                };
-                let ep = socket
-                    .ok_or(())
-                    .and_then(|s| TestEndpoint::new((*info).clone(), s).map_err(|_| ()));
-                match ep {
-                    Ok(ep) => self.prepared.push(ep),
-                    Err(()) => self.failed.push(info.sid),
-                }
-                self.events.push_back(Event::Accepted(info));
-            }
-            Output::SessionRejected { accept } => {
-                self.client_socket = None;
-                self.events.push_back(Event::Rejected(accept));
-            }
-            Output::StartSessions => {
-                self.in_test = true;
-                for ep in std::mem::take(&mut self.prepared) {
-                    let sid = ep.info().sid;
-                    match endpoint::spawn(ep, &self.ep, Some(self.reports_tx.clone())) {
-                        Ok(r) => {
-                            self.running.insert(sid, r);
-                        }
-                        Err(_) => self.failed.push(sid),
-                    }
-                }
-                for sid in std::mem::take(&mut self.failed) {
-                    self.followups
-                        .push_back(Input::SessionFinished(SessionReport {
-                            sid,
-                            next_seqno: 0,
-                            skips: Vec::new(),
-                            failed: true,
-                        }));
-                }
-                self.events.push_back(Event::Started);
-            }
-            Output::StopLocalSessions => {
-                // Each task reports on the channel as it ends.
-                for r in self.running.values() {
-                    r.stop();
-                }
-            }
-            Output::SessionStopped(end) => {
-                if let Some(r) = self.running.remove(&end.sid) {
-                    if let Some(EndpointResult::Receiver(out)) = r.finish().await {
-                        self.keep(out.stopped(&end)).await;
-                    }
-                }
-            }
-            Output::SessionsAborted { sids } => {
-                for sid in sids {
-                    if let Some(r) = self.running.remove(&sid) {
-                        if let Some(EndpointResult::Receiver(out)) = r.finish().await {
-                            self.keep(out.aborted()).await;
+        while let Some(io) = self.s.next_io() {
+            match io {
+                Io::Transmit(bytes) => {
+                    if !self.closed {
+                        // A peer that stops reading cannot hold us for longer than this.
+                        let w =
+                            tokio::time::timeout(self.io_timeout, self.stream.write_all(&bytes));
+                        if !matches!(w.await, Ok(Ok(()))) {
+                            self.s.peer_closed();
                         }
                     }
                 }
-            }
-            Output::TestComplete => {
-                self.in_test = false;
-                self.finish_endpoints().await;
-                self.events.push_back(Event::TestComplete);
-            }
-            Output::FetchRequest { sid, .. } => {
-                let reply = match &self.store {
+                Io::StartSessions => {
+                    let (ep, tx) = (&self.ep, &self.reports_tx);
+                    self.s
+                        .start_sessions(|e| endpoint::spawn(e, ep, Some(tx.clone())));
+                }
+                Io::Finish(ended) => {
+                    for (r, ending) in ended {
+                        if let Some(s) = ending.stored(r.finish().await) {
+                            self.keep(s).await;
+                        }
+                    }
+                }
+                Io::TestComplete => {
+                    self.finish_endpoints().await;
+                    self.s.events.push_back(Event::TestComplete);
+                }
+                Io::Fetch { sid, store } => {
                     // Stores may read files: off the async workers.
-                    Some(s) => {
-                        let s = s.clone();
-                        tokio::task::spawn_blocking(move || s.load(&sid))
-                            .await
-                            .unwrap_or(FetchReply::Failed)
-                    }
-                    None => FetchReply::NotFound,
-                };
-                self.followups.push_back(Input::FetchReply(reply));
-            }
-            Output::Fetched(f) => self.events.push_back(Event::Fetched(f)),
-            Output::FetchDenied { accept } => self.events.push_back(Event::FetchDenied(accept)),
-            Output::Close(reason) => {
-                self.close_now().await;
-                self.events.push_back(Event::Closed(reason));
+                    let reply = tokio::task::spawn_blocking(move || store.load(&sid))
+                        .await
+                        .unwrap_or(FetchReply::Failed);
+                    self.s.fetch_reply(reply);
+                }
+                Io::Close(reason) => {
+                    self.close_now().await;
+                    self.s.events.push_back(Event::Closed(reason));
+                }
             }
         }
     }
 
     /// A local receive session is over: store it (server) and tell the application.
     async fn keep(&mut self, s: StoredSession) {
-        let s = match &self.store {
-            Some(store) => {
-                // Stores may write files: off the async workers.
-                let store = store.clone();
-                let saved = tokio::task::spawn_blocking(move || {
-                    let ok = store.save(&s).is_ok();
-                    (s, ok)
-                })
-                .await;
-                match saved {
-                    Ok((s, true)) => s,
-                    Ok((s, false)) => {
-                        self.store_errors += 1;
-                        s
-                    }
-                    // The blocking task panicked: the session is gone.
-                    Err(_) => {
-                        self.store_errors += 1;
-                        return;
-                    }
-                }
-            }
-            None => s,
+        let Some(store) = self.s.store().cloned() else {
+            self.s.received(s, true);
+            return;
         };
-        self.events.push_back(Event::Received(Box::new(s)));
+        // Stores may write files: off the async workers.
+        let saved = tokio::task::spawn_blocking(move || {
+            let ok = store.save(&s).is_ok();
+            (s, ok)
+        })
+        .await;
+        match saved {
+            Ok((s, ok)) => self.s.received(s, ok),
+            // The blocking task panicked: the session is gone.
+            Err(_) => self.s.store_errors += 1,
+        }
     }
 
     /// Stops and joins every endpoint task still there.
     async fn finish_endpoints(&mut self) {
-        for r in self.running.values() {
-            r.stop();
-        }
-        for (_, r) in self.running.drain() {
+        for r in self.s.end_endpoints() {
             let _ = r.finish().await;
         }
-        self.prepared.clear();
-        self.pending_sockets.clear();
-        self.client_socket = None;
     }
 
     /// Closes the connection at once and ends every endpoint. A receiver still running (the
@@ -327,16 +175,9 @@ impl<M: Machine> Driver<M> {
             // Everything queued was written by `write_all`; FIN both ways.
             let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
         }
-        self.in_test = false;
-        for r in self.running.values() {
-            r.stop();
-        }
-        let sids: Vec<SessionId> = self.running.keys().copied().collect();
-        for sid in sids {
-            if let Some(r) = self.running.remove(&sid) {
-                if let Some(EndpointResult::Receiver(out)) = r.finish().await {
-                    self.keep(out.aborted()).await;
-                }
+        for r in self.s.abort_endpoints() {
+            if let Some(s) = Ending::Aborted.stored(r.finish().await) {
+                self.keep(s).await;
             }
         }
         self.finish_endpoints().await;
@@ -352,23 +193,17 @@ impl<M: Machine> Driver<M> {
             // A report about a session of a test already over is not an error.
             let _ = self.feed(Input::SessionFinished(report)).await;
         }
-        if self.closed || self.m.closed() {
+        if self.closed || self.s.m.closed() {
             return;
         }
-        let now = self.clock.now();
-        let mut wait = MAX_WAIT;
-        if let Some(d) = self.m.deadline() {
-            if now >= d {
-                let _ = self.feed(Input::Timer).await;
-                return;
-            }
-            wait = wait.min(d.duration_since(now).unwrap_or(Duration::ZERO));
-        }
+        let Some(wait) = self.s.wait_limit(MAX_WAIT) else {
+            let _ = self.feed(Input::Timer).await;
+            return;
+        };
         // The stop signal matters during a test (until fed), and for a server at any time.
+        let in_test = self.s.in_test;
         let stop = match &self.stop {
-            Some(s)
-                if (self.in_test && !self.stop_fed) || (!self.in_test && self.close_on_stop) =>
-            {
+            Some(s) if (in_test && !self.stop_fed) || (!in_test && self.close_on_stop) => {
                 Some(s.clone())
             }
             _ => None,
@@ -384,7 +219,7 @@ impl<M: Machine> Driver<M> {
                 let _ = self.feed(Input::SessionFinished(r)).await;
             }
             Wake::Stop => {
-                if self.in_test {
+                if self.s.in_test {
                     self.stop_fed = true;
                     let _ = self.feed(Input::StopSessions).await;
                 } else {
@@ -413,7 +248,7 @@ impl<M: Machine> Driver<M> {
     /// deadline, so this returns.
     pub async fn next_event(&mut self) -> Option<Event> {
         loop {
-            if let Some(e) = self.events.pop_front() {
+            if let Some(e) = self.s.events.pop_front() {
                 return Some(e);
             }
             if self.closed {
@@ -434,8 +269,6 @@ async fn wait_stop(stop: Option<&StopToken>) {
 
 impl<M> Drop for Driver<M> {
     fn drop(&mut self) {
-        for r in self.running.values() {
-            r.stop();
-        }
+        self.s.stop_all();
     }
 }

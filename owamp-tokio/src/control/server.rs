@@ -2,21 +2,18 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use owamp_core::control::{Mode, Server as ControlServer};
 use owamp_core::policy::ServerPolicy;
 use owamp_core::time::OwampTime;
 use owamp_std::clock::Clock;
+use owamp_std::control::common::{server_connection, ConnectionCounts};
 use owamp_std::control::{ConnectionSummary, ServeConfig, SessionStore};
-use owamp_std::net::canonical;
-use owamp_std::rng::OsRng;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::driver::{Driver, Event};
+use super::driver::Driver;
 use crate::StopToken;
 
 /// Serves one accepted control connection until it closes: drives the core's
@@ -34,19 +31,8 @@ pub async fn serve_connection<P: ServerPolicy>(
     store: Arc<dyn SessionStore>,
     shutdown: Option<&StopToken>,
 ) -> io::Result<ConnectionSummary> {
-    // A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6 addresses; the state
-    // machine compares them with the addresses in requests, which are plain IPv4.
-    let local = canonical(stream.local_addr()?);
-    let peer = canonical(stream.peer_addr()?);
-    let clock = config.endpoint.clock.clone();
-    let m = ControlServer::new(
-        clock.now(),
-        config.control.clone(),
-        policy,
-        OsRng,
-        local,
-        peer,
-    );
+    let (m, mut summary) =
+        server_connection(config, policy, stream.local_addr()?, stream.peer_addr()?);
     let mut d = Driver::new(
         m,
         stream,
@@ -56,48 +42,26 @@ pub async fn serve_connection<P: ServerPolicy>(
         config.io_timeout,
     )
     .await?;
-    let mut summary = ConnectionSummary {
-        peer,
-        mode: Mode::Open,
-        key_id: None,
-        sessions: 0,
-        stored: 0,
-        store_errors: 0,
-        close: None,
-    };
     loop {
-        while let Some(e) = d.events.pop_front() {
-            match e {
-                Event::Accepted(_) => summary.sessions += 1,
-                Event::Received(_) => summary.stored += 1,
-                Event::Closed(r) => summary.close = Some(r),
-                _ => {}
-            }
-        }
+        d.s.count_events(&mut summary);
         if d.closed {
             break;
         }
         // Outside a test (or once its stop has been fed and it ended), shutdown closes.
-        if shutdown.is_some_and(StopToken::is_stopped) && !d.in_test {
+        if shutdown.is_some_and(StopToken::is_stopped) && !d.s.in_test {
             d.close_now().await;
             continue;
         }
         d.step().await;
     }
-    summary.mode = d.m.mode();
-    summary.key_id = d.m.key_id().map(<[u8]>::to_vec);
-    summary.store_errors = d.store_errors;
-    summary.stored = summary.stored.saturating_sub(d.store_errors);
-    Ok(summary)
+    Ok(d.s.finish_summary(summary))
 }
 
 /// Shared view of a running [`Server`]: shut it down, count its connections.
 #[derive(Debug, Clone, Default)]
 pub struct ServerHandle {
     shutdown: StopToken,
-    active: Arc<AtomicUsize>,
-    accepted: Arc<AtomicU64>,
-    refused: Arc<AtomicU64>,
+    counts: ConnectionCounts,
 }
 
 impl ServerHandle {
@@ -114,31 +78,22 @@ impl ServerHandle {
 
     /// Connections being served now.
     pub fn active_connections(&self) -> usize {
-        self.active.load(Ordering::SeqCst)
+        self.counts.active()
     }
 
     /// Connections accepted and served so far.
     pub fn accepted_connections(&self) -> u64 {
-        self.accepted.load(Ordering::SeqCst)
+        self.counts.accepted()
     }
 
     /// Connections closed at once because [`ServeConfig::max_connections`] were being served.
     pub fn refused_connections(&self) -> u64 {
-        self.refused.load(Ordering::SeqCst)
+        self.counts.refused()
     }
 
     /// The shutdown signal itself (to wait for it, or to set it from elsewhere).
     pub fn stop_token(&self) -> StopToken {
         self.shutdown.clone()
-    }
-}
-
-/// Decrements the active count when a connection task ends, however it ends (aborted too).
-struct ActiveGuard(Arc<AtomicUsize>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -239,14 +194,12 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
                     continue;
                 }
             };
-            if self.handle.active.load(Ordering::SeqCst) >= self.config.max_connections {
-                self.handle.refused.fetch_add(1, Ordering::SeqCst);
+            // The guard keeps the connection counted as active until its task ends, however
+            // it ends (aborted too).
+            let Some(guard) = self.handle.counts.admit(self.config.max_connections) else {
                 drop(stream);
                 continue;
-            }
-            self.handle.active.fetch_add(1, Ordering::SeqCst);
-            self.handle.accepted.fetch_add(1, Ordering::SeqCst);
-            let guard = ActiveGuard(self.handle.active.clone());
+            };
             let policy = self.policy.clone();
             let config = self.config.clone();
             let store = self.store.clone();
