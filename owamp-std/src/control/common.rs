@@ -466,6 +466,40 @@ pub fn server_connection<P: ServerPolicy>(
     (m, summary)
 }
 
+/// What a server gives each connection: a clone of the operator's policy (a
+/// [`Limits`](owamp_core::policy::Limits) clone shares its state), the configuration and the
+/// store.
+#[derive(Clone)]
+pub struct ServerParts<P> {
+    /// The operator's policy.
+    pub policy: P,
+    /// How the server runs.
+    pub config: ServeConfig,
+    /// Where received sessions go, and Fetch-Session looks.
+    pub store: Arc<dyn SessionStore>,
+}
+
+impl<P> ServerParts<P> {
+    /// The parts of a new server; a Start-Time of zero in `config` becomes the current time.
+    pub fn new(mut config: ServeConfig, policy: P, store: Arc<dyn SessionStore>) -> Self {
+        if config.control.start_time == OwampTime::ZERO {
+            config.control.start_time = config.endpoint.clock.now();
+        }
+        Self {
+            policy,
+            config,
+            store,
+        }
+    }
+}
+
+/// Tells the configured log about a connection that has ended, unless serving it failed.
+pub fn log_connection(config: &ServeConfig, served: &std::io::Result<ConnectionSummary>) {
+    if let (Ok(summary), Some(log)) = (served, &config.log) {
+        log(summary);
+    }
+}
+
 /// A server's connection counts, shared by the accept loops of its listeners and their
 /// connections.
 #[derive(Debug, Clone, Default)]

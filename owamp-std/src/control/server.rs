@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 
 use owamp_core::control::{CloseReason, Mode, ServerConfig};
 use owamp_core::policy::ServerPolicy;
-use owamp_core::time::OwampTime;
 
-use super::common::{server_connection, ConnectionCounts};
+use super::common::{log_connection, server_connection, ConnectionCounts, ServerParts};
 use super::driver::Driver;
 use super::store::SessionStore;
 use super::StopHandle;
-use crate::clock::Clock;
 use crate::endpoint::EndpointConfig;
 use crate::net::wait_readable;
 
@@ -167,9 +165,7 @@ impl ServerHandle {
 /// An OWAMP server: accepts control connections and serves each on its own thread.
 pub struct Server<P> {
     listener: TcpListener,
-    policy: P,
-    config: ServeConfig,
-    store: Arc<dyn SessionStore>,
+    parts: ServerParts<P>,
     handle: ServerHandle,
 }
 
@@ -177,7 +173,7 @@ impl<P> std::fmt::Debug for Server<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener)
-            .field("config", &self.config)
+            .field("config", &self.parts.config)
             .finish_non_exhaustive()
     }
 }
@@ -205,18 +201,13 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
     /// Serves connections accepted on `listener`.
     pub fn from_listener(
         listener: TcpListener,
-        mut config: ServeConfig,
+        config: ServeConfig,
         policy: P,
         store: Arc<dyn SessionStore>,
     ) -> Self {
-        if config.control.start_time == OwampTime::ZERO {
-            config.control.start_time = config.endpoint.clock.now();
-        }
         Self {
             listener,
-            policy,
-            config,
-            store,
+            parts: ServerParts::new(config, policy, store),
             handle: ServerHandle::default(),
         }
     }
@@ -260,26 +251,23 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
                 }
             };
             // The guard keeps the connection counted as active until its thread ends.
-            let Some(guard) = self.handle.counts.admit(self.config.max_connections) else {
+            let Some(guard) = self.handle.counts.admit(self.parts.config.max_connections) else {
                 drop(stream);
                 continue;
             };
-            let policy = self.policy.clone();
-            let config = self.config.clone();
-            let store = self.store.clone();
+            let ServerParts {
+                policy,
+                config,
+                store,
+            } = self.parts.clone();
             let shutdown = self.handle.shutdown.clone();
             let spawned = std::thread::Builder::new()
                 .name("owamp-conn".into())
                 .spawn(move || {
                     let _guard = guard;
                     let _ = stream.set_nonblocking(false);
-                    if let Ok(summary) =
-                        serve_connection(stream, policy, &config, store, Some(&shutdown))
-                    {
-                        if let Some(log) = &config.log {
-                            log(&summary);
-                        }
-                    }
+                    let served = serve_connection(stream, policy, &config, store, Some(&shutdown));
+                    log_connection(&config, &served);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -287,7 +275,7 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
-        let deadline = Instant::now() + self.config.shutdown_grace;
+        let deadline = Instant::now() + self.parts.config.shutdown_grace;
         while self.handle.active_connections() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }

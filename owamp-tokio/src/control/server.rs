@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use owamp_core::policy::ServerPolicy;
-use owamp_core::time::OwampTime;
-use owamp_std::clock::Clock;
-use owamp_std::control::common::{server_connection, ConnectionCounts};
+use owamp_std::control::common::{
+    log_connection, server_connection, ConnectionCounts, ServerParts,
+};
 use owamp_std::control::{ConnectionSummary, ServeConfig, SessionStore};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -100,9 +100,7 @@ impl ServerHandle {
 /// An OWAMP server: accepts control connections and serves each on its own task.
 pub struct Server<P> {
     listener: TcpListener,
-    policy: P,
-    config: ServeConfig,
-    store: Arc<dyn SessionStore>,
+    parts: ServerParts<P>,
     handle: ServerHandle,
 }
 
@@ -110,7 +108,7 @@ impl<P> std::fmt::Debug for Server<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener)
-            .field("config", &self.config)
+            .field("config", &self.parts.config)
             .finish_non_exhaustive()
     }
 }
@@ -138,18 +136,13 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
     /// Serves connections accepted on `listener`.
     pub fn from_listener(
         listener: TcpListener,
-        mut config: ServeConfig,
+        config: ServeConfig,
         policy: P,
         store: Arc<dyn SessionStore>,
     ) -> Self {
-        if config.control.start_time == OwampTime::ZERO {
-            config.control.start_time = config.endpoint.clock.now();
-        }
         Self {
             listener,
-            policy,
-            config,
-            store,
+            parts: ServerParts::new(config, policy, store),
             handle: ServerHandle::default(),
         }
     }
@@ -196,28 +189,26 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
             };
             // The guard keeps the connection counted as active until its task ends, however
             // it ends (aborted too).
-            let Some(guard) = self.handle.counts.admit(self.config.max_connections) else {
+            let Some(guard) = self.handle.counts.admit(self.parts.config.max_connections) else {
                 drop(stream);
                 continue;
             };
-            let policy = self.policy.clone();
-            let config = self.config.clone();
-            let store = self.store.clone();
+            let ServerParts {
+                policy,
+                config,
+                store,
+            } = self.parts.clone();
             let shutdown = shutdown.clone();
             conns.spawn(async move {
                 let _guard = guard;
-                if let Ok(summary) =
-                    serve_connection(stream, policy, &config, store, Some(&shutdown)).await
-                {
-                    if let Some(log) = &config.log {
-                        log(&summary);
-                    }
-                }
+                let served =
+                    serve_connection(stream, policy, &config, store, Some(&shutdown)).await;
+                log_connection(&config, &served);
             });
         }
         // Stop listening at once; connections finish their tests within the grace period.
         drop(self.listener);
-        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+        let drained = tokio::time::timeout(self.parts.config.shutdown_grace, async {
             while conns.join_next().await.is_some() {}
         })
         .await;
