@@ -1,84 +1,15 @@
 //! Test endpoints on loopback without a control connection: a sender thread and a receiver
 //! thread exchanging one session's packets.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use owamp_core::control::{Mode, Role};
-use owamp_core::crypto::SessionKeys;
-use owamp_core::io::SessionInfo;
-use owamp_core::time::{duration_to_fixed_point, OwampTime};
-use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
+use owamp_core::control::Mode;
 use owamp_std::clock::{Clock, SystemClock};
-use owamp_std::endpoint::{EndpointConfig, EndpointResult, TestEndpoint};
+use owamp_std::endpoint::EndpointResult;
 use owamp_std::net::TestSocket;
-use owamp_std::rng::OsRng;
-
-fn secs(d: Duration) -> u64 {
-    duration_to_fixed_point(d).unwrap()
-}
-
-fn lo() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
-}
-
-struct Pair {
-    sender: TestEndpoint,
-    receiver: TestEndpoint,
-    recv_addr: SocketAddr,
-}
-
-fn pair(mode: Mode, packets: u32, interval: Duration, timeout: Duration, start: OwampTime) -> Pair {
-    let a = TestSocket::bind(SocketAddr::new(lo(), 0)).unwrap();
-    let b = TestSocket::bind(SocketAddr::new(lo(), 0)).unwrap();
-    let mut sid = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut OsRng, &mut sid);
-    let sid = SessionId(sid);
-    let request = RequestSession {
-        conf_sender: false,
-        conf_receiver: true,
-        num_packets: packets,
-        sender_port: a.local_addr().port(),
-        receiver_port: b.local_addr().port(),
-        sender_address: lo(),
-        receiver_address: lo(),
-        sid,
-        padding_length: 0,
-        start_time: start,
-        timeout: secs(timeout),
-        type_p: TypeP::from_dscp(46).unwrap(),
-        hmac: [0; 16],
-        slots: vec![Slot {
-            kind: SlotKind::Fixed,
-            mean: secs(interval),
-        }],
-        slots_hmac: [0; 16],
-    };
-    let keys = (mode != Mode::Open).then(|| SessionKeys::generate(&mut OsRng));
-    let info = |role, local: SocketAddr, peer: SocketAddr| SessionInfo {
-        sid,
-        role,
-        mode,
-        keys: keys.clone(),
-        local,
-        peer,
-        request: request.clone(),
-    };
-    let (al, bl) = (a.local_addr(), b.local_addr());
-    Pair {
-        sender: TestEndpoint::new(info(Role::Sender, al, bl), a).unwrap(),
-        receiver: TestEndpoint::new(info(Role::Receiver, bl, al), b).unwrap(),
-        recv_addr: bl,
-    }
-}
-
-fn config() -> EndpointConfig {
-    EndpointConfig {
-        record_send_lateness: true,
-        ..EndpointConfig::default()
-    }
-}
+use owamp_testkit::{config, lo, pair};
 
 #[test]
 fn sender_and_receiver_threads_exchange_a_session() {
