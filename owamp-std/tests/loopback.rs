@@ -4,15 +4,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use owamp_core::control::{ClientConfig, CloseReason, Identity, Mode, Modes, ServerConfig};
+use owamp_core::control::{CloseReason, Mode, Modes, ServerConfig};
 use owamp_core::io::{Finished, StoredSession};
-use owamp_core::policy::{AllowAll, ClassLimits, Limits, ServerPolicy};
+use owamp_core::policy::{AllowAll, ServerPolicy};
 use owamp_std::control::{
     run_test, ClientError, ClientOptions, MemoryStore, RunningServer, ServeConfig, Server,
     SessionSpec, StopHandle, TestPlan,
 };
-
-const PACKETS: u32 = 50;
+use owamp_testkit::{both_ways, client, limits_with_alice, serve_config, PACKETS};
 
 fn serve<P: ServerPolicy + Clone + Send + 'static>(
     ip: IpAddr,
@@ -20,74 +19,19 @@ fn serve<P: ServerPolicy + Clone + Send + 'static>(
     control_timeout: Duration,
 ) -> (RunningServer, SocketAddr, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    let config = ServeConfig {
-        control: ServerConfig {
-            control_timeout,
-            end_delay: Duration::from_millis(200),
-            ..ServerConfig::default()
-        },
-        max_connections: 8,
-        shutdown_grace: Duration::from_secs(5),
-        ..ServeConfig::default()
-    };
+    let config = serve_config(control_timeout, 8);
     let server = Server::bind(SocketAddr::new(ip, 0), config, policy, store.clone()).unwrap();
     let addr = server.local_addr().unwrap();
     (server.spawn().unwrap(), addr, store)
 }
 
-fn client(identity: Option<(&str, &str)>, modes: Modes) -> ClientOptions {
-    ClientOptions {
-        control: ClientConfig {
-            modes,
-            identity: identity.map(|(k, p)| Identity {
-                key_id: k.as_bytes().to_vec(),
-                passphrase: p.as_bytes().to_vec(),
-            }),
-            control_timeout: Duration::from_secs(5),
-            end_delay: Duration::from_millis(200),
-            ..ClientConfig::default()
-        },
-        ..ClientOptions::default()
-    }
-}
-
 fn spec() -> SessionSpec {
-    SessionSpec {
-        timeout: Duration::from_secs(1),
-        ..SessionSpec::periodic(PACKETS, Duration::from_millis(10))
-    }
-}
-
-fn both_ways() -> TestPlan {
-    TestPlan {
-        send: Some(spec()),
-        receive: Some(spec()),
-        start_delay: Duration::from_millis(300),
-    }
+    owamp_testkit::spec(PACKETS, Duration::from_millis(10))
 }
 
 /// Every packet arrived once, with a small positive delay and TTL 255.
 fn check_complete(s: &StoredSession) {
-    assert_eq!(s.finished, Finished::Normal);
-    assert_eq!(s.next_seqno, PACKETS);
-    assert_eq!(s.records.len(), PACKETS as usize, "records");
-    let mut seen = vec![false; PACKETS as usize];
-    for r in &s.records {
-        assert!(!r.is_lost(), "packet {} lost", r.seq);
-        assert!(!seen[r.seq as usize], "duplicate {}", r.seq);
-        seen[r.seq as usize] = true;
-        let delay = r.recv_time.diff_nanos(r.send_time);
-        assert!(delay > 0, "delay {delay} ns of packet {}", r.seq);
-        assert!(delay < 100_000_000, "delay {delay} ns of packet {}", r.seq);
-        assert_eq!(r.ttl, 255, "TTL");
-        assert!(r.send_error.is_valid() && r.recv_error.is_valid());
-    }
-}
-
-fn limits_with_alice() -> Limits {
-    let l = Limits::new(Modes::ALL, "default", ClassLimits::default());
-    l.set_passphrase(b"alice", b"wonderland");
-    l
+    owamp_testkit::check_complete(s, PACKETS);
 }
 
 #[test]

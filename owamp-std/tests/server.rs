@@ -1,35 +1,19 @@
 //! Server behaviour over loopback: clients that vanish, the connection cap, shutdown, and
 //! sessions stored as .owp files.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use owamp_core::control::{ClientConfig, Role, ServerConfig};
+use owamp_core::control::{ClientConfig, Role};
 use owamp_core::io::Finished;
 use owamp_core::owp::OwpReader;
 use owamp_core::policy::AllowAll;
 use owamp_std::control::{
-    read_owp, run_test, ClientConnection, ClientOptions, DirectoryStore, MemoryStore, ServeConfig,
-    Server, SessionSpec, TestPlan,
+    read_owp, run_test, ClientConnection, ClientOptions, DirectoryStore, MemoryStore, Server,
+    SessionSpec, TestPlan,
 };
-
-fn lo() -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)
-}
-
-fn config(control_timeout: Duration, max_connections: usize) -> ServeConfig {
-    ServeConfig {
-        control: ServerConfig {
-            control_timeout,
-            end_delay: Duration::from_millis(200),
-            ..ServerConfig::default()
-        },
-        max_connections,
-        shutdown_grace: Duration::from_secs(5),
-        ..ServeConfig::default()
-    }
-}
+use owamp_testkit::{lo_addr as lo, serve_config as config};
 
 fn client() -> ClientOptions {
     ClientOptions {

@@ -1,17 +1,19 @@
 //! Test set-up shared by the test suites of owamp-std and owamp-tokio: a test session's two
-//! endpoints on loopback, built without a control connection. Test code only: it panics on
-//! any failure.
+//! endpoints on loopback, built without a control connection, and the configurations and
+//! checks of the loopback measurements. Test code only: it panics on any failure.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use owamp_core::control::{Mode, Role};
+use owamp_core::control::{ClientConfig, Identity, Mode, Modes, Role, ServerConfig};
 use owamp_core::crypto::SessionKeys;
-use owamp_core::io::SessionInfo;
+use owamp_core::io::{Finished, SessionInfo, StoredSession};
+use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::time::{duration_to_fixed_point, OwampTime};
 use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
+use owamp_std::control::{ClientOptions, ServeConfig, SessionSpec, TestPlan};
 use owamp_std::endpoint::{EndpointConfig, TestEndpoint};
 use owamp_std::net::TestSocket;
 use owamp_std::rng::OsRng;
@@ -94,5 +96,87 @@ pub fn config() -> EndpointConfig {
     EndpointConfig {
         record_send_lateness: true,
         ..EndpointConfig::default()
+    }
+}
+
+/// Packets per session of the loopback measurements.
+pub const PACKETS: u32 = 50;
+
+/// 127.0.0.1, any port.
+pub fn lo_addr() -> SocketAddr {
+    SocketAddr::new(lo(), 0)
+}
+
+/// A server configuration with short timeouts.
+pub fn serve_config(control_timeout: Duration, max_connections: usize) -> ServeConfig {
+    ServeConfig {
+        control: ServerConfig {
+            control_timeout,
+            end_delay: Duration::from_millis(200),
+            ..ServerConfig::default()
+        },
+        max_connections,
+        shutdown_grace: Duration::from_secs(5),
+        ..ServeConfig::default()
+    }
+}
+
+/// A client that offers `modes`, with `identity` (KeyID, passphrase) if given, and short
+/// timeouts.
+pub fn client(identity: Option<(&str, &str)>, modes: Modes) -> ClientOptions {
+    ClientOptions {
+        control: ClientConfig {
+            modes,
+            identity: identity.map(|(k, p)| Identity {
+                key_id: k.as_bytes().to_vec(),
+                passphrase: p.as_bytes().to_vec(),
+            }),
+            control_timeout: Duration::from_secs(5),
+            end_delay: Duration::from_millis(200),
+            ..ClientConfig::default()
+        },
+        ..ClientOptions::default()
+    }
+}
+
+/// `packets` packets every `interval`, loss timeout 1 s.
+pub fn spec(packets: u32, interval: Duration) -> SessionSpec {
+    SessionSpec {
+        timeout: Duration::from_secs(1),
+        ..SessionSpec::periodic(packets, interval)
+    }
+}
+
+/// [`PACKETS`] packets every 10 ms each way, starting 300 ms after the requests.
+pub fn both_ways() -> TestPlan {
+    TestPlan {
+        send: Some(spec(PACKETS, Duration::from_millis(10))),
+        receive: Some(spec(PACKETS, Duration::from_millis(10))),
+        start_delay: Duration::from_millis(300),
+    }
+}
+
+/// Limits that allow every mode and know the user "alice".
+pub fn limits_with_alice() -> Limits {
+    let l = Limits::new(Modes::ALL, "default", ClassLimits::default());
+    l.set_passphrase(b"alice", b"wonderland");
+    l
+}
+
+/// Every one of `packets` packets arrived once, with a small positive delay and TTL 255.
+pub fn check_complete(s: &StoredSession, packets: u32) {
+    assert_eq!(s.finished, Finished::Normal);
+    assert_eq!(s.next_seqno, packets);
+    assert_eq!(s.records.len(), packets as usize, "records");
+    let mut seen = vec![false; packets as usize];
+    for r in &s.records {
+        assert!(!r.is_lost(), "packet {} lost", r.seq);
+        assert!(!seen[r.seq as usize], "duplicate {}", r.seq);
+        seen[r.seq as usize] = true;
+        let delay = r.recv_time.diff_nanos(r.send_time);
+        assert!(delay > 0, "delay {delay} ns of packet {}", r.seq);
+        assert!(delay < 100_000_000, "delay {delay} ns of packet {}", r.seq);
+        assert_eq!(r.ttl, 255, "TTL");
+        assert!(r.send_error.is_valid() && r.recv_error.is_valid());
     }
 }
