@@ -1,0 +1,140 @@
+//! Command-line argument groups that owping and owfetch share (perfSONAR's clients take the
+//! same connection and owstats output flags), flattened into each tool's `Args`.
+//!
+//! The flags are declared in the order the tools list them, so flattening keeps their help
+//! output as it was. Where a tool's help text differs, it overrides it with `mut_arg`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use owamp_std::control::ClientOptions;
+
+use crate::client::{self, Family};
+use crate::owstats;
+
+/// The connection and authentication flags (-4, -6, -A, -k, -S, -u).
+#[derive(Debug, clap::Args)]
+pub struct ConnectionArgs {
+    /// connect using IPv4 addresses only
+    #[arg(short = '4', help_heading = "Connection Args")]
+    pub ipv4: bool,
+    /// connect using IPv6 addresses only
+    #[arg(short = '6', help_heading = "Connection Args")]
+    pub ipv6: bool,
+    /// Modes accepted (`-A`): letters A, E, O.
+    #[arg(
+        help = "requested modes: [A]uthenticated, [E]ncrypted, [O]pen",
+        short = 'A',
+        value_name = "authmode",
+        help_heading = "Connection Args"
+    )]
+    pub authmode: Option<String>,
+    /// passphrase file to use with Authenticated/Encrypted modes
+    #[arg(short = 'k', value_name = "pfsfile", help_heading = "Connection Args")]
+    pub pfsfile: Option<PathBuf>,
+    /// local address for the control connection
+    #[arg(short = 'S', value_name = "srcaddr", help_heading = "Connection Args")]
+    pub srcaddr: Option<String>,
+    /// username (identity) to use with Authenticated/Encrypted modes
+    #[arg(short = 'u', value_name = "username", help_heading = "Connection Args")]
+    pub username: Option<String>,
+}
+
+impl ConnectionArgs {
+    /// The address family of -4 and -6.
+    pub fn family(&self) -> Result<Family, String> {
+        client::family(self.ipv4, self.ipv6)
+    }
+
+    /// Client options with the modes of -A and the identity of -u and -k.
+    pub fn client_options(&self, prog: &str, err: &mut dyn Write) -> Result<ClientOptions, String> {
+        client::client_options(
+            prog,
+            self.authmode.as_deref(),
+            self.username.as_deref(),
+            self.pfsfile.as_deref(),
+            err,
+        )
+    }
+}
+
+/// owstats's output flags (-a, -b, -d, -M, -n, -N, -p, -Q, -R, -v, -U).
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// report an additional percentile level for the delays
+    #[arg(short = 'a', value_name = "alpha", help_heading = "Output Args")]
+    pub alpha: Option<String>,
+    /// bin size for histogram calculations
+    #[arg(short = 'b', value_name = "bucketwidth", help_heading = "Output Args")]
+    pub bucket_width: Option<String>,
+    /// directory for the files of -p
+    #[arg(short = 'd', value_name = "dir", help_heading = "Output Args")]
+    pub save_dir: Option<String>,
+    /// print machine (perl) readable summary
+    #[arg(short = 'M', help_heading = "Output Args")]
+    pub machine: bool,
+    /// 'n','u','m', or 's'
+    #[arg(short = 'n', value_name = "units", help_heading = "Output Args")]
+    pub units: Option<String>,
+    /// number of test packets (to summarize per sub-session)
+    #[arg(short = 'N', value_name = "count", help_heading = "Output Args")]
+    pub sub_count: Option<String>,
+    /// write each summary to a file named after its start and end time
+    #[arg(short = 'p', help_heading = "Output Args")]
+    pub print_files: bool,
+    /// do not print statistics
+    #[arg(short = 'Q', help_heading = "Output Args")]
+    pub quiet: bool,
+    /// print RAW data: "SEQNO STIME SS SERR RTIME RS RERR TTL"
+    #[arg(short = 'R', help_heading = "Output Args")]
+    pub raw: bool,
+    /// print out individual delays (-vN: of the first N packets)
+    #[arg(short = 'v', help_heading = "Output Args")]
+    pub verbose: bool,
+    #[arg(long = "verbose-limit", hide = true, value_name = "N")]
+    pub verbose_limit: Option<String>,
+    /// add UNIX timestamps when printing individual delays
+    #[arg(short = 'U', help_heading = "Output Args")]
+    pub unix: bool,
+}
+
+impl OutputArgs {
+    /// The owstats options these flags stand for, checked as owstats checks them (`prog`
+    /// names the tool in clap's messages).
+    pub fn owstats_options(
+        &self,
+        prog: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<owstats::Options, clap::Error> {
+        let mut v: Vec<OsString> = vec![prog.into()];
+        for (flag, val) in [
+            ("-a", &self.alpha),
+            ("-b", &self.bucket_width),
+            ("-d", &self.save_dir),
+            ("-n", &self.units),
+            ("-N", &self.sub_count),
+        ] {
+            if let Some(x) = val {
+                v.push(flag.into());
+                v.push(x.into());
+            }
+        }
+        if let Some(n) = &self.verbose_limit {
+            v.push(format!("--verbose-limit={n}").into());
+        }
+        for (set, flag) in [
+            (self.machine, "-M"),
+            (self.print_files, "-p"),
+            (self.quiet, "-Q"),
+            (self.raw, "-R"),
+            (self.verbose, "-v"),
+            (self.unix, "-U"),
+        ] {
+            if set {
+                v.push(flag.into());
+            }
+        }
+        owstats::parse_options(v, warnings)
+    }
+}
