@@ -1,5 +1,6 @@
-//! Command-line argument groups that owping and owfetch share (perfSONAR's clients take the
-//! same connection and owstats output flags), flattened into each tool's `Args`.
+//! Command-line argument groups that the clients share, flattened into each tool's `Args`:
+//! owping and owfetch take the same connection and owstats output flags, owping and
+//! powstream the same operands.
 //!
 //! The flags are declared in the order the tools list them, so flattening keeps their help
 //! output as it was. Where a tool's help text differs, it overrides it with `mut_arg`.
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 
 use owamp_std::control::ClientOptions;
 
-use crate::client::{self, Family};
+use crate::client::{self, Family, HostSpec};
 use crate::owstats;
 
 /// The connection and authentication flags (-4, -6, -A, -k, -S, -u).
@@ -136,5 +137,48 @@ impl OutputArgs {
             }
         }
         owstats::parse_options(v, warnings)
+    }
+}
+
+/// The operands of owping and powstream: the test peer and, when it is another name for it,
+/// the server to contact.
+#[derive(Debug, clap::Args)]
+pub struct PeerArgs {
+    /// The peer (`host`, `host:port`, a bracketed IPv6 address with a port).
+    #[arg(
+        help = "the host to test with: host, host:port, [v6addr]:port",
+        value_name = "testaddr"
+    )]
+    pub testaddr: String,
+    /// the server to contact, when not testaddr (it must have the same address)
+    #[arg(value_name = "servaddr")]
+    pub servaddr: Option<String>,
+}
+
+/// The hosts of [`PeerArgs`], parsed.
+#[derive(Debug)]
+pub struct Hosts {
+    /// The test peer.
+    pub test: HostSpec,
+    /// The server to contact.
+    pub serv: HostSpec,
+    /// The server as written (servaddr, or testaddr when there is none).
+    pub serv_name: String,
+}
+
+impl PeerArgs {
+    /// Parses the test peer and the server, on the OWAMP-Control port unless one is written.
+    pub fn hosts(&self) -> Result<Hosts, String> {
+        let test = client::parse_host(&self.testaddr, client::CONTROL_PORT)?;
+        let serv_name = self
+            .servaddr
+            .clone()
+            .unwrap_or_else(|| self.testaddr.clone());
+        let serv = client::parse_host(&serv_name, client::CONTROL_PORT)?;
+        Ok(Hosts {
+            test,
+            serv,
+            serv_name,
+        })
     }
 }

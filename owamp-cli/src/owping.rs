@@ -26,7 +26,7 @@ use owamp_core::stats::report::Peer;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 use owamp_std::control::{fetched_to_stored, sid_hex, SessionSpec, StopHandle};
 
-use crate::args::{ConnectionArgs, OutputArgs};
+use crate::args::{ConnectionArgs, Hosts, OutputArgs, PeerArgs};
 use crate::client::{self, Family};
 use crate::owstats;
 use crate::sys::Environment;
@@ -133,15 +133,8 @@ pub struct Args {
     #[arg(long = "json", help_heading = "Output Args")]
     pub json: bool,
 
-    /// The peer (`host`, `host:port`, a bracketed IPv6 address with a port).
-    #[arg(
-        help = "the host to test with: host, host:port, [v6addr]:port",
-        value_name = "testaddr"
-    )]
-    pub testaddr: String,
-    /// the server to contact, when not testaddr (it must have the same address)
-    #[arg(value_name = "servaddr")]
-    pub servaddr: Option<String>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 /// Seconds as 32.32 fixed point, truncated as owping converts doubles (`-i 0.05` is
@@ -306,12 +299,11 @@ fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
         None => Some(DEFAULT_TEST_PORTS),
     };
     let padding = args.padding.unwrap_or(0).min(MAX_PADDING);
-    let test = client::parse_host(&args.testaddr, client::CONTROL_PORT)?;
-    let serv_name = args
-        .servaddr
-        .clone()
-        .unwrap_or_else(|| args.testaddr.clone());
-    let serv = client::parse_host(&serv_name, client::CONTROL_PORT)?;
+    let Hosts {
+        test,
+        serv,
+        serv_name,
+    } = args.peer.hosts()?;
     let mut to = args.to || args.to_file.is_some();
     let mut from = args.from || args.from_file.is_some();
     if !to && !from {
@@ -422,7 +414,7 @@ fn execute(
         let _ = writeln!(err, "owping: {}", client::NTP_UNSYNC);
     }
     let mut files = OutputFiles::create(&[&a.to_file, &a.from_file])?;
-    let test = a.servaddr.as_ref().map(|_| &p.test);
+    let test = a.peer.servaddr.as_ref().map(|_| &p.test);
     let serv_addrs = client::resolve_server(&p.serv, test, p.family)?;
     if stop.is_stopped() {
         return Ok(2);

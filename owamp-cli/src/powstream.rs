@@ -41,6 +41,7 @@ use owamp_std::control::{
     SessionSpec, StopHandle,
 };
 
+use crate::args::{Hosts, PeerArgs};
 use crate::client::{self, Family};
 use crate::config::server::{check_facility, LOG_LEVELS};
 use crate::owping;
@@ -213,15 +214,8 @@ pub struct Args {
     )]
     pub sessions: Option<u64>,
 
-    /// The peer (`host`, `host:port`, a bracketed IPv6 address with a port).
-    #[arg(
-        help = "the host to test with: host, host:port, [v6addr]:port",
-        value_name = "testaddr"
-    )]
-    pub testaddr: String,
-    /// the server to contact, when not testaddr (it must have the same address)
-    #[arg(value_name = "servaddr")]
-    pub servaddr: Option<String>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 /// Everything powstream needs from the command line, checked.
@@ -326,12 +320,11 @@ fn plan(args: Args) -> Result<Plan, String> {
         return Err("Invalid (-X) value. Positive integer expected".into());
     }
     let padding = args.padding.unwrap_or(0).min(owping::MAX_PADDING);
-    let test = client::parse_host(&args.testaddr, client::CONTROL_PORT)?;
-    let serv_name = args
-        .servaddr
-        .clone()
-        .unwrap_or_else(|| args.testaddr.clone());
-    let serv = client::parse_host(&serv_name, client::CONTROL_PORT)?;
+    let Hosts {
+        test,
+        serv,
+        serv_name,
+    } = args.peer.hosts()?;
     let role = if args.to {
         Role::Sender
     } else {
@@ -971,7 +964,7 @@ fn start(
     };
     let _lock = DirLock::take(&lock_path)?;
     // A name that does not resolve now is a mistake, not a network problem to wait out.
-    let test = a.servaddr.as_ref().map(|_| &p.test);
+    let test = a.peer.servaddr.as_ref().map(|_| &p.test);
     client::resolve_server(&p.serv, test, p.family)?;
     if let Some(d) = p.end_delay {
         opts.control.end_delay = d;
