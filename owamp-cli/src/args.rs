@@ -182,3 +182,96 @@ impl PeerArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn help_of<A: CommandFactory>(id: &str) -> String {
+        A::command()
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_tool_keeps_its_own_help_for_shared_flags() {
+        use crate::{owfetch, owping};
+        assert_eq!(
+            help_of::<owping::Args>("srcaddr"),
+            "local address for the control connection and tests"
+        );
+        assert_eq!(
+            help_of::<owfetch::Args>("srcaddr"),
+            "local address for the control connection"
+        );
+        assert_eq!(
+            help_of::<owping::Args>("quiet"),
+            "run the test and exit without reporting statistics"
+        );
+        assert_eq!(help_of::<owfetch::Args>("quiet"), "do not print statistics");
+    }
+
+    #[test]
+    fn the_server_defaults_to_the_test_peer() {
+        let p = PeerArgs {
+            testaddr: "[::1]:4000".into(),
+            servaddr: None,
+        };
+        let h = p.hosts().unwrap();
+        assert_eq!(h.serv_name, "[::1]:4000");
+        assert_eq!(h.serv, h.test);
+        assert_eq!(h.serv.port, 4000);
+        let p = PeerArgs {
+            testaddr: "a.example".into(),
+            servaddr: Some("b.example:9".into()),
+        };
+        let h = p.hosts().unwrap();
+        assert_eq!((h.test.node.as_str(), h.test.port), ("a.example", 861));
+        assert_eq!((h.serv.node.as_str(), h.serv.port), ("b.example", 9));
+        let p = PeerArgs {
+            testaddr: "h".into(),
+            servaddr: Some("h:0".into()),
+        };
+        assert!(p.hosts().is_err());
+    }
+
+    #[test]
+    fn output_flags_reach_owstats() {
+        let o = OutputArgs {
+            alpha: None,
+            bucket_width: None,
+            save_dir: None,
+            machine: false,
+            units: None,
+            sub_count: None,
+            print_files: false,
+            quiet: false,
+            raw: false,
+            verbose: true,
+            verbose_limit: Some("20".into()),
+            unix: false,
+        };
+        let opts = o.owstats_options("test", &mut Vec::new()).unwrap();
+        assert!(opts.verbose);
+        assert_eq!(opts.record_limit, 20);
+        assert!(!opts.machine);
+        let machine = OutputArgs {
+            machine: true,
+            verbose: false,
+            verbose_limit: None,
+            ..o
+        };
+        let opts = machine.owstats_options("test", &mut Vec::new()).unwrap();
+        assert!(opts.machine && !opts.verbose);
+        let bad = OutputArgs {
+            units: Some("x".into()),
+            ..machine
+        };
+        assert!(bad.owstats_options("test", &mut Vec::new()).is_err());
+    }
+}

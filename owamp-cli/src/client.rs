@@ -117,6 +117,15 @@ impl Family {
     }
 }
 
+/// The exit status of a tool's run: its own, or 1 after printing `prog: msg` for an error
+/// that stopped it.
+pub fn exit_status(prog: &str, r: Result<i32, String>, err: &mut dyn Write) -> i32 {
+    r.unwrap_or_else(|m| {
+        let _ = writeln!(err, "{prog}: {m}");
+        1
+    })
+}
+
 /// The address family of the -4 and -6 flags.
 pub fn family(ipv4: bool, ipv6: bool) -> Result<Family, String> {
     match (ipv4, ipv6) {
@@ -373,6 +382,16 @@ pub fn print_stats(
         .and_then(|r| owstats::stats_from(r, opts, out, env, names))
 }
 
+/// Why a Request-Session failed, as the clients report it.
+pub fn request_failure(e: &ClientError) -> String {
+    match e {
+        ClientError::Rejected(c) => {
+            format!("Server denied the session request: {}", describe_accept(*c))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// A short description of a refused request.
 pub fn describe_accept(code: AcceptCode) -> String {
     format!("{code:?} (Accept = {})", code.to_u8())
@@ -432,6 +451,31 @@ mod tests {
         let h = parse_host("127.0.0.1:9", 861).unwrap();
         assert_eq!(resolve(&h, Family::V4).unwrap()[0].port(), 9);
         assert!(resolve(&h, Family::V6).is_err());
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(family(false, false), Ok(Family::Any));
+        assert_eq!(family(true, false), Ok(Family::V4));
+        assert_eq!(family(false, true), Ok(Family::V6));
+        assert_eq!(
+            family(true, true),
+            Err("-4 and -6 flags cannot be set together".to_string())
+        );
+    }
+
+    #[test]
+    fn a_separate_test_host_must_be_the_server() {
+        let serv = parse_host("127.0.0.1:9", 861).unwrap();
+        let same = parse_host("127.0.0.1", 861).unwrap();
+        let other = parse_host("127.0.0.2", 861).unwrap();
+        assert_eq!(
+            resolve_server(&serv, None, Family::Any).unwrap()[0].port(),
+            9
+        );
+        assert!(resolve_server(&serv, Some(&same), Family::Any).is_ok());
+        let e = resolve_server(&serv, Some(&other), Family::Any).unwrap_err();
+        assert!(e.contains("other than the server's"), "{e}");
     }
 
     #[test]

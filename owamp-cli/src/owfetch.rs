@@ -60,13 +60,8 @@ pub fn run(
         Ok(a) => a,
         Err(code) => return code,
     };
-    match fetch_all(&a, out, err, env) {
-        Ok(code) => code,
-        Err(m) => {
-            let _ = writeln!(err, "owfetch: {m}");
-            1
-        }
-    }
+    let r = fetch_all(&a, out, err, env);
+    client::exit_status("owfetch", r, err)
 }
 
 fn fetch_all(

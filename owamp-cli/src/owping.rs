@@ -359,13 +359,8 @@ pub fn run(
         Ok(p) => p,
         Err(m) => return client::usage_error::<Args>("owping", err, &m),
     };
-    match execute(&p, out, err, env, stop) {
-        Ok(code) => code,
-        Err(m) => {
-            let _ = writeln!(err, "owping: {m}");
-            1
-        }
-    }
+    let r = execute(&p, out, err, env, stop);
+    client::exit_status("owping", r, err)
 }
 
 /// The `-F`/`-T` files, created (truncated) before the test as owping does, so that an
@@ -479,16 +474,7 @@ fn execute(
                 }
             }
             Err(e) => {
-                let why = match &e {
-                    owamp_std::control::ClientError::Rejected(c) => {
-                        format!(
-                            "Server denied the session request: {}",
-                            client::describe_accept(*c)
-                        )
-                    }
-                    other => other.to_string(),
-                };
-                let _ = writeln!(err, "owping: {why}");
+                let _ = writeln!(err, "owping: {}", client::request_failure(&e));
                 let _ = writeln!(err, "owping: Session Failed!");
                 conn.close();
                 return Ok(1);

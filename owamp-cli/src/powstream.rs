@@ -37,8 +37,8 @@ use owamp_core::stats::report::{self, ReportContext, Scale};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::{SessionId, Slot, SlotKind};
 use owamp_std::control::{
-    fetched_to_stored, owp_header, sid_hex, ClientConnection, ClientError, ClientOptions,
-    SessionSpec, StopHandle,
+    fetched_to_stored, owp_header, sid_hex, ClientConnection, ClientOptions, SessionSpec,
+    StopHandle,
 };
 
 use crate::args::{Hosts, PeerArgs};
@@ -688,14 +688,7 @@ impl Stream<'_> {
         let info = match conn.request_session(p.role, &p.spec, start) {
             Ok(i) => i,
             Err(e) => {
-                let why = match &e {
-                    ClientError::Rejected(c) => format!(
-                        "Server denied the session request: {}",
-                        client::describe_accept(*c)
-                    ),
-                    other => other.to_string(),
-                };
-                self.log(&why);
+                self.log(&client::request_failure(&e));
                 conn.close();
                 return None;
             }
@@ -934,13 +927,8 @@ pub fn run(
         Ok(p) => p,
         Err(m) => return client::usage_error::<Args>("powstream", err, &m),
     };
-    match start(&p, out, err, env, stop) {
-        Ok(code) => code,
-        Err(m) => {
-            let _ = writeln!(err, "powstream: {m}");
-            1
-        }
-    }
+    let r = start(&p, out, err, env, stop);
+    client::exit_status("powstream", r, err)
 }
 
 fn start(
