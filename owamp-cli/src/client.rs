@@ -1,15 +1,46 @@
-//! What owping and owfetch share: peer names, the control connection (with a source address),
-//! the identity and its pass-phrase, and the messages perfSONAR's clients print.
+//! What owping, owfetch and powstream share: the command line's parsing and usage errors, peer
+//! names, the control connection (with a source address), the identity and its pass-phrase,
+//! the statistics of a fetched session, and the messages perfSONAR's clients print.
 
-use std::io::Write;
+use std::ffi::OsString;
+use std::io::{Cursor, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use owamp_core::control::{AcceptCode, CloseReason, Identity, Modes};
-use owamp_std::control::{ClientConnection, ClientError, ClientOptions};
+use owamp_core::io::StoredSession;
+use owamp_core::owp::{self, OwpReader};
+use owamp_std::clock::kernel_clock_status;
+use owamp_std::control::{owp_header, ClientConnection, ClientError, ClientOptions};
 
 use crate::config::{self, pfs};
+use crate::owstats;
+use crate::sys::Environment;
+
+/// Parses a tool's command line. On an error, or for `--help`, prints what clap prints and
+/// returns the exit status (1 for an error, 0 for help).
+pub fn parse_args<A: clap::Parser>(
+    argv: impl IntoIterator<Item = OsString>,
+    err: &mut dyn Write,
+) -> Result<A, i32> {
+    A::try_parse_from(argv).map_err(|e| {
+        let _ = write!(err, "{}", e.render());
+        if e.use_stderr() {
+            1
+        } else {
+            0
+        }
+    })
+}
+
+/// Prints `prog: msg` and the usage line of `A` for a command-line error and returns the exit
+/// status for it.
+pub fn usage_error<A: clap::CommandFactory>(prog: &str, err: &mut dyn Write, msg: &str) -> i32 {
+    let _ = writeln!(err, "{prog}: {msg}");
+    let _ = writeln!(err, "{}", A::command().render_usage());
+    1
+}
 
 /// The OWAMP-Control port (RFC 4656 2, IANA "owamp-control").
 pub const CONTROL_PORT: u16 = 861;
@@ -86,6 +117,25 @@ impl Family {
     }
 }
 
+/// The exit status of a tool's run: its own, or 1 after printing `prog: msg` for an error
+/// that stopped it.
+pub fn exit_status(prog: &str, r: Result<i32, String>, err: &mut dyn Write) -> i32 {
+    r.unwrap_or_else(|m| {
+        let _ = writeln!(err, "{prog}: {m}");
+        1
+    })
+}
+
+/// The address family of the -4 and -6 flags.
+pub fn family(ipv4: bool, ipv6: bool) -> Result<Family, String> {
+    match (ipv4, ipv6) {
+        (true, true) => Err("-4 and -6 flags cannot be set together".into()),
+        (true, false) => Ok(Family::V4),
+        (false, true) => Ok(Family::V6),
+        (false, false) => Ok(Family::Any),
+    }
+}
+
 /// The addresses of a host, filtered by family.
 pub fn resolve(h: &HostSpec, family: Family) -> Result<Vec<SocketAddr>, String> {
     let addrs: Vec<SocketAddr> = (h.node.as_str(), h.port)
@@ -97,6 +147,26 @@ pub fn resolve(h: &HostSpec, family: Family) -> Result<Vec<SocketAddr>, String> 
         return Err(format!("{}: no usable address", h.node));
     }
     Ok(addrs)
+}
+
+/// The addresses of the server. When a test address was given apart from the server
+/// (`test`), it must be one of the server's: tests with a third host are not supported.
+pub fn resolve_server(
+    serv: &HostSpec,
+    test: Option<&HostSpec>,
+    family: Family,
+) -> Result<Vec<SocketAddr>, String> {
+    let serv_addrs = resolve(serv, family)?;
+    if let Some(test) = test {
+        let test_addrs = resolve(test, family)?;
+        if !test_addrs.iter().any(|t| t.ip() == serv_addrs[0].ip()) {
+            return Err(format!(
+                "a test address ({}) other than the server's ({}) is not supported",
+                test.node, serv.node
+            ));
+        }
+    }
+    Ok(serv_addrs)
 }
 
 /// Connects a TCP stream to `server`, from `source` if given, within `timeout`.
@@ -179,6 +249,28 @@ pub fn identity(
         key_id: user.as_bytes().to_vec(),
         passphrase: p,
     }))
+}
+
+/// Client options with the modes of -A and the identity of -u and its pass-phrase (-k).
+pub fn client_options(
+    prog: &str,
+    authmode: Option<&str>,
+    user: Option<&str>,
+    pfs_file: Option<&Path>,
+    err: &mut dyn Write,
+) -> Result<ClientOptions, String> {
+    let mut opts = ClientOptions::default();
+    opts.control.modes = parse_authmode(authmode)?;
+    opts.control.identity = identity(prog, user, pfs_file, err)?;
+    Ok(opts)
+}
+
+/// The warning perfSONAR's clients give when the kernel clock is not synchronized.
+pub const NTP_UNSYNC: &str = "NTP: Status UNSYNC (clock offset issues likely)";
+
+/// Whether the kernel says its clock is not synchronized (false when it cannot tell).
+pub fn clock_unsynchronized() -> bool {
+    kernel_clock_status().is_ok_and(|s| !s.synchronized)
 }
 
 /// A set-up control connection and how long the set-up took (owping's round-trip bound).
@@ -265,6 +357,41 @@ pub fn open_control(
     None
 }
 
+/// The bytes of a `.owp` file for a stored session.
+pub fn owp_bytes(s: &StoredSession) -> Result<Vec<u8>, String> {
+    owp::to_bytes(&owp_header(s), &s.records).map_err(|e| e.to_string())
+}
+
+/// Writes a session's `.owp` file; the error names the file.
+pub fn save_owp(path: &Path, s: &StoredSession) -> Result<(), String> {
+    owp::write_file(path, &owp_header(s), s.records.iter().copied())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Prints the owstats statistics of a session from the bytes of its `.owp` file, naming its
+/// ends `names` (sender, receiver) when given.
+pub fn print_stats(
+    bytes: &[u8],
+    opts: &owstats::Options,
+    out: &mut dyn Write,
+    env: &dyn Environment,
+    names: Option<(&str, &str)>,
+) -> Result<(), String> {
+    OwpReader::new(Cursor::new(bytes))
+        .map_err(|e| e.to_string())
+        .and_then(|r| owstats::stats_from(r, opts, out, env, names))
+}
+
+/// Why a Request-Session failed, as the clients report it.
+pub fn request_failure(e: &ClientError) -> String {
+    match e {
+        ClientError::Rejected(c) => {
+            format!("Server denied the session request: {}", describe_accept(*c))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// A short description of a refused request.
 pub fn describe_accept(code: AcceptCode) -> String {
     format!("{code:?} (Accept = {})", code.to_u8())
@@ -324,6 +451,31 @@ mod tests {
         let h = parse_host("127.0.0.1:9", 861).unwrap();
         assert_eq!(resolve(&h, Family::V4).unwrap()[0].port(), 9);
         assert!(resolve(&h, Family::V6).is_err());
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(family(false, false), Ok(Family::Any));
+        assert_eq!(family(true, false), Ok(Family::V4));
+        assert_eq!(family(false, true), Ok(Family::V6));
+        assert_eq!(
+            family(true, true),
+            Err("-4 and -6 flags cannot be set together".to_string())
+        );
+    }
+
+    #[test]
+    fn a_separate_test_host_must_be_the_server() {
+        let serv = parse_host("127.0.0.1:9", 861).unwrap();
+        let same = parse_host("127.0.0.1", 861).unwrap();
+        let other = parse_host("127.0.0.2", 861).unwrap();
+        assert_eq!(
+            resolve_server(&serv, None, Family::Any).unwrap()[0].port(),
+            9
+        );
+        assert!(resolve_server(&serv, Some(&same), Family::Any).is_ok());
+        let e = resolve_server(&serv, Some(&other), Family::Any).unwrap_err();
+        assert!(e.contains("other than the server's"), "{e}");
     }
 
     #[test]

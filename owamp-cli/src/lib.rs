@@ -3,6 +3,7 @@
 //! Each tool's logic lives in a module here so that it can be tested; the binaries in
 //! `src/bin/` only call it.
 
+pub mod args;
 pub mod client;
 pub mod config;
 pub mod owampd;

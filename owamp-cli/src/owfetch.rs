@@ -6,16 +6,15 @@
 //! reports failed fetches but exits 0).
 
 use std::ffi::OsString;
-use std::io::{Cursor, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Parser;
-use owamp_core::io::StoredSession;
-use owamp_core::owp::{self, OwpReader};
 use owamp_core::wire::SessionId;
-use owamp_std::control::{owp_header, ClientOptions};
+use owamp_std::control::fetched_to_stored;
 
-use crate::client::{self, Family};
+use crate::args::{ConnectionArgs, OutputArgs};
+use crate::client;
 use crate::owstats;
 use crate::sys::Environment;
 
@@ -28,65 +27,10 @@ use crate::sys::Environment;
     disable_version_flag = true
 )]
 pub struct Args {
-    /// connect using IPv4 addresses only
-    #[arg(short = '4', help_heading = "Connection Args")]
-    pub ipv4: bool,
-    /// connect using IPv6 addresses only
-    #[arg(short = '6', help_heading = "Connection Args")]
-    pub ipv6: bool,
-    /// Modes accepted (`-A`): letters A, E, O.
-    #[arg(
-        help = "requested modes: [A]uthenticated, [E]ncrypted, [O]pen",
-        short = 'A',
-        value_name = "authmode",
-        help_heading = "Connection Args"
-    )]
-    pub authmode: Option<String>,
-    /// passphrase file to use with Authenticated/Encrypted modes
-    #[arg(short = 'k', value_name = "pfsfile", help_heading = "Connection Args")]
-    pub pfsfile: Option<PathBuf>,
-    /// local address for the control connection
-    #[arg(short = 'S', value_name = "srcaddr", help_heading = "Connection Args")]
-    pub srcaddr: Option<String>,
-    /// username (identity) to use with Authenticated/Encrypted modes
-    #[arg(short = 'u', value_name = "username", help_heading = "Connection Args")]
-    pub username: Option<String>,
-
-    /// report an additional percentile level for the delays
-    #[arg(short = 'a', value_name = "alpha", help_heading = "Output Args")]
-    pub alpha: Option<String>,
-    /// bin size for histogram calculations
-    #[arg(short = 'b', value_name = "bucketwidth", help_heading = "Output Args")]
-    pub bucket_width: Option<String>,
-    /// directory for the files of -p
-    #[arg(short = 'd', value_name = "dir", help_heading = "Output Args")]
-    pub save_dir: Option<String>,
-    /// print machine (perl) readable summary
-    #[arg(short = 'M', help_heading = "Output Args")]
-    pub machine: bool,
-    /// 'n','u','m', or 's'
-    #[arg(short = 'n', value_name = "units", help_heading = "Output Args")]
-    pub units: Option<String>,
-    /// number of test packets (to summarize per sub-session)
-    #[arg(short = 'N', value_name = "count", help_heading = "Output Args")]
-    pub sub_count: Option<String>,
-    /// write each summary to a file named after its start and end time
-    #[arg(short = 'p', help_heading = "Output Args")]
-    pub print_files: bool,
-    /// do not print statistics
-    #[arg(short = 'Q', help_heading = "Output Args")]
-    pub quiet: bool,
-    /// print RAW data: "SEQNO STIME SS SERR RTIME RS RERR TTL"
-    #[arg(short = 'R', help_heading = "Output Args")]
-    pub raw: bool,
-    /// print out individual delays (-vN: of the first N packets)
-    #[arg(short = 'v', help_heading = "Output Args")]
-    pub verbose: bool,
-    #[arg(long = "verbose-limit", hide = true, value_name = "N")]
-    pub verbose_limit: Option<String>,
-    /// add UNIX timestamps when printing individual delays
-    #[arg(short = 'U', help_heading = "Output Args")]
-    pub unix: bool,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 
     /// the server
     #[arg(value_name = "servaddr")]
@@ -105,38 +49,6 @@ pub fn parse_sid(s: &str) -> Result<SessionId, String> {
     Ok(SessionId(a))
 }
 
-fn output_options(a: &Args, warnings: &mut Vec<String>) -> Result<owstats::Options, String> {
-    let mut v: Vec<OsString> = vec!["owfetch".into()];
-    for (flag, val) in [
-        ("-a", &a.alpha),
-        ("-b", &a.bucket_width),
-        ("-d", &a.save_dir),
-        ("-n", &a.units),
-        ("-N", &a.sub_count),
-    ] {
-        if let Some(x) = val {
-            v.push(flag.into());
-            v.push(x.into());
-        }
-    }
-    if let Some(n) = &a.verbose_limit {
-        v.push(format!("--verbose-limit={n}").into());
-    }
-    for (set, flag) in [
-        (a.machine, "-M"),
-        (a.print_files, "-p"),
-        (a.quiet, "-Q"),
-        (a.raw, "-R"),
-        (a.verbose, "-v"),
-        (a.unix, "-U"),
-    ] {
-        if set {
-            v.push(flag.into());
-        }
-    }
-    owstats::parse_options(v, warnings).map_err(|e| e.render().to_string().trim().to_owned())
-}
-
 /// Runs owfetch; returns the exit status.
 pub fn run(
     argv: impl IntoIterator<Item = OsString>,
@@ -144,22 +56,12 @@ pub fn run(
     err: &mut dyn Write,
     env: &dyn Environment,
 ) -> i32 {
-    let argv = owstats::split_attached_verbose(argv);
-    let a = match Args::try_parse_from(argv) {
+    let a: Args = match client::parse_args(owstats::split_attached_verbose(argv), err) {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = write!(err, "{}", e.render());
-            return code;
-        }
+        Err(code) => return code,
     };
-    match fetch_all(&a, out, err, env) {
-        Ok(code) => code,
-        Err(m) => {
-            let _ = writeln!(err, "owfetch: {m}");
-            1
-        }
-    }
+    let r = fetch_all(&a, out, err, env);
+    client::exit_status("owfetch", r, err)
 }
 
 fn fetch_all(
@@ -177,28 +79,21 @@ fn fetch_all(
         .map(|c| Ok((parse_sid(&c[0])?, PathBuf::from(&c[1]))))
         .collect::<Result<_, String>>()?;
     let mut warnings = Vec::new();
-    let opts_out = output_options(a, &mut warnings)?;
+    let opts_out = a
+        .output
+        .owstats_options("owfetch", &mut warnings)
+        .map_err(|e| e.render().to_string().trim().to_owned())?;
     for w in warnings {
         let _ = writeln!(err, "owfetch: {w}");
     }
-    if a.ipv4 && a.ipv6 {
-        return Err("-4 and -6 flags cannot be set together".into());
-    }
-    let family = match (a.ipv4, a.ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
-    };
+    let family = a.conn.family()?;
     let serv = client::parse_host(&a.servaddr, client::CONTROL_PORT)?;
     let addrs = client::resolve(&serv, family)?;
-    let mut opts = ClientOptions::default();
-    opts.control.modes = client::parse_authmode(a.authmode.as_deref())?;
-    opts.control.identity =
-        client::identity("owfetch", a.username.as_deref(), a.pfsfile.as_deref(), err)?;
+    let opts = a.conn.client_options("owfetch", err)?;
     let Some(c) = client::open_control(
         "owfetch",
         &addrs,
-        a.srcaddr.as_deref(),
+        a.conn.srcaddr.as_deref(),
         &a.servaddr,
         &serv.node,
         &opts,
@@ -219,27 +114,17 @@ fn fetch_all(
                 continue;
             }
         };
-        let s = StoredSession {
-            request: f.request,
-            finished: f.finished,
-            next_seqno: f.next_seqno,
-            skips: f.skips,
-            records: f.records,
-        };
-        let h = owp_header(&s);
-        if let Err(e) = owp::write_file(path, &h, s.records.iter().copied()) {
-            let _ = writeln!(err, "owfetch: {}: {e}", path.display());
+        let s = fetched_to_stored(f);
+        if let Err(e) = client::save_owp(path, &s) {
+            let _ = writeln!(err, "owfetch: {e}");
             status = 1;
             continue;
         }
-        if a.quiet && !a.raw {
+        if a.output.quiet && !a.output.raw {
             continue;
         }
-        let bytes = owp::to_bytes(&h, &s.records).map_err(|e| e.to_string())?;
-        let r = OwpReader::new(Cursor::new(bytes.as_slice()))
-            .map_err(|e| e.to_string())
-            .and_then(|r| owstats::stats_from(r, &opts_out, out, env, None));
-        if let Err(e) = r {
+        let bytes = client::owp_bytes(&s)?;
+        if let Err(e) = client::print_stats(&bytes, &opts_out, out, env, None) {
             let _ = writeln!(err, "owfetch: do_stats() failed: {e}");
             status = 1;
         }

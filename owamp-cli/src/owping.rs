@@ -18,15 +18,15 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use owamp_core::control::{PortRange, Role};
 use owamp_core::io::StoredSession;
-use owamp_core::owp::{self, OwpReader};
+use owamp_core::owp::OwpReader;
 use owamp_core::stats::report::Peer;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
-use owamp_std::clock::kernel_clock_status;
-use owamp_std::control::{owp_header, sid_hex, ClientOptions, SessionSpec, StopHandle};
+use owamp_std::control::{fetched_to_stored, sid_hex, SessionSpec, StopHandle};
 
+use crate::args::{ConnectionArgs, Hosts, OutputArgs, PeerArgs};
 use crate::client::{self, Family};
 use crate::owstats;
 use crate::sys::Environment;
@@ -48,32 +48,13 @@ pub const MAX_PADDING: u32 = 65_000;
     override_usage = "owping [arguments] testaddr [servaddr]",
     disable_version_flag = true,
     // getopt: a later occurrence of a flag wins.
-    args_override_self = true
+    args_override_self = true,
+    mut_arg("srcaddr", |a| a.help("local address for the control connection and tests")),
+    mut_arg("quiet", |a| a.help("run the test and exit without reporting statistics"))
 )]
 pub struct Args {
-    /// connect using IPv4 addresses only
-    #[arg(short = '4', help_heading = "Connection Args")]
-    pub ipv4: bool,
-    /// connect using IPv6 addresses only
-    #[arg(short = '6', help_heading = "Connection Args")]
-    pub ipv6: bool,
-    /// Modes accepted (`-A`): letters A, E, O.
-    #[arg(
-        help = "requested modes: [A]uthenticated, [E]ncrypted, [O]pen",
-        short = 'A',
-        value_name = "authmode",
-        help_heading = "Connection Args"
-    )]
-    pub authmode: Option<String>,
-    /// passphrase file to use with Authenticated/Encrypted modes
-    #[arg(short = 'k', value_name = "pfsfile", help_heading = "Connection Args")]
-    pub pfsfile: Option<PathBuf>,
-    /// local address for the control connection and tests
-    #[arg(short = 'S', value_name = "srcaddr", help_heading = "Connection Args")]
-    pub srcaddr: Option<String>,
-    /// username (identity) to use with Authenticated/Encrypted modes
-    #[arg(short = 'u', value_name = "username", help_heading = "Connection Args")]
-    pub username: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 
     /// number of test packets
     #[arg(
@@ -146,54 +127,14 @@ pub struct Args {
     )]
     pub delay_start: Option<String>,
 
-    /// report an additional percentile level for the delays
-    #[arg(short = 'a', value_name = "alpha", help_heading = "Output Args")]
-    pub alpha: Option<String>,
-    /// bin size for histogram calculations
-    #[arg(short = 'b', value_name = "bucketwidth", help_heading = "Output Args")]
-    pub bucket_width: Option<String>,
-    /// directory for the files of -p
-    #[arg(short = 'd', value_name = "dir", help_heading = "Output Args")]
-    pub save_dir: Option<String>,
-    /// print machine (perl) readable summary
-    #[arg(short = 'M', help_heading = "Output Args")]
-    pub machine: bool,
-    /// 'n','u','m', or 's'
-    #[arg(short = 'n', value_name = "units", help_heading = "Output Args")]
-    pub units: Option<String>,
-    /// number of test packets (to summarize per sub-session)
-    #[arg(short = 'N', value_name = "count", help_heading = "Output Args")]
-    pub sub_count: Option<String>,
-    /// write each summary to a file named after its start and end time
-    #[arg(short = 'p', help_heading = "Output Args")]
-    pub print_files: bool,
-    /// run the test and exit without reporting statistics
-    #[arg(short = 'Q', help_heading = "Output Args")]
-    pub quiet: bool,
-    /// print RAW data: "SEQNO STIME SS SERR RTIME RS RERR TTL"
-    #[arg(short = 'R', help_heading = "Output Args")]
-    pub raw: bool,
-    /// print out individual delays (-vN: of the first N packets)
-    #[arg(short = 'v', help_heading = "Output Args")]
-    pub verbose: bool,
-    #[arg(long = "verbose-limit", hide = true, value_name = "N")]
-    pub verbose_limit: Option<String>,
-    /// add UNIX timestamps when printing individual delays
-    #[arg(short = 'U', help_heading = "Output Args")]
-    pub unix: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// print the summary numbers as JSON (an extension of this implementation)
     #[arg(long = "json", help_heading = "Output Args")]
     pub json: bool,
 
-    /// The peer (`host`, `host:port`, a bracketed IPv6 address with a port).
-    #[arg(
-        help = "the host to test with: host, host:port, [v6addr]:port",
-        value_name = "testaddr"
-    )]
-    pub testaddr: String,
-    /// the server to contact, when not testaddr (it must have the same address)
-    #[arg(value_name = "servaddr")]
-    pub servaddr: Option<String>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 /// Seconds as 32.32 fixed point, truncated as owping converts doubles (`-i 0.05` is
@@ -292,38 +233,6 @@ pub fn parse_ports(s: &str) -> Result<Option<PortRange>, String> {
     }
 }
 
-/// The owstats options for owping's output flags.
-fn output_options(a: &Args, warnings: &mut Vec<String>) -> Result<owstats::Options, clap::Error> {
-    let mut v: Vec<OsString> = vec!["owping".into()];
-    let mut push = |flag: &str, val: &Option<String>| {
-        if let Some(x) = val {
-            v.push(flag.into());
-            v.push(x.into());
-        }
-    };
-    push("-a", &a.alpha);
-    push("-b", &a.bucket_width);
-    push("-d", &a.save_dir);
-    push("-n", &a.units);
-    push("-N", &a.sub_count);
-    if let Some(n) = &a.verbose_limit {
-        v.push(format!("--verbose-limit={n}").into());
-    }
-    for (set, flag) in [
-        (a.machine, "-M"),
-        (a.print_files, "-p"),
-        (a.quiet, "-Q"),
-        (a.raw, "-R"),
-        (a.verbose, "-v"),
-        (a.unix, "-U"),
-    ] {
-        if set {
-            v.push(flag.into());
-        }
-    }
-    owstats::parse_options(v, warnings)
-}
-
 /// Everything owping needs from the command line, checked.
 struct Plan {
     args: Args,
@@ -345,21 +254,17 @@ struct Plan {
 
 fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
     let mut warnings = Vec::new();
-    let out = output_options(&args, &mut warnings).map_err(|e| {
-        let r = e.render().to_string();
-        r.trim_start_matches("error: ").trim_end().to_owned()
-    })?;
+    let out = args
+        .output
+        .owstats_options("owping", &mut warnings)
+        .map_err(|e| {
+            let r = e.render().to_string();
+            r.trim_start_matches("error: ").trim_end().to_owned()
+        })?;
     for w in warnings {
         let _ = writeln!(err, "owping: {w}");
     }
-    if args.ipv4 && args.ipv6 {
-        return Err("-4 and -6 flags cannot be set together".into());
-    }
-    let family = match (args.ipv4, args.ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
-    };
+    let family = args.conn.family()?;
     if args.count == 0 {
         return Err("Invalid value. Positive integer expected".into());
     }
@@ -394,12 +299,11 @@ fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
         None => Some(DEFAULT_TEST_PORTS),
     };
     let padding = args.padding.unwrap_or(0).min(MAX_PADDING);
-    let test = client::parse_host(&args.testaddr, client::CONTROL_PORT)?;
-    let serv_name = args
-        .servaddr
-        .clone()
-        .unwrap_or_else(|| args.testaddr.clone());
-    let serv = client::parse_host(&serv_name, client::CONTROL_PORT)?;
+    let Hosts {
+        test,
+        serv,
+        serv_name,
+    } = args.peer.hosts()?;
     let mut to = args.to || args.to_file.is_some();
     let mut from = args.from || args.from_file.is_some();
     if !to && !from {
@@ -425,24 +329,6 @@ fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
     })
 }
 
-/// Prints usage for a command-line error and returns owping's status for it.
-fn usage_error(err: &mut dyn Write, msg: &str) -> i32 {
-    let _ = writeln!(err, "owping: {msg}");
-    let _ = writeln!(err, "{}", Args::command().render_usage());
-    1
-}
-
-/// The bytes of a `.owp` file for a stored session.
-fn owp_bytes(s: &StoredSession) -> Result<Vec<u8>, String> {
-    owp::to_bytes(&owp_header(s), &s.records).map_err(|e| e.to_string())
-}
-
-/// Writes a session's `.owp` file.
-fn save(path: &Path, s: &StoredSession) -> Result<(), String> {
-    owp::write_file(path, &owp_header(s), s.records.iter().copied())
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// The JSON summary of one session (`--json`) from the bytes of its `.owp` file.
 pub fn json_summary(
     direction: &str,
@@ -465,26 +351,16 @@ pub fn run(
     env: &dyn Environment,
     stop: &StopHandle,
 ) -> i32 {
-    let argv = owstats::split_attached_verbose(argv);
-    let args = match Args::try_parse_from(argv) {
+    let args = match client::parse_args(owstats::split_attached_verbose(argv), err) {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = write!(err, "{}", e.render());
-            return code;
-        }
+        Err(code) => return code,
     };
     let p = match plan(args, err) {
         Ok(p) => p,
-        Err(m) => return usage_error(err, &m),
+        Err(m) => return client::usage_error::<Args>("owping", err, &m),
     };
-    match execute(&p, out, err, env, stop) {
-        Ok(code) => code,
-        Err(m) => {
-            let _ = writeln!(err, "owping: {m}");
-            1
-        }
-    }
+    let r = execute(&p, out, err, env, stop);
+    client::exit_status("owping", r, err)
 }
 
 /// The `-F`/`-T` files, created (truncated) before the test as owping does, so that an
@@ -528,34 +404,17 @@ fn execute(
     stop: &StopHandle,
 ) -> Result<i32, String> {
     let a = &p.args;
-    let modes = client::parse_authmode(a.authmode.as_deref())?;
-    let identity = client::identity("owping", a.username.as_deref(), a.pfsfile.as_deref(), err)?;
-    if let Ok(s) = kernel_clock_status() {
-        if !s.synchronized {
-            let _ = writeln!(
-                err,
-                "owping: NTP: Status UNSYNC (clock offset issues likely)"
-            );
-        }
+    let mut opts = a.conn.client_options("owping", err)?;
+    if client::clock_unsynchronized() {
+        let _ = writeln!(err, "owping: {}", client::NTP_UNSYNC);
     }
     let mut files = OutputFiles::create(&[&a.to_file, &a.from_file])?;
-    let serv_addrs = client::resolve(&p.serv, p.family)?;
-    if a.servaddr.is_some() {
-        let test_addrs = client::resolve(&p.test, p.family)?;
-        if !test_addrs.iter().any(|t| t.ip() == serv_addrs[0].ip()) {
-            return Err(format!(
-                "a test address ({}) other than the server's ({}) is not supported",
-                p.test.node, p.serv.node
-            ));
-        }
-    }
+    let test = a.peer.servaddr.as_ref().map(|_| &p.test);
+    let serv_addrs = client::resolve_server(&p.serv, test, p.family)?;
     if stop.is_stopped() {
         return Ok(2);
     }
 
-    let mut opts = ClientOptions::default();
-    opts.control.modes = modes;
-    opts.control.identity = identity;
     if let Some(d) = p.end_delay {
         opts.control.end_delay = Duration::from_secs_f64(d);
     }
@@ -563,7 +422,7 @@ fn execute(
     let Some(connected) = client::open_control(
         "owping",
         &serv_addrs,
-        a.srcaddr.as_deref(),
+        a.conn.srcaddr.as_deref(),
         &p.serv_name,
         &p.serv.node,
         &opts,
@@ -615,16 +474,7 @@ fn execute(
                 }
             }
             Err(e) => {
-                let why = match &e {
-                    owamp_std::control::ClientError::Rejected(c) => {
-                        format!(
-                            "Server denied the session request: {}",
-                            client::describe_accept(*c)
-                        )
-                    }
-                    other => other.to_string(),
-                };
-                let _ = writeln!(err, "owping: {why}");
+                let _ = writeln!(err, "owping: {}", client::request_failure(&e));
                 let _ = writeln!(err, "owping: Session Failed!");
                 conn.close();
                 return Ok(1);
@@ -640,7 +490,7 @@ fn execute(
         let _ = writeln!(err, "owping: Session Failed!");
         return Ok(1);
     }
-    let quiet = p.out.raw || (a.quiet && !a.json);
+    let quiet = p.out.raw || (a.output.quiet && !a.json);
     if !quiet && !a.json {
         // When the results should be ready: the schedule, the loss timeout and one round trip
         // for Stop-Sessions, from the start time.
@@ -691,20 +541,11 @@ fn execute(
 
     let mut sessions: Vec<(&str, StoredSession)> = Vec::new();
     if let Some(info) = &to_info {
-        let wanted = a.to_file.is_some() || !a.quiet || a.raw || a.json;
+        let wanted = a.to_file.is_some() || !a.output.quiet || a.output.raw || a.json;
         if wanted {
             if end.complete {
                 match conn.fetch(info.sid, 0, u32::MAX) {
-                    Ok(f) => sessions.push((
-                        "to",
-                        StoredSession {
-                            request: f.request,
-                            finished: f.finished,
-                            next_seqno: f.next_seqno,
-                            skips: f.skips,
-                            records: f.records,
-                        },
-                    )),
+                    Ok(f) => sessions.push(("to", fetched_to_stored(f))),
                     Err(e) => {
                         let _ = writeln!(err, "owping: {e}");
                         let _ = writeln!(
@@ -742,7 +583,7 @@ fn execute(
             &a.from_file
         };
         if let Some(path) = file {
-            match save(path, s) {
+            match client::save_owp(path, s) {
                 Ok(()) => files.written(path),
                 Err(e) => {
                     let _ = writeln!(err, "owping: {e}");
@@ -755,7 +596,7 @@ fn execute(
         } else {
             (remote_name.as_str(), local_name.as_str())
         };
-        let bytes = match owp_bytes(s) {
+        let bytes = match client::owp_bytes(s) {
             Ok(b) => b,
             Err(e) => {
                 let _ = writeln!(err, "owping: {e}");
@@ -782,13 +623,11 @@ fn execute(
             }
             continue;
         }
-        if a.quiet && !a.raw {
+        if a.output.quiet && !a.output.raw {
             continue;
         }
-        let result = OwpReader::new(Cursor::new(bytes.as_slice()))
-            .map_err(|e| e.to_string())
-            .and_then(|r| owstats::stats_from(r, &p.out, out, env, Some((from_name, to_name))));
-        if let Err(e) = result {
+        let names = Some((from_name, to_name));
+        if let Err(e) = client::print_stats(&bytes, &p.out, out, env, names) {
             let _ = writeln!(err, "owping: do_stats(\"{dir}\" session): {e}");
         }
     }

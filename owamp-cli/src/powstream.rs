@@ -28,7 +28,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clap::{ArgAction, CommandFactory, Parser};
+use clap::{ArgAction, Parser};
 use owamp_core::control::{PortRange, Role};
 use owamp_core::io::{Finished, StoredSession};
 use owamp_core::owp::{self, OwpReader};
@@ -36,12 +36,12 @@ use owamp_core::session::Schedule;
 use owamp_core::stats::report::{self, ReportContext, Scale};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::{SessionId, Slot, SlotKind};
-use owamp_std::clock::kernel_clock_status;
 use owamp_std::control::{
-    fetched_to_stored, owp_header, sid_hex, ClientConnection, ClientError, ClientOptions,
-    SessionSpec, StopHandle,
+    fetched_to_stored, owp_header, sid_hex, ClientConnection, ClientOptions, SessionSpec,
+    StopHandle,
 };
 
+use crate::args::{Hosts, PeerArgs};
 use crate::client::{self, Family};
 use crate::config::server::{check_facility, LOG_LEVELS};
 use crate::owping;
@@ -214,15 +214,8 @@ pub struct Args {
     )]
     pub sessions: Option<u64>,
 
-    /// The peer (`host`, `host:port`, a bracketed IPv6 address with a port).
-    #[arg(
-        help = "the host to test with: host, host:port, [v6addr]:port",
-        value_name = "testaddr"
-    )]
-    pub testaddr: String,
-    /// the server to contact, when not testaddr (it must have the same address)
-    #[arg(value_name = "servaddr")]
-    pub servaddr: Option<String>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 /// Everything powstream needs from the command line, checked.
@@ -258,14 +251,7 @@ fn positive_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String
 }
 
 fn plan(args: Args) -> Result<Plan, String> {
-    if args.ipv4 && args.ipv6 {
-        return Err("-4 and -6 flags cannot be set together".into());
-    }
-    let family = match (args.ipv4, args.ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
-    };
+    let family = client::family(args.ipv4, args.ipv6)?;
     if args.interface.is_some() {
         return Err("-B (interface) is not supported by this implementation; use -S".into());
     }
@@ -334,12 +320,11 @@ fn plan(args: Args) -> Result<Plan, String> {
         return Err("Invalid (-X) value. Positive integer expected".into());
     }
     let padding = args.padding.unwrap_or(0).min(owping::MAX_PADDING);
-    let test = client::parse_host(&args.testaddr, client::CONTROL_PORT)?;
-    let serv_name = args
-        .servaddr
-        .clone()
-        .unwrap_or_else(|| args.testaddr.clone());
-    let serv = client::parse_host(&serv_name, client::CONTROL_PORT)?;
+    let Hosts {
+        test,
+        serv,
+        serv_name,
+    } = args.peer.hosts()?;
     let role = if args.to {
         Role::Sender
     } else {
@@ -703,14 +688,7 @@ impl Stream<'_> {
         let info = match conn.request_session(p.role, &p.spec, start) {
             Ok(i) => i,
             Err(e) => {
-                let why = match &e {
-                    ClientError::Rejected(c) => format!(
-                        "Server denied the session request: {}",
-                        client::describe_accept(*c)
-                    ),
-                    other => other.to_string(),
-                };
-                self.log(&why);
+                self.log(&client::request_failure(&e));
                 conn.close();
                 return None;
             }
@@ -931,13 +909,6 @@ impl Stream<'_> {
     }
 }
 
-/// Prints usage for a command-line error and returns the exit status for it.
-fn usage_error(err: &mut dyn Write, msg: &str) -> i32 {
-    let _ = writeln!(err, "powstream: {msg}");
-    let _ = writeln!(err, "{}", Args::command().render_usage());
-    1
-}
-
 /// Runs powstream with `argv` (program name first) until it is done (`-X`), `stop` is set
 /// (the caller sets it on SIGINT/SIGTERM) or a fatal error. Returns the exit status: 0, or 1
 /// for a bad command line or a fatal error.
@@ -948,25 +919,16 @@ pub fn run(
     env: &dyn Environment,
     stop: &StopHandle,
 ) -> i32 {
-    let args = match Args::try_parse_from(argv) {
+    let args = match client::parse_args(argv, err) {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = write!(err, "{}", e.render());
-            return code;
-        }
+        Err(code) => return code,
     };
     let p = match plan(args) {
         Ok(p) => p,
-        Err(m) => return usage_error(err, &m),
+        Err(m) => return client::usage_error::<Args>("powstream", err, &m),
     };
-    match start(&p, out, err, env, stop) {
-        Ok(code) => code,
-        Err(m) => {
-            let _ = writeln!(err, "powstream: {m}");
-            1
-        }
-    }
+    let r = start(&p, out, err, env, stop);
+    client::exit_status("powstream", r, err)
 }
 
 fn start(
@@ -977,9 +939,9 @@ fn start(
     stop: &StopHandle,
 ) -> Result<i32, String> {
     let a = &p.args;
-    let modes = client::parse_authmode(a.authmode.as_deref())?;
-    let identity = client::identity(
+    let mut opts = client::client_options(
         "powstream",
+        a.authmode.as_deref(),
         a.username.as_deref(),
         a.pfsfile.as_deref(),
         err,
@@ -990,19 +952,8 @@ fn start(
     };
     let _lock = DirLock::take(&lock_path)?;
     // A name that does not resolve now is a mistake, not a network problem to wait out.
-    let serv_addrs = client::resolve(&p.serv, p.family)?;
-    if a.servaddr.is_some() {
-        let test_addrs = client::resolve(&p.test, p.family)?;
-        if !test_addrs.iter().any(|t| t.ip() == serv_addrs[0].ip()) {
-            return Err(format!(
-                "a test address ({}) other than the server's ({}) is not supported",
-                p.test.node, p.serv.node
-            ));
-        }
-    }
-    let mut opts = ClientOptions::default();
-    opts.control.modes = modes;
-    opts.control.identity = identity;
+    let test = a.peer.servaddr.as_ref().map(|_| &p.test);
+    client::resolve_server(&p.serv, test, p.family)?;
     if let Some(d) = p.end_delay {
         opts.control.end_delay = d;
     }
@@ -1023,10 +974,8 @@ fn start(
         retry_at: None,
         fatal: false,
     };
-    if let Ok(c) = kernel_clock_status() {
-        if !c.synchronized {
-            s.log("NTP: Status UNSYNC (clock offset issues likely)");
-        }
+    if client::clock_unsynchronized() {
+        s.log(client::NTP_UNSYNC);
     }
     // How many sessions must be under way at once to keep the stream without gaps.
     let session = f64::from(p.spec.packets) * s.mean_wait();
