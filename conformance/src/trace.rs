@@ -340,18 +340,28 @@ impl Trace {
             .map(|(_, v, _)| v)
     }
 
-    /// Adds a `key: value` header after the existing headers.
+    /// Adds a `key: value` header after the existing headers. Control characters in the value
+    /// (a line break in a captured KeyID, say) are written escaped, as `\n` or `\u{1}`: a
+    /// header is one line, and the trace must read back as written.
     pub fn push_header(&mut self, key: &str, value: &str) {
         let at = self
             .comments
             .iter()
             .take_while(|c| c.before_event == 0)
             .count();
+        let mut text = format!(" {key}: ");
+        for c in value.chars() {
+            if c.is_control() {
+                text.extend(c.escape_default());
+            } else {
+                text.push(c);
+            }
+        }
         self.comments.insert(
             at,
             Comment {
                 before_event: 0,
-                text: format!(" {key}: {value}"),
+                text,
             },
         );
     }
@@ -687,5 +697,18 @@ mod tests {
         assert!(equivalent(&a, &f)
             .unwrap_err()
             .contains("1 test lines vs 0"));
+    }
+
+    #[test]
+    fn header_values_stay_on_one_line() {
+        // Found by fuzzing the pcap importer: a KeyID holding a line break made the written
+        // trace unreadable.
+        let mut t = Trace::parse("S>C 00\n").unwrap();
+        t.push_header("identity", "a\nb\r\u{1}c");
+        let text = t.to_text();
+        assert_eq!(text, "# identity: a\\nb\\r\\u{1}c\nS>C 00\n");
+        let back = Trace::parse(&text).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.identity(), Some("a\\nb\\r\\u{1}c"));
     }
 }
