@@ -36,16 +36,28 @@ fn every_target_has_a_binary_and_seeds() {
     );
 }
 
+/// Runs one input; on a failure, keeps the input under `target/replay-failures/` (to add to
+/// `regressions/<target>/` once fixed) before failing.
+fn run(name: &str, check: owamp_fuzz::Check, input: &[u8]) {
+    if std::panic::catch_unwind(|| check(input)).is_err() {
+        let dir = Path::new(FUZZ_DIR).join("target/replay-failures");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}-{:016x}", seed_of(&hex::encode(input))));
+        std::fs::write(&path, input).unwrap();
+        panic!("{name} fails on the input kept in {}", path.display());
+    }
+}
+
 #[test]
 fn seeds_regressions_and_mutations() {
     for (name, check) in TARGETS {
         let mut rng = Rng::new(seed_of(name));
         for (path, bytes) in inputs(Path::new(FUZZ_DIR), name) {
             eprintln!("{name}: {}", path.display());
-            check(&bytes);
+            run(name, *check, &bytes);
             for _ in 0..MUTATIONS {
                 let m = mutate(&bytes, &mut rng);
-                check(&m);
+                run(name, *check, &m);
             }
         }
         // Inputs shorter than any header.

@@ -88,6 +88,22 @@ pub fn conformance_pcap(data: &[u8]) {
     }
 }
 
+/// The message kinds `conformance_frame` chooses from, by its first input octet.
+pub const FRAME_KINDS: [MsgKind; 12] = [
+    MsgKind::ServerGreeting,
+    MsgKind::SetUpResponse,
+    MsgKind::ServerStart,
+    MsgKind::RequestSession,
+    MsgKind::AcceptSession,
+    MsgKind::StartSessions,
+    MsgKind::StartAck,
+    MsgKind::StopSessions,
+    MsgKind::FetchSession,
+    MsgKind::FetchAck,
+    MsgKind::FetchData,
+    MsgKind::Command,
+];
+
 /// The message framing of the checker (`conformance::frame::frame`).
 ///
 /// Input: kind octet, flags octet (bit 0: clear; bit 1: a Modes word follows), the Modes word
@@ -96,22 +112,8 @@ pub fn conformance_pcap(data: &[u8]) {
 /// `NeedMore(n)` asks for more than the stream holds; `Ok(len)` is a whole number of blocks
 /// within the stream, and the message alone frames the same way.
 pub fn conformance_frame(data: &[u8]) {
-    const KINDS: [MsgKind; 12] = [
-        MsgKind::ServerGreeting,
-        MsgKind::SetUpResponse,
-        MsgKind::ServerStart,
-        MsgKind::RequestSession,
-        MsgKind::AcceptSession,
-        MsgKind::StartSessions,
-        MsgKind::StartAck,
-        MsgKind::StopSessions,
-        MsgKind::FetchSession,
-        MsgKind::FetchAck,
-        MsgKind::FetchData,
-        MsgKind::Command,
-    ];
     let mut input = Input::new(data);
-    let kind = KINDS[usize::from(input.u8()) % KINDS.len()];
+    let kind = FRAME_KINDS[usize::from(input.u8()) % FRAME_KINDS.len()];
     let flags = input.u8();
     let offered_modes = (flags & 2 != 0).then(|| input.u32());
     let ctx = Context {

@@ -14,7 +14,7 @@ mod session;
 mod time;
 mod wire;
 
-pub use self::conformance::{conformance_frame, conformance_pcap, conformance_trace};
+pub use self::conformance::{conformance_frame, conformance_pcap, conformance_trace, FRAME_KINDS};
 pub use self::crypto::{crypto_control, crypto_test_packet, crypto_token};
 pub use self::session::session_receiver;
 pub use self::time::time_conversions;
