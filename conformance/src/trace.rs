@@ -233,7 +233,9 @@ impl Trace {
         let mut t = Trace::default();
         for (i, raw) in text.lines().enumerate() {
             let n = i + 1;
-            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            // Every trailing CR: `to_text` ends lines with a bare LF, so a CR kept at the end
+            // of a comment would be taken for part of a CRLF when the text is read back.
+            let line = raw.trim_end_matches('\r');
             if let Some(c) = line.strip_prefix('#') {
                 t.comments.push(Comment {
                     before_event: t.events.len(),
@@ -710,5 +712,18 @@ mod tests {
         let back = Trace::parse(&text).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.identity(), Some("a\\nb\\r\\u{1}c"));
+    }
+
+    #[test]
+    fn trailing_carriage_returns_are_line_endings() {
+        // Found by fuzzing the trace parser: a comment ending in several CRs lost two of them
+        // at each write and read, so the written trace did not read back as the same trace.
+        let t = Trace::parse("#\u{3be}\r\r\r\r\nS>C 00\r\r\n# c\r\r\r").unwrap();
+        assert_eq!(t.comments[0].text, "\u{3be}");
+        assert_eq!(t.comments[1].text, " c");
+        assert_eq!(t.events.len(), 1);
+        let text = t.to_text();
+        assert_eq!(text, "#\u{3be}\nS>C 00\n# c\n");
+        assert_eq!(Trace::parse(&text).unwrap(), t);
     }
 }
