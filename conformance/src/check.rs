@@ -68,6 +68,9 @@ pub struct Report {
     pub matched_test_packets: usize,
     /// Problems, in the order found.
     pub findings: Vec<Finding>,
+    /// Messages that could not be split off (a finding stopped their direction there): the
+    /// direction, the kind expected and the stream offset of its first octet.
+    pub unsplit: Vec<(Direction, MsgKind, usize)>,
 }
 
 impl Report {
@@ -133,6 +136,7 @@ struct Walker {
     sessions: Vec<Session>,
     messages: Vec<Message>,
     findings: Vec<Finding>,
+    unsplit: Vec<(Direction, MsgKind, usize)>,
     /// Set once a finding stops a direction.
     stuck: [bool; 2],
 }
@@ -167,7 +171,9 @@ impl Walker {
             "{dir} message {} ({kind}), byte {offset} (stream offset {so})",
             st.count + 1
         );
+        let pos = st.pos;
         self.findings.push(Finding { line, place, why });
+        self.unsplit.push((dir, kind, pos));
         self.stuck[di(dir)] = true;
     }
 
@@ -436,6 +442,16 @@ impl Walker {
 
 /// Checks one trace. A trace with no control connection checks only its test packets.
 pub fn check(trace: &Trace) -> Report {
+    check_with(trace, true)
+}
+
+/// Checks the control connection of a trace only, leaving its test packets aside (for a trace
+/// whose control lines are decrypted before its test packets are).
+pub fn check_control(trace: &Trace) -> Report {
+    check_with(trace, false)
+}
+
+fn check_with(trace: &Trace, test_packets: bool) -> Report {
     let mut w = Walker {
         clear: trace.decrypted(),
         ..Default::default()
@@ -450,7 +466,8 @@ pub fn check(trace: &Trace) -> Report {
                 st.bytes.extend_from_slice(bytes);
                 while w.client_step() || w.server_step() {}
             }
-            Event::Test { .. } => tests.push((line, ev)),
+            Event::Test { .. } if test_packets => tests.push((line, ev)),
+            Event::Test { .. } => {}
         }
     }
     w.finish();
@@ -468,6 +485,7 @@ pub fn check(trace: &Trace) -> Report {
     };
     check_tests(&w, mode, has_control, &tests, &mut report);
     report.messages = w.messages;
+    report.unsplit = w.unsplit;
     let mut findings = w.findings;
     findings.append(&mut report.findings);
     findings.sort_by_key(|f| f.line);

@@ -23,9 +23,10 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         connection: usize,
     },
-    /// Run the built-in vectors, or one vector per trace and capture in the given directories.
-    /// Prints `PASS name` / `FAIL name: why` per vector and `N passed, M failed`; exits 1 if any
-    /// failed.
+    /// Run the built-in vectors, or one vector per trace and capture in the given directories:
+    /// each is checked, decrypted with the passphrase of its headers (A/E modes) and replayed
+    /// through our server and client cores. Prints `PASS name (note)` / `FAIL name: why` per
+    /// vector, a count of replays, and `N passed, M failed`; exits 1 if any failed.
     Run {
         /// Directories to search (recursively) for *.trace, *.pcap and *.pcapng files.
         dirs: Vec<PathBuf>,

@@ -1,10 +1,13 @@
 //! The vector registry and runner.
 //!
-//! A [`Vector`] is a name and a check that returns `Ok(())` or the reason it failed. The
-//! built-in vectors come from [`crate::vectors::builtin`]; [`vectors_from_dirs`] makes one
-//! vector per trace or capture file found in a directory. [`run`] runs vectors and collects a
-//! [`Report`], printed as text (`PASS name` / `FAIL name: why`, then `N passed, M failed`) or as
-//! JSON.
+//! A [`Vector`] is a name and a check that returns what it found ([`Passed`]) or the reason it
+//! failed. The built-in vectors come from [`crate::vectors::builtin`]; [`vectors_from_dirs`]
+//! makes one vector per trace or capture file found in a directory: each is checked
+//! ([`check::check`]), decrypted and verified when its mode and headers allow
+//! ([`crate::secure::open`]), and replayed through our server and client cores
+//! ([`crate::replay::replay_exchange`]). [`run`] runs vectors and collects a [`Report`],
+//! printed as text (`PASS name (note)` / `FAIL name: why`, a count of replays, then
+//! `N passed, M failed`) or as JSON.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -13,10 +16,23 @@ use serde::Serialize;
 
 use crate::check;
 use crate::import::{import, ImportOptions};
-use crate::trace::{equivalent, Trace};
+use crate::replay::{ReplayOutcome, Side};
+use crate::secure::{self, Opened};
+use crate::trace::{equivalent, Event, Trace};
 
-/// A check: `Ok(())` on success, the reason on failure.
-pub type CheckFn = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// What a passing vector reports besides passing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Passed {
+    /// A remark printed after the name, e.g. what was verified or could not be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// For a trace: what the replay through our cores found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayOutcome>,
+}
+
+/// A check: what it found on success, the reason on failure.
+pub type CheckFn = Box<dyn Fn() -> Result<Passed, String> + Send + Sync>;
 
 /// One named conformance vector.
 pub struct Vector {
@@ -31,6 +47,14 @@ impl Vector {
     pub fn new(
         name: impl Into<String>,
         check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        Self::detailed(name, move || check().map(|()| Passed::default()))
+    }
+
+    /// A vector whose check also reports what it found when it passes.
+    pub fn detailed(
+        name: impl Into<String>,
+        check: impl Fn() -> Result<Passed, String> + Send + Sync + 'static,
     ) -> Self {
         Vector {
             name: name.into(),
@@ -49,6 +73,9 @@ pub struct Outcome {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What it found, when it passed.
+    #[serde(flatten)]
+    pub details: Passed,
 }
 
 /// The outcomes of a run.
@@ -58,6 +85,11 @@ pub struct Report {
     pub passed: usize,
     /// Vectors that failed.
     pub failed: usize,
+    /// Passing vectors whose trace was replayed through both cores, byte for byte.
+    pub replayed: usize,
+    /// Passing vectors whose trace could not be replayed (entirely or on one side): they
+    /// passed what could be checked, not a replay.
+    pub not_replayed: usize,
     /// Every outcome, in run order.
     pub vectors: Vec<Outcome>,
 }
@@ -68,21 +100,29 @@ impl Report {
         self.failed == 0
     }
 
-    /// One line per vector, then `N passed, M failed`.
+    /// One line per vector (`PASS name`, with a note in parentheses, or `FAIL name: why`),
+    /// a line counting replays when traces were run, then `N passed, M failed`.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
         for o in &self.vectors {
-            match &o.reason {
-                None => s.push_str(&format!("PASS {}\n", o.name)),
-                Some(r) => s.push_str(&format!("FAIL {}: {r}\n", o.name)),
+            match (&o.reason, &o.details.note) {
+                (None, None) => s.push_str(&format!("PASS {}\n", o.name)),
+                (None, Some(n)) => s.push_str(&format!("PASS {} ({n})\n", o.name)),
+                (Some(r), _) => s.push_str(&format!("FAIL {}: {r}\n", o.name)),
             }
+        }
+        if self.replayed + self.not_replayed > 0 {
+            s.push_str(&format!(
+                "replays: {} traces byte-identical through both cores, {} not replayed (passed the checks that were possible)\n",
+                self.replayed, self.not_replayed
+            ));
         }
         s.push_str(&format!("{} passed, {} failed\n", self.passed, self.failed));
         s
     }
 
-    /// The report as JSON: `{"passed": N, "failed": M, "vectors": [{"name", "passed",
-    /// "reason"?}]}`.
+    /// The report as JSON: `{"passed": N, "failed": M, "replayed": R, "not_replayed": U,
+    /// "vectors": [{"name", "passed", "reason"?, "note"?, "replay"?}]}`.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
@@ -101,12 +141,20 @@ pub fn run(vectors: &[Vector]) -> Report {
             Err(format!("panicked: {msg}"))
         });
         match r {
-            Ok(()) => {
+            Ok(details) => {
                 report.passed += 1;
+                if let Some(r) = &details.replay {
+                    if r.server.is_identical() && r.client.is_identical() {
+                        report.replayed += 1;
+                    } else {
+                        report.not_replayed += 1;
+                    }
+                }
                 report.vectors.push(Outcome {
                     name: v.name.clone(),
                     passed: true,
                     reason: None,
+                    details,
                 });
             }
             Err(reason) => {
@@ -115,6 +163,7 @@ pub fn run(vectors: &[Vector]) -> Report {
                     name: v.name.clone(),
                     passed: false,
                     reason: Some(reason),
+                    details: Passed::default(),
                 });
             }
         }
@@ -148,11 +197,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 /// The vectors for every file below each directory (recursively):
-/// - each `*.trace`: the trace parses and [`check::check`] finds nothing; a `X.trace` beside a
-///   `X.plain.trace` must also have the same segment lengths and clear prefix;
-/// - each capture (`*.pcap`, `*.pcapng`, `*.cap`): it imports; if a `X.trace` stands beside
-///   `X.pcap`, the import must be [`equivalent`] to it, otherwise the imported trace is checked
-///   like a trace file.
+/// - each `*.trace`: see [`trace_vector`];
+/// - each capture (`*.pcap`, `*.pcapng`, `*.cap`): see [`capture_vector`].
 ///
 /// A directory that cannot be read, or holds no trace or capture, is a failing vector.
 pub fn vectors_from_dirs(dirs: &[PathBuf]) -> Vec<Vector> {
@@ -202,34 +248,84 @@ fn findings_text(r: &check::Report) -> Result<(), String> {
     }
 }
 
-/// The vector for one trace file.
+/// Decrypts and verifies (in authenticated and encrypted modes) and replays a trace that
+/// passed [`check::check`]; `twin` is its decrypted twin and that twin's name, if any.
+pub fn analyse(t: &Trace, twin: Option<(&Trace, &str)>) -> Result<Passed, String> {
+    if !t.events.iter().any(|e| matches!(e, Event::Control { .. })) {
+        let why = "the trace holds no control connection";
+        return Ok(Passed {
+            note: Some(format!("test packets checked; not replayed: {why}")),
+            replay: Some(ReplayOutcome {
+                server: Side::NotPossible { reason: why.into() },
+                client: Side::NotPossible { reason: why.into() },
+            }),
+        });
+    }
+    match secure::open(t, twin)? {
+        Opened::Unreadable(why) => Ok(Passed {
+            note: Some(format!(
+                "clear part and framing checked; not decrypted, not replayed: {why}"
+            )),
+            replay: Some(ReplayOutcome {
+                server: Side::NotPossible {
+                    reason: why.clone(),
+                },
+                client: Side::NotPossible { reason: why },
+            }),
+        }),
+        Opened::Readable(ex) => {
+            let r = crate::replay::replay_exchange(&ex).map_err(|e| e.to_string())?;
+            let mut note = String::new();
+            match (&ex.keys, ex.accepted) {
+                (Some(_), true) => note.push_str(&format!(
+                    "decrypted: {} control HMACs and {} test packets verified; ",
+                    ex.hmacs, ex.test_packets
+                )),
+                (Some(_), false) => note.push_str(
+                    "the passphrase opens the Token; set-up refused, nothing encrypted; ",
+                ),
+                (None, _) => {}
+            }
+            if let Some((_, name)) = twin {
+                note.push_str(&format!("same plaintext as {name}; "));
+            }
+            note.push_str(&r.summary());
+            Ok(Passed {
+                note: Some(note),
+                replay: Some(r),
+            })
+        }
+    }
+}
+
+/// The vector for one trace file: it parses, holds events and checks; beside its decrypted
+/// twin `X.plain.trace` it has the same framing and decrypts to it; then [`analyse`].
 pub fn trace_vector(path: PathBuf) -> Vector {
-    Vector::new(path.display().to_string(), move || {
+    Vector::detailed(path.display().to_string(), move || {
         let t = read_trace(&path)?;
         if t.events.is_empty() {
             return Err("the trace holds no events".into());
         }
         findings_text(&check::check(&t))?;
-        if let Some(Err(e)) = crate::replay::replay_trace(&t) {
-            return Err(format!("replay: {e}"));
-        }
-        // X.trace beside X.plain.trace: same segmentation, same clear prefix.
+        // X.trace beside X.plain.trace: same segmentation, same clear prefix, same plaintext.
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let mut twin = None;
         if let Some(stem) = name.strip_suffix(".trace") {
             let plain = path.with_file_name(format!("{stem}.plain.trace"));
             if !stem.ends_with(".plain") && plain.exists() {
                 let p = read_trace(&plain).map_err(|e| format!("{}: {e}", plain.display()))?;
                 same_framing(&t, &p).map_err(|e| format!("against {}: {e}", plain.display()))?;
+                twin = Some((p, format!("{stem}.plain.trace")));
             }
         }
-        Ok(())
+        analyse(&t, twin.as_ref().map(|(p, n)| (p, n.as_str())))
     })
 }
 
 /// A trace and its decrypted twin: the same control lines (direction and length), the same
 /// clear prefix (164 octets C>S, 96 S>C), the same test packet lines (time, addresses, length).
 fn same_framing(wire: &Trace, plain: &Trace) -> Result<(), String> {
-    use crate::trace::{Direction, Event};
+    use crate::trace::Direction;
     if wire.events.len() != plain.events.len() {
         return Err(format!(
             "{} events vs {} in the decrypted trace",
@@ -286,9 +382,11 @@ fn same_framing(wire: &Trace, plain: &Trace) -> Result<(), String> {
     Ok(())
 }
 
-/// The vector for one capture file.
+/// The vector for one capture file: it imports; beside `X.trace` the import must be
+/// equivalent to it (which that trace's vector analyses), otherwise the imported trace is
+/// checked and analysed like a trace file.
 pub fn capture_vector(path: PathBuf) -> Vector {
-    Vector::new(path.display().to_string(), move || {
+    Vector::detailed(path.display().to_string(), move || {
         let data = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
         let name = path
             .file_name()
@@ -310,7 +408,16 @@ pub fn capture_vector(path: PathBuf) -> Vector {
             let want = read_trace(&twin).map_err(|e| format!("{}: {e}", twin.display()))?;
             equivalent(&t, &want)
                 .map_err(|e| format!("import differs from {}: {e}", twin.display()))?;
+            let twin_name = twin.file_name().map(|n| n.to_string_lossy().into_owned());
+            return Ok(Passed {
+                note: Some(format!(
+                    "imports to the same exchange as {}, which is replayed as a trace",
+                    twin_name.unwrap_or_default()
+                )),
+                replay: None,
+            });
         }
-        findings_text(&check::check(&t)).map_err(|e| format!("imported trace: {e}"))
+        findings_text(&check::check(&t)).map_err(|e| format!("imported trace: {e}"))?;
+        analyse(&t, None).map_err(|e| format!("imported trace: {e}"))
     })
 }

@@ -22,7 +22,7 @@ pub fn builtin() -> Vec<Vector> {
     v.extend(message_vectors());
     v.extend(negative_vectors());
     v.extend(schedule_vectors());
-    v.extend(crate::replay::vectors());
+    v.extend(secure_vectors());
     v
 }
 
@@ -972,6 +972,325 @@ fn negative_vectors() -> Vec<Vector> {
             why: "control request: invalid command at offset 0: 0x5".into(),
         }),
     ));
+    v
+}
+
+/// Hand-built authenticated and encrypted exchanges, for the decryption and HMAC vectors.
+pub mod secure_build {
+    use owamp_core::crypto::{
+        derive_key, seal_token, ControlEncryptor, ControlHmac, SecureMode, SessionKeys,
+        TestPacketCrypto,
+    };
+
+    use super::build::{self, seq16, CHALLENGE, SALT};
+    use crate::trace::{Direction, Event, Mode, Trace};
+
+    /// The passphrase of the hand-built exchanges.
+    pub const PASSPHRASE: &[u8] = b"conformance vectors";
+    /// The Client-IV.
+    pub const CLIENT_IV: [u8; 16] = seq16(0x60);
+    /// The Server-IV.
+    pub const SERVER_IV: [u8; 16] = seq16(0x70);
+    /// The SID the server makes (receiver 192.0.2.2, a time, 4 random octets).
+    pub const SERVER_SID: [u8; 16] = [
+        192, 0, 2, 2, 0xee, 0xb2, 0x5d, 0x6e, 0xf6, 0x42, 0x17, 0xd2, 0x12, 0x34, 0x56, 0x78,
+    ];
+
+    /// The session keys the client chose.
+    pub fn keys() -> SessionKeys {
+        let mut hmac = [0u8; 32];
+        hmac[..16].copy_from_slice(&seq16(0x80));
+        hmac[16..].copy_from_slice(&seq16(0x90));
+        SessionKeys {
+            aes: seq16(0x30),
+            hmac,
+        }
+    }
+
+    /// An exchange in `mode` (authenticated or encrypted): Server-Greeting, Set-Up-Response,
+    /// Server-Start, one Request-Session (the client sends 20 packets), its Accept-Session and
+    /// one test packet. With `cover_server_start` false, the Accept-Session's HMAC leaves out
+    /// the last block of Server-Start, which the reference covers. Returns the trace and the
+    /// plaintext of both control streams (C>S, S>C).
+    pub fn exchange(mode: Mode, cover_server_start: bool) -> (Trace, Vec<u8>, Vec<u8>) {
+        let keys = keys();
+        let greeting = build::server_greeting(7, 2048);
+        let mut setup = mode.word().to_be_bytes().to_vec();
+        let mut key_id = b"alice".to_vec();
+        key_id.resize(80, 0);
+        setup.extend(key_id);
+        let derived = derive_key(PASSPHRASE, &SALT, 2048).expect("count 2048 is valid");
+        setup.extend_from_slice(&seal_token(&derived, &CHALLENGE, &keys));
+        setup.extend_from_slice(&CLIENT_IV);
+        let start = build::server_start(0, SERVER_IV, 0xeeb2_5d4e_dfcb_5fe5);
+        let request = build::request_session(4, 0, 1, 20, (8864, 0), &[(0, 0x0ccc_cccc)]);
+        let accept = build::accept_session(0, 8811, SERVER_SID);
+
+        // C>S: the request's two parts, each followed by its HMAC (RFC 4656 3.5).
+        let mut cenc = ControlEncryptor::new(&keys.aes, &CLIENT_IV);
+        let mut cmac = ControlHmac::new(&keys.hmac);
+        let mut req_plain = request.clone();
+        for (from, to) in [(0, 112), (112, req_plain.len())] {
+            cmac.update(&req_plain[from..to - 16]);
+            let tag = cmac.finish();
+            req_plain[to - 16..to].copy_from_slice(&tag);
+        }
+        let mut req_wire = req_plain.clone();
+        cenc.encrypt(&mut req_wire).expect("whole blocks");
+
+        // S>C: the last block of Server-Start starts the chain (and, in the reference, the
+        // HMAC of the first Accept-Session).
+        let mut senc = ControlEncryptor::new(&keys.aes, &SERVER_IV);
+        let mut smac = ControlHmac::new(&keys.hmac);
+        let mut start_wire = start.clone();
+        if cover_server_start {
+            smac.update(&start[32..]);
+        }
+        senc.encrypt(&mut start_wire[32..]).expect("whole blocks");
+        let mut acc_plain = accept.clone();
+        smac.update(&acc_plain[..32]);
+        let tag = smac.finish();
+        acc_plain[32..].copy_from_slice(&tag);
+        let mut acc_wire = acc_plain.clone();
+        senc.encrypt(&mut acc_wire).expect("whole blocks");
+
+        // One test packet: Seqno 0, Timestamp, Error Estimate 1 (RFC 4656 4.1.2).
+        let mut packet = vec![0u8; 48];
+        packet[16..24].copy_from_slice(&0xeeb2_5d7d_aac2_df0du64.to_be_bytes());
+        packet[24..26].copy_from_slice(&1u16.to_be_bytes());
+        let secure = match mode {
+            Mode::Encrypted => SecureMode::Encrypted,
+            _ => SecureMode::Authenticated,
+        };
+        TestPacketCrypto::new(secure, &SERVER_SID, &keys)
+            .seal(&mut packet)
+            .expect("48 octets");
+
+        let text = format!(
+            "# mode: {}\n# identity: alice\n# passphrase-hex: {}\n",
+            mode.name(),
+            hex::encode(PASSPHRASE)
+        );
+        let mut t = Trace::parse(&text).expect("headers");
+        let ctl = |dir, bytes: &[u8]| Event::Control {
+            dir,
+            bytes: bytes.to_vec(),
+            comment: None,
+        };
+        use Direction::{ClientToServer as C, ServerToClient as S};
+        t.events = vec![
+            ctl(S, &greeting),
+            ctl(C, &setup),
+            ctl(S, &start_wire),
+            ctl(C, &req_wire),
+            ctl(S, &acc_wire),
+            Event::Test {
+                micros: 1_000_000,
+                src: "192.0.2.1:8864".parse().expect("address"),
+                dst: "192.0.2.2:8811".parse().expect("address"),
+                payload: packet,
+                comment: None,
+            },
+        ];
+        let cs = [setup, req_plain].concat();
+        let sc = [greeting, start, acc_plain].concat();
+        (t, cs, sc)
+    }
+
+    /// `t` with octet `at` of event `event` (0-based) XORed with `x`.
+    pub fn flip(mut t: Trace, event: usize, at: usize, x: u8) -> Trace {
+        match t.events.get_mut(event) {
+            Some(Event::Control { bytes, .. }) | Some(Event::Test { payload: bytes, .. }) => {
+                if let Some(b) = bytes.get_mut(at) {
+                    *b ^= x;
+                }
+            }
+            None => {}
+        }
+        t
+    }
+}
+
+/// Decryption and HMAC vectors: hand-built authenticated and encrypted exchanges must decrypt
+/// and verify; an altered octet must give the HMAC error, located.
+fn secure_vectors() -> Vec<Vector> {
+    use crate::secure::{open, Opened};
+    use crate::trace::{Direction, Mode};
+    use owamp_core::crypto::{
+        ControlOpener, ControlSealer, CryptoError, SecureMode, TestPacketCrypto,
+    };
+    use secure_build::{exchange, flip};
+
+    /// A vector: the trace must check, decrypt and verify (`hmacs` control HMACs, one test
+    /// packet) to the plaintext the builder made.
+    fn expect_open(
+        name: String,
+        mode: Mode,
+        tweak: fn(crate::trace::Trace) -> crate::trace::Trace,
+    ) -> Vector {
+        Vector::new(name, move || {
+            let (t, cs, sc) = exchange(mode, true);
+            let t = tweak(t);
+            if let Some(f) = crate::check::check(&t).findings.first() {
+                return Err(f.to_string());
+            }
+            match open(&t, None)? {
+                Opened::Unreadable(why) => Err(why),
+                Opened::Readable(ex) => {
+                    let got = (
+                        ex.plain.stream(Direction::ClientToServer),
+                        ex.plain.stream(Direction::ServerToClient),
+                        ex.hmacs,
+                        ex.test_packets,
+                    );
+                    if got == (cs, sc, 3, 1) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "decrypted to {} + {} octets, {} HMACs and {} test packets verified; want the built plaintext, 3 HMACs, 1 packet",
+                            got.0.len(),
+                            got.1.len(),
+                            got.2,
+                            got.3
+                        ))
+                    }
+                }
+            }
+        })
+    }
+
+    /// A vector: opening the trace must fail with exactly `want`.
+    fn expect_failure(name: String, t: crate::trace::Trace, want: String) -> Vector {
+        Vector::new(name, move || match open(&t, None) {
+            Err(e) if e == want => Ok(()),
+            Err(e) => Err(format!("failed with `{e}`, want `{want}`")),
+            Ok(_) => Err(format!("opened, want `{want}`")),
+        })
+    }
+
+    let mut v = Vec::new();
+    for mode in [Mode::Authenticated, Mode::Encrypted] {
+        let m = mode.name();
+        v.push(expect_open(
+            format!("secure/{m}/hand-built-exchange"),
+            mode,
+            |t| t,
+        ));
+        let (t, _, _) = exchange(mode, true);
+        // Event 3 is the Request-Session. Its second block decrypts to garbage (the first
+        // HMAC fails); its third block (the slot) likewise for the second HMAC.
+        v.push(expect_failure(
+            format!("negative/hmac/{m}/request-session"),
+            flip(t.clone(), 3, 21, 0x01),
+            "line 7: C>S message 2 (Request-Session), byte 96 (stream offset 260): HMAC verification failed: the HMAC at bytes 96..112 does not match bytes 0..96 as decrypted: the ciphertext was altered or the keys are wrong".into(),
+        ));
+        v.push(expect_failure(
+            format!("negative/hmac/{m}/request-session-slots"),
+            flip(t.clone(), 3, 115, 0x40),
+            "line 7: C>S message 2 (Request-Session), byte 128 (stream offset 292): HMAC verification failed: the HMAC at bytes 128..144 does not match bytes 112..128 as decrypted: the ciphertext was altered or the keys are wrong".into(),
+        ));
+        v.push(expect_failure(
+            format!("negative/hmac/{m}/accept-session"),
+            flip(t.clone(), 4, 3, 0x80),
+            "line 8: S>C message 3 (Accept-Session), byte 32 (stream offset 144): HMAC verification failed: the HMAC at bytes 32..48 does not match bytes 0..32 and the last block of Server-Start as decrypted: the ciphertext was altered or the keys are wrong".into(),
+        ));
+        // RFC 4656 leaves it open; the reference's first Accept-Session HMAC also covers the
+        // last block of Server-Start. An HMAC without it must fail.
+        v.push(expect_failure(
+            format!("negative/hmac/{m}/accept-session-without-server-start-block"),
+            exchange(mode, false).0,
+            "line 8: S>C message 3 (Accept-Session), byte 32 (stream offset 144): HMAC verification failed: the HMAC at bytes 32..48 does not match bytes 0..32 and the last block of Server-Start as decrypted: the ciphertext was altered or the keys are wrong".into(),
+        ));
+        v.push(expect_failure(
+            format!("negative/hmac/{m}/test-packet"),
+            flip(t.clone(), 5, 3, 0x02),
+            format!(
+                "line 9: test packet 1 (192.0.2.1:8864->192.0.2.2:8811): HMAC verification failed: the HMAC at bytes 32..48 does not match the {} (session {})",
+                if mode == Mode::Encrypted {
+                    "decrypted first two blocks"
+                } else {
+                    "decrypted first block"
+                },
+                hex::encode(secure_build::SERVER_SID)
+            ),
+        ));
+        v.push(expect_failure(
+            format!("negative/passphrase/{m}-wrong"),
+            crate::trace::Trace::parse(&t.to_text().replace(
+                &hex::encode(secure_build::PASSPHRASE),
+                &hex::encode(b"another passphrase"),
+            ))
+            .unwrap_or_default(),
+            "the passphrase of the headers does not open the Set-Up-Response Token (the Token does not hold the Greeting's Challenge): wrong passphrase".into(),
+        ));
+        v.push(expect_failure(
+            format!("negative/passphrase/{m}-missing"),
+            crate::trace::Trace::parse(&t.to_text().replace(
+                &format!("# passphrase-hex: {}\n", hex::encode(secure_build::PASSPHRASE)),
+                "",
+            ))
+            .unwrap_or_default(),
+            format!("{m} mode needs the passphrase: add a `# passphrase-hex: <hex>` header (or `# passphrase-hex: unknown` if it is not known)"),
+        ));
+    }
+    // Mode A encrypts and authenticates the first block only: the timestamp (octets 16..24) is
+    // not covered, as in the reference. Mode E covers it.
+    v.push(expect_open(
+        "secure/authenticated/test-packet-timestamp-not-covered".into(),
+        Mode::Authenticated,
+        |t| flip(t, 5, 20, 0x01),
+    ));
+    let (t, _, _) = exchange(Mode::Encrypted, true);
+    v.push(expect_failure(
+        "negative/hmac/encrypted/test-packet-timestamp".into(),
+        flip(t, 5, 20, 0x01),
+        format!(
+            "line 9: test packet 1 (192.0.2.1:8864->192.0.2.2:8811): HMAC verification failed: the HMAC at bytes 32..48 does not match the decrypted first two blocks (session {})",
+            hex::encode(secure_build::SERVER_SID)
+        ),
+    ));
+    // The crypto layer's own error for a flipped octet.
+    v.push(Vector::new("negative/hmac/control-opener", || {
+        let keys = secure_build::keys();
+        let mut msg = build::start_sessions();
+        ControlSealer::new(&keys, &secure_build::CLIENT_IV)
+            .seal(&mut msg)
+            .map_err(|e| e.to_string())?;
+        for at in [0, 15, 16, 31] {
+            let mut m = msg.clone();
+            m[at] ^= 0x10;
+            let r = ControlOpener::new(&keys, &secure_build::CLIENT_IV).open(&mut m);
+            if r != Err(CryptoError::HmacMismatch) {
+                return Err(format!("octet {at} flipped: {r:?}, want HmacMismatch"));
+            }
+        }
+        let mut m = msg;
+        ControlOpener::new(&keys, &secure_build::CLIENT_IV)
+            .open(&mut m)
+            .map_err(|e| format!("unaltered: {e}"))
+    }));
+    for (name, mode) in [
+        ("authenticated", SecureMode::Authenticated),
+        ("encrypted", SecureMode::Encrypted),
+    ] {
+        v.push(Vector::new(
+            format!("negative/hmac/test-packet-crypto-{name}"),
+            move || {
+                let c =
+                    TestPacketCrypto::new(mode, &secure_build::SERVER_SID, &secure_build::keys());
+                let mut p = vec![0u8; 48];
+                c.seal(&mut p).map_err(|e| e.to_string())?;
+                for at in [0, 15, 32, 47] {
+                    let mut q = p.clone();
+                    q[at] ^= 0x01;
+                    if c.open(&mut q) != Err(CryptoError::HmacMismatch) {
+                        return Err(format!("octet {at} flipped: not HmacMismatch"));
+                    }
+                }
+                c.open(&mut p).map_err(|e| format!("unaltered: {e}"))
+            },
+        ));
+    }
     v
 }
 

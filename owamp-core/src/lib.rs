@@ -7,8 +7,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod control;
 pub mod crypto;
+pub mod io;
 pub mod owp;
+pub mod policy;
 pub mod session;
 pub mod stats;
 pub mod time;

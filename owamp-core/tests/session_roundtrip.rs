@@ -345,6 +345,10 @@ fn finish_applies_next_seqno_and_stop_time() {
     assert_eq!(recs.len(), 3);
 }
 
+fn ranges(tx: &Sender) -> Vec<(u32, u32)> {
+    tx.skip_ranges().iter().map(|r| (r.first, r.last)).collect()
+}
+
 #[test]
 fn sender_skips_and_reports_ranges() {
     let p = params(10, 0);
@@ -359,9 +363,9 @@ fn sender_skips_and_reports_ranges() {
     tx.build(&mut buf, due0, ERR_SEND).unwrap();
     assert_eq!(tx.skip(), Some(4));
     assert_eq!(tx.next_seqno(), 5);
-    assert_eq!(tx.skip_ranges(), &[(1, 2), (4, 4)]);
+    assert_eq!(ranges(&tx), vec![(1, 2), (4, 4)]);
     while tx.skip().is_some() {}
-    assert_eq!(tx.skip_ranges(), &[(1, 2), (4, 9)]);
+    assert_eq!(ranges(&tx), vec![(1, 2), (4, 9)]);
     assert_eq!(tx.next_seqno(), 10);
     assert!(tx.build(&mut buf, due0, ERR_SEND).is_err());
 }
@@ -377,4 +381,41 @@ fn duplicate_records_are_capped() {
     assert_eq!(rx.stats().duplicates, 5);
     assert_eq!(rx.stats().duplicates_unrecorded, 3);
     assert_eq!(rx.records().len(), 3);
+}
+
+#[test]
+fn far_sequence_numbers_do_not_grow_state() {
+    // A session of 2^32 - 1 packets every 10 ms: a datagram claiming the last sequence number
+    // now is off schedule, and is found so after generating only the packets due within the
+    // timeout, not billions of them.
+    let slot = Slot {
+        kind: SlotKind::Exponential,
+        mean: SEC / 100,
+    };
+    let p = SessionParams {
+        schedule: Schedule::new(SID, &[slot], u32::MAX).unwrap(),
+        start: OwampTime::from_raw(0xeeb2_5d6f_0000_0000),
+        timeout: 2 * SEC,
+        padding: 0,
+    };
+    let mut rx = Receiver::new(p.clone(), PacketProtection::Open);
+    let now = OwampTime::from_raw(p.start.raw() + SEC);
+    let mut forged = [0u8; 14];
+    forged[0..4].copy_from_slice(&(u32::MAX - 1).to_be_bytes());
+    forged[4..12].copy_from_slice(&now.raw().to_be_bytes());
+    forged[12..14].copy_from_slice(&1u16.to_be_bytes());
+    let t = std::time::Instant::now();
+    for _ in 0..1000 {
+        assert_eq!(
+            rx.receive(&forged, now, ERR_RECV, 255),
+            Err(DropReason::OffSchedule)
+        );
+    }
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // Beyond the count: dropped before any schedule work.
+    forged[0..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert_eq!(
+        rx.receive(&forged, now, ERR_RECV, 255),
+        Err(DropReason::SeqOutOfRange)
+    );
 }

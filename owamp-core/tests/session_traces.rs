@@ -163,21 +163,13 @@ fn receiver_accepts_reference_packets_encrypted() {
     check_receiver("c_encrypted");
 }
 
-/// The 25-octet records of an .owp file (RFC 4656 3.8 layout: Seq, Send Error, Receive Error,
-/// Send Timestamp, Receive Timestamp, TTL), read from the records offset in its header.
+/// The 25-octet records of an .owp file, read from the records offset in its header.
 fn owp_records(name: &str) -> Vec<DataRecord> {
     let b = std::fs::read(trace_path(&format!("owp/summary/{name}"))).unwrap();
     let oset = u64::from_be_bytes(b[0x20..0x28].try_into().unwrap()) as usize;
     b[oset..]
-        .chunks_exact(25)
-        .map(|r| DataRecord {
-            seq: u32::from_be_bytes(r[0..4].try_into().unwrap()),
-            send_error: ErrorEstimate::from_raw(u16::from_be_bytes([r[4], r[5]])),
-            recv_error: ErrorEstimate::from_raw(u16::from_be_bytes([r[6], r[7]])),
-            send_time: OwampTime::from_raw(u64::from_be_bytes(r[8..16].try_into().unwrap())),
-            recv_time: OwampTime::from_raw(u64::from_be_bytes(r[16..24].try_into().unwrap())),
-            ttl: r[24],
-        })
+        .chunks_exact(DataRecord::LEN)
+        .map(|r| DataRecord::parse(r).unwrap())
         .collect()
 }
 

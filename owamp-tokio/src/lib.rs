@@ -1,1 +1,76 @@
-//! owamp-tokio adapter
+//! owamp-tokio: runs OWAMP (RFC 4656) on Tokio on top of the sans-IO owamp-core.
+//!
+//! The adapter is thin: it reuses owamp-std's clock, socket set-up, `recvmsg` with kernel
+//! timestamps and TTL, random generator, session stores and configuration types, and only
+//! replaces threads and blocking waits with tasks, the reactor and Tokio's timer.
+//!
+//! - [`net`]: a UDP test socket registered with the reactor ([`net::AsyncTestSocket`]).
+//! - [`endpoint`]: one test session's sender or receiver on a task.
+//! - [`control`]: a control connection's driver: the client (owping's side) and the server
+//!   (owampd's side).
+//! - [`StopToken`]: stops a test or a server, and can be awaited.
+//!
+//! Everything here runs on the current Tokio runtime, which needs I/O and time enabled (a
+//! runtime built with `enable_all`, or `#[tokio::main]`); the multi-threaded scheduler keeps
+//! senders' timestamps precise while other tasks run.
+//!
+//! The adapter makes no protocol decision: every output of the core's state machines is
+//! carried out as `owamp_core::io` describes.
+//!
+//! # A measurement, as owping does it
+//!
+//! `examples/ping.rs` is a minimal async owping; its core is this:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+//! use owamp_tokio::control::{run_test, ClientOptions, SessionSpec, TestPlan};
+//!
+//! # async fn ping() -> Result<(), Box<dyn std::error::Error>> {
+//! let plan = TestPlan {
+//!     send: Some(SessionSpec::poisson(100, Duration::from_millis(100))),
+//!     receive: Some(SessionSpec::poisson(100, Duration::from_millis(100))),
+//!     start_delay: Duration::from_secs(1),
+//! };
+//! let server = "192.0.2.1:861".parse()?;
+//! let results = run_test(server, &ClientOptions::default(), &plan, None).await?;
+//! if let Some(to) = results.to {
+//!     let session = to.data?; // the records the server received
+//!     let header = owamp_tokio::control::owp_header(&session);
+//!     let mut stats = Stats::new(SessionInfo::from_header(&header), StatsConfig::default())?;
+//!     let mut sum = stats.summarize(0, None)?;
+//!     for r in &session.records {
+//!         sum.push(r)?;
+//!     }
+//!     let summary = sum.finish()?;
+//!     println!("{} sent, {} lost", summary.sent, summary.lost);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # A server, as owampd runs it
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use owamp_core::policy::AllowAll;
+//! use owamp_tokio::control::{DirectoryStore, ServeConfig, Server};
+//!
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(DirectoryStore::new("/var/lib/owamp")?);
+//! let server = Server::bind("0.0.0.0:861".parse()?, ServeConfig::default(), AllowAll, store)
+//!     .await?;
+//! let handle = server.handle(); // handle.shutdown() stops it
+//! server.run().await?;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod control;
+pub mod endpoint;
+pub mod net;
+mod stop;
+
+pub use stop::StopToken;

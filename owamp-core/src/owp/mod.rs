@@ -1,1 +1,19 @@
-//! The .owp session data file of perfSONAR owamp.
+//! The session data file (.owp) of perfSONAR owamp, version 3.
+//!
+//! A .owp file holds one test session as the receiver saw it: a header with the stored
+//! Request-Session (RFC 4656 3.5) and its schedule slots, the skip ranges the sender reported in
+//! Stop-Sessions (RFC 4656 3.8), and the 25-octet data records of Fetch-Session (RFC 4656 3.8).
+//! [`header`] documents the layout.
+//!
+//! [`OwpReader`] reads the header at once and streams the records; [`write_file`] replaces a
+//! file atomically.
+
+mod error;
+pub mod header;
+mod reader;
+mod writer;
+
+pub use error::OwpError;
+pub use header::{SessionHeader, SkipRange};
+pub use reader::{OwpReader, Records};
+pub use writer::{encode, to_bytes, write_file};

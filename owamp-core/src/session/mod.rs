@@ -11,7 +11,7 @@ pub mod receiver;
 pub mod schedule;
 pub mod sender;
 
-pub use packet::{PacketProtection, OPEN_HEADER_LEN, SECURE_HEADER_LEN};
+pub use packet::PacketProtection;
 pub use receiver::{
     Accepted, DropCounts, DropReason, FinishError, Receiver, ReceiverStats, TTL_UNKNOWN,
 };

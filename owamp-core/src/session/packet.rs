@@ -1,41 +1,17 @@
-//! How test packets are protected and where their fields sit (RFC 4656 4.1.2).
+//! How test packets are protected, and in-place access to their fields (RFC 4656 4.1.2).
 //!
-//! Open mode: Seq 4, Timestamp 8, Error Estimate 2, then padding (14 + padding octets).
-//! Authenticated and encrypted modes: Seq 4, MBZ 12, Timestamp 8, Error Estimate 2, MBZ 6,
-//! HMAC 16, then padding (48 + padding octets).
+//! The layouts are those of [`crate::wire::raw`]: open mode Seq 4, Timestamp 8, Error
+//! Estimate 2 (14 octets); authenticated and encrypted modes Seq 4, MBZ 12, Timestamp 8,
+//! Error Estimate 2, MBZ 6, HMAC 16 (48 octets); padding follows. The session code writes and
+//! reads them in the caller's buffers, without allocating.
 
-use crate::crypto::{SecureMode, TestPacketCrypto, SECURE_TEST_PACKET_MIN_LEN};
+use zerocopy::network_endian::{U16, U32, U64};
+use zerocopy::FromBytes;
 
-/// Octets of an open-mode test packet before the padding.
-pub const OPEN_HEADER_LEN: usize = 14;
-
-/// Octets of an authenticated or encrypted test packet before the padding.
-pub const SECURE_HEADER_LEN: usize = SECURE_TEST_PACKET_MIN_LEN;
-
-/// Field offsets of the two layouts.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Layout {
-    pub(crate) timestamp: usize,
-    pub(crate) error: usize,
-    pub(crate) header: usize,
-}
-
-pub(crate) const OPEN_LAYOUT: Layout = Layout {
-    timestamp: 4,
-    error: 12,
-    header: OPEN_HEADER_LEN,
-};
-
-pub(crate) const SECURE_LAYOUT: Layout = Layout {
-    timestamp: 16,
-    error: 24,
-    header: SECURE_HEADER_LEN,
-};
-
-/// MBZ octets after the sequence number in the secure layout (encrypted in modes A and E).
-pub(crate) const SECURE_MBZ1: core::ops::Range<usize> = 4..16;
-/// MBZ octets after the error estimate in the secure layout (encrypted in mode E only).
-pub(crate) const SECURE_MBZ2: core::ops::Range<usize> = 26..32;
+use crate::crypto::{SecureMode, TestPacketCrypto};
+use crate::time::{ErrorEstimate, OwampTime};
+use crate::wire::raw::{AuthTestPacket, OpenTestPacket};
+use crate::wire::{Mode, TestPacket};
 
 /// How the test packets of a session are protected: the mode the control connection chose.
 // One value per session, used on every packet: keeping the keys inline avoids an indirection.
@@ -50,24 +26,20 @@ pub enum PacketProtection {
 }
 
 impl PacketProtection {
-    pub(crate) fn layout(&self) -> Layout {
+    /// The session's mode.
+    pub fn mode(&self) -> Mode {
         match self {
-            PacketProtection::Open => OPEN_LAYOUT,
-            PacketProtection::Sealed(_) => SECURE_LAYOUT,
-        }
-    }
-
-    /// The mode A/E of a sealed session, `None` in open mode.
-    pub fn secure_mode(&self) -> Option<SecureMode> {
-        match self {
-            PacketProtection::Open => None,
-            PacketProtection::Sealed(c) => Some(c.mode()),
+            PacketProtection::Open => Mode::Open,
+            PacketProtection::Sealed(c) => match c.mode() {
+                SecureMode::Authenticated => Mode::Authenticated,
+                SecureMode::Encrypted => Mode::Encrypted,
+            },
         }
     }
 
     /// Octets of a test packet before the padding: 14 in open mode, 48 otherwise.
     pub fn header_len(&self) -> usize {
-        self.layout().header
+        TestPacket::header_len(self.mode())
     }
 
     /// Octets of a whole test packet with `padding` octets of padding, or `None` if that does
@@ -77,25 +49,54 @@ impl PacketProtection {
             .ok()?
             .checked_add(self.header_len())
     }
-}
 
-pub(crate) fn put_u32(buf: &mut [u8], at: usize, v: u32) {
-    buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
-}
-
-pub(crate) fn put_u64(buf: &mut [u8], at: usize, v: u64) {
-    buf[at..at + 8].copy_from_slice(&v.to_be_bytes());
-}
-
-pub(crate) fn put_u16(buf: &mut [u8], at: usize, v: u16) {
-    buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-/// Reads fixed-size fields from a header whose length has already been checked.
-pub(crate) fn get<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
-    let mut a = [0u8; N];
-    if let Some(s) = buf.get(at..at + N) {
-        a.copy_from_slice(s);
+    fn is_open(&self) -> bool {
+        matches!(self, PacketProtection::Open)
     }
-    a
+
+    /// Writes the sequence number into a zeroed header at the start of `pkt`.
+    pub(crate) fn write_seq(&self, pkt: &mut [u8], seq: u32) -> Option<()> {
+        if self.is_open() {
+            OpenTestPacket::mut_from_prefix(pkt).ok()?.0.seq = U32::new(seq);
+        } else {
+            AuthTestPacket::mut_from_prefix(pkt).ok()?.0.seq = U32::new(seq);
+        }
+        Some(())
+    }
+
+    /// Writes the timestamp and error estimate into the (plaintext) header.
+    pub(crate) fn write_stamp(
+        &self,
+        pkt: &mut [u8],
+        timestamp: OwampTime,
+        error: ErrorEstimate,
+    ) -> Option<()> {
+        let (ts, ee) = (U64::new(timestamp.raw()), U16::new(error.raw()));
+        if self.is_open() {
+            let (h, _) = OpenTestPacket::mut_from_prefix(pkt).ok()?;
+            h.timestamp = ts;
+            h.error_estimate = ee;
+        } else {
+            let (h, _) = AuthTestPacket::mut_from_prefix(pkt).ok()?;
+            h.timestamp = ts;
+            h.error_estimate = ee;
+        }
+        Some(())
+    }
+
+    /// Reads sequence number, timestamp and error estimate from a plaintext header.
+    pub(crate) fn read_fields(&self, head: &[u8]) -> Option<(u32, OwampTime, ErrorEstimate)> {
+        let (seq, ts, ee) = if self.is_open() {
+            let (h, _) = OpenTestPacket::ref_from_prefix(head).ok()?;
+            (h.seq, h.timestamp, h.error_estimate)
+        } else {
+            let (h, _) = AuthTestPacket::ref_from_prefix(head).ok()?;
+            (h.seq, h.timestamp, h.error_estimate)
+        };
+        Some((
+            seq.get(),
+            OwampTime::from_raw(ts.get()),
+            ErrorEstimate::from_raw(ee.get()),
+        ))
+    }
 }

@@ -25,15 +25,16 @@
 //! between the oldest one not yet declared lost and the newest one that could still be valid
 //! (16 octets each; packets scheduled within about three timeouts), and the records (one per
 //! accepted packet or lost packet, at most the packet count, plus at most `max_duplicates`
-//! duplicate records; further duplicates are counted but not recorded).
+//! duplicate records, by default the packet count or 4096 if more; further duplicates are
+//! counted but not recorded).
 
 use std::collections::VecDeque;
 
-use super::packet::{get, PacketProtection, SECURE_HEADER_LEN};
+use super::packet::PacketProtection;
 use super::schedule::{add_offset, ScheduleCursor};
 use super::SessionParams;
 use crate::time::{ErrorEstimate, OwampTime};
-use crate::wire::DataRecord;
+use crate::wire::{DataRecord, TestPacket};
 
 /// Why a datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -185,16 +186,20 @@ pub struct Receiver {
 /// reference writes.
 const LOST_SEND_ERROR: ErrorEstimate = ErrorEstimate::from_raw(0x0001);
 
+/// Duplicate records kept by default even in short sessions.
+const DEFAULT_MIN_DUPLICATES: u64 = 4096;
+
 /// TTL recorded for a lost packet, and the value for "unknown".
 pub const TTL_UNKNOWN: u8 = 255;
 
 impl Receiver {
     /// A receiver for the session described by `params`, whose packets are protected as
-    /// `protection` says. At most as many duplicate records as packets are kept by default.
+    /// `protection` says. By default it records at most as many duplicates as the session
+    /// has packets, or 4096 if that is more.
     pub fn new(params: SessionParams, protection: PacketProtection) -> Self {
         let packet_len = protection.packet_len(params.padding);
         let cursor = ScheduleCursor::new(&params.schedule);
-        let max_duplicates = u64::from(params.schedule.count());
+        let max_duplicates = u64::from(params.schedule.count()).max(DEFAULT_MIN_DUPLICATES);
         let mut r = Self {
             params,
             protection,
@@ -333,23 +338,20 @@ impl Receiver {
             return Err(DropReason::WrongLength);
         }
         // Decrypt a copy of the header: the caller's buffer stays as received.
-        let layout = self.protection.layout();
-        let mut head = [0u8; SECURE_HEADER_LEN];
-        let head = &mut head[..layout.header];
-        head.copy_from_slice(
-            datagram
-                .get(..layout.header)
-                .ok_or(DropReason::WrongLength)?,
-        );
+        let header_len = self.protection.header_len();
+        let mut head = [0u8; TestPacket::AUTH_LEN];
+        let head = head.get_mut(..header_len).ok_or(DropReason::WrongLength)?;
+        head.copy_from_slice(datagram.get(..header_len).ok_or(DropReason::WrongLength)?);
         if let PacketProtection::Sealed(crypto) = &self.protection {
             // MBZ octets are ignored, as owamp 5.2.3 does; the HMAC covers those it encrypts.
             crypto.open(head).map_err(|_| DropReason::BadHmac)?;
         }
-        let seq = u32::from_be_bytes(get(head, 0));
-        let send_time = OwampTime::from_raw(u64::from_be_bytes(get(head, layout.timestamp)));
-        let send_error = ErrorEstimate::from_raw(u16::from_be_bytes(get(head, layout.error)));
+        let (seq, send_time, send_error) = self
+            .protection
+            .read_fields(head)
+            .ok_or(DropReason::WrongLength)?;
         // RFC 4656 4.1.2: a zero multiplier is not a valid error estimate.
-        if send_error.raw() & 0xff == 0 {
+        if !send_error.is_valid() {
             return Err(DropReason::InvalidErrorEstimate);
         }
         if seq >= self.params.schedule.count() {

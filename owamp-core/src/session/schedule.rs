@@ -35,9 +35,13 @@ const Q: [u64; 12] = [
 const LN2: u64 = Q[1];
 
 /// Multiplies two 32.32 fixed-point numbers the way RFC 4656 Appendix B prescribes:
-/// `(u * v) >> 32`, computed exactly and truncated to 64 bits.
+/// `(u * v) >> 32`, computed exactly, the low 32 bits truncated (not rounded) and the bits
+/// above 64 discarded.
+///
+/// This is bit for bit perfSONAR's OWPNum64Mult (Knuth's algorithm 4.3.1 M on 32-bit digits,
+/// keeping the middle two digits of the 128-bit product), which both its schedule and its
+/// statistics use.
 pub fn mul_fixed(u: u64, v: u64) -> u64 {
-    // Truncation to 64 bits is deliberate: it is what the appendix (and the reference) do.
     ((u128::from(u) * u128::from(v)) >> 32) as u64
 }
 
@@ -106,8 +110,9 @@ impl ExpDeviates {
         if u < LN2 {
             return mul_fixed(j, LN2).wrapping_add(u);
         }
-        // S3: the least k >= 2 with U < Q[k]; Q[11] = 1 - 2^-32 bounds the search.
-        let k = (2..Q.len()).find(|&k| u < Q[k]).unwrap_or(Q.len() - 1);
+        // S3: the least k >= 2 with U < Q[k]. U is even after the shift, so U < Q[11] =
+        // 2^32 - 1 always holds; were it not, the reference's search would end at k = 12.
+        let k = (2..Q.len()).find(|&k| u < Q[k]).unwrap_or(Q.len());
         let mut v = self.uniform();
         for _ in 2..=k {
             v = v.min(self.uniform());
@@ -247,26 +252,35 @@ impl ScheduleCursor {
 
     /// The next packet of `schedule` (which must be the schedule the cursor was made for).
     pub fn next(&mut self, schedule: &Schedule) -> Option<ScheduledPacket> {
+        let seq = self.next_seq;
+        self.next_gap(schedule)?;
+        Some(ScheduledPacket {
+            seq,
+            offset: self.offset,
+        })
+    }
+
+    /// Moves to the next packet of `schedule` like [`next`](Self::next), but returns the gap
+    /// between that packet and the previous one (the start time, for packet 0) instead of the
+    /// cumulative offset: the delta of the reference's schedule context, for callers that keep
+    /// their own clock.
+    pub fn next_gap(&mut self, schedule: &Schedule) -> Option<u64> {
         if self.next_seq >= schedule.count {
             return None;
         }
-        let seq = self.next_seq;
         // RFC 4656 3.5: slots are used cyclically. `Schedule::new` guarantees a slot when
         // count > 0.
         let n = schedule.slots.len();
-        let slot = schedule.slots.get(seq as usize % n.max(1))?;
+        let slot = schedule.slots.get(self.next_seq as usize % n.max(1))?;
         let gap = match slot.kind {
-            // Appendix B: the deviate (mean 1) scaled by the slot mean. Fixed slots do not
-            // draw from the generator.
+            // Appendix B: the deviate (mean 1) scaled by the slot mean with the truncating
+            // 32.32 product. Fixed slots do not draw from the generator.
             SlotKind::Exponential => mul_fixed(self.deviates.next_deviate(), slot.mean),
             SlotKind::Fixed => slot.mean,
         };
         self.offset = self.offset.saturating_add(gap);
         self.next_seq += 1;
-        Some(ScheduledPacket {
-            seq,
-            offset: self.offset,
-        })
+        Some(gap)
     }
 }
 
@@ -322,6 +336,41 @@ mod tests {
         assert_eq!(mul_fixed(u64::MAX, 1 << 32), u64::MAX);
         // 0.5 * 0.5 = 0.25
         assert_eq!(mul_fixed(1 << 31, 1 << 31), 1 << 30);
+        // The reference truncates: 2^-32 * 0.5 is 0, not rounded up to 2^-32.
+        assert_eq!(mul_fixed(1, 1 << 31), 0);
+        assert_eq!(mul_fixed(0xFFFF_FFFF, 0xFFFF_FFFF), 0xFFFF_FFFE);
+        // ... and drops what does not fit in 64 bits: 2^31 s * 2^2 s = 2^33 s wraps to 0.
+        assert_eq!(mul_fixed(1 << 63, 1 << 34), 0);
+        assert_eq!(mul_fixed(3 << 62, 1 << 33), 1 << 63);
+    }
+
+    #[test]
+    fn gaps_add_up_to_offsets() {
+        let sid = SessionId([0x5a; 16]);
+        let slots = [
+            Slot {
+                kind: SlotKind::Exponential,
+                mean: 1 << 31,
+            },
+            Slot {
+                kind: SlotKind::Fixed,
+                mean: 3 << 30,
+            },
+        ];
+        let s = Schedule::new(sid, &slots, 9).unwrap();
+        let mut c = ScheduleCursor::new(&s);
+        let mut sum = 0u64;
+        for p in s.iter() {
+            assert_eq!(c.next_seq(), p.seq);
+            let gap = c.next_gap(&s).unwrap();
+            if p.seq % 2 == 1 {
+                assert_eq!(gap, 3 << 30);
+            }
+            sum += gap;
+            assert_eq!(sum, p.offset);
+        }
+        assert_eq!(c.next_gap(&s), None);
+        assert_eq!(c.next_seq(), 9);
     }
 
     #[test]

@@ -7,11 +7,12 @@
 //! writes the timestamp (and, in encrypted mode, seals the packet, since the timestamp is
 //! encrypted and authenticated there).
 
-use super::packet::{put_u16, put_u32, put_u64, PacketProtection, SECURE_MBZ1, SECURE_MBZ2};
+use super::packet::PacketProtection;
 use super::schedule::{add_offset, ScheduleCursor, ScheduledPacket};
 use super::SessionParams;
 use crate::crypto::{CryptoError, SecureMode};
 use crate::time::{ErrorEstimate, OwampTime};
+use crate::wire::SkipRange;
 
 /// What goes into the padding of each packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,8 +90,8 @@ pub struct Sender {
     packet_len: usize,
     cursor: ScheduleCursor,
     next: Option<ScheduledPacket>,
-    /// Inclusive ranges of skipped sequence numbers, merged when adjacent (RFC 4656 3.8).
-    skipped: Vec<(u32, u32)>,
+    /// Ranges of skipped sequence numbers, merged when adjacent (RFC 4656 3.8).
+    skipped: Vec<SkipRange>,
 }
 
 impl Sender {
@@ -153,9 +154,10 @@ impl Sender {
         self.next.is_none()
     }
 
-    /// Ranges of skipped packets, as inclusive (first, last) sequence numbers in increasing
-    /// order, adjacent ranges merged: the skip ranges of Stop-Sessions (RFC 4656 3.8).
-    pub fn skip_ranges(&self) -> &[(u32, u32)] {
+    /// Ranges of skipped packets in increasing order, adjacent ranges merged: the skip ranges
+    /// of Stop-Sessions (RFC 4656 3.8). There is one range per run of consecutive skips, so
+    /// at most half the packet count.
+    pub fn skip_ranges(&self) -> &[SkipRange] {
         &self.skipped
     }
 
@@ -164,8 +166,11 @@ impl Sender {
     pub fn skip(&mut self) -> Option<u32> {
         let seq = self.next?.seq;
         match self.skipped.last_mut() {
-            Some((_, last)) if last.checked_add(1) == Some(seq) => *last = seq,
-            _ => self.skipped.push((seq, seq)),
+            Some(r) if r.last.checked_add(1) == Some(seq) => r.last = seq,
+            _ => self.skipped.push(SkipRange {
+                first: seq,
+                last: seq,
+            }),
         }
         self.advance();
         Some(seq)
@@ -186,18 +191,15 @@ impl Sender {
         let pkt = buf
             .get_mut(..len)
             .ok_or(SenderError::BufferTooSmall { need: len, got })?;
-        let layout = self.protection.layout();
         // RFC 4656 4.1.2: all MBZ octets and, unless the caller supplies it, the padding.
         match self.fill {
             PaddingFill::Zeros => pkt.fill(0),
-            PaddingFill::Caller => pkt[..layout.header].fill(0),
+            PaddingFill::Caller => pkt[..self.protection.header_len()].fill(0),
         }
-        put_u32(pkt, 0, seq);
+        self.protection
+            .write_seq(pkt, seq)
+            .ok_or(SenderError::BufferTooSmall { need: len, got })?;
         if let PacketProtection::Sealed(crypto) = &self.protection {
-            debug_assert!(pkt[SECURE_MBZ1]
-                .iter()
-                .chain(&pkt[SECURE_MBZ2])
-                .all(|&b| b == 0));
             if crypto.mode() == SecureMode::Authenticated {
                 crypto.seal(pkt)?;
             }
@@ -225,9 +227,9 @@ impl Sender {
         let pkt = buf
             .get_mut(..len)
             .ok_or(SenderError::BufferTooSmall { need: len, got })?;
-        let layout = self.protection.layout();
-        put_u64(pkt, layout.timestamp, timestamp.raw());
-        put_u16(pkt, layout.error, error.raw());
+        self.protection
+            .write_stamp(pkt, timestamp, error)
+            .ok_or(SenderError::BufferTooSmall { need: len, got })?;
         if let PacketProtection::Sealed(crypto) = &self.protection {
             if crypto.mode() == SecureMode::Encrypted {
                 crypto.seal(pkt)?;

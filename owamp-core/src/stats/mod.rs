@@ -1,1 +1,18 @@
-//! Statistics over data records, as owstats reports them.
+//! Statistics over data records, as perfSONAR's owstats reports them.
+//!
+//! [`Stats`] reproduces owstats's algorithms exactly: loss and duplicates from the send schedule
+//! and the loss timeout, delays as differences of rounded doubles, the median and other
+//! percentiles from the delay histogram, jitter as P95-P50, TTL ranges and RFC 4737
+//! n-reordering up to owstats's bound. [`report`] formats the results as owstats prints them.
+//! Nothing here does I/O.
+
+mod engine;
+pub mod fmt;
+mod num;
+pub mod report;
+
+pub use engine::{
+    PacketEvent, SessionInfo, Stats, StatsConfig, StatsError, Summarizer, Summary,
+    DEFAULT_BUCKET_WIDTH,
+};
+pub use num::{error_seconds, is_sync, num64_to_f64, to_unix_timespec, NTP_UNIX_OFFSET};

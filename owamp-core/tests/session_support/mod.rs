@@ -3,6 +3,8 @@
 
 use owamp_core::wire::{SessionId, Slot, SlotKind};
 
+pub mod sim;
+
 /// Path of a reference trace file.
 pub fn trace_path(name: &str) -> String {
     format!(

@@ -1,0 +1,335 @@
+//! What owping and owfetch share: peer names, the control connection (with a source address),
+//! the identity and its pass-phrase, and the messages perfSONAR's clients print.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use owamp_core::control::{AcceptCode, CloseReason, Identity, Modes};
+use owamp_std::control::{ClientConnection, ClientError, ClientOptions};
+
+use crate::config::{self, pfs};
+
+/// The OWAMP-Control port (RFC 4656 2, IANA "owamp-control").
+pub const CONTROL_PORT: u16 = 861;
+
+/// A host as written on the command line: `node`, `node:port`, `[v6addr]`, `[v6addr]:port`
+/// or a bare IPv6 address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSpec {
+    /// The node name or address, without brackets.
+    pub node: String,
+    /// The port (the default when none was written).
+    pub port: u16,
+}
+
+/// Parses a host argument as perfSONAR's tools do.
+pub fn parse_host(s: &str, default_port: u16) -> Result<HostSpec, String> {
+    let port_of = |p: &str| -> Result<u16, String> {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("invalid port \"{p}\""))
+    };
+    let (node, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (node, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']' in \"{s}\""))?;
+        let port = match after {
+            "" => default_port,
+            p => port_of(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("unexpected \"{p}\" after ']'"))?,
+            )?,
+        };
+        (node, port)
+    } else {
+        match s.matches(':').count() {
+            0 => (s, default_port),
+            1 => {
+                let (n, p) = s.split_once(':').unwrap_or((s, ""));
+                (n, port_of(p)?)
+            }
+            // More than one colon and no brackets: an IPv6 address without a port.
+            _ => (s, default_port),
+        }
+    };
+    if node.is_empty() {
+        return Err(format!("no host in \"{s}\""));
+    }
+    Ok(HostSpec {
+        node: node.to_owned(),
+        port,
+    })
+}
+
+/// Address family restriction (-4, -6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    /// Either.
+    #[default]
+    Any,
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+}
+
+impl Family {
+    fn allows(self, a: &SocketAddr) -> bool {
+        match self {
+            Family::Any => true,
+            Family::V4 => a.is_ipv4(),
+            Family::V6 => a.is_ipv6(),
+        }
+    }
+}
+
+/// The addresses of a host, filtered by family.
+pub fn resolve(h: &HostSpec, family: Family) -> Result<Vec<SocketAddr>, String> {
+    let addrs: Vec<SocketAddr> = (h.node.as_str(), h.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{}: {e}", h.node))?
+        .filter(|a| family.allows(a))
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{}: no usable address", h.node));
+    }
+    Ok(addrs)
+}
+
+/// Connects a TCP stream to `server`, from `source` if given, within `timeout`.
+pub fn connect_stream(
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let Some(src) = source else {
+        return TcpStream::connect_timeout(&server, timeout);
+    };
+    let domain = socket2::Domain::for_address(server);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.bind(&SocketAddr::new(src, 0).into())?;
+    sock.connect_timeout(&server.into(), timeout)?;
+    Ok(sock.into())
+}
+
+/// Resolves a source address (-S) in the family of `server`.
+pub fn resolve_source(src: &str, server: SocketAddr) -> Result<IpAddr, String> {
+    let node = src
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(src);
+    (node, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("{src}: {e}"))?
+        .find(|a| a.is_ipv4() == server.is_ipv4())
+        .map(|a| a.ip())
+        .ok_or_else(|| format!("{src}: no address in the server's family"))
+}
+
+/// Parses the -A mode letters.
+pub fn parse_authmode(s: Option<&str>) -> Result<Modes, String> {
+    match s {
+        None => Ok(Modes::ALL),
+        Some(s) => config::server::parse_modes(s).map_err(|e| format!("Invalid -authmode: {e}")),
+    }
+}
+
+/// The identity for -u, its pass-phrase from the -k file or asked for. As owping does, a
+/// pass-phrase that cannot be found is reported and the identity dropped (only open mode is
+/// then possible). Errors that stop the tool (an unreadable or invalid file) are `Err`.
+pub fn identity(
+    prog: &str,
+    user: Option<&str>,
+    pfs_file: Option<&Path>,
+    err: &mut dyn Write,
+) -> Result<Option<Identity>, String> {
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    if user.len() > pfs::MAX_IDENTITY_LEN {
+        return Err(format!(
+            "identity \"{user}\" is longer than {} octets",
+            pfs::MAX_IDENTITY_LEN
+        ));
+    }
+    let passphrase = match pfs_file {
+        Some(path) => {
+            let f = config::read_file(path, pfs::parse).map_err(|e| e.to_string())?;
+            match f.get(user) {
+                Some(p) => Some(p.to_vec()),
+                None => {
+                    let _ = writeln!(
+                        err,
+                        "{prog}: Unable to find pass-phrase for id=\"{user}\" from pffile=\"{}\"",
+                        path.display()
+                    );
+                    None
+                }
+            }
+        }
+        None => {
+            crate::prompt::read_passphrase(&format!("Enter passphrase for identity '{user}': "))
+                .map_err(|e| format!("reading the pass-phrase: {e}"))?
+        }
+    };
+    Ok(passphrase.map(|p| Identity {
+        key_id: user.as_bytes().to_vec(),
+        passphrase: p,
+    }))
+}
+
+/// A set-up control connection and how long the set-up took (owping's round-trip bound).
+pub struct Connected {
+    /// The connection.
+    pub conn: ClientConnection,
+    /// Time from the TCP connect to Server-Start.
+    pub rtt_bound: Duration,
+    /// The local address of the control connection.
+    pub local: SocketAddr,
+}
+
+/// Connects to the first address of `addrs` that answers and sets the connection up. On
+/// failure, prints what perfSONAR's clients print ("Server denied access", "Unable to open
+/// control connection") and returns `None`.
+pub fn open_control(
+    prog: &str,
+    addrs: &[SocketAddr],
+    source: Option<&str>,
+    serv_name: &str,
+    node: &str,
+    opts: &ClientOptions,
+    err: &mut dyn Write,
+) -> Option<Connected> {
+    let mut last: Option<String> = None;
+    for &server in addrs {
+        let src = match source.map(|s| resolve_source(s, server)).transpose() {
+            Ok(s) => s,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let t0 = Instant::now();
+        let stream = match connect_stream(server, src, opts.connect_timeout) {
+            Ok(s) => s,
+            Err(e) => {
+                last = Some(format!("{server}: {e}"));
+                continue;
+            }
+        };
+        let local = match stream.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                last = Some(e.to_string());
+                continue;
+            }
+        };
+        let mut o = opts.clone();
+        if let Some(ip) = src {
+            o.test_ip = Some(ip);
+        }
+        match ClientConnection::from_stream(stream, &o) {
+            Ok(conn) => {
+                return Some(Connected {
+                    conn,
+                    rtt_bound: t0.elapsed(),
+                    local,
+                })
+            }
+            Err(ClientError::Closed(CloseReason::SetupRejected(_))) => {
+                let _ = writeln!(err, "{prog}: Server denied access: {node}");
+                last = None;
+                break;
+            }
+            Err(ClientError::Closed(CloseReason::NoCommonMode)) => {
+                let _ = writeln!(
+                    err,
+                    "{prog}: No Common Modes: the server offers no mode allowed here (see -A and -u)"
+                );
+                last = None;
+                break;
+            }
+            Err(e) => last = Some(e.to_string()),
+        }
+    }
+    if let Some(m) = last {
+        let _ = writeln!(err, "{prog}: {m}");
+    }
+    let _ = writeln!(
+        err,
+        "{prog}: Unable to open control connection to {serv_name}."
+    );
+    None
+}
+
+/// A short description of a refused request.
+pub fn describe_accept(code: AcceptCode) -> String {
+    format!("{code:?} (Accept = {})", code.to_u8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_forms() {
+        let h = |s| parse_host(s, 861).unwrap();
+        assert_eq!(
+            h("127.0.0.1:8610"),
+            HostSpec {
+                node: "127.0.0.1".into(),
+                port: 8610
+            }
+        );
+        assert_eq!(
+            h("example.net"),
+            HostSpec {
+                node: "example.net".into(),
+                port: 861
+            }
+        );
+        assert_eq!(
+            h("[::1]:4000"),
+            HostSpec {
+                node: "::1".into(),
+                port: 4000
+            }
+        );
+        assert_eq!(
+            h("[fe80::1]"),
+            HostSpec {
+                node: "fe80::1".into(),
+                port: 861
+            }
+        );
+        assert_eq!(
+            h("2001:db8::5"),
+            HostSpec {
+                node: "2001:db8::5".into(),
+                port: 861
+            }
+        );
+        assert!(parse_host("host:", 861).is_err());
+        assert!(parse_host(":861", 861).is_err());
+        assert!(parse_host("host:99999", 861).is_err());
+        assert!(parse_host("[::1", 861).is_err());
+        assert!(parse_host("[::1]x", 861).is_err());
+    }
+
+    #[test]
+    fn resolving_respects_the_family() {
+        let h = parse_host("127.0.0.1:9", 861).unwrap();
+        assert_eq!(resolve(&h, Family::V4).unwrap()[0].port(), 9);
+        assert!(resolve(&h, Family::V6).is_err());
+    }
+
+    #[test]
+    fn mode_letters() {
+        assert_eq!(parse_authmode(None), Ok(Modes::ALL));
+        assert_eq!(parse_authmode(Some("e")).unwrap().raw(), 4);
+        assert!(parse_authmode(Some("Z")).is_err());
+    }
+}

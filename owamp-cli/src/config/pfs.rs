@@ -1,0 +1,247 @@
+//! Pass-phrase files (`owamp-server.pfs`, owping's `-k` file), as pfstore writes them: one
+//! `identity<whitespace>hex` line per identity, where `hex` is the pass-phrase's octets in
+//! hexadecimal. Lines whose first non-blank character is `#` are comments. There are no
+//! continuation lines and nothing may follow the hex.
+
+use super::{ConfigError, ConfigErrorKind};
+
+/// The longest identity (RFC 4656 3.1: the KeyID field is 80 octets).
+pub const MAX_IDENTITY_LEN: usize = 80;
+
+/// One identity and its pass-phrase.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PfsEntry {
+    /// The line it was read from (1-based).
+    pub line: usize,
+    /// The identity (KeyID).
+    pub identity: String,
+    /// The pass-phrase octets.
+    pub passphrase: Vec<u8>,
+}
+
+impl std::fmt::Debug for PfsEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PfsEntry")
+            .field("line", &self.line)
+            .field("identity", &self.identity)
+            .field("passphrase", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The entries of a pass-phrase file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PfsFile {
+    /// The entries.
+    pub entries: Vec<PfsEntry>,
+}
+
+impl PfsFile {
+    /// The pass-phrase of `identity` (the first entry for it, as owping reads it).
+    pub fn get(&self, identity: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|e| e.identity == identity)
+            .map(|e| e.passphrase.as_slice())
+    }
+
+    /// An error for the second entry of an identity listed twice (owampd refuses such a file).
+    pub fn check_unique(&self) -> Result<(), ConfigError> {
+        for (i, e) in self.entries.iter().enumerate() {
+            if self.entries[..i].iter().any(|p| p.identity == e.identity) {
+                return Err(ConfigError::new(
+                    e.line,
+                    ConfigErrorKind::Syntax(format!("identity \"{}\" duplicated", e.identity)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses one non-comment line.
+fn parse_line(lineno: usize, line: &str) -> Result<PfsEntry, ConfigError> {
+    let mut words = line.split_whitespace();
+    let identity = words.next().unwrap_or_default();
+    let Some(hex) = words.next() else {
+        return Err(ConfigError::new(
+            lineno,
+            ConfigErrorKind::Syntax(format!(
+                "identity \"{identity}\" has no pass-phrase (expected \"identity hex\")"
+            )),
+        ));
+    };
+    if let Some(extra) = words.next() {
+        return Err(ConfigError::new(
+            lineno,
+            ConfigErrorKind::TrailingText(extra.to_owned()),
+        ));
+    }
+    if identity.len() > MAX_IDENTITY_LEN {
+        return Err(ConfigError::invalid(
+            lineno,
+            "identity",
+            identity,
+            format!("longer than {MAX_IDENTITY_LEN} octets"),
+        ));
+    }
+    let passphrase = decode_hex(hex)
+        .map_err(|reason| ConfigError::invalid(lineno, "pass-phrase", hex, reason))?;
+    Ok(PfsEntry {
+        line: lineno,
+        identity: identity.to_owned(),
+        passphrase,
+    })
+}
+
+/// Decodes a non-empty, even-length hexadecimal string.
+pub fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return Err("expected an even, non-zero number of hexadecimal digits".into());
+    }
+    hex::decode(hex).map_err(|_| "not hexadecimal".into())
+}
+
+/// Whether a line carries no entry (blank or comment).
+fn is_comment(line: &str) -> bool {
+    let t = line.trim_start();
+    t.is_empty() || t.starts_with('#')
+}
+
+/// Parses a pass-phrase file.
+pub fn parse(text: &str) -> Result<PfsFile, ConfigError> {
+    let mut entries = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        if is_comment(raw) {
+            continue;
+        }
+        entries.push(parse_line(i + 1, raw)?);
+    }
+    Ok(PfsFile { entries })
+}
+
+/// The line pfstore writes for an entry: identity, a tab, the hex pass-phrase.
+pub fn format_line(identity: &str, passphrase: &[u8]) -> String {
+    format!("{identity}\t{}\n", hex::encode(passphrase))
+}
+
+/// Checks an identity before it is written to a file.
+pub fn check_identity(identity: &str) -> Result<(), String> {
+    if identity.is_empty() {
+        return Err("the identity is empty".into());
+    }
+    if identity.len() > MAX_IDENTITY_LEN {
+        return Err(format!(
+            "the identity is longer than {MAX_IDENTITY_LEN} octets"
+        ));
+    }
+    if identity.chars().any(|c| c.is_whitespace() || c == '#') {
+        return Err("the identity may not contain blanks or '#'".into());
+    }
+    Ok(())
+}
+
+/// The file's text with `identity`'s entry replaced by one for `passphrase` (at the same
+/// place, or appended when there was none), or removed when `passphrase` is `None`; further
+/// entries for the identity are dropped. Comments and other entries are kept as they are
+/// (pfstore copies them). Returns the new text and whether the identity was there.
+pub fn update(
+    text: &str,
+    identity: &str,
+    passphrase: Option<&[u8]>,
+) -> Result<(String, bool), ConfigError> {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut found = false;
+    for (i, raw) in text.lines().enumerate() {
+        if !is_comment(raw) && parse_line(i + 1, raw)?.identity == identity {
+            if let (false, Some(p)) = (found, passphrase) {
+                out.push_str(&format_line(identity, p));
+            }
+            found = true;
+            continue;
+        }
+        out.push_str(raw);
+        out.push('\n');
+    }
+    if let (false, Some(p)) = (found, passphrase) {
+        out.push_str(&format_line(identity, p));
+    }
+    Ok((out, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COOKBOOK: &str = "joe    a0167ac6101b360d2f4dd164abba2337\n\
+bob    2dc36fc4807894cdfbe180b71d4a0f\n\
+sam    3fc763fb270ce6ba6e928bd10d4984dc77d3\n";
+
+    #[test]
+    fn cookbook_example() {
+        let f = parse(COOKBOOK).unwrap();
+        assert_eq!(f.entries.len(), 3);
+        assert_eq!(f.entries[1].identity, "bob");
+        assert_eq!(f.entries[1].passphrase.len(), 15);
+        assert_eq!(f.get("sam").unwrap()[0], 0x3f);
+        assert!(f.get("eve").is_none());
+        f.check_unique().unwrap();
+    }
+
+    #[test]
+    fn reference_alice_line() {
+        let f = parse(
+            "# written by pfstore\nalice\t636f727265637420686f727365206261747465727920737461706c65\n",
+        )
+        .unwrap();
+        assert_eq!(f.get("alice"), Some(&b"correct horse battery staple"[..]));
+        assert_eq!(f.entries[0].line, 2);
+    }
+
+    #[test]
+    fn errors_carry_the_line() {
+        let e = parse("alice 6162\nbob\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = parse("alice 616\n").unwrap_err();
+        assert!(matches!(e.kind, ConfigErrorKind::InvalidValue { .. }));
+        let e = parse("# c\nalice zz\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = parse("alice 6162 # comment\n").unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::TrailingText("#".into()));
+        let long = "x".repeat(81);
+        assert!(parse(&format!("{long} 6162\n")).is_err());
+    }
+
+    #[test]
+    fn duplicates_are_found() {
+        let f = parse("a 61\nb 62\na 63\n").unwrap();
+        assert_eq!(f.get("a"), Some(&b"a"[..]));
+        assert_eq!(f.check_unique().unwrap_err().line, 3);
+    }
+
+    #[test]
+    fn update_replaces_and_keeps_comments() {
+        let text = "# keys\nalice 6162\nbob 6364\n";
+        let (t, removed) = update(text, "alice", Some(b"xyz")).unwrap();
+        assert!(removed);
+        assert_eq!(t, "# keys\nalice\t78797a\nbob 6364\n");
+        let (t, _) = update(&t, "bob", Some(b"z")).unwrap();
+        assert_eq!(t, "# keys\nalice\t78797a\nbob\t7a\n");
+        let (t, removed) = update(&t, "carol", None).unwrap();
+        assert!(!removed);
+        assert_eq!(parse(&t).unwrap().entries.len(), 2);
+        let (t, removed) = update(&t, "bob", None).unwrap();
+        assert!(removed);
+        assert_eq!(t, "# keys\nalice\t78797a\n");
+        let (t, _) = update(&t, "dave", Some(b"d")).unwrap();
+        assert_eq!(t, "# keys\nalice\t78797a\ndave\t64\n");
+    }
+
+    #[test]
+    fn identity_checks() {
+        assert!(check_identity("alice").is_ok());
+        assert!(check_identity("").is_err());
+        assert!(check_identity("a b").is_err());
+        assert!(check_identity(&"y".repeat(81)).is_err());
+    }
+}

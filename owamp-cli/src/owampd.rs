@@ -1,0 +1,778 @@
+//! owampd: the OWAMP server, configured as perfSONAR's owampd.
+//!
+//! Configuration comes from the `-c` directory (`owamp-server.conf`, `.limits`, `.pfs`, or the
+//! older `owampd.*` names); command-line flags take precedence over `owamp-server.conf`. The
+//! daemon runs in the foreground and logs to standard error (`-Z` and `-e` are accepted for
+//! compatibility; see the user guide). It writes `owamp-server.pid` (locked while it runs) and
+//! `owamp-server.info` (its start time) in the var directory, keeps received sessions as
+//! `<SID>.owp` files in the data directory, and shuts down cleanly on SIGINT, SIGTERM or
+//! SIGHUP: running tests are stopped, their records stored, and the pid file removed.
+
+use std::collections::{HashSet, VecDeque};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
+use owamp_core::io::FetchReply;
+use owamp_core::policy::{Limits, Peer, ServerPolicy, TestAdmission};
+use owamp_core::wire::SessionId;
+use owamp_std::control::{
+    ConnectionSummary, DirectoryStore, ServeConfig, Server, ServerHandle, SessionStore, StopHandle,
+    StoreError,
+};
+
+use crate::client::CONTROL_PORT;
+use crate::config::{self, limits, pfs, server, FileError};
+
+/// Names of the configuration files, current name first.
+pub const CONF_NAMES: [&str; 2] = ["owamp-server.conf", "owampd.conf"];
+/// Names of the limits file.
+pub const LIMITS_NAMES: [&str; 2] = ["owamp-server.limits", "owampd.limits"];
+/// Names of the pass-phrase file.
+pub const PFS_NAMES: [&str; 2] = ["owamp-server.pfs", "owampd.pfs"];
+/// The pid file in the var directory.
+pub const PID_FILE: &str = "owamp-server.pid";
+/// The info file (start time) in the var directory.
+pub const INFO_FILE: &str = "owamp-server.info";
+
+/// Command-line arguments (perfSONAR owampd's flags).
+#[derive(Debug, Parser)]
+#[command(
+    name = "owampd",
+    about = "One-way latency server (perfSONAR owampd compatible)",
+    disable_version_flag = true
+)]
+pub struct Args {
+    /// Modes offered (`-a`): letters A, E, O.
+    #[arg(
+        help = "authentication modes offered: [A]uthenticated, [E]ncrypted, [O]pen",
+        short = 'a',
+        value_name = "authmode"
+    )]
+    pub authmode: Option<String>,
+    /// configuration directory
+    #[arg(short = 'c', value_name = "confdir")]
+    pub confdir: Option<PathBuf>,
+    /// data directory (received sessions)
+    #[arg(short = 'd', value_name = "datadir")]
+    pub datadir: Option<PathBuf>,
+    /// syslog facility (checked; messages go to standard error)
+    #[arg(short = 'e', value_name = "facility")]
+    pub facility: Option<String>,
+    /// allow owampd to run as root
+    #[arg(short = 'f')]
+    pub allow_root: bool,
+    /// group to run as when started as root (name or -gid)
+    #[arg(short = 'G', value_name = "group", allow_hyphen_values = true)]
+    pub group: Option<String>,
+    /// port range for receivers to use (0 for any)
+    #[arg(short = 'P', value_name = "portrange")]
+    pub testports: Option<String>,
+    /// directory for the owamp-server.pid and .info files
+    #[arg(short = 'R', value_name = "vardir")]
+    pub vardir: Option<PathBuf>,
+    /// Listen address (`-S`): node:port, node, :port or a bracketed IPv6 address with a port.
+    #[arg(
+        help = "address and port to listen on: node:port, node, :port, [v6addr]:port",
+        short = 'S',
+        value_name = "nodename:port"
+    )]
+    pub srcnode: Option<String>,
+    /// user to run as when started as root (name or -uid)
+    #[arg(short = 'U', value_name = "user", allow_hyphen_values = true)]
+    pub user: Option<String>,
+    /// verbose output
+    #[arg(short = 'v')]
+    pub verbose: bool,
+    /// run in the foreground (always the case here)
+    #[arg(short = 'Z')]
+    pub foreground: bool,
+    /// debugging flag of the reference; ignored
+    #[arg(short = 'w', hide = true)]
+    pub childwait: bool,
+}
+
+/// The daemon's settings: the configuration file with the command line applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Configuration directory.
+    pub confdir: PathBuf,
+    /// The files read.
+    pub files: Vec<PathBuf>,
+    /// `owamp-server.conf` with the command line applied.
+    pub conf: server::ServerConf,
+    /// The limits.
+    pub limits: limits::LimitsConf,
+    /// The identities.
+    pub pfs: pfs::PfsFile,
+    /// Modes offered.
+    pub modes: Modes,
+    /// Where to listen.
+    pub listen: Vec<SocketAddr>,
+    /// Received sessions go here.
+    pub datadir: PathBuf,
+    /// Pid and info files go here.
+    pub vardir: PathBuf,
+    /// Allow running as root.
+    pub allow_root: bool,
+}
+
+/// An error that stops owampd, with the message to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fatal(pub String);
+
+impl From<FileError> for Fatal {
+    fn from(e: FileError) -> Self {
+        Fatal(e.to_string())
+    }
+}
+
+/// Parses `srcnode` / `-S`: `node:port`, `node`, `:port`, `[v6]:port`, `[v6]`. Returns the node
+/// (`None` for the wildcard) and the port.
+pub fn parse_srcnode(s: &str) -> Result<(Option<String>, u16), String> {
+    if let Some(p) = s.strip_prefix(':') {
+        let port = p
+            .parse::<u16>()
+            .map_err(|_| format!("invalid port in \"{s}\""))?;
+        return Ok((None, port));
+    }
+    // Port 0 (any free port) is allowed here, unlike for a peer.
+    if let Some(rest) = s.strip_suffix(":0") {
+        let h = crate::client::parse_host(rest, CONTROL_PORT)?;
+        return Ok((Some(h.node), 0));
+    }
+    let h = crate::client::parse_host(s, CONTROL_PORT)?;
+    Ok((Some(h.node), h.port))
+}
+
+/// The addresses to listen on for a `srcnode` value (`None`: the wildcard on port 861).
+pub fn listen_addrs(srcnode: Option<&str>) -> Result<Vec<SocketAddr>, String> {
+    let (node, port) = match srcnode {
+        Some(s) => parse_srcnode(s)?,
+        None => (None, CONTROL_PORT),
+    };
+    match node {
+        // The wildcard: both families, each on its own socket.
+        None => Ok(vec![
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+        ]),
+        Some(n) => {
+            let addrs: Vec<SocketAddr> = (n.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| format!("{n}: {e}"))?
+                .collect();
+            // One address is enough: a name may resolve to several.
+            addrs
+                .into_iter()
+                .next()
+                .map(|a| vec![a])
+                .ok_or_else(|| format!("{n}: no address"))
+        }
+    }
+}
+
+/// Reads the configuration directory and applies the command line.
+pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
+    let cwd = std::env::current_dir().map_err(|e| Fatal(format!("getcwd(): {e}")))?;
+    let confdir = args.confdir.clone().unwrap_or_else(|| cwd.clone());
+    let mut files = Vec::new();
+    let mut conf = match config::find_in_dir(&confdir, &CONF_NAMES) {
+        Some(p) => {
+            let c = config::read_file(&p, server::parse)?;
+            files.push(p);
+            c
+        }
+        // Like the reference: a configuration directory given explicitly must hold the file.
+        None if args.confdir.is_some() => {
+            return Err(Fatal(format!(
+                "Unable to open {}: no {} or {} there",
+                confdir.display(),
+                CONF_NAMES[0],
+                CONF_NAMES[1]
+            )))
+        }
+        None => server::ServerConf::default(),
+    };
+    let pfs = match config::find_in_dir(&confdir, &PFS_NAMES) {
+        Some(p) => {
+            let f = config::read_file(&p, pfs::parse)?;
+            f.check_unique()
+                .map_err(|e| Fatal(e.in_file(&p).to_string()))?;
+            files.push(p);
+            f
+        }
+        None => pfs::PfsFile::default(),
+    };
+    let limits = match config::find_in_dir(&confdir, &LIMITS_NAMES) {
+        Some(p) => {
+            let l = config::read_file(&p, limits::parse)?;
+            l.check_users(&pfs)
+                .map_err(|e| Fatal(e.in_file(&p).to_string()))?;
+            files.push(p);
+            l
+        }
+        None => limits::LimitsConf::default(),
+    };
+
+    // The command line takes precedence.
+    if let Some(a) = &args.authmode {
+        conf.authmode =
+            Some(server::parse_modes(a).map_err(|e| Fatal(format!("Invalid -a authmode: {e}")))?);
+    }
+    if let Some(f) = &args.facility {
+        conf.facility = Some(
+            server::check_facility(f)
+                .map_err(|e| Fatal(format!("Invalid -e: Syslog facility \"{f}\": {e}")))?,
+        );
+    }
+    if let Some(p) = &args.testports {
+        conf.testports = Some(
+            server::parse_test_ports(p)
+                .map_err(|e| Fatal(format!("Invalid test port range specified: {e}")))?,
+        );
+    }
+    if args.datadir.is_some() {
+        conf.datadir = args.datadir.clone();
+    }
+    if args.vardir.is_some() {
+        conf.vardir = args.vardir.clone();
+    }
+    if args.srcnode.is_some() {
+        conf.srcnode = args.srcnode.clone();
+    }
+    if args.user.is_some() {
+        conf.user = args.user.clone();
+    }
+    if args.group.is_some() {
+        conf.group = args.group.clone();
+    }
+    conf.verbose |= args.verbose;
+    let listen = listen_addrs(conf.srcnode.as_deref())
+        .map_err(|e| Fatal(format!("Invalid source address (srcnode/-S): {e}")))?;
+    Ok(Settings {
+        confdir,
+        files,
+        modes: conf.authmode.unwrap_or(Modes::ALL),
+        listen,
+        datadir: conf.datadir.clone().unwrap_or_else(|| cwd.clone()),
+        vardir: conf.vardir.clone().unwrap_or(cwd),
+        allow_root: args.allow_root || conf.rootfolly,
+        conf,
+        limits,
+        pfs,
+    })
+}
+
+/// The SIDs of received sessions whose class deletes them once fetched (`delete_on_fetch`).
+#[derive(Debug, Default)]
+pub struct DeleteOnFetch {
+    classes: HashSet<String>,
+    sessions: Mutex<(HashSet<SessionId>, VecDeque<SessionId>)>,
+}
+
+/// Sessions remembered for `delete_on_fetch` (the oldest are forgotten beyond this; their
+/// files are then kept).
+const MAX_TRACKED: usize = 100_000;
+
+impl DeleteOnFetch {
+    /// Tracks sessions of the classes whose limits say `delete_on_fetch`.
+    pub fn new(l: &limits::LimitsConf) -> Self {
+        Self {
+            classes: l
+                .classes
+                .iter()
+                .filter(|c| c.settings.delete_on_fetch)
+                .map(|c| c.name.clone())
+                .collect(),
+            sessions: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashSet<SessionId>, VecDeque<SessionId>)> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn track(&self, class: &str, sid: SessionId) {
+        if !self.classes.contains(class) {
+            return;
+        }
+        let mut g = self.lock();
+        if g.0.insert(sid) {
+            g.1.push_back(sid);
+        }
+        while g.1.len() > MAX_TRACKED {
+            if let Some(old) = g.1.pop_front() {
+                g.0.remove(&old);
+            }
+        }
+    }
+
+    fn take(&self, sid: &SessionId) -> bool {
+        let mut g = self.lock();
+        if g.0.remove(sid) {
+            g.1.retain(|s| s != sid);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The daemon's policy: the limits, plus the bookkeeping `delete_on_fetch` needs (the class
+/// of the connection that set each receive session up).
+#[derive(Debug, Clone)]
+pub struct DaemonPolicy {
+    /// The limits (shared by every connection).
+    pub limits: Limits,
+    /// Sessions to delete once fetched.
+    pub delete: Arc<DeleteOnFetch>,
+}
+
+impl ServerPolicy for DaemonPolicy {
+    fn modes(&mut self, addr: IpAddr) -> Modes {
+        self.limits.modes(addr)
+    }
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>> {
+        self.limits.passphrase(key_id)
+    }
+    fn allow_control(&mut self, peer: Peer<'_>) -> Result<(), AcceptCode> {
+        self.limits.allow_control(peer)
+    }
+    fn admit_test(&mut self, test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
+        self.limits.admit_test(test)?;
+        if test.role == Role::Receiver {
+            let class = self.limits.class_for(test.peer.addr, test.peer.key_id);
+            self.delete.track(&class, test.sid);
+        }
+        Ok(())
+    }
+    fn release_test(&mut self, sid: &SessionId, role: Role) {
+        self.limits.release_test(sid, role)
+    }
+    fn allow_fetch(&mut self, peer: Peer<'_>, sid: &SessionId) -> Result<(), AcceptCode> {
+        self.limits.allow_fetch(peer, sid)
+    }
+}
+
+/// `.owp` files in the data directory; files of `delete_on_fetch` classes go once fetched.
+#[derive(Debug)]
+pub struct DaemonStore {
+    /// The files.
+    pub dir: DirectoryStore,
+    /// Sessions to delete once fetched.
+    pub delete: Arc<DeleteOnFetch>,
+}
+
+impl SessionStore for DaemonStore {
+    fn save(&self, session: &owamp_core::io::StoredSession) -> Result<(), StoreError> {
+        self.dir.save(session)
+    }
+
+    fn load(&self, sid: &SessionId) -> FetchReply {
+        let r = self.dir.load(sid);
+        if matches!(r, FetchReply::Found(_)) && self.delete.take(sid) {
+            let _ = std::fs::remove_file(self.dir.path_of(sid));
+        }
+        r
+    }
+}
+
+/// Messages on standard error, as `owampd[pid]: message`.
+fn log(msg: &str) {
+    eprintln!("owampd[{}]: {msg}", std::process::id());
+}
+
+/// The pid file, locked for as long as the daemon runs.
+pub struct PidFile {
+    path: PathBuf,
+    _file: File,
+}
+
+impl PidFile {
+    /// Creates and locks `vardir/owamp-server.pid` with our pid; fails if another daemon
+    /// holds it.
+    pub fn create(vardir: &Path) -> Result<Self, Fatal> {
+        let path = vardir.join(PID_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Fatal(format!("open({}): {e}", path.display())))?;
+        // SAFETY: flock only operates on the descriptor, which `file` keeps open.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(Fatal(format!(
+                "Unable to lock file {}: {} (is another owampd running?)",
+                path.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        file.set_len(0)
+            .and_then(|_| writeln!(file, "{}", std::process::id()))
+            .and_then(|_| file.flush())
+            .map_err(|e| Fatal(format!("{}: {e}", path.display())))?;
+        Ok(Self { path, _file: file })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Looks up a user (name or `-uid`): uid and primary gid.
+fn lookup_user(u: &str) -> Result<(libc::uid_t, libc::gid_t), Fatal> {
+    let bad = || Fatal(format!("Invalid user/-U option: {u}"));
+    let c = std::ffi::CString::new(u).map_err(|_| bad())?;
+    // SAFETY: getpwnam/getpwuid return a pointer to static storage or null; it is read at once
+    // and not kept (the daemon is single-threaded at this point).
+    unsafe {
+        let pw = match u.strip_prefix('-') {
+            Some(id) => libc::getpwuid(id.parse::<libc::uid_t>().map_err(|_| bad())?),
+            None => libc::getpwnam(c.as_ptr()),
+        };
+        if pw.is_null() {
+            return Err(bad());
+        }
+        Ok(((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+/// Looks up a group (name or `-gid`).
+fn lookup_group(g: &str) -> Result<libc::gid_t, Fatal> {
+    let bad = || Fatal(format!("Invalid group/-G option: {g}"));
+    let c = std::ffi::CString::new(g).map_err(|_| bad())?;
+    // SAFETY: as in lookup_user, for the group database.
+    unsafe {
+        let gr = match g.strip_prefix('-') {
+            Some(id) => libc::getgrgid(id.parse::<libc::gid_t>().map_err(|_| bad())?),
+            None => libc::getgrnam(c.as_ptr()),
+        };
+        if gr.is_null() {
+            return Err(bad());
+        }
+        Ok((*gr).gr_gid)
+    }
+}
+
+/// When started as root: the user and group to switch to (`None` to stay root, only allowed
+/// with `-f` or `rootfolly`). When not root, `user` and `group` are ignored, as in the
+/// reference.
+fn privileges(s: &Settings) -> Result<Option<(libc::uid_t, libc::gid_t)>, Fatal> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let Some(user) = &s.conf.user else {
+        if s.allow_root {
+            return Ok(None);
+        }
+        return Err(Fatal(
+            "Running owampd as root is folly!\nUse the -U option! (or allow root with the -f option)"
+                .into(),
+        ));
+    };
+    let (uid, mut gid) = lookup_user(user)?;
+    if let Some(g) = &s.conf.group {
+        gid = lookup_group(g)?;
+    }
+    Ok(Some((uid, gid)))
+}
+
+/// Switches to `uid`/`gid` for good.
+fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) -> Result<(), Fatal> {
+    // SAFETY: plain system calls on ids; the order (groups, gid, then uid) keeps the right to
+    // change the groups until the uid changes.
+    unsafe {
+        if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 {
+            return Err(Fatal(format!(
+                "Unable to setgid to {gid}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(Fatal(format!(
+                "Unable to setuid to {uid}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Binds a listening socket (IPv6 sockets accept IPv6 only: IPv4 has its own socket).
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(128)?;
+    Ok(sock.into())
+}
+
+/// Runs owampd until `stop` is set (the binary sets it on SIGINT, SIGTERM or SIGHUP).
+/// Returns the exit status. `ready` is told the addresses listened on once serving.
+pub fn run(
+    argv: impl IntoIterator<Item = OsString>,
+    stop: &StopHandle,
+    ready: &mut dyn FnMut(&[SocketAddr]),
+) -> i32 {
+    let args = match Args::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match serve(&args, stop, ready) {
+        Ok(()) => 0,
+        Err(Fatal(m)) => {
+            for line in m.lines() {
+                log(line);
+            }
+            1
+        }
+    }
+}
+
+fn serve(
+    args: &Args,
+    stop: &StopHandle,
+    ready: &mut dyn FnMut(&[SocketAddr]),
+) -> Result<(), Fatal> {
+    let s = load_settings(args)?;
+    if s.conf.verbose {
+        for f in &s.files {
+            log(&format!("read {}", f.display()));
+        }
+    }
+    let ids = privileges(&s)?;
+
+    // Listen first (the port may be privileged), then write the pid file, then drop root.
+    let mut listeners = Vec::new();
+    let mut last_err = None;
+    for a in &s.listen {
+        match bind_listener(*a) {
+            Ok(l) => listeners.push(l),
+            Err(e) => last_err = Some(format!("{a}: {e}")),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(Fatal(format!(
+            "Unable to listen: {}",
+            last_err.unwrap_or_else(|| "no address".into())
+        )));
+    }
+    let pid = PidFile::create(&s.vardir)?;
+    let clock = owamp_std::clock::SystemClock::shared();
+    let start = owamp_std::clock::Clock::now(&clock);
+    let info = s.vardir.join(INFO_FILE);
+    std::fs::write(&info, format!("{:020}\n", start.raw()))
+        .map_err(|e| Fatal(format!("{}: {e}", info.display())))?;
+    // The data directory is created and written as the user owampd runs as.
+    if let Some((uid, gid)) = ids {
+        drop_privileges(uid, gid)?;
+        log(&format!("running as uid {uid}, gid {gid}"));
+    }
+
+    let delete = Arc::new(DeleteOnFetch::new(&s.limits));
+    let policy = DaemonPolicy {
+        limits: s
+            .limits
+            .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0)),
+        delete: delete.clone(),
+    };
+    let dir = DirectoryStore::new(&s.datadir)
+        .map_err(|e| Fatal(format!("Unable to mkdir({}): {e}", s.datadir.display())))?;
+    let store: Arc<dyn SessionStore> = Arc::new(DaemonStore { dir, delete });
+
+    let mut cfg = ServeConfig::default();
+    cfg.control.start_time = start;
+    cfg.control.test_ports = s.conf.testports.and_then(server::TestPorts::range);
+    if let Some(t) = s.conf.controltimeout {
+        cfg.control.control_timeout = Duration::from_secs(u64::from(t));
+    }
+    if let Some(d) = s.conf.enddelay {
+        cfg.control.end_delay = Duration::from_secs_f64(d);
+    }
+    if let Some(n) = s.conf.pbkdf2_count {
+        cfg.control.kdf_count = n;
+    }
+    cfg.endpoint.clock = clock;
+    cfg.max_connections = match s.conf.maxcontrolsessions {
+        Some(n) if n > 0 => n as usize,
+        _ => usize::MAX,
+    };
+    cfg.shutdown_grace = Duration::from_secs(u64::from(s.conf.dieby.unwrap_or(5)));
+    let verbose = s.conf.verbose;
+    cfg.log = Some(Arc::new(move |c: &ConnectionSummary| {
+        // Access lines: every connection with -v, otherwise those that ran tests or failed.
+        let abnormal = !matches!(
+            c.close,
+            None | Some(CloseReason::Local | CloseReason::PeerClosed)
+        );
+        if verbose || c.sessions > 0 || abnormal {
+            log(&describe(c));
+        }
+    }));
+
+    let mut handles: Vec<ServerHandle> = Vec::new();
+    let mut threads = Vec::new();
+    let mut bound = Vec::new();
+    for l in listeners {
+        let addr = l
+            .local_addr()
+            .map_err(|e| Fatal(format!("getsockname(): {e}")))?;
+        let server = Server::from_listener(l, cfg.clone(), policy.clone(), store.clone());
+        handles.push(server.handle());
+        let running = server
+            .spawn()
+            .map_err(|e| Fatal(format!("Unable to start the server: {e}")))?;
+        threads.push(running);
+        bound.push(addr);
+    }
+    log(&format!(
+        "listening on {} (data in {})",
+        bound
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.datadir.display()
+    ));
+    ready(&bound);
+
+    while !stop.is_stopped() && !handles.iter().all(ServerHandle::is_shutdown) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    log("shutting down");
+    for h in &handles {
+        h.shutdown();
+    }
+    for t in threads {
+        if let Err(e) = t.shutdown() {
+            log(&format!("server thread: {e}"));
+        }
+    }
+    drop(pid);
+    log("exiting");
+    Ok(())
+}
+
+/// One log line for a finished connection.
+fn describe(c: &ConnectionSummary) -> String {
+    let id = c
+        .key_id
+        .as_deref()
+        .map(|k| format!(" identity={}", String::from_utf8_lossy(k)))
+        .unwrap_or_default();
+    let close = match &c.close {
+        Some(r) => format!("{r:?}"),
+        None => "server shutdown".into(),
+    };
+    format!(
+        "connection from {}: mode={}{id} sessions={} stored={} store_errors={} closed={close}",
+        c.peer, c.mode, c.sessions, c.stored, c.store_errors
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srcnode_forms() {
+        assert_eq!(
+            parse_srcnode("127.0.0.1:8610"),
+            Ok((Some("127.0.0.1".into()), 8610))
+        );
+        assert_eq!(parse_srcnode(":8610"), Ok((None, 8610)));
+        assert_eq!(
+            parse_srcnode("localhost"),
+            Ok((Some("localhost".into()), 861))
+        );
+        assert_eq!(parse_srcnode("[::1]:9"), Ok((Some("::1".into()), 9)));
+        assert!(parse_srcnode(":x").is_err());
+        assert_eq!(
+            parse_srcnode("127.0.0.1:0"),
+            Ok((Some("127.0.0.1".into()), 0))
+        );
+        assert_eq!(parse_srcnode("[::1]:0"), Ok((Some("::1".into()), 0)));
+        assert_eq!(listen_addrs(None).unwrap().len(), 2);
+        assert_eq!(
+            listen_addrs(Some("127.0.0.1:8610")).unwrap(),
+            vec!["127.0.0.1:8610".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn delete_on_fetch_tracks_only_its_classes() {
+        let l = limits::parse(
+            "limit root with delete_on_fetch=off\nlimit keep with parent=root\nlimit gone with parent=root, delete_on_fetch=on\n",
+        )
+        .unwrap();
+        let d = DeleteOnFetch::new(&l);
+        d.track("keep", SessionId([1; 16]));
+        d.track("gone", SessionId([2; 16]));
+        assert!(!d.take(&SessionId([1; 16])));
+        assert!(d.take(&SessionId([2; 16])));
+        assert!(!d.take(&SessionId([2; 16])));
+    }
+
+    #[test]
+    fn settings_from_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("owampd.conf"),
+            "srcnode 127.0.0.1:8610\ntestports 8760-8960\nauthmode AE\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("owamp-server.limits"),
+            "limit root with bandwidth=1M\nassign user alice root\n",
+        )
+        .unwrap();
+        let args = |extra: &[&str]| {
+            let mut v = vec!["owampd", "-c", dir.path().to_str().unwrap()];
+            v.extend_from_slice(extra);
+            Args::try_parse_from(v).unwrap()
+        };
+        // alice has no pass-phrase yet.
+        let e = load_settings(&args(&[])).unwrap_err();
+        assert!(e.0.contains("owamp-server.limits:2"), "{}", e.0);
+        std::fs::write(dir.path().join("owamp-server.pfs"), "alice 6162\n").unwrap();
+        let s = load_settings(&args(&["-a", "O", "-P", "9000-9001"])).unwrap();
+        assert_eq!(s.modes, Modes::EMPTY.with(owamp_core::control::Mode::Open));
+        assert_eq!(s.conf.testports, Some(server::TestPorts::Range(9000, 9001)));
+        assert_eq!(s.listen, vec!["127.0.0.1:8610".parse().unwrap()]);
+        assert_eq!(s.files.len(), 3);
+        std::fs::write(dir.path().join("owampd.conf"), "bogus\n").unwrap();
+        let e = load_settings(&args(&[])).unwrap_err();
+        assert!(
+            e.0.ends_with("owampd.conf:1: unknown keyword \"bogus\""),
+            "{}",
+            e.0
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let e = load_settings(
+            &Args::try_parse_from(["owampd", "-c", empty.path().to_str().unwrap()]).unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("Unable to open"));
+    }
+}

@@ -1,0 +1,390 @@
+//! OWAMP-Control (RFC 4656 section 3): the client and server as sans-IO state machines.
+//!
+//! [`Server`] and [`Client`] are driven the same way (see [`crate::io`] for the contract):
+//! `handle_input(now, input)` with the current time and one [`Input`](crate::io::Input)
+//! (octets received, the timer firing, the peer closing, or a decision of the application),
+//! then `poll_output()` until it returns `None`. Neither reads a clock, touches a socket or
+//! draws randomness except from the RNG it was built with, so the same inputs, times and RNG
+//! produce the same octets.
+//!
+//! # What each side does
+//!
+//! - Set-up (RFC 4656 3.1): the server sends Server-Greeting at once (modes from its
+//!   [`ServerPolicy`](crate::policy::ServerPolicy), random Challenge and Salt, the configured
+//!   PBKDF2 count); the client picks the strongest mode both allow (encrypted, then
+//!   authenticated, then open; authenticated and encrypted only with an identity) or closes with
+//!   [`CloseReason::NoCommonMode`]. In authenticated and encrypted modes the server looks the
+//!   passphrase up by KeyID through its policy; a wrong passphrase, an unknown KeyID or a mode it
+//!   did not offer is answered with Server-Start Accept = 1 whose Server-IV, Start-Time and MBZ
+//!   are zero, then the connection is closed, as the reference implementation does.
+//! - Request-Session / Accept-Session (RFC 4656 3.4, 3.5) in both directions. When the server
+//!   receives, it builds the SID (receiver address, time, 4 random octets), picks a test port in
+//!   its range (one random draw, then upwards, wrapping) and asks the application to bind it.
+//!   When the client receives, the client builds the SID. The server's policy may refuse a request
+//!   with any Accept code.
+//! - Start-Sessions / Start-Ack (3.6), then the test: each side sends Stop-Sessions (3.8) once
+//!   its local sessions are over (senders wait `end_delay` after their last packet), or answers
+//!   the peer's Stop-Sessions after stopping its own sessions; both sides always send it, as the
+//!   reference does. During the test the deadline is a generous bound on the schedule's end
+//!   (see [`session_end_bound`]); after it the local sessions are stopped.
+//! - Fetch-Session / Fetch-Ack (3.9): the server gets the stored records from the application
+//!   ([`Output::FetchRequest`](crate::io::Output::FetchRequest)) and sends the ones asked for,
+//!   including partial sessions.
+//! - A connection with nothing to wait for but the peer is closed after `control_timeout`.
+//!
+//! # Encryption and HMAC
+//!
+//! As observed in perfSONAR owamp 5.2.3 (see [`crate::crypto`]): the HMAC of each message covers
+//! the plaintext before its HMAC field and restarts after it; Request-Session has two HMACs;
+//! the first Accept-Session's HMAC also covers the last block of Server-Start, the only
+//! encrypted block of that message.
+//!
+//! # Replaying recorded traffic
+//!
+//! Everything random or time-dependent comes from the constructor arguments and the `now` of
+//! each input, so a recorded exchange can be replayed from the values in a trace.
+//! [`replay::Recorded::from_plaintext`] reads them from the plaintext streams (a `.trace` in
+//! open mode, the decrypted `.plain.trace` otherwise):
+//!
+//! - Server: build it with [`replay::Recorded::server_rng`], which returns, in this order, the
+//!   Challenge (16) and Salt (16) of the Server-Greeting, then in authenticated and encrypted
+//!   modes the Server-IV (16), then for each Request-Session: when the server receives, the
+//!   4 random octets of the SID (its last 4 octets), and when a test port range is configured,
+//!   the 4-octet draw that selects the port ([`replay::port_draw`]). Set
+//!   [`ServerConfig::start_time`] to the Start-Time of Server-Start and the Count of the
+//!   greeting as [`ServerConfig::kdf_count`]; feed the client's octets (any split), stamping the
+//!   input that completes each Request-Session in which the server receives with its
+//!   [`request_time`](replay::RecordedRequest::request_time) (the SID's timestamp). Answer
+//!   [`Output::PrepareTestEndpoint`] with the port asked for, report the local sessions as
+//!   finished, and answer [`Output::FetchRequest`] with the records the trace shows.
+//! - Client: build it with [`replay::Recorded::client_rng`]: in authenticated and encrypted
+//!   modes the AES session key (16), the HMAC session key (32) (from the `.plain.trace` header,
+//!   or [`replay::Recorded::client_keys`] with the passphrase) and the Client-IV (16), then for
+//!   each session in which the client receives the 4 random octets of the SID. Issue each
+//!   [`ClientCommand`] when [`Client::is_ready`], the Request-Sessions with the recorded start
+//!   time, timeout, ports and slots, and those in which the client receives with `now` equal
+//!   to the SID's timestamp. Feed the server's octets as recorded.
+//!
+//! `owamp-core/tests/control_replay.rs` does exactly this for the reference traces; both sides
+//! reproduce the recorded octets exactly.
+//!
+//! [`Output::PrepareTestEndpoint`]: crate::io::Output::PrepareTestEndpoint
+//! [`Output::FetchRequest`]: crate::io::Output::FetchRequest
+
+pub mod client;
+mod codec;
+mod common;
+mod framing;
+pub mod replay;
+pub mod server;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+pub use client::{Client, ClientConfig, Identity};
+pub use server::{Server, ServerConfig};
+
+pub use crate::wire::{AcceptCode, Mode, Modes, RequestSession};
+
+use crate::time::OwampTime;
+use crate::wire::{SessionId, Slot, SlotKind, TypeP};
+
+/// Which end of a test session a side is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Sends test packets.
+    Sender,
+    /// Receives test packets and keeps the records.
+    Receiver,
+}
+
+/// What the client asks for in [`ClientCommand::RequestSession`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRequest {
+    /// Whether the client sends or receives.
+    pub role: Role,
+    /// The client's test socket (already bound: its port goes into the request).
+    pub local: SocketAddr,
+    /// The server's test address (the server chooses the port).
+    pub peer: IpAddr,
+    /// Schedule slots (at least one).
+    pub slots: Vec<Slot>,
+    /// Number of packets (at least one).
+    pub packets: u32,
+    /// Padding octets per packet.
+    pub padding: u32,
+    /// Start time of the schedule.
+    pub start_time: OwampTime,
+    /// Loss timeout, 32.32 fixed-point seconds.
+    pub timeout: u64,
+    /// Type-P descriptor ([`TypeP::BEST_EFFORT`] for the default).
+    pub type_p: TypeP,
+}
+
+/// A command from the application to a [`Client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCommand {
+    /// Send a Request-Session; answered by `SessionAccepted` or `SessionRejected`.
+    RequestSession(SessionRequest),
+    /// Send Start-Sessions; answered by `StartSessions` once Start-Ack accepts.
+    StartSessions,
+    /// Send a Fetch-Session; answered by `Fetched` or `FetchDenied`.
+    Fetch {
+        /// The session.
+        sid: SessionId,
+        /// First sequence number wanted.
+        begin: u32,
+        /// Last sequence number wanted (0xFFFFFFFF for all).
+        end: u32,
+    },
+    /// Close the control connection.
+    Close,
+}
+
+/// Why a protocol exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A message does not parse.
+    #[error("{0}")]
+    Wire(crate::wire::WireError),
+    /// A message could not be parsed.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// A message's HMAC does not match.
+    #[error("HMAC check failed on {0}")]
+    BadHmac(&'static str),
+    /// A message arrived that is not allowed in the current state.
+    #[error("unexpected message type {0}")]
+    Unexpected(u8),
+    /// The Set-Up-Response asks for something that is not exactly one mode.
+    #[error("invalid mode {0:#x}")]
+    InvalidMode(u32),
+    /// The server asks for a PBKDF2 count above the client's limit.
+    #[error("PBKDF2 count {0} too large")]
+    KdfCount(u32),
+    /// A Stop-Sessions message does not describe the local receive sessions.
+    #[error("Stop-Sessions does not match the sessions: {0}")]
+    BadStop(&'static str),
+    /// More data than the configured limits allow.
+    #[error("limit exceeded: {0}")]
+    Limit(&'static str),
+}
+
+/// Why a control connection is closed ([`Output::Close`](crate::io::Output::Close)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The application asked for it, or the exchange finished normally.
+    Local,
+    /// The peer closed the connection.
+    PeerClosed,
+    /// The peer did not answer in time.
+    Timeout,
+    /// Client: no mode is allowed by both sides ("No Common Modes").
+    NoCommonMode,
+    /// Set-up refused with this Accept code (the server sent it, or the client received it).
+    SetupRejected(AcceptCode),
+    /// Start-Sessions refused with this Accept code.
+    StartRejected(AcceptCode),
+    /// The local endpoints did not report in time after being stopped.
+    SessionsUnreported,
+    /// The peer broke the protocol.
+    Protocol(ProtocolError),
+}
+
+/// Misuse of a state machine by the application (never caused by the peer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The input is not valid in the current state.
+    #[error("{0} is not valid in the current state")]
+    WrongState(&'static str),
+    /// The input does not belong to this role.
+    #[error("{0} is not valid for this role")]
+    WrongRole(&'static str),
+    /// A request's parameters are unusable.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// The session named does not exist on this connection.
+    #[error("unknown session")]
+    UnknownSession,
+}
+
+/// An inclusive UDP port range for test sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    /// Lowest port.
+    pub low: u16,
+    /// Highest port (at least `low`).
+    pub high: u16,
+}
+
+impl PortRange {
+    /// Number of ports in the range.
+    pub fn len(&self) -> u32 {
+        u32::from(self.high.saturating_sub(self.low)) + 1
+    }
+
+    /// Always false: a range holds at least one port.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The port a 32-bit random draw selects: uniform over the range.
+    pub fn pick(&self, draw: u32) -> u16 {
+        let off = (u64::from(draw) * u64::from(self.len())) >> 32;
+        // off < len <= 65536 and low + off <= high, so this fits.
+        self.low.saturating_add(off as u16)
+    }
+
+    /// The port after `port`, wrapping to `low` past `high`.
+    pub fn next(&self, port: u16) -> u16 {
+        if port >= self.high || port < self.low {
+            self.low
+        } else {
+            port + 1
+        }
+    }
+}
+
+/// `t + d`, saturating.
+pub(crate) fn time_add(t: OwampTime, d: Duration) -> OwampTime {
+    OwampTime::from_raw(t.raw().saturating_add(duration_to_fixed(d)))
+}
+
+/// `t + d` for a 32.32 fixed-point `d`, saturating.
+pub(crate) fn time_add_fixed(t: OwampTime, d: u64) -> OwampTime {
+    OwampTime::from_raw(t.raw().saturating_add(d))
+}
+
+/// A duration as 32.32 fixed-point seconds, saturating.
+pub(crate) fn duration_to_fixed(d: Duration) -> u64 {
+    let secs = d.as_secs().min(u64::from(u32::MAX));
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32).saturating_add(frac)
+}
+
+/// A generous upper bound on when a session is over: the end of its schedule, plus the loss
+/// timeout, plus `slack`.
+///
+/// Fixed slots give the exact end. Exponential gaps are random, so their sum is bounded by
+/// `2 n m + 50 m` for `n` packets of mean gap `m`, which a schedule exceeds with a probability
+/// far below 1e-20. Used only as the deadline of the test phase: past it the local sessions are
+/// stopped.
+pub fn session_end_bound(
+    start: OwampTime,
+    slots: &[Slot],
+    packets: u32,
+    timeout: u64,
+    slack: Duration,
+) -> OwampTime {
+    let n = u128::from(packets);
+    let len = slots.len() as u128;
+    let mut fixed: u128 = 0;
+    let mut exp: u128 = 0;
+    if let Some(cycles) = n.checked_div(len) {
+        // Slots are used cyclically: full cycles, then a partial one.
+        let rest = (n - cycles * len) as usize;
+        for (i, s) in slots.iter().enumerate() {
+            let uses = cycles + u128::from(i < rest);
+            match s.kind {
+                SlotKind::Fixed => fixed = fixed.saturating_add(uses * u128::from(s.mean)),
+                SlotKind::Exponential => exp = exp.saturating_add(uses * u128::from(s.mean)),
+            }
+        }
+        let max_exp_mean = slots
+            .iter()
+            .filter(|s| s.kind == SlotKind::Exponential)
+            .map(|s| u128::from(s.mean))
+            .max()
+            .unwrap_or(0);
+        exp = exp.saturating_mul(2).saturating_add(max_exp_mean * 50);
+    }
+    let total = fixed
+        .saturating_add(exp)
+        .saturating_add(u128::from(timeout))
+        .saturating_add(u128::from(duration_to_fixed(slack)));
+    let total = u64::try_from(total).unwrap_or(u64::MAX);
+    time_add_fixed(start, total)
+}
+
+/// The 4 octets of an address that go into a SID (RFC 4656 3.5): an IPv4 address, or the last
+/// 4 octets of an IPv6 address.
+pub(crate) fn sid_addr_octets(addr: IpAddr) -> [u8; 4] {
+    match addr {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.octets(),
+            None => {
+                let o = a.octets();
+                [o[12], o[13], o[14], o[15]]
+            }
+        },
+    }
+}
+
+/// Builds a SID (RFC 4656 3.5): receiver address (4), timestamp (8), random (4).
+pub(crate) fn make_sid(receiver: IpAddr, now: OwampTime, random: [u8; 4]) -> SessionId {
+    let mut sid = [0u8; 16];
+    sid[..4].copy_from_slice(&sid_addr_octets(receiver));
+    sid[4..12].copy_from_slice(&now.raw().to_be_bytes());
+    sid[12..].copy_from_slice(&random);
+    SessionId(sid)
+}
+
+/// An unspecified address is replaced by `fallback` (addresses of the control connection stand
+/// in for zero addresses in a request).
+pub(crate) fn or_fallback(addr: IpAddr, fallback: IpAddr) -> IpAddr {
+    if addr.is_unspecified() {
+        fallback
+    } else {
+        addr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn port_pick_covers_range() {
+        let r = PortRange {
+            low: 8760,
+            high: 8960,
+        };
+        assert_eq!(r.pick(0), 8760);
+        assert_eq!(r.pick(u32::MAX), 8960);
+        assert_eq!(r.next(8960), 8760);
+        assert_eq!(r.next(8800), 8801);
+        let one = PortRange { low: 5, high: 5 };
+        assert_eq!(one.pick(u32::MAX), 5);
+    }
+
+    #[test]
+    fn end_bound_fixed_is_exact() {
+        let slots = [Slot {
+            kind: SlotKind::Fixed,
+            mean: 1 << 31,
+        }];
+        let start = OwampTime::from_raw(100 << 32);
+        let end = session_end_bound(start, &slots, 10, 2 << 32, Duration::ZERO);
+        assert_eq!(end.raw(), (100 + 5 + 2) << 32);
+    }
+
+    #[test]
+    fn sid_layout() {
+        let sid = make_sid(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            OwampTime::from_raw(0xeeb2_5d6e_f642_17d2),
+            [0xe7, 0xf3, 0xe7, 0x51],
+        );
+        assert_eq!(
+            sid.0,
+            [
+                0x7f, 0, 0, 1, 0xee, 0xb2, 0x5d, 0x6e, 0xf6, 0x42, 0x17, 0xd2, 0xe7, 0xf3, 0xe7,
+                0x51
+            ]
+        );
+    }
+}

@@ -1,0 +1,873 @@
+//! The OWAMP-Control server (RFC 4656 3), one per accepted control connection.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::codec::{self, BLOCK};
+use super::common::{Conn, LocalSession};
+use super::{
+    make_sid, or_fallback, AcceptCode, CloseReason, ControlError, Mode, Modes, PortRange,
+    ProtocolError, RequestSession, Role,
+};
+use crate::crypto::{derive_key, open_token, ControlOpener, ControlSealer, SessionKeys};
+use crate::io::{EndpointSetup, FetchReply, Finished, Input, Output, SessionInfo, StoredSession};
+use crate::policy::{Peer, ServerPolicy, TestAdmission};
+use crate::time::OwampTime;
+use crate::wire::{
+    framing, AcceptSession, FetchAck, FetchData, FetchSession, ServerGreeting, ServerStart,
+    SessionId, SetUpResponse, SkipRange, StartAck, StartSessions,
+};
+
+/// Settings of a [`Server`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Start-Time of Server-Start: when the server process started (the reference sends the
+    /// same value on every connection).
+    pub start_time: OwampTime,
+    /// The PBKDF2 iteration Count of Server-Greeting (the reference uses 2048).
+    pub kdf_count: u32,
+    /// Ports for test sessions; `None` lets the system choose (port 0).
+    pub test_ports: Option<PortRange>,
+    /// How long to wait for the client when it is its turn to talk.
+    pub control_timeout: Duration,
+    /// How long a sender waits after its last packet and the loss timeout before
+    /// Stop-Sessions (the reference's default is 1 s).
+    pub end_delay: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            start_time: OwampTime::default(),
+            kdf_count: 2048,
+            test_ports: None,
+            control_timeout: Duration::from_secs(1800),
+            end_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the server reads next.
+#[derive(Debug)]
+enum State {
+    /// Set-Up-Response (164 octets in the clear).
+    Setup,
+    /// The first block of the next request.
+    Idle,
+    /// The rest of Request-Session's first part (80 octets) and its HMAC.
+    RequestRest { first: Vec<u8> },
+    /// The HMAC of Request-Session's first part.
+    RequestHmac { body: Vec<u8> },
+    /// Slots (then their HMAC) until the message is `len` octets.
+    RequestSlots { buf: Vec<u8>, len: usize },
+    /// The application is binding a test socket.
+    AwaitEndpoint(Box<Pending>),
+    /// The HMAC of Start-Sessions.
+    StartHmac { first: Vec<u8> },
+    /// The rest of Fetch-Session.
+    FetchRest { first: Vec<u8> },
+    /// The HMAC of Fetch-Session.
+    FetchHmac { body: Vec<u8> },
+    /// The application is looking up stored records.
+    AwaitFetch { begin: u32, end: u32 },
+    /// The peer's Stop-Sessions (during the test).
+    Stop,
+}
+
+/// A Request-Session waiting for its test socket.
+#[derive(Debug)]
+struct Pending {
+    req: RequestSession,
+    sid: SessionId,
+    role: Role,
+    local: SocketAddr,
+    first_port: u16,
+}
+
+/// The server side of one control connection.
+///
+/// Built when a connection is accepted; it queues the Server-Greeting at once. See
+/// [`crate::io`] for how to drive it and [`crate::control`] for what it does.
+#[derive(Debug)]
+pub struct Server<P, R> {
+    conn: Conn,
+    cfg: ServerConfig,
+    policy: P,
+    rng: R,
+    local: SocketAddr,
+    peer: SocketAddr,
+    offered: Modes,
+    challenge: [u8; 16],
+    salt: [u8; 16],
+    key_id: Option<Vec<u8>>,
+    state: State,
+}
+
+impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
+    /// A server for a connection from `peer` accepted on `local` at `now`.
+    pub fn new(
+        now: OwampTime,
+        cfg: ServerConfig,
+        mut policy: P,
+        mut rng: R,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Self {
+        let offered = policy.modes(peer.ip()).known();
+        let mut challenge = [0u8; 16];
+        let mut salt = [0u8; 16];
+        rng.fill_bytes(&mut challenge);
+        rng.fill_bytes(&mut salt);
+        let mut conn = Conn::new(cfg.control_timeout, cfg.end_delay);
+        // RFC 4656 3.1: the server speaks first.
+        conn.stream.send_clear(
+            &ServerGreeting {
+                modes: offered,
+                challenge,
+                salt,
+                count: cfg.kdf_count,
+            }
+            .to_bytes(),
+        );
+        let mut s = Self {
+            conn,
+            cfg,
+            policy,
+            rng,
+            local,
+            peer,
+            offered,
+            challenge,
+            salt,
+            key_id: None,
+            state: State::Setup,
+        };
+        if offered.is_empty() {
+            // Nothing to offer: the reference closes right after the greeting.
+            s.conn
+                .close(CloseReason::SetupRejected(AcceptCode::Failure));
+        } else {
+            s.conn.wait_peer(now);
+        }
+        s.finish();
+        s
+    }
+
+    /// The mode of the connection (open until set-up completes).
+    pub fn mode(&self) -> Mode {
+        self.conn.mode
+    }
+
+    /// The KeyID the client authenticated with.
+    pub fn key_id(&self) -> Option<&[u8]> {
+        self.key_id.as_deref()
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.conn.closed
+    }
+
+    /// The deadline of the connection's timer, if armed.
+    pub fn timeout(&self) -> Option<OwampTime> {
+        self.conn.deadline
+    }
+
+    /// The next action for the caller, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.conn.out.pop_front()
+    }
+
+    /// Feeds one input at time `now`. Errors are misuse by the application; problems caused
+    /// by the peer close the connection ([`Output::Close`]) instead.
+    pub fn handle_input(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError> {
+        if self.conn.closed {
+            return Ok(());
+        }
+        let r = match input {
+            Input::Received(bytes) => {
+                self.conn.stream.push(bytes);
+                Ok(())
+            }
+            Input::Timer => {
+                self.on_timer(now);
+                Ok(())
+            }
+            Input::PeerClosed => {
+                // Receivers are reported before the sessions are released (which forgets them).
+                self.conn.abort_receivers();
+                self.release_all();
+                self.conn.close(CloseReason::PeerClosed);
+                Ok(())
+            }
+            Input::EndpointReady { sid, port } => self.on_endpoint(now, sid, Ok(port)),
+            Input::PortInUse { sid } => self.on_endpoint(now, sid, Err(None)),
+            Input::EndpointFailed { sid, accept } => self.on_endpoint(now, sid, Err(Some(accept))),
+            Input::SessionFinished(report) => {
+                if self.conn.session_finished(now, report) {
+                    Ok(())
+                } else {
+                    Err(ControlError::UnknownSession)
+                }
+            }
+            Input::FetchReply(reply) => self.on_fetch_reply(now, reply),
+            Input::StopSessions => self.conn.stop_early(now),
+            Input::Command(_) => Err(ControlError::WrongRole("a client command")),
+        };
+        self.pump(now);
+        self.finish();
+        r
+    }
+
+    fn finish(&mut self) {
+        if self.conn.closed {
+            self.release_all();
+            return;
+        }
+        self.conn.flush_tx();
+        self.conn.sync_timer();
+    }
+
+    fn release_all(&mut self) {
+        let ended = std::mem::take(&mut self.conn.ended);
+        for s in std::mem::take(&mut self.conn.sessions)
+            .into_iter()
+            .chain(ended)
+        {
+            self.policy.release_test(&s.sid, s.role);
+        }
+        if matches!(self.state, State::AwaitEndpoint(_)) {
+            if let State::AwaitEndpoint(p) = std::mem::replace(&mut self.state, State::Idle) {
+                self.policy.release_test(&p.sid, p.role);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, now: OwampTime) {
+        let Some(d) = self.conn.deadline else { return };
+        if now < d {
+            return;
+        }
+        if self.conn.test.is_some() {
+            self.conn.test_timer(now);
+            if self.conn.test.is_none() && !self.conn.closed {
+                self.after_test();
+            }
+        } else {
+            self.release_all();
+            self.conn.abort_receivers();
+            self.conn.close(CloseReason::Timeout);
+        }
+    }
+
+    /// Reads every complete message that has arrived.
+    fn pump(&mut self, now: OwampTime) {
+        while !self.conn.closed {
+            match self.step(now) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    // Receivers are reported before the sessions are released.
+                    self.conn.fail(e);
+                    self.release_all();
+                }
+            }
+        }
+    }
+
+    /// Advances by one piece of input; `Ok(false)` when more octets are needed.
+    fn step(&mut self, now: OwampTime) -> Result<bool, ProtocolError> {
+        let s = &mut self.conn.stream;
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Setup => match s.take_clear(SetUpResponse::LEN) {
+                None => self.keep(State::Setup),
+                Some(b) => {
+                    self.on_setup(now, &b)?;
+                    Ok(true)
+                }
+            },
+            State::Idle => {
+                let Some(b) = s.take_body(BLOCK) else {
+                    return self.keep(State::Idle);
+                };
+                let b = b.map_err(|_| ProtocolError::Malformed("request"))?;
+                self.on_request_type(now, b)
+            }
+            State::RequestRest { first } => match s.take_body(codec::REQUEST_BODY_LEN - BLOCK) {
+                None => self.keep(State::RequestRest { first }),
+                Some(rest) => {
+                    let rest = rest.map_err(|_| ProtocolError::Malformed("Request-Session"))?;
+                    let mut body = first;
+                    body.extend_from_slice(&rest);
+                    self.state = State::RequestHmac { body };
+                    Ok(true)
+                }
+            },
+            State::RequestHmac { mut body } => match s.take_hmac() {
+                None => self.keep(State::RequestHmac { body }),
+                Some(r) => {
+                    let h = r.map_err(|_| ProtocolError::BadHmac("Request-Session"))?;
+                    body.extend_from_slice(&h);
+                    // The slot count says how long the message is (at most 2^16 slots).
+                    let len = framing::request_session(&body)?.need();
+                    self.state = State::RequestSlots { buf: body, len };
+                    Ok(true)
+                }
+            },
+            State::RequestSlots { mut buf, len } => {
+                if buf.len() + BLOCK < len {
+                    let n = (s.available() / BLOCK * BLOCK).min(len - BLOCK - buf.len());
+                    let Some(b) = (n > 0).then(|| s.take_body(n)).flatten() else {
+                        return self.keep(State::RequestSlots { buf, len });
+                    };
+                    let b = b.map_err(|_| ProtocolError::Malformed("slot"))?;
+                    buf.extend_from_slice(&b);
+                    self.state = State::RequestSlots { buf, len };
+                    return Ok(true);
+                }
+                match s.take_hmac() {
+                    None => self.keep(State::RequestSlots { buf, len }),
+                    Some(r) => {
+                        let h = r.map_err(|_| ProtocolError::BadHmac("Request-Session slots"))?;
+                        buf.extend_from_slice(&h);
+                        // An invalid slot or address breaks the request: the reference closes.
+                        let req = RequestSession::parse(&buf)?;
+                        self.on_request(now, req);
+                        Ok(true)
+                    }
+                }
+            }
+            State::StartHmac { mut first } => match s.take_hmac() {
+                None => self.keep(State::StartHmac { first }),
+                Some(r) => {
+                    let h = r.map_err(|_| ProtocolError::BadHmac("Start-Sessions"))?;
+                    first.extend_from_slice(&h);
+                    StartSessions::parse(&first)?;
+                    self.on_start(now)?;
+                    Ok(true)
+                }
+            },
+            State::FetchRest { first } => match s.take_body(BLOCK) {
+                None => self.keep(State::FetchRest { first }),
+                Some(rest) => {
+                    let rest = rest.map_err(|_| ProtocolError::Malformed("Fetch-Session"))?;
+                    let mut body = first;
+                    body.extend_from_slice(&rest);
+                    self.state = State::FetchHmac { body };
+                    Ok(true)
+                }
+            },
+            State::FetchHmac { mut body } => match s.take_hmac() {
+                None => self.keep(State::FetchHmac { body }),
+                Some(r) => {
+                    let h = r.map_err(|_| ProtocolError::BadHmac("Fetch-Session"))?;
+                    body.extend_from_slice(&h);
+                    let f = FetchSession::parse(&body)?;
+                    self.on_fetch(now, f.begin_seq, f.end_seq, f.sid);
+                    Ok(true)
+                }
+            },
+            State::Stop => {
+                if self.conn.pump_stop(now)? {
+                    if self.conn.test.is_none() {
+                        self.after_test();
+                    } else {
+                        self.conn.update_test_deadline();
+                    }
+                    Ok(true)
+                } else {
+                    self.keep(State::Stop)
+                }
+            }
+            st @ (State::AwaitEndpoint(_) | State::AwaitFetch { .. }) => {
+                // Waiting for the application; the client should be waiting too.
+                self.keep(st)
+            }
+        }
+    }
+
+    fn keep(&mut self, st: State) -> Result<bool, ProtocolError> {
+        self.state = st;
+        Ok(false)
+    }
+
+    /// Set-Up-Response (RFC 4656 3.1).
+    fn on_setup(&mut self, now: OwampTime, b: &[u8]) -> Result<(), ProtocolError> {
+        // A Mode that is not exactly one mode fails to parse: the reference closes without
+        // answering.
+        let setup = SetUpResponse::parse(b)?;
+        let mode = setup.mode;
+        if !self.offered.contains(mode) {
+            self.reject_setup(AcceptCode::Failure);
+            return Ok(());
+        }
+        let mut keys: Option<SessionKeys> = None;
+        let mut server_iv = [0u8; 16];
+        if mode.is_secure() {
+            let key_id = setup.key_id_name().to_vec();
+            let pass = self.policy.passphrase(&key_id);
+            // Derive and decrypt even for an unknown KeyID, so both cases take as long.
+            let derived = derive_key(
+                pass.as_deref().unwrap_or(&[]),
+                &self.salt,
+                self.cfg.kdf_count,
+            );
+            let opened = derived
+                .ok()
+                .and_then(|k| open_token(&k, &setup.token, &self.challenge).ok());
+            match (pass, opened) {
+                (Some(_), Some(k)) => keys = Some(k),
+                _ => {
+                    self.reject_setup(AcceptCode::Failure);
+                    return Ok(());
+                }
+            }
+            self.rng.fill_bytes(&mut server_iv);
+            self.key_id = Some(key_id);
+        }
+        self.conn.mode = mode;
+        let peer = Peer {
+            addr: self.peer.ip(),
+            mode,
+            key_id: self.key_id.as_deref(),
+        };
+        if let Err(code) = self.policy.allow_control(peer) {
+            let code = if code.is_ok() {
+                AcceptCode::Failure
+            } else {
+                code
+            };
+            self.conn.mode = Mode::Open;
+            self.reject_setup(code);
+            return Ok(());
+        }
+        let msg = ServerStart {
+            accept: AcceptCode::Ok,
+            server_iv,
+            start_time: self.cfg.start_time,
+        }
+        .to_bytes();
+        let (clear, last) = msg.split_at(ServerStart::CLEAR_LEN);
+        let s = &mut self.conn.stream;
+        s.send_clear(clear);
+        match &keys {
+            Some(k) => {
+                // The last block starts the server's CBC chain and its first HMAC.
+                s.set_sealer(ControlSealer::new(k, &server_iv));
+                s.set_opener(ControlOpener::new(k, &setup.client_iv));
+                s.send_update(last.to_vec())
+                    .map_err(|_| ProtocolError::Malformed("Server-Start"))?;
+            }
+            None => s.send_clear(last),
+        }
+        self.conn.keys = keys;
+        self.state = State::Idle;
+        self.conn.wait_peer(now);
+        Ok(())
+    }
+
+    /// Server-Start with a non-zero Accept: Server-IV, Start-Time and MBZ zero, in the clear.
+    fn reject_setup(&mut self, code: AcceptCode) {
+        let msg = ServerStart {
+            accept: code,
+            server_iv: [0; 16],
+            start_time: OwampTime::default(),
+        };
+        self.conn.stream.send_clear(&msg.to_bytes());
+        self.conn.close(CloseReason::SetupRejected(code));
+    }
+
+    /// The first block of a request: dispatch on its type (RFC 4656 3.4).
+    fn on_request_type(&mut self, now: OwampTime, first: Vec<u8>) -> Result<bool, ProtocolError> {
+        let kind = first.first().copied().unwrap_or(0);
+        let in_test = self.conn.test.is_some();
+        // Only Stop-Sessions during a test, and only during a test (the reference closes).
+        if in_test != (kind == codec::MSG_STOP_SESSIONS) {
+            return Err(ProtocolError::Unexpected(kind));
+        }
+        match kind {
+            codec::MSG_REQUEST_SESSION => self.state = State::RequestRest { first },
+            codec::MSG_START_SESSIONS => self.state = State::StartHmac { first },
+            codec::MSG_STOP_SESSIONS => {
+                self.conn.begin_stop(first)?;
+                self.state = State::Stop;
+            }
+            codec::MSG_FETCH_SESSION => self.state = State::FetchRest { first },
+            other => return Err(ProtocolError::Unexpected(other)),
+        }
+        // The whole request must arrive within the timeout.
+        if !in_test {
+            self.conn.wait_peer(now);
+        }
+        Ok(true)
+    }
+
+    /// Answers a Request-Session with a refusal.
+    fn refuse(&mut self, now: OwampTime, code: AcceptCode) {
+        let msg = AcceptSession {
+            accept: code,
+            port: 0,
+            sid: SessionId::default(),
+            hmac: [0; 16],
+        };
+        if self.conn.stream.send_sealed(msg.to_bytes()).is_err() {
+            self.conn.close(CloseReason::Local);
+            return;
+        }
+        self.state = State::Idle;
+        self.conn.wait_peer(now);
+    }
+
+    /// A complete, authenticated Request-Session (RFC 4656 3.5).
+    fn on_request(&mut self, now: OwampTime, mut req: RequestSession) {
+        self.state = State::Idle;
+        // This server configures its own endpoint only: exactly one role (as the reference).
+        if req.conf_sender == req.conf_receiver
+            || req.slots.is_empty()
+            || req.num_packets == 0
+            // Only a DSCP in Type-P is supported (as the reference).
+            || req.type_p.0 & !0x3F00_0000 != 0
+        {
+            return self.refuse(now, AcceptCode::NotSupported);
+        }
+        let role = if req.conf_receiver {
+            Role::Receiver
+        } else {
+            Role::Sender
+        };
+        let local_ip = match role {
+            Role::Receiver => or_fallback(req.receiver_address, self.local.ip()),
+            Role::Sender => or_fallback(req.sender_address, self.local.ip()),
+        };
+        let sid = match role {
+            Role::Receiver => {
+                let mut r = [0u8; 4];
+                self.rng.fill_bytes(&mut r);
+                make_sid(or_fallback(req.receiver_address, self.local.ip()), now, r)
+            }
+            Role::Sender => {
+                // RFC 4656 7: in open mode the server only sends to the client itself.
+                if self.conn.mode == Mode::Open
+                    && or_fallback(req.receiver_address, self.peer.ip()) != self.peer.ip()
+                {
+                    return self.refuse(now, AcceptCode::Failure);
+                }
+                req.sid
+            }
+        };
+        if self.conn.has_session(&sid) {
+            return self.refuse(now, AcceptCode::Failure);
+        }
+        req.sid = sid;
+        let admission = TestAdmission {
+            peer: Peer {
+                addr: self.peer.ip(),
+                mode: self.conn.mode,
+                key_id: self.key_id.as_deref(),
+            },
+            sid,
+            role,
+            request: &req,
+        };
+        if let Err(code) = self.policy.admit_test(&admission) {
+            let code = if code.is_ok() {
+                AcceptCode::Failure
+            } else {
+                code
+            };
+            return self.refuse(now, code);
+        }
+        let port = match self.cfg.test_ports {
+            Some(range) => {
+                let mut d = [0u8; 4];
+                self.rng.fill_bytes(&mut d);
+                range.pick(u32::from_be_bytes(d))
+            }
+            None => 0,
+        };
+        let local = SocketAddr::new(local_ip, port);
+        self.conn
+            .out
+            .push_back(Output::PrepareTestEndpoint(EndpointSetup {
+                sid,
+                role,
+                local,
+            }));
+        self.state = State::AwaitEndpoint(Box::new(Pending {
+            req,
+            sid,
+            role,
+            local,
+            first_port: port,
+        }));
+        self.conn.wait_peer(now);
+    }
+
+    /// The application's answer to [`Output::PrepareTestEndpoint`].
+    fn on_endpoint(
+        &mut self,
+        now: OwampTime,
+        sid: SessionId,
+        result: Result<u16, Option<AcceptCode>>,
+    ) -> Result<(), ControlError> {
+        let State::AwaitEndpoint(p) = std::mem::replace(&mut self.state, State::Idle) else {
+            return Err(ControlError::WrongState("an endpoint answer"));
+        };
+        if p.sid != sid {
+            self.state = State::AwaitEndpoint(p);
+            return Err(ControlError::UnknownSession);
+        }
+        let mut p = *p;
+        let port = match result {
+            Ok(port) => port,
+            Err(None) => {
+                // Port in use: try the next one of the range, up to a full turn.
+                let next = self
+                    .cfg
+                    .test_ports
+                    .map(|r| r.next(p.local.port()))
+                    .filter(|&n| n != p.first_port);
+                match next {
+                    Some(n) => {
+                        p.local.set_port(n);
+                        self.conn
+                            .out
+                            .push_back(Output::PrepareTestEndpoint(EndpointSetup {
+                                sid,
+                                role: p.role,
+                                local: p.local,
+                            }));
+                        self.state = State::AwaitEndpoint(Box::new(p));
+                        return Ok(());
+                    }
+                    None => {
+                        self.policy.release_test(&sid, p.role);
+                        self.refuse(now, AcceptCode::TemporaryResourceLimit);
+                        return Ok(());
+                    }
+                }
+            }
+            Err(Some(code)) => {
+                self.policy.release_test(&sid, p.role);
+                let code = if code.is_ok() {
+                    AcceptCode::Failure
+                } else {
+                    code
+                };
+                self.refuse(now, code);
+                return Ok(());
+            }
+        };
+        let mut req = p.req;
+        let peer = match p.role {
+            Role::Receiver => {
+                req.receiver_port = port;
+                SocketAddr::new(
+                    or_fallback(req.sender_address, self.peer.ip()),
+                    req.sender_port,
+                )
+            }
+            Role::Sender => {
+                req.sender_port = port;
+                SocketAddr::new(
+                    or_fallback(req.receiver_address, self.peer.ip()),
+                    req.receiver_port,
+                )
+            }
+        };
+        let msg = AcceptSession {
+            accept: AcceptCode::Ok,
+            port,
+            sid,
+            hmac: [0; 16],
+        };
+        if self.conn.stream.send_sealed(msg.to_bytes()).is_err() {
+            self.conn.close(CloseReason::Local);
+            return Ok(());
+        }
+        let mut local = p.local;
+        local.set_port(port);
+        self.conn
+            .out
+            .push_back(Output::SessionAccepted(Box::new(SessionInfo {
+                sid,
+                role: p.role,
+                mode: self.conn.mode,
+                keys: self.conn.keys.clone(),
+                local,
+                peer,
+                request: req.clone(),
+            })));
+        self.conn.sessions.push(LocalSession {
+            sid,
+            role: p.role,
+            request: req,
+            report: None,
+        });
+        self.conn.wait_peer(now);
+        Ok(())
+    }
+
+    /// Start-Sessions (RFC 4656 3.6): acknowledged at once; the application starts the
+    /// endpoints.
+    fn on_start(&mut self, now: OwampTime) -> Result<(), ProtocolError> {
+        let ack = StartAck {
+            accept: AcceptCode::Ok,
+            hmac: [0; 16],
+        };
+        self.conn
+            .stream
+            .send_sealed(ack.to_bytes())
+            .map_err(|_| ProtocolError::Malformed("Start-Ack"))?;
+        self.state = State::Idle;
+        self.conn.start_test(now);
+        if self.conn.test.is_none() {
+            self.after_test();
+        }
+        Ok(())
+    }
+
+    /// The test is over: its sessions' resources are released.
+    fn after_test(&mut self) {
+        for s in std::mem::take(&mut self.conn.ended) {
+            self.policy.release_test(&s.sid, s.role);
+        }
+        self.state = State::Idle;
+    }
+
+    /// Fetch-Session (RFC 4656 3.9).
+    fn on_fetch(&mut self, now: OwampTime, begin: u32, end: u32, sid: SessionId) {
+        if let Err(code) = self.policy.allow_fetch(
+            Peer {
+                addr: self.peer.ip(),
+                mode: self.conn.mode,
+                key_id: self.key_id.as_deref(),
+            },
+            &sid,
+        ) {
+            let code = if code.is_ok() {
+                AcceptCode::Failure
+            } else {
+                code
+            };
+            self.fetch_refuse(now, code);
+            return;
+        }
+        self.conn
+            .out
+            .push_back(Output::FetchRequest { sid, begin, end });
+        self.state = State::AwaitFetch { begin, end };
+        self.conn.wait_peer(now);
+    }
+
+    fn fetch_refuse(&mut self, now: OwampTime, code: AcceptCode) {
+        let ack = FetchAck {
+            accept: code,
+            finished: false,
+            next_seqno: 0,
+            num_skip_ranges: 0,
+            num_records: 0,
+            hmac: [0; 16],
+        };
+        let msg = codec::encode_fetch_ack(&ack, Finished::No);
+        if self.conn.stream.send_sealed(msg).is_err() {
+            self.conn.close(CloseReason::Local);
+            return;
+        }
+        self.state = State::Idle;
+        self.conn.wait_peer(now);
+    }
+
+    /// The application's answer to [`Output::FetchRequest`].
+    fn on_fetch_reply(&mut self, now: OwampTime, reply: FetchReply) -> Result<(), ControlError> {
+        let State::AwaitFetch { begin, end, .. } = self.state else {
+            return Err(ControlError::WrongState("a fetch reply"));
+        };
+        let stored = match reply {
+            FetchReply::NotFound => {
+                self.fetch_refuse(now, AcceptCode::Failure);
+                return Ok(());
+            }
+            FetchReply::Failed => {
+                self.fetch_refuse(now, AcceptCode::InternalError);
+                return Ok(());
+            }
+            FetchReply::Found(s) => s,
+        };
+        // A whole session can only be fetched once it is complete (RFC 4656 3.9).
+        if begin == 0 && end == u32::MAX && stored.finished != Finished::Normal {
+            self.fetch_refuse(now, AcceptCode::Failure);
+            return Ok(());
+        }
+        if let Err(_e) = self.send_fetch(begin, end, &stored) {
+            self.conn.close(CloseReason::Local);
+            return Ok(());
+        }
+        self.state = State::Idle;
+        self.conn.wait_peer(now);
+        Ok(())
+    }
+
+    /// Fetch-Ack, the stored request, skip ranges and records, each part with its HMAC
+    /// (RFC 4656 3.9).
+    fn send_fetch(
+        &mut self,
+        begin: u32,
+        end: u32,
+        stored: &StoredSession,
+    ) -> Result<(), crate::crypto::CryptoError> {
+        let records = select_records(stored, begin, end);
+        let finished = stored.finished != Finished::No;
+        let skips: &[SkipRange] = if finished { &stored.skips } else { &[] };
+        let ack = FetchAck {
+            accept: AcceptCode::Ok,
+            finished,
+            next_seqno: if finished { stored.next_seqno } else { 0 },
+            num_skip_ranges: skips.len() as u32,
+            num_records: records.len() as u32,
+            hmac: [0; 16],
+        };
+        let s = &mut self.conn.stream;
+        s.send_sealed(codec::encode_fetch_ack(&ack, stored.finished))?;
+        // The stored request, with HMACs of this connection (as a Request-Session).
+        let mut req = stored.request.clone();
+        req.hmac = [0; 16];
+        req.slots_hmac = [0; 16];
+        let (fixed, slots) = codec::split_at_first_hmac(req.to_bytes(), codec::REQUEST_BODY_LEN);
+        s.send_sealed(fixed)?;
+        s.send_sealed(slots)?;
+        let mut sk = Vec::new();
+        SkipRange::write_block(skips, &mut sk);
+        sk.extend_from_slice(&[0u8; BLOCK]);
+        s.send_sealed(sk)?;
+        let mut recs = Vec::new();
+        FetchData::write_records(&records, &mut recs);
+        recs.extend_from_slice(&[0u8; BLOCK]);
+        s.send_sealed(recs)
+    }
+}
+
+/// The records a Fetch-Session gets (RFC 4656 3.9): those numbered `begin..=end`; for a
+/// session that did not finish normally, none after the last packet received (later missing
+/// packets may still be in flight, or were never sent).
+fn select_records(stored: &StoredSession, begin: u32, end: u32) -> Vec<crate::wire::DataRecord> {
+    let mut end = end;
+    if stored.finished != Finished::Normal {
+        let max_seen = stored
+            .records
+            .iter()
+            .filter(|r| !r.is_lost())
+            .map(|r| r.seq)
+            .max()
+            .unwrap_or(0);
+        end = end.min(max_seen);
+    }
+    stored
+        .records
+        .iter()
+        .filter(|r| r.seq >= begin && r.seq <= end)
+        .copied()
+        .collect()
+}

@@ -1,0 +1,133 @@
+//! Files with skip ranges and unfinished files: layouts write and read back, and the statistics
+//! leave skipped packets out.
+
+use std::io::Cursor;
+
+use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader, SkipRange};
+use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
+
+const START: u64 = 3_900_000_000 << 32;
+const INTERVAL: u64 = 1 << 28;
+
+fn request(n: u32) -> RequestSession {
+    RequestSession {
+        conf_sender: false,
+        conf_receiver: true,
+        num_packets: n,
+        sender_port: 8000,
+        receiver_port: 9000,
+        sender_address: "2001:db8::1".parse().unwrap(),
+        receiver_address: "2001:db8::2".parse().unwrap(),
+        sid: SessionId([3; 16]),
+        padding_length: 12,
+        start_time: OwampTime::from_raw(START),
+        timeout: 2 << 32,
+        type_p: TypeP(0),
+        hmac: [0; 16],
+        slots: vec![
+            Slot {
+                kind: SlotKind::Fixed,
+                mean: INTERVAL,
+            },
+            Slot {
+                kind: SlotKind::Exponential,
+                mean: INTERVAL,
+            },
+        ],
+        slots_hmac: [0; 16],
+    }
+}
+
+fn rec(seq: u32) -> DataRecord {
+    DataRecord {
+        seq,
+        send_error: ErrorEstimate::from_raw(0x8003),
+        send_time: OwampTime::from_raw(START + u64::from(seq) * INTERVAL),
+        recv_error: ErrorEstimate::from_raw(0x8003),
+        recv_time: OwampTime::from_raw(START + u64::from(seq) * INTERVAL + 1000),
+        ttl: 60,
+    }
+}
+
+fn round_trip(h: &SessionHeader, recs: &[DataRecord]) -> (SessionHeader, Vec<DataRecord>) {
+    let bytes = owp::to_bytes(h, recs).unwrap();
+    let mut r = OwpReader::new(Cursor::new(&bytes)).unwrap();
+    let got: Vec<_> = r.records().unwrap().map(Result::unwrap).collect();
+    let h2 = r.header().clone();
+    assert_eq!(owp::to_bytes(&h2, &got).unwrap(), bytes);
+    (h2, got)
+}
+
+#[test]
+fn skip_ranges_first_round_trip() {
+    let recs: Vec<_> = (0..6).filter(|s| !(2..=3).contains(s)).map(rec).collect();
+    let skips = vec![SkipRange { first: 2, last: 3 }];
+    let h = SessionHeader::new(request(6), skips.clone(), recs.len() as u32, 1, 6);
+    assert_eq!(h.skip_ranges_offset, h.header_len());
+    let (h2, got) = round_trip(&h, &recs);
+    assert_eq!(h2, h);
+    assert_eq!(got, recs);
+    assert_eq!(h2.skip_ranges, skips);
+}
+
+#[test]
+fn skip_ranges_after_records_round_trip_and_bound_the_records() {
+    let recs: Vec<_> = (0..5).map(rec).collect();
+    let mut h = SessionHeader::new(request(8), Vec::new(), 5, 1, 5);
+    // A receiver appends the sender's skip ranges after the records.
+    h.skip_ranges = vec![SkipRange { first: 5, last: 7 }];
+    h.skip_ranges_offset = h.records_offset + 5 * 25;
+    let (h2, got) = round_trip(&h, &recs);
+    assert_eq!(h2, h);
+    assert_eq!(got, recs);
+    let r = OwpReader::new(Cursor::new(owp::to_bytes(&h, &recs).unwrap())).unwrap();
+    assert_eq!(
+        r.stats_record_count(0),
+        5,
+        "the skip ranges are not records"
+    );
+    assert_eq!(r.stats_record_count(2), 3);
+}
+
+#[test]
+fn unfinished_file_counts_records_from_its_size() {
+    let recs: Vec<_> = (0..4).map(rec).collect();
+    // An incomplete session whose record count was never written.
+    let h = SessionHeader::new(request(10), Vec::new(), 0, 2, 0);
+    let bytes = owp::to_bytes(&h, &recs).unwrap();
+    let mut r = OwpReader::new(Cursor::new(&bytes)).unwrap();
+    assert!(!r.header().is_finished());
+    assert_eq!(r.record_count(), 4);
+    assert_eq!(r.records().unwrap().count(), 4);
+}
+
+#[test]
+fn inconsistent_layouts_are_not_written() {
+    let recs: Vec<_> = (0..3).map(rec).collect();
+    let mut h = SessionHeader::new(request(3), Vec::new(), 3, 1, 3);
+    h.records_offset += 8;
+    assert!(matches!(owp::to_bytes(&h, &recs), Err(OwpError::Layout(_))));
+    let h = SessionHeader::new(request(3), Vec::new(), 3, 1, 3);
+    // A finished header counting more records than given.
+    assert!(matches!(
+        owp::to_bytes(&h, &recs[..2]),
+        Err(OwpError::Layout(_))
+    ));
+}
+
+#[test]
+fn skipped_packets_are_not_counted() {
+    let recs: Vec<_> = (0..6).map(rec).collect();
+    let h = SessionHeader::new(request(6), vec![SkipRange { first: 1, last: 2 }], 6, 1, 6);
+    let mut stats = Stats::new(SessionInfo::from_header(&h), StatsConfig::default()).unwrap();
+    let mut s = stats.summarize(0, None).unwrap();
+    for r in &recs {
+        s.push(r).unwrap();
+    }
+    let sum = s.finish().unwrap();
+    assert_eq!(sum.sent, 4);
+    assert_eq!(sum.lost, 0);
+    assert_eq!(sum.buckets.iter().map(|b| b.1).sum::<u32>(), 4);
+}

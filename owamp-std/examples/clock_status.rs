@@ -1,0 +1,18 @@
+//! Prints what the kernel says about the system clock and the Error Estimate sent with it.
+
+fn main() {
+    match owamp_std::clock::kernel_clock_status() {
+        Ok(s) => {
+            let e = s.error_estimate();
+            println!(
+                "synchronized: {}  esterror: {:?}  maxerror: {:?}  error estimate: {:#06x} ({:?})",
+                s.synchronized,
+                s.esterror,
+                s.maxerror,
+                e.raw(),
+                e.error()
+            );
+        }
+        Err(e) => println!("adjtimex failed: {e}"),
+    }
+}

@@ -1,0 +1,261 @@
+//! The system clock as [`OwampTime`], and its error estimate from the kernel.
+//!
+//! OWAMP timestamps are wall-clock times (RFC 4656 4.1.2: NTP format, UTC); each carries an
+//! Error Estimate whose S bit says whether the clock is synchronized to UTC. [`SystemClock`]
+//! reads `CLOCK_REALTIME` and asks the kernel's NTP discipline (`adjtimex`) for the estimate.
+//! The [`Clock`] trait lets tests substitute a clock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use owamp_core::time::{ErrorEstimate, OwampTime};
+
+/// The estimate sent by an unsynchronized clock: S bit clear, scale 0, multiplier 1. This is
+/// what perfSONAR owamp sends on a host whose clock is not synchronized (`0x0001` in the
+/// reference traces).
+pub const UNSYNCHRONIZED_ERROR: ErrorEstimate = ErrorEstimate::from_raw(0x0001);
+
+/// A source of OWAMP timestamps.
+///
+/// Implementations must be cheap to call: senders read the clock right before each packet.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> OwampTime;
+
+    /// The error estimate to send with (or record for) a timestamp taken now.
+    fn error_estimate(&self) -> ErrorEstimate;
+
+    /// Converts a kernel receive timestamp (`SO_TIMESTAMPNS`, taken from `CLOCK_REALTIME`)
+    /// into this clock's time scale, or `None` to ignore kernel timestamps and use
+    /// [`now`](Self::now) instead. The default converts it as is, which is right for any clock
+    /// that reads `CLOCK_REALTIME`.
+    fn kernel_timestamp(&self, t: SystemTime) -> Option<OwampTime> {
+        OwampTime::from_system_time(t)
+    }
+}
+
+/// A clock shared by the threads of a connection and its test endpoints.
+pub type SharedClock = Arc<dyn Clock>;
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> OwampTime {
+        (**self).now()
+    }
+    fn error_estimate(&self) -> ErrorEstimate {
+        (**self).error_estimate()
+    }
+    fn kernel_timestamp(&self, t: SystemTime) -> Option<OwampTime> {
+        (**self).kernel_timestamp(t)
+    }
+}
+
+/// What the kernel's NTP discipline says about the system clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelClockStatus {
+    /// The clock is synchronized: `STA_UNSYNC` is clear and the state is not `TIME_ERROR`.
+    pub synchronized: bool,
+    /// Estimated error (`esterror`).
+    pub esterror: Duration,
+    /// Maximum error (`maxerror`).
+    pub maxerror: Duration,
+}
+
+impl KernelClockStatus {
+    /// The Error Estimate for this status (RFC 4656 4.1.2): when synchronized, the estimated
+    /// error rounded up to the next encodable value with the S bit set; otherwise
+    /// [`UNSYNCHRONIZED_ERROR`], as the reference implementation sends.
+    pub fn error_estimate(&self) -> ErrorEstimate {
+        if !self.synchronized {
+            return UNSYNCHRONIZED_ERROR;
+        }
+        ErrorEstimate::from_duration(true, self.esterror).unwrap_or(UNSYNCHRONIZED_ERROR)
+    }
+}
+
+/// Asks the kernel for the clock's synchronization status (`adjtimex` with no modes set, which
+/// only reads).
+#[cfg(target_os = "linux")]
+pub fn kernel_clock_status() -> std::io::Result<KernelClockStatus> {
+    // SAFETY: `timex` is a plain C struct for which all-zero bytes are a valid value.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    tx.modes = 0;
+    // SAFETY: `tx` is a valid, writable `timex`; with `modes == 0` the call only reads the
+    // kernel's state into it and needs no privilege.
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    if state == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let synchronized = state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0;
+    let micros = |v: libc::c_long| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+    Ok(KernelClockStatus {
+        synchronized,
+        esterror: micros(tx.esterror),
+        maxerror: micros(tx.maxerror),
+    })
+}
+
+/// Asks the kernel for the clock's synchronization status (not available here: always
+/// unsynchronized).
+#[cfg(not(target_os = "linux"))]
+pub fn kernel_clock_status() -> std::io::Result<KernelClockStatus> {
+    Ok(KernelClockStatus {
+        synchronized: false,
+        esterror: Duration::ZERO,
+        maxerror: Duration::ZERO,
+    })
+}
+
+/// The error estimate of the system clock now ([`UNSYNCHRONIZED_ERROR`] if the kernel cannot
+/// tell).
+pub fn kernel_error_estimate() -> ErrorEstimate {
+    kernel_clock_status().map_or(UNSYNCHRONIZED_ERROR, |s| s.error_estimate())
+}
+
+/// The system clock (`CLOCK_REALTIME`), with the kernel's error estimate re-read at most once
+/// per [`refresh`](SystemClock::with_refresh) interval (one second by default), so asking for
+/// it per packet costs no system call.
+#[derive(Debug)]
+pub struct SystemClock {
+    origin: Instant,
+    refresh: Duration,
+    /// Nanoseconds since `origin` of the last refresh, plus one (0 = never).
+    refreshed_at: AtomicU64,
+    /// The cached estimate (raw).
+    estimate: AtomicU64,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SystemClock {
+    /// The system clock, re-reading the error estimate every second.
+    pub fn new() -> Self {
+        Self::with_refresh(Duration::from_secs(1))
+    }
+
+    /// The system clock, re-reading the error estimate every `refresh`.
+    pub fn with_refresh(refresh: Duration) -> Self {
+        Self {
+            origin: Instant::now(),
+            refresh,
+            refreshed_at: AtomicU64::new(0),
+            estimate: AtomicU64::new(u64::from(UNSYNCHRONIZED_ERROR.raw())),
+        }
+    }
+
+    /// A shared system clock.
+    pub fn shared() -> SharedClock {
+        Arc::new(Self::new())
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> OwampTime {
+        // Before 1900 or after 2036's era wrap cannot happen on a sane host; fall back to the
+        // epoch rather than panic.
+        OwampTime::from_system_time(SystemTime::now()).unwrap_or(OwampTime::UNIX_EPOCH)
+    }
+
+    fn error_estimate(&self) -> ErrorEstimate {
+        let elapsed = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let last = self.refreshed_at.load(Ordering::Relaxed);
+        let refresh = u64::try_from(self.refresh.as_nanos()).unwrap_or(u64::MAX);
+        if last == 0 || elapsed.saturating_add(1).saturating_sub(last) >= refresh {
+            let e = kernel_error_estimate();
+            self.estimate.store(u64::from(e.raw()), Ordering::Relaxed);
+            self.refreshed_at
+                .store(elapsed.saturating_add(1), Ordering::Relaxed);
+            return e;
+        }
+        ErrorEstimate::from_raw(self.estimate.load(Ordering::Relaxed) as u16)
+    }
+}
+
+/// A clock that reads the system clock shifted by a fixed offset, with a fixed error
+/// estimate. Kernel timestamps are shifted too. Useful in tests to simulate a peer whose clock
+/// is off.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    /// Added to the system time (may be negative), in nanoseconds.
+    pub offset_nanos: i64,
+    /// The estimate reported.
+    pub estimate: ErrorEstimate,
+}
+
+impl OffsetClock {
+    fn shift(&self, t: OwampTime) -> OwampTime {
+        let d = Duration::from_nanos(self.offset_nanos.unsigned_abs());
+        if self.offset_nanos >= 0 {
+            t.saturating_add(d)
+        } else {
+            t.saturating_sub(d)
+        }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> OwampTime {
+        self.shift(SystemClock::new().now())
+    }
+    fn error_estimate(&self) -> ErrorEstimate {
+        self.estimate
+    }
+    fn kernel_timestamp(&self, t: SystemTime) -> Option<OwampTime> {
+        OwampTime::from_system_time(t).map(|t| self.shift(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsynchronized_is_reference_value() {
+        let s = KernelClockStatus {
+            synchronized: false,
+            esterror: Duration::from_millis(3),
+            maxerror: Duration::from_secs(16),
+        };
+        assert_eq!(s.error_estimate().raw(), 0x0001);
+    }
+
+    #[test]
+    fn synchronized_rounds_up() {
+        let s = KernelClockStatus {
+            synchronized: true,
+            esterror: Duration::from_micros(1500),
+            maxerror: Duration::from_millis(100),
+        };
+        let e = s.error_estimate();
+        assert!(e.synchronized());
+        assert!(e.error() >= Duration::from_micros(1500));
+        // Within one multiplier step (1/255 relative) of the true value.
+        assert!(e.error() < Duration::from_micros(1510));
+    }
+
+    #[test]
+    fn system_clock_is_close_to_system_time() {
+        let c = SystemClock::new();
+        let a = OwampTime::from_system_time(SystemTime::now()).unwrap();
+        let b = c.now();
+        assert!(b.diff_nanos(a).abs() < 1_000_000_000);
+        // The kernel answers on Linux; either way the estimate is valid.
+        assert!(c.error_estimate().is_valid());
+        assert!(kernel_clock_status().is_ok());
+    }
+
+    #[test]
+    fn offset_clock_shifts() {
+        let c = OffsetClock {
+            offset_nanos: -5_000_000_000,
+            estimate: UNSYNCHRONIZED_ERROR,
+        };
+        let sys = SystemClock::new().now();
+        let d = sys.diff_nanos(c.now());
+        assert!((4_000_000_000..6_000_000_000).contains(&d), "{d}");
+    }
+}

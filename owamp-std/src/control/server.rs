@@ -1,0 +1,378 @@
+//! The server side (owampd): one connection, and the accept loop.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use owamp_core::control::{CloseReason, Mode, Server as ControlServer, ServerConfig};
+use owamp_core::policy::ServerPolicy;
+use owamp_core::time::OwampTime;
+
+use super::driver::{Driver, Event};
+use super::store::SessionStore;
+use super::StopHandle;
+use crate::clock::Clock;
+use crate::endpoint::EndpointConfig;
+use crate::net::{canonical, wait_readable};
+use crate::rng::OsRng;
+
+/// What a finished connection did, for logging.
+#[derive(Debug, Clone)]
+pub struct ConnectionSummary {
+    /// The client.
+    pub peer: SocketAddr,
+    /// The mode used (open if set-up did not complete).
+    pub mode: Mode,
+    /// The KeyID the client authenticated with.
+    pub key_id: Option<Vec<u8>>,
+    /// Sessions accepted.
+    pub sessions: usize,
+    /// Receive sessions that ended and were stored.
+    pub stored: usize,
+    /// Receive sessions that could not be stored.
+    pub store_errors: usize,
+    /// Why the connection closed (`None` if it was closed by a server shutdown).
+    pub close: Option<CloseReason>,
+}
+
+/// A callback told about each connection when it ends.
+pub type ConnectionLog = Arc<dyn Fn(&ConnectionSummary) + Send + Sync>;
+
+/// How a server runs.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// The control state machine's settings: test port range, timeouts, PBKDF2 count,
+    /// Start-Time (when zero, [`Server::bind`] sets it to the current time).
+    pub control: ServerConfig,
+    /// How the test endpoints run (and the clock).
+    pub endpoint: EndpointConfig,
+    /// How long one write to a control connection may block.
+    pub io_timeout: Duration,
+    /// Connections served at once; further ones are closed at once.
+    pub max_connections: usize,
+    /// After shutdown, how long [`Server::run`] waits for running connections to finish.
+    pub shutdown_grace: Duration,
+    /// Told about every connection when it ends.
+    pub log: Option<ConnectionLog>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("control", &self.control)
+            .field("endpoint", &self.endpoint)
+            .field("io_timeout", &self.io_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            control: ServerConfig::default(),
+            endpoint: EndpointConfig::default(),
+            io_timeout: Duration::from_secs(30),
+            max_connections: 64,
+            shutdown_grace: Duration::from_secs(10),
+            log: None,
+        }
+    }
+}
+
+/// Serves one accepted control connection until it closes: drives the core's
+/// [`Server`](owamp_core::control::Server) state machine with `policy`, binds test endpoints
+/// (in the configured port range), stores received sessions in `store` and answers
+/// Fetch-Session from it.
+///
+/// When `shutdown` is set: a test in progress is stopped (Stop-Sessions is exchanged, the
+/// records are stored), and the connection is then closed.
+pub fn serve_connection<P: ServerPolicy>(
+    stream: TcpStream,
+    policy: P,
+    config: &ServeConfig,
+    store: Arc<dyn SessionStore>,
+    shutdown: Option<&StopHandle>,
+) -> io::Result<ConnectionSummary> {
+    // A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6 addresses; the state
+    // machine compares them with the addresses in requests, which are plain IPv4.
+    let local = canonical(stream.local_addr()?);
+    let peer = canonical(stream.peer_addr()?);
+    let clock = config.endpoint.clock.clone();
+    let m = ControlServer::new(
+        clock.now(),
+        config.control.clone(),
+        policy,
+        OsRng,
+        local,
+        peer,
+    );
+    let mut d = Driver::new(
+        m,
+        stream,
+        config.endpoint.clone(),
+        Some(store),
+        shutdown.cloned(),
+        config.io_timeout,
+    )?;
+    let mut summary = ConnectionSummary {
+        peer,
+        mode: Mode::Open,
+        key_id: None,
+        sessions: 0,
+        stored: 0,
+        store_errors: 0,
+        close: None,
+    };
+    loop {
+        while let Some(e) = d.events.pop_front() {
+            match e {
+                Event::Accepted(_) => summary.sessions += 1,
+                Event::Received(_) => summary.stored += 1,
+                Event::Closed(r) => summary.close = Some(r),
+                _ => {}
+            }
+        }
+        if d.closed {
+            break;
+        }
+        // Outside a test (or once its stop has been fed and it ended), shutdown closes.
+        if shutdown.is_some_and(|s| s.is_stopped()) && !d.in_test {
+            d.close_now();
+            continue;
+        }
+        d.step();
+    }
+    summary.mode = d.m.mode();
+    summary.key_id = d.m.key_id().map(<[u8]>::to_vec);
+    summary.store_errors = d.store_errors;
+    summary.stored = summary.stored.saturating_sub(d.store_errors);
+    Ok(summary)
+}
+
+/// Shared view of a running [`Server`]: shut it down, count its connections.
+#[derive(Debug, Clone, Default)]
+pub struct ServerHandle {
+    shutdown: StopHandle,
+    active: Arc<AtomicUsize>,
+    accepted: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+}
+
+impl ServerHandle {
+    /// Asks the server to stop: no new connection is accepted, tests in progress are stopped,
+    /// connections are closed.
+    pub fn shutdown(&self) {
+        self.shutdown.stop();
+    }
+
+    /// Whether shutdown was asked for.
+    pub fn is_shutdown(&self) -> bool {
+        self.shutdown.is_stopped()
+    }
+
+    /// Connections being served now.
+    pub fn active_connections(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted and served so far.
+    pub fn accepted_connections(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections closed at once because [`ServeConfig::max_connections`] were being served.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    /// The stop flag itself (for example to set from a signal handler).
+    pub fn stop_handle(&self) -> StopHandle {
+        self.shutdown.clone()
+    }
+}
+
+/// Decrements the active count when a connection thread ends, however it ends.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An OWAMP server: accepts control connections and serves each on its own thread.
+pub struct Server<P> {
+    listener: TcpListener,
+    policy: P,
+    config: ServeConfig,
+    store: Arc<dyn SessionStore>,
+    handle: ServerHandle,
+}
+
+impl<P> std::fmt::Debug for Server<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often the accept loop looks at the shutdown flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+
+impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
+    /// Listens on `addr` (port 861 is OWAMP's; 0 picks a free one). Every connection gets a
+    /// clone of `policy` (a [`Limits`](owamp_core::policy::Limits) clone shares its state).
+    pub fn bind(
+        addr: SocketAddr,
+        config: ServeConfig,
+        policy: P,
+        store: Arc<dyn SessionStore>,
+    ) -> io::Result<Self> {
+        Ok(Self::from_listener(
+            TcpListener::bind(addr)?,
+            config,
+            policy,
+            store,
+        ))
+    }
+
+    /// Serves connections accepted on `listener`.
+    pub fn from_listener(
+        listener: TcpListener,
+        mut config: ServeConfig,
+        policy: P,
+        store: Arc<dyn SessionStore>,
+    ) -> Self {
+        if config.control.start_time == OwampTime::ZERO {
+            config.control.start_time = config.endpoint.clock.now();
+        }
+        Self {
+            listener,
+            policy,
+            config,
+            store,
+            handle: ServerHandle::default(),
+        }
+    }
+
+    /// Shares `handle` with this server: servers on several listeners given the same handle
+    /// shut down together and count their connections together (so
+    /// [`ServeConfig::max_connections`] applies to all of them at once).
+    pub fn with_handle(mut self, handle: ServerHandle) -> Self {
+        self.handle = handle;
+        self
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle to shut the server down and watch it.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Accepts and serves connections until [`ServerHandle::shutdown`]; then waits at most
+    /// [`ServeConfig::shutdown_grace`] for the connections to end (each stops its test and
+    /// closes).
+    pub fn run(self) -> io::Result<()> {
+        let fd = self.listener.as_raw_fd();
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        while !self.handle.is_shutdown() {
+            threads.retain(|t| !t.is_finished());
+            if !wait_readable(fd, ACCEPT_POLL)? {
+                continue;
+            }
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                // The client may have gone between poll and accept; out of descriptors and
+                // the like are transient too: wait and try again.
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            if self.handle.active.load(Ordering::SeqCst) >= self.config.max_connections {
+                self.handle.refused.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+                continue;
+            }
+            self.handle.active.fetch_add(1, Ordering::SeqCst);
+            self.handle.accepted.fetch_add(1, Ordering::SeqCst);
+            let guard = ActiveGuard(self.handle.active.clone());
+            let policy = self.policy.clone();
+            let config = self.config.clone();
+            let store = self.store.clone();
+            let shutdown = self.handle.shutdown.clone();
+            let spawned = std::thread::Builder::new()
+                .name("owamp-conn".into())
+                .spawn(move || {
+                    let _guard = guard;
+                    let _ = stream.set_nonblocking(false);
+                    if let Ok(summary) =
+                        serve_connection(stream, policy, &config, store, Some(&shutdown))
+                    {
+                        if let Some(log) = &config.log {
+                            log(&summary);
+                        }
+                    }
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                // The guard moved into the closure was dropped with it: the count is right.
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        while self.handle.active_connections() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for t in threads {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the server on a new thread.
+    pub fn spawn(self) -> io::Result<RunningServer> {
+        let handle = self.handle();
+        let thread = std::thread::Builder::new()
+            .name("owamp-accept".into())
+            .spawn(move || self.run())?;
+        Ok(RunningServer { handle, thread })
+    }
+}
+
+/// A server running on its own thread ([`Server::spawn`]).
+#[derive(Debug)]
+pub struct RunningServer {
+    handle: ServerHandle,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The server's handle.
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Shuts the server down and waits for its accept loop to end (which waits at most the
+    /// shutdown grace for connections).
+    pub fn shutdown(self) -> io::Result<()> {
+        self.handle.shutdown();
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("the server thread panicked"))?
+    }
+}

@@ -1,0 +1,306 @@
+//! The server side (owampd): one connection, and the accept loop.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use owamp_core::control::{Mode, Server as ControlServer};
+use owamp_core::policy::ServerPolicy;
+use owamp_core::time::OwampTime;
+use owamp_std::clock::Clock;
+use owamp_std::control::{ConnectionSummary, ServeConfig, SessionStore};
+use owamp_std::net::canonical;
+use owamp_std::rng::OsRng;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::driver::{Driver, Event};
+use crate::StopToken;
+
+/// Serves one accepted control connection until it closes: drives the core's
+/// [`Server`](owamp_core::control::Server) state machine with `policy`, binds test endpoints
+/// (in the configured port range), stores received sessions in `store` and answers
+/// Fetch-Session from it.
+///
+/// When `shutdown` is set: a test in progress is stopped (Stop-Sessions is exchanged, the
+/// records are stored), and the connection is then closed; an idle connection is closed at
+/// once.
+pub async fn serve_connection<P: ServerPolicy>(
+    stream: TcpStream,
+    policy: P,
+    config: &ServeConfig,
+    store: Arc<dyn SessionStore>,
+    shutdown: Option<&StopToken>,
+) -> io::Result<ConnectionSummary> {
+    // A dual-stack listener reports IPv4 clients as IPv4-mapped IPv6 addresses; the state
+    // machine compares them with the addresses in requests, which are plain IPv4.
+    let local = canonical(stream.local_addr()?);
+    let peer = canonical(stream.peer_addr()?);
+    let clock = config.endpoint.clock.clone();
+    let m = ControlServer::new(
+        clock.now(),
+        config.control.clone(),
+        policy,
+        OsRng,
+        local,
+        peer,
+    );
+    let mut d = Driver::new(
+        m,
+        stream,
+        config.endpoint.clone(),
+        Some(store),
+        shutdown.cloned(),
+        config.io_timeout,
+    )
+    .await?;
+    let mut summary = ConnectionSummary {
+        peer,
+        mode: Mode::Open,
+        key_id: None,
+        sessions: 0,
+        stored: 0,
+        store_errors: 0,
+        close: None,
+    };
+    loop {
+        while let Some(e) = d.events.pop_front() {
+            match e {
+                Event::Accepted(_) => summary.sessions += 1,
+                Event::Received(_) => summary.stored += 1,
+                Event::Closed(r) => summary.close = Some(r),
+                _ => {}
+            }
+        }
+        if d.closed {
+            break;
+        }
+        // Outside a test (or once its stop has been fed and it ended), shutdown closes.
+        if shutdown.is_some_and(StopToken::is_stopped) && !d.in_test {
+            d.close_now().await;
+            continue;
+        }
+        d.step().await;
+    }
+    summary.mode = d.m.mode();
+    summary.key_id = d.m.key_id().map(<[u8]>::to_vec);
+    summary.store_errors = d.store_errors;
+    summary.stored = summary.stored.saturating_sub(d.store_errors);
+    Ok(summary)
+}
+
+/// Shared view of a running [`Server`]: shut it down, count its connections.
+#[derive(Debug, Clone, Default)]
+pub struct ServerHandle {
+    shutdown: StopToken,
+    active: Arc<AtomicUsize>,
+    accepted: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+}
+
+impl ServerHandle {
+    /// Asks the server to stop: no new connection is accepted, tests in progress are stopped,
+    /// connections are closed.
+    pub fn shutdown(&self) {
+        self.shutdown.stop();
+    }
+
+    /// Whether shutdown was asked for.
+    pub fn is_shutdown(&self) -> bool {
+        self.shutdown.is_stopped()
+    }
+
+    /// Connections being served now.
+    pub fn active_connections(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted and served so far.
+    pub fn accepted_connections(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections closed at once because [`ServeConfig::max_connections`] were being served.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    /// The shutdown signal itself (to wait for it, or to set it from elsewhere).
+    pub fn stop_token(&self) -> StopToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Decrements the active count when a connection task ends, however it ends (aborted too).
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An OWAMP server: accepts control connections and serves each on its own task.
+pub struct Server<P> {
+    listener: TcpListener,
+    policy: P,
+    config: ServeConfig,
+    store: Arc<dyn SessionStore>,
+    handle: ServerHandle,
+}
+
+impl<P> std::fmt::Debug for Server<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long the accept loop pauses after a failed accept (out of descriptors, for example).
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
+    /// Listens on `addr` (port 861 is OWAMP's; 0 picks a free one). Every connection gets a
+    /// clone of `policy` (a [`Limits`](owamp_core::policy::Limits) clone shares its state).
+    pub async fn bind(
+        addr: SocketAddr,
+        config: ServeConfig,
+        policy: P,
+        store: Arc<dyn SessionStore>,
+    ) -> io::Result<Self> {
+        Ok(Self::from_listener(
+            TcpListener::bind(addr).await?,
+            config,
+            policy,
+            store,
+        ))
+    }
+
+    /// Serves connections accepted on `listener`.
+    pub fn from_listener(
+        listener: TcpListener,
+        mut config: ServeConfig,
+        policy: P,
+        store: Arc<dyn SessionStore>,
+    ) -> Self {
+        if config.control.start_time == OwampTime::ZERO {
+            config.control.start_time = config.endpoint.clock.now();
+        }
+        Self {
+            listener,
+            policy,
+            config,
+            store,
+            handle: ServerHandle::default(),
+        }
+    }
+
+    /// Shares `handle` with this server: servers on several listeners given the same handle
+    /// shut down together and count their connections together (so
+    /// [`ServeConfig::max_connections`] applies to all of them at once).
+    pub fn with_handle(mut self, handle: ServerHandle) -> Self {
+        self.handle = handle;
+        self
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle to shut the server down and watch it.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Accepts and serves connections until [`ServerHandle::shutdown`]; then waits at most
+    /// [`ServeConfig::shutdown_grace`] for the connections to end (each stops its test and
+    /// closes), and aborts those still running.
+    pub async fn run(self) -> io::Result<()> {
+        let shutdown = self.handle.shutdown.clone();
+        let mut conns = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.stopped() => break,
+                // Reap finished connections as they end.
+                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+                r = self.listener.accept() => r,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                // The client may have gone already; out of descriptors and the like are
+                // transient too: pause and try again.
+                Err(_) => {
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            };
+            if self.handle.active.load(Ordering::SeqCst) >= self.config.max_connections {
+                self.handle.refused.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+                continue;
+            }
+            self.handle.active.fetch_add(1, Ordering::SeqCst);
+            self.handle.accepted.fetch_add(1, Ordering::SeqCst);
+            let guard = ActiveGuard(self.handle.active.clone());
+            let policy = self.policy.clone();
+            let config = self.config.clone();
+            let store = self.store.clone();
+            let shutdown = shutdown.clone();
+            conns.spawn(async move {
+                let _guard = guard;
+                if let Ok(summary) =
+                    serve_connection(stream, policy, &config, store, Some(&shutdown)).await
+                {
+                    if let Some(log) = &config.log {
+                        log(&summary);
+                    }
+                }
+            });
+        }
+        // Stop listening at once; connections finish their tests within the grace period.
+        drop(self.listener);
+        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            conns.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Runs the server on a new task of the current runtime.
+    pub fn spawn(self) -> RunningServer {
+        let handle = self.handle();
+        let task = tokio::spawn(self.run());
+        RunningServer { handle, task }
+    }
+}
+
+/// A server running on its own task ([`Server::spawn`]).
+#[derive(Debug)]
+pub struct RunningServer {
+    handle: ServerHandle,
+    task: JoinHandle<io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The server's handle.
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Shuts the server down and waits for its accept loop to end (which waits at most the
+    /// shutdown grace for connections).
+    pub async fn shutdown(self) -> io::Result<()> {
+        self.handle.shutdown();
+        self.task
+            .await
+            .map_err(|_| io::Error::other("the server task panicked"))?
+    }
+}

@@ -1,0 +1,194 @@
+//! Tokio client and tokio server in one process over loopback: whole measurements in every
+//! mode, an early stop, and many measurements at once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use owamp_core::control::{CloseReason, Mode, Modes};
+use owamp_core::io::Finished;
+use owamp_core::policy::AllowAll;
+use owamp_tokio::control::{run_test, ClientError, TestPlan};
+use owamp_tokio::StopToken;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_mode_both_directions() {
+    let (server, addr, store) = serve(AllowAll, serve_config(Duration::from_secs(5), 8)).await;
+    let r = run_test(addr, &client(None, Modes::ALL), &both_ways(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.mode, Mode::Open);
+    assert!(!r.stopped_early);
+    let to = r.to.unwrap();
+    let from = r.from.unwrap();
+    check_complete(to.data.as_ref().unwrap(), PACKETS);
+    check_complete(from.data.as_ref().unwrap(), PACKETS);
+    // The server kept what it received, under the SID of the "to" session.
+    let kept = store.get(&to.info.sid).unwrap();
+    assert_eq!(kept.records, to.data.unwrap().records);
+    assert_eq!(server.handle().accepted_connections(), 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authenticated_and_encrypted_modes() {
+    for mode in [Mode::Authenticated, Mode::Encrypted] {
+        let (server, addr, _) =
+            serve(limits_with_alice(), serve_config(Duration::from_secs(5), 8)).await;
+        let opts = client(Some(("alice", "wonderland")), Modes::EMPTY.with(mode));
+        let r = run_test(addr, &opts, &both_ways(), None).await.unwrap();
+        assert_eq!(r.mode, mode);
+        check_complete(r.to.unwrap().data.as_ref().unwrap(), PACKETS);
+        check_complete(r.from.unwrap().data.as_ref().unwrap(), PACKETS);
+        server.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_passphrase_is_rejected() {
+    let (server, addr, _) =
+        serve(limits_with_alice(), serve_config(Duration::from_secs(5), 8)).await;
+    let opts = client(
+        Some(("alice", "looking-glass")),
+        Modes::EMPTY.with(Mode::Authenticated),
+    );
+    let t0 = Instant::now();
+    match run_test(addr, &opts, &both_ways(), None).await {
+        Err(ClientError::Closed(CloseReason::SetupRejected(_))) => {}
+        other => panic!("expected a refused set-up, got {other:?}"),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn early_stop_keeps_records() {
+    let (server, addr, _) = serve(AllowAll, serve_config(Duration::from_secs(5), 8)).await;
+    // 300 packets over 3 s; stopped after about 1.5 s.
+    let long = owamp_tokio::control::SessionSpec {
+        timeout: Duration::from_millis(500),
+        ..owamp_tokio::control::SessionSpec::periodic(300, Duration::from_millis(10))
+    };
+    let plan = TestPlan {
+        send: Some(long.clone()),
+        receive: Some(long),
+        start_delay: Duration::from_millis(200),
+    };
+    let stop = StopToken::new();
+    let s2 = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        s2.stop();
+    });
+    let t0 = Instant::now();
+    let r = run_test(addr, &client(None, Modes::ALL), &plan, Some(&stop))
+        .await
+        .unwrap();
+    assert!(r.stopped_early);
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    for (name, d) in [("to", r.to.unwrap()), ("from", r.from.unwrap())] {
+        let s = d.data.unwrap();
+        assert_eq!(s.finished, Finished::Normal, "{name}");
+        // The sender stopped part way: Next-Seqno says where.
+        assert!(
+            s.next_seqno > 50 && s.next_seqno < 300,
+            "{name}: {}",
+            s.next_seqno
+        );
+        // RFC 4656 3.8: records of packets sent within the timeout before Stop-Sessions may be
+        // dropped; everything before is kept, and received.
+        let kept = s.records.iter().filter(|r| !r.is_lost()).count();
+        assert!(kept >= 50, "{name}: {kept} records kept");
+        assert!(s.records.iter().all(|r| r.seq < s.next_seqno));
+        let mut seqs: Vec<u32> = s.records.iter().map(|r| r.seq).collect();
+        seqs.sort_unstable();
+        // The kept records are a prefix without gaps (nothing lost on loopback).
+        assert!(
+            seqs.iter().enumerate().all(|(i, &q)| q == i as u32),
+            "{name}"
+        );
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// 32 clients measure both ways at once against one server: every session completes with
+/// every packet, and the server serves them all concurrently.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_concurrent_measurements() {
+    const CLIENTS: usize = 32;
+    let (server, addr, store) = serve(AllowAll, serve_config(Duration::from_secs(10), 64)).await;
+    let plan = TestPlan {
+        send: Some(spec(PACKETS, Duration::from_millis(10))),
+        receive: Some(spec(PACKETS, Duration::from_millis(10))),
+        start_delay: Duration::from_millis(500),
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let plan = plan.clone();
+        tasks.push(tokio::spawn(async move {
+            let opts = client(None, Modes::ALL);
+            run_test(addr, &opts, &plan, None).await
+        }));
+    }
+    let handle = server.handle().clone();
+    // All of them are served at once (none waits for another to finish).
+    assert!(
+        wait_until(Duration::from_secs(3), || handle.active_connections()
+            == CLIENTS)
+        .await,
+        "{} connections active",
+        handle.active_connections()
+    );
+    let t0 = Instant::now();
+    let mut sids = Vec::new();
+    for t in tasks {
+        let r = tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("a measurement hangs")
+            .unwrap()
+            .unwrap();
+        let to = r.to.unwrap();
+        check_complete(to.data.as_ref().unwrap(), PACKETS);
+        check_complete(r.from.unwrap().data.as_ref().unwrap(), PACKETS);
+        sids.push(to.info.sid);
+    }
+    // Concurrent, not serial: 32 x ~1 s would take far longer.
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    sids.sort_unstable_by_key(|s| s.0);
+    sids.dedup();
+    assert_eq!(sids.len(), CLIENTS);
+    assert!(sids.iter().all(|s| store.get(s).is_some()));
+    assert_eq!(handle.accepted_connections(), CLIENTS as u64);
+    assert_eq!(handle.refused_connections(), 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv6_loopback() {
+    use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+    let lo6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0);
+    if std::net::UdpSocket::bind(lo6).is_err() || std::net::TcpListener::bind(lo6).is_err() {
+        eprintln!("skipping: ::1 is not available on this host");
+        return;
+    }
+    let store = std::sync::Arc::new(owamp_tokio::control::MemoryStore::new());
+    let server = owamp_tokio::control::Server::bind(
+        lo6,
+        serve_config(Duration::from_secs(5), 8),
+        AllowAll,
+        store,
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let server = server.spawn();
+    let r = run_test(addr, &client(None, Modes::ALL), &both_ways(), None)
+        .await
+        .unwrap();
+    let to = r.to.unwrap();
+    assert!(to.info.peer.is_ipv6() && to.info.local.is_ipv6());
+    check_complete(to.data.as_ref().unwrap(), PACKETS);
+    check_complete(r.from.unwrap().data.as_ref().unwrap(), PACKETS);
+    server.shutdown().await.unwrap();
+}
