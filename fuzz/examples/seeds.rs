@@ -18,6 +18,8 @@ use std::process::ExitCode;
 use conformance::check::check;
 use conformance::frame::MsgKind;
 use conformance::trace::{Direction, Event, Trace};
+use owamp_core::control::replay::{port_draw, Recorded, RecordedCommand};
+use owamp_core::control::Role;
 use owamp_core::crypto::{
     open_token, ControlOpener, DerivedKey, SecureMode, SessionKeys, TestPacketCrypto,
 };
@@ -628,6 +630,21 @@ fn file_seeds(seeds: &mut Seeds) {
         }
     }
     for f in [
+        "a_open.trace",
+        "b_auth.trace",
+        "c_encrypted.trace",
+        "d_authfail.trace",
+    ] {
+        if let Ok(b) = fs::read(root().join(refdir).join(f)) {
+            seeds.add("conformance_replay", f.to_string(), b);
+        }
+    }
+    for f in ["from.owp", "to.owp"] {
+        if let Ok(b) = fs::read(root().join(refdir).join("owp/summary").join(f)) {
+            seeds.add("owp_reader", f.to_string(), b);
+        }
+    }
+    for f in [
         format!("{refdir}/d_authfail.pcap"),
         format!("{refdir}/a_open.pcap"),
         "testdata/traces/esnet/owamp-auth-failed.pcap".to_string(),
@@ -655,6 +672,7 @@ fn build() -> Seeds {
         token_seeds(sc, &msgs, &mut seeds);
         receiver_seeds(sc, &msgs, &mut seeds);
         time_seeds(sc, &msgs, &mut seeds);
+        state_machine_seeds(sc, &msgs, &mut seeds);
     }
     file_seeds(&mut seeds);
     seeds
@@ -684,11 +702,218 @@ fn main() -> ExitCode {
                 fs::write(&path, bytes).expect("write a seed");
             }
         }
+        // Files the traces no longer give.
+        for (path, _) in owamp_fuzz::replay::files(&tdir) {
+            let known = files
+                .iter()
+                .any(|(f, _)| path.file_name() == Some(f.as_ref()));
+            if !known {
+                stale += 1;
+                if check_only {
+                    eprintln!("not from the traces: {}", path.display());
+                } else {
+                    fs::remove_file(&path).expect("remove a stale seed");
+                }
+            }
+        }
         println!("{name}: {} seeds", files.len());
     }
     if check_only && stale > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The header of the control targets: flags, PBKDF2 count, start time, Start-Time, RNG script.
+fn control_header(flags: u8, kdf: u32, now: u64, start: u64, rng: &[u8]) -> Option<Vec<u8>> {
+    let mut v = vec![flags];
+    v.extend_from_slice(&u16::try_from(kdf).ok()?.to_be_bytes());
+    v.extend_from_slice(&now.to_be_bytes());
+    v.extend_from_slice(&start.to_be_bytes());
+    v.push(u8::try_from(rng.len()).ok()?);
+    v.extend_from_slice(rng);
+    Some(v)
+}
+
+/// A `Received` event: octets and a time step of about a millisecond.
+fn received(v: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
+    v.push(0);
+    v.extend_from_slice(&u16::try_from(bytes.len()).ok()?.to_be_bytes());
+    v.extend_from_slice(bytes);
+    v.extend_from_slice(&64u16.to_be_bytes());
+    Some(())
+}
+
+/// Seeds that replay a recorded exchange through the fuzzed server (the client's octets as
+/// they were on the wire) and client (the server's octets), with the random values of the
+/// recording in the RNG scripts and the application's commands where the client gave them.
+fn state_machine_seeds(sc: &Scenario, msgs: &[Msg], seeds: &mut Seeds) {
+    let cs = sc.plain.stream(Direction::ClientToServer);
+    let s2c = sc.plain.stream(Direction::ServerToClient);
+    let Ok(rec) = Recorded::from_plaintext(&cs, &s2c) else {
+        eprintln!("{}: not a complete recorded exchange", sc.name);
+        return;
+    };
+    let keys = sc.keys();
+    let now = rec.server_start.start_time.raw();
+    let secure = rec.setup.mode.is_secure();
+    // Flags: every mode, a test port range; the client has the identity in A/E.
+    let ports = owamp_fuzz::TEST_PORTS;
+
+    // Server: Challenge, Salt, Server-IV, then per request the SID octets and port draw.
+    let mut rng = [rec.greeting.challenge, rec.greeting.salt].concat();
+    if secure && rec.server_start.accept.is_ok() {
+        rng.extend_from_slice(&rec.server_start.server_iv);
+    }
+    for r in &rec.requests {
+        if r.server_receives() {
+            rng.extend_from_slice(&r.accept.sid.0[12..]);
+        }
+        if let Some(d) = port_draw(ports, r.accept.port) {
+            rng.extend_from_slice(&d);
+        }
+    }
+    let Some(mut server) = control_header(
+        7 | 8,
+        rec.greeting.count,
+        now,
+        rec.server_start.start_time.raw(),
+        &rng,
+    ) else {
+        return;
+    };
+    // Where the server's own Stop-Sessions start: its sessions ended there, which the
+    // application tells the fuzzed server (event 3) at that point.
+    let server_stops: Vec<usize> = msgs
+        .iter()
+        .filter(|m| m.dir == Direction::ServerToClient && m.kind == MsgKind::StopSessions)
+        .map(|m| m.start)
+        .collect();
+    let mut sc_off = 0;
+    let mut off = 0;
+    for e in &sc.wire().events {
+        let bytes = match e {
+            Event::Control {
+                dir: Direction::ClientToServer,
+                bytes,
+                ..
+            } => bytes,
+            Event::Control { bytes, .. } => {
+                let end = sc_off + bytes.len();
+                if server_stops.iter().any(|s| (sc_off..end).contains(s)) {
+                    server.push(3);
+                }
+                sc_off = end;
+                continue;
+            }
+            Event::Test { .. } => continue,
+        };
+        // The input that completes a request the server receives carries the SID's time.
+        if let Some(r) = rec
+            .requests
+            .iter()
+            .find(|r| r.server_receives() && (off..off + bytes.len()).contains(&(r.end - 1)))
+        {
+            server.push(4);
+            server.extend_from_slice(&r.request_time().raw().to_be_bytes());
+        }
+        off += bytes.len();
+        if received(&mut server, bytes).is_none() {
+            return;
+        }
+    }
+    seeds.add("control_server", format!("{}-server", sc.name), server);
+
+    // Client: session keys and Client-IV, then per request it receives the SID octets.
+    let mut rng = Vec::new();
+    if let (true, Some(k)) = (secure, &keys) {
+        rng.extend_from_slice(&k.aes);
+        rng.extend_from_slice(&k.hmac);
+        rng.extend_from_slice(&rec.setup.client_iv);
+    }
+    for r in &rec.requests {
+        if !r.server_receives() {
+            rng.extend_from_slice(&r.request.sid.0[12..]);
+        }
+    }
+    let flags = if secure { 7 | 8 } else { 7 };
+    let Some(mut client) = control_header(flags, 4096, now, 0, &rng) else {
+        return;
+    };
+    // The client's messages after Set-Up-Response, with their stream offsets.
+    let starts: Vec<usize> = msgs
+        .iter()
+        .filter(|m| m.dir == Direction::ClientToServer && m.kind != MsgKind::SetUpResponse)
+        .map(|m| m.start)
+        .collect();
+    let mut commands = starts.iter().zip(&rec.commands);
+    let mut next = commands.next();
+    let mut cs_off = 0;
+    for e in &sc.wire().events {
+        match e {
+            Event::Control {
+                dir: Direction::ServerToClient,
+                bytes,
+                ..
+            } => {
+                if received(&mut client, bytes).is_none() {
+                    return;
+                }
+            }
+            Event::Control { bytes, .. } => {
+                let end = cs_off + bytes.len();
+                while let Some((&start, cmd)) = next {
+                    if start >= end {
+                        break;
+                    }
+                    command(&mut client, &rec, cmd);
+                    next = commands.next();
+                }
+                cs_off = end;
+            }
+            Event::Test { .. } => {}
+        }
+    }
+    seeds.add("control_client", format!("{}-client", sc.name), client);
+}
+
+/// The events that make the client send a recorded message.
+fn command(v: &mut Vec<u8>, rec: &Recorded, cmd: &RecordedCommand) {
+    match cmd {
+        RecordedCommand::RequestSession(i) => {
+            let Some(r) = rec.requests.get(*i) else {
+                return;
+            };
+            if !r.server_receives() {
+                // The client makes the SID from the time it handles the command.
+                v.push(8);
+                v.extend_from_slice(&r.request_time().raw().to_be_bytes());
+            }
+            let c = r.command();
+            v.push(3);
+            v.push(u8::from(c.role == Role::Receiver));
+            v.extend_from_slice(&c.local.port().to_be_bytes());
+            v.extend_from_slice(&c.packets.to_be_bytes());
+            v.extend_from_slice(&c.padding.to_be_bytes());
+            v.extend_from_slice(&c.start_time.raw().to_be_bytes());
+            v.extend_from_slice(&c.timeout.to_be_bytes());
+            v.push(c.slots.len().saturating_sub(1) as u8);
+            for s in &c.slots {
+                v.push(s.kind.to_u8());
+                v.extend_from_slice(&s.mean.to_be_bytes());
+            }
+        }
+        RecordedCommand::StartSessions => v.push(4),
+        RecordedCommand::StopSessions(_) => v.push(7),
+        RecordedCommand::FetchSession(i) => {
+            let Some(f) = rec.fetches.get(*i) else {
+                return;
+            };
+            v.push(5);
+            v.extend_from_slice(&f.fetch.sid.0);
+            v.extend_from_slice(&f.fetch.begin_seq.to_be_bytes());
+            v.extend_from_slice(&f.fetch.end_seq.to_be_bytes());
+        }
     }
 }

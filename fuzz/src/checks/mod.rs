@@ -8,14 +8,20 @@
 //! the input with [`Input`]; missing octets read as zero, so every input is usable.
 
 mod conformance;
+mod control;
 mod crypto;
+mod owp;
 pub mod replay;
 mod session;
 mod time;
 mod wire;
 
-pub use self::conformance::{conformance_frame, conformance_pcap, conformance_trace, FRAME_KINDS};
+pub use self::conformance::{
+    conformance_frame, conformance_pcap, conformance_replay, conformance_trace, FRAME_KINDS,
+};
+pub use self::control::{control_client, control_server, KEY_ID, PASSPHRASE, TEST_PORTS};
 pub use self::crypto::{crypto_control, crypto_test_packet, crypto_token};
+pub use self::owp::owp_reader;
 pub use self::session::session_receiver;
 pub use self::time::time_conversions;
 pub use self::wire::{
@@ -53,6 +59,10 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("conformance_trace", conformance_trace),
     ("conformance_pcap", conformance_pcap),
     ("conformance_frame", conformance_frame),
+    ("conformance_replay", conformance_replay),
+    ("owp_reader", owp_reader),
+    ("control_server", control_server),
+    ("control_client", control_client),
 ];
 
 /// Reads typed values off the front of a fuzz input. Past the end, values read as zero and
