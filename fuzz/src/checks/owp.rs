@@ -11,8 +11,9 @@ use owamp_core::wire::DataRecord;
 const RECORD_LEN: u64 = DataRecord::LEN as u64;
 
 /// Schedule offsets the statistics may compute per run, on top of 8 per record (owstats allows
-/// 2^26; a smaller budget keeps a run short while still reaching the limit check).
-const SCHEDULE_BASE: u64 = 1 << 16;
+/// 2^26; a small budget keeps a run short, about a millisecond at most, while still reaching
+/// the limit check).
+const SCHEDULE_BASE: u64 = 1 << 10;
 
 /// Input: a .owp file.
 ///
