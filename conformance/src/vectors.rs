@@ -447,7 +447,7 @@ fn message_vectors() -> Vec<Vector> {
             FetchAck::parse,
             FetchAck {
                 accept: AcceptCode::Ok,
-                finished: true,
+                finished: owamp_core::wire::Finished::Normal,
                 next_seqno: 20,
                 num_skip_ranges: 1,
                 num_records: 2,

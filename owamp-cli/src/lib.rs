@@ -10,6 +10,7 @@ pub mod owfetch;
 pub mod owping;
 pub mod owstats;
 pub mod pfstore;
+pub mod powstream;
 pub mod prompt;
 pub mod signals;
 pub mod sys;

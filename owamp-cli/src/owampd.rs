@@ -614,10 +614,7 @@ fn serve(
         cfg.control.kdf_count = n;
     }
     cfg.endpoint.clock = clock;
-    cfg.max_connections = match s.conf.maxcontrolsessions {
-        Some(n) if n > 0 => n as usize,
-        _ => usize::MAX,
-    };
+    cfg.max_connections = max_connections(s.conf.maxcontrolsessions);
     cfg.shutdown_grace = Duration::from_secs(u64::from(s.conf.dieby.unwrap_or(5)));
     let verbose = s.conf.verbose;
     cfg.log = Some(Arc::new(move |c: &ConnectionSummary| {
@@ -691,9 +688,30 @@ fn describe(c: &ConnectionSummary) -> String {
     )
 }
 
+/// Control connections served at once when the configuration does not say: each one holds a
+/// thread and may hold test sockets, so an unconfigured daemon still has a bound (perfSONAR's
+/// has none). `maxcontrolsessions 0` asks for no limit.
+const DEFAULT_MAX_CONTROL_SESSIONS: usize = 256;
+
+/// The connection cap for a `maxcontrolsessions` setting.
+fn max_connections(setting: Option<u32>) -> usize {
+    match setting {
+        Some(0) => usize::MAX,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => DEFAULT_MAX_CONTROL_SESSIONS,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unconfigured_daemon_still_caps_its_connections() {
+        assert_eq!(max_connections(None), DEFAULT_MAX_CONTROL_SESSIONS);
+        assert_eq!(max_connections(Some(0)), usize::MAX);
+        assert_eq!(max_connections(Some(50)), 50);
+    }
 
     #[test]
     fn srcnode_forms() {

@@ -23,8 +23,6 @@ use owamp_core::control::{PortRange, Role};
 use owamp_core::io::StoredSession;
 use owamp_core::owp::{self, OwpReader};
 use owamp_core::stats::report::Peer;
-use owamp_core::stats::{SessionInfo as StatsSession, Stats, StatsConfig};
-use owamp_core::time::OwampTime;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 use owamp_std::clock::kernel_clock_status;
 use owamp_std::control::{owp_header, sid_hex, ClientOptions, SessionSpec, StopHandle};
@@ -48,7 +46,9 @@ pub const MAX_PADDING: u32 = 65_000;
     name = "owping",
     about = "Request one-way latency tests from an OWAMP server (perfSONAR owping compatible)",
     override_usage = "owping [arguments] testaddr [servaddr]",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // getopt: a later occurrence of a flag wins.
+    args_override_self = true
 )]
 pub struct Args {
     /// connect using IPv4 addresses only
@@ -271,7 +271,14 @@ pub fn parse_dscp(s: &str) -> Result<u8, String> {
 
 fn parse_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && (v > 0.0 || (allow_zero && v == 0.0)) => Ok(v),
+        // The value becomes a Duration: one too large for it is refused here, not by a panic.
+        Ok(v)
+            if v.is_finite()
+                && (v > 0.0 || (allow_zero && v == 0.0))
+                && Duration::try_from_secs_f64(v).is_ok() =>
+        {
+            Ok(v)
+        }
         _ => Err(format!("Invalid '-{flag}' value. Positive float expected")),
     }
 }
@@ -436,12 +443,7 @@ fn save(path: &Path, s: &StoredSession) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Unix seconds of an OWAMP time.
-fn unix_secs(t: OwampTime) -> f64 {
-    t.as_secs_f64() - owamp_core::time::NTP_UNIX_OFFSET_SECS as f64
-}
-
-/// The JSON summary of one session (`--json`).
+/// The JSON summary of one session (`--json`) from the bytes of its `.owp` file.
 pub fn json_summary(
     direction: &str,
     bytes: &[u8],
@@ -449,52 +451,8 @@ pub fn json_summary(
     to: &Peer,
     bucket_width: f64,
 ) -> Result<serde_json::Value, String> {
-    let mut reader = OwpReader::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
-    let header = reader.header().clone();
-    let mut stats = Stats::new(
-        StatsSession::from_header(&header),
-        StatsConfig {
-            bucket_width,
-            schedule_limit: None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    let count = reader.stats_record_count(0);
-    let mut sum = stats.summarize(0, None).map_err(|e| e.to_string())?;
-    for rec in reader.records_from(0, count).map_err(|e| e.to_string())? {
-        sum.push(&rec.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let s = sum.finish().map_err(|e| e.to_string())?;
-    let (n, min_ttl, max_ttl) = s.ttl_range();
-    let peer = |p: &Peer| serde_json::json!({ "host": p.host, "address": p.addr, "port": p.port.parse::<u16>().ok() });
-    let loss_percent = 100.0 * s.loss_fraction();
-    Ok(serde_json::json!({
-        "direction": direction,
-        "sid": sid_hex(&header.request.sid).to_ascii_lowercase(),
-        "from": peer(from),
-        "to": peer(to),
-        "first_unix": unix_secs(s.start_time),
-        "last_unix": unix_secs(s.end_time),
-        "packets": header.request.num_packets,
-        "sent": s.sent,
-        "lost": s.lost,
-        "loss_percent": loss_percent,
-        "duplicates": s.duplicates,
-        "synchronized": s.sync,
-        "max_error_s": s.max_error,
-        "delay_min_s": s.min_delay(),
-        "delay_median_s": s.median(),
-        "delay_max_s": s.max_delay(),
-        "jitter_p95_p50_s": s.jitter(),
-        "hops": if n == 0 { None } else { Some(serde_json::json!({
-            "distinct": n,
-            "min": 255 - u32::from(max_ttl),
-            "max": 255 - u32::from(min_ttl),
-        })) },
-        "reordering": s.reordering,
-        "session_finished": header.is_finished(),
-    }))
+    let reader = OwpReader::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
+    owstats::json_summary(Some(direction), reader, from, to, bucket_width)
 }
 
 /// Runs owping with `argv` (program name first). `stop` is set by the caller on the first
@@ -935,6 +893,12 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let a = Args::try_parse_from(["owping", "-c", "10", "-c", "20", "h"]).unwrap();
+        assert_eq!(a.count, 20);
+    }
+
+    #[test]
     fn bad_arguments() {
         let mut sink = Vec::new();
         for v in [
@@ -946,6 +910,10 @@ mod tests {
             &["owping", "-H", "1", "h"],
             &["owping", "-n", "x", "h"],
             &["owping", "h:0"],
+            // Finite, but too large for a Duration.
+            &["owping", "-L", "1e20", "h"],
+            &["owping", "-E", "1e300", "h"],
+            &["owping", "-z", "1e300", "h"],
         ] {
             assert!(plan(args(v), &mut sink).is_err(), "{v:?}");
         }

@@ -3,7 +3,8 @@
 //! Flags (owstats's set): `-a` percentiles, `-b` bucket width, `-d` directory for `-p`, `-M`
 //! machine-readable summary, `-n` units, `-N` packets per sub-summary, `-p` print to files,
 //! `-Q` quiet, `-R` raw records, `-v[N]` per-packet lines (of the first N records), `-U` Unix
-//! timestamps, `-h` help.
+//! timestamps, `-h` help. `--json` (an extension) prints each file's summary numbers in
+//! owping's `--json` shape instead.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -13,13 +14,21 @@ use std::path::{Path, PathBuf};
 use clap::{Arg, ArgAction, Command};
 use owamp_core::owp::{OwpReader, SessionHeader};
 use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::stats::{PacketEvent, SessionInfo, Stats, StatsConfig, Summary};
+use owamp_core::time::OwampTime;
+use owamp_std::control::sid_hex;
 
 use crate::sys::Environment;
 
 /// Schedule offsets allowed per session besides 8 per record the file can hold: enough for any
 /// real session, small enough that a corrupt packet count cannot make owstats run for hours.
 const SCHEDULE_BASE_LIMIT: u64 = 1 << 26;
+
+/// The schedule steps the statistics of a session file of `file_len` octets may take: the
+/// packet count in the file is not trusted to bound them.
+pub(crate) fn schedule_limit(file_len: u64) -> u64 {
+    SCHEDULE_BASE_LIMIT.saturating_add(file_len / 25 * 8)
+}
 
 /// Marks a write to a closed stdout.
 const BROKEN_PIPE: &str = "broken pipe";
@@ -49,6 +58,8 @@ pub struct Options {
     pub record_limit: u64,
     /// -U.
     pub unix_timestamps: bool,
+    /// --json: one JSON document with every file's summary (an extension).
+    pub json: bool,
     /// The session files.
     pub files: Vec<PathBuf>,
 }
@@ -128,6 +139,23 @@ fn command() -> Command {
                 .short('U')
                 .action(ArgAction::SetTrue)
                 .help("add UNIX timestamps when printing individual delays"),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .action(ArgAction::SetTrue)
+                .conflicts_with_all([
+                    "alpha",
+                    "machine",
+                    "units",
+                    "count",
+                    "printfiles",
+                    "quiet",
+                    "raw",
+                    "verbose",
+                    "unix",
+                ])
+                .help("print each file's summary numbers as JSON, as owping --json does (an extension)"),
         )
         .arg(
             Arg::new("files")
@@ -220,6 +248,7 @@ pub fn parse_options(
         verbose: m.get_flag("verbose"),
         record_limit,
         unix_timestamps: m.get_flag("unix"),
+        json: m.get_flag("json"),
         files: m
             .get_many::<PathBuf>("files")
             .map(|v| v.cloned().collect())
@@ -261,6 +290,9 @@ pub fn run(
     for w in warnings {
         let _ = writeln!(err, "owstats: {w}");
     }
+    if opts.json {
+        return json_files(&opts, out, err, env);
+    }
     for f in &opts.files {
         if let Err(msg) = do_stats(f, &opts, out, env) {
             let _ = out.flush();
@@ -275,7 +307,62 @@ pub fn run(
     0
 }
 
-fn peer(env: &dyn Environment, addr: std::net::IpAddr, port: u16) -> Peer {
+/// owstats --json: `{"sessions": [...]}`, one object per file in owping's `--json` shape
+/// plus its `file`; nothing is printed unless every file could be read.
+fn json_files(
+    opts: &Options,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    env: &dyn Environment,
+) -> i32 {
+    let mut sessions = Vec::new();
+    for f in &opts.files {
+        let one = File::open(f)
+            .map_err(|e| e.to_string())
+            .and_then(|file| OwpReader::new(BufReader::new(file)).map_err(|e| e.to_string()))
+            .and_then(|reader| {
+                let r = &reader.header().request;
+                // JSON has no use for owstats's "***": a failed lookup gives the address.
+                let name = |addr: std::net::IpAddr, port: u16| Peer {
+                    host: env.host_name(addr).unwrap_or_else(|| addr.to_string()),
+                    ..Peer::numeric(addr, port)
+                };
+                let from = name(r.sender_address, r.sender_port);
+                let to = name(r.receiver_address, r.receiver_port);
+                json_summary(None, reader, &from, &to, f64::from(opts.bucket_width))
+            });
+        match one {
+            Ok(mut v) => {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("file".into(), f.display().to_string().into());
+                }
+                sessions.push(v);
+            }
+            Err(msg) => {
+                let _ = writeln!(err, "owstats: {}: {msg}", f.display());
+                return 1;
+            }
+        }
+    }
+    let doc = serde_json::json!({ "sessions": sessions });
+    match writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    ) {
+        Ok(()) => {
+            let _ = out.flush();
+            0
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 1,
+        Err(e) => {
+            let _ = writeln!(err, "owstats: {e}");
+            1
+        }
+    }
+}
+
+pub(crate) fn peer(env: &dyn Environment, addr: std::net::IpAddr, port: u16) -> Peer {
     Peer {
         host: env.host_name(addr).unwrap_or_else(|| "***".into()),
         addr: addr.to_string(),
@@ -348,26 +435,20 @@ pub(crate) fn stats_from<R: Read + Seek>(
         unix_timestamps: opts.unix_timestamps,
         time: &time,
     };
-    let config = StatsConfig {
-        bucket_width: f64::from(opts.bucket_width),
-        schedule_limit: Some(SCHEDULE_BASE_LIMIT.saturating_add(reader.file_len() / 25 * 8)),
-    };
-    let mut stats =
-        Stats::new(SessionInfo::from_header(&header), config).map_err(|e| e.to_string())?;
+    let mut stats = stats_for(&reader, f64::from(opts.bucket_width))?;
 
-    // Sub-summaries of N packets each (owstats -N), the last one possibly shorter.
+    // Sub-summaries of N packets each (owstats -N), the last one possibly shorter. The
+    // packet count comes from the file: the ranges are made one at a time, never collected.
     let npackets = r.num_packets;
     let n = opts.sub_packets;
-    let ranges: Vec<(u32, Option<u32>)> = if n == 0 || n >= npackets {
-        vec![(0, None)]
+    let ranges: Box<dyn Iterator<Item = (u32, Option<u32>)>> = if n == 0 || n >= npackets {
+        Box::new(std::iter::once((0, None)))
     } else {
         let count = npackets / n + u32::from(npackets % n != 0);
-        (0..count)
-            .map(|i| {
-                let end = n.saturating_mul(i + 1);
-                (n * i, (end <= npackets).then_some(end))
-            })
-            .collect()
+        Box::new((0..count).map(move |i| {
+            let end = n.saturating_mul(i + 1);
+            (n * i, (end <= npackets).then_some(end))
+        }))
     };
 
     let mut begin_index = 0u64;
@@ -376,29 +457,25 @@ pub(crate) fn stats_from<R: Read + Seek>(
         if opts.verbose {
             text.push_str(&report::stats_header(&r.sid, &ctx));
         }
-        let mut count = reader.stats_record_count(begin_index);
-        if opts.record_limit > 0 {
-            count = count.min(opts.record_limit);
-        }
-        let mut sum = stats.summarize(first, last).map_err(|e| e.to_string())?;
-        for rec in reader
-            .records_from(begin_index, count)
-            .map_err(|e| e.to_string())?
-        {
-            let rec = rec.map_err(|e| e.to_string())?;
-            let ev = sum.push(&rec).map_err(|e| e.to_string())?;
-            if let (true, Some(ev)) = (opts.verbose, ev) {
-                text.push_str(&report::packet_line(&ev, &ctx));
-            }
-            // Per-packet lines are flushed as they come, like owstats's stdio.
-            if text.len() > 1 << 16 && !opts.print_files {
-                out.write_all(text.as_bytes()).map_err(io)?;
-                text.clear();
-            }
-        }
-        let next = sum.next_index();
-        let summary = sum.finish().map_err(|e| e.to_string())?;
-        begin_index = next.map_or(0, |i| begin_index + i);
+        let (summary, next) = summarize_range(
+            &mut reader,
+            &mut stats,
+            begin_index,
+            (first, last),
+            opts.record_limit,
+            |ev| {
+                if opts.verbose {
+                    text.push_str(&report::packet_line(&ev, &ctx));
+                }
+                // Per-packet lines are flushed as they come, like owstats's stdio.
+                if text.len() > 1 << 16 && !opts.print_files {
+                    out.write_all(text.as_bytes()).map_err(io)?;
+                    text.clear();
+                }
+                Ok(())
+            },
+        )?;
+        begin_index = next;
         if opts.machine {
             text.push_str(&report::machine(&summary, &header, &ctx));
         } else {
@@ -424,9 +501,105 @@ pub(crate) fn stats_from<R: Read + Seek>(
     Ok(())
 }
 
+/// Summarizes packets `first..last` (`last` `None`: to the end) of the session `reader`
+/// holds, reading its records from record `begin_index` on (at most `record_limit` of them
+/// when not 0), and hands each per-packet event to `on_event`. Returns the summary and the
+/// record index where the next range begins (owstats -N reads range after range this way).
+pub(crate) fn summarize_range<R: Read + Seek>(
+    reader: &mut OwpReader<R>,
+    stats: &mut Stats,
+    begin_index: u64,
+    (first, last): (u32, Option<u32>),
+    record_limit: u64,
+    mut on_event: impl FnMut(PacketEvent) -> Result<(), String>,
+) -> Result<(Summary, u64), String> {
+    let mut count = reader.stats_record_count(begin_index);
+    if record_limit > 0 {
+        count = count.min(record_limit);
+    }
+    let mut sum = stats.summarize(first, last).map_err(|e| e.to_string())?;
+    for rec in reader
+        .records_from(begin_index, count)
+        .map_err(|e| e.to_string())?
+    {
+        let rec = rec.map_err(|e| e.to_string())?;
+        if let Some(ev) = sum.push(&rec).map_err(|e| e.to_string())? {
+            on_event(ev)?;
+        }
+    }
+    let next = sum.next_index();
+    let summary = sum.finish().map_err(|e| e.to_string())?;
+    Ok((summary, next.map_or(0, |i| begin_index + i)))
+}
+
+/// The statistics engine for the session `reader` holds, bounded as owstats bounds it: the
+/// packet count in a file is not trusted to bound the schedule steps.
+pub(crate) fn stats_for<R: Read + Seek>(
+    reader: &OwpReader<R>,
+    bucket_width: f64,
+) -> Result<Stats, String> {
+    Stats::new(
+        SessionInfo::from_header(reader.header()),
+        StatsConfig {
+            bucket_width,
+            schedule_limit: Some(schedule_limit(reader.file_len())),
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Unix seconds of an OWAMP time.
+fn unix_secs(t: OwampTime) -> f64 {
+    t.as_secs_f64() - owamp_core::time::NTP_UNIX_OFFSET_SECS as f64
+}
+
+/// The JSON summary of one session (owping and owstats `--json`, powstream `-j`): the whole
+/// session's numbers, delays in seconds, `null` where not defined. `direction` is owping's
+/// "to" or "from" (`null` when not known).
+pub fn json_summary<R: Read + Seek>(
+    direction: Option<&str>,
+    mut reader: OwpReader<R>,
+    from: &Peer,
+    to: &Peer,
+    bucket_width: f64,
+) -> Result<serde_json::Value, String> {
+    let header = reader.header().clone();
+    let mut stats = stats_for(&reader, bucket_width)?;
+    let (s, _) = summarize_range(&mut reader, &mut stats, 0, (0, None), 0, |_| Ok(()))?;
+    let (n, min_ttl, max_ttl) = s.ttl_range();
+    let peer = |p: &Peer| serde_json::json!({ "host": p.host, "address": p.addr, "port": p.port.parse::<u16>().ok() });
+    let loss_percent = 100.0 * s.loss_fraction();
+    Ok(serde_json::json!({
+        "direction": direction,
+        "sid": sid_hex(&header.request.sid).to_ascii_lowercase(),
+        "from": peer(from),
+        "to": peer(to),
+        "first_unix": unix_secs(s.start_time),
+        "last_unix": unix_secs(s.end_time),
+        "packets": header.request.num_packets,
+        "sent": s.sent,
+        "lost": s.lost,
+        "loss_percent": loss_percent,
+        "duplicates": s.duplicates,
+        "synchronized": s.sync,
+        "max_error_s": s.max_error,
+        "delay_min_s": s.min_delay(),
+        "delay_median_s": s.median(),
+        "delay_max_s": s.max_delay(),
+        "jitter_p95_p50_s": s.jitter(),
+        "hops": if n == 0 { None } else { Some(serde_json::json!({
+            "distinct": n,
+            "min": 255 - u32::from(max_ttl),
+            "max": 255 - u32::from(min_ttl),
+        })) },
+        "reordering": s.reordering,
+        "session_finished": header.is_finished(),
+    }))
+}
+
 /// Writes `bytes` to a temporary name in the target's directory, then renames it into place
 /// (owstats writes an ".i" file and links it to the final name).
-fn write_atomically(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = target.as_os_str().to_owned();
     tmp.push(format!(".{}.i", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -440,4 +613,122 @@ fn write_atomically(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIR: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/traces/reference/owp/summary/"
+    );
+
+    /// Names every address "peer", so that nothing depends on the resolver.
+    struct Named;
+    impl Environment for Named {
+        fn host_name(&self, _addr: std::net::IpAddr) -> Option<String> {
+            Some("peer".into())
+        }
+        fn local_time(&self, _secs: u32) -> Option<String> {
+            None
+        }
+    }
+
+    fn run_args(v: &[&str]) -> (i32, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(v.iter().map(OsString::from), &mut out, &mut err, &Named);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    /// The value of `key` in perfSONAR owstats -M output.
+    fn machine_value<'a>(text: &'a str, key: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('\t')))
+            .unwrap()
+    }
+
+    #[test]
+    fn json_matches_the_reference_machine_summary() {
+        let files = [format!("{DIR}to.owp"), format!("{DIR}from.owp")];
+        let (code, out, err) = run_args(&["owstats", "--json", &files[0], &files[1]]);
+        assert_eq!(code, 0, "{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let sessions = doc["sessions"].as_array().unwrap();
+        assert_eq!(sessions.len(), 2);
+        for (s, (file, dir)) in sessions.iter().zip(files.iter().zip(["to", "from"])) {
+            let want = std::fs::read_to_string(format!("{DIR}owstats_{dir}_machine.txt")).unwrap();
+            let num = |k: &str| machine_value(&want, k).parse::<f64>().unwrap();
+            assert_eq!(s["file"], file.as_str());
+            assert!(s["direction"].is_null());
+            assert_eq!(s["sid"], machine_value(&want, "SID"));
+            assert_eq!(s["sent"].as_f64().unwrap(), num("SENT"));
+            assert_eq!(s["lost"].as_f64().unwrap(), num("LOST"));
+            assert_eq!(s["duplicates"].as_f64().unwrap(), num("DUPS"));
+            assert_eq!(s["packets"].as_f64().unwrap(), num("SESSION_PACKET_COUNT"));
+            assert_eq!(s["synchronized"], num("SYNC") == 1.0);
+            assert_eq!(s["session_finished"], num("SESSION_FINISHED") == 1.0);
+            assert_eq!(s["from"]["host"], "peer");
+            assert_eq!(s["from"]["address"], machine_value(&want, "FROM_ADDR"));
+            assert_eq!(s["to"]["port"].as_f64().unwrap(), num("TO_PORT"));
+            // owstats -M prints six significant digits.
+            for (k, m) in [
+                ("delay_min_s", "MIN"),
+                ("delay_max_s", "MAX"),
+                ("delay_median_s", "MEDIAN"),
+                ("jitter_p95_p50_s", "PDV"),
+            ] {
+                let got = s[k].as_f64().unwrap();
+                assert!((got - num(m)).abs() <= num(m).abs() * 1e-5, "{k}: {got}");
+            }
+            // The same object as owping --json gives for the same file, but for the two keys
+            // only one of them knows.
+            let bytes = std::fs::read(file).unwrap();
+            let peer = Peer {
+                host: "peer".into(),
+                ..Peer::numeric(std::net::Ipv4Addr::LOCALHOST.into(), 0)
+            };
+            let o = crate::owping::json_summary(dir, &bytes, &peer, &peer, f64::from(0.0001f32))
+                .unwrap();
+            // Through text, as the other one came.
+            let mut o: serde_json::Value = serde_json::from_str(&o.to_string()).unwrap();
+            let mut j = s.clone();
+            for v in [&mut o, &mut j] {
+                let m = v.as_object_mut().unwrap();
+                for k in ["file", "direction", "from", "to"] {
+                    m.remove(k);
+                }
+            }
+            assert_eq!(o, j);
+        }
+    }
+
+    #[test]
+    fn json_bucket_width_and_errors() {
+        let file = format!("{DIR}to.owp");
+        // A coarser histogram moves the median to its bucket.
+        let (code, out, _) = run_args(&["owstats", "--json", "-b", "0.001", &file]);
+        assert_eq!(code, 0);
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let median = doc["sessions"][0]["delay_median_s"].as_f64().unwrap();
+        assert!((median - 0.001).abs() < 1e-9, "{median}");
+        // Output flags it has no use for are refused.
+        for flag in ["-M", "-R", "-v", "-p", "-Q", "-U"] {
+            let (code, out, err) = run_args(&["owstats", "--json", flag, &file]);
+            assert_eq!(code, 1, "{flag}");
+            assert!(
+                out.is_empty() && err.contains("cannot be used"),
+                "{flag}: {err}"
+            );
+        }
+        // One unreadable file: an error and no partial document.
+        let (code, out, err) = run_args(&["owstats", "--json", &file, "/nonexistent/x.owp"]);
+        assert_eq!(code, 1);
+        assert!(out.is_empty());
+        assert!(err.contains("/nonexistent/x.owp"), "{err}");
+    }
 }

@@ -33,7 +33,7 @@ use crate::crypto::SessionKeys;
 use crate::time::OwampTime;
 use crate::wire::{DataRecord, SessionId};
 
-pub use crate::wire::SkipRange;
+pub use crate::wire::{Finished, SkipRange};
 
 /// One event fed to a control state machine.
 #[derive(Debug)]
@@ -209,38 +209,6 @@ pub struct SessionEnd {
     /// When the Stop-Sessions message was read (RFC 4656 3.8: records of packets sent after
     /// this time minus the loss timeout may be discarded).
     pub stop_time: OwampTime,
-}
-
-/// Whether a stored session is complete (the Finished field of Fetch-Ack, RFC 4656 3.9; the
-/// values are those of the reference implementation's session files).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Finished {
-    /// The session is still running (0).
-    No,
-    /// Stop-Sessions was received: Next-Seqno and the skip ranges are known (1).
-    Normal,
-    /// The session ended without Stop-Sessions (2).
-    Incomplete,
-}
-
-impl Finished {
-    /// The octet sent in Fetch-Ack.
-    pub fn to_u8(self) -> u8 {
-        match self {
-            Finished::No => 0,
-            Finished::Normal => 1,
-            Finished::Incomplete => 2,
-        }
-    }
-
-    /// The value of a Fetch-Ack octet (any other non-zero value counts as finished).
-    pub fn from_u8(v: u8) -> Self {
-        match v {
-            0 => Finished::No,
-            2 => Finished::Incomplete,
-            _ => Finished::Normal,
-        }
-    }
 }
 
 /// A session as stored by a receiver, returned by the application for a fetch.

@@ -3,7 +3,8 @@
 
 use owamp_core::crypto::{SecureMode, SessionKeys, TestPacketCrypto};
 use owamp_core::session::{
-    DropReason, PacketProtection, Receiver, Schedule, Sender, SessionParams, TTL_UNKNOWN,
+    DropReason, PacketProtection, Receiver, Schedule, Sender, SessionParams, DEFAULT_MAX_WINDOW,
+    TTL_UNKNOWN,
 };
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind};
@@ -418,4 +419,51 @@ fn far_sequence_numbers_do_not_grow_state() {
         rx.receive(&forged, now, ERR_RECV, 255),
         Err(DropReason::SeqOutOfRange)
     );
+}
+
+#[test]
+fn a_packet_far_ahead_cannot_make_the_receiver_track_the_whole_session() {
+    // Zero gaps: every packet of the session is due at the start, so every sequence number is
+    // on schedule for a packet stamped then. Schedule and timeout come from the peer.
+    let start = OwampTime::from_raw(0xeeb2_5d6f_0000_0000);
+    let slot = Slot {
+        kind: SlotKind::Fixed,
+        mean: 0,
+    };
+    let p = SessionParams {
+        schedule: Schedule::new(SID, &[slot], u32::MAX).unwrap(),
+        start,
+        timeout: 2 * SEC,
+        padding: 0,
+    };
+    let open = |seq: u32| {
+        let mut b = Vec::with_capacity(14);
+        b.extend_from_slice(&seq.to_be_bytes());
+        b.extend_from_slice(&start.raw().to_be_bytes());
+        b.extend_from_slice(&ERR_SEND.raw().to_be_bytes());
+        b
+    };
+
+    let mut rx = Receiver::new(p.clone(), PacketProtection::Open).with_max_window(10);
+    assert!(rx.receive(&open(9), start, ERR_RECV, 64).is_ok());
+    assert_eq!(
+        rx.receive(&open(10), start, ERR_RECV, 64),
+        Err(DropReason::WindowFull)
+    );
+
+    // The default bound: one packet numbered near the end of a 2^32-packet session is
+    // dropped instead of making the receiver hold 2^32 pending packets.
+    let mut rx = Receiver::new(p, PacketProtection::Open);
+    assert_eq!(
+        rx.receive(&open(u32::MAX - 1), start, ERR_RECV, 64),
+        Err(DropReason::WindowFull)
+    );
+    let last = u32::try_from(DEFAULT_MAX_WINDOW).unwrap() - 1;
+    assert!(rx.receive(&open(last), start, ERR_RECV, 64).is_ok());
+    assert_eq!(
+        rx.receive(&open(last + 1), start, ERR_RECV, 64),
+        Err(DropReason::WindowFull)
+    );
+    assert_eq!(rx.stats().drops.window_full, 2);
+    assert_eq!(rx.stats().received, 1);
 }

@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{
     framing, AcceptCode, AcceptSession, ControlMessage, ControlMessageKind, DataRecord, FetchAck,
-    FetchData, FetchSession, Frame, Mode, Modes, RequestSession, ServerGreeting, ServerStart,
-    SessionId, SessionStop, SetUpResponse, SkipRange, Slot, SlotKind, StartAck, StartSessions,
-    StopSessions, TestPacket, TypeP, WireError,
+    FetchData, FetchSession, Finished, Frame, Mode, Modes, RequestSession, ServerGreeting,
+    ServerStart, SessionId, SessionStop, SetUpResponse, SkipRange, Slot, SlotKind, StartAck,
+    StartSessions, StopSessions, TestPacket, TypeP, WireError,
 };
 
 fn h(s: &str) -> Vec<u8> {
@@ -232,7 +232,7 @@ fn fetch_session() {
 fn fetch_ack() {
     let f: FetchAck = exact(FETCH_ACK);
     assert_eq!(f.accept, AcceptCode::Ok);
-    assert!(f.finished);
+    assert_eq!(f.finished, owamp_core::wire::Finished::Normal);
     assert_eq!(
         (f.next_seqno, f.num_skip_ranges, f.num_records),
         (20, 0, 20)
@@ -693,4 +693,29 @@ fn command_numbers() {
             None => assert!(!(1..=4).contains(&c)),
         }
     }
+}
+
+#[test]
+fn fetch_ack_keeps_the_three_finished_values_and_refuses_others() {
+    let mut b =
+        hex::decode("0001000000000014000000000000001400000000000000000000000000000000").unwrap();
+    for (octet, f) in [
+        (0, Finished::No),
+        (1, Finished::Normal),
+        (2, Finished::Incomplete),
+    ] {
+        b[1] = octet;
+        let ack = FetchAck::parse(&b).unwrap();
+        assert_eq!(ack.finished, f);
+        assert_eq!(ack.to_bytes().to_vec(), b);
+    }
+    b[1] = 3;
+    assert!(matches!(
+        FetchAck::parse(&b),
+        Err(WireError::Invalid {
+            field: "Finished",
+            offset: 1,
+            ..
+        })
+    ));
 }

@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{
     framing, AcceptCode, AcceptSession, ControlMessage, DataRecord, FetchAck, FetchData,
-    FetchSession, Frame, Mode, Modes, RequestSession, ServerGreeting, ServerStart, SessionId,
-    SessionStop, SetUpResponse, SkipRange, Slot, SlotKind, StartAck, StartSessions, StopSessions,
-    TestPacket, TypeP,
+    FetchSession, Finished, Frame, Mode, Modes, RequestSession, ServerGreeting, ServerStart,
+    SessionId, SessionStop, SetUpResponse, SkipRange, Slot, SlotKind, StartAck, StartSessions,
+    StopSessions, TestPacket, TypeP,
 };
 use proptest::prelude::*;
 
@@ -208,11 +208,11 @@ proptest! {
 
     #[test]
     fn fetch_values(begin_seq in any::<u32>(), end_seq in any::<u32>(), sid in sid(), hmac in any::<[u8; 16]>(),
-                    accept in accept(), finished in any::<bool>(), counts in any::<(u32, u32, u32)>()) {
+                    accept in accept(), finished in 0u8..=2, counts in any::<(u32, u32, u32)>()) {
         round_trip(&FetchSession { begin_seq, end_seq, sid, hmac })?;
         round_trip(&FetchAck {
             accept,
-            finished,
+            finished: Finished::from_u8(finished).unwrap(),
             next_seqno: counts.0,
             num_skip_ranges: counts.1,
             num_records: counts.2,
@@ -225,7 +225,7 @@ proptest! {
                              records in prop::collection::vec(record(), 0..40), hmacs in any::<([u8; 16], [u8; 16], [u8; 16])>()) {
         let ack = FetchAck {
             accept: AcceptCode::Ok,
-            finished: true,
+            finished: Finished::Normal,
             next_seqno: records.len() as u32,
             num_skip_ranges: skips.len() as u32,
             num_records: records.len() as u32,
@@ -323,13 +323,13 @@ proptest! {
     }
 
     #[test]
-    fn fetch_bytes(mut b in prop::collection::vec(any::<u8>(), 48), a in 0u8..=5, finished in any::<bool>()) {
+    fn fetch_bytes(mut b in prop::collection::vec(any::<u8>(), 48), a in 0u8..=5, finished in 0u8..=2) {
         b[0] = 4;
         b[1..8].fill(0);
         prop_assert_eq!(FetchSession::parse(&b).unwrap().to_bytes(), b.clone());
         let mut ack = b[16..].to_vec();
         ack[0] = a;
-        ack[1] = u8::from(finished);
+        ack[1] = finished;
         ack[2..4].fill(0);
         prop_assert_eq!(FetchAck::parse(&ack).unwrap().to_bytes(), ack);
     }

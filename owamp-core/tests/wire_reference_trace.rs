@@ -234,7 +234,7 @@ fn check_server_stream(t: &Trace, seen: &mut Seen) {
     let (ack, rest) = whole.split_at(FetchAck::LEN);
     let fa = round_trip(ack, FetchAck::parse, FetchAck::to_bytes);
     assert_eq!(fa.accept, AcceptCode::Ok);
-    assert!(fa.finished);
+    assert_eq!(fa.finished, owamp_core::wire::Finished::Normal);
     assert_eq!(
         (fa.next_seqno, fa.num_skip_ranges, fa.num_records),
         (20, 0, 20)

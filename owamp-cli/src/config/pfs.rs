@@ -85,8 +85,9 @@ fn parse_line(lineno: usize, line: &str) -> Result<PfsEntry, ConfigError> {
             format!("longer than {MAX_IDENTITY_LEN} octets"),
         ));
     }
+    // The error names the line, not the value: a mistyped pass-phrase is still a secret.
     let passphrase = decode_hex(hex)
-        .map_err(|reason| ConfigError::invalid(lineno, "pass-phrase", hex, reason))?;
+        .map_err(|reason| ConfigError::invalid(lineno, "pass-phrase", "(not shown)", reason))?;
     Ok(PfsEntry {
         line: lineno,
         identity: identity.to_owned(),
@@ -176,6 +177,15 @@ mod tests {
     const COOKBOOK: &str = "joe    a0167ac6101b360d2f4dd164abba2337\n\
 bob    2dc36fc4807894cdfbe180b71d4a0f\n\
 sam    3fc763fb270ce6ba6e928bd10d4984dc77d3\n";
+
+    #[test]
+    fn errors_do_not_show_the_pass_phrase() {
+        let e = parse("alice 6b696c6c6d65z\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        let shown = e.to_string();
+        assert!(shown.contains("pass-phrase"), "{shown}");
+        assert!(!shown.contains("6b696c6c6d65"), "{shown}");
+    }
 
     #[test]
     fn cookbook_example() {

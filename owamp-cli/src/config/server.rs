@@ -246,11 +246,13 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
                         )?)
                     }
                     "enddelay" => {
+                        // It becomes a Duration: a value too large for one is refused here
+                        // rather than aborting owampd when it starts.
                         c.enddelay = Some(float_in(
                             line,
                             key_raw,
                             v,
-                            |x| x >= 0.0,
+                            |x| x >= 0.0 && std::time::Duration::try_from_secs_f64(x).is_ok(),
                             "expected a number of seconds, 0 or more",
                         )?)
                     }
@@ -282,6 +284,17 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
                                 key_raw,
                                 v,
                                 "the count must be at least 1",
+                            ));
+                        }
+                        // The server derives keys with the same bound its clients apply: a
+                        // larger count would refuse every authenticated client.
+                        let max = owamp_core::crypto::DEFAULT_MAX_KDF_COUNT;
+                        if n > max {
+                            return Err(ConfigError::invalid(
+                                line,
+                                key_raw,
+                                v,
+                                format!("the count must be at most {max}"),
                             ));
                         }
                         c.pbkdf2_count = Some(n)
@@ -401,6 +414,34 @@ enddelay 1.5\nmaxcontrolsessions 50\nrootfolly\n";
             let e = parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn pbkdf2_count_within_what_the_server_derives_with() {
+        let max = owamp_core::crypto::DEFAULT_MAX_KDF_COUNT;
+        assert_eq!(
+            parse(&format!("pbkdf2_count {max}\n"))
+                .unwrap()
+                .pbkdf2_count,
+            Some(max)
+        );
+        let e = parse(&format!("pbkdf2_count {}\n", max + 1)).unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        // The bound is the one key derivation enforces.
+        let salt = [0u8; 16];
+        assert!(owamp_core::crypto::derive_key(b"x", &salt, max + 1).is_err());
+    }
+
+    #[test]
+    fn enddelay_must_fit_a_duration() {
+        // owampd turns the value into a Duration when it starts.
+        for big in ["1e20", "1e300"] {
+            let e = parse(&format!("enddelay {big}\n")).unwrap_err();
+            assert_eq!(e.line, 1, "{big}: {e}");
+        }
+        let c = parse("enddelay 1e9\n").unwrap();
+        let d = std::time::Duration::from_secs_f64(c.enddelay.unwrap());
+        assert_eq!(d.as_secs(), 1_000_000_000);
     }
 
     #[test]

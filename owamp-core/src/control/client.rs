@@ -445,7 +445,7 @@ impl<R: RngCore + CryptoRng> Client<R> {
                         self.state = State::FetchRequest(Box::new(Fetching {
                             sid,
                             ack,
-                            finished: codec::fetch_ack_finished(&buf),
+                            finished: ack.finished,
                             request: None,
                             buf: Vec::new(),
                             skips: Vec::new(),

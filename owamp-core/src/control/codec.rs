@@ -5,8 +5,7 @@
 //! written as zero and filled in (and checked) by the [`framing`](super::framing) layer.
 
 use super::ProtocolError;
-use crate::io::Finished;
-use crate::wire::{AcceptCode, FetchAck, WireError, BLOCK_LEN};
+use crate::wire::{AcceptCode, WireError, BLOCK_LEN};
 
 pub(crate) const BLOCK: usize = BLOCK_LEN;
 
@@ -34,21 +33,6 @@ pub(crate) fn accept_at(b: &[u8], at: usize) -> Result<AcceptCode, ProtocolError
         .ok_or(ProtocolError::Malformed("Accept field"))
 }
 
-/// Fetch-Ack carries the reference's three-valued Finished octet (0 running, 1 normal,
-/// 2 incomplete); `wire::FetchAck` keeps it as a flag, so the octet is set here.
-pub(crate) fn encode_fetch_ack(ack: &FetchAck, finished: Finished) -> Vec<u8> {
-    let mut b = ack.to_bytes();
-    if let Some(f) = b.get_mut(1) {
-        *f = finished.to_u8();
-    }
-    b
-}
-
-/// The Finished octet of a plaintext Fetch-Ack.
-pub(crate) fn fetch_ack_finished(b: &[u8]) -> Finished {
-    Finished::from_u8(b.get(1).copied().unwrap_or(0))
-}
-
 /// Splits an encoded message (HMAC fields zero) into the part up to and including its first
 /// HMAC field and the rest.
 pub(crate) fn split_at_first_hmac(mut msg: Vec<u8>, body: usize) -> (Vec<u8>, Vec<u8>) {
@@ -59,25 +43,6 @@ pub(crate) fn split_at_first_hmac(mut msg: Vec<u8>, body: usize) -> (Vec<u8>, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fetch_ack_carries_the_three_valued_finished_octet() {
-        let ack = FetchAck {
-            accept: AcceptCode::Ok,
-            finished: true,
-            next_seqno: 0,
-            num_skip_ranges: 0,
-            num_records: 7,
-            hmac: [0; 16],
-        };
-        for f in [Finished::No, Finished::Normal, Finished::Incomplete] {
-            let b = encode_fetch_ack(&ack, f);
-            assert_eq!(b.len(), FetchAck::LEN);
-            assert_eq!(b[1], f.to_u8());
-            assert_eq!(fetch_ack_finished(&b), f);
-            assert_eq!(FetchAck::parse(&b).unwrap().num_records, 7);
-        }
-    }
 
     #[test]
     fn split_keeps_the_first_hmac_with_the_first_part() {

@@ -17,7 +17,7 @@ use super::{
     ServerConfig, SessionRequest,
 };
 use crate::crypto::{decrypt_token, derive_key, SessionKeys};
-use crate::io::{FetchReply, Finished, Input, Output, SessionInfo, SessionReport, StoredSession};
+use crate::io::{FetchReply, Input, Output, SessionInfo, SessionReport, StoredSession};
 use crate::policy::ServerPolicy;
 use crate::time::OwampTime;
 use crate::wire::{
@@ -204,11 +204,7 @@ impl RecordedFetch {
         match (&self.data, self.ack.accept) {
             (Some((request, data)), _) => FetchReply::Found(Box::new(StoredSession {
                 request: request.clone(),
-                finished: if self.ack.finished {
-                    Finished::Normal
-                } else {
-                    Finished::No
-                },
+                finished: self.ack.finished,
                 next_seqno: self.ack.next_seqno,
                 skips: data.skip_ranges.clone(),
                 records: data.records.clone(),

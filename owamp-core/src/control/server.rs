@@ -35,6 +35,17 @@ pub struct ServerConfig {
     /// How long a sender waits after its last packet and the loss timeout before
     /// Stop-Sessions (the reference's default is 1 s).
     pub end_delay: Duration,
+    /// The most packets a session in which this server receives may have. A receiver keeps
+    /// a record of every packet of its session (received or lost), so the packet count the
+    /// client asks for is memory the server gives out; larger requests are refused with
+    /// Accept = 4 (permanent resource limitation) whatever the policy says.
+    pub max_receive_packets: u32,
+}
+
+impl ServerConfig {
+    /// Default of [`max_receive_packets`](Self::max_receive_packets): 2^22 packets (about
+    /// 170 MB of records; a day at 48 packets per second).
+    pub const DEFAULT_MAX_RECEIVE_PACKETS: u32 = 1 << 22;
 }
 
 impl Default for ServerConfig {
@@ -45,6 +56,7 @@ impl Default for ServerConfig {
             test_ports: None,
             control_timeout: Duration::from_secs(1800),
             end_delay: Duration::from_secs(1),
+            max_receive_packets: Self::DEFAULT_MAX_RECEIVE_PACKETS,
         }
     }
 }
@@ -529,6 +541,9 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             || req.num_packets == 0
             // Only a DSCP in Type-P is supported (as the reference).
             || req.type_p.0 & !0x3F00_0000 != 0
+            // A test packet must fit in one UDP datagram (RFC 4656 4.1.2); a larger padding
+            // would also make the sender allocate a buffer of the client's choosing.
+            || !fits_in_datagram(&req, self.conn.mode)
         {
             return self.refuse(now, AcceptCode::NotSupported);
         }
@@ -537,6 +552,10 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         } else {
             Role::Sender
         };
+        // Memory for the records is given out before any policy check can account for it.
+        if role == Role::Receiver && req.num_packets > self.cfg.max_receive_packets {
+            return self.refuse(now, AcceptCode::PermanentResourceLimit);
+        }
         let local_ip = match role {
             Role::Receiver => or_fallback(req.receiver_address, self.local.ip()),
             Role::Sender => or_fallback(req.sender_address, self.local.ip()),
@@ -765,14 +784,13 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     fn fetch_refuse(&mut self, now: OwampTime, code: AcceptCode) {
         let ack = FetchAck {
             accept: code,
-            finished: false,
+            finished: Finished::No,
             next_seqno: 0,
             num_skip_ranges: 0,
             num_records: 0,
             hmac: [0; 16],
         };
-        let msg = codec::encode_fetch_ack(&ack, Finished::No);
-        if self.conn.stream.send_sealed(msg).is_err() {
+        if self.conn.stream.send_sealed(ack.to_bytes()).is_err() {
             self.conn.close(CloseReason::Local);
             return;
         }
@@ -819,18 +837,18 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         stored: &StoredSession,
     ) -> Result<(), crate::crypto::CryptoError> {
         let records = select_records(stored, begin, end);
-        let finished = stored.finished != Finished::No;
+        let finished = stored.finished.is_finished();
         let skips: &[SkipRange] = if finished { &stored.skips } else { &[] };
         let ack = FetchAck {
             accept: AcceptCode::Ok,
-            finished,
+            finished: stored.finished,
             next_seqno: if finished { stored.next_seqno } else { 0 },
             num_skip_ranges: skips.len() as u32,
             num_records: records.len() as u32,
             hmac: [0; 16],
         };
         let s = &mut self.conn.stream;
-        s.send_sealed(codec::encode_fetch_ack(&ack, stored.finished))?;
+        s.send_sealed(ack.to_bytes())?;
         // The stored request, with HMACs of this connection (as a Request-Session).
         let mut req = stored.request.clone();
         req.hmac = [0; 16];
@@ -847,6 +865,23 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         recs.extend_from_slice(&[0u8; BLOCK]);
         s.send_sealed(recs)
     }
+}
+
+/// Largest UDP payload: 65535 octets less the UDP header, and for IPv4 its header too (the
+/// IPv6 payload length does not count the IPv6 header).
+const MAX_UDP_PAYLOAD_V4: u64 = 65_535 - 20 - 8;
+const MAX_UDP_PAYLOAD_V6: u64 = 65_535 - 8;
+
+/// Whether a test packet of the session (header and padding, RFC 4656 4.1.2) fits in one UDP
+/// datagram of the session's address family.
+fn fits_in_datagram(req: &RequestSession, mode: Mode) -> bool {
+    let max = if req.ipvn() == 6 {
+        MAX_UDP_PAYLOAD_V6
+    } else {
+        MAX_UDP_PAYLOAD_V4
+    };
+    let header = crate::wire::TestPacket::header_len(mode) as u64;
+    header + u64::from(req.padding_length) <= max
 }
 
 /// The records a Fetch-Session gets (RFC 4656 3.9): those numbered `begin..=end`; for a

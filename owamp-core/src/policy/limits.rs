@@ -33,7 +33,7 @@ impl Default for ClassLimits {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     modes: Modes,
     classes: HashMap<String, ClassLimits>,
@@ -47,6 +47,33 @@ struct Inner {
     /// What each admitted session reserved, and on which classes (its class and ancestors).
     reserved: HashMap<(SessionId, bool), (Vec<String>, f64, u64)>,
     disk_fudge: f64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The passphrases are secrets: only the identities that have one are shown.
+        let mut ids: Vec<String> = self
+            .passphrases
+            .keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        ids.sort();
+        f.debug_struct("Limits")
+            .field("modes", &self.modes)
+            .field("classes", &self.classes)
+            .field("default_class", &self.default_class)
+            .field("users", &self.users)
+            .field("nets", &self.nets)
+            .field("parents", &self.parents)
+            .field(
+                "passphrases",
+                &format_args!("<{} redacted: {ids:?}>", ids.len()),
+            )
+            .field("used", &self.used)
+            .field("reserved", &self.reserved)
+            .field("disk_fudge", &self.disk_fudge)
+            .finish()
+    }
 }
 
 /// A [`ServerPolicy`] with limit classes. Clones share their state (resources in use), so
@@ -386,6 +413,17 @@ mod tests {
         p.release_test(&SessionId([1; 16]), Role::Receiver);
         assert_eq!(p.in_use("root").0, 0.0);
         assert!(p.admit_test(&other).is_ok());
+    }
+
+    #[test]
+    fn debug_does_not_print_passphrases() {
+        let p = Limits::new(Modes::ALL, "regular", ClassLimits::default());
+        p.set_passphrase(b"alice", b"correct horse battery staple");
+        let s = format!("{p:?}");
+        assert!(s.contains("alice"), "{s}");
+        assert!(!s.contains("correct horse"), "{s}");
+        // Nor as the octets a derived Debug would print.
+        assert!(!s.contains("99, 111, 114, 114, 101, 99, 116"), "{s}");
     }
 
     #[test]

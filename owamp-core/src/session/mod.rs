@@ -13,7 +13,8 @@ pub mod sender;
 
 pub use packet::PacketProtection;
 pub use receiver::{
-    Accepted, DropCounts, DropReason, FinishError, Receiver, ReceiverStats, TTL_UNKNOWN,
+    Accepted, DropCounts, DropReason, FinishError, Receiver, ReceiverStats, DEFAULT_MAX_WINDOW,
+    TTL_UNKNOWN,
 };
 pub use schedule::{
     ExpDeviates, Schedule, ScheduleCursor, ScheduleError, ScheduleIter, ScheduledPacket,

@@ -21,12 +21,15 @@
 //!
 //! # Memory
 //!
-//! Nothing is allocated from a sequence number in a packet. State grows with: the packets
-//! between the oldest one not yet declared lost and the newest one that could still be valid
-//! (16 octets each; packets scheduled within about three timeouts), and the records (one per
-//! accepted packet or lost packet, at most the packet count, plus at most `max_duplicates`
-//! duplicate records, by default the packet count or 4096 if more; further duplicates are
-//! counted but not recorded).
+//! Nothing is allocated from a sequence number in a packet beyond a fixed bound. State grows
+//! with: the packets between the oldest one not yet declared lost and the newest one that could
+//! still be valid (16 octets each; packets scheduled within about three timeouts, and at most
+//! `max_window`, by default [`DEFAULT_MAX_WINDOW`]: a packet further ahead is dropped, since
+//! the timeout and the schedule come from the peer's request and a schedule of zero gaps puts
+//! every packet of the session within the timeout), and the records (one per accepted packet
+//! or lost packet, at most the packet count, plus at most `max_duplicates` duplicate records,
+//! by default the packet count or 4096 if more; further duplicates are counted but not
+//! recorded).
 
 use std::collections::VecDeque;
 
@@ -62,6 +65,10 @@ pub enum DropReason {
     /// (RFC 4656 4.2).
     #[error("send timestamp too far from the scheduled send time")]
     OffSchedule,
+    /// The packet is `max_window` or more packets ahead of the oldest one outstanding (see
+    /// [`Receiver::with_max_window`]).
+    #[error("sequence number too far ahead of the oldest outstanding packet")]
+    WindowFull,
 }
 
 /// Datagrams dropped, per reason.
@@ -79,6 +86,8 @@ pub struct DropCounts {
     pub too_late: u64,
     /// [`DropReason::ClockMismatch`].
     pub clock_mismatch: u64,
+    /// [`DropReason::WindowFull`].
+    pub window_full: u64,
     /// [`DropReason::OffSchedule`].
     pub off_schedule: u64,
 }
@@ -92,6 +101,7 @@ impl DropCounts {
             DropReason::SeqOutOfRange => &mut self.seq_out_of_range,
             DropReason::TooLate => &mut self.too_late,
             DropReason::ClockMismatch => &mut self.clock_mismatch,
+            DropReason::WindowFull => &mut self.window_full,
             DropReason::OffSchedule => &mut self.off_schedule,
         };
         *c += 1;
@@ -105,6 +115,7 @@ impl DropCounts {
             + self.seq_out_of_range
             + self.too_late
             + self.clock_mismatch
+            + self.window_full
             + self.off_schedule
     }
 }
@@ -177,6 +188,7 @@ pub struct Receiver {
     begin: u32,
     window: VecDeque<Pending>,
     records: Vec<DataRecord>,
+    max_window: usize,
     max_duplicates: u64,
     duplicates_recorded: u64,
     stats: ReceiverStats,
@@ -185,6 +197,11 @@ pub struct Receiver {
 /// Send Error Estimate of a lost-packet record: unsynchronized, multiplier 1, scale 0, as the
 /// reference writes.
 const LOST_SEND_ERROR: ErrorEstimate = ErrorEstimate::from_raw(0x0001);
+
+/// Packets tracked by default between the oldest outstanding one and the newest one accepted
+/// (16 octets each): far more than a session at owping's rates keeps in flight within a loss
+/// timeout.
+pub const DEFAULT_MAX_WINDOW: usize = 1 << 20;
 
 /// Duplicate records kept by default even in short sessions.
 const DEFAULT_MIN_DUPLICATES: u64 = 4096;
@@ -208,12 +225,20 @@ impl Receiver {
             begin: 0,
             window: VecDeque::new(),
             records: Vec::new(),
+            max_window: DEFAULT_MAX_WINDOW,
             max_duplicates,
             duplicates_recorded: 0,
             stats: ReceiverStats::default(),
         };
         r.fill_front();
         r
+    }
+
+    /// Caps the number of packets tracked at once (at least one): a packet that many or more
+    /// ahead of the oldest one outstanding is dropped ([`DropReason::WindowFull`]).
+    pub fn with_max_window(mut self, max: usize) -> Self {
+        self.max_window = max.max(1);
+        self
     }
 
     /// Caps the number of duplicate records kept (duplicates beyond are only counted).
@@ -372,6 +397,11 @@ impl Receiver {
         // every packet held is scheduled before recv_time + 2 * timeout.
         let idx = (seq - self.begin) as usize;
         while self.window.len() <= idx {
+            // The schedule and the timeout are the peer's (a schedule of zero gaps puts every
+            // packet on schedule): bound what one packet can make us hold.
+            if self.window.len() >= self.max_window {
+                return Err(DropReason::WindowFull);
+            }
             let p = self
                 .cursor
                 .next(&self.params.schedule)

@@ -57,6 +57,10 @@ pub enum StatsError {
         /// The sequence number.
         seq: u32,
     },
+    /// The skip ranges are not in order: their starts and their ends must both be
+    /// non-decreasing, as the sender reports them (RFC 4656 3.8).
+    #[error("the skip ranges are not in order")]
+    SkipRanges,
     /// Deriving send times would take more schedule steps than the configured limit.
     #[error("the schedule needs more than {limit} steps (packet count {packets}): refusing")]
     ScheduleTooLong {
@@ -184,6 +188,14 @@ impl Stats {
         if config.bucket_width.is_nan() || config.bucket_width <= 0.0 {
             return Err(StatsError::BucketWidth(config.bucket_width));
         }
+        // In order, a record's skip range is found by binary search (see `in_skips`).
+        if !info
+            .skip_ranges
+            .windows(2)
+            .all(|w| w[0].first <= w[1].first && w[0].last <= w[1].last)
+        {
+            return Err(StatsError::SkipRanges);
+        }
         // Packet buffer: rate * timeout * 3.5, at least 10 (OWPStatsCreate).
         let d = info.packet_rate() * num64_to_f64(info.loss_timeout) * 3.5;
         let plist = if d > 2_147_483_647.0 {
@@ -290,8 +302,9 @@ impl Stats {
             max_delay: -self.inf_delay,
             buckets: HashMap::new(),
             ttl: [0; 256],
-            window: VecDeque::new(),
-            reorder: Vec::new(),
+            arrivals: 0,
+            barriers: VecDeque::new(),
+            deep: Vec::new(),
             reorder_seen: 0,
             stats: self,
         })
@@ -359,11 +372,29 @@ pub struct Summarizer<'a> {
     /// Histogram: bucket -> (count, order of creation).
     buckets: HashMap<i32, (u32, u64)>,
     ttl: [u32; 256],
-    /// Last sequence numbers received, newest at the back.
-    window: VecDeque<u32>,
-    /// reorder[i]: packets that arrived after i+1 packets with higher numbers (RFC 4737 n-reordering).
-    reorder: Vec<u32>,
+    /// Arrivals considered for reordering so far.
+    arrivals: u64,
+    /// The arrivals (index, sequence number) that can still stop a later arrival's look back:
+    /// each one's number is not above those after it, and none is more than the reorder bound
+    /// back.
+    barriers: VecDeque<(u64, u32)>,
+    /// deep[m]: arrivals that came right after exactly m arrivals with higher numbers (m
+    /// capped at the reorder bound). An arrival with m counts as 1- to m-reordered
+    /// (RFC 4737 n-reordering).
+    deep: Vec<u32>,
     reorder_seen: u32,
+}
+
+/// reordering[i] = arrivals that were (i+1)-reordered: those that came right after more than
+/// i arrivals with higher numbers, from the counts of each depth.
+fn n_reordering(deep: &[u32]) -> Vec<u32> {
+    let mut out = vec![0u32; deep.len().saturating_sub(1)];
+    let mut above = 0u32;
+    for i in (0..out.len()).rev() {
+        above = above.wrapping_add(deep[i + 1]);
+        out[i] = above;
+    }
+    out
 }
 
 /// C's MAX macro (the second value wins ties and NaN).
@@ -384,8 +415,14 @@ fn c_min(a: f64, b: f64) -> f64 {
     }
 }
 
-fn skip_contains(s: &SkipRange, seq: u32) -> bool {
-    seq >= s.first && seq <= s.last
+/// Whether `seq` lies in one of the skip ranges from index `from` on, as owstats checks
+/// (it looks at every range from there). With starts and ends both non-decreasing (checked by
+/// [`Stats::new`]), the last range starting at or before `seq` ends last among those, so it
+/// alone decides.
+fn in_skips(skips: &[SkipRange], from: usize, seq: u32) -> bool {
+    let rest = skips.get(from..).unwrap_or(&[]);
+    let n = rest.partition_point(|s| s.first <= seq);
+    n > 0 && rest.get(n - 1).is_some_and(|s| seq <= s.last)
 }
 
 impl Summarizer<'_> {
@@ -476,11 +513,7 @@ impl Summarizer<'_> {
             return Err(StatsError::StaleRecord { seq });
         }
         // Packets the sender skipped are not counted.
-        let skips = &self.stats.info.skip_ranges;
-        if skips[self.iskip.min(skips.len())..]
-            .iter()
-            .any(|s| skip_contains(s, seq))
-        {
+        if in_skips(&self.stats.info.skip_ranges, self.iskip, seq) {
             return Ok(None);
         }
         let node = self.nodes.entry(seq).or_default();
@@ -506,23 +539,38 @@ impl Summarizer<'_> {
         node.seen = node.seen.saturating_add(1);
         let duplicate = node.seen > 1;
 
-        // RFC 4737 n-reordering: count how many of the latest arrivals had higher numbers.
-        let bound = usize::try_from(self.stats.reorder_bound).unwrap_or(usize::MAX);
-        let n = self.window.len().min(bound);
-        for i in 0..n {
-            if seq < self.window[self.window.len() - 1 - i] {
-                if self.reorder.len() <= i {
-                    self.reorder.resize(i + 1, 0);
-                }
-                self.reorder[i] = self.reorder[i].wrapping_add(1);
-            } else {
-                break;
+        // RFC 4737 n-reordering: how many of the latest arrivals (at most the bound) had
+        // higher numbers, up to the first that did not. owstats looks back one arrival at a
+        // time; the nearest earlier arrival numbered at most `seq` gives the same count in
+        // constant amortised time, whatever the order of the records.
+        let bound = self.stats.reorder_bound;
+        let k = self.arrivals;
+        while self.barriers.back().is_some_and(|&(_, s)| s > seq) {
+            self.barriers.pop_back();
+        }
+        let m = match self.barriers.back() {
+            Some(&(i, _)) => k - i - 1,
+            None => k,
+        }
+        .min(bound);
+        // Counts stay below the number of records: the vector is bounded by the input.
+        let m = usize::try_from(m).unwrap_or(usize::MAX);
+        if m > 0 {
+            if self.deep.len() <= m {
+                self.deep.resize(m + 1, 0);
             }
+            self.deep[m] = self.deep[m].wrapping_add(1);
         }
-        self.window.push_back(seq);
-        if self.window.len() > bound {
-            self.window.pop_front();
+        self.barriers.push_back((k, seq));
+        // A barrier more than the bound back would give a count of at least the bound.
+        while self
+            .barriers
+            .front()
+            .is_some_and(|&(i, _)| i.saturating_add(bound) < k + 1)
+        {
+            self.barriers.pop_front();
         }
+        self.arrivals = k + 1;
         self.reorder_seen = self.reorder_seen.wrapping_add(1);
 
         if !is_sync(rec.send_error) || !is_sync(rec.recv_error) {
@@ -586,7 +634,7 @@ impl Summarizer<'_> {
             buckets: histogram.iter().map(|&(b, c, _)| (b, c)).collect(),
             buckets_print_order: print_order.iter().map(|&(b, c, _)| (b, c)).collect(),
             ttl: self.ttl,
-            reordering: self.reorder,
+            reordering: n_reordering(&self.deep),
             reorder_bound: self.stats.reorder_bound,
             reorder_seen: self.reorder_seen,
         })
@@ -694,5 +742,42 @@ impl Summary {
             max = max.max(t);
         }
         (n, min, max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Skip ranges with non-decreasing starts and ends, possibly empty or sharing points.
+    fn ordered_ranges() -> impl Strategy<Value = Vec<SkipRange>> {
+        proptest::collection::vec((0u32..6, 0u32..6, 0u32..4), 0..12).prop_map(|steps| {
+            let (mut first, mut last) = (0u32, 0u32);
+            steps
+                .into_iter()
+                .map(|(df, dl, len)| {
+                    first += df;
+                    last = (last + dl).max(first + len);
+                    SkipRange { first, last }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn in_skips_is_owstats_s_scan(
+            skips in ordered_ranges(),
+            from in 0usize..14,
+            seq in 0u32..80,
+        ) {
+            let scan = skips
+                .get(from..)
+                .unwrap_or(&[])
+                .iter()
+                .any(|s| seq >= s.first && seq <= s.last);
+            prop_assert_eq!(in_skips(&skips, from, seq), scan);
+        }
     }
 }

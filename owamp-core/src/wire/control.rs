@@ -420,6 +420,44 @@ impl FetchSession {
     }
 }
 
+/// The Finished octet of Fetch-Ack (RFC 4656 3.8), with the values perfSONAR owamp gives it in
+/// its session files and on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Finished {
+    /// The session is still running (0).
+    No,
+    /// Stop-Sessions was received: Next-Seqno and the skip ranges are known (1).
+    Normal,
+    /// The session ended without Stop-Sessions (2).
+    Incomplete,
+}
+
+impl Finished {
+    /// The octet on the wire.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Finished::No => 0,
+            Finished::Normal => 1,
+            Finished::Incomplete => 2,
+        }
+    }
+
+    /// The value of an octet; `None` for octets no implementation sends (3 and above).
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Finished::No),
+            1 => Some(Finished::Normal),
+            2 => Some(Finished::Incomplete),
+            _ => None,
+        }
+    }
+
+    /// Whether the session has ended (normally or not).
+    pub fn is_finished(self) -> bool {
+        self != Finished::No
+    }
+}
+
 /// Fetch-Ack: the server's answer to Fetch-Session, 32 octets (RFC 4656 3.8).
 ///
 /// When accepted, it is followed by the session's Request-Session (with recomputed HMACs), the
@@ -429,8 +467,8 @@ impl FetchSession {
 pub struct FetchAck {
     /// Whether the fetch is accepted.
     pub accept: AcceptCode,
-    /// Whether the session has ended. Any non-zero octet reads as set.
-    pub finished: bool,
+    /// Whether the session has ended, and how.
+    pub finished: Finished,
     /// The first sequence number not sent (meaningful when finished).
     pub next_seqno: u32,
     /// Number of skip ranges that follow (meaningful when finished).
@@ -453,7 +491,12 @@ impl FetchAck {
         check_mbz(Self::NAME, &r.mbz, 2)?;
         Ok(Self {
             accept,
-            finished: r.finished != 0,
+            finished: Finished::from_u8(r.finished).ok_or(WireError::Invalid {
+                message: Self::NAME,
+                field: "Finished",
+                offset: 1,
+                value: u64::from(r.finished),
+            })?,
             next_seqno: r.next_seqno.get(),
             num_skip_ranges: r.num_skip_ranges.get(),
             num_records: r.num_records.get(),
@@ -465,7 +508,7 @@ impl FetchAck {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let r = raw::FetchAck {
             accept: self.accept.to_u8(),
-            finished: u8::from(self.finished),
+            finished: self.finished.to_u8(),
             mbz: [0; 2],
             next_seqno: U32::new(self.next_seqno),
             num_skip_ranges: U32::new(self.num_skip_ranges),

@@ -24,8 +24,8 @@ pub mod typep;
 
 pub use accept::AcceptCode;
 pub use control::{
-    ControlMessageKind, FetchAck, FetchData, FetchSession, SessionStop, SkipRange, StartAck,
-    StartSessions, StopSessions,
+    ControlMessageKind, FetchAck, FetchData, FetchSession, Finished, SessionStop, SkipRange,
+    StartAck, StartSessions, StopSessions,
 };
 pub use error::WireError;
 pub use framing::Frame;

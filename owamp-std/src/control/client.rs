@@ -27,7 +27,8 @@ pub struct ClientOptions {
     pub control: ClientConfig,
     /// How long to wait for the TCP connection.
     pub connect_timeout: Duration,
-    /// How long one write to the control connection may block.
+    /// How long writing what the state machine queued at once (one message, or a whole
+    /// Fetch-Session answer) may take in all; a server that reads slower is given up.
     pub io_timeout: Duration,
     /// Local address of the test sockets (default: that of the control connection).
     pub test_ip: Option<IpAddr>,

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use owamp_core::control::{AcceptCode, Client, CloseReason, ControlError, Mode, Server};
 use owamp_core::io::{
@@ -110,6 +110,8 @@ pub(crate) struct Driver<M> {
     pub events: VecDeque<Event>,
     followups: VecDeque<Input<'static>>,
     buf: Vec<u8>,
+    /// How long writing one [`Output::Transmit`] may take in all.
+    io_timeout: Duration,
     pub in_test: bool,
     pub closed: bool,
     pub stop: Option<StopHandle>,
@@ -127,8 +129,8 @@ impl<M: Machine> Driver<M> {
         io_timeout: Duration,
     ) -> io::Result<Self> {
         stream.set_nodelay(true)?;
-        // A peer that stops reading cannot block us for longer than this.
-        stream.set_write_timeout(Some(io_timeout.max(Duration::from_millis(1))))?;
+        let io_timeout = io_timeout.max(Duration::from_millis(1));
+        stream.set_write_timeout(Some(io_timeout))?;
         let (reports_tx, reports_rx) = mpsc::channel();
         let mut d = Self {
             m,
@@ -146,6 +148,7 @@ impl<M: Machine> Driver<M> {
             events: VecDeque::new(),
             followups: VecDeque::new(),
             buf: vec![0u8; 16 * 1024],
+            io_timeout,
             in_test: false,
             closed: false,
             stop,
@@ -188,7 +191,9 @@ impl<M: Machine> Driver<M> {
         match o {
             Output::Transmit(bytes) => {
                 if !self.closed {
-                    if let Err(_e) = self.stream.write_all(&bytes) {
+                    // A peer that stops reading, or reads a few octets at a time, cannot hold
+                    // us for longer than the I/O timeout.
+                    if let Err(_e) = write_all_within(&mut self.stream, &bytes, self.io_timeout) {
                         self.followups.push_back(Input::PeerClosed);
                     }
                 }
@@ -420,6 +425,28 @@ impl<M: Machine> Driver<M> {
             self.step();
         }
     }
+}
+
+/// Writes all of `bytes` within `limit` in all: each write waits at most what is left, so a
+/// peer that keeps letting a few octets through cannot stretch the whole beyond it.
+fn write_all_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        // A zero timeout would mean "block forever".
+        stream.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
+        match stream.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = rest.get(n..).unwrap_or(&[]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl<M> Drop for Driver<M> {

@@ -50,7 +50,8 @@ pub struct ServeConfig {
     pub control: ServerConfig,
     /// How the test endpoints run (and the clock).
     pub endpoint: EndpointConfig,
-    /// How long one write to a control connection may block.
+    /// How long writing what the state machine queued at once (one message, or a whole
+    /// Fetch-Session answer) may take in all; a client that reads slower is dropped.
     pub io_timeout: Duration,
     /// Connections served at once; further ones are closed at once.
     pub max_connections: usize,

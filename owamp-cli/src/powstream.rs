@@ -1,0 +1,1183 @@
+//! powstream: a continuous stream of one-way latency measurements, as perfSONAR's powstream
+//! makes it.
+//!
+//! One direction only: packets from the test peer to this host (the default) or, with `-t`,
+//! from this host to it. The stream is cut into test sessions of `-c` packets at exponentially
+//! distributed intervals of mean `-i` seconds; each session runs on its own control connection
+//! and starts at the computed send time of the previous session's last packet, so the sessions
+//! follow each other without gaps. Enough sessions are requested ahead that the next one is
+//! always set up before the previous one ends, however long the loss timeout (`-L`) makes each
+//! wait for its results (perfSONAR keeps exactly two; see the manual for the difference).
+//!
+//! Each completed session is saved in the `-d` directory as `<start>_<end>.owp` with its
+//! owstats `-M` summary as `<start>_<end>.sum`, the times being the session's start and the
+//! scheduled send time of its last packet in the 64-bit NTP format, as zero-padded decimal
+//! numbers (`-N` adds a `.sum` file per sub-session, `-j` a JSON summary); `-p` prints the
+//! names of the files as they are written.
+//!
+//! It runs until SIGINT or SIGTERM (or, an extension, until `-X` sessions are done). On the
+//! first signal the sessions under way are stopped with Stop-Sessions and whatever they
+//! received is still saved (the file then ends at the last packet it holds); a second signal
+//! exits at once.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{Cursor, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{ArgAction, CommandFactory, Parser};
+use owamp_core::control::{PortRange, Role};
+use owamp_core::io::{Finished, StoredSession};
+use owamp_core::owp::{self, OwpReader};
+use owamp_core::session::Schedule;
+use owamp_core::stats::report::{self, ReportContext, Scale};
+use owamp_core::time::OwampTime;
+use owamp_core::wire::{SessionId, Slot, SlotKind};
+use owamp_std::clock::kernel_clock_status;
+use owamp_std::control::{
+    fetched_to_stored, owp_header, sid_hex, ClientConnection, ClientError, ClientOptions,
+    SessionSpec, StopHandle,
+};
+
+use crate::client::{self, Family};
+use crate::config::server::{check_facility, LOG_LEVELS};
+use crate::owping;
+use crate::owstats;
+use crate::sys::Environment;
+
+/// Packets per session by default (perfSONAR powstream).
+pub const DEFAULT_PACKETS: u32 = 300;
+
+/// Mean seconds between packets by default.
+pub const DEFAULT_WAIT: f64 = 0.1;
+
+/// Loss timeout by default, in seconds (powstream's, not owping's).
+pub const DEFAULT_TIMEOUT: f64 = 10.0;
+
+/// Seconds between attempts to set a session up after a failure, by default.
+pub const DEFAULT_RETRY: u64 = 60;
+
+/// Histogram bucket width of the summaries by default, in seconds.
+pub const DEFAULT_BUCKET_WIDTH: f64 = 0.0001;
+
+/// The most sessions (and control connections) set up ahead at once.
+pub const MAX_IN_FLIGHT: usize = 32;
+
+/// The end delay assumed for a server that sends: perfSONAR owampd's default, and ours.
+const SERVER_END_DELAY: Duration = Duration::from_secs(1);
+
+/// The file that keeps two powstreams from writing into one directory (perfSONAR's name).
+pub const LOCK_FILE: &str = ".powlock";
+
+/// Command-line arguments (perfSONAR powstream's flags, plus `-X`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "powstream",
+    about = "Continuous one-way latency tests with an OWAMP server (perfSONAR powstream compatible)",
+    override_usage = "powstream [arguments] testaddr [servaddr]",
+    disable_version_flag = true,
+    // getopt: a later occurrence of a flag wins.
+    args_override_self = true
+)]
+pub struct Args {
+    /// use IPv4 only
+    #[arg(short = '4', help_heading = "Connection Args")]
+    pub ipv4: bool,
+    /// use IPv6 only
+    #[arg(short = '6', help_heading = "Connection Args")]
+    pub ipv6: bool,
+    /// Modes accepted (`-A`): letters A, E, O.
+    #[arg(
+        help = "requested modes: [A]uthenticated, [E]ncrypted, [O]pen",
+        short = 'A',
+        value_name = "authmode",
+        help_heading = "Connection Args"
+    )]
+    pub authmode: Option<String>,
+    /// pass-phrase file to use with Authenticated/Encrypted modes
+    #[arg(short = 'k', value_name = "pffile", help_heading = "Connection Args")]
+    pub pfsfile: Option<PathBuf>,
+    /// local address for the control connections and tests
+    #[arg(short = 'S', value_name = "srcaddr", help_heading = "Connection Args")]
+    pub srcaddr: Option<String>,
+    /// interface for the control connections and tests (not supported here; use -S)
+    #[arg(
+        short = 'B',
+        value_name = "interface",
+        help_heading = "Connection Args"
+    )]
+    pub interface: Option<String>,
+    /// username to use with Authenticated/Encrypted modes
+    #[arg(short = 'u', value_name = "username", help_heading = "Connection Args")]
+    pub username: Option<String>,
+    /// time to wait between failed connections (seconds, default 60)
+    #[arg(
+        short = 'I',
+        value_name = "retryDelay",
+        help_heading = "Connection Args"
+    )]
+    pub retry: Option<String>,
+
+    /// number of test packets (per complete session)
+    #[arg(
+        short = 'c',
+        value_name = "count",
+        default_value_t = DEFAULT_PACKETS,
+        help_heading = "Test Args"
+    )]
+    pub count: u32,
+    /// time a sender waits after its session before Stop-Sessions (seconds)
+    #[arg(
+        short = 'E',
+        allow_hyphen_values = true,
+        value_name = "endDelay",
+        help_heading = "Test Args"
+    )]
+    pub enddelay: Option<String>,
+    /// mean average time between packets (seconds, default 0.1)
+    #[arg(
+        short = 'i',
+        allow_hyphen_values = true,
+        value_name = "wait",
+        help_heading = "Test Args"
+    )]
+    pub wait: Option<String>,
+    /// maximum time to wait for a packet (seconds, default 10)
+    #[arg(
+        short = 'L',
+        allow_hyphen_values = true,
+        value_name = "timeout",
+        help_heading = "Test Args"
+    )]
+    pub timeout: Option<String>,
+    /// test port range to use (must contain at least 2 ports; 0 for any)
+    #[arg(short = 'P', value_name = "portrange", help_heading = "Test Args")]
+    pub ports: Option<String>,
+    /// size of the padding added to each packet (bytes)
+    #[arg(short = 's', value_name = "padding", help_heading = "Test Args")]
+    pub padding: Option<u32>,
+    /// sets the tests direction from client to server
+    #[arg(short = 't', help_heading = "Test Args")]
+    pub to: bool,
+    /// time to wait before starting first test (seconds)
+    #[arg(
+        short = 'z',
+        allow_hyphen_values = true,
+        value_name = "delayStart",
+        help_heading = "Test Args"
+    )]
+    pub delay_start: Option<String>,
+
+    /// bucket width of the summary histograms (seconds)
+    #[arg(short = 'b', value_name = "bucketWidth", help_heading = "Output Args")]
+    pub bucket_width: Option<String>,
+    /// directory to save session files in
+    #[arg(short = 'd', value_name = "dir", help_heading = "Output Args")]
+    pub dir: Option<PathBuf>,
+    /// syslog facility (checked; messages go to standard error)
+    #[arg(short = 'e', value_name = "facility", help_heading = "Output Args")]
+    pub facility: Option<String>,
+    /// log level: NONE, FATAL, WARN, INFO, DEBUG, ALL (checked, not used)
+    #[arg(short = 'g', value_name = "loglevel", help_heading = "Output Args")]
+    pub loglevel: Option<String>,
+    /// number of test packets (per sub-session summary)
+    #[arg(short = 'N', value_name = "count", help_heading = "Output Args")]
+    pub sub_count: Option<u32>,
+    /// print filenames to stdout
+    #[arg(short = 'p', help_heading = "Output Args")]
+    pub print_files: bool,
+    /// no messages on standard error (perfSONAR: syslog only)
+    #[arg(short = 'R', help_heading = "Output Args")]
+    pub no_stderr: bool,
+    /// include more verbose output
+    #[arg(short = 'v', action = ArgAction::Count, help_heading = "Output Args")]
+    pub verbose: u8,
+    /// adds UNIX timestamps to summary results
+    #[arg(short = 'U', help_heading = "Output Args")]
+    pub unix: bool,
+    /// `-j`: also write a JSON summary of each session.
+    #[arg(
+        short = 'j',
+        help = "also write a JSON summary of each session (<start>_<end>.sum.json, owping --json shape)",
+        help_heading = "Output Args"
+    )]
+    pub json: bool,
+    /// run this many sessions, then exit (an extension; default: until interrupted)
+    #[arg(
+        short = 'X',
+        long = "sessions",
+        value_name = "count",
+        help_heading = "Output Args"
+    )]
+    pub sessions: Option<u64>,
+
+    /// The peer (`host`, `host:port`, a bracketed IPv6 address with a port).
+    #[arg(
+        help = "the host to test with: host, host:port, [v6addr]:port",
+        value_name = "testaddr"
+    )]
+    pub testaddr: String,
+    /// the server to contact, when not testaddr (it must have the same address)
+    #[arg(value_name = "servaddr")]
+    pub servaddr: Option<String>,
+}
+
+/// Everything powstream needs from the command line, checked.
+#[derive(Debug)]
+struct Plan {
+    args: Args,
+    test: client::HostSpec,
+    serv: client::HostSpec,
+    serv_name: String,
+    family: Family,
+    role: Role,
+    spec: SessionSpec,
+    end_delay: Option<Duration>,
+    delay_start: Duration,
+    retry: Duration,
+    bucket_width: f64,
+    sub_count: u32,
+    ports: Option<PortRange>,
+}
+
+fn positive_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        // The value becomes a Duration: one too large for it is refused here.
+        Ok(v)
+            if v.is_finite()
+                && (v > 0.0 || (allow_zero && v == 0.0))
+                && Duration::try_from_secs_f64(v).is_ok() =>
+        {
+            Ok(v)
+        }
+        _ => Err(format!("Invalid (-{flag}) value. Positive float expected")),
+    }
+}
+
+fn plan(args: Args) -> Result<Plan, String> {
+    if args.ipv4 && args.ipv6 {
+        return Err("-4 and -6 flags cannot be set together".into());
+    }
+    let family = match (args.ipv4, args.ipv6) {
+        (true, _) => Family::V4,
+        (_, true) => Family::V6,
+        _ => Family::Any,
+    };
+    if args.interface.is_some() {
+        return Err("-B (interface) is not supported by this implementation; use -S".into());
+    }
+    if let Some(f) = &args.facility {
+        check_facility(f).map_err(|e| format!("Invalid -e: Syslog facility \"{f}\": {e}"))?;
+    }
+    if let Some(l) = &args.loglevel {
+        let lower = l.to_ascii_lowercase();
+        if lower != "warn" && !LOG_LEVELS.contains(&lower.as_str()) {
+            return Err(format!("Log level \"{l}\" invalid"));
+        }
+    }
+    if args.count == 0 {
+        return Err("Invalid value. Positive integer expected".into());
+    }
+    let wait = match &args.wait {
+        Some(s) => positive_seconds('i', s, false)?,
+        None => DEFAULT_WAIT,
+    };
+    let mean = owping::seconds_to_fixed(wait)
+        .filter(|&m| m > 0)
+        .ok_or("Invalid (-i) value. Positive float expected")?;
+    let timeout = match &args.timeout {
+        // It goes into the request as 32.32 seconds.
+        Some(s) => Some(positive_seconds('L', s, false)?)
+            .filter(|&v| owping::seconds_to_fixed(v).is_some_and(|f| f >> 32 < u64::from(u32::MAX)))
+            .ok_or("Invalid (-L) value. Positive float expected")?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let end_delay = match &args.enddelay {
+        Some(s) => Some(Duration::from_secs_f64(positive_seconds('E', s, false)?)),
+        None => None,
+    };
+    let delay_start = match &args.delay_start {
+        Some(s) => Duration::from_secs_f64(positive_seconds('z', s, true)?),
+        None => Duration::ZERO,
+    };
+    let retry = match &args.retry {
+        Some(s) => Duration::from_secs(
+            s.parse::<u64>()
+                .map_err(|_| "Invalid (-I) value. Positive integer expected".to_string())?,
+        ),
+        None => Duration::from_secs(DEFAULT_RETRY),
+    };
+    let bucket_width = match &args.bucket_width {
+        Some(s) => positive_seconds('b', s, false)?,
+        None => DEFAULT_BUCKET_WIDTH,
+    };
+    let sub_count = args.sub_count.unwrap_or(0);
+    if sub_count > 0 && (sub_count > args.count || args.count % sub_count != 0) {
+        return Err(format!(
+            "Number of summary packets (-N {sub_count}) must be a divisor of the number of session packets (-c {})",
+            args.count
+        ));
+    }
+    let ports = match &args.ports {
+        Some(p) => owping::parse_ports(p)?,
+        None => Some(owping::DEFAULT_TEST_PORTS),
+    };
+    if let Some(r) = ports {
+        if r.high.saturating_sub(r.low) < 1 {
+            return Err("Invalid test port range specified: must contain at least 2 ports.".into());
+        }
+    }
+    if args.sessions == Some(0) {
+        return Err("Invalid (-X) value. Positive integer expected".into());
+    }
+    let padding = args.padding.unwrap_or(0).min(owping::MAX_PADDING);
+    let test = client::parse_host(&args.testaddr, client::CONTROL_PORT)?;
+    let serv_name = args
+        .servaddr
+        .clone()
+        .unwrap_or_else(|| args.testaddr.clone());
+    let serv = client::parse_host(&serv_name, client::CONTROL_PORT)?;
+    let role = if args.to {
+        Role::Sender
+    } else {
+        Role::Receiver
+    };
+    let spec = SessionSpec {
+        packets: args.count,
+        slots: vec![Slot {
+            kind: SlotKind::Exponential,
+            mean,
+        }],
+        padding,
+        timeout: Duration::from_secs_f64(timeout),
+        dscp: 0,
+    };
+    Ok(Plan {
+        args,
+        test,
+        serv,
+        serv_name,
+        family,
+        role,
+        spec,
+        end_delay,
+        delay_start,
+        retry,
+        bucket_width,
+        sub_count,
+        ports,
+    })
+}
+
+/// The name of a session file without its extension: start and end in the 64-bit NTP format,
+/// zero-padded decimal, as perfSONAR names them.
+pub fn base_name(start: OwampTime, end: OwampTime) -> String {
+    format!("{:020}_{:020}", start.raw(), end.raw())
+}
+
+/// The packet ranges of the `-N` sub-session summaries of a session of `count` packets, with
+/// the times their files are named by: from the scheduled send time of the last packet of the
+/// previous range (the session start for the first) to that of their own last packet. Ranges
+/// beyond packet `last_seq` (a session stopped early) are left out.
+pub fn sub_sessions(
+    schedule: &Schedule,
+    start: OwampTime,
+    sub: u32,
+    last_seq: u32,
+) -> Vec<(u32, u32, OwampTime, OwampTime)> {
+    let count = schedule.count();
+    let mut v = Vec::new();
+    if sub == 0 || sub >= count {
+        return v;
+    }
+    let mut it = schedule.iter();
+    let mut from = start;
+    let mut first = 0u32;
+    while first < count && first <= last_seq {
+        let last = first.saturating_add(sub).min(count);
+        if it.advance_to(last - 1).is_none() {
+            break;
+        }
+        let Some(p) = it.next() else { break };
+        let to = p.send_time(start);
+        v.push((first, last, from, to));
+        from = to;
+        first = last;
+    }
+    v
+}
+
+/// The lock on the output directory: perfSONAR's `.powlock`, locked with fcntl as powstream
+/// locks it and holding the pid as it writes it (the native bytes of an int).
+struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    fn take(path: &Path) -> Result<Self, String> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| format!("open({}): {e}", path.display()))?;
+        // SAFETY: an all-zero flock is a valid value; the fields that matter are set below.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        // SAFETY: F_SETLK reads the flock we own, on a descriptor `file` keeps open.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
+        if rc != 0 {
+            let why = std::io::Error::last_os_error();
+            let mut pid = [0u8; 4];
+            let holder = file
+                .read_exact(&mut pid)
+                .map(|()| format!(" (possibly locked by pid {})", i32::from_ne_bytes(pid)))
+                .unwrap_or_default();
+            return Err(format!(
+                "Unable to lock file {}: {why}{holder}",
+                path.display()
+            ));
+        }
+        let pid = std::process::id() as i32;
+        file.set_len(0)
+            .and_then(|()| file.write_all(&pid.to_ne_bytes()))
+            .map_err(|e| format!("Unable to write to lockfile: {e}"))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// One session set up: its control connection, and when it runs.
+struct Pending {
+    conn: ClientConnection,
+    sid: SessionId,
+    schedule: Schedule,
+    start: OwampTime,
+    /// The scheduled send time of its last packet: where the next session starts.
+    end: OwampTime,
+}
+
+/// Whether an error writing a file is one to wait out (the next session may fare better), as
+/// perfSONAR's powstream tells them apart; others (permissions) stop it.
+fn is_temporary(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::ENOMEM | libc::EMFILE | libc::ENFILE)
+    )
+}
+
+/// Why a session's files could not all be written.
+#[derive(Debug)]
+enum SaveError {
+    /// Writing a file (or standard output) failed.
+    Write(String, std::io::Error),
+    /// The session's data could not be encoded or summarized.
+    Other(String),
+}
+
+impl SaveError {
+    fn other(e: impl std::fmt::Display) -> Self {
+        SaveError::Other(e.to_string())
+    }
+}
+
+/// Writes a file under a temporary name and renames it into place.
+fn put(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
+    owstats::write_atomically(path, bytes)
+        .map_err(|e| SaveError::Write(path.display().to_string(), e))
+}
+
+/// The running stream.
+struct Stream<'a> {
+    p: &'a Plan,
+    opts: ClientOptions,
+    env: &'a dyn Environment,
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    stop: &'a StopHandle,
+    /// Time from connect to Server-Start of the last connection.
+    rtt: Duration,
+    queue: VecDeque<Pending>,
+    /// Where the stream goes on: the end of the last session set up.
+    next_start: Option<OwampTime>,
+    first: bool,
+    /// Sessions set up, or tried, so far (what `-X` bounds).
+    planned: u64,
+    /// Sessions saved.
+    saved: u64,
+    /// No attempt to set a session up before this, after a failure.
+    retry_at: Option<Instant>,
+    /// A write error that stops powstream.
+    fatal: bool,
+}
+
+impl Stream<'_> {
+    fn log(&mut self, msg: &str) {
+        if !self.p.args.no_stderr {
+            let _ = writeln!(self.err, "powstream[{}]: {msg}", std::process::id());
+        }
+    }
+
+    fn done_planning(&self) -> bool {
+        self.p.args.sessions.is_some_and(|n| self.planned >= n)
+    }
+
+    /// How long after a session's last packet its results come: the loss timeout and the
+    /// sender's end delay.
+    fn tail(&self) -> Duration {
+        let end_delay = match self.p.role {
+            Role::Sender => self.opts.control.end_delay,
+            Role::Receiver => SERVER_END_DELAY,
+        };
+        self.p.spec.timeout.saturating_add(end_delay)
+    }
+
+    /// Time to allow for the Stop-Sessions exchange, a fetch, writing the files and setting
+    /// the next session up.
+    fn slack(&self) -> Duration {
+        self.rtt
+            .saturating_mul(6)
+            .saturating_add(Duration::from_millis(1500))
+    }
+
+    /// Whether another session must be set up now: once the oldest one's results are in (which
+    /// is when this program next gets to set one up), the newest one must still be far enough
+    /// from its end for the next one to be requested in time.
+    fn needs_more(&self) -> bool {
+        match (self.queue.front(), self.queue.back()) {
+            (Some(f), Some(b)) => {
+                b.end
+                    < f.end
+                        .saturating_add(self.tail().saturating_add(self.slack()))
+            }
+            _ => true,
+        }
+    }
+
+    fn run(&mut self) -> i32 {
+        loop {
+            if self.stop.is_stopped() || self.fatal {
+                break;
+            }
+            self.fill();
+            let Some(front) = self.queue.pop_front() else {
+                if self.done_planning() {
+                    break;
+                }
+                self.pause_for_retry();
+                continue;
+            };
+            self.finish(front);
+        }
+        // Interrupted (or a fatal error): stop what is under way, keeping what was received.
+        let interrupted = self.stop.is_stopped();
+        self.stop.stop();
+        while let Some(s) = self.queue.pop_front() {
+            self.finish(s);
+        }
+        // A bounded run that saved nothing has failed.
+        let nothing = self.p.args.sessions.is_some() && self.saved == 0 && !interrupted;
+        if self.fatal || nothing {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Sets sessions up until enough are ahead.
+    fn fill(&mut self) {
+        while !self.stop.is_stopped()
+            && !self.done_planning()
+            && self.queue.len() < MAX_IN_FLIGHT
+            && self.retry_at.map_or(true, |t| Instant::now() >= t)
+            && self.needs_more()
+        {
+            match self.setup() {
+                Some(s) => {
+                    if self.p.args.verbose > 0 {
+                        let msg = format!(
+                            "Session {} set up (SID {})",
+                            base_name(s.start, s.end),
+                            sid_hex(&s.sid).to_ascii_lowercase()
+                        );
+                        self.log(&msg);
+                    }
+                    self.next_start = Some(s.end);
+                    self.planned += 1;
+                    self.retry_at = None;
+                    self.queue.push_back(s);
+                }
+                None => {
+                    // A session that could not be set up counts against -X too, so that an
+                    // unreachable server cannot keep a bounded run going.
+                    self.planned += 1;
+                    // perfSONAR waits the retry delay, shortened to a session's duration.
+                    let session = Duration::try_from_secs_f64(
+                        f64::from(self.p.spec.packets) * self.mean_wait(),
+                    )
+                    .unwrap_or(Duration::MAX);
+                    // Never a busy loop, even with -I 0.
+                    let wait = self.p.retry.min(session).max(Duration::from_millis(100));
+                    self.retry_at = Some(Instant::now() + wait);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn mean_wait(&self) -> f64 {
+        self.p.spec.slots[0].mean as f64 / 4_294_967_296.0
+    }
+
+    /// Nothing under way and setting up failed: wait for the retry time (or a signal).
+    fn pause_for_retry(&mut self) {
+        let until = self
+            .retry_at
+            .unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
+        while !self.stop.is_stopped() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Opens a control connection and sets one session up on it, starting where the stream
+    /// is, or afresh when that is too close (a gap in the stream).
+    fn setup(&mut self) -> Option<Pending> {
+        let p = self.p;
+        let addrs = match client::resolve(&p.serv, p.family) {
+            Ok(a) => a,
+            Err(e) => {
+                self.log(&e);
+                return None;
+            }
+        };
+        let mut msgs = Vec::new();
+        let connected = client::open_control(
+            "powstream",
+            &addrs,
+            p.args.srcaddr.as_deref(),
+            &p.serv_name,
+            &p.serv.node,
+            &self.opts,
+            &mut msgs,
+        );
+        for line in String::from_utf8_lossy(&msgs).lines() {
+            let line = line.strip_prefix("powstream: ").unwrap_or(line).to_owned();
+            self.log(&line);
+        }
+        let connected = connected?;
+        self.rtt = connected.rtt_bound;
+        let mut conn = connected.conn;
+        if self.stop.is_stopped() {
+            conn.close();
+            return None;
+        }
+        let now = conn.now();
+        // A request and Start-Sessions must be done before the start.
+        let min_lead = self.rtt * 2 + Duration::from_millis(200);
+        let start = match self.next_start {
+            Some(s) if s >= now.saturating_add(min_lead) => s,
+            prev => {
+                let mut lead = self.rtt * 2 + Duration::from_secs(1);
+                if self.first {
+                    lead = lead.saturating_add(p.delay_start);
+                }
+                let fresh = now.saturating_add(lead);
+                if let Some(s) = prev {
+                    let msg = format!(
+                        "The next session could not be set up in time: the stream has a gap of {:.3} seconds",
+                        fresh.diff_secs_f64(s)
+                    );
+                    self.log(&msg);
+                }
+                fresh
+            }
+        };
+        let info = match conn.request_session(p.role, &p.spec, start) {
+            Ok(i) => i,
+            Err(e) => {
+                let why = match &e {
+                    ClientError::Rejected(c) => format!(
+                        "Server denied the session request: {}",
+                        client::describe_accept(*c)
+                    ),
+                    other => other.to_string(),
+                };
+                self.log(&why);
+                conn.close();
+                return None;
+            }
+        };
+        if self.stop.is_stopped() {
+            conn.close();
+            return None;
+        }
+        if let Err(e) = conn.start() {
+            let msg = format!("Start-Sessions failed: {e}");
+            self.log(&msg);
+            return None;
+        }
+        self.first = false;
+        let schedule = match Schedule::new(info.sid, &p.spec.slots, p.spec.packets) {
+            Ok(s) => s,
+            Err(e) => {
+                self.log(&e.to_string());
+                conn.close();
+                return None;
+            }
+        };
+        let end = schedule
+            .send_time(start, p.spec.packets - 1)
+            .unwrap_or(start);
+        Some(Pending {
+            conn,
+            sid: info.sid,
+            schedule,
+            start,
+            end,
+        })
+    }
+
+    /// Waits for a session's end (or stops it, once interrupted), collects its records and
+    /// saves them.
+    fn finish(&mut self, mut s: Pending) {
+        let sid = sid_hex(&s.sid).to_ascii_lowercase();
+        let mut partial = true;
+        let data = match s.conn.wait(Some(self.stop)) {
+            Err(e) => {
+                let msg = format!("Test session {sid} failed: {e}");
+                self.log(&msg);
+                None
+            }
+            Ok(end) => {
+                partial = end.stopped_early || !end.complete;
+                if !end.complete && !end.stopped_early {
+                    let msg = format!(
+                        "Test session {sid} failed{}",
+                        end.closed
+                            .as_ref()
+                            .map(|r| format!(" ({r:?})"))
+                            .unwrap_or_default()
+                    );
+                    self.log(&msg);
+                }
+                match self.p.role {
+                    Role::Receiver => {
+                        let found = end.received.into_iter().find(|r| r.request.sid == s.sid);
+                        if found.is_none() {
+                            let msg = format!("No records for session {sid}");
+                            self.log(&msg);
+                        }
+                        found
+                    }
+                    Role::Sender if end.complete => match s.conn.fetch(s.sid, 0, u32::MAX) {
+                        Ok(f) => Some(fetched_to_stored(f)),
+                        Err(e) => {
+                            let msg = format!("Unable to fetch data for sid({sid}): {e}");
+                            self.log(&msg);
+                            None
+                        }
+                    },
+                    Role::Sender => {
+                        let msg = format!(
+                            "Unable to fetch data for sid({sid}): the test did not end normally"
+                        );
+                        self.log(&msg);
+                        None
+                    }
+                }
+            }
+        };
+        s.conn.close();
+        if let Some(d) = data {
+            let partial = partial || d.finished != Finished::Normal;
+            match self.save(&s.schedule, s.start, s.end, &d, partial) {
+                Ok(()) => {}
+                Err(SaveError::Write(what, e)) => {
+                    let msg = format!("{what}: {e}");
+                    self.log(&msg);
+                    // Permissions and the like will not get better: stop (as perfSONAR does).
+                    if !is_temporary(&e) {
+                        self.fatal = true;
+                    }
+                }
+                Err(SaveError::Other(e)) => {
+                    let msg = format!("Session {sid}: {e}");
+                    self.log(&msg);
+                }
+            }
+        }
+    }
+
+    /// Writes a session's files: the sub-session summaries (-N), the data, its summary and
+    /// (-j) its JSON summary; prints their names (-p) in that order, as perfSONAR does.
+    fn save(
+        &mut self,
+        schedule: &Schedule,
+        start: OwampTime,
+        end: OwampTime,
+        d: &StoredSession,
+        partial: bool,
+    ) -> Result<(), SaveError> {
+        let p = self.p;
+        let Some(last_seq) = d.records.iter().map(|r| r.seq).max() else {
+            if p.args.verbose > 0 {
+                let msg = format!("No data - skip writing session {}", base_name(start, end));
+                self.log(&msg);
+            }
+            return Ok(());
+        };
+        // A session cut short ends, in its name, at the last packet it holds.
+        let end = if partial {
+            schedule
+                .send_time(start, last_seq.min(p.spec.packets - 1))
+                .unwrap_or(end)
+                .min(end)
+        } else {
+            end
+        };
+        let base = base_name(start, end);
+        let path = |name: String| match &p.args.dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        };
+        let bytes = owp::to_bytes(&owp_header(d), &d.records).map_err(SaveError::other)?;
+        let owp_path = path(format!("{base}.owp"));
+        put(&owp_path, &bytes)?;
+        self.saved += 1;
+
+        let r = &d.request;
+        let env = self.env;
+        let time = |secs| env.local_time(secs);
+        let ctx = ReportContext {
+            from: owstats::peer(env, r.sender_address, r.sender_port),
+            to: owstats::peer(env, r.receiver_address, r.receiver_port),
+            scale: Scale::Milliseconds,
+            unix_timestamps: p.args.unix,
+            time: &time,
+        };
+        let reader = || OwpReader::new(Cursor::new(bytes.as_slice())).map_err(SaveError::other);
+        let mut names = Vec::new();
+
+        let subs = sub_sessions(schedule, start, p.sub_count, last_seq);
+        if !subs.is_empty() {
+            let mut rd = reader()?;
+            let mut stats = owstats::stats_for(&rd, p.bucket_width).map_err(SaveError::other)?;
+            let mut begin = 0u64;
+            for (first, last, from, to) in subs {
+                let (sum, next) = owstats::summarize_range(
+                    &mut rd,
+                    &mut stats,
+                    begin,
+                    (first, Some(last)),
+                    0,
+                    |_| Ok(()),
+                )
+                .map_err(SaveError::other)?;
+                begin = next;
+                // Like the session's, the name of a range cut short ends at the last packet.
+                let name = path(format!("{}.sum", base_name(from, to.min(end))));
+                put(&name, report::machine(&sum, rd.header(), &ctx).as_bytes())?;
+                names.push(name);
+            }
+        }
+        names.push(owp_path);
+
+        let mut rd = reader()?;
+        let mut stats = owstats::stats_for(&rd, p.bucket_width).map_err(SaveError::other)?;
+        let (sum, _) = owstats::summarize_range(&mut rd, &mut stats, 0, (0, None), 0, |_| Ok(()))
+            .map_err(SaveError::other)?;
+        let sum_path = path(format!("{base}.sum"));
+        put(
+            &sum_path,
+            report::machine(&sum, rd.header(), &ctx).as_bytes(),
+        )?;
+        names.push(sum_path);
+
+        if p.args.json {
+            let direction = match p.role {
+                Role::Sender => "to",
+                Role::Receiver => "from",
+            };
+            let v = owstats::json_summary(
+                Some(direction),
+                reader()?,
+                &ctx.from,
+                &ctx.to,
+                p.bucket_width,
+            )
+            .map_err(SaveError::other)?;
+            let json_path = path(format!("{base}.sum.json"));
+            let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+            put(&json_path, text.as_bytes())?;
+            names.push(json_path);
+        }
+
+        if p.args.print_files {
+            let stdout = |e| SaveError::Write("standard output".into(), e);
+            for n in &names {
+                writeln!(self.out, "{}", n.display()).map_err(stdout)?;
+            }
+            self.out.flush().map_err(stdout)?;
+        }
+        Ok(())
+    }
+}
+
+/// Prints usage for a command-line error and returns the exit status for it.
+fn usage_error(err: &mut dyn Write, msg: &str) -> i32 {
+    let _ = writeln!(err, "powstream: {msg}");
+    let _ = writeln!(err, "{}", Args::command().render_usage());
+    1
+}
+
+/// Runs powstream with `argv` (program name first) until it is done (`-X`), `stop` is set
+/// (the caller sets it on SIGINT/SIGTERM) or a fatal error. Returns the exit status: 0, or 1
+/// for a bad command line or a fatal error.
+pub fn run(
+    argv: impl IntoIterator<Item = OsString>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    env: &dyn Environment,
+    stop: &StopHandle,
+) -> i32 {
+    let args = match Args::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = write!(err, "{}", e.render());
+            return code;
+        }
+    };
+    let p = match plan(args) {
+        Ok(p) => p,
+        Err(m) => return usage_error(err, &m),
+    };
+    match start(&p, out, err, env, stop) {
+        Ok(code) => code,
+        Err(m) => {
+            let _ = writeln!(err, "powstream: {m}");
+            1
+        }
+    }
+}
+
+fn start(
+    p: &Plan,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    env: &dyn Environment,
+    stop: &StopHandle,
+) -> Result<i32, String> {
+    let a = &p.args;
+    let modes = client::parse_authmode(a.authmode.as_deref())?;
+    let identity = client::identity(
+        "powstream",
+        a.username.as_deref(),
+        a.pfsfile.as_deref(),
+        err,
+    )?;
+    let lock_path = match &a.dir {
+        Some(d) => d.join(LOCK_FILE),
+        None => PathBuf::from(LOCK_FILE),
+    };
+    let _lock = DirLock::take(&lock_path)?;
+    // A name that does not resolve now is a mistake, not a network problem to wait out.
+    let serv_addrs = client::resolve(&p.serv, p.family)?;
+    if a.servaddr.is_some() {
+        let test_addrs = client::resolve(&p.test, p.family)?;
+        if !test_addrs.iter().any(|t| t.ip() == serv_addrs[0].ip()) {
+            return Err(format!(
+                "a test address ({}) other than the server's ({}) is not supported",
+                p.test.node, p.serv.node
+            ));
+        }
+    }
+    let mut opts = ClientOptions::default();
+    opts.control.modes = modes;
+    opts.control.identity = identity;
+    if let Some(d) = p.end_delay {
+        opts.control.end_delay = d;
+    }
+    opts.test_ports = p.ports;
+    let mut s = Stream {
+        p,
+        opts,
+        env,
+        out,
+        err,
+        stop,
+        rtt: Duration::ZERO,
+        queue: VecDeque::new(),
+        next_start: None,
+        first: true,
+        planned: 0,
+        saved: 0,
+        retry_at: None,
+        fatal: false,
+    };
+    if let Ok(c) = kernel_clock_status() {
+        if !c.synchronized {
+            s.log("NTP: Status UNSYNC (clock offset issues likely)");
+        }
+    }
+    // How many sessions must be under way at once to keep the stream without gaps.
+    let session = f64::from(p.spec.packets) * s.mean_wait();
+    let ahead = s.tail().saturating_add(s.slack()).as_secs_f64() / session;
+    if ahead.ceil() as usize + 1 > MAX_IN_FLIGHT {
+        let msg = format!(
+            "Warning: Holes in data are likely because lossThreshold({}) is too large a fraction of approx summary session duration({session:.3})",
+            p.spec.timeout.as_secs_f64()
+        );
+        s.log(&msg);
+    }
+    Ok(s.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Args {
+        Args::try_parse_from(v.iter().map(OsString::from)).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_perfsonar_powstream_s() {
+        let p = plan(args(&["powstream", "host"])).unwrap();
+        assert_eq!(p.spec.packets, 300);
+        assert_eq!(p.spec.slots.len(), 1);
+        assert_eq!(p.spec.slots[0].kind, SlotKind::Exponential);
+        assert_eq!(p.spec.slots[0].mean, owping::seconds_to_fixed(0.1).unwrap());
+        assert_eq!(p.spec.timeout, Duration::from_secs(10));
+        assert_eq!(p.role, Role::Receiver);
+        assert_eq!(p.retry, Duration::from_secs(60));
+        assert_eq!(p.sub_count, 0);
+        assert_eq!(p.serv.port, 861);
+        assert_eq!(p.ports, Some(owping::DEFAULT_TEST_PORTS));
+        let p = plan(args(&[
+            "powstream",
+            "-t",
+            "-c",
+            "20",
+            "-N",
+            "5",
+            "-L",
+            "1.5",
+            "h:9",
+        ]))
+        .unwrap();
+        assert_eq!(p.role, Role::Sender);
+        assert_eq!(p.sub_count, 5);
+        assert_eq!(p.spec.timeout, Duration::from_millis(1500));
+        assert_eq!(p.serv.port, 9);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        for v in [
+            &["powstream", "-4", "-6", "h"][..],
+            &["powstream", "-c", "0", "h"],
+            &["powstream", "-i", "0", "h"],
+            &["powstream", "-i", "x", "h"],
+            &["powstream", "-L", "-1", "h"],
+            &["powstream", "-L", "1e300", "h"],
+            &["powstream", "-L", "5e9", "h"],
+            &["powstream", "-E", "0", "h"],
+            &["powstream", "-z", "-3", "h"],
+            &["powstream", "-b", "0", "h"],
+            &["powstream", "-I", "soon", "h"],
+            &["powstream", "-c", "30", "-N", "7", "h"],
+            &["powstream", "-c", "30", "-N", "60", "h"],
+            &["powstream", "-P", "9000-9000", "h"],
+            &["powstream", "-P", "9010-9000", "h"],
+            &["powstream", "-B", "eth0", "h"],
+            &["powstream", "-e", "nosuch", "h"],
+            &["powstream", "-g", "loud", "h"],
+            &["powstream", "-X", "0", "h"],
+            &["powstream", "h:0"],
+        ] {
+            assert!(plan(args(v)).is_err(), "{v:?}");
+        }
+        assert!(plan(args(&["powstream", "-e", "LOG_LOCAL3", "-g", "warn", "h"])).is_ok());
+        // As with getopt, the last of a repeated flag wins.
+        assert_eq!(
+            plan(args(&["powstream", "-c", "10", "-c", "20", "h"]))
+                .unwrap()
+                .spec
+                .packets,
+            20
+        );
+        // Parse errors and a missing peer: a message and status 1.
+        for v in [
+            &["powstream"][..],
+            &["powstream", "-c", "many", "h"],
+            &["powstream", "-q", "h"],
+        ] {
+            let mut err = Vec::new();
+            let code = run(
+                v.iter().map(OsString::from),
+                &mut Vec::new(),
+                &mut err,
+                &crate::sys::System,
+                &StopHandle::new(),
+            );
+            assert_eq!(code, 1, "{v:?}");
+            assert!(!err.is_empty());
+        }
+    }
+
+    #[test]
+    fn names_are_zero_padded_ntp_times() {
+        let n = base_name(OwampTime::from_raw(1), OwampTime::from_raw(u64::MAX));
+        assert_eq!(n, "00000000000000000001_18446744073709551615");
+    }
+
+    #[test]
+    fn sub_sessions_tile_the_session() {
+        let sid = SessionId([7; 16]);
+        let slots = [Slot {
+            kind: SlotKind::Exponential,
+            mean: 1 << 30,
+        }];
+        let schedule = Schedule::new(sid, &slots, 12).unwrap();
+        let start = OwampTime::from_raw(1 << 40);
+        let subs = sub_sessions(&schedule, start, 4, u32::MAX);
+        assert_eq!(subs.len(), 3);
+        assert_eq!(subs[0].2, start);
+        for (i, s) in subs.iter().enumerate() {
+            assert_eq!((s.0, s.1), (4 * i as u32, 4 * i as u32 + 4));
+            assert_eq!(Some(s.3), schedule.send_time(start, s.1 - 1));
+            if i > 0 {
+                assert_eq!(s.2, subs[i - 1].3);
+            }
+        }
+        // The last one ends where the session does.
+        assert_eq!(Some(subs[2].3), schedule.send_time(start, 11));
+        // Cut short after packet 5: the third range has nothing.
+        assert_eq!(sub_sessions(&schedule, start, 4, 5).len(), 2);
+        // No sub-sessions unless they divide the session.
+        assert!(sub_sessions(&schedule, start, 0, u32::MAX).is_empty());
+        assert!(sub_sessions(&schedule, start, 12, u32::MAX).is_empty());
+    }
+
+    #[test]
+    fn the_directory_lock_holds_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        let held = DirLock::take(&path).unwrap();
+        let pid = std::fs::read(&path).unwrap();
+        assert_eq!(pid, (std::process::id() as i32).to_ne_bytes());
+        // fcntl locks belong to the process, so a second writer is tried in another one (the
+        // end-to-end tests); here the lock is taken again once released.
+        drop(held);
+        assert!(DirLock::take(&path).is_ok());
+    }
+}
