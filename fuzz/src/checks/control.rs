@@ -323,6 +323,7 @@ pub fn control_server(data: &[u8]) {
         test_ports: (s.flags & 8 != 0).then_some(TEST_PORTS),
         control_timeout: Duration::from_secs(10),
         end_delay: Duration::from_secs(1),
+        ..ServerConfig::default()
     };
     let server = Server::new(s.now, cfg, Policy { modes }, s.rng, addr(861), addr(40000));
     let mut d = Driver::new(server, s.now, s.flags & 16 != 0);
