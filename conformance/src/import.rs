@@ -13,7 +13,7 @@
 //!   contiguous (for an in-order capture: capture order).
 //! - Test packets: UDP packets whose two addresses both belong to the control connection's
 //!   hosts (every UDP packet when the capture holds no control connection), as `T` lines with
-//!   the time since the first captured frame.
+//!   the time since the first captured frame. Empty datagrams are skipped and counted.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -551,6 +551,11 @@ pub fn import(data: &[u8], opts: &ImportOptions) -> Result<Trace, ImportError> {
                     *skipped.entry("UDP datagram truncated").or_default() += 1;
                     continue;
                 };
+                if payload.is_empty() {
+                    // No test packet is empty (RFC 4656 4.1.2), and a `T` line needs a payload.
+                    *skipped.entry("UDP datagram empty").or_default() += 1;
+                    continue;
+                }
                 datagrams.push(Datagram {
                     frame: n,
                     ns: f.ns,
@@ -1046,5 +1051,34 @@ mod tests {
             import(&write_pcap(147, &fr), &ImportOptions::default()).unwrap_err(),
             ImportError::Linktype(147)
         );
+    }
+
+    /// An IPv4 UDP packet from 127.0.0.1:9000 to 127.0.0.1:9001.
+    fn udp4(payload: &[u8]) -> Vec<u8> {
+        let total = (28 + payload.len()) as u16;
+        let mut v = vec![0x45, 0];
+        v.extend_from_slice(&total.to_be_bytes());
+        v.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+        for x in [9000, 9001, total - 20, 0] {
+            v.extend_from_slice(&u16::to_be_bytes(x));
+        }
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn empty_datagrams_are_skipped() {
+        // Found by fuzzing the importer: an empty UDP payload became a `T` line without hex,
+        // which the trace parser rejects.
+        let packet = [0u8, 0, 0, 1, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let fr = vec![(1, 0, udp4(&[])), (1, 5, udp4(&packet))];
+        let t = import_bytes(&write_pcap(101, &fr));
+        assert_eq!(t.events.len(), 1);
+        assert!(matches!(&t.events[0], Event::Test { payload, .. } if payload[..] == packet));
+        assert_eq!(
+            t.header("import-warning"),
+            Some("1 packet(s) skipped: UDP datagram empty")
+        );
+        assert_eq!(Trace::parse(&t.to_text()).unwrap(), t);
     }
 }
