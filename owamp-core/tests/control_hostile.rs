@@ -245,3 +245,51 @@ fn a_receive_session_beyond_the_packet_cap_is_refused_before_an_endpoint_is_made
     pump(&mut s, &mut c, &mut seen);
     assert_eq!((seen.endpoints, seen.accepted), (1, 1));
 }
+
+/// Feeds the server `n` octets in 1 KiB pieces while it waits for the application to bind a
+/// test socket (when a well-behaved client waits for Accept-Session) and says whether it closed.
+fn server_closes_after_out_of_turn_octets(n: usize) -> bool {
+    let (mut s, mut c, _) = connected();
+    c.handle_input(
+        t0(),
+        Input::Command(ClientCommand::RequestSession(request(Role::Sender, 0))),
+    )
+    .unwrap();
+    let mut asked = false;
+    while let Some(o) = c.poll_output() {
+        if let Output::Transmit(b) = o {
+            s.handle_input(t0(), Input::Received(&b)).unwrap();
+        }
+    }
+    while let Some(o) = s.poll_output() {
+        asked |= matches!(o, Output::PrepareTestEndpoint(_));
+    }
+    assert!(asked, "the server should be waiting for its endpoint");
+    let chunk = [0u8; 1024];
+    let mut sent = 0;
+    while sent < n {
+        let k = chunk.len().min(n - sent);
+        s.handle_input(t0(), Input::Received(&chunk[..k])).unwrap();
+        sent += k;
+    }
+    let mut closed = false;
+    while let Some(o) = s.poll_output() {
+        if let Output::Close(r) = o {
+            assert!(
+                matches!(r, owamp_core::control::CloseReason::Protocol(_)),
+                "{r:?}"
+            );
+            closed = true;
+        }
+    }
+    assert_eq!(closed, s.is_closed());
+    closed
+}
+
+#[test]
+fn octets_sent_out_of_turn_are_bounded() {
+    // A few messages' worth is held until the server reads on.
+    assert!(!server_closes_after_out_of_turn_octets(4 * 1024));
+    // A stream of them is not.
+    assert!(server_closes_after_out_of_turn_octets(1024 * 1024));
+}

@@ -322,6 +322,7 @@ impl<R: RngCore + CryptoRng> Client<R> {
                 Err(e) => self.conn.fail(e),
             }
         }
+        self.conn.check_unread();
     }
 
     fn keep(&mut self, st: State) -> Result<bool, ProtocolError> {

@@ -15,6 +15,11 @@ use crate::time::OwampTime;
 use crate::wire::SessionId;
 use crate::wire::{framing, Frame, RequestSession, SessionStop, StopSessions};
 
+/// Octets a peer may send ahead of what the state machine reads: room for the messages the
+/// reference pipelines (Stop-Sessions with Fetch-Session) many times over, while a peer that
+/// streams octets out of turn cannot grow the connection's buffer without limit.
+pub(crate) const MAX_UNREAD: usize = 64 * 1024;
+
 /// A test session configured on this connection.
 #[derive(Debug, Clone)]
 pub(crate) struct LocalSession {
@@ -127,6 +132,18 @@ impl Conn {
         self.deadline = None;
         self.out.push_back(Output::Close(reason));
         self.closed = true;
+    }
+
+    /// Closes the connection when the peer has sent more than [`MAX_UNREAD`] octets that the
+    /// state machine has not read (it reads every message as it arrives, in whole blocks, so
+    /// unread octets pile up only while it waits for the application or during a test: the
+    /// peer is then talking out of turn). Returns whether it closed.
+    pub(crate) fn check_unread(&mut self) -> bool {
+        if !self.closed && self.stream.available() > MAX_UNREAD {
+            self.fail(ProtocolError::Limit("octets sent out of turn"));
+            return true;
+        }
+        false
     }
 
     /// Closes because the peer broke the protocol.

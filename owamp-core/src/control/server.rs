@@ -287,6 +287,9 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 }
             }
         }
+        if self.conn.check_unread() {
+            self.release_all();
+        }
     }
 
     /// Advances by one piece of input; `Ok(false)` when more octets are needed.
