@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use owamp_core::control::{session_end_bound, Mode, Role};
 use owamp_core::crypto::{SecureMode, TestPacketCrypto};
-use owamp_core::io::{Finished, SessionEnd, SessionInfo, SessionReport, StoredSession};
+use owamp_core::io::{SessionEnd, SessionInfo, SessionReport, StoredSession};
 use owamp_core::session::{
     PacketProtection, Receiver, ReceiverStats, Schedule, ScheduleError, Sender, SenderError,
     SessionParams, TTL_UNKNOWN,
@@ -353,43 +353,17 @@ impl ReceiverOutcome {
         self.receiver.stats()
     }
 
-    /// The session as stored after the sender's Stop-Sessions (RFC 4656 3.8): finished
-    /// normally with its Next-Seqno and skip ranges. If the records contradict Stop-Sessions
-    /// (a packet received at or past Next-Seqno), the session is kept as incomplete with the
-    /// records as received.
+    /// The session as stored after the sender's Stop-Sessions (RFC 4656 3.8; see
+    /// [`Receiver::into_stored`]).
     pub fn stopped(self, end: &SessionEnd) -> StoredSession {
-        let raw = self.receiver.records().to_vec();
-        match self
-            .receiver
-            .finish(end.stop_time, Some(end.next_seqno), self.error_estimate)
-        {
-            Ok(records) => StoredSession {
-                request: self.info.request,
-                finished: Finished::Normal,
-                next_seqno: end.next_seqno,
-                skips: end.skips.clone(),
-                records,
-            },
-            Err(_) => StoredSession {
-                request: self.info.request,
-                finished: Finished::Incomplete,
-                next_seqno: 0,
-                skips: Vec::new(),
-                records: raw,
-            },
-        }
+        self.receiver
+            .into_stored(self.info.request, end, self.error_estimate)
     }
 
-    /// The session as stored when it ended without Stop-Sessions (RFC 4656 3.8: the peer went
-    /// away): incomplete, with the records as received.
+    /// The session as stored when it ended without Stop-Sessions (see
+    /// [`Receiver::into_incomplete`]).
     pub fn aborted(self) -> StoredSession {
-        StoredSession {
-            records: self.receiver.records().to_vec(),
-            request: self.info.request,
-            finished: Finished::Incomplete,
-            next_seqno: 0,
-            skips: Vec::new(),
-        }
+        self.receiver.into_incomplete(self.info.request)
     }
 }
 

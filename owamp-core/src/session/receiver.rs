@@ -36,8 +36,9 @@ use std::collections::VecDeque;
 use super::packet::PacketProtection;
 use super::schedule::{add_offset, ScheduleCursor};
 use super::SessionParams;
+use crate::io::{Finished, SessionEnd, StoredSession};
 use crate::time::{ErrorEstimate, OwampTime};
-use crate::wire::{DataRecord, TestPacket};
+use crate::wire::{DataRecord, RequestSession, TestPacket};
 
 /// Why a datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -437,6 +438,47 @@ impl Receiver {
             ttl,
         });
         Ok(Accepted { seq, duplicate })
+    }
+
+    /// The session as a receiver stores it after the sender's Stop-Sessions (RFC 4656 3.8):
+    /// finished normally, with the sender's Next-Seqno and skip ranges and the records
+    /// [`finish`](Self::finish) leaves. If the records contradict Stop-Sessions (a packet
+    /// received at or past Next-Seqno), the session is kept as incomplete with the records as
+    /// received.
+    pub fn into_stored(
+        self,
+        request: RequestSession,
+        end: &SessionEnd,
+        recv_error: ErrorEstimate,
+    ) -> StoredSession {
+        let raw = self.records.clone();
+        match self.finish(end.stop_time, Some(end.next_seqno), recv_error) {
+            Ok(records) => StoredSession {
+                request,
+                finished: Finished::Normal,
+                next_seqno: end.next_seqno,
+                skips: end.skips.clone(),
+                records,
+            },
+            Err(_) => Self::incomplete(request, raw),
+        }
+    }
+
+    /// The session as a receiver stores it when the test ended without the sender's
+    /// Stop-Sessions (RFC 4656 3.8: the peer went away): incomplete, with the records as
+    /// received.
+    pub fn into_incomplete(self, request: RequestSession) -> StoredSession {
+        Self::incomplete(request, self.records)
+    }
+
+    fn incomplete(request: RequestSession, records: Vec<DataRecord>) -> StoredSession {
+        StoredSession {
+            request,
+            finished: Finished::Incomplete,
+            next_seqno: 0,
+            skips: Vec::new(),
+            records,
+        }
     }
 
     /// Ends the session when Stop-Sessions has been exchanged at `stop_time` (receiver's

@@ -200,10 +200,13 @@ pub fn raw_line(r: &DataRecord) -> String {
     )
 }
 
+/// What "first:"/"last:" show for a time the caller cannot turn into a calendar date.
+const UNREPRESENTABLE_DATE: &str = "XXX";
+
 /// "first:"/"last:" time: calendar time and milliseconds, the way owstats rounds them.
 fn time_of(t: u64, ctx: &ReportContext<'_>) -> String {
     let (sec, nsec) = to_unix_timespec(t);
-    let date = (ctx.time)(sec).unwrap_or_else(|| "XXX".to_string());
+    let date = (ctx.time)(sec).unwrap_or_else(|| UNREPRESENTABLE_DATE.to_string());
     // owstats divides a float by a million and prints it with "%03.0f".
     let ms = nsec as f32 / 1_000_000f32;
     format!("{date}.{:03.0}", f64::from(ms))
