@@ -339,11 +339,37 @@ fn finish_applies_next_seqno_and_stop_time() {
     assert!(rx.clone().finish(stop, Some(3), ERR_RECV).is_err());
     assert!(rx.clone().finish(stop, Some(41), ERR_RECV).is_err());
 
-    // Records sent after stop - timeout are removed.
+    // Without a Next Seqno, lost records of packets scheduled after stop - timeout are
+    // removed (they may not have been sent yet); a packet received is always kept.
     let early_stop = at(&p, 2, 2 * SEC);
     let recs = rx.finish(early_stop, None, ERR_RECV).unwrap();
-    assert!(recs.iter().all(|r| r.seq <= 2), "{recs:?}");
-    assert_eq!(recs.len(), 3);
+    let order: Vec<u32> = recs.iter().map(|r| r.seq).collect();
+    assert_eq!(order, vec![0, 2, 3, 1], "{recs:?}");
+}
+
+/// RFC 4656 3.8: a packet the sender counts in Next Seqno is kept or counted as lost, never
+/// dropped from both. Here the last packet leaves 20 ms late (well inside the 2 s timeout)
+/// and the sender's Stop-Sessions arrives right after it.
+#[test]
+fn late_last_packet_is_kept_when_stop_follows_at_once() {
+    let p = params(100, 0);
+    let mut tx = Sender::new(p.clone(), PacketProtection::Open).unwrap();
+    let mut rx = Receiver::new(p.clone(), PacketProtection::Open);
+    let mut buf = [0u8; 14];
+    let mut last_arrival = OwampTime::from_raw(0);
+    while let Some((seq, due)) = tx.next_due() {
+        let late = if seq == 99 { SEC / 50 } else { 0 };
+        let sent = OwampTime::from_raw(due.raw() + late);
+        assert!(!tx.is_too_late(sent));
+        let n = tx.build(&mut buf, sent, ERR_SEND).unwrap();
+        last_arrival = OwampTime::from_raw(sent.raw() + SEC / 1000);
+        rx.receive(&buf[..n], last_arrival, ERR_RECV, 64).unwrap();
+    }
+    let stop = OwampTime::from_raw(last_arrival.raw() + SEC / 1000);
+    let recs = rx.finish(stop, Some(tx.next_seqno()), ERR_RECV).unwrap();
+    assert_eq!(recs.len(), 100);
+    assert_eq!(recs.iter().filter(|r| r.is_lost()).count(), 0);
+    assert_eq!(recs.last().map(|r| r.seq), Some(99));
 }
 
 fn ranges(tx: &Sender) -> Vec<(u32, u32)> {

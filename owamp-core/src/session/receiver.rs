@@ -484,10 +484,17 @@ impl Receiver {
     /// Ends the session when Stop-Sessions has been exchanged at `stop_time` (receiver's
     /// clock), and returns its records in the reference's order, as Fetch-Session serves them.
     ///
-    /// As the reference does (RFC 4656 3.8): every packet below `next_seqno` (the sender's Next
-    /// Seqno; `None` means all packets) not yet received is recorded as lost; then records of
-    /// packets sent after `stop_time - timeout`, and lost records at or beyond `next_seqno`,
-    /// are removed. A packet received at or beyond `next_seqno` invalidates the session.
+    /// RFC 4656 3.8: every packet below `next_seqno` (the sender's Next Seqno; `None` means all
+    /// packets) not yet received is recorded as lost, and lost records at or beyond
+    /// `next_seqno` are removed. A packet received at or beyond `next_seqno` invalidates the
+    /// session.
+    ///
+    /// A packet the sender counts in its Next Seqno is always either kept or counted as lost:
+    /// a packet received is never removed, even one sent less than a timeout before
+    /// `stop_time` (the reference drops those, so a last packet sent a little late vanished
+    /// from both the received and the lost counts). Without a Next Seqno (`None`), the lost
+    /// records of packets scheduled after `stop_time - timeout` are removed: the sender may
+    /// not have sent them yet.
     pub fn finish(
         mut self,
         stop_time: OwampTime,
@@ -516,8 +523,10 @@ impl Receiver {
             self.pop_front(recv_error);
         }
         let threshold = stop_time.raw().saturating_sub(self.params.timeout);
-        self.records
-            .retain(|r| r.seq < limit && r.send_time.raw() <= threshold);
+        let counted_by_sender = next_seqno.is_some();
+        self.records.retain(|r| {
+            r.seq < limit && (!r.is_lost() || counted_by_sender || r.send_time.raw() <= threshold)
+        });
         Ok(self.records)
     }
 }
