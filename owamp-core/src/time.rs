@@ -216,6 +216,10 @@ impl ErrorEstimate {
     /// The largest scale (6 bits).
     pub const MAX_SCALE: u8 = 63;
 
+    /// What a clock that is not synchronised sends (RFC 4656 4.1.2): S bit clear, scale 0,
+    /// multiplier 1, as the reference implementation does.
+    pub const UNSYNCHRONIZED: ErrorEstimate = ErrorEstimate(0x0001);
+
     /// The estimate whose wire representation is `raw`.
     pub const fn from_raw(raw: u16) -> Self {
         Self(raw)

@@ -149,6 +149,11 @@ impl<R: RngCore + CryptoRng> Client<R> {
         !self.conn.closed && matches!(self.state, State::Idle) && self.conn.test.is_none()
     }
 
+    /// A random draw from the client's RNG (the connection's test port choice).
+    pub(crate) fn draw_u32(&mut self) -> u32 {
+        self.rng.next_u32()
+    }
+
     /// The next action for the caller, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.conn.out.pop_front()

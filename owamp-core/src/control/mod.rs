@@ -332,6 +332,18 @@ pub(crate) fn make_sid(receiver: IpAddr, now: OwampTime, random: [u8; 4]) -> Ses
     SessionId(sid)
 }
 
+/// The same address with an IPv4-mapped IPv6 address turned into IPv4: a dual-stack socket
+/// reports IPv4 peers that way, while requests carry plain IPv4 addresses.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
 /// An unspecified address is replaced by `fallback` (addresses of the control connection stand
 /// in for zero addresses in a request).
 pub(crate) fn or_fallback(addr: IpAddr, fallback: IpAddr) -> IpAddr {

@@ -233,6 +233,18 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         r
     }
 
+    /// Closes the connection at once (the host shuts down): receive sessions of a running
+    /// test are reported incomplete first.
+    pub(crate) fn abort(&mut self) {
+        if self.conn.closed {
+            return;
+        }
+        self.conn.abort_receivers();
+        self.release_all();
+        self.conn.close(CloseReason::Local);
+        self.finish();
+    }
+
     fn finish(&mut self) {
         if self.conn.closed {
             self.release_all();

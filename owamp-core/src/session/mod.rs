@@ -10,6 +10,7 @@ pub mod packet;
 pub mod receiver;
 pub mod schedule;
 pub mod sender;
+pub mod test_session;
 
 pub use packet::PacketProtection;
 pub use receiver::{
@@ -20,6 +21,9 @@ pub use schedule::{
     ExpDeviates, Schedule, ScheduleCursor, ScheduleError, ScheduleIter, ScheduledPacket,
 };
 pub use sender::{PaddingFill, Prepared, Sender, SenderError};
+pub use test_session::{
+    Datagram, DatagramOutcome, SessionCounters, SessionSetupError, TestSession, Timeout, Transmit,
+};
 
 use crate::time::OwampTime;
 

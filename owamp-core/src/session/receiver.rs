@@ -253,6 +253,12 @@ impl Receiver {
         &self.params
     }
 
+    /// Octets of a test packet of this session, or `None` when its padding does not fit in
+    /// memory (then no datagram can match).
+    pub fn packet_len(&self) -> Option<usize> {
+        self.packet_len
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> &ReceiverStats {
         &self.stats

@@ -1,0 +1,958 @@
+//! A control connection together with its test sessions: the one object a host drives.
+//!
+//! [`ClientConnection`] and [`ServerConnection`] wrap the control state machines of
+//! [`crate::control`] and own a [`TestSession`] for every session accepted on the connection,
+//! so that every protocol decision is made here and the host only moves octets, datagrams and
+//! time. The contract, after quinn-proto and str0m:
+//!
+//! - Feed what happens with the `handle_*` methods, each stamped with the current time:
+//!   octets read from the control connection ([`Connection::handle_control`]), its end
+//!   ([`Connection::handle_control_closed`]), a datagram read from a test socket
+//!   ([`Connection::handle_datagram`]), the time ([`Connection::handle_timeout`]), the answer
+//!   to a request for a socket ([`Connection::socket_opened`]), and the application's
+//!   commands (the client's [`request_session`](Connection::request_session),
+//!   [`start_sessions`](Connection::start_sessions), [`fetch`](Connection::fetch), ...; the
+//!   server's [`fetch_reply`](Connection::fetch_reply)).
+//! - Then send every test packet [`Connection::poll_transmit`] builds (read the clock just
+//!   before each call: it stamps the packet with that time), and carry out every
+//!   [`Output`] [`Connection::poll_output`] returns, until both return `None`.
+//! - Then wait for input, at most until [`Connection::poll_timeout`]. When it is
+//!   [`precise`](Timeout::precise), a test packet is due then: wake up a little early and
+//!   spin to the exact time. This is the only timer.
+//!
+//! Outputs come in four kinds: octets for the control connection and its close
+//! ([`ControlAction`]), UDP test sockets to open, mark and close ([`SocketAction`]), a
+//! received session to keep ([`Output::Store`]), and what the application may want to know
+//! ([`ClientEvent`] / [`ServerEvent`]). Inputs that only one role takes are methods of that
+//! role only, so a server can never be handed a client command.
+//!
+//! Nothing here reads a clock, touches a socket or a file, or draws randomness other than from
+//! the RNG the state machine was built with.
+//!
+//! # Example: the host's loop, with the I/O left out
+//!
+//! ```
+//! use owamp_core::connection::{ClientConnection, ControlAction, Output, SocketAction};
+//! use owamp_core::control::ClientConfig;
+//! use owamp_core::time::OwampTime;
+//! # struct Rng(u64);
+//! # impl rand_core::RngCore for Rng {
+//! #     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }
+//! #     fn next_u64(&mut self) -> u64 { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1); self.0 }
+//! #     fn fill_bytes(&mut self, d: &mut [u8]) { for b in d { *b = self.next_u32() as u8 } }
+//! #     fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> { self.fill_bytes(d); Ok(()) }
+//! # }
+//! # impl rand_core::CryptoRng for Rng {}
+//! let now = OwampTime::from_parts(3_900_000_000, 0);
+//! let mut conn = ClientConnection::client(now, ClientConfig::default(), Rng(1));
+//! // ... octets read from the TCP connection:
+//! // conn.handle_control(now, &greeting_bytes);
+//! let mut buf = [0u8; 2048];
+//! while let Some(t) = conn.poll_transmit(now, &mut buf) {
+//!     // send buf[..t.transmit.len] from socket t.socket to t.transmit.dest
+//! #   let _ = t;
+//! }
+//! while let Some(out) = conn.poll_output() {
+//!     match out {
+//!         Output::Control(ControlAction::Transmit(bytes)) => { /* write to the TCP stream */ }
+//!         Output::Control(ControlAction::Close(reason)) => { /* close it */ }
+//!         Output::Socket(SocketAction::Open { id, local }) => {
+//!             /* bind a UDP socket at `local`, then: conn.socket_opened(now, id, Ok(port)) */
+//!         }
+//!         Output::Socket(_) => { /* set its DSCP, or close it */ }
+//!         Output::Store(session) => { /* keep the received session */ }
+//!         Output::Event(event) => { /* tell the application */ }
+//!     }
+//! }
+//! // wait for input, at most until conn.poll_timeout(), then feed it in
+//! assert!(conn.poll_timeout().is_some()); // waiting for the Server-Greeting
+//! ```
+
+use std::collections::VecDeque;
+
+use core::net::SocketAddr;
+
+use rand_core::{CryptoRng, RngCore};
+
+use crate::control::{
+    AcceptCode, Client, ClientCommand, ClientConfig, CloseReason, ControlError, Mode, PortRange,
+    Server, ServerConfig, SessionRequest,
+};
+use crate::io::{FetchReply, FetchedSession, Input, Output as MachineOutput, SessionInfo};
+use crate::io::{SessionEnd, StoredSession};
+use crate::policy::ServerPolicy;
+use crate::session::{Datagram, DatagramOutcome, TestSession, Timeout, Transmit};
+use crate::time::{ErrorEstimate, OwampTime};
+use crate::wire::SessionId;
+
+/// A test socket the connection asked the host for ([`SocketAction::Open`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u32);
+
+/// One action asked of the host.
+#[derive(Debug)]
+pub enum Output<E> {
+    /// The control connection.
+    Control(ControlAction),
+    /// The UDP test sockets.
+    Socket(SocketAction),
+    /// A session this end received is over (RFC 4656 3.8): keep it (a server stores it for
+    /// Fetch-Session; a client hands it to the application).
+    Store(Box<StoredSession>),
+    /// Something the application may want to know.
+    Event(E),
+}
+
+/// What to do with the control connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlAction {
+    /// Write these octets, in order.
+    Transmit(Vec<u8>),
+    /// Close it once every octet queued before is written; the connection takes no input
+    /// after this, and its sockets have all been closed.
+    Close(CloseReason),
+}
+
+/// What to do with the UDP test sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketAction {
+    /// Bind a UDP socket at `local` (port 0: any port) and answer with
+    /// [`Connection::socket_opened`]. An `Open` for an `id` already open means: that bind
+    /// failed as in use, try this address instead (the old socket is not kept).
+    Open {
+        /// The socket's name in later actions and inputs.
+        id: SocketId,
+        /// Where to bind it.
+        local: SocketAddr,
+    },
+    /// Mark the datagrams sent from the socket with this DSCP (RFC 4656 3.5 Type-P).
+    SetDscp {
+        /// The socket.
+        id: SocketId,
+        /// The DSCP, 1 to 63.
+        dscp: u8,
+    },
+    /// Close the socket.
+    Close(SocketId),
+}
+
+/// Why a socket could not be opened ([`Connection::socket_opened`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenError {
+    /// The port is in use: the connection tries another one when it has a range.
+    InUse,
+    /// Any other error.
+    Failed,
+}
+
+/// A test packet to send ([`Connection::poll_transmit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketTransmit {
+    /// The socket to send it from.
+    pub socket: SocketId,
+    /// The packet, at the start of the buffer given.
+    pub transmit: Transmit,
+}
+
+/// What a connection tells the application, for both roles.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// A test session has been agreed on by both sides.
+    SessionAccepted(Box<SessionInfo>),
+    /// The test sessions started (Start-Sessions accepted, RFC 4656 3.6).
+    Started,
+    /// Both Stop-Sessions messages were exchanged: the test is over (RFC 4656 3.8).
+    TestComplete,
+}
+
+/// What a client connection tells the application.
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    /// The control connection is set up (Server-Start accepted, RFC 4656 3.1): the client
+    /// takes commands.
+    Connected {
+        /// The mode in use.
+        mode: Mode,
+        /// The server's Start-Time.
+        server_start: OwampTime,
+    },
+    /// A test session has been agreed on.
+    SessionAccepted(Box<SessionInfo>),
+    /// The server refused a Request-Session (the connection stays usable).
+    SessionRejected {
+        /// The Accept code of Accept-Session.
+        accept: AcceptCode,
+    },
+    /// No test socket could be opened for a request; it was not sent.
+    SocketFailed,
+    /// The test sessions started.
+    Started,
+    /// The test is over: the server's records can be fetched.
+    TestComplete,
+    /// The records asked for with [`Connection::fetch`].
+    Fetched(Box<FetchedSession>),
+    /// The server refused a Fetch-Session.
+    FetchDenied {
+        /// The Accept code of Fetch-Ack.
+        accept: AcceptCode,
+    },
+}
+
+impl From<SessionEvent> for ClientEvent {
+    fn from(e: SessionEvent) -> Self {
+        match e {
+            SessionEvent::SessionAccepted(i) => ClientEvent::SessionAccepted(i),
+            SessionEvent::Started => ClientEvent::Started,
+            SessionEvent::TestComplete => ClientEvent::TestComplete,
+        }
+    }
+}
+
+/// What a server connection tells its host.
+#[derive(Debug, Clone)]
+pub enum ServerEvent {
+    /// A test session has been agreed on.
+    SessionAccepted(Box<SessionInfo>),
+    /// The test sessions started.
+    Started,
+    /// The test is over.
+    TestComplete,
+    /// The client asked for stored records: answer with [`Connection::fetch_reply`].
+    FetchRequest {
+        /// The session asked for.
+        sid: SessionId,
+        /// First sequence number asked for.
+        begin: u32,
+        /// Last sequence number asked for (0xFFFFFFFF for all).
+        end: u32,
+    },
+}
+
+impl From<SessionEvent> for ServerEvent {
+    fn from(e: SessionEvent) -> Self {
+        match e {
+            SessionEvent::SessionAccepted(i) => ServerEvent::SessionAccepted(i),
+            SessionEvent::Started => ServerEvent::Started,
+            SessionEvent::TestComplete => ServerEvent::TestComplete,
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<R> Sealed for crate::control::Client<R> {}
+    impl<P, R> Sealed for crate::control::Server<P, R> {}
+}
+
+/// The control state machine of a [`Connection`]: [`Client`] or [`Server`].
+pub trait Machine: sealed::Sealed {
+    /// What the connection tells the application.
+    type Event: From<SessionEvent> + core::fmt::Debug;
+    #[doc(hidden)]
+    fn handle(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError>;
+    #[doc(hidden)]
+    fn poll(&mut self) -> Option<MachineOutput>;
+    #[doc(hidden)]
+    fn deadline(&self) -> Option<OwampTime>;
+    #[doc(hidden)]
+    fn closed(&self) -> bool;
+    #[doc(hidden)]
+    fn current_mode(&self) -> Mode;
+    #[doc(hidden)]
+    fn role_event(o: MachineOutput) -> Option<Self::Event>;
+    #[doc(hidden)]
+    fn socket_failed_event() -> Option<Self::Event>;
+}
+
+impl<R: RngCore + CryptoRng> Machine for Client<R> {
+    type Event = ClientEvent;
+    fn handle(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError> {
+        self.handle_input(now, input)
+    }
+    fn poll(&mut self) -> Option<MachineOutput> {
+        self.poll_output()
+    }
+    fn deadline(&self) -> Option<OwampTime> {
+        self.timeout()
+    }
+    fn closed(&self) -> bool {
+        self.is_closed()
+    }
+    fn current_mode(&self) -> Mode {
+        self.mode()
+    }
+    fn socket_failed_event() -> Option<ClientEvent> {
+        Some(ClientEvent::SocketFailed)
+    }
+    fn role_event(o: MachineOutput) -> Option<ClientEvent> {
+        Some(match o {
+            MachineOutput::Connected { mode, server_start } => {
+                ClientEvent::Connected { mode, server_start }
+            }
+            MachineOutput::SessionRejected { accept } => ClientEvent::SessionRejected { accept },
+            MachineOutput::Fetched(f) => ClientEvent::Fetched(f),
+            MachineOutput::FetchDenied { accept } => ClientEvent::FetchDenied { accept },
+            _ => return None,
+        })
+    }
+}
+
+impl<P: ServerPolicy, R: RngCore + CryptoRng> Machine for Server<P, R> {
+    type Event = ServerEvent;
+    fn handle(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError> {
+        self.handle_input(now, input)
+    }
+    fn poll(&mut self) -> Option<MachineOutput> {
+        self.poll_output()
+    }
+    fn deadline(&self) -> Option<OwampTime> {
+        self.timeout()
+    }
+    fn closed(&self) -> bool {
+        self.is_closed()
+    }
+    fn current_mode(&self) -> Mode {
+        self.mode()
+    }
+    fn socket_failed_event() -> Option<ServerEvent> {
+        None
+    }
+    fn role_event(o: MachineOutput) -> Option<ServerEvent> {
+        match o {
+            MachineOutput::FetchRequest { sid, begin, end } => {
+                Some(ServerEvent::FetchRequest { sid, begin, end })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A test session with the socket it runs on.
+#[derive(Debug)]
+struct Entry {
+    socket: SocketId,
+    session: TestSession,
+    /// Its end was reported to the state machine.
+    reported: bool,
+}
+
+/// A socket asked for and not yet attached to a session.
+#[derive(Debug)]
+struct PendingSocket {
+    id: SocketId,
+    /// Server: the session being requested.
+    sid: Option<SessionId>,
+    /// Client: the request waiting for its socket, or sent with it.
+    request: Option<ClientRequest>,
+    /// The host reported it open.
+    open: bool,
+}
+
+#[derive(Debug)]
+struct ClientRequest {
+    req: SessionRequest,
+    range: Option<PortRange>,
+    tries: u32,
+    sent: bool,
+}
+
+/// A control connection and its test sessions, driven as the [module docs](self) say.
+#[derive(Debug)]
+pub struct Connection<M: Machine> {
+    machine: M,
+    out: VecDeque<Output<M::Event>>,
+    sessions: Vec<Entry>,
+    pending: Vec<PendingSocket>,
+    /// Sessions whose [`TestSession`] could not be built: reported failed at start.
+    unusable: Vec<SessionId>,
+    next_socket: u32,
+    error: ErrorEstimate,
+    test_ports: Option<PortRange>,
+    closed: bool,
+}
+
+/// The client's side: owping's.
+pub type ClientConnection<R> = Connection<Client<R>>;
+/// The server's side: owampd's, for one accepted connection.
+pub type ServerConnection<P, R> = Connection<Server<P, R>>;
+
+impl<M: Machine> Connection<M> {
+    fn with_machine(machine: M) -> Self {
+        let mut c = Self {
+            machine,
+            out: VecDeque::new(),
+            sessions: Vec::new(),
+            pending: Vec::new(),
+            unusable: Vec::new(),
+            next_socket: 0,
+            error: ErrorEstimate::UNSYNCHRONIZED,
+            test_ports: None,
+            closed: false,
+        };
+        c.drain(OwampTime::ZERO);
+        c
+    }
+
+    /// The mode of the control connection (open until the set-up completes).
+    pub fn mode(&self) -> Mode {
+        self.machine.current_mode()
+    }
+
+    /// The control state machine.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// Whether the connection has closed ([`ControlAction::Close`] was output).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The error estimate of the host's clock (RFC 4656 4.1.2), stamped into every packet
+    /// sent and every record received from now on. Set it whenever the clock's state changes;
+    /// until then the clock counts as unsynchronised.
+    pub fn set_clock_error(&mut self, error: ErrorEstimate) {
+        self.error = error;
+    }
+
+    /// The test sessions of the current test, with their sockets.
+    pub fn sessions(&self) -> impl Iterator<Item = (SocketId, &TestSession)> {
+        self.sessions.iter().map(|e| (e.socket, &e.session))
+    }
+
+    /// How long a buffer for datagrams read from `socket` must be (one octet more than the
+    /// session's test packets, so that a longer datagram is seen as such).
+    pub fn datagram_buffer_len(&self, socket: SocketId) -> usize {
+        self.sessions
+            .iter()
+            .find(|e| e.socket == socket)
+            .map_or(crate::session::test_session::MAX_DATAGRAM, |e| {
+                e.session.datagram_buffer_len()
+            })
+    }
+
+    /// Octets read from the control connection (any split).
+    pub fn handle_control(&mut self, now: OwampTime, bytes: &[u8]) {
+        self.feed(now, Input::Received(bytes));
+    }
+
+    /// The control connection ended (end of stream, or an error reading or writing it).
+    pub fn handle_control_closed(&mut self, now: OwampTime) {
+        self.feed(now, Input::PeerClosed);
+    }
+
+    /// Time passed: call at [`poll_timeout`](Self::poll_timeout) (early or late calls are
+    /// harmless).
+    pub fn handle_timeout(&mut self, now: OwampTime) {
+        if self.closed {
+            return;
+        }
+        let error = self.error;
+        for e in &mut self.sessions {
+            e.session.handle_timeout(now, error);
+        }
+        if self.machine.deadline().is_some_and(|d| now >= d) {
+            self.feed(now, Input::Timer);
+        } else {
+            self.drain(now);
+        }
+    }
+
+    /// A datagram read from test socket `socket`, received at `d.recv_time` (`now` is the
+    /// time it is handed over).
+    pub fn handle_datagram(
+        &mut self,
+        now: OwampTime,
+        socket: SocketId,
+        d: &Datagram<'_>,
+    ) -> DatagramOutcome {
+        let error = self.error;
+        let Some(e) = self.sessions.iter_mut().find(|e| e.socket == socket) else {
+            return DatagramOutcome::NotReceiving;
+        };
+        let outcome = e.session.handle_datagram(d, error);
+        if e.session.is_done() && !e.reported {
+            self.drain(now);
+        }
+        outcome
+    }
+
+    /// The answer to [`SocketAction::Open`]: the port bound, or why not.
+    pub fn socket_opened(&mut self, now: OwampTime, id: SocketId, result: Result<u16, OpenError>) {
+        let Some(i) = self.pending.iter().position(|p| p.id == id) else {
+            return;
+        };
+        if let Some(sid) = self.pending[i].sid {
+            // Server: the state machine picks the ports (RFC 4656 3.5).
+            let input = match result {
+                Ok(port) => {
+                    self.pending[i].open = true;
+                    Input::EndpointReady { sid, port }
+                }
+                Err(OpenError::InUse) => Input::PortInUse { sid },
+                Err(OpenError::Failed) => {
+                    self.pending.remove(i);
+                    Input::EndpointFailed {
+                        sid,
+                        accept: AcceptCode::InternalError,
+                    }
+                }
+            };
+            self.feed(now, input);
+            return;
+        }
+        self.client_socket_opened(now, i, result);
+    }
+
+    /// Builds the next test packet due at `now` into `buf`, stamped with `now` (read the
+    /// clock right before calling), and says which socket sends it where. `None` when no
+    /// packet is due.
+    pub fn poll_transmit(&mut self, now: OwampTime, buf: &mut [u8]) -> Option<SocketTransmit> {
+        let error = self.error;
+        for e in &mut self.sessions {
+            if let Some(t) = e.session.poll_transmit(now, error, buf) {
+                return Some(SocketTransmit {
+                    socket: e.socket,
+                    transmit: t,
+                });
+            }
+        }
+        if self
+            .sessions
+            .iter()
+            .any(|e| e.session.is_done() && !e.reported)
+        {
+            self.drain(now);
+        }
+        None
+    }
+
+    /// The next action for the host, if any.
+    pub fn poll_output(&mut self) -> Option<Output<M::Event>> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) (or, when `precise`,
+    /// [`poll_transmit`](Self::poll_transmit)) at the latest; `None` once closed.
+    pub fn poll_timeout(&self) -> Option<Timeout> {
+        if self.closed {
+            return None;
+        }
+        let control = self
+            .machine
+            .deadline()
+            .map(|at| Timeout { at, precise: false });
+        self.sessions
+            .iter()
+            .map(|e| {
+                if e.session.is_done() && !e.reported {
+                    // Something to report: at once.
+                    Some(Timeout {
+                        at: OwampTime::ZERO,
+                        precise: false,
+                    })
+                } else {
+                    e.session.poll_timeout()
+                }
+            })
+            .fold(control, Timeout::earliest)
+    }
+
+    fn socket_id(&mut self) -> SocketId {
+        self.next_socket = self.next_socket.wrapping_add(1);
+        SocketId(self.next_socket)
+    }
+
+    fn feed(&mut self, now: OwampTime, input: Input<'_>) {
+        // Inputs from the host and the peer never misuse the state machine; an error here is
+        // an input crossing the end of a test, which changes nothing.
+        let _ = self.machine.handle(now, input);
+        self.drain(now);
+    }
+
+    fn command(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError> {
+        let r = self.machine.handle(now, input);
+        self.drain(now);
+        r
+    }
+
+    /// Carries out the state machine's outputs and feeds back the sessions' reports, until
+    /// neither has anything left.
+    fn drain(&mut self, now: OwampTime) {
+        loop {
+            while let Some(o) = self.machine.poll() {
+                self.on_output(now, o);
+            }
+            let Some(report) = self.next_report() else {
+                break;
+            };
+            let _ = self.machine.handle(now, Input::SessionFinished(report));
+        }
+    }
+
+    fn next_report(&mut self) -> Option<crate::io::SessionReport> {
+        if let Some(sid) = self.unusable.pop() {
+            return Some(crate::io::SessionReport {
+                sid,
+                next_seqno: 0,
+                skips: Vec::new(),
+                failed: true,
+            });
+        }
+        let e = self
+            .sessions
+            .iter_mut()
+            .find(|e| !e.reported && e.session.is_done())?;
+        e.reported = true;
+        Some(e.session.report())
+    }
+
+    fn event(&mut self, e: impl Into<M::Event>) {
+        self.out.push_back(Output::Event(e.into()));
+    }
+
+    fn on_output(&mut self, now: OwampTime, o: MachineOutput) {
+        match o {
+            MachineOutput::Transmit(b) => self
+                .out
+                .push_back(Output::Control(ControlAction::Transmit(b))),
+            // poll_timeout reads the state machine's deadline itself.
+            MachineOutput::Timer(_) => {}
+            MachineOutput::Connected { mode, server_start } => {
+                self.on_role_output(MachineOutput::Connected { mode, server_start })
+            }
+            MachineOutput::PrepareTestEndpoint(setup) => {
+                // RFC 4656 3.5: the server binds the receiver's (or sender's) test port
+                // before it answers Request-Session. A retry for the same SID reuses its id.
+                let id = match self.pending.iter().find(|p| p.sid == Some(setup.sid)) {
+                    Some(p) => p.id,
+                    None => {
+                        let id = self.socket_id();
+                        self.pending.push(PendingSocket {
+                            id,
+                            sid: Some(setup.sid),
+                            request: None,
+                            open: false,
+                        });
+                        id
+                    }
+                };
+                self.out.push_back(Output::Socket(SocketAction::Open {
+                    id,
+                    local: setup.local,
+                }));
+            }
+            MachineOutput::SessionAccepted(info) => self.accepted(info),
+            MachineOutput::SessionRejected { accept } => {
+                if let Some(i) = self.pending.iter().position(|p| p.request.is_some()) {
+                    let p = self.pending.remove(i);
+                    self.out
+                        .push_back(Output::Socket(SocketAction::Close(p.id)));
+                }
+                self.on_role_output(MachineOutput::SessionRejected { accept });
+            }
+            MachineOutput::StartSessions => {
+                for e in &mut self.sessions {
+                    e.session.start();
+                }
+                self.event(SessionEvent::Started);
+            }
+            MachineOutput::StopLocalSessions => {
+                for e in &mut self.sessions {
+                    e.session.stop();
+                }
+            }
+            MachineOutput::SessionStopped(end) => self.stopped(&end),
+            MachineOutput::SessionsAborted { sids } => {
+                for sid in sids {
+                    if let Some(i) = self.sessions.iter().position(|e| e.session.sid() == sid) {
+                        let e = self.sessions.remove(i);
+                        self.out
+                            .push_back(Output::Socket(SocketAction::Close(e.socket)));
+                        if let Some(s) = e.session.into_incomplete() {
+                            self.out.push_back(Output::Store(Box::new(s)));
+                        }
+                    }
+                }
+            }
+            MachineOutput::TestComplete => {
+                for e in std::mem::take(&mut self.sessions) {
+                    self.out
+                        .push_back(Output::Socket(SocketAction::Close(e.socket)));
+                }
+                self.event(SessionEvent::TestComplete);
+                let _ = now;
+            }
+            MachineOutput::Close(reason) => self.shut(reason),
+            other @ (MachineOutput::FetchRequest { .. }
+            | MachineOutput::Fetched(_)
+            | MachineOutput::FetchDenied { .. }) => self.on_role_output(other),
+        }
+    }
+
+    /// A session agreed on: it gets its socket (the one opened for it) and its state machine.
+    fn accepted(&mut self, info: Box<SessionInfo>) {
+        let at = self
+            .pending
+            .iter()
+            .position(|p| p.sid == Some(info.sid))
+            .or_else(|| self.pending.iter().position(|p| p.request.is_some()));
+        let socket = at.map(|i| self.pending.remove(i).id);
+        match (socket, TestSession::new((*info).clone())) {
+            (Some(socket), Ok(session)) => {
+                if session.role() == crate::control::Role::Sender && session.dscp() != 0 {
+                    self.out.push_back(Output::Socket(SocketAction::SetDscp {
+                        id: socket,
+                        dscp: session.dscp(),
+                    }));
+                }
+                self.sessions.push(Entry {
+                    socket,
+                    session,
+                    reported: false,
+                });
+            }
+            (socket, _) => {
+                if let Some(id) = socket {
+                    self.out.push_back(Output::Socket(SocketAction::Close(id)));
+                }
+                self.unusable.push(info.sid);
+            }
+        }
+        self.event(SessionEvent::SessionAccepted(info));
+    }
+
+    /// The peer's Stop-Sessions ended a receive session (RFC 4656 3.8).
+    fn stopped(&mut self, end: &SessionEnd) {
+        let Some(i) = self
+            .sessions
+            .iter()
+            .position(|e| e.session.sid() == end.sid)
+        else {
+            return;
+        };
+        let e = self.sessions.remove(i);
+        self.out
+            .push_back(Output::Socket(SocketAction::Close(e.socket)));
+        if let Some(s) = e.session.into_stored(end, self.error) {
+            self.out.push_back(Output::Store(Box::new(s)));
+        }
+    }
+
+    /// The control connection closes: sockets are closed and every receive session still
+    /// here is kept as incomplete, so nothing received is lost.
+    fn shut(&mut self, reason: CloseReason) {
+        for e in std::mem::take(&mut self.sessions) {
+            self.out
+                .push_back(Output::Socket(SocketAction::Close(e.socket)));
+            if let Some(s) = e.session.into_incomplete() {
+                self.out.push_back(Output::Store(Box::new(s)));
+            }
+        }
+        for p in std::mem::take(&mut self.pending) {
+            if p.open {
+                self.out
+                    .push_back(Output::Socket(SocketAction::Close(p.id)));
+            }
+        }
+        self.out
+            .push_back(Output::Control(ControlAction::Close(reason)));
+        self.closed = true;
+    }
+
+    /// Client: the socket of a request is open (send the request) or not (try the next port
+    /// of the range, or give up).
+    fn client_socket_opened(&mut self, now: OwampTime, i: usize, result: Result<u16, OpenError>) {
+        let Some(r) = self.pending[i].request.as_mut() else {
+            return;
+        };
+        if r.sent {
+            return;
+        }
+        match result {
+            Ok(port) => {
+                r.sent = true;
+                r.req.local.set_port(port);
+                let req = r.req.clone();
+                self.pending[i].open = true;
+                if self
+                    .command(now, Input::Command(ClientCommand::RequestSession(req)))
+                    .is_err()
+                {
+                    let p = self.pending.remove(i);
+                    self.out
+                        .push_back(Output::Socket(SocketAction::Close(p.id)));
+                    self.socket_failed();
+                }
+            }
+            Err(OpenError::InUse) if r.range.is_some_and(|g| r.tries < g.len()) => {
+                // The next port of the range, wrapping (as the server does).
+                let Some(g) = r.range else { return };
+                r.tries += 1;
+                let port = g.next(r.req.local.port().max(g.low));
+                let mut local = r.req.local;
+                local.set_port(port);
+                r.req.local = local;
+                let id = self.pending[i].id;
+                self.out
+                    .push_back(Output::Socket(SocketAction::Open { id, local }));
+            }
+            Err(_) => {
+                self.pending.remove(i);
+                self.socket_failed();
+            }
+        }
+    }
+
+    fn socket_failed(&mut self) {
+        if let Some(e) = M::socket_failed_event() {
+            self.out.push_back(Output::Event(e));
+        }
+    }
+
+    fn on_role_output(&mut self, o: MachineOutput) {
+        let e = M::role_event(o);
+        if let Some(e) = e {
+            self.out.push_back(Output::Event(e));
+        }
+    }
+}
+
+impl<R: RngCore + CryptoRng> Connection<Client<R>> {
+    /// A client on a control connection established at `now`; it waits for the
+    /// Server-Greeting.
+    pub fn client(now: OwampTime, cfg: ClientConfig, rng: R) -> Self {
+        Self::with_machine(Client::new(now, cfg, rng))
+    }
+
+    /// Local ports for the client's test sockets (default: any port). A request whose
+    /// `local` port is not 0 uses that port alone.
+    pub fn with_test_ports(mut self, ports: Option<PortRange>) -> Self {
+        self.test_ports = ports;
+        self
+    }
+
+    /// Whether the client takes a command now: set up, no answer outstanding, no test
+    /// running.
+    pub fn is_ready(&self) -> bool {
+        !self.closed && self.machine.is_ready() && !self.pending.iter().any(|p| p.request.is_some())
+    }
+
+    /// Requests a test session (RFC 4656 3.5): a test socket is opened first
+    /// ([`SocketAction::Open`]: at `req.local`, or in the connection's port range when its
+    /// port is 0), then Request-Session is sent with its port. Answered by
+    /// [`ClientEvent::SessionAccepted`], [`ClientEvent::SessionRejected`] or
+    /// [`ClientEvent::SocketFailed`].
+    pub fn request_session(
+        &mut self,
+        now: OwampTime,
+        req: SessionRequest,
+    ) -> Result<(), ControlError> {
+        if !self.is_ready() {
+            return Err(ControlError::WrongState("Request-Session"));
+        }
+        // Checked again by the state machine when the socket is open; refused at once here
+        // so that no socket is opened for nothing.
+        if req.slots.is_empty() || req.packets == 0 {
+            return Err(ControlError::InvalidRequest("no slots or no packets"));
+        }
+        let range = (req.local.port() == 0).then_some(self.test_ports).flatten();
+        let mut local = req.local;
+        if let Some(r) = range {
+            local.set_port(r.pick(self.machine.draw_u32()));
+        }
+        let id = self.socket_id();
+        self.pending.push(PendingSocket {
+            id,
+            sid: None,
+            request: Some(ClientRequest {
+                req,
+                range,
+                tries: 1,
+                sent: false,
+            }),
+            open: false,
+        });
+        self.out
+            .push_back(Output::Socket(SocketAction::Open { id, local }));
+        let _ = now;
+        Ok(())
+    }
+
+    /// Starts the sessions requested (RFC 4656 3.6); answered by [`ClientEvent::Started`].
+    pub fn start_sessions(&mut self, now: OwampTime) -> Result<(), ControlError> {
+        self.command(now, Input::Command(ClientCommand::StartSessions))
+    }
+
+    /// Stops the test early: the local sessions stop and Stop-Sessions is exchanged
+    /// (RFC 4656 3.8); records received so far are kept.
+    pub fn stop_sessions(&mut self, now: OwampTime) -> Result<(), ControlError> {
+        self.command(now, Input::StopSessions)
+    }
+
+    /// Asks for the records of a session the server received, sequence numbers
+    /// `begin..=end` (`0, u32::MAX` for all; RFC 4656 3.9); answered by
+    /// [`ClientEvent::Fetched`] or [`ClientEvent::FetchDenied`].
+    pub fn fetch(
+        &mut self,
+        now: OwampTime,
+        sid: SessionId,
+        begin: u32,
+        end: u32,
+    ) -> Result<(), ControlError> {
+        self.command(
+            now,
+            Input::Command(ClientCommand::Fetch { sid, begin, end }),
+        )
+    }
+
+    /// Closes the connection.
+    pub fn close(&mut self, now: OwampTime) {
+        let _ = self.command(now, Input::Command(ClientCommand::Close));
+    }
+}
+
+impl<P: ServerPolicy, R: RngCore + CryptoRng> Connection<Server<P, R>> {
+    /// The server side of a connection from `peer` accepted on `local` at `now`: the
+    /// Server-Greeting is queued at once. IPv4-mapped addresses (as a dual-stack listener
+    /// reports IPv4 peers) are taken as IPv4.
+    pub fn server(
+        now: OwampTime,
+        cfg: ServerConfig,
+        policy: P,
+        rng: R,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Self {
+        let local = crate::control::canonical(local);
+        let peer = crate::control::canonical(peer);
+        let mut c = Self::with_machine(Server::new(now, cfg, policy, rng, local, peer));
+        c.drain(now);
+        c
+    }
+
+    /// The KeyID the client authenticated with, if any.
+    pub fn key_id(&self) -> Option<&[u8]> {
+        self.machine.key_id()
+    }
+
+    /// The answer to [`ServerEvent::FetchRequest`]: the stored session, or why not.
+    pub fn fetch_reply(&mut self, now: OwampTime, reply: FetchReply) {
+        self.feed(now, Input::FetchReply(reply));
+    }
+
+    /// Stops a running test early (the server shuts down): the local sessions stop and
+    /// Stop-Sessions is exchanged; outside a test, nothing happens.
+    pub fn stop_sessions(&mut self, now: OwampTime) {
+        self.feed(now, Input::StopSessions);
+    }
+
+    /// Closes the connection now (the server shuts down): receive sessions still running are
+    /// kept as incomplete.
+    pub fn close(&mut self, _now: OwampTime) {
+        if !self.closed {
+            self.machine.abort();
+            self.drain(_now);
+        }
+    }
+}

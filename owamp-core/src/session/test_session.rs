@@ -1,0 +1,511 @@
+//! One test session (RFC 4656 4) behind the same contract as the control connection: the
+//! host feeds it time and datagrams and drains the datagrams it wants sent.
+//!
+//! A [`TestSession`] is built from the [`SessionInfo`] both sides agreed on. It derives
+//! everything a host would otherwise have to know about the protocol: the schedule, the
+//! packet protection (mode and test-packet keys, RFC 4656 4.1.2), the packet length, which
+//! datagrams come from the peer, when the session is over at the latest, and the report and
+//! stored form for the control connection. The host:
+//!
+//! 1. opens a UDP socket, sets [`dscp`](TestSession::dscp), sizes its receive buffer to
+//!    [`datagram_buffer_len`](TestSession::datagram_buffer_len);
+//! 2. calls [`start`](TestSession::start) when Start-Sessions is accepted;
+//! 3. loops: waits until [`poll_timeout`](TestSession::poll_timeout) (spinning the last
+//!    stretch when it is [`precise`](Timeout::precise): a packet is due), calls
+//!    [`handle_timeout`](TestSession::handle_timeout), sends what
+//!    [`poll_transmit`](TestSession::poll_transmit) builds (with the clock read just before,
+//!    so the timestamp is as late as possible), and hands every datagram read to
+//!    [`handle_datagram`](TestSession::handle_datagram);
+//! 4. once [`is_done`](TestSession::is_done), reports [`report`](TestSession::report) to
+//!    the control connection, and keeps a receiver's records with
+//!    [`into_stored`](TestSession::into_stored) when the peer's Stop-Sessions arrives.
+//!
+//! [`crate::connection`] does all of this for every session of a control connection, so a
+//! host that uses it never calls these methods itself.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use super::{
+    DropReason, PacketProtection, Receiver, Schedule, ScheduleError, Sender, SenderError,
+    SessionParams, TTL_UNKNOWN,
+};
+use crate::control::{session_end_bound, Mode, Role};
+use crate::crypto::{SecureMode, TestPacketCrypto};
+use crate::io::{SessionEnd, SessionInfo, SessionReport, StoredSession};
+use crate::time::{ErrorEstimate, OwampTime};
+use crate::wire::SessionId;
+
+/// The largest UDP datagram: no buffer for test packets needs to be longer.
+pub const MAX_DATAGRAM: usize = 65_535;
+
+/// How long past the end of its schedule plus the loss timeout a session ends by itself when
+/// nobody stops it (see [`TestSession::with_end_margin`]).
+pub const DEFAULT_END_MARGIN: Duration = Duration::from_secs(5);
+
+/// When a session (or a connection) wants [`handle_timeout`](TestSession::handle_timeout)
+/// called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout {
+    /// The time.
+    pub at: OwampTime,
+    /// A test packet is due then: the host should wake up a little early and spin to the
+    /// exact time (sleeping alone is late by the timer's slack and the scheduler's delay).
+    pub precise: bool,
+}
+
+impl Timeout {
+    /// The earlier of two optional timeouts.
+    pub fn earliest(a: Option<Timeout>, b: Option<Timeout>) -> Option<Timeout> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.at < a.at { b } else { a }),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+}
+
+/// A datagram read from a session's test socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    /// Where it came from.
+    pub source: SocketAddr,
+    /// When it arrived: the kernel's receive timestamp when the socket gives one, else the
+    /// clock read on receipt.
+    pub recv_time: OwampTime,
+    /// The IP TTL or hop limit it arrived with, if the socket reports it.
+    pub ttl: Option<u8>,
+    /// The datagram was longer than the buffer it was read into.
+    pub truncated: bool,
+    /// Its payload (as much as the buffer held).
+    pub payload: &'a [u8],
+}
+
+/// A test packet built by [`TestSession::poll_transmit`], at the start of the caller's
+/// buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub dest: SocketAddr,
+    /// Its length.
+    pub len: usize,
+    /// Its sequence number.
+    pub seq: u32,
+    /// When it was scheduled (its timestamp minus this is how late it left).
+    pub due: OwampTime,
+}
+
+/// What [`TestSession::handle_datagram`] did with a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramOutcome {
+    /// It did not come from the session's peer: ignored (RFC 4656 4.2 test packets come
+    /// from the sender's address and port as given in Request-Session).
+    Foreign,
+    /// This end sends, or the session has been stopped: ignored.
+    NotReceiving,
+    /// A test packet of the session (a duplicate if already received).
+    Accepted {
+        /// Its sequence number.
+        seq: u32,
+        /// Whether it had been received before.
+        duplicate: bool,
+    },
+    /// Not a valid test packet of the session, or too late.
+    Dropped(DropReason),
+}
+
+/// Why a session cannot be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionSetupError {
+    /// The schedule is unusable (no slots, or no packets).
+    #[error("invalid schedule: {0}")]
+    Schedule(#[from] ScheduleError),
+    /// The sender cannot be built (padding too large).
+    #[error("{0}")]
+    Sender(#[from] SenderError),
+    /// The session's Type-P is not a DSCP (RFC 4656 3.5; the control connection refuses
+    /// such requests already).
+    #[error("unsupported Type-P descriptor {0:#010x}")]
+    TypeP(u32),
+    /// An authenticated or encrypted session without the control connection's keys.
+    #[error("{0:?} mode without session keys")]
+    MissingKeys(Mode),
+}
+
+/// Counters of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionCounters {
+    /// Sender: packets built for sending.
+    pub sent: u64,
+    /// Datagrams from an address other than the peer's, ignored.
+    pub foreign: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Sender(Box<Sender>),
+    Receiver(Box<Receiver>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Configured,
+    Running,
+    /// Stopped by the control connection, or past its end bound.
+    Stopped,
+}
+
+/// How the test packets of a session are protected, from its mode and the control
+/// connection's keys (RFC 4656 4.1.2: the test-packet keys derive from the session keys and
+/// the SID).
+pub fn packet_protection(info: &SessionInfo) -> Result<PacketProtection, SessionSetupError> {
+    let mode = match info.mode {
+        Mode::Authenticated => SecureMode::Authenticated,
+        Mode::Encrypted => SecureMode::Encrypted,
+        _ => return Ok(PacketProtection::Open),
+    };
+    let keys = info
+        .keys
+        .as_ref()
+        .ok_or(SessionSetupError::MissingKeys(info.mode))?;
+    Ok(PacketProtection::Sealed(TestPacketCrypto::new(
+        mode,
+        &info.sid.0,
+        keys,
+    )))
+}
+
+/// The schedule, start time, timeout and padding both ends agreed on (RFC 4656 3.5).
+pub fn session_params(info: &SessionInfo) -> Result<SessionParams, SessionSetupError> {
+    let r = &info.request;
+    Ok(SessionParams {
+        schedule: Schedule::new(info.sid, &r.slots, r.num_packets)?,
+        start: r.start_time,
+        timeout: r.timeout,
+        padding: r.padding_length,
+    })
+}
+
+/// Whether a datagram's source is the session's peer: the port is not checked when the
+/// peer's is unknown (0), and IPv4-mapped IPv6 addresses compare as IPv4.
+pub fn is_from_peer(peer: SocketAddr, source: SocketAddr) -> bool {
+    let peer = crate::control::canonical(peer);
+    let source = crate::control::canonical(source);
+    source.ip() == peer.ip() && (peer.port() == 0 || source.port() == peer.port())
+}
+
+/// One test session: its sender or receiver, with everything derived from the agreement.
+#[derive(Debug, Clone)]
+pub struct TestSession {
+    info: SessionInfo,
+    kind: Kind,
+    state: State,
+    margin: Duration,
+    end_bound: OwampTime,
+    dscp: u8,
+    failed: bool,
+    counters: SessionCounters,
+}
+
+impl TestSession {
+    /// The session both sides agreed on (from the control connection's `SessionAccepted`).
+    pub fn new(info: SessionInfo) -> Result<Self, SessionSetupError> {
+        let params = session_params(&info)?;
+        let protection = packet_protection(&info)?;
+        let dscp = info
+            .request
+            .type_p
+            .dscp()
+            .ok_or(SessionSetupError::TypeP(info.request.type_p.0))?;
+        let kind = match info.role {
+            Role::Sender => Kind::Sender(Box::new(Sender::new(params, protection)?)),
+            Role::Receiver => Kind::Receiver(Box::new(Receiver::new(params, protection))),
+        };
+        let mut s = Self {
+            info,
+            kind,
+            state: State::Configured,
+            margin: DEFAULT_END_MARGIN,
+            end_bound: OwampTime::ZERO,
+            dscp,
+            failed: false,
+            counters: SessionCounters::default(),
+        };
+        s.end_bound = s.bound();
+        Ok(s)
+    }
+
+    /// Sets how long past the end of the schedule plus the loss timeout the session ends by
+    /// itself if nobody stops it ([`DEFAULT_END_MARGIN`] by default).
+    pub fn with_end_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self.end_bound = self.bound();
+        self
+    }
+
+    fn bound(&self) -> OwampTime {
+        let r = &self.info.request;
+        session_end_bound(
+            r.start_time,
+            &r.slots,
+            r.num_packets,
+            r.timeout,
+            self.margin,
+        )
+    }
+
+    /// The session as agreed.
+    pub fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    /// Its SID.
+    pub fn sid(&self) -> SessionId {
+        self.info.sid
+    }
+
+    /// Whether this end sends or receives.
+    pub fn role(&self) -> Role {
+        self.info.role
+    }
+
+    /// The DSCP the sender's socket should mark its packets with (RFC 4656 3.5 Type-P).
+    pub fn dscp(&self) -> u8 {
+        self.dscp
+    }
+
+    /// Octets of each test packet of the session.
+    pub fn packet_len(&self) -> usize {
+        match &self.kind {
+            Kind::Sender(s) => s.packet_len(),
+            Kind::Receiver(r) => r.packet_len().unwrap_or(MAX_DATAGRAM),
+        }
+    }
+
+    /// How long a receive buffer must be: one octet more than a test packet, so that a longer
+    /// datagram shows as the wrong length, and at most [`MAX_DATAGRAM`].
+    pub fn datagram_buffer_len(&self) -> usize {
+        self.packet_len().saturating_add(1).min(MAX_DATAGRAM)
+    }
+
+    /// When the session ends by itself at the latest.
+    pub fn end_bound(&self) -> OwampTime {
+        self.end_bound
+    }
+
+    /// Starts sending or receiving (Start-Sessions was accepted).
+    pub fn start(&mut self) {
+        if self.state == State::Configured {
+            self.state = State::Running;
+        }
+    }
+
+    /// Stops the session now; further calls do nothing.
+    pub fn stop(&mut self) {
+        self.state = State::Stopped;
+    }
+
+    /// Whether it has been started and not stopped.
+    pub fn is_running(&self) -> bool {
+        self.state == State::Running
+    }
+
+    /// Whether the session is over for the control connection: stopped, a sender with every
+    /// packet sent or skipped, or a receiver with every packet received or declared lost. A
+    /// receiver that is done still takes datagrams (duplicates) until it is stopped.
+    pub fn is_done(&self) -> bool {
+        match (&self.kind, self.state) {
+            (_, State::Stopped) => true,
+            (_, State::Configured) => false,
+            (Kind::Sender(s), State::Running) => s.is_finished(),
+            (Kind::Receiver(r), State::Running) => r.is_complete(),
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &SessionCounters {
+        &self.counters
+    }
+
+    /// The core sender, when this end sends.
+    pub fn sender(&self) -> Option<&Sender> {
+        match &self.kind {
+            Kind::Sender(s) => Some(s),
+            Kind::Receiver(_) => None,
+        }
+    }
+
+    /// The core receiver, when this end receives.
+    pub fn receiver(&self) -> Option<&Receiver> {
+        match &self.kind {
+            Kind::Receiver(r) => Some(r),
+            Kind::Sender(_) => None,
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) (a receiver declaring a packet lost, the
+    /// end bound) or [`poll_transmit`](Self::poll_transmit) (a packet due: `precise`) next
+    /// has something to do; `None` while not running or once done.
+    pub fn poll_timeout(&self) -> Option<Timeout> {
+        if self.state != State::Running {
+            return None;
+        }
+        let bound = Some(Timeout {
+            at: self.end_bound,
+            precise: false,
+        });
+        let next = match &self.kind {
+            Kind::Sender(s) => s.next_due().map(|(_, due)| Timeout {
+                at: due,
+                precise: true,
+            }),
+            Kind::Receiver(r) => r.next_deadline().map(|at| Timeout {
+                // RFC 4656 4.2: lost once the timeout after its send time has passed.
+                at: at.saturating_add(Duration::from_nanos(1)),
+                precise: false,
+            }),
+        };
+        // Done when there is no next packet: nothing to wait for.
+        next?;
+        Timeout::earliest(next, bound)
+    }
+
+    /// Time passed: a receiver declares lost the packets whose timeout is over (recording
+    /// `error`, the receiver clock's estimate, as the reference does); past its end bound
+    /// the session stops.
+    pub fn handle_timeout(&mut self, now: OwampTime, error: ErrorEstimate) {
+        if self.state != State::Running {
+            return;
+        }
+        if let Kind::Receiver(r) = &mut self.kind {
+            r.poll(now, error);
+        }
+        if now > self.end_bound {
+            self.state = State::Stopped;
+        }
+    }
+
+    /// Builds the next test packet into `buf` if one is due at `now`, stamped with `now` and
+    /// `error` (read the clock right before calling, and send at once). Packets more than the
+    /// loss timeout late are skipped and reported in Stop-Sessions (RFC 4656 3.8), as the
+    /// reference sender does. `None` when nothing is due.
+    pub fn poll_transmit(
+        &mut self,
+        now: OwampTime,
+        error: ErrorEstimate,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        if self.state != State::Running {
+            return None;
+        }
+        let Kind::Sender(snd) = &mut self.kind else {
+            return None;
+        };
+        if now > self.end_bound {
+            self.state = State::Stopped;
+            return None;
+        }
+        loop {
+            let (seq, due) = snd.next_due()?;
+            if snd.is_too_late(now) {
+                snd.skip();
+                continue;
+            }
+            if due > now {
+                return None;
+            }
+            return match snd.build(buf, now, error) {
+                Ok(len) => {
+                    self.counters.sent += 1;
+                    Some(Transmit {
+                        dest: self.info.peer,
+                        len,
+                        seq,
+                        due,
+                    })
+                }
+                Err(_) => {
+                    // Only a buffer shorter than `packet_len` gets here: the session cannot
+                    // go on, and Stop-Sessions reports the failure.
+                    self.failed = true;
+                    self.state = State::Stopped;
+                    None
+                }
+            };
+        }
+    }
+
+    /// Handles a datagram read from the session's socket, with `error` the receiver clock's
+    /// estimate. Datagrams from anyone but the peer are ignored.
+    pub fn handle_datagram(&mut self, d: &Datagram<'_>, error: ErrorEstimate) -> DatagramOutcome {
+        if !is_from_peer(self.info.peer, d.source) {
+            self.counters.foreign += 1;
+            return DatagramOutcome::Foreign;
+        }
+        if self.state != State::Running {
+            return DatagramOutcome::NotReceiving;
+        }
+        let keep = self.packet_len().saturating_add(1);
+        let Kind::Receiver(rcv) = &mut self.kind else {
+            return DatagramOutcome::NotReceiving;
+        };
+        // A truncated datagram was longer than any packet of the session: hand over one
+        // octet more than a packet so that the receiver sees the wrong length.
+        let payload = if d.truncated {
+            d.payload
+        } else {
+            d.payload.get(..keep).unwrap_or(d.payload)
+        };
+        let ttl = d.ttl.unwrap_or(TTL_UNKNOWN);
+        match rcv.receive(payload, d.recv_time, error, ttl) {
+            Ok(a) => DatagramOutcome::Accepted {
+                seq: a.seq,
+                duplicate: a.duplicate,
+            },
+            Err(r) => DatagramOutcome::Dropped(r),
+        }
+    }
+
+    /// Marks the session failed: Stop-Sessions reports it (a socket that could not be set up,
+    /// for example).
+    pub fn fail(&mut self) {
+        self.failed = true;
+        self.state = State::Stopped;
+    }
+
+    /// What the control connection needs to know of how it ended (a sender's Next-Seqno and
+    /// skip ranges for Stop-Sessions, RFC 4656 3.8).
+    pub fn report(&self) -> SessionReport {
+        let sid = self.info.sid;
+        let mut r = match &self.kind {
+            Kind::Sender(s) => SessionReport {
+                sid,
+                next_seqno: s.next_seqno(),
+                skips: s.skip_ranges().to_vec(),
+                failed: false,
+            },
+            Kind::Receiver(_) => SessionReport::completed(sid, 0),
+        };
+        r.failed = self.failed;
+        r
+    }
+
+    /// A receiver's stored form after the peer's Stop-Sessions (RFC 4656 3.8, see
+    /// [`Receiver::into_stored`]); `None` for a sender.
+    pub fn into_stored(self, end: &SessionEnd, error: ErrorEstimate) -> Option<StoredSession> {
+        match self.kind {
+            Kind::Receiver(r) => Some(r.into_stored(self.info.request, end, error)),
+            Kind::Sender(_) => None,
+        }
+    }
+
+    /// A receiver's stored form when the test broke off without the peer's Stop-Sessions
+    /// (incomplete, see [`Receiver::into_incomplete`]); `None` for a sender.
+    pub fn into_incomplete(self) -> Option<StoredSession> {
+        match self.kind {
+            Kind::Receiver(r) => Some(r.into_incomplete(self.info.request)),
+            Kind::Sender(_) => None,
+        }
+    }
+}
