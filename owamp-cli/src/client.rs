@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use owamp_core::control::{AcceptCode, CloseReason, Identity, Modes};
 use owamp_core::io::StoredSession;
 use owamp_core::owp::{self, OwpReader};
-use owamp_std::clock::kernel_clock_status;
-use owamp_std::control::{owp_header, ClientConnection, ClientError, ClientOptions};
+use owamp_os::clock::kernel_clock_status;
+use owamp_os::store::owp_header;
+use owamp_std::control::{ClientConnection, ClientError, ClientOptions};
 
 use crate::config::{self, pfs};
 use crate::owstats;

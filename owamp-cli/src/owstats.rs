@@ -16,7 +16,7 @@ use owamp_core::owp::{OwpReader, SessionHeader};
 use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
 use owamp_core::stats::{PacketEvent, SessionInfo, Stats, StatsConfig, Summary};
 use owamp_core::time::OwampTime;
-use owamp_std::control::sid_hex;
+use owamp_os::store::sid_hex;
 
 use crate::sys::Environment;
 
