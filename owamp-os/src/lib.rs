@@ -9,7 +9,7 @@
 //!   set-up, `recvmsg` and control-message parsing usable with any readiness mechanism.
 //! - [`rng`]: the operating system's random generator for the control state machines.
 //! - [`store`]: where a server keeps the sessions it received ([`store::SessionStore`]), in
-//!   memory or as perfSONAR-compatible `.owp` files.
+//!   memory or as perfSONAR-compatible `.owp` files, which [`owp_file`] writes atomically.
 //!
 //! # Reading the clock
 //!
@@ -26,5 +26,6 @@
 
 pub mod clock;
 pub mod net;
+pub mod owp_file;
 pub mod rng;
 pub mod store;
