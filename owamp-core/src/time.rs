@@ -183,6 +183,15 @@ impl ErrorEstimate {
     /// The largest scale (6 bits).
     pub const MAX_SCALE: u8 = 63;
 
+    /// The estimate sent with timestamps from a clock not synchronized to UTC: S bit clear,
+    /// scale 0, multiplier 1 (`0x0001`, 2^-32 s).
+    ///
+    /// Such a clock has no bound worth sending: the clear S bit already tells the receiver not
+    /// to trust the timestamp (RFC 4656 4.1.2). The value is the smallest valid one (a zero
+    /// multiplier marks the packet corrupt) and the one perfSONAR owamp sends on an
+    /// unsynchronized host (`0x0001` in the reference traces).
+    pub const UNSYNCHRONIZED: ErrorEstimate = ErrorEstimate(0x0001);
+
     /// The estimate whose wire representation is `raw`.
     pub const fn from_raw(raw: u16) -> Self {
         Self(raw)
@@ -217,6 +226,18 @@ impl ErrorEstimate {
             }
         }
         None
+    }
+
+    /// The estimate for a clock whose discipline (the kernel's NTP state, for instance) says
+    /// whether it is `synchronized` and reports its estimated error: when synchronized, that
+    /// error rounded up to the next encodable value ([`from_duration`](Self::from_duration))
+    /// with the S bit set; otherwise, or if the error is beyond encoding,
+    /// [`UNSYNCHRONIZED`](Self::UNSYNCHRONIZED).
+    pub fn from_clock(synchronized: bool, estimated_error: Duration) -> Self {
+        if !synchronized {
+            return Self::UNSYNCHRONIZED;
+        }
+        Self::from_duration(true, estimated_error).unwrap_or(Self::UNSYNCHRONIZED)
     }
 
     /// The S bit: whether the clock that took the timestamp was synchronized to UTC by an
@@ -408,6 +429,26 @@ mod tests {
             ErrorEstimate::from_duration(false, max + Duration::from_nanos(1)),
             None
         );
+    }
+
+    #[test]
+    fn unsynchronized_clock_is_reference_value() {
+        assert_eq!(ErrorEstimate::UNSYNCHRONIZED.raw(), 0x0001);
+        assert!(ErrorEstimate::UNSYNCHRONIZED.is_valid());
+        let e = ErrorEstimate::from_clock(false, Duration::from_millis(3));
+        assert_eq!(e, ErrorEstimate::UNSYNCHRONIZED);
+        // An error too large to encode says nothing either.
+        let huge = ErrorEstimate::from_clock(true, Duration::from_secs(255 << 32));
+        assert_eq!(huge, ErrorEstimate::UNSYNCHRONIZED);
+    }
+
+    #[test]
+    fn synchronized_clock_rounds_up() {
+        let e = ErrorEstimate::from_clock(true, Duration::from_micros(1500));
+        assert!(e.synchronized());
+        assert!(e.error() >= Duration::from_micros(1500));
+        // Within one multiplier step (1/255 relative) of the true value.
+        assert!(e.error() < Duration::from_micros(1510));
     }
 
     proptest! {

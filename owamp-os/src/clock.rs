@@ -12,11 +12,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use owamp_core::time::{ErrorEstimate, OwampTime, NTP_UNIX_OFFSET_SECS};
 
-/// The estimate sent by an unsynchronized clock: S bit clear, scale 0, multiplier 1. This is
-/// what perfSONAR owamp sends on a host whose clock is not synchronized (`0x0001` in the
-/// reference traces).
-pub const UNSYNCHRONIZED_ERROR: ErrorEstimate = ErrorEstimate::from_raw(0x0001);
-
 /// Conversions between the system's [`SystemTime`] (from 1970) and [`OwampTime`] (RFC 4656
 /// 4.1.2: NTP format, from 1900).
 pub trait SystemTimeExt: Sized {
@@ -100,14 +95,10 @@ pub struct KernelClockStatus {
 }
 
 impl KernelClockStatus {
-    /// The Error Estimate for this status (RFC 4656 4.1.2): when synchronized, the estimated
-    /// error rounded up to the next encodable value with the S bit set; otherwise
-    /// [`UNSYNCHRONIZED_ERROR`], as the reference implementation sends.
+    /// The Error Estimate for this status (RFC 4656 4.1.2), as [`ErrorEstimate::from_clock`]
+    /// gives it from the synchronization flag and the estimated error.
     pub fn error_estimate(&self) -> ErrorEstimate {
-        if !self.synchronized {
-            return UNSYNCHRONIZED_ERROR;
-        }
-        ErrorEstimate::from_duration(true, self.esterror).unwrap_or(UNSYNCHRONIZED_ERROR)
+        ErrorEstimate::from_clock(self.synchronized, self.esterror)
     }
 }
 
@@ -144,10 +135,10 @@ pub fn kernel_clock_status() -> std::io::Result<KernelClockStatus> {
     })
 }
 
-/// The error estimate of the system clock now ([`UNSYNCHRONIZED_ERROR`] if the kernel cannot
-/// tell).
+/// The error estimate of the system clock now ([`ErrorEstimate::UNSYNCHRONIZED`] if the kernel
+/// cannot tell).
 pub fn kernel_error_estimate() -> ErrorEstimate {
-    kernel_clock_status().map_or(UNSYNCHRONIZED_ERROR, |s| s.error_estimate())
+    kernel_clock_status().map_or(ErrorEstimate::UNSYNCHRONIZED, |s| s.error_estimate())
 }
 
 /// The system clock (`CLOCK_REALTIME`), with the kernel's error estimate re-read at most once
@@ -181,7 +172,7 @@ impl SystemClock {
             origin: Instant::now(),
             refresh,
             refreshed_at: AtomicU64::new(0),
-            estimate: AtomicU64::new(u64::from(UNSYNCHRONIZED_ERROR.raw())),
+            estimate: AtomicU64::new(u64::from(ErrorEstimate::UNSYNCHRONIZED.raw())),
         }
     }
 
@@ -299,27 +290,20 @@ mod tests {
     }
 
     #[test]
-    fn unsynchronized_is_reference_value() {
-        let s = KernelClockStatus {
-            synchronized: false,
-            esterror: Duration::from_millis(3),
-            maxerror: Duration::from_secs(16),
-        };
-        assert_eq!(s.error_estimate().raw(), 0x0001);
-    }
-
-    #[test]
-    fn synchronized_rounds_up() {
-        let s = KernelClockStatus {
-            synchronized: true,
-            esterror: Duration::from_micros(1500),
-            maxerror: Duration::from_millis(100),
-        };
-        let e = s.error_estimate();
-        assert!(e.synchronized());
-        assert!(e.error() >= Duration::from_micros(1500));
-        // Within one multiplier step (1/255 relative) of the true value.
-        assert!(e.error() < Duration::from_micros(1510));
+    fn status_maps_estimated_error_through_the_core() {
+        // The rounding and the unsynchronized value are the core's (ErrorEstimate::from_clock);
+        // here only which kernel fields feed it.
+        for synchronized in [false, true] {
+            let s = KernelClockStatus {
+                synchronized,
+                esterror: Duration::from_micros(1500),
+                maxerror: Duration::from_secs(16),
+            };
+            assert_eq!(
+                s.error_estimate(),
+                ErrorEstimate::from_clock(synchronized, Duration::from_micros(1500))
+            );
+        }
     }
 
     #[test]
@@ -337,7 +321,7 @@ mod tests {
     fn offset_clock_shifts() {
         let c = OffsetClock {
             offset_nanos: -5_000_000_000,
-            estimate: UNSYNCHRONIZED_ERROR,
+            estimate: ErrorEstimate::UNSYNCHRONIZED,
         };
         let sys = SystemClock::new().now();
         let d = sys.diff_nanos(c.now());
