@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use owamp_core::control::{AcceptCode, CloseReason, Identity, Modes};
 use owamp_core::io::StoredSession;
 use owamp_core::owp::{self, OwpReader};
-use owamp_std::clock::kernel_clock_status;
-use owamp_std::control::{owp_header, ClientConnection, ClientError, ClientOptions};
+use owamp_os::clock::kernel_clock_status;
+use owamp_os::store::{owp_header, write_owp};
+use owamp_std::control::{ClientConnection, ClientError, ClientOptions};
 
 use crate::config::{self, pfs};
 use crate::owstats;
@@ -364,8 +365,7 @@ pub fn owp_bytes(s: &StoredSession) -> Result<Vec<u8>, String> {
 
 /// Writes a session's `.owp` file; the error names the file.
 pub fn save_owp(path: &Path, s: &StoredSession) -> Result<(), String> {
-    owp::write_file(path, &owp_header(s), s.records.iter().copied())
-        .map_err(|e| format!("{}: {e}", path.display()))
+    write_owp(path, s).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Prints the owstats statistics of a session from the bytes of its `.owp` file, naming its

@@ -23,10 +23,8 @@ use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
 use owamp_core::io::FetchReply;
 use owamp_core::policy::{Limits, Peer, ServerPolicy, TestAdmission};
 use owamp_core::wire::SessionId;
-use owamp_std::control::{
-    ConnectionSummary, DirectoryStore, ServeConfig, Server, ServerHandle, SessionStore, StopHandle,
-    StoreError,
-};
+use owamp_os::store::{DirectoryStore, SessionStore, StoreError};
+use owamp_std::control::{ConnectionSummary, ServeConfig, Server, ServerHandle, StopHandle};
 
 use crate::client::CONTROL_PORT;
 use crate::config::{self, limits, pfs, server, FileError};
@@ -579,8 +577,8 @@ fn serve(
         )));
     }
     let pid = PidFile::create(&s.vardir)?;
-    let clock = owamp_std::clock::SystemClock::shared();
-    let start = owamp_std::clock::Clock::now(&clock);
+    let clock = owamp_os::clock::SystemClock::shared();
+    let start = owamp_os::clock::Clock::now(&clock);
     let info = s.vardir.join(INFO_FILE);
     std::fs::write(&info, format!("{:020}\n", start.raw()))
         .map_err(|e| Fatal(format!("{}: {e}", info.display())))?;

@@ -24,7 +24,8 @@ use owamp_core::io::StoredSession;
 use owamp_core::owp::OwpReader;
 use owamp_core::stats::report::Peer;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
-use owamp_std::control::{fetched_to_stored, sid_hex, SessionSpec, StopHandle};
+use owamp_os::store::sid_hex;
+use owamp_std::control::{fetched_to_stored, SessionSpec, StopHandle};
 
 use crate::args::{ConnectionArgs, Hosts, OutputArgs, PeerArgs};
 use crate::client::{self, Family};

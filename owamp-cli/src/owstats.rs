@@ -16,7 +16,7 @@ use owamp_core::owp::{OwpReader, SessionHeader};
 use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
 use owamp_core::stats::{PacketEvent, SessionInfo, Stats, StatsConfig, Summary};
 use owamp_core::time::OwampTime;
-use owamp_std::control::sid_hex;
+use owamp_os::store::sid_hex;
 
 use crate::sys::Environment;
 
@@ -24,10 +24,11 @@ use crate::sys::Environment;
 /// real session, small enough that a corrupt packet count cannot make owstats run for hours.
 const SCHEDULE_BASE_LIMIT: u64 = 1 << 26;
 
-/// The schedule steps the statistics of a session file of `file_len` octets may take: the
-/// packet count in the file is not trusted to bound them.
-pub(crate) fn schedule_limit(file_len: u64) -> u64 {
-    SCHEDULE_BASE_LIMIT.saturating_add(file_len / 25 * 8)
+/// The schedule steps the statistics of a session file that can hold at most `max_records`
+/// records ([`OwpReader::max_records`]) may take: the packet count in the file is not trusted
+/// to bound them.
+pub(crate) fn schedule_limit(max_records: u64) -> u64 {
+    SCHEDULE_BASE_LIMIT.saturating_add(max_records.saturating_mul(8))
 }
 
 /// Marks a write to a closed stdout.
@@ -542,7 +543,7 @@ pub(crate) fn stats_for<R: Read + Seek>(
         SessionInfo::from_header(reader.header()),
         StatsConfig {
             bucket_width,
-            schedule_limit: Some(schedule_limit(reader.file_len())),
+            schedule_limit: Some(schedule_limit(reader.max_records())),
         },
     )
     .map_err(|e| e.to_string())

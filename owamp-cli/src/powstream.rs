@@ -36,9 +36,9 @@ use owamp_core::session::Schedule;
 use owamp_core::stats::report::{self, ReportContext, Scale};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::{SessionId, Slot, SlotKind};
+use owamp_os::store::{owp_header, sid_hex};
 use owamp_std::control::{
-    fetched_to_stored, owp_header, sid_hex, ClientConnection, ClientOptions, SessionSpec,
-    StopHandle,
+    fetched_to_stored, ClientConnection, ClientOptions, SessionSpec, StopHandle,
 };
 
 use crate::args::{Hosts, PeerArgs};

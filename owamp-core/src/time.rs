@@ -14,7 +14,7 @@
 //! apply era arithmetic: a timestamp is the plain 64-bit number, ordered as such.
 
 use core::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Seconds from 1900-01-01 (the OWAMP/NTP epoch) to 1970-01-01 (the Unix epoch).
 pub const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
@@ -104,33 +104,6 @@ impl OwampTime {
         duration_to_fixed_point(d).map(Self)
     }
 
-    /// Converts a [`SystemTime`], rounding to the nearest 2^-32 s. `None` if the time is before
-    /// 1900 or does not fit in the 32-bit seconds field (from 2036-02-07 06:28:16 UTC on).
-    pub fn from_system_time(t: SystemTime) -> Option<Self> {
-        let offset = Duration::from_secs(NTP_UNIX_OFFSET_SECS);
-        match t.duration_since(UNIX_EPOCH) {
-            Ok(after) => Self::from_since_epoch(after.checked_add(offset)?),
-            Err(e) => Self::from_since_epoch(offset.checked_sub(e.duration())?),
-        }
-    }
-
-    /// Converts to a [`SystemTime`], rounding to the nearest nanosecond.
-    ///
-    /// Never panics. On a platform whose `SystemTime` cannot represent the instant (years
-    /// 1900-2106 are representable on all mainstream platforms) the result saturates to the
-    /// Unix epoch.
-    pub fn to_system_time(self) -> SystemTime {
-        let since_1900 = self.since_epoch();
-        let offset = Duration::from_secs(NTP_UNIX_OFFSET_SECS);
-        let t = match since_1900.checked_sub(offset) {
-            Some(after) => UNIX_EPOCH.checked_add(after),
-            None => offset
-                .checked_sub(since_1900)
-                .and_then(|before| UNIX_EPOCH.checked_sub(before)),
-        };
-        t.unwrap_or(UNIX_EPOCH)
-    }
-
     /// `self + d`, with `d` rounded to the nearest 2^-32 s; `None` on overflow.
     pub fn checked_add(self, d: Duration) -> Option<Self> {
         let units = u64::try_from(nanos_to_fixed(d.as_nanos())).ok()?;
@@ -195,12 +168,6 @@ impl fmt::Debug for OwampTime {
     }
 }
 
-impl From<OwampTime> for SystemTime {
-    fn from(t: OwampTime) -> Self {
-        t.to_system_time()
-    }
-}
-
 /// The 16-bit Error Estimate of RFC 4656 4.1.2: S (synchronized) bit, Z bit, 6-bit scale and
 /// 8-bit multiplier. The estimated error is `multiplier * 2^-32 * 2^scale` seconds.
 ///
@@ -216,8 +183,13 @@ impl ErrorEstimate {
     /// The largest scale (6 bits).
     pub const MAX_SCALE: u8 = 63;
 
-    /// What a clock that is not synchronised sends (RFC 4656 4.1.2): S bit clear, scale 0,
-    /// multiplier 1, as the reference implementation does.
+    /// The estimate sent with timestamps from a clock not synchronized to UTC: S bit clear,
+    /// scale 0, multiplier 1 (`0x0001`, 2^-32 s).
+    ///
+    /// Such a clock has no bound worth sending: the clear S bit already tells the receiver not
+    /// to trust the timestamp (RFC 4656 4.1.2). The value is the smallest valid one (a zero
+    /// multiplier marks the packet corrupt) and the one perfSONAR owamp sends on an
+    /// unsynchronized host (`0x0001` in the reference traces).
     pub const UNSYNCHRONIZED: ErrorEstimate = ErrorEstimate(0x0001);
 
     /// The estimate whose wire representation is `raw`.
@@ -254,6 +226,18 @@ impl ErrorEstimate {
             }
         }
         None
+    }
+
+    /// The estimate for a clock whose discipline (the kernel's NTP state, for instance) says
+    /// whether it is `synchronized` and reports its estimated error: when synchronized, that
+    /// error rounded up to the next encodable value ([`from_duration`](Self::from_duration))
+    /// with the S bit set; otherwise, or if the error is beyond encoding,
+    /// [`UNSYNCHRONIZED`](Self::UNSYNCHRONIZED).
+    pub fn from_clock(synchronized: bool, estimated_error: Duration) -> Self {
+        if !synchronized {
+            return Self::UNSYNCHRONIZED;
+        }
+        Self::from_duration(true, estimated_error).unwrap_or(Self::UNSYNCHRONIZED)
     }
 
     /// The S bit: whether the clock that took the timestamp was synchronized to UTC by an
@@ -325,13 +309,12 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn unix_epoch_round_trips() {
-        assert_eq!(
-            OwampTime::from_system_time(UNIX_EPOCH),
-            Some(OwampTime::UNIX_EPOCH)
-        );
-        assert_eq!(OwampTime::UNIX_EPOCH.to_system_time(), UNIX_EPOCH);
+    fn unix_epoch() {
         assert_eq!(OwampTime::UNIX_EPOCH.seconds(), 2_208_988_800);
+        assert_eq!(
+            OwampTime::UNIX_EPOCH.since_epoch(),
+            Duration::from_secs(NTP_UNIX_OFFSET_SECS)
+        );
     }
 
     #[test]
@@ -353,23 +336,6 @@ mod tests {
             duration_to_fixed_point(Duration::from_millis(50)),
             Some(0x0ccc_cccd)
         );
-    }
-
-    #[test]
-    fn system_time_limits() {
-        let before_1900 = UNIX_EPOCH - Duration::from_secs(NTP_UNIX_OFFSET_SECS + 1);
-        assert_eq!(OwampTime::from_system_time(before_1900), None);
-        let era_end = UNIX_EPOCH + Duration::from_secs((1 << 32) - NTP_UNIX_OFFSET_SECS);
-        assert_eq!(OwampTime::from_system_time(era_end), None);
-        let last = era_end - Duration::from_nanos(1);
-        // 1 ns is 4.29 units: the last nanosecond of the era rounds to MAX - 3.
-        assert_eq!(
-            OwampTime::from_system_time(last),
-            Some(OwampTime::from_raw(u64::MAX - 3))
-        );
-        let t1900 = UNIX_EPOCH - Duration::from_secs(NTP_UNIX_OFFSET_SECS);
-        assert_eq!(OwampTime::from_system_time(t1900), Some(OwampTime::ZERO));
-        assert_eq!(OwampTime::ZERO.to_system_time(), t1900);
     }
 
     #[test]
@@ -465,6 +431,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn unsynchronized_clock_is_reference_value() {
+        assert_eq!(ErrorEstimate::UNSYNCHRONIZED.raw(), 0x0001);
+        assert!(ErrorEstimate::UNSYNCHRONIZED.is_valid());
+        let e = ErrorEstimate::from_clock(false, Duration::from_millis(3));
+        assert_eq!(e, ErrorEstimate::UNSYNCHRONIZED);
+        // An error too large to encode says nothing either.
+        let huge = ErrorEstimate::from_clock(true, Duration::from_secs(255 << 32));
+        assert_eq!(huge, ErrorEstimate::UNSYNCHRONIZED);
+    }
+
+    #[test]
+    fn synchronized_clock_rounds_up() {
+        let e = ErrorEstimate::from_clock(true, Duration::from_micros(1500));
+        assert!(e.synchronized());
+        assert!(e.error() >= Duration::from_micros(1500));
+        // Within one multiplier step (1/255 relative) of the true value.
+        assert!(e.error() < Duration::from_micros(1510));
+    }
+
     proptest! {
         #[test]
         fn raw_time_to_duration_and_back(raw in any::<u64>()) {
@@ -485,22 +471,6 @@ mod tests {
             let t = OwampTime::from_since_epoch(d).unwrap();
             prop_assert_eq!(t.since_epoch(), d);
             prop_assert_eq!(fixed_point_to_duration(duration_to_fixed_point(d).unwrap()), d);
-        }
-
-        #[test]
-        fn system_time_never_panics_and_round_trips(raw in any::<u64>()) {
-            let t = OwampTime::from_raw(raw);
-            let st = t.to_system_time();
-            if let Some(back) = OwampTime::from_system_time(st) {
-                prop_assert!(back.diff_raw(t).abs() <= 3);
-            }
-        }
-
-        #[test]
-        fn system_time_round_trip_is_exact(secs in 0u64..(1 << 32) - 1, nanos in 0u32..1_000_000_000) {
-            let st = UNIX_EPOCH - Duration::from_secs(NTP_UNIX_OFFSET_SECS) + Duration::new(secs, nanos);
-            let t = OwampTime::from_system_time(st).unwrap();
-            prop_assert_eq!(t.to_system_time(), st);
         }
 
         #[test]

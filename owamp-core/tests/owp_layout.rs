@@ -89,6 +89,9 @@ fn skip_ranges_after_records_round_trip_and_bound_the_records() {
         "the skip ranges are not records"
     );
     assert_eq!(r.stats_record_count(2), 3);
+    // The bound counts every octet of the file, header and skip ranges included.
+    assert_eq!(r.max_records(), r.file_len() / 25);
+    assert!(r.max_records() > 5);
 }
 
 #[test]

@@ -85,20 +85,6 @@ fn reference_files_round_trip_byte_for_byte() {
 }
 
 #[test]
-fn write_file_replaces_atomically_and_reads_back() {
-    let bytes = load("from.owp");
-    let (h, recs) = read_all(&bytes);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("out.owp");
-    std::fs::write(&path, b"old content").unwrap();
-    owp::write_file(&path, &h, recs.iter().copied()).unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), bytes);
-    // No temporary file is left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(names.len(), 1);
-}
-
-#[test]
 fn new_header_lays_records_out_like_the_reference_receiver() {
     let (h, recs) = read_all(&load("from.owp"));
     let fresh = owp::SessionHeader::new(h.request.clone(), Vec::new(), recs.len() as u32, 1, 20);

@@ -228,7 +228,9 @@ fn scenario(mode: Option<SecureMode>, padding: u32) {
     // Through a file on disk.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("session.owp");
-    owp::write_file(&path, &header(&p, &records), records.iter().copied()).unwrap();
+    let mut file = File::create(&path).unwrap();
+    owp::encode(&mut file, &header(&p, &records), records.iter().copied()).unwrap();
+    drop(file);
     let (h, s, events) = stats_of(File::open(&path).unwrap());
     assert_eq!(h.request.num_packets, COUNT);
 

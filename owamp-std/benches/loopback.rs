@@ -11,12 +11,11 @@ use owamp_core::io::SessionInfo;
 use owamp_core::policy::AllowAll;
 use owamp_core::time::{duration_to_fixed_point, OwampTime};
 use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
-use owamp_std::clock::{Clock, SystemClock};
-use owamp_std::control::{
-    run_test, ClientOptions, MemoryStore, ServeConfig, Server, SessionSpec, TestPlan,
-};
+use owamp_os::clock::{Clock, SystemClock};
+use owamp_os::net::TestSocket;
+use owamp_os::store::MemoryStore;
+use owamp_std::control::{run_test, ClientOptions, ServeConfig, Server, SessionSpec, TestPlan};
 use owamp_std::endpoint::{EndpointConfig, EndpointResult, TestEndpoint};
-use owamp_std::net::TestSocket;
 
 fn lo() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)

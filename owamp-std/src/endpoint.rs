@@ -32,8 +32,8 @@ use owamp_core::session::{
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::SessionId;
 
-use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::net::{canonical, Received, TestSocket};
+use owamp_os::clock::{Clock, SharedClock, SystemClock};
+use owamp_os::net::{canonical, Received, TestSocket};
 
 /// How test endpoints run.
 #[derive(Clone)]
@@ -427,7 +427,7 @@ pub fn receive_datagram(
 /// datagram shows as the wrong length.
 pub fn receive_buffer(rcv: &Receiver) -> Vec<u8> {
     let want = rcv.params().padding as usize;
-    vec![0u8; want.saturating_add(49).min(crate::net::MAX_DATAGRAM)]
+    vec![0u8; want.saturating_add(49).min(owamp_os::net::MAX_DATAGRAM)]
 }
 
 #[derive(Default)]

@@ -1,13 +1,12 @@
 //! owamp-std: runs OWAMP (RFC 4656) with blocking std sockets and threads on top of the
 //! sans-IO owamp-core.
 //!
-//! - [`clock`]: the system clock as OWAMP timestamps and its kernel error estimate.
-//! - [`net`]: UDP test sockets with DSCP, kernel receive timestamps and TTL delivery (also
-//!   usable by other adapters: socket set-up, `recvmsg` and control-message parsing).
-//! - [`rng`]: the operating system's random generator for the control state machines.
+//! The clock, the random generator, the UDP test sockets and the session stores it uses come
+//! from owamp-os, which the async adapter shares; this crate adds the threads:
+//!
 //! - [`endpoint`]: one test session's sender or receiver on its own thread.
 //! - [`control`]: a control connection's driver: the client (owping's side) and the server
-//!   (owampd's side), with stores for received sessions.
+//!   (owampd's side), which keeps received sessions in an [`owamp_os::store::SessionStore`].
 //!
 //! The adapter makes no protocol decision: every output of the core's state machines is
 //! carried out as `owamp_core::io` describes.
@@ -28,7 +27,7 @@
 //! let results = run_test(server, &ClientOptions::default(), &plan, Some(&stop))?;
 //! if let Some(to) = results.to {
 //!     let session = to.data?; // the records the server received
-//!     owamp_std::control::write_owp("to.owp".as_ref(), &session)?;
+//!     owamp_os::store::write_owp("to.owp".as_ref(), &session)?;
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -38,7 +37,8 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use owamp_core::policy::AllowAll;
-//! use owamp_std::control::{DirectoryStore, ServeConfig, Server};
+//! use owamp_os::store::DirectoryStore;
+//! use owamp_std::control::{ServeConfig, Server};
 //!
 //! let store = Arc::new(DirectoryStore::new("/var/lib/owamp")?);
 //! let server = Server::bind("0.0.0.0:861".parse()?, ServeConfig::default(), AllowAll, store)?;
@@ -48,8 +48,5 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod clock;
 pub mod control;
 pub mod endpoint;
-pub mod net;
-pub mod rng;

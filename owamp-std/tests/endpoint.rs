@@ -6,9 +6,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use owamp_core::control::Mode;
-use owamp_std::clock::{Clock, SystemClock};
+use owamp_os::clock::{Clock, SystemClock};
+use owamp_os::net::TestSocket;
 use owamp_std::endpoint::EndpointResult;
-use owamp_std::net::TestSocket;
 use owamp_testkit::{config, lo, pair};
 
 #[test]

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use owamp_core::control::{CloseReason, Mode, Modes, ServerConfig};
 use owamp_core::io::{Finished, StoredSession};
 use owamp_core::policy::{AllowAll, ServerPolicy};
+use owamp_os::store::MemoryStore;
 use owamp_std::control::{
-    run_test, ClientError, ClientOptions, MemoryStore, RunningServer, ServeConfig, Server,
-    SessionSpec, StopHandle, TestPlan,
+    run_test, ClientError, ClientOptions, RunningServer, ServeConfig, Server, SessionSpec,
+    StopHandle, TestPlan,
 };
 use owamp_testkit::{both_ways, client, limits_with_alice, serve_config, PACKETS};
 

@@ -9,9 +9,9 @@ use owamp_core::control::{ClientConfig, Role};
 use owamp_core::io::Finished;
 use owamp_core::owp::OwpReader;
 use owamp_core::policy::AllowAll;
+use owamp_os::store::{read_owp, DirectoryStore, MemoryStore};
 use owamp_std::control::{
-    read_owp, run_test, ClientConnection, ClientOptions, DirectoryStore, MemoryStore, Server,
-    SessionSpec, TestPlan,
+    run_test, ClientConnection, ClientOptions, Server, SessionSpec, TestPlan,
 };
 use owamp_testkit::{lo_addr as lo, serve_config as config};
 

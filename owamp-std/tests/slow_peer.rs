@@ -12,8 +12,9 @@ use owamp_core::io::{Finished, Input, Output, StoredSession};
 use owamp_core::policy::AllowAll;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
-use owamp_std::control::{serve_connection, MemoryStore, ServeConfig, SessionStore};
-use owamp_std::rng::OsRng;
+use owamp_os::rng::OsRng;
+use owamp_os::store::{MemoryStore, SessionStore};
+use owamp_std::control::{serve_connection, ServeConfig};
 
 const SID: SessionId = SessionId([7; 16]);
 

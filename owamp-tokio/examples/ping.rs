@@ -21,7 +21,7 @@ const OWAMP_PORT: u16 = 861;
 /// owstats's summary of one direction: `from` sent, `to` received.
 fn summarize(d: &DirectionResult, from: SocketAddr, to: SocketAddr) -> Result<String, String> {
     let session = d.data.as_ref().map_err(|e| e.to_string())?;
-    let header = owamp_tokio::control::owp_header(session);
+    let header = owamp_os::store::owp_header(session);
     let mut stats = Stats::new(SessionInfo::from_header(&header), StatsConfig::default())
         .map_err(|e| e.to_string())?;
     let mut sum = stats.summarize(0, None).map_err(|e| e.to_string())?;

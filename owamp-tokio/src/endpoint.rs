@@ -28,7 +28,7 @@ use owamp_core::io::{SessionInfo, SessionReport};
 use owamp_core::session::{Receiver, Sender};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
-use owamp_std::clock::Clock;
+use owamp_os::clock::Clock;
 use owamp_std::endpoint::{hard_end, receive_buffer, receive_datagram, EndpointKind, Stamped};
 pub use owamp_std::endpoint::{
     EndpointConfig, EndpointError, EndpointResult, ReceiverOutcome, SenderOutcome, TestEndpoint,
@@ -258,7 +258,7 @@ impl Run {
 
     async fn receiver(self, mut rcv: Receiver) -> ReceiverOutcome {
         enum Wake {
-            Datagram(std::io::Result<owamp_std::net::Received>),
+            Datagram(std::io::Result<owamp_os::net::Received>),
             Deadline,
             Stop,
         }

@@ -1,8 +1,9 @@
 //! owamp-tokio: runs OWAMP (RFC 4656) on Tokio on top of the sans-IO owamp-core.
 //!
-//! The adapter is thin: it reuses owamp-std's clock, socket set-up, `recvmsg` with kernel
-//! timestamps and TTL, random generator, session stores and configuration types, and only
-//! replaces threads and blocking waits with tasks, the reactor and Tokio's timer.
+//! The adapter is thin: it takes the clock, socket set-up, `recvmsg` with kernel timestamps and
+//! TTL, random generator and session stores from owamp-os, and owamp-std's configuration
+//! types, and only replaces threads and blocking waits with tasks, the reactor and Tokio's
+//! timer.
 //!
 //! - [`net`]: a UDP test socket registered with the reactor ([`net::AsyncTestSocket`]).
 //! - [`endpoint`]: one test session's sender or receiver on a task.
@@ -36,7 +37,7 @@
 //! let results = run_test(server, &ClientOptions::default(), &plan, None).await?;
 //! if let Some(to) = results.to {
 //!     let session = to.data?; // the records the server received
-//!     let header = owamp_tokio::control::owp_header(&session);
+//!     let header = owamp_os::store::owp_header(&session);
 //!     let mut stats = Stats::new(SessionInfo::from_header(&header), StatsConfig::default())?;
 //!     let mut sum = stats.summarize(0, None)?;
 //!     for r in &session.records {
@@ -54,7 +55,8 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use owamp_core::policy::AllowAll;
-//! use owamp_tokio::control::{DirectoryStore, ServeConfig, Server};
+//! use owamp_os::store::DirectoryStore;
+//! use owamp_tokio::control::{ServeConfig, Server};
 //!
 //! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = Arc::new(DirectoryStore::new("/var/lib/owamp")?);

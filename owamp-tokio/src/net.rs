@@ -1,6 +1,6 @@
 //! A UDP test socket registered with Tokio.
 //!
-//! The socket is set up by owamp-std ([`TestSocket::bind`]: TTL 255, kernel receive
+//! The socket is set up by owamp-os ([`TestSocket::bind`]: TTL 255, kernel receive
 //! timestamps, TTL delivery) and then driven by readiness: when the reactor reports it
 //! readable, one non-blocking `recvmsg` ([`recv_from_fd`]) reads the datagram with its
 //! kernel timestamp and TTL.
@@ -9,8 +9,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use owamp_std::net::{canonical, recv_from_fd};
-pub use owamp_std::net::{Received, SocketFeatures, TestSocket};
+use owamp_os::net::{canonical, recv_from_fd};
+pub use owamp_os::net::{Received, SocketFeatures, TestSocket};
 use socket2::{SockAddr, Socket};
 use tokio::io::unix::AsyncFd;
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use owamp_core::control::Mode;
-use owamp_std::clock::{Clock, SystemClock};
+use owamp_os::clock::{Clock, SystemClock};
 use owamp_std::endpoint::EndpointResult;
 use owamp_testkit::{config, lo, pair};
 use owamp_tokio::endpoint::spawn;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::*;
 use owamp_core::control::{Mode, Modes};
 use owamp_core::policy::{AllowAll, ServerPolicy};
-use owamp_tokio::control::{run_test, MemoryStore};
+use owamp_os::store::MemoryStore;
+use owamp_tokio::control::run_test;
 
 /// An owamp-std server on its own thread.
 fn std_server<P: ServerPolicy + Clone + Send + 'static>(

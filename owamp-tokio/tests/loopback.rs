@@ -172,7 +172,7 @@ async fn ipv6_loopback() {
         eprintln!("skipping: ::1 is not available on this host");
         return;
     }
-    let store = std::sync::Arc::new(owamp_tokio::control::MemoryStore::new());
+    let store = std::sync::Arc::new(owamp_os::store::MemoryStore::new());
     let server = owamp_tokio::control::Server::bind(
         lo6,
         serve_config(Duration::from_secs(5), 8),

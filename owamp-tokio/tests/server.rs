@@ -11,9 +11,8 @@ use owamp_core::control::{Modes, Role};
 use owamp_core::io::Finished;
 use owamp_core::owp::OwpReader;
 use owamp_core::policy::AllowAll;
-use owamp_tokio::control::{
-    run_test, ClientConnection, ClientError, DirectoryStore, MemoryStore, Server, TestPlan,
-};
+use owamp_os::store::{DirectoryStore, MemoryStore};
+use owamp_tokio::control::{run_test, ClientConnection, ClientError, Server, TestPlan};
 
 fn short(packets: u32) -> owamp_tokio::control::SessionSpec {
     owamp_tokio::control::SessionSpec {

@@ -5,8 +5,9 @@
 //! Stop-Sessions (RFC 4656 3.8), and the 25-octet data records of Fetch-Session (RFC 4656 3.8).
 //! [`header`] documents the layout.
 //!
-//! [`OwpReader`] reads the header at once and streams the records; [`write_file`] replaces a
-//! file atomically.
+//! [`OwpReader`] reads the header at once and streams the records from any `Read + Seek`;
+//! [`encode`] writes a whole file to any `Write` and [`to_bytes`] into memory. Nothing here
+//! opens a file.
 
 mod error;
 pub mod header;
@@ -16,4 +17,4 @@ mod writer;
 pub use error::OwpError;
 pub use header::{SessionHeader, SkipRange};
 pub use reader::{OwpReader, Records};
-pub use writer::{encode, to_bytes, write_file};
+pub use writer::{encode, to_bytes};

@@ -71,6 +71,13 @@ impl<R: Read + Seek> OwpReader<R> {
         self.file_len
     }
 
+    /// The most data records a file of this length could hold: its length over
+    /// [`RECORD_LEN`](super::header::RECORD_LEN) octets, header included. No count read from the
+    /// file can be trusted beyond it, so it bounds the work done on a file's behalf.
+    pub fn max_records(&self) -> u64 {
+        self.file_len / RECORD_LEN
+    }
+
     /// The number of data records as perfSONAR's OWPReadDataHeader gives it: the header's count
     /// for a normally finished session, otherwise as many as fit between the records offset and
     /// the end of the file.

@@ -1,9 +1,7 @@
-//! Writing .owp files, atomically.
+//! Encoding .owp files, into any [`Write`] (a file, a buffer); putting them on disk is the
+//! caller's business.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::Write;
 
 use super::error::OwpError;
 use super::header::{encode_skip, SessionHeader, RECORD_LEN, SKIP_RANGE_LEN};
@@ -76,56 +74,4 @@ pub fn to_bytes(header: &SessionHeader, records: &[DataRecord]) -> Result<Vec<u8
     let mut v = Vec::new();
     encode(&mut v, header, records.iter().copied())?;
     Ok(v)
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn temp_path(path: &Path) -> Result<PathBuf, OwpError> {
-    let name = path.file_name().ok_or_else(|| {
-        OwpError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "path has no file name",
-        ))
-    })?;
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut tmp = std::ffi::OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!(".{}.{n}.tmp", std::process::id()));
-    Ok(path.with_file_name(tmp))
-}
-
-/// Writes a .owp file so that `path` holds either its old content or the complete new one: the
-/// bytes go to a temporary file in the same directory, which is synced to disk and then renamed
-/// over `path`; the directory is synced last.
-pub fn write_file<I>(path: &Path, header: &SessionHeader, records: I) -> Result<(), OwpError>
-where
-    I: IntoIterator<Item = DataRecord>,
-    I::IntoIter: ExactSizeIterator,
-{
-    let records = records.into_iter();
-    check_writable(header, records.len() as u64)?;
-    let tmp = temp_path(path)?;
-    let result = (|| {
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        let mut w = BufWriter::new(file);
-        encode(&mut w, header, records)?;
-        let file = w.into_inner().map_err(|e| OwpError::Io(e.into_error()))?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename itself durable.
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

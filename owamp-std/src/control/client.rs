@@ -16,10 +16,10 @@ use rand_core::RngCore;
 use super::common::{incomplete, on_fetch, on_start, take_received, ClientState, Event};
 use super::driver::Driver;
 use super::StopHandle;
-use crate::clock::Clock;
 use crate::endpoint::{EndpointConfig, EndpointError};
-use crate::net::{BindError, TestSocket};
-use crate::rng::OsRng;
+use owamp_os::clock::Clock;
+use owamp_os::net::{BindError, TestSocket};
+use owamp_os::rng::OsRng;
 
 /// How a client connects and runs its test sessions.
 #[derive(Debug, Clone)]
@@ -375,7 +375,7 @@ pub struct TestResults {
     pub stopped_early: bool,
 }
 
-/// The stored form of a fetched session (what [`write_owp`](super::write_owp) takes).
+/// The stored form of a fetched session (what [`write_owp`](owamp_os::store::write_owp) takes).
 pub fn fetched_to_stored(f: FetchedSession) -> StoredSession {
     StoredSession {
         request: f.request,

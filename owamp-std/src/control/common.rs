@@ -28,11 +28,11 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::client::{bind_test_socket, ClientError, ClientOptions, SessionSpec, TestEnd};
 use super::server::{ConnectionSummary, ServeConfig};
-use super::store::SessionStore;
-use crate::clock::{Clock, SharedClock};
 use crate::endpoint::{EndpointResult, TestEndpoint};
-use crate::net::{canonical, is_addr_in_use, TestSocket};
-use crate::rng::OsRng;
+use owamp_os::clock::{Clock, SharedClock};
+use owamp_os::net::{canonical, is_addr_in_use, TestSocket};
+use owamp_os::rng::OsRng;
+use owamp_os::store::SessionStore;
 
 /// What a driver needs from a control state machine: the core's [`Client`] and [`Server`]
 /// behind one interface, so that one driver (blocking here, or async in another adapter)

@@ -13,10 +13,10 @@ use owamp_core::io::{Input, SessionReport, StoredSession};
 use owamp_core::time::OwampTime;
 
 use super::common::{DriverState, Ending, Event, Io, Machine};
-use super::store::SessionStore;
 use super::StopHandle;
-use crate::clock::Clock;
 use crate::endpoint::{EndpointConfig, RunningEndpoint};
+use owamp_os::clock::Clock;
+use owamp_os::store::SessionStore;
 
 /// The longest wait of an idle connection (no test endpoint running): how fast a stop or
 /// shutdown flag is noticed then.

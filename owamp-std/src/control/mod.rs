@@ -10,6 +10,10 @@
 //!   Received sessions go to a [`SessionStore`] ([`MemoryStore`], or [`DirectoryStore`] which
 //!   writes perfSONAR-compatible `.owp` files), which also answers Fetch-Session.
 //!
+//! [`SessionStore`]: owamp_os::store::SessionStore
+//! [`MemoryStore`]: owamp_os::store::MemoryStore
+//! [`DirectoryStore`]: owamp_os::store::DirectoryStore
+//!
 //! Every wait is bounded: reads wait at most until the state machine's deadline or the
 //! endpoint poll interval, writes at most the I/O timeout, and the state machine always has a
 //! deadline, so a peer that stops talking is dropped when the core's timer fires.
@@ -18,7 +22,6 @@ mod client;
 pub mod common;
 mod driver;
 mod server;
-mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,9 +33,6 @@ pub use client::{
 pub use common::Machine;
 pub use server::{
     serve_connection, ConnectionSummary, RunningServer, ServeConfig, Server, ServerHandle,
-};
-pub use store::{
-    owp_header, read_owp, sid_hex, write_owp, DirectoryStore, MemoryStore, SessionStore, StoreError,
 };
 
 /// A flag that asks a test (client) or a server to stop early; clones share the flag.

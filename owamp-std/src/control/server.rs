@@ -12,10 +12,10 @@ use owamp_core::policy::ServerPolicy;
 
 use super::common::{log_connection, server_connection, ConnectionCounts, ServerParts};
 use super::driver::Driver;
-use super::store::SessionStore;
 use super::StopHandle;
 use crate::endpoint::EndpointConfig;
-use crate::net::wait_readable;
+use owamp_os::net::wait_readable;
+use owamp_os::store::SessionStore;
 
 /// What a finished connection did, for logging.
 #[derive(Debug, Clone)]

@@ -13,10 +13,10 @@ use owamp_core::io::{Finished, SessionInfo, StoredSession};
 use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::time::{duration_to_fixed_point, OwampTime};
 use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
+use owamp_os::net::TestSocket;
+use owamp_os::rng::OsRng;
 use owamp_std::control::{ClientOptions, ServeConfig, SessionSpec, TestPlan};
 use owamp_std::endpoint::{EndpointConfig, TestEndpoint};
-use owamp_std::net::TestSocket;
-use owamp_std::rng::OsRng;
 
 /// `d` in the 32.32 fixed-point format of requests.
 pub fn secs(d: Duration) -> u64 {

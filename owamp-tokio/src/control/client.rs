@@ -6,7 +6,8 @@ use owamp_core::control::{Client, ClientCommand, Mode, Role};
 use owamp_core::io::{FetchedSession, Input, SessionInfo};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
-use owamp_std::clock::Clock;
+use owamp_os::clock::Clock;
+use owamp_os::rng::OsRng;
 use owamp_std::control::common::{
     incomplete, on_fetch, on_start, take_received, ClientState, Event,
 };
@@ -14,7 +15,6 @@ use owamp_std::control::{
     fetched_to_stored, ClientError, ClientOptions, DirectionResult, SessionSpec, TestEnd, TestPlan,
     TestResults,
 };
-use owamp_std::rng::OsRng;
 use tokio::net::TcpStream;
 
 use super::driver::Driver;

@@ -4,8 +4,11 @@
 //!
 //! The shapes are those of `owamp_std::control`, with `async` methods; the configuration
 //! and result types are owamp-std's ([`ClientOptions`], [`TestPlan`], [`SessionSpec`],
-//! [`TestResults`], [`ServeConfig`], [`ConnectionSummary`]), and so are the session stores
-//! ([`MemoryStore`], [`DirectoryStore`]).
+//! [`TestResults`], [`ServeConfig`], [`ConnectionSummary`]). The session stores are
+//! owamp-os's ([`MemoryStore`], [`DirectoryStore`]).
+//!
+//! [`MemoryStore`]: owamp_os::store::MemoryStore
+//! [`DirectoryStore`]: owamp_os::store::DirectoryStore
 //!
 //! - Client: [`run_test`] does a whole measurement; [`ClientConnection`] offers the same
 //!   steps one by one.
@@ -24,7 +27,6 @@ pub use client::{run_test, ClientConnection};
 pub use server::{serve_connection, RunningServer, Server, ServerHandle};
 
 pub use owamp_std::control::{
-    fetched_to_stored, owp_header, read_owp, sid_hex, write_owp, ClientError, ClientOptions,
-    ConnectionSummary, DirectionResult, DirectoryStore, MemoryStore, ServeConfig, SessionSpec,
-    SessionStore, StoreError, TestEnd, TestPlan, TestResults,
+    fetched_to_stored, ClientError, ClientOptions, ConnectionSummary, DirectionResult, ServeConfig,
+    SessionSpec, TestEnd, TestPlan, TestResults,
 };

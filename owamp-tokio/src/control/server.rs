@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use owamp_core::policy::ServerPolicy;
+use owamp_os::store::SessionStore;
 use owamp_std::control::common::{
     log_connection, server_connection, ConnectionCounts, ServerParts,
 };
-use owamp_std::control::{ConnectionSummary, ServeConfig, SessionStore};
+use owamp_std::control::{ConnectionSummary, ServeConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 

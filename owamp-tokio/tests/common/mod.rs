@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use owamp_core::policy::ServerPolicy;
 // Not every test file uses every helper.
+use owamp_os::store::MemoryStore;
 #[allow(unused_imports)]
 pub use owamp_testkit::{
     both_ways, check_complete, client, limits_with_alice, lo_addr as lo, serve_config, spec,
     PACKETS,
 };
-use owamp_tokio::control::{MemoryStore, RunningServer, ServeConfig, Server};
+use owamp_tokio::control::{RunningServer, ServeConfig, Server};
 
 /// A tokio server on 127.0.0.1 with a memory store.
 pub async fn serve<P: ServerPolicy + Clone + Send + 'static>(

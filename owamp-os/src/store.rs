@@ -182,7 +182,7 @@ pub fn owp_header(s: &StoredSession) -> SessionHeader {
 /// its old content or the whole new file), as owping does with the records it fetched or
 /// received.
 pub fn write_owp(path: &Path, s: &StoredSession) -> Result<(), OwpError> {
-    owp::write_file(path, &owp_header(s), s.records.iter().copied())
+    crate::owp_file::write(path, &owp_header(s), s.records.iter().copied())
 }
 
 /// Reads a stored session back from a `.owp` file.

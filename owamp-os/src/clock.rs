@@ -3,18 +3,51 @@
 //! OWAMP timestamps are wall-clock times (RFC 4656 4.1.2: NTP format, UTC); each carries an
 //! Error Estimate whose S bit says whether the clock is synchronized to UTC. [`SystemClock`]
 //! reads `CLOCK_REALTIME` and asks the kernel's NTP discipline (`adjtimex`) for the estimate.
-//! The [`Clock`] trait lets tests substitute a clock.
+//! The [`Clock`] trait lets tests substitute a clock; [`SystemTimeExt`] converts between the
+//! system's time and OWAMP timestamps.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::time::{ErrorEstimate, OwampTime, NTP_UNIX_OFFSET_SECS};
 
-/// The estimate sent by an unsynchronized clock: S bit clear, scale 0, multiplier 1. This is
-/// what perfSONAR owamp sends on a host whose clock is not synchronized (`0x0001` in the
-/// reference traces).
-pub const UNSYNCHRONIZED_ERROR: ErrorEstimate = ErrorEstimate::from_raw(0x0001);
+/// Conversions between the system's [`SystemTime`] (from 1970) and [`OwampTime`] (RFC 4656
+/// 4.1.2: NTP format, from 1900).
+pub trait SystemTimeExt: Sized {
+    /// This time as an OWAMP timestamp, rounded to the nearest 2^-32 s. `None` if it is before
+    /// 1900 or does not fit in the 32-bit seconds field (from 2036-02-07 06:28:16 UTC on).
+    fn to_owamp_time(&self) -> Option<OwampTime>;
+
+    /// The system time of an OWAMP timestamp, rounded to the nearest nanosecond.
+    ///
+    /// Never panics. On a platform whose `SystemTime` cannot represent the instant (years
+    /// 1900-2106 are representable on all mainstream platforms) the result saturates to the
+    /// Unix epoch.
+    fn from_owamp_time(t: OwampTime) -> Self;
+}
+
+impl SystemTimeExt for SystemTime {
+    fn to_owamp_time(&self) -> Option<OwampTime> {
+        let offset = Duration::from_secs(NTP_UNIX_OFFSET_SECS);
+        match self.duration_since(UNIX_EPOCH) {
+            Ok(after) => OwampTime::from_since_epoch(after.checked_add(offset)?),
+            Err(e) => OwampTime::from_since_epoch(offset.checked_sub(e.duration())?),
+        }
+    }
+
+    fn from_owamp_time(t: OwampTime) -> Self {
+        let since_1900 = t.since_epoch();
+        let offset = Duration::from_secs(NTP_UNIX_OFFSET_SECS);
+        let st = match since_1900.checked_sub(offset) {
+            Some(after) => UNIX_EPOCH.checked_add(after),
+            None => offset
+                .checked_sub(since_1900)
+                .and_then(|before| UNIX_EPOCH.checked_sub(before)),
+        };
+        st.unwrap_or(UNIX_EPOCH)
+    }
+}
 
 /// A source of OWAMP timestamps.
 ///
@@ -31,7 +64,7 @@ pub trait Clock: Send + Sync {
     /// [`now`](Self::now) instead. The default converts it as is, which is right for any clock
     /// that reads `CLOCK_REALTIME`.
     fn kernel_timestamp(&self, t: SystemTime) -> Option<OwampTime> {
-        OwampTime::from_system_time(t)
+        t.to_owamp_time()
     }
 }
 
@@ -62,14 +95,10 @@ pub struct KernelClockStatus {
 }
 
 impl KernelClockStatus {
-    /// The Error Estimate for this status (RFC 4656 4.1.2): when synchronized, the estimated
-    /// error rounded up to the next encodable value with the S bit set; otherwise
-    /// [`UNSYNCHRONIZED_ERROR`], as the reference implementation sends.
+    /// The Error Estimate for this status (RFC 4656 4.1.2), as [`ErrorEstimate::from_clock`]
+    /// gives it from the synchronization flag and the estimated error.
     pub fn error_estimate(&self) -> ErrorEstimate {
-        if !self.synchronized {
-            return UNSYNCHRONIZED_ERROR;
-        }
-        ErrorEstimate::from_duration(true, self.esterror).unwrap_or(UNSYNCHRONIZED_ERROR)
+        ErrorEstimate::from_clock(self.synchronized, self.esterror)
     }
 }
 
@@ -106,10 +135,10 @@ pub fn kernel_clock_status() -> std::io::Result<KernelClockStatus> {
     })
 }
 
-/// The error estimate of the system clock now ([`UNSYNCHRONIZED_ERROR`] if the kernel cannot
-/// tell).
+/// The error estimate of the system clock now ([`ErrorEstimate::UNSYNCHRONIZED`] if the kernel
+/// cannot tell).
 pub fn kernel_error_estimate() -> ErrorEstimate {
-    kernel_clock_status().map_or(UNSYNCHRONIZED_ERROR, |s| s.error_estimate())
+    kernel_clock_status().map_or(ErrorEstimate::UNSYNCHRONIZED, |s| s.error_estimate())
 }
 
 /// The system clock (`CLOCK_REALTIME`), with the kernel's error estimate re-read at most once
@@ -143,7 +172,7 @@ impl SystemClock {
             origin: Instant::now(),
             refresh,
             refreshed_at: AtomicU64::new(0),
-            estimate: AtomicU64::new(u64::from(UNSYNCHRONIZED_ERROR.raw())),
+            estimate: AtomicU64::new(u64::from(ErrorEstimate::UNSYNCHRONIZED.raw())),
         }
     }
 
@@ -157,7 +186,9 @@ impl Clock for SystemClock {
     fn now(&self) -> OwampTime {
         // Before 1900 or after 2036's era wrap cannot happen on a sane host; fall back to the
         // epoch rather than panic.
-        OwampTime::from_system_time(SystemTime::now()).unwrap_or(OwampTime::UNIX_EPOCH)
+        SystemTime::now()
+            .to_owamp_time()
+            .unwrap_or(OwampTime::UNIX_EPOCH)
     }
 
     fn error_estimate(&self) -> ErrorEstimate {
@@ -205,42 +236,80 @@ impl Clock for OffsetClock {
         self.estimate
     }
     fn kernel_timestamp(&self, t: SystemTime) -> Option<OwampTime> {
-        OwampTime::from_system_time(t).map(|t| self.shift(t))
+        t.to_owamp_time().map(|t| self.shift(t))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
-    fn unsynchronized_is_reference_value() {
-        let s = KernelClockStatus {
-            synchronized: false,
-            esterror: Duration::from_millis(3),
-            maxerror: Duration::from_secs(16),
-        };
-        assert_eq!(s.error_estimate().raw(), 0x0001);
+    fn unix_epoch_round_trips() {
+        assert_eq!(UNIX_EPOCH.to_owamp_time(), Some(OwampTime::UNIX_EPOCH));
+        assert_eq!(
+            SystemTime::from_owamp_time(OwampTime::UNIX_EPOCH),
+            UNIX_EPOCH
+        );
     }
 
     #[test]
-    fn synchronized_rounds_up() {
-        let s = KernelClockStatus {
-            synchronized: true,
-            esterror: Duration::from_micros(1500),
-            maxerror: Duration::from_millis(100),
-        };
-        let e = s.error_estimate();
-        assert!(e.synchronized());
-        assert!(e.error() >= Duration::from_micros(1500));
-        // Within one multiplier step (1/255 relative) of the true value.
-        assert!(e.error() < Duration::from_micros(1510));
+    fn system_time_limits() {
+        let before_1900 = UNIX_EPOCH - Duration::from_secs(NTP_UNIX_OFFSET_SECS + 1);
+        assert_eq!(before_1900.to_owamp_time(), None);
+        let era_end = UNIX_EPOCH + Duration::from_secs((1 << 32) - NTP_UNIX_OFFSET_SECS);
+        assert_eq!(era_end.to_owamp_time(), None);
+        let last = era_end - Duration::from_nanos(1);
+        // 1 ns is 4.29 units: the last nanosecond of the era rounds to MAX - 3.
+        assert_eq!(
+            last.to_owamp_time(),
+            Some(OwampTime::from_raw(u64::MAX - 3))
+        );
+        let t1900 = UNIX_EPOCH - Duration::from_secs(NTP_UNIX_OFFSET_SECS);
+        assert_eq!(t1900.to_owamp_time(), Some(OwampTime::ZERO));
+        assert_eq!(SystemTime::from_owamp_time(OwampTime::ZERO), t1900);
+    }
+
+    proptest! {
+        #[test]
+        fn system_time_never_panics_and_round_trips(raw in any::<u64>()) {
+            let t = OwampTime::from_raw(raw);
+            let st = SystemTime::from_owamp_time(t);
+            if let Some(back) = st.to_owamp_time() {
+                prop_assert!(back.diff_raw(t).abs() <= 3);
+            }
+        }
+
+        #[test]
+        fn system_time_round_trip_is_exact(secs in 0u64..(1 << 32) - 1, nanos in 0u32..1_000_000_000) {
+            let st = UNIX_EPOCH - Duration::from_secs(NTP_UNIX_OFFSET_SECS) + Duration::new(secs, nanos);
+            let t = st.to_owamp_time().unwrap();
+            prop_assert_eq!(SystemTime::from_owamp_time(t), st);
+        }
+    }
+
+    #[test]
+    fn status_maps_estimated_error_through_the_core() {
+        // The rounding and the unsynchronized value are the core's (ErrorEstimate::from_clock);
+        // here only which kernel fields feed it.
+        for synchronized in [false, true] {
+            let s = KernelClockStatus {
+                synchronized,
+                esterror: Duration::from_micros(1500),
+                maxerror: Duration::from_secs(16),
+            };
+            assert_eq!(
+                s.error_estimate(),
+                ErrorEstimate::from_clock(synchronized, Duration::from_micros(1500))
+            );
+        }
     }
 
     #[test]
     fn system_clock_is_close_to_system_time() {
         let c = SystemClock::new();
-        let a = OwampTime::from_system_time(SystemTime::now()).unwrap();
+        let a = SystemTime::now().to_owamp_time().unwrap();
         let b = c.now();
         assert!(b.diff_nanos(a).abs() < 1_000_000_000);
         // The kernel answers on Linux; either way the estimate is valid.
@@ -252,7 +321,7 @@ mod tests {
     fn offset_clock_shifts() {
         let c = OffsetClock {
             offset_nanos: -5_000_000_000,
-            estimate: UNSYNCHRONIZED_ERROR,
+            estimate: ErrorEstimate::UNSYNCHRONIZED,
         };
         let sys = SystemClock::new().now();
         let d = sys.diff_nanos(c.now());

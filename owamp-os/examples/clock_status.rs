@@ -1,7 +1,7 @@
 //! Prints what the kernel says about the system clock and the Error Estimate sent with it.
 
 fn main() {
-    match owamp_std::clock::kernel_clock_status() {
+    match owamp_os::clock::kernel_clock_status() {
         Ok(s) => {
             let e = s.error_estimate();
             println!(

@@ -1,0 +1,31 @@
+//! owamp-os: what OWAMP (RFC 4656) needs from the operating system, for any runtime.
+//!
+//! The sans-IO owamp-core makes every protocol decision and touches no OS resource. This crate
+//! holds the pieces that do, without threads or an async runtime, so that the blocking adapter
+//! (owamp-std) and the async one (owamp-tokio) share them:
+//!
+//! - [`clock`]: the system clock as OWAMP timestamps, and its kernel error estimate.
+//! - [`net`]: UDP test sockets with DSCP, kernel receive timestamps and TTL delivery; socket
+//!   set-up, `recvmsg` and control-message parsing usable with any readiness mechanism.
+//! - [`rng`]: the operating system's random generator for the control state machines.
+//! - [`store`]: where a server keeps the sessions it received ([`store::SessionStore`]), in
+//!   memory or as perfSONAR-compatible `.owp` files, which [`owp_file`] writes atomically.
+//!
+//! # Reading the clock
+//!
+//! ```
+//! use owamp_os::clock::{Clock, SystemClock};
+//!
+//! let clock = SystemClock::new();
+//! let now = clock.now(); // an OwampTime
+//! let estimate = clock.error_estimate(); // S bit clear unless the kernel says synchronized
+//! assert!(estimate.is_valid());
+//! # let _ = now;
+//! ```
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod net;
+pub mod owp_file;
+pub mod rng;
+pub mod store;

@@ -1,0 +1,167 @@
+//! `.owp` session files on disk, written atomically.
+//!
+//! The core encodes a file ([`owamp_core::owp::encode`]) into any [`Write`]; this module puts
+//! the bytes on disk so that a reader (owstats, a Fetch-Session answer) never sees half a
+//! file, even after a crash.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use owamp_core::owp::{self, OwpError, SessionHeader};
+use owamp_core::wire::DataRecord;
+
+/// Writes a `.owp` file so that `path` holds either its old content or the complete new one:
+/// the bytes go to a temporary file in the same directory, which is synced to disk and then
+/// renamed over `path`; the directory is synced last. The records are encoded one by one, so a
+/// large session need not be in memory twice.
+pub fn write<I>(path: &Path, header: &SessionHeader, records: I) -> Result<(), OwpError>
+where
+    I: IntoIterator<Item = DataRecord>,
+    I::IntoIter: ExactSizeIterator,
+{
+    write_atomically(path, |w| owp::encode(w, header, records))
+}
+
+/// Distinguishes the temporary files of concurrent writes from one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `.<name>.<pid>.<n>.tmp` beside `path`.
+fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut tmp = OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".{}.{n}.tmp", std::process::id()));
+    Ok(path.with_file_name(tmp))
+}
+
+/// Runs `fill` on a temporary file beside `path`, syncs it and renames it over `path`; on any
+/// error the temporary file is removed and `path` is left as it was.
+fn write_atomically<F>(path: &Path, fill: F) -> Result<(), OwpError>
+where
+    F: FnOnce(&mut BufWriter<File>) -> Result<(), OwpError>,
+{
+    let tmp = temp_path(path)?;
+    let result = (|| {
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut w = BufWriter::new(file);
+        fill(&mut w)?;
+        let file = w.into_inner().map_err(|e| OwpError::Io(e.into_error()))?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    // Make the rename itself durable.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use owamp_core::owp::OwpReader;
+    use owamp_core::time::{ErrorEstimate, OwampTime};
+    use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
+
+    use super::*;
+
+    fn session(records: u32) -> (SessionHeader, Vec<DataRecord>) {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let request = RequestSession {
+            conf_sender: false,
+            conf_receiver: true,
+            num_packets: records,
+            sender_port: 1,
+            receiver_port: 2,
+            sender_address: lo,
+            receiver_address: lo,
+            sid: SessionId([9; 16]),
+            padding_length: 0,
+            start_time: OwampTime::from_raw(0xeeb2_5d00_0000_0000),
+            timeout: 1 << 32,
+            type_p: TypeP::BEST_EFFORT,
+            hmac: [0; 16],
+            slots: vec![Slot {
+                kind: SlotKind::Fixed,
+                mean: 1 << 28,
+            }],
+            slots_hmac: [0; 16],
+        };
+        let recs: Vec<DataRecord> = (0..records)
+            .map(|seq| DataRecord {
+                seq,
+                send_error: ErrorEstimate::from_raw(1),
+                send_time: OwampTime::from_raw(u64::from(seq) << 28),
+                recv_error: ErrorEstimate::from_raw(1),
+                recv_time: OwampTime::from_raw((u64::from(seq) << 28) + 1000),
+                ttl: 255,
+            })
+            .collect();
+        let header = SessionHeader::new(
+            request,
+            Vec::new(),
+            records,
+            owp::header::FINISHED_NORMAL,
+            records,
+        );
+        (header, recs)
+    }
+
+    fn dir_entries(dir: &Path) -> usize {
+        fs::read_dir(dir).unwrap().count()
+    }
+
+    #[test]
+    fn replaces_atomically_and_reads_back() {
+        let (h, recs) = session(5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.owp");
+        fs::write(&path, b"old content").unwrap();
+        write(&path, &h, recs.iter().copied()).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes, owp::to_bytes(&h, &recs).unwrap());
+        let mut r = OwpReader::new(File::open(&path).unwrap()).unwrap();
+        assert_eq!(r.header(), &h);
+        let back = r.records().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+        assert_eq!(back, recs);
+        // No temporary file is left behind.
+        assert_eq!(dir_entries(dir.path()), 1);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file() {
+        let (h, recs) = session(5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.owp");
+        fs::write(&path, b"old content").unwrap();
+        // The header counts five records of a finished session: two cannot be written.
+        let err = write(&path, &h, recs[..2].iter().copied()).unwrap_err();
+        assert!(matches!(err, OwpError::Layout(_)), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"old content");
+        assert_eq!(dir_entries(dir.path()), 1);
+    }
+
+    #[test]
+    fn a_path_without_a_file_name_is_refused() {
+        let (h, recs) = session(1);
+        let err = write(Path::new("/"), &h, recs).unwrap_err();
+        assert!(matches!(err, OwpError::Io(_)), "{err}");
+    }
+}
