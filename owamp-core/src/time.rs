@@ -14,7 +14,8 @@
 //! apply era arithmetic: a timestamp is the plain 64-bit number, ordered as such.
 
 use core::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use core::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds from 1900-01-01 (the OWAMP/NTP epoch) to 1970-01-01 (the Unix epoch).
 pub const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;

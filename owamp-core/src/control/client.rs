@@ -1,7 +1,7 @@
 //! The OWAMP-Control client (RFC 4656 3), one per control connection it opens.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use core::net::SocketAddr;
+use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 

@@ -1,8 +1,8 @@
 //! What the client and the server share: the output queue, the timer, the list of test
 //! sessions and the test phase with its Stop-Sessions exchange (RFC 4656 3.6, 3.8).
 
+use core::time::Duration;
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use super::codec::{self, BLOCK};
 use super::framing::Stream;

@@ -78,8 +78,8 @@ mod framing;
 pub mod replay;
 pub mod server;
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
 
 pub use client::{Client, ClientConfig, Identity};
 pub use server::{Server, ServerConfig};
@@ -345,7 +345,7 @@ pub(crate) fn or_fallback(addr: IpAddr, fallback: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use core::net::Ipv4Addr;
 
     #[test]
     fn port_pick_covers_range() {

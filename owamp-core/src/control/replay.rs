@@ -7,8 +7,8 @@
 //! server's octets, answering every request of the state machine from the recording. What
 //! each sent can then be compared with the other side of the recording.
 
+use core::net::SocketAddr;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 
 use rand_core::{CryptoRng, RngCore};
 

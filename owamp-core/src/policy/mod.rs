@@ -7,7 +7,7 @@
 
 mod limits;
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use crate::control::{AcceptCode, Mode, Modes, RequestSession, Role};
 use crate::wire::SessionId;

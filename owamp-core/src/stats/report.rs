@@ -1,8 +1,8 @@
 //! The text owstats prints: summary, machine-readable summary (-M), per-packet lines (-v) and
 //! raw records (-R), character for character.
 
+use core::net::IpAddr;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use super::engine::{PacketEvent, Summary};
 use super::fmt::{e, f, g, g6};

@@ -1,7 +1,7 @@
 //! Session requests: Request-Session and Accept-Session (RFC 4656 3.5).
 
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use zerocopy::network_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
