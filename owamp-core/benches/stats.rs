@@ -5,6 +5,7 @@ use std::io::Cursor;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use owamp_core::owp::{self, OwpReader, SessionHeader};
 use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 
@@ -27,12 +28,12 @@ fn header() -> SessionHeader {
         sid: SessionId(*b"benchmark-sid-01"),
         padding_length: 0,
         start_time: OwampTime::from_raw(START),
-        timeout: TIMEOUT,
+        timeout: Interval::from_raw(TIMEOUT),
         type_p: TypeP(0),
         hmac: [0; 16],
         slots: vec![Slot {
             kind: SlotKind::Fixed,
-            mean: INTERVAL,
+            mean: Interval::from_raw(INTERVAL),
         }],
         slots_hmac: [0; 16],
     };

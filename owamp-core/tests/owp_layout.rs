@@ -5,6 +5,7 @@ use std::io::Cursor;
 
 use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader, SkipRange};
 use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 
@@ -23,17 +24,17 @@ fn request(n: u32) -> RequestSession {
         sid: SessionId([3; 16]),
         padding_length: 12,
         start_time: OwampTime::from_raw(START),
-        timeout: 2 << 32,
+        timeout: Interval::from_raw(2 << 32),
         type_p: TypeP(0),
         hmac: [0; 16],
         slots: vec![
             Slot {
                 kind: SlotKind::Fixed,
-                mean: INTERVAL,
+                mean: Interval::from_raw(INTERVAL),
             },
             Slot {
                 kind: SlotKind::Exponential,
-                mean: INTERVAL,
+                mean: Interval::from_raw(INTERVAL),
             },
         ],
         slots_hmac: [0; 16],

@@ -2,6 +2,7 @@
 
 use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
 use owamp_core::stats::{SessionInfo, Stats, StatsConfig, Summary};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, SessionId, Slot, SlotKind};
 use proptest::prelude::*;
@@ -16,11 +17,11 @@ fn info(n: u32) -> SessionInfo {
     SessionInfo {
         sid: SessionId([7; 16]),
         start_time: OwampTime::from_raw(START),
-        loss_timeout: TIMEOUT,
+        loss_timeout: Interval::from_raw(TIMEOUT),
         num_packets: n,
         slots: vec![Slot {
             kind: SlotKind::Fixed,
-            mean: INTERVAL,
+            mean: Interval::from_raw(INTERVAL),
         }],
         skip_ranges: Vec::new(),
     }
@@ -161,7 +162,7 @@ fn header_stub(n: u32) -> owamp_core::owp::SessionHeader {
         sid: SessionId([7; 16]),
         padding_length: 0,
         start_time: OwampTime::from_raw(START),
-        timeout: TIMEOUT,
+        timeout: Interval::from_raw(TIMEOUT),
         type_p: owamp_core::wire::TypeP(0),
         hmac: [0; 16],
         slots: info(n).slots,
@@ -230,7 +231,7 @@ fn median_comes_from_the_histogram() {
 fn records_after_a_closed_loss_window_are_refused() {
     use owamp_core::stats::StatsError;
     let mut info = info(4);
-    info.loss_timeout = INTERVAL;
+    info.loss_timeout = Interval::from_raw(INTERVAL);
     let mut stats = Stats::new(info.clone(), StatsConfig::default()).unwrap();
     let mut s = stats.summarize(0, None).unwrap();
     // Seq 2 arrives 5 ms after it was due, 15 ms after packet 0's window (10 ms) closed.

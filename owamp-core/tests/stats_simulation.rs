@@ -15,6 +15,7 @@ use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
 use owamp_core::stats::{
     PacketEvent, SessionInfo, Stats, StatsConfig, Summary, DEFAULT_BUCKET_WIDTH,
 };
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 use proptest::prelude::*;
@@ -43,12 +44,12 @@ const TTL_DUP: u8 = 60;
 fn params(count: u32, padding: u32) -> SessionParams {
     let slot = Slot {
         kind: SlotKind::Exponential,
-        mean: SEC / 100, // 10 ms
+        mean: Interval::from_raw(SEC / 100), // 10 ms
     };
     SessionParams {
         schedule: Schedule::new(SID, &[slot], count).unwrap(),
         start: OwampTime::from_raw(START),
-        timeout: TIMEOUT,
+        timeout: Interval::from_raw(TIMEOUT),
         padding,
     }
 }

@@ -17,7 +17,7 @@ use owamp_core::io::{
     FetchReply, Finished, Input, Output, SessionInfo, SessionReport, StoredSession,
 };
 use owamp_core::policy::{ServerPolicy, TestAdmission};
-use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
 use owamp_core::wire::{
     DataRecord, Mode, ServerGreeting, SessionId, SetUpResponse, Slot, SlotKind, TypeP,
 };
@@ -365,7 +365,7 @@ fn session_request(input: &mut Bytes<'_>) -> SessionRequest {
     let packets = input.u32();
     let padding = input.u32();
     let start_time = OwampTime::from_raw(input.u64());
-    let timeout = input.u64();
+    let timeout = Interval::from_raw(input.u64());
     let n = usize::from(input.u8() % 4) + 1;
     let slots = (0..n)
         .map(|_| Slot {
@@ -374,7 +374,7 @@ fn session_request(input: &mut Bytes<'_>) -> SessionRequest {
             } else {
                 SlotKind::Fixed
             },
-            mean: input.u64(),
+            mean: Interval::from_raw(input.u64()),
         })
         .collect();
     SessionRequest {

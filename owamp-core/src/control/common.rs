@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use super::codec::{self, BLOCK};
 use super::framing::Stream;
 use super::{
-    session_end_bound, time_add, AcceptCode, CloseReason, ControlError, Mode, ProtocolError, Role,
+    deadline_after, session_end_bound, AcceptCode, CloseReason, ControlError, Mode, ProtocolError,
+    Role,
 };
 use crate::crypto::SessionKeys;
 use crate::io::{Output, SessionEnd, SessionReport};
@@ -116,7 +117,7 @@ impl Conn {
 
     /// Waits at most the control timeout from `now` for the peer.
     pub(crate) fn wait_peer(&mut self, now: OwampTime) {
-        self.deadline = Some(time_add(now, self.control_timeout));
+        self.deadline = Some(deadline_after(now, self.control_timeout));
     }
 
     /// Flushes what is queued, then closes: every later input is ignored.
@@ -219,8 +220,8 @@ impl Conn {
         };
         if s.report.is_none() {
             let due = (s.role == Role::Sender).then(|| {
-                time_add(
-                    super::time_add_fixed(now, s.request.timeout),
+                deadline_after(
+                    now.saturating_add_interval(s.request.timeout),
                     self.end_delay,
                 )
             });
@@ -321,9 +322,9 @@ impl Conn {
     pub(crate) fn update_test_deadline(&mut self) {
         let Some(t) = &self.test else { return };
         let d = if let Some(at) = t.stop_sent_at {
-            time_add(at, self.control_timeout)
+            deadline_after(at, self.control_timeout)
         } else if let Some(at) = t.stopping {
-            time_add(at, self.control_timeout)
+            deadline_after(at, self.control_timeout)
         } else if self.all_reported(None) {
             t.senders_due.unwrap_or(t.bound)
         } else {

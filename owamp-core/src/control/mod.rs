@@ -86,7 +86,7 @@ pub use server::{Server, ServerConfig};
 
 pub use crate::wire::{AcceptCode, Mode, Modes, RequestSession};
 
-use crate::time::OwampTime;
+use crate::time::{Interval, OwampTime};
 use crate::wire::{SessionId, Slot, SlotKind, TypeP};
 
 /// Which end of a test session a side is.
@@ -115,8 +115,8 @@ pub struct SessionRequest {
     pub padding: u32,
     /// Start time of the schedule.
     pub start_time: OwampTime,
-    /// Loss timeout, 32.32 fixed-point seconds.
-    pub timeout: u64,
+    /// Loss timeout (the Timeout of Request-Session, RFC 4656 3.5).
+    pub timeout: Interval,
     /// Type-P descriptor ([`TypeP::BEST_EFFORT`] for the default).
     pub type_p: TypeP,
 }
@@ -247,21 +247,10 @@ impl PortRange {
     }
 }
 
-/// `t + d`, saturating.
-pub(crate) fn time_add(t: OwampTime, d: Duration) -> OwampTime {
-    OwampTime::from_raw(t.raw().saturating_add(duration_to_fixed(d)))
-}
-
-/// `t + d` for a 32.32 fixed-point `d`, saturating.
-pub(crate) fn time_add_fixed(t: OwampTime, d: u64) -> OwampTime {
-    OwampTime::from_raw(t.raw().saturating_add(d))
-}
-
-/// A duration as 32.32 fixed-point seconds, saturating.
-pub(crate) fn duration_to_fixed(d: Duration) -> u64 {
-    let secs = d.as_secs().min(u64::from(u32::MAX));
-    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
-    (secs << 32).saturating_add(frac)
+/// `t + d`, saturating; `d` is truncated to 2^-32 s (see [`Interval`]), as deadlines always
+/// were.
+pub(crate) fn deadline_after(t: OwampTime, d: Duration) -> OwampTime {
+    t.saturating_add_interval(Interval::from_duration_truncated(d))
 }
 
 /// A generous upper bound on when a session is over: the end of its schedule, plus the loss
@@ -275,7 +264,7 @@ pub fn session_end_bound(
     start: OwampTime,
     slots: &[Slot],
     packets: u32,
-    timeout: u64,
+    timeout: Interval,
     slack: Duration,
 ) -> OwampTime {
     let n = u128::from(packets);
@@ -288,24 +277,24 @@ pub fn session_end_bound(
         for (i, s) in slots.iter().enumerate() {
             let uses = cycles + u128::from(i < rest);
             match s.kind {
-                SlotKind::Fixed => fixed = fixed.saturating_add(uses * u128::from(s.mean)),
-                SlotKind::Exponential => exp = exp.saturating_add(uses * u128::from(s.mean)),
+                SlotKind::Fixed => fixed = fixed.saturating_add(uses * u128::from(s.mean.raw())),
+                SlotKind::Exponential => exp = exp.saturating_add(uses * u128::from(s.mean.raw())),
             }
         }
         let max_exp_mean = slots
             .iter()
             .filter(|s| s.kind == SlotKind::Exponential)
-            .map(|s| u128::from(s.mean))
+            .map(|s| u128::from(s.mean.raw()))
             .max()
             .unwrap_or(0);
         exp = exp.saturating_mul(2).saturating_add(max_exp_mean * 50);
     }
     let total = fixed
         .saturating_add(exp)
-        .saturating_add(u128::from(timeout))
-        .saturating_add(u128::from(duration_to_fixed(slack)));
+        .saturating_add(u128::from(timeout.raw()))
+        .saturating_add(u128::from(Interval::from_duration_truncated(slack).raw()));
     let total = u64::try_from(total).unwrap_or(u64::MAX);
-    time_add_fixed(start, total)
+    start.saturating_add_interval(Interval::from_raw(total))
 }
 
 /// The 4 octets of an address that go into a SID (RFC 4656 3.5): an IPv4 address, or the last
@@ -365,10 +354,10 @@ mod tests {
     fn end_bound_fixed_is_exact() {
         let slots = [Slot {
             kind: SlotKind::Fixed,
-            mean: 1 << 31,
+            mean: Interval::from_raw(1 << 31),
         }];
         let start = OwampTime::from_raw(100 << 32);
-        let end = session_end_bound(start, &slots, 10, 2 << 32, Duration::ZERO);
+        let end = session_end_bound(start, &slots, 10, Interval::from_secs(2), Duration::ZERO);
         assert_eq!(end.raw(), (100 + 5 + 2) << 32);
     }
 

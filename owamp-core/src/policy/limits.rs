@@ -290,7 +290,7 @@ impl ServerPolicy for Limits {
 mod tests {
     use super::*;
     use crate::control::RequestSession;
-    use crate::time::OwampTime;
+    use crate::time::{Interval, OwampTime};
     use crate::wire::{Slot, SlotKind, TypeP};
     use core::net::Ipv4Addr;
 
@@ -300,7 +300,7 @@ mod tests {
             conf_receiver: true,
             slots: vec![Slot {
                 kind: SlotKind::Exponential,
-                mean,
+                mean: Interval::from_raw(mean),
             }],
             num_packets: packets,
             sender_port: 1,
@@ -310,7 +310,7 @@ mod tests {
             sid: SessionId::default(),
             padding_length: 0,
             start_time: OwampTime::default(),
-            timeout: 2 << 32,
+            timeout: Interval::from_secs(2),
             type_p: TypeP::BEST_EFFORT,
             hmac: [0; 16],
             slots_hmac: [0; 16],

@@ -50,7 +50,12 @@ impl TestAdmission<'_> {
 
     /// Mean packets per second of the schedule: slots divided by the sum of their means.
     pub fn packet_rate(&self) -> f64 {
-        let sum: u128 = self.request.slots.iter().map(|s| u128::from(s.mean)).sum();
+        let sum: u128 = self
+            .request
+            .slots
+            .iter()
+            .map(|s| u128::from(s.mean.raw()))
+            .sum();
         if sum == 0 {
             return f64::INFINITY;
         }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use super::num::{error_seconds, is_sync, num64_to_f64};
 use crate::owp::{SessionHeader, SkipRange};
 use crate::session::schedule::{Schedule, ScheduleCursor};
-use crate::time::OwampTime;
+use crate::time::{Interval, OwampTime};
 use crate::wire::{DataRecord, SessionId, Slot};
 
 /// owstats's default histogram bucket width, 0.1 ms. owstats keeps the width in a C `float`, so
@@ -78,8 +78,8 @@ pub struct SessionInfo {
     pub sid: SessionId,
     /// Scheduled start time.
     pub start_time: OwampTime,
-    /// Loss timeout, 32.32 fixed-point seconds.
-    pub loss_timeout: u64,
+    /// Loss timeout (the Timeout of Request-Session, RFC 4656 3.5).
+    pub loss_timeout: Interval,
     /// Number of packets in the session.
     pub num_packets: u32,
     /// Schedule slots.
@@ -106,7 +106,7 @@ impl SessionInfo {
         let total = self
             .slots
             .iter()
-            .fold(0u64, |acc, s| acc.wrapping_add(s.mean));
+            .fold(0u64, |acc, s| acc.wrapping_add(s.mean.raw()));
         if self.slots.is_empty() || total == 0 {
             return 0.0;
         }
@@ -140,7 +140,7 @@ const EXHAUSTED: u64 = (-4i64) as u64;
 
 /// The next delta of the schedule, as the reference's statistics see it.
 fn next_delta(cursor: &mut ScheduleCursor, schedule: &Schedule) -> u64 {
-    cursor.next_gap(schedule).unwrap_or(EXHAUSTED)
+    cursor.next_gap(schedule).map_or(EXHAUSTED, Interval::raw)
 }
 
 /// Sizes of the reference's hash tables, from which its histogram order follows.
@@ -197,14 +197,14 @@ impl Stats {
             return Err(StatsError::SkipRanges);
         }
         // Packet buffer: rate * timeout * 3.5, at least 10 (OWPStatsCreate).
-        let d = info.packet_rate() * num64_to_f64(info.loss_timeout) * 3.5;
+        let d = info.packet_rate() * num64_to_f64(info.loss_timeout.raw()) * 3.5;
         let plist = if d > 2_147_483_647.0 {
             2_147_483_647
         } else {
             d as u64
         };
         // Bucket table: the raw 32.32 timeout over the width, between 10 and 2048.
-        let d = info.loss_timeout as f64 / config.bucket_width;
+        let d = info.loss_timeout.raw() as f64 / config.bucket_width;
         let blist = if d > 2_147_483_647.0 {
             2_147_483_647
         } else {
@@ -222,7 +222,7 @@ impl Stats {
             end_time: info.start_time.raw(),
             reorder_bound: plist.max(10),
             bucket_table: table_size(blist.clamp(10, 2048)),
-            inf_delay: num64_to_f64(info.loss_timeout.wrapping_add(1)),
+            inf_delay: num64_to_f64(info.loss_timeout.raw().wrapping_add(1)),
             info,
         })
     }
@@ -500,7 +500,7 @@ impl Summarizer<'_> {
             let thresh = rec
                 .recv_time
                 .raw()
-                .wrapping_sub(self.stats.info.loss_timeout);
+                .wrapping_sub(self.stats.info.loss_timeout.raw());
             while self.begin_time < thresh {
                 if !self.flush_begin()? {
                     return Err(StatsError::PastEnd { seq });

@@ -328,7 +328,7 @@ pub fn machine(s: &Summary, h: &SessionHeader, ctx: &ReportContext<'_>) -> Strin
     if type_p & !0x3F00_0000 == 0 {
         let _ = writeln!(o, "DSCP\t0x{:02x}", type_p >> 24);
     }
-    let _ = writeln!(o, "LOSS_TIMEOUT\t{}", r.timeout);
+    let _ = writeln!(o, "LOSS_TIMEOUT\t{}", r.timeout.raw());
     let _ = writeln!(o, "PACKET_PADDING\t{}", r.padding_length);
     let _ = writeln!(o, "SESSION_PACKET_COUNT\t{}", r.num_packets);
     let _ = writeln!(o, "SAMPLE_PACKET_COUNT\t{}", s.last - s.first);
