@@ -3,10 +3,11 @@
 
 use std::io::Cursor;
 
-use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader, SkipRange};
+use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader};
 use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
 use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::wire::SkipRange;
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 
 const START: u64 = 3_900_000_000 << 32;

@@ -4,10 +4,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use owamp_core::owp::SkipRange;
 use owamp_core::stats::{SessionInfo, Stats, StatsConfig, StatsError, Summary};
 use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::wire::SkipRange;
 use owamp_core::wire::{DataRecord, SessionId, Slot, SlotKind};
 use proptest::prelude::*;
 

@@ -3,10 +3,10 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::num::{error_seconds, is_sync, num64_to_f64};
-use crate::owp::{SessionHeader, SkipRange};
+use crate::owp::SessionHeader;
 use crate::session::schedule::{Schedule, ScheduleCursor};
 use crate::time::{Interval, OwampTime};
-use crate::wire::{DataRecord, SessionId, Slot};
+use crate::wire::{DataRecord, SessionId, SkipRange, Slot};
 
 /// owstats's default histogram bucket width, 0.1 ms. owstats keeps the width in a C `float`, so
 /// the width it computes with is 0.0001 rounded to single precision.
