@@ -22,7 +22,7 @@ use clap::Parser;
 use owamp_core::control::{PortRange, Role};
 use owamp_core::io::StoredSession;
 use owamp_core::owp::OwpReader;
-use owamp_core::stats::report::Peer;
+use owamp_core::stats::report::EndpointName;
 use owamp_core::time::Interval;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 use owamp_std::control::{fetched_to_stored, sid_hex, SessionSpec, StopHandle};
@@ -334,8 +334,8 @@ fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
 pub fn json_summary(
     direction: &str,
     bytes: &[u8],
-    from: &Peer,
-    to: &Peer,
+    from: &EndpointName,
+    to: &EndpointName,
     bucket_width: f64,
 ) -> Result<serde_json::Value, String> {
     let reader = OwpReader::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
@@ -603,13 +603,13 @@ fn execute(
         };
         if a.json {
             let r = &s.request;
-            let from = Peer {
+            let from = EndpointName {
                 host: from_name.to_owned(),
-                ..Peer::numeric(r.sender_address, r.sender_port)
+                ..EndpointName::numeric(r.sender_address, r.sender_port)
             };
-            let to = Peer {
+            let to = EndpointName {
                 host: to_name.to_owned(),
-                ..Peer::numeric(r.receiver_address, r.receiver_port)
+                ..EndpointName::numeric(r.receiver_address, r.receiver_port)
             };
             match json_summary(dir, &bytes, &from, &to, f64::from(p.out.bucket_width)) {
                 Ok(v) => json.push(v),

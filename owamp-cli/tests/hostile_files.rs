@@ -141,7 +141,7 @@ fn owping_json_summary_bounds_the_schedule_it_derives() {
     // A server's answer claims 2^32-1 packets and holds one record, of the last packet but
     // one: deriving its send time means generating the whole schedule, billions of steps.
     let bytes = session_bytes(u32::MAX, &[u32::MAX - 1]);
-    let peer = owamp_core::stats::report::Peer {
+    let peer = owamp_core::stats::report::EndpointName {
         host: "h".into(),
         addr: "127.0.0.1".into(),
         port: "1".into(),

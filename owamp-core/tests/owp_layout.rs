@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig};
 use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::SkipRange;
@@ -123,7 +123,7 @@ fn inconsistent_layouts_are_not_written() {
 fn skipped_packets_are_not_counted() {
     let recs: Vec<_> = (0..6).map(rec).collect();
     let h = SessionHeader::new(request(6), vec![SkipRange { first: 1, last: 2 }], 6, 1, 6);
-    let mut stats = Stats::new(SessionInfo::from_header(&h), StatsConfig::default()).unwrap();
+    let mut stats = Stats::new(SessionMeta::from_header(&h), StatsConfig::default()).unwrap();
     let mut s = stats.summarize(0, None).unwrap();
     for r in &recs {
         s.push(r).unwrap();

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig, StatsError, Summary};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig, StatsError, Summary};
 use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::SkipRange;
@@ -16,8 +16,8 @@ const SEC: u64 = 1 << 32;
 
 /// A session of `n` packets `gap` apart with loss timeout `timeout`: owstats tracks
 /// reordering up to rate * timeout * 3.5 (at least 10) packets deep.
-fn info(n: u32, gap: u64, timeout: u64) -> SessionInfo {
-    SessionInfo {
+fn info(n: u32, gap: u64, timeout: u64) -> SessionMeta {
+    SessionMeta {
         sid: SessionId([7; 16]),
         start_time: OwampTime::from_raw(START),
         loss_timeout: Interval::from_raw(timeout),
@@ -43,7 +43,7 @@ fn arrival(seq: u32, gap: u64) -> DataRecord {
     }
 }
 
-fn summarize(info: SessionInfo, seqs: &[u32]) -> Summary {
+fn summarize(info: SessionMeta, seqs: &[u32]) -> Summary {
     let gap = info.slots[0].mean.raw();
     let mut stats = Stats::new(info, StatsConfig::default()).unwrap();
     let mut s = stats.summarize(0, None).unwrap();

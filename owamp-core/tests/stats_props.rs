@@ -1,7 +1,7 @@
 //! Properties of the statistics on synthetic sessions.
 
-use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig, Summary};
+use owamp_core::stats::report::{self, EndpointName, ReportContext, Scale};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig, Summary};
 use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, SessionId, Slot, SlotKind};
@@ -13,8 +13,8 @@ const INTERVAL: u64 = 0x028F_5C28;
 /// A loss timeout far beyond the session, so that nothing closes early.
 const TIMEOUT: u64 = 1000 << 32;
 
-fn info(n: u32) -> SessionInfo {
-    SessionInfo {
+fn info(n: u32) -> SessionMeta {
+    SessionMeta {
         sid: SessionId([7; 16]),
         start_time: OwampTime::from_raw(START),
         loss_timeout: Interval::from_raw(TIMEOUT),
@@ -172,7 +172,7 @@ fn header_stub(n: u32) -> owamp_core::owp::SessionHeader {
 }
 
 fn ctx() -> ReportContext<'static> {
-    let p = Peer::numeric("127.0.0.1".parse().unwrap(), 1);
+    let p = EndpointName::numeric("127.0.0.1".parse().unwrap(), 1);
     ReportContext {
         from: p.clone(),
         to: p,

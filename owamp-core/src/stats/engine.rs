@@ -73,7 +73,7 @@ pub enum StatsError {
 
 /// What the statistics need to know about a session besides its records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
+pub struct SessionMeta {
     /// Session identifier (it keys the exponential schedule).
     pub sid: SessionId,
     /// Scheduled start time.
@@ -88,7 +88,7 @@ pub struct SessionInfo {
     pub skip_ranges: Vec<SkipRange>,
 }
 
-impl SessionInfo {
+impl SessionMeta {
     /// The session described by a .owp file header.
     pub fn from_header(h: &SessionHeader) -> Self {
         Self {
@@ -162,7 +162,7 @@ fn table_size(hint: u64) -> u32 {
 /// The schedule position is kept from one range to the next, as the reference keeps it.
 #[derive(Debug)]
 pub struct Stats {
-    info: SessionInfo,
+    info: SessionMeta,
     bucket_width: f64,
     schedule_limit: Option<u64>,
     steps: u64,
@@ -181,7 +181,7 @@ pub struct Stats {
 
 impl Stats {
     /// Statistics over `info` with `config`.
-    pub fn new(info: SessionInfo, config: StatsConfig) -> Result<Self, StatsError> {
+    pub fn new(info: SessionMeta, config: StatsConfig) -> Result<Self, StatsError> {
         if info.slots.is_empty() {
             return Err(StatsError::NoSlots);
         }
@@ -228,7 +228,7 @@ impl Stats {
     }
 
     /// The session.
-    pub fn info(&self) -> &SessionInfo {
+    pub fn info(&self) -> &SessionMeta {
         &self.info
     }
 

@@ -12,7 +12,7 @@ mod num;
 pub mod report;
 
 pub use engine::{
-    PacketEvent, SessionInfo, Stats, StatsConfig, StatsError, Summarizer, Summary,
+    PacketEvent, SessionMeta, Stats, StatsConfig, StatsError, Summarizer, Summary,
     DEFAULT_BUCKET_WIDTH,
 };
 pub use num::{error_seconds, is_sync, num64_to_f64, to_unix_timespec, NTP_UNIX_OFFSET};

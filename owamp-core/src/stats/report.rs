@@ -59,7 +59,7 @@ impl Scale {
 
 /// One end of the session as printed: host name, numeric address and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
+pub struct EndpointName {
     /// Host name (owstats reverse-resolves it).
     pub host: String,
     /// Numeric address.
@@ -68,7 +68,7 @@ pub struct Peer {
     pub port: String,
 }
 
-impl Peer {
+impl EndpointName {
     /// A peer named by its numeric address.
     pub fn numeric(addr: IpAddr, port: u16) -> Self {
         Self {
@@ -85,9 +85,9 @@ pub type TimeFormatter<'a> = &'a dyn Fn(u32) -> Option<String>;
 /// Everything the text needs besides the statistics.
 pub struct ReportContext<'a> {
     /// The sender.
-    pub from: Peer,
+    pub from: EndpointName,
     /// The receiver.
-    pub to: Peer,
+    pub to: EndpointName,
     /// Unit of delays.
     pub scale: Scale,
     /// owstats -U: Unix timestamps in per-packet lines and the machine summary.
