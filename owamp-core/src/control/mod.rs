@@ -42,24 +42,25 @@
 //! # Replaying recorded traffic
 //!
 //! Everything random or time-dependent comes from the constructor arguments and the `now` of
-//! each input, so a recorded exchange can be replayed from the values in a trace.
-//! [`replay::Recorded::from_plaintext`] reads them from the plaintext streams (a `.trace` in
+//! each input, so a recorded exchange can be replayed from the values in a trace. The module
+//! `replay` (cargo feature `replay`, off by default) does this:
+//! `replay::Recorded::from_plaintext` reads them from the plaintext streams (a `.trace` in
 //! open mode, the decrypted `.plain.trace` otherwise):
 //!
-//! - Server: build it with [`replay::Recorded::server_rng`], which returns, in this order, the
+//! - Server: build it with `replay::Recorded::server_rng`, which returns, in this order, the
 //!   Challenge (16) and Salt (16) of the Server-Greeting, then in authenticated and encrypted
 //!   modes the Server-IV (16), then for each Request-Session: when the server receives, the
 //!   4 random octets of the SID (its last 4 octets), and when a test port range is configured,
-//!   the 4-octet draw that selects the port ([`replay::port_draw`]). Set
+//!   the 4-octet draw that selects the port (`replay::port_draw`). Set
 //!   [`ServerConfig::start_time`] to the Start-Time of Server-Start and the Count of the
 //!   greeting as [`ServerConfig::kdf_count`]; feed the client's octets (any split), stamping the
 //!   input that completes each Request-Session in which the server receives with its
-//!   [`request_time`](replay::RecordedRequest::request_time) (the SID's timestamp). Answer
+//!   `replay::RecordedRequest::request_time` (the SID's timestamp). Answer
 //!   [`Output::PrepareTestEndpoint`] with the port asked for, report the local sessions as
 //!   finished, and answer [`Output::FetchRequest`] with the records the trace shows.
-//! - Client: build it with [`replay::Recorded::client_rng`]: in authenticated and encrypted
+//! - Client: build it with `replay::Recorded::client_rng`: in authenticated and encrypted
 //!   modes the AES session key (16), the HMAC session key (32) (from the `.plain.trace` header,
-//!   or [`replay::Recorded::client_keys`] with the passphrase) and the Client-IV (16), then for
+//!   or `replay::Recorded::client_keys` with the passphrase) and the Client-IV (16), then for
 //!   each session in which the client receives the 4 random octets of the SID. Issue each
 //!   [`ClientCommand`] when [`Client::is_ready`], the Request-Sessions with the recorded start
 //!   time, timeout, ports and slots, and those in which the client receives with `now` equal
@@ -75,6 +76,7 @@ pub mod client;
 mod codec;
 mod common;
 mod framing;
+#[cfg(feature = "replay")]
 pub mod replay;
 pub mod server;
 
