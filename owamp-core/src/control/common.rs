@@ -355,7 +355,10 @@ impl Conn {
     /// The application stops the test early.
     pub(crate) fn stop_early(&mut self, now: OwampTime) -> Result<(), ControlError> {
         if self.test.is_none() {
-            return Err(ControlError::WrongState("Stop-Sessions"));
+            return Err(ControlError::WrongState {
+                input: "Stop-Sessions",
+                state: "no test is running",
+            });
         }
         self.stop_local(now);
         Ok(())

@@ -143,6 +143,18 @@ pub enum ClientCommand {
     Close,
 }
 
+impl ClientCommand {
+    /// The command's name, as errors give it: the message it sends (RFC 4656 3.4).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientCommand::RequestSession(_) => "Request-Session",
+            ClientCommand::StartSessions => "Start-Sessions",
+            ClientCommand::Fetch { .. } => "Fetch-Session",
+            ClientCommand::Close => "Close",
+        }
+    }
+}
+
 /// Why a protocol exchange failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -198,9 +210,15 @@ pub enum CloseReason {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ControlError {
-    /// The input is not valid in the current state.
-    #[error("{0} is not valid in the current state")]
-    WrongState(&'static str),
+    /// The input is not valid in the current state, e.g. "Start-Sessions is not valid while
+    /// waiting for Accept-Session".
+    #[error("{input} is not valid while {state}")]
+    WrongState {
+        /// The input or command refused.
+        input: &'static str,
+        /// What the state machine was doing.
+        state: &'static str,
+    },
     /// The input does not belong to this role.
     #[error("{0} is not valid for this role")]
     WrongRole(&'static str),
@@ -337,6 +355,19 @@ pub(crate) fn or_fallback(addr: IpAddr, fallback: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
     use core::net::Ipv4Addr;
+
+    #[test]
+    fn wrong_state_names_input_and_state() {
+        use rand_chacha::rand_core::SeedableRng;
+        let rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let mut c = Client::new(OwampTime::ZERO, ClientConfig::default(), rng);
+        let cmd = crate::io::Input::Command(ClientCommand::StartSessions);
+        let e = c.handle_input(OwampTime::ZERO, cmd).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Start-Sessions is not valid while waiting for the Server-Greeting"
+        );
+    }
 
     #[test]
     fn port_pick_covers_range() {
