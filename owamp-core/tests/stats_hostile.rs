@@ -5,8 +5,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use owamp_core::stats::{SessionMeta, Stats, StatsConfig, StatsError, Summary};
-use owamp_core::time::Interval;
-use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
 use owamp_core::wire::SkipRange;
 use owamp_core::wire::{DataRecord, SessionId, Slot, SlotKind};
 use proptest::prelude::*;
@@ -27,6 +26,7 @@ fn info(n: u32, gap: u64, timeout: u64) -> SessionMeta {
             mean: Interval::from_raw(gap),
         }],
         skip_ranges: Vec::new(),
+        next_seqno: None,
     }
 }
 
