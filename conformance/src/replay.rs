@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use owamp_core::control::replay::{Recorded, Replayed, ScriptedRng};
+use owamp_core::control::replay::{InsecureScriptedRng, Recorded, Replayed};
 use owamp_core::control::{
     AcceptCode, Client, ClientConfig, CloseReason, Identity, Modes, Server, ServerConfig,
 };
@@ -389,7 +389,7 @@ fn replay_greeting_only(
         Default::default(),
         cfg,
         policy,
-        ScriptedRng::new([g.challenge, g.salt]),
+        InsecureScriptedRng::new([g.challenge, g.salt]),
         local,
         peer,
     );
@@ -398,7 +398,11 @@ fn replay_greeting_only(
     });
     let server = compare(ex, Direction::ServerToClient, "server", &out)?;
     let mut out = Replayed::default();
-    let mut client = Client::new(Default::default(), client_cfg, ScriptedRng::default());
+    let mut client = Client::new(
+        Default::default(),
+        client_cfg,
+        InsecureScriptedRng::default(),
+    );
     for seg in segments(&ex.wire, Direction::ServerToClient) {
         if let Err(e) = client.handle_input(Default::default(), Input::Received(seg)) {
             out.errors.push(e);

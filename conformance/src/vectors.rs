@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
 use owamp_core::wire::{
     AcceptCode, AcceptSession, DataRecord, FetchAck, FetchData, FetchSession, Mode, Modes,
     RequestSession, ServerGreeting, ServerStart, SessionId, SessionStop, SetUpResponse, SkipRange,
@@ -355,12 +355,12 @@ fn message_vectors() -> Vec<Vector> {
                 sid: SessionId(SID),
                 padding_length: 0,
                 start_time: OwampTime::from_raw(0xeeb2_5d6f_ea72_8631),
-                timeout: 0x0000_0002_0005_2d67,
+                timeout: Interval::from_raw(0x0000_0002_0005_2d67),
                 type_p: TypeP(0),
                 hmac,
                 slots: vec![Slot {
                     kind: SlotKind::Exponential,
-                    mean: 0x0ccc_cccc,
+                    mean: Interval::from_raw(0x0ccc_cccc),
                 }],
                 slots_hmac: hmac,
             },
@@ -569,15 +569,15 @@ fn message_vectors() -> Vec<Vector> {
             vec![
                 Slot {
                     kind: SlotKind::Exponential,
-                    mean: 1 << 32,
+                    mean: Interval::from_raw(1 << 32),
                 },
                 Slot {
                     kind: SlotKind::Fixed,
-                    mean: 1 << 31,
+                    mean: Interval::from_raw(1 << 31),
                 },
                 Slot {
                     kind: SlotKind::Exponential,
-                    mean: 1,
+                    mean: Interval::from_raw(1),
                 },
             ],
         ),

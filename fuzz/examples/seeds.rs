@@ -505,7 +505,7 @@ fn receiver_seeds(sc: &Scenario, msgs: &[Msg], seeds: &mut Seeds) {
         input.extend_from_slice(&keys.hmac);
         input.extend_from_slice(&req.num_packets.to_be_bytes());
         input.extend_from_slice(&start.to_be_bytes());
-        input.extend_from_slice(&req.timeout.to_be_bytes());
+        input.extend_from_slice(&req.timeout.raw().to_be_bytes());
         let Ok(padding) = u16::try_from(req.padding_length) else {
             continue;
         };
@@ -516,7 +516,7 @@ fn receiver_seeds(sc: &Scenario, msgs: &[Msg], seeds: &mut Seeds) {
         input.push(nslots as u8);
         for s in &req.slots {
             input.push(s.kind.to_u8());
-            input.extend_from_slice(&s.mean.to_be_bytes());
+            input.extend_from_slice(&s.mean.raw().to_be_bytes());
         }
         let mut last = 0u64;
         let mut datagrams = Vec::new();
@@ -540,7 +540,7 @@ fn receiver_seeds(sc: &Scenario, msgs: &[Msg], seeds: &mut Seeds) {
         }
         // Stop-Sessions after the last packet plus twice the timeout, all packets sent.
         input.push(3);
-        input.extend_from_slice(&last.wrapping_add(2 * req.timeout).to_be_bytes());
+        input.extend_from_slice(&last.wrapping_add(2 * req.timeout.raw()).to_be_bytes());
         input.extend_from_slice(&req.num_packets.to_be_bytes());
         input.push(0x80);
 
@@ -606,7 +606,7 @@ fn time_seeds(sc: &Scenario, msgs: &[Msg], seeds: &mut Seeds) {
     let (Some(ts), Some(ee)) = (p.get(ts_at..ts_at + 8), p.get(ts_at + 8..ts_at + 10)) else {
         return;
     };
-    let timeout = req.timeout_duration();
+    let timeout = req.timeout.to_duration();
     let input = cat(&[
         ts,
         &req.start_time.raw().to_be_bytes(),
@@ -897,11 +897,11 @@ fn command(v: &mut Vec<u8>, rec: &Recorded, cmd: &RecordedCommand) {
             v.extend_from_slice(&c.packets.to_be_bytes());
             v.extend_from_slice(&c.padding.to_be_bytes());
             v.extend_from_slice(&c.start_time.raw().to_be_bytes());
-            v.extend_from_slice(&c.timeout.to_be_bytes());
+            v.extend_from_slice(&c.timeout.raw().to_be_bytes());
             v.push(c.slots.len().saturating_sub(1) as u8);
             for s in &c.slots {
                 v.push(s.kind.to_u8());
-                v.extend_from_slice(&s.mean.to_be_bytes());
+                v.extend_from_slice(&s.mean.raw().to_be_bytes());
             }
         }
         RecordedCommand::StartSessions => v.push(4),

@@ -22,7 +22,8 @@ use clap::Parser;
 use owamp_core::control::{PortRange, Role};
 use owamp_core::io::StoredSession;
 use owamp_core::owp::OwpReader;
-use owamp_core::stats::report::Peer;
+use owamp_core::stats::report::EndpointName;
+use owamp_core::time::Interval;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 use owamp_os::store::sid_hex;
 use owamp_std::control::{fetched_to_stored, SessionSpec, StopHandle};
@@ -140,18 +141,18 @@ pub struct Args {
 
 /// Seconds as 32.32 fixed point, truncated as owping converts doubles (`-i 0.05` is
 /// 0x0ccccccc in the reference's requests).
-pub fn seconds_to_fixed(v: f64) -> Option<u64> {
+pub fn seconds_to_interval(v: f64) -> Option<Interval> {
     let x = v * 4_294_967_296.0;
     (0.0..18_446_744_073_709_551_616.0)
         .contains(&x)
-        .then_some(x as u64)
+        .then_some(Interval::from_raw(x as u64))
 }
 
 /// owping's default mean wait: 0.1 s, held in a C float, so the slot is 0x199999a0.
 pub fn default_slot() -> Slot {
     Slot {
         kind: SlotKind::Exponential,
-        mean: seconds_to_fixed(f64::from(0.1f32)).unwrap_or(0),
+        mean: seconds_to_interval(f64::from(0.1f32)).unwrap_or(Interval::ZERO),
     }
 }
 
@@ -173,7 +174,7 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Slot>, String> {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("Invalid numeric value ({t}) for schedule"));
             }
-            let mean = seconds_to_fixed(v)
+            let mean = seconds_to_interval(v)
                 .ok_or_else(|| format!("Invalid numeric value ({t}) for schedule"))?;
             Ok(Slot { kind, mean })
         })
@@ -273,7 +274,7 @@ fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
         Some(s) => parse_schedule(s).map_err(|e| format!("Invalid Schedule. {e}"))?,
         None => vec![default_slot()],
     };
-    if slots.iter().all(|s| s.mean == 0) {
+    if slots.iter().all(|s| s.mean == Interval::ZERO) {
         return Err("Invalid Schedule. The slots may not all be zero".into());
     }
     let timeout = match &args.timeout {
@@ -334,8 +335,8 @@ fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
 pub fn json_summary(
     direction: &str,
     bytes: &[u8],
-    from: &Peer,
-    to: &Peer,
+    from: &EndpointName,
+    to: &EndpointName,
     bucket_width: f64,
 ) -> Result<serde_json::Value, String> {
     let reader = OwpReader::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
@@ -496,11 +497,7 @@ fn execute(
         // When the results should be ready: the schedule, the loss timeout and one round trip
         // for Stop-Sessions, from the start time.
         let rate = {
-            let total: f64 = p
-                .slots
-                .iter()
-                .map(|s| s.mean as f64 / 4_294_967_296.0)
-                .sum();
+            let total: f64 = p.slots.iter().map(|s| s.mean.as_secs_f64()).sum();
             p.slots.len() as f64 / total
         };
         let duration = f64::from(p.args.count) / rate + timeout.as_secs_f64() + rtt.as_secs_f64();
@@ -607,13 +604,13 @@ fn execute(
         };
         if a.json {
             let r = &s.request;
-            let from = Peer {
+            let from = EndpointName {
                 host: from_name.to_owned(),
-                ..Peer::numeric(r.sender_address, r.sender_port)
+                ..EndpointName::numeric(r.sender_address, r.sender_port)
             };
-            let to = Peer {
+            let to = EndpointName {
                 host: to_name.to_owned(),
-                ..Peer::numeric(r.receiver_address, r.receiver_port)
+                ..EndpointName::numeric(r.receiver_address, r.receiver_port)
             };
             match json_summary(dir, &bytes, &from, &to, f64::from(p.out.bucket_width)) {
                 Ok(v) => json.push(v),
@@ -657,19 +654,19 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].kind, SlotKind::Exponential);
         // owping -i 0.05 puts 0x0ccccccc in the request (reference README).
-        assert_eq!(s[0].mean, 0x0ccc_cccc);
+        assert_eq!(s[0].mean, Interval::from_raw(0x0ccc_cccc));
         let s = parse_schedule("1.0e,0f").unwrap();
         assert_eq!(s[0].kind, SlotKind::Exponential);
-        assert_eq!(s[0].mean, 1 << 32);
+        assert_eq!(s[0].mean, Interval::from_secs(1));
         assert_eq!(s[1].kind, SlotKind::Fixed);
-        assert_eq!(s[1].mean, 0);
+        assert_eq!(s[1].mean, Interval::ZERO);
         assert_eq!(parse_schedule("0.01f").unwrap()[0].kind, SlotKind::Fixed);
         assert!(parse_schedule("x").is_err());
         assert!(parse_schedule("1g").is_err());
         assert!(parse_schedule("1,").is_err());
         assert!(parse_schedule("-1").is_err());
         assert!(parse_schedule("e").is_err());
-        assert_eq!(default_slot().mean, 0x1999_99a0);
+        assert_eq!(default_slot().mean, Interval::from_raw(0x1999_99a0));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, Command};
 use owamp_core::owp::{OwpReader, SessionHeader};
-use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
-use owamp_core::stats::{PacketEvent, SessionInfo, Stats, StatsConfig, Summary};
+use owamp_core::stats::report::{self, EndpointName, ReportContext, Scale};
+use owamp_core::stats::{PacketEvent, SessionMeta, Stats, StatsConfig, Summary};
 use owamp_core::time::OwampTime;
 use owamp_os::store::sid_hex;
 
@@ -324,9 +324,9 @@ fn json_files(
             .and_then(|reader| {
                 let r = &reader.header().request;
                 // JSON has no use for owstats's "***": a failed lookup gives the address.
-                let name = |addr: std::net::IpAddr, port: u16| Peer {
+                let name = |addr: std::net::IpAddr, port: u16| EndpointName {
                     host: env.host_name(addr).unwrap_or_else(|| addr.to_string()),
-                    ..Peer::numeric(addr, port)
+                    ..EndpointName::numeric(addr, port)
                 };
                 let from = name(r.sender_address, r.sender_port);
                 let to = name(r.receiver_address, r.receiver_port);
@@ -363,8 +363,8 @@ fn json_files(
     }
 }
 
-pub(crate) fn peer(env: &dyn Environment, addr: std::net::IpAddr, port: u16) -> Peer {
-    Peer {
+pub(crate) fn peer(env: &dyn Environment, addr: std::net::IpAddr, port: u16) -> EndpointName {
+    EndpointName {
         host: env.host_name(addr).unwrap_or_else(|| "***".into()),
         addr: addr.to_string(),
         port: port.to_string(),
@@ -415,13 +415,13 @@ pub(crate) fn stats_from<R: Read + Seek>(
     let time = |secs: u32| env.local_time(secs);
     let (from, to) = match names {
         Some((f, t)) => (
-            Peer {
+            EndpointName {
                 host: f.to_owned(),
-                ..Peer::numeric(r.sender_address, r.sender_port)
+                ..EndpointName::numeric(r.sender_address, r.sender_port)
             },
-            Peer {
+            EndpointName {
                 host: t.to_owned(),
-                ..Peer::numeric(r.receiver_address, r.receiver_port)
+                ..EndpointName::numeric(r.receiver_address, r.receiver_port)
             },
         ),
         None => (
@@ -540,7 +540,7 @@ pub(crate) fn stats_for<R: Read + Seek>(
     bucket_width: f64,
 ) -> Result<Stats, String> {
     Stats::new(
-        SessionInfo::from_header(reader.header()),
+        SessionMeta::from_header(reader.header()),
         StatsConfig {
             bucket_width,
             schedule_limit: Some(schedule_limit(reader.max_records())),
@@ -560,15 +560,15 @@ fn unix_secs(t: OwampTime) -> f64 {
 pub fn json_summary<R: Read + Seek>(
     direction: Option<&str>,
     mut reader: OwpReader<R>,
-    from: &Peer,
-    to: &Peer,
+    from: &EndpointName,
+    to: &EndpointName,
     bucket_width: f64,
 ) -> Result<serde_json::Value, String> {
     let header = reader.header().clone();
     let mut stats = stats_for(&reader, bucket_width)?;
     let (s, _) = summarize_range(&mut reader, &mut stats, 0, (0, None), 0, |_| Ok(()))?;
     let (n, min_ttl, max_ttl) = s.ttl_range();
-    let peer = |p: &Peer| serde_json::json!({ "host": p.host, "address": p.addr, "port": p.port.parse::<u16>().ok() });
+    let peer = |p: &EndpointName| serde_json::json!({ "host": p.host, "address": p.addr, "port": p.port.parse::<u16>().ok() });
     let loss_percent = 100.0 * s.loss_fraction();
     Ok(serde_json::json!({
         "direction": direction,
@@ -689,9 +689,9 @@ mod tests {
             // The same object as owping --json gives for the same file, but for the two keys
             // only one of them knows.
             let bytes = std::fs::read(file).unwrap();
-            let peer = Peer {
+            let peer = EndpointName {
                 host: "peer".into(),
-                ..Peer::numeric(std::net::Ipv4Addr::LOCALHOST.into(), 0)
+                ..EndpointName::numeric(std::net::Ipv4Addr::LOCALHOST.into(), 0)
             };
             let o = crate::owping::json_summary(dir, &bytes, &peer, &peer, f64::from(0.0001f32))
                 .unwrap();

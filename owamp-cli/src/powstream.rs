@@ -34,7 +34,7 @@ use owamp_core::io::{Finished, StoredSession};
 use owamp_core::owp::{self, OwpReader};
 use owamp_core::session::Schedule;
 use owamp_core::stats::report::{self, ReportContext, Scale};
-use owamp_core::time::OwampTime;
+use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind};
 use owamp_os::store::{owp_header, sid_hex};
 use owamp_std::control::{
@@ -271,13 +271,15 @@ fn plan(args: Args) -> Result<Plan, String> {
         Some(s) => positive_seconds('i', s, false)?,
         None => DEFAULT_WAIT,
     };
-    let mean = owping::seconds_to_fixed(wait)
-        .filter(|&m| m > 0)
+    let mean = owping::seconds_to_interval(wait)
+        .filter(|&m| m > Interval::ZERO)
         .ok_or("Invalid (-i) value. Positive float expected")?;
     let timeout = match &args.timeout {
         // It goes into the request as 32.32 seconds.
         Some(s) => Some(positive_seconds('L', s, false)?)
-            .filter(|&v| owping::seconds_to_fixed(v).is_some_and(|f| f >> 32 < u64::from(u32::MAX)))
+            .filter(|&v| {
+                owping::seconds_to_interval(v).is_some_and(|f| f.raw() >> 32 < u64::from(u32::MAX))
+            })
             .ok_or("Invalid (-L) value. Positive float expected")?,
         None => DEFAULT_TIMEOUT,
     };
@@ -615,7 +617,7 @@ impl Stream<'_> {
     }
 
     fn mean_wait(&self) -> f64 {
-        self.p.spec.slots[0].mean as f64 / 4_294_967_296.0
+        self.p.spec.slots[0].mean.as_secs_f64()
     }
 
     /// Nothing under way and setting up failed: wait for the retry time (or a signal).
@@ -1004,7 +1006,10 @@ mod tests {
         assert_eq!(p.spec.packets, 300);
         assert_eq!(p.spec.slots.len(), 1);
         assert_eq!(p.spec.slots[0].kind, SlotKind::Exponential);
-        assert_eq!(p.spec.slots[0].mean, owping::seconds_to_fixed(0.1).unwrap());
+        assert_eq!(
+            p.spec.slots[0].mean,
+            owping::seconds_to_interval(0.1).unwrap()
+        );
         assert_eq!(p.spec.timeout, Duration::from_secs(10));
         assert_eq!(p.role, Role::Receiver);
         assert_eq!(p.retry, Duration::from_secs(60));
@@ -1094,7 +1099,7 @@ mod tests {
         let sid = SessionId([7; 16]);
         let slots = [Slot {
             kind: SlotKind::Exponential,
-            mean: 1 << 30,
+            mean: Interval::from_raw(1 << 30),
         }];
         let schedule = Schedule::new(sid, &slots, 12).unwrap();
         let start = OwampTime::from_raw(1 << 40);

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use owamp_core::owp::{self, SessionHeader};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 
@@ -53,12 +54,12 @@ fn session_bytes(num_packets: u32, seqs: &[u32]) -> Vec<u8> {
         sid: SessionId([9; 16]),
         padding_length: 0,
         start_time: start,
-        timeout: 1 << 32,
+        timeout: Interval::from_raw(1 << 32),
         type_p: TypeP::BEST_EFFORT,
         hmac: [0; 16],
         slots: vec![Slot {
             kind: SlotKind::Fixed,
-            mean: slot_gap,
+            mean: Interval::from_raw(slot_gap),
         }],
         slots_hmac: [0; 16],
     };
@@ -140,7 +141,7 @@ fn owping_json_summary_bounds_the_schedule_it_derives() {
     // A server's answer claims 2^32-1 packets and holds one record, of the last packet but
     // one: deriving its send time means generating the whole schedule, billions of steps.
     let bytes = session_bytes(u32::MAX, &[u32::MAX - 1]);
-    let peer = owamp_core::stats::report::Peer {
+    let peer = owamp_core::stats::report::EndpointName {
         host: "h".into(),
         addr: "127.0.0.1".into(),
         port: "1".into(),

@@ -5,6 +5,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use owamp_core::crypto::{SecureMode, SessionKeys, TestPacketCrypto};
 use owamp_core::session::{PacketProtection, Receiver, Schedule, Sender, SessionParams};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind};
 
@@ -15,12 +16,12 @@ const SID: SessionId = SessionId([0x42; 16]);
 fn params() -> SessionParams {
     let slot = Slot {
         kind: SlotKind::Exponential,
-        mean: SEC / 1000,
+        mean: Interval::from_raw(SEC / 1000),
     };
     SessionParams {
         schedule: Schedule::new(SID, &[slot], COUNT).unwrap(),
         start: OwampTime::from_raw(0xeeb2_5d6f_0000_0000),
-        timeout: 2 * SEC,
+        timeout: Interval::from_raw(2 * SEC),
         padding: 0,
     }
 }

@@ -4,7 +4,8 @@ use std::io::Cursor;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use owamp_core::owp::{self, OwpReader, SessionHeader};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 
@@ -27,12 +28,12 @@ fn header() -> SessionHeader {
         sid: SessionId(*b"benchmark-sid-01"),
         padding_length: 0,
         start_time: OwampTime::from_raw(START),
-        timeout: TIMEOUT,
+        timeout: Interval::from_raw(TIMEOUT),
         type_p: TypeP(0),
         hmac: [0; 16],
         slots: vec![Slot {
             kind: SlotKind::Fixed,
-            mean: INTERVAL,
+            mean: Interval::from_raw(INTERVAL),
         }],
         slots_hmac: [0; 16],
     };
@@ -118,7 +119,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("summary_1m_records_in_memory", |b| {
         b.iter(|| {
             let mut stats =
-                Stats::new(SessionInfo::from_header(&h), StatsConfig::default()).unwrap();
+                Stats::new(SessionMeta::from_header(&h), StatsConfig::default()).unwrap();
             let mut s = stats.summarize(0, None).unwrap();
             for r in &recs {
                 s.push(r).unwrap();
@@ -131,7 +132,7 @@ fn bench(c: &mut Criterion) {
             || Cursor::new(file.as_slice()),
             |cur| {
                 let mut reader = OwpReader::new(cur).unwrap();
-                let info = SessionInfo::from_header(reader.header());
+                let info = SessionMeta::from_header(reader.header());
                 let mut stats = Stats::new(info, StatsConfig::default()).unwrap();
                 let n = reader.stats_record_count(0);
                 let mut s = stats.summarize(0, None).unwrap();

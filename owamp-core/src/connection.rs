@@ -849,7 +849,15 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
         req: SessionRequest,
     ) -> Result<(), ControlError> {
         if !self.is_ready() {
-            return Err(ControlError::WrongState("Request-Session"));
+            let state = if self.pending.iter().any(|p| p.request.is_some()) {
+                "a request is outstanding"
+            } else {
+                "the client is not ready"
+            };
+            return Err(ControlError::WrongState {
+                input: "Request-Session",
+                state,
+            });
         }
         // Checked again by the state machine when the socket is open; refused at once here
         // so that no socket is opened for nothing.

@@ -26,7 +26,7 @@
 //! end on their own (a sender after its last packet, a receiver once the loss timeout after the
 //! last scheduled packet has passed) or after [`Output::StopLocalSessions`].
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 
 use crate::control::{AcceptCode, ClientCommand, CloseReason, Mode, RequestSession, Role};
 use crate::crypto::SessionKeys;

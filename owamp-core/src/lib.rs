@@ -17,3 +17,7 @@ pub mod session;
 pub mod stats;
 pub mod time;
 pub mod wire;
+
+/// The `rand_core` the state machines take their RNG from (`RngCore + CryptoRng`): use this
+/// re-export so that the versions match.
+pub use rand_core;

@@ -2,8 +2,8 @@
 //!
 //! [`OwampTime`] is the 64-bit NTP-style timestamp: seconds since 1900-01-01 00:00 UTC in the
 //! high 32 bits and a binary fraction of a second in the low 32 bits. The same 32.32 fixed-point
-//! layout also carries durations on the wire (schedule slot means, the Request-Session timeout);
-//! [`fixed_point_to_duration`] and [`duration_to_fixed_point`] convert those.
+//! layout also carries durations on the wire (schedule slot means, the Request-Session timeout):
+//! [`Interval`] holds those, and converts them to and from [`Duration`].
 //!
 //! Rounding: one unit of the fraction is 2^-32 s (about 233 ps), finer than a nanosecond, so
 //! every conversion between the 32.32 format and nanosecond-based std types rounds **to the
@@ -14,7 +14,7 @@
 //! apply era arithmetic: a timestamp is the plain 64-bit number, ordered as such.
 
 use core::fmt;
-use std::time::Duration;
+use core::time::Duration;
 
 /// Seconds from 1900-01-01 (the OWAMP/NTP epoch) to 1970-01-01 (the Unix epoch).
 pub const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
@@ -39,16 +39,126 @@ fn duration_from_nanos(nanos: u128) -> Duration {
     Duration::new(secs, sub)
 }
 
-/// A 32.32 fixed-point second count (as in a slot mean or a timeout) as a [`Duration`], rounded
-/// to the nearest nanosecond (RFC 4656 3.5).
-pub fn fixed_point_to_duration(raw: u64) -> Duration {
-    duration_from_nanos(fixed_to_nanos(u128::from(raw)))
+/// A duration as a 32.32 fixed-point second count, the form RFC 4656 gives the durations it
+/// puts on the wire: the Timeout of Request-Session and the mean of a schedule slot (RFC 4656
+/// 3.5), and the send offsets of a schedule (Appendix B).
+///
+/// The high 32 bits count whole seconds, the low 32 bits a binary fraction of a second, so an
+/// interval spans 0 to just under 2^32 s in steps of 2^-32 s (about 233 ps). Arithmetic is
+/// checked or saturating: nothing here panics, whatever the 64 bits hold.
+///
+/// ```
+/// use core::time::Duration;
+/// use owamp_core::time::Interval;
+///
+/// // `owping -i 0.05`: the slot mean on the wire is 0x0ccccccd.
+/// let mean = Interval::from_duration(Duration::from_millis(50)).unwrap();
+/// assert_eq!(mean.raw(), 0x0ccc_cccd);
+/// assert_eq!(mean.to_duration(), Duration::from_millis(50));
+/// assert_eq!(mean.to_string(), "50ms");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Interval(u64);
+
+impl Interval {
+    /// No time at all.
+    pub const ZERO: Interval = Interval(0);
+
+    /// The longest interval, 2^32 s minus 2^-32 s.
+    pub const MAX: Interval = Interval(u64::MAX);
+
+    /// The interval whose wire representation is `raw`.
+    pub const fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The 64-bit wire representation.
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// Whole seconds, exactly.
+    pub const fn from_secs(secs: u32) -> Self {
+        Self((secs as u64) << 32)
+    }
+
+    /// The interval nearest to `d` (ties away from zero); `None` if that is 2^32 s or more.
+    ///
+    /// This is the checked conversion: [`Interval::saturating_from_duration`] clamps instead.
+    /// Converting a whole number of nanoseconds and back with [`Interval::to_duration`]
+    /// returns it exactly.
+    pub fn from_duration(d: Duration) -> Option<Self> {
+        u64::try_from(nanos_to_fixed(d.as_nanos())).ok().map(Self)
+    }
+
+    /// The interval nearest to `d`, or [`Interval::MAX`] if `d` does not fit.
+    pub fn saturating_from_duration(d: Duration) -> Self {
+        Self::from_duration(d).unwrap_or(Self::MAX)
+    }
+
+    /// `d` truncated (not rounded) to 2^-32 s, whole seconds clamped to `u32::MAX`: how the
+    /// control state machines have always turned their configured durations into deadlines,
+    /// kept so that the timers they ask for do not move.
+    pub(crate) fn from_duration_truncated(d: Duration) -> Self {
+        let secs = d.as_secs().min(u64::from(u32::MAX));
+        let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+        Self((secs << 32).saturating_add(frac))
+    }
+
+    /// The interval as a [`Duration`], rounded to the nearest nanosecond (ties away from zero).
+    pub fn to_duration(self) -> Duration {
+        duration_from_nanos(fixed_to_nanos(u128::from(self.0)))
+    }
+
+    /// The interval in seconds, as a float.
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / FRAC_ONE as f64
+    }
+
+    /// `self + other`; `None` on overflow.
+    pub const fn checked_add(self, other: Interval) -> Option<Self> {
+        match self.0.checked_add(other.0) {
+            Some(v) => Some(Self(v)),
+            None => None,
+        }
+    }
+
+    /// `self + other`, saturating at [`Interval::MAX`].
+    pub const fn saturating_add(self, other: Interval) -> Self {
+        Self(self.0.saturating_add(other.0))
+    }
+
+    /// `self - other`; `None` if `other` is longer.
+    pub const fn checked_sub(self, other: Interval) -> Option<Self> {
+        match self.0.checked_sub(other.0) {
+            Some(v) => Some(Self(v)),
+            None => None,
+        }
+    }
+
+    /// `self - other`, saturating at [`Interval::ZERO`].
+    pub const fn saturating_sub(self, other: Interval) -> Self {
+        Self(self.0.saturating_sub(other.0))
+    }
 }
 
-/// A [`Duration`] as 32.32 fixed-point seconds, rounded to the nearest 2^-32 s; `None` if it
-/// does not fit (2^32 s or more, after rounding).
-pub fn duration_to_fixed_point(d: Duration) -> Option<u64> {
-    u64::try_from(nanos_to_fixed(d.as_nanos())).ok()
+impl fmt::Debug for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Interval({:#x} = {:?})", self.0, self.to_duration())
+    }
+}
+
+/// As the [`Duration`] it rounds to, e.g. `50ms` or `1.5s`.
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_duration(), f)
+    }
+}
+
+impl From<Interval> for Duration {
+    fn from(i: Interval) -> Self {
+        i.to_duration()
+    }
 }
 
 /// A timestamp in the 64-bit NTP format used by OWAMP (RFC 4656 4.1.2): the high 32 bits count
@@ -95,13 +205,13 @@ impl OwampTime {
 
     /// The time elapsed since 1900-01-01 00:00 UTC, rounded to the nearest nanosecond.
     pub fn since_epoch(self) -> Duration {
-        fixed_point_to_duration(self.0)
+        Interval(self.0).to_duration()
     }
 
     /// The timestamp `d` after 1900-01-01 00:00 UTC, rounded to the nearest 2^-32 s; `None` if
     /// that is beyond [`OwampTime::MAX`].
     pub fn from_since_epoch(d: Duration) -> Option<Self> {
-        duration_to_fixed_point(d).map(Self)
+        Interval::from_duration(d).map(|i| Self(i.0))
     }
 
     /// `self + d`, with `d` rounded to the nearest 2^-32 s; `None` on overflow.
@@ -129,7 +239,42 @@ impl OwampTime {
     /// The time from `earlier` to `self`, rounded to the nearest nanosecond; `None` if
     /// `earlier` is later than `self`.
     pub fn duration_since(self, earlier: OwampTime) -> Option<Duration> {
-        self.0.checked_sub(earlier.0).map(fixed_point_to_duration)
+        self.interval_since(earlier).map(Interval::to_duration)
+    }
+
+    /// The exact time from `earlier` to `self`; `None` if `earlier` is later than `self`.
+    pub const fn interval_since(self, earlier: OwampTime) -> Option<Interval> {
+        match self.0.checked_sub(earlier.0) {
+            Some(v) => Some(Interval(v)),
+            None => None,
+        }
+    }
+
+    /// `self + i`, exact; `None` past [`OwampTime::MAX`].
+    pub const fn checked_add_interval(self, i: Interval) -> Option<Self> {
+        match self.0.checked_add(i.0) {
+            Some(v) => Some(Self(v)),
+            None => None,
+        }
+    }
+
+    /// `self + i`, exact, saturating at [`OwampTime::MAX`] (so that send times stay monotone
+    /// even for absurd schedules).
+    pub const fn saturating_add_interval(self, i: Interval) -> Self {
+        Self(self.0.saturating_add(i.0))
+    }
+
+    /// `self - i`, exact; `None` before 1900.
+    pub const fn checked_sub_interval(self, i: Interval) -> Option<Self> {
+        match self.0.checked_sub(i.0) {
+            Some(v) => Some(Self(v)),
+            None => None,
+        }
+    }
+
+    /// `self - i`, exact, saturating at [`OwampTime::ZERO`].
+    pub const fn saturating_sub_interval(self, i: Interval) -> Self {
+        Self(self.0.saturating_sub(i.0))
     }
 
     /// `self - other` in 2^-32 s units, exact and signed.
@@ -329,12 +474,61 @@ mod tests {
     fn reference_slot_mean_is_50ms() {
         // `-i 0.05` on the wire (see the reference traces).
         assert_eq!(
-            fixed_point_to_duration(0x0ccc_cccc),
+            Interval::from_raw(0x0ccc_cccc).to_duration(),
             Duration::from_millis(50)
         );
         assert_eq!(
-            duration_to_fixed_point(Duration::from_millis(50)),
-            Some(0x0ccc_cccd)
+            Interval::from_duration(Duration::from_millis(50)),
+            Some(Interval::from_raw(0x0ccc_cccd))
+        );
+    }
+
+    #[test]
+    fn interval_conversions_and_limits() {
+        assert_eq!(Interval::from_secs(2).raw(), 2 << 32);
+        assert_eq!(Interval::ZERO.to_duration(), Duration::ZERO);
+        let max = Duration::from_secs(1 << 32);
+        assert_eq!(Interval::from_duration(max), None);
+        assert_eq!(Interval::saturating_from_duration(max), Interval::MAX);
+        // 100 ms is 429496729.6 units: rounded up by from_duration, truncated for deadlines.
+        let d = Duration::from_millis(100);
+        assert_eq!(
+            Interval::from_duration(d).map(Interval::raw),
+            Some(429_496_730)
+        );
+        assert_eq!(Interval::from_duration_truncated(d).raw(), 429_496_729);
+        assert_eq!(
+            Interval::from_duration_truncated(Duration::MAX).raw() >> 32,
+            u64::from(u32::MAX)
+        );
+        assert_eq!(
+            Interval::MAX.saturating_add(Interval::from_raw(1)),
+            Interval::MAX
+        );
+        assert_eq!(Interval::MAX.checked_add(Interval::from_raw(1)), None);
+        assert_eq!(Interval::ZERO.checked_sub(Interval::from_raw(1)), None);
+        assert_eq!(Interval::from_secs(1).as_secs_f64(), 1.0);
+        assert_eq!(Interval::from_raw(1 << 31).to_string(), "500ms");
+        assert_eq!(
+            format!("{:?}", Interval::from_secs(1)),
+            "Interval(0x100000000 = 1s)"
+        );
+    }
+
+    #[test]
+    fn time_plus_interval() {
+        let t = OwampTime::from_parts(10, 0);
+        let half = Interval::from_raw(1 << 31);
+        let u = t.saturating_add_interval(half);
+        assert_eq!(u, OwampTime::from_parts(10, 1 << 31));
+        assert_eq!(u.interval_since(t), Some(half));
+        assert_eq!(t.interval_since(u), None);
+        assert_eq!(u.checked_sub_interval(half), Some(t));
+        assert_eq!(OwampTime::MAX.checked_add_interval(half), None);
+        assert_eq!(OwampTime::MAX.saturating_add_interval(half), OwampTime::MAX);
+        assert_eq!(
+            OwampTime::ZERO.saturating_sub_interval(half),
+            OwampTime::ZERO
         );
     }
 
@@ -470,7 +664,7 @@ mod tests {
             let d = Duration::new(secs, nanos);
             let t = OwampTime::from_since_epoch(d).unwrap();
             prop_assert_eq!(t.since_epoch(), d);
-            prop_assert_eq!(fixed_point_to_duration(duration_to_fixed_point(d).unwrap()), d);
+            prop_assert_eq!(Interval::from_duration(d).unwrap().to_duration(), d);
         }
 
         #[test]

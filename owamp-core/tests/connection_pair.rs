@@ -17,7 +17,7 @@ use owamp_core::control::{
 use owamp_core::io::{FetchReply, FetchedSession, Finished, StoredSession};
 use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::session::Datagram;
-use owamp_core::time::OwampTime;
+use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -166,12 +166,12 @@ impl Pair {
             peer: SERVER_IP,
             slots: vec![Slot {
                 kind: SlotKind::Exponential,
-                mean: (1 << 32) / 100,
+                mean: Interval::from_raw((1 << 32) / 100),
             }],
             packets,
             padding: 0,
             start_time: start,
-            timeout: 2 << 32,
+            timeout: Interval::from_raw(2 << 32),
             type_p: TypeP::BEST_EFFORT,
         };
         self.client.request_session(self.now, req).unwrap();

@@ -9,6 +9,7 @@ use owamp_core::control::{
 };
 use owamp_core::io::{Input, Output};
 use owamp_core::policy::AllowAll;
+use owamp_core::time::Interval;
 use owamp_core::time::OwampTime;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 use rand_chacha::rand_core::SeedableRng;
@@ -106,12 +107,12 @@ fn request(role: Role, padding: u32) -> SessionRequest {
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
         slots: vec![Slot {
             kind: SlotKind::Exponential,
-            mean: 1 << 28,
+            mean: Interval::from_raw(1 << 28),
         }],
         packets: 10,
         padding,
         start_time: t0(),
-        timeout: 2 << 32,
+        timeout: Interval::from_raw(2 << 32),
         type_p: TypeP::BEST_EFFORT,
     }
 }

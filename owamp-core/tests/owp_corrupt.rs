@@ -3,7 +3,7 @@
 use std::io::Cursor;
 
 use owamp_core::owp::{OwpError, OwpReader};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig};
 use proptest::prelude::*;
 
 const DIR: &str = concat!(
@@ -139,7 +139,7 @@ fn exercise(bytes: &[u8]) {
         schedule_limit: Some(100_000),
         ..StatsConfig::default()
     };
-    let Ok(mut stats) = Stats::new(SessionInfo::from_header(&h), config) else {
+    let Ok(mut stats) = Stats::new(SessionMeta::from_header(&h), config) else {
         return;
     };
     let n = r.stats_record_count(0);

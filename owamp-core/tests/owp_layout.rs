@@ -3,9 +3,11 @@
 
 use std::io::Cursor;
 
-use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader, SkipRange};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::wire::SkipRange;
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 
 const START: u64 = 3_900_000_000 << 32;
@@ -23,17 +25,17 @@ fn request(n: u32) -> RequestSession {
         sid: SessionId([3; 16]),
         padding_length: 12,
         start_time: OwampTime::from_raw(START),
-        timeout: 2 << 32,
+        timeout: Interval::from_raw(2 << 32),
         type_p: TypeP(0),
         hmac: [0; 16],
         slots: vec![
             Slot {
                 kind: SlotKind::Fixed,
-                mean: INTERVAL,
+                mean: Interval::from_raw(INTERVAL),
             },
             Slot {
                 kind: SlotKind::Exponential,
-                mean: INTERVAL,
+                mean: Interval::from_raw(INTERVAL),
             },
         ],
         slots_hmac: [0; 16],
@@ -124,7 +126,7 @@ fn inconsistent_layouts_are_not_written() {
 fn skipped_packets_are_not_counted() {
     let recs: Vec<_> = (0..6).map(rec).collect();
     let h = SessionHeader::new(request(6), vec![SkipRange { first: 1, last: 2 }], 6, 1, 6);
-    let mut stats = Stats::new(SessionInfo::from_header(&h), StatsConfig::default()).unwrap();
+    let mut stats = Stats::new(SessionMeta::from_header(&h), StatsConfig::default()).unwrap();
     let mut s = stats.summarize(0, None).unwrap();
     for r in &recs {
         s.push(r).unwrap();

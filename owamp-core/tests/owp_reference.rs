@@ -4,6 +4,7 @@ use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr};
 
 use owamp_core::owp::{self, OwpReader};
+use owamp_core::time::Interval;
 use owamp_core::wire::{DataRecord, SlotKind};
 
 const DIR: &str = concat!(
@@ -68,11 +69,11 @@ fn header_fields_of_the_from_session() {
     assert_eq!(r.sender_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
     assert_eq!(r.receiver_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
     assert!(r.conf_sender && !r.conf_receiver);
-    assert_eq!(r.timeout, 8_590_402_744);
+    assert_eq!(r.timeout, Interval::from_raw(8_590_402_744));
     assert_eq!(hex::encode(r.sid.0), "7f000001eeb25d9e00c8abd5ced58697");
     assert_eq!(h.slots().len(), 1);
     assert_eq!(h.slots()[0].kind, SlotKind::Exponential);
-    assert_eq!(h.slots()[0].mean, 0x0ccc_cccc);
+    assert_eq!(h.slots()[0].mean, Interval::from_raw(0x0ccc_cccc));
 }
 
 #[test]

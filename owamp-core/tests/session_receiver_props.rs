@@ -3,6 +3,7 @@
 
 use owamp_core::crypto::{SecureMode, SessionKeys, TestPacketCrypto};
 use owamp_core::session::{PacketProtection, Receiver, Schedule, Sender, SessionParams};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind};
 use proptest::prelude::*;
@@ -16,13 +17,13 @@ fn params(count: u32, kind: SlotKind) -> SessionParams {
             SessionId([5; 16]),
             &[Slot {
                 kind,
-                mean: SEC / 50,
+                mean: Interval::from_raw(SEC / 50),
             }],
             count,
         )
         .unwrap(),
         start: OwampTime::from_raw(START),
-        timeout: SEC,
+        timeout: Interval::from_raw(SEC),
         padding: 4,
     }
 }

@@ -6,6 +6,7 @@ use owamp_core::session::{
     DropReason, PacketProtection, Receiver, Schedule, Sender, SessionParams, DEFAULT_MAX_WINDOW,
     TTL_UNKNOWN,
 };
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -33,12 +34,12 @@ fn protection(mode: Option<SecureMode>) -> PacketProtection {
 fn params(count: u32, padding: u32) -> SessionParams {
     let slot = Slot {
         kind: SlotKind::Exponential,
-        mean: SEC / 100, // 10 ms
+        mean: Interval::from_raw(SEC / 100), // 10 ms
     };
     SessionParams {
         schedule: Schedule::new(SID, &[slot], count).unwrap(),
         start: OwampTime::from_raw(0xeeb2_5d6f_0000_0000),
-        timeout: 2 * SEC,
+        timeout: Interval::from_raw(2 * SEC),
         padding,
     }
 }
@@ -417,12 +418,12 @@ fn far_sequence_numbers_do_not_grow_state() {
     // timeout, not billions of them.
     let slot = Slot {
         kind: SlotKind::Exponential,
-        mean: SEC / 100,
+        mean: Interval::from_raw(SEC / 100),
     };
     let p = SessionParams {
         schedule: Schedule::new(SID, &[slot], u32::MAX).unwrap(),
         start: OwampTime::from_raw(0xeeb2_5d6f_0000_0000),
-        timeout: 2 * SEC,
+        timeout: Interval::from_raw(2 * SEC),
         padding: 0,
     };
     let mut rx = Receiver::new(p.clone(), PacketProtection::Open);
@@ -454,12 +455,12 @@ fn a_packet_far_ahead_cannot_make_the_receiver_track_the_whole_session() {
     let start = OwampTime::from_raw(0xeeb2_5d6f_0000_0000);
     let slot = Slot {
         kind: SlotKind::Fixed,
-        mean: 0,
+        mean: Interval::from_raw(0),
     };
     let p = SessionParams {
         schedule: Schedule::new(SID, &[slot], u32::MAX).unwrap(),
         start,
-        timeout: 2 * SEC,
+        timeout: Interval::from_raw(2 * SEC),
         padding: 0,
     };
     let open = |seq: u32| {

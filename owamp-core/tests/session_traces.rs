@@ -6,6 +6,7 @@ mod session_support;
 
 use owamp_core::crypto::{SecureMode, SessionKeys, TestPacketCrypto};
 use owamp_core::session::{PacketProtection, Receiver, Schedule, Sender, SessionParams};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::DataRecord;
 use session_support::{load, trace_path, Trace, TraceSession};
@@ -14,7 +15,7 @@ fn params(s: &TraceSession) -> SessionParams {
     SessionParams {
         schedule: Schedule::new(s.sid, &s.slots, s.count).unwrap(),
         start: OwampTime::from_raw(s.start_time),
-        timeout: s.timeout,
+        timeout: Interval::from_raw(s.timeout),
         padding: s.padding,
     }
 }

@@ -4,9 +4,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use owamp_core::owp::SkipRange;
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig, StatsError, Summary};
-use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig, StatsError, Summary};
+use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
+use owamp_core::wire::SkipRange;
 use owamp_core::wire::{DataRecord, SessionId, Slot, SlotKind};
 use proptest::prelude::*;
 
@@ -15,17 +15,18 @@ const SEC: u64 = 1 << 32;
 
 /// A session of `n` packets `gap` apart with loss timeout `timeout`: owstats tracks
 /// reordering up to rate * timeout * 3.5 (at least 10) packets deep.
-fn info(n: u32, gap: u64, timeout: u64) -> SessionInfo {
-    SessionInfo {
+fn info(n: u32, gap: u64, timeout: u64) -> SessionMeta {
+    SessionMeta {
         sid: SessionId([7; 16]),
         start_time: OwampTime::from_raw(START),
-        loss_timeout: timeout,
+        loss_timeout: Interval::from_raw(timeout),
         num_packets: n,
         slots: vec![Slot {
             kind: SlotKind::Fixed,
-            mean: gap,
+            mean: Interval::from_raw(gap),
         }],
         skip_ranges: Vec::new(),
+        next_seqno: None,
     }
 }
 
@@ -42,8 +43,8 @@ fn arrival(seq: u32, gap: u64) -> DataRecord {
     }
 }
 
-fn summarize(info: SessionInfo, seqs: &[u32]) -> Summary {
-    let gap = info.slots[0].mean;
+fn summarize(info: SessionMeta, seqs: &[u32]) -> Summary {
+    let gap = info.slots[0].mean.raw();
     let mut stats = Stats::new(info, StatsConfig::default()).unwrap();
     let mut s = stats.summarize(0, None).unwrap();
     for &seq in seqs {
@@ -79,7 +80,7 @@ fn reference_reordering(seqs: &[u32], bound: usize) -> Vec<u32> {
 
 #[test]
 fn records_in_descending_order_take_linear_time() {
-    // 100 packets a second and a 1000 s timeout: reordering is tracked 350000 deep, deeper
+    // 100 packets a second and a 1000 s timeout: Interval::from_raw(reordering is tracked 350000 deep), deeper
     // than the session. Arriving last to first, every record is reordered against all the
     // earlier ones: looking back record by record would take 5e9 steps.
     let n = 100_000u32;

@@ -1,8 +1,9 @@
 //! Properties of the statistics on synthetic sessions.
 
-use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig, Summary};
-use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::io::{FetchedSession, Finished, StoredSession};
+use owamp_core::stats::report::{self, EndpointName, ReportContext, Scale};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig, Summary};
+use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
 use owamp_core::wire::{DataRecord, SessionId, Slot, SlotKind};
 use proptest::prelude::*;
 
@@ -12,17 +13,18 @@ const INTERVAL: u64 = 0x028F_5C28;
 /// A loss timeout far beyond the session, so that nothing closes early.
 const TIMEOUT: u64 = 1000 << 32;
 
-fn info(n: u32) -> SessionInfo {
-    SessionInfo {
+fn info(n: u32) -> SessionMeta {
+    SessionMeta {
         sid: SessionId([7; 16]),
         start_time: OwampTime::from_raw(START),
-        loss_timeout: TIMEOUT,
+        loss_timeout: Interval::from_raw(TIMEOUT),
         num_packets: n,
         slots: vec![Slot {
             kind: SlotKind::Fixed,
-            mean: INTERVAL,
+            mean: Interval::from_raw(INTERVAL),
         }],
         skip_ranges: Vec::new(),
+        next_seqno: None,
     }
 }
 
@@ -161,7 +163,7 @@ fn header_stub(n: u32) -> owamp_core::owp::SessionHeader {
         sid: SessionId([7; 16]),
         padding_length: 0,
         start_time: OwampTime::from_raw(START),
-        timeout: TIMEOUT,
+        timeout: Interval::from_raw(TIMEOUT),
         type_p: owamp_core::wire::TypeP(0),
         hmac: [0; 16],
         slots: info(n).slots,
@@ -171,7 +173,7 @@ fn header_stub(n: u32) -> owamp_core::owp::SessionHeader {
 }
 
 fn ctx() -> ReportContext<'static> {
-    let p = Peer::numeric("127.0.0.1".parse().unwrap(), 1);
+    let p = EndpointName::numeric("127.0.0.1".parse().unwrap(), 1);
     ReportContext {
         from: p.clone(),
         to: p,
@@ -179,6 +181,64 @@ fn ctx() -> ReportContext<'static> {
         unix_timestamps: false,
         time: &report::utc_time,
     }
+}
+
+/// RFC 4656 3.8: the sender sent every packet below its Next-Seqno that it did not skip, so a
+/// packet with no record at all, neither received nor lost, was lost.
+#[test]
+fn missing_record_below_next_seqno_counts_as_lost() {
+    let recs: Vec<_> = [0, 1, 3, 4]
+        .iter()
+        .map(|&s| received(s, INTERVAL / 2, 255))
+        .collect();
+    let request = header_stub(6).request;
+    let fetched = FetchedSession {
+        sid: request.sid,
+        finished: Finished::Normal,
+        next_seqno: 5,
+        skips: Vec::new(),
+        request: request.clone(),
+        records: recs.clone(),
+    };
+    // Packet 2 is missing and lost; packet 5 was never sent (at or past Next-Seqno).
+    let s = Stats::of_fetched(&fetched).unwrap();
+    assert_eq!((s.sent, s.lost), (5, 1));
+    let stored = StoredSession {
+        request,
+        finished: Finished::Normal,
+        next_seqno: 5,
+        skips: Vec::new(),
+        records: recs.clone(),
+    };
+    assert_eq!(Stats::of_stored(&stored).unwrap(), s);
+    // Without a Next-Seqno (an incomplete session, or owstats on a file) it is not counted.
+    let unfinished = FetchedSession {
+        finished: Finished::Incomplete,
+        ..fetched
+    };
+    assert_eq!(SessionMeta::from_fetched(&unfinished).next_seqno, None);
+    let s = Stats::of_fetched(&unfinished).unwrap();
+    assert_eq!((s.sent, s.lost), (4, 0));
+    let s = summarize(6, &recs);
+    assert_eq!((s.sent, s.lost), (4, 0));
+}
+
+#[test]
+fn exact_percentiles_come_from_the_delays() {
+    // Delays 1..=10 ms in a session whose histogram buckets are 0.1 ms wide.
+    let ms = (1u64 << 32) / 1000;
+    let recs: Vec<_> = (0..10u32)
+        .map(|s| received(s, ms * u64::from(s + 1), 255))
+        .collect();
+    let s = summarize(10, &recs);
+    let max = s.max_delay().unwrap();
+    let median = s.exact_median().unwrap();
+    assert!(median <= max);
+    assert_eq!(median, s.delays()[4]);
+    assert_eq!(s.exact_percentile(1.0), Some(max));
+    assert_eq!(s.exact_percentile(0.0), s.min_delay());
+    assert_eq!(s.exact_percentile(1.5), None);
+    assert_eq!(summarize(10, &[]).exact_median(), None);
 }
 
 #[test]
@@ -230,7 +290,7 @@ fn median_comes_from_the_histogram() {
 fn records_after_a_closed_loss_window_are_refused() {
     use owamp_core::stats::StatsError;
     let mut info = info(4);
-    info.loss_timeout = INTERVAL;
+    info.loss_timeout = Interval::from_raw(INTERVAL);
     let mut stats = Stats::new(info.clone(), StatsConfig::default()).unwrap();
     let mut s = stats.summarize(0, None).unwrap();
     // Seq 2 arrives 5 ms after it was due, 15 ms after packet 0's window (10 ms) closed.

@@ -3,8 +3,8 @@
 use std::io::Cursor;
 
 use owamp_core::owp::OwpReader;
-use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig, Summary};
+use owamp_core::stats::report::{self, EndpointName, ReportContext, Scale};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig, Summary};
 
 const DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -19,7 +19,7 @@ fn run(dir: &str) -> (owamp_core::owp::SessionHeader, Summary, String) {
     let bytes = std::fs::read(format!("{DIR}{dir}.owp")).unwrap();
     let mut r = OwpReader::new(Cursor::new(bytes)).unwrap();
     let h = r.header().clone();
-    let mut stats = Stats::new(SessionInfo::from_header(&h), StatsConfig::default()).unwrap();
+    let mut stats = Stats::new(SessionMeta::from_header(&h), StatsConfig::default()).unwrap();
     let ctx = context(&h);
     let mut verbose = report::stats_header(&h.request.sid, &ctx);
     let n = r.stats_record_count(0);
@@ -35,7 +35,7 @@ fn run(dir: &str) -> (owamp_core::owp::SessionHeader, Summary, String) {
 fn context(h: &owamp_core::owp::SessionHeader) -> ReportContext<'static> {
     let r = &h.request;
     // owstats resolved 127.0.0.1 to "localhost".
-    let peer = |addr, port: u16| Peer {
+    let peer = |addr, port: u16| EndpointName {
         host: "localhost".into(),
         addr: format!("{addr}"),
         port: port.to_string(),

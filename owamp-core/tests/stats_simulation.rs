@@ -11,10 +11,11 @@ use std::io::Cursor;
 use owamp_core::crypto::SecureMode;
 use owamp_core::owp::{self, header::FINISHED_NORMAL, OwpReader, SessionHeader};
 use owamp_core::session::{Schedule, Sender, SessionParams, TTL_UNKNOWN};
-use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
+use owamp_core::stats::report::{self, EndpointName, ReportContext, Scale};
 use owamp_core::stats::{
-    PacketEvent, SessionInfo, Stats, StatsConfig, Summary, DEFAULT_BUCKET_WIDTH,
+    PacketEvent, SessionMeta, Stats, StatsConfig, Summary, DEFAULT_BUCKET_WIDTH,
 };
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 use proptest::prelude::*;
@@ -43,12 +44,12 @@ const TTL_DUP: u8 = 60;
 fn params(count: u32, padding: u32) -> SessionParams {
     let slot = Slot {
         kind: SlotKind::Exponential,
-        mean: SEC / 100, // 10 ms
+        mean: Interval::from_raw(SEC / 100), // 10 ms
     };
     SessionParams {
         schedule: Schedule::new(SID, &[slot], count).unwrap(),
         start: OwampTime::from_raw(START),
-        timeout: TIMEOUT,
+        timeout: Interval::from_raw(TIMEOUT),
         padding,
     }
 }
@@ -181,7 +182,7 @@ fn stats_of<R: std::io::Read + std::io::Seek>(
 ) -> (SessionHeader, Summary, Vec<PacketEvent>) {
     let mut r = OwpReader::new(reader).unwrap();
     let h = r.header().clone();
-    let mut stats = Stats::new(SessionInfo::from_header(&h), StatsConfig::default()).unwrap();
+    let mut stats = Stats::new(SessionMeta::from_header(&h), StatsConfig::default()).unwrap();
     let n = r.stats_record_count(0);
     let mut sum = stats.summarize(0, None).unwrap();
     let mut events = Vec::new();
@@ -331,8 +332,8 @@ fn scenario(mode: Option<SecureMode>, padding: u32) {
 
     // And owstats -M reports the same.
     let ctx = ReportContext {
-        from: Peer::numeric(h.request.sender_address, h.request.sender_port),
-        to: Peer::numeric(h.request.receiver_address, h.request.receiver_port),
+        from: EndpointName::numeric(h.request.sender_address, h.request.sender_port),
+        to: EndpointName::numeric(h.request.receiver_address, h.request.receiver_port),
         scale: Scale::Milliseconds,
         unix_timestamps: false,
         time: &report::utc_time,

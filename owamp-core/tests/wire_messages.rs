@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{
     framing, AcceptCode, AcceptSession, ControlMessage, ControlMessageKind, DataRecord, FetchAck,
@@ -114,14 +115,14 @@ fn request_session_to() {
     assert_eq!(r.sid, SessionId::default());
     assert_eq!(r.padding_length, 0);
     assert_eq!(r.start_time, OwampTime::from_raw(0xeeb2_5d76_a18b_71b9));
-    assert_eq!(r.timeout, 0x0000_0002_00cb_3a26);
+    assert_eq!(r.timeout, Interval::from_raw(0x0000_0002_00cb_3a26));
     assert_eq!(r.type_p, TypeP::BEST_EFFORT);
     assert_eq!(r.hmac, arr::<16>("823a9cb6a3bf399618bfb6f7117fc3c1"));
     assert_eq!(
         r.slots,
         [Slot {
             kind: SlotKind::Exponential,
-            mean: 0x0ccc_cccc
+            mean: Interval::from_raw(0x0ccc_cccc)
         }]
     );
     assert_eq!(r.slots_hmac, arr::<16>("c999d26376f01834beb7fa08660b2855"));

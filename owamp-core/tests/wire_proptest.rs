@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{
     framing, AcceptCode, AcceptSession, ControlMessage, DataRecord, FetchAck, FetchData,
@@ -52,7 +53,7 @@ fn slot() -> impl Strategy<Value = Slot> {
         } else {
             SlotKind::Exponential
         },
-        mean,
+        mean: Interval::from_raw(mean),
     })
 }
 
@@ -82,7 +83,7 @@ prop_compose! {
             sid,
             padding_length,
             start_time,
-            timeout,
+            timeout: Interval::from_raw(timeout),
             type_p: TypeP(type_p),
             hmac,
             slots,

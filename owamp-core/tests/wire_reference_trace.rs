@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use owamp_core::time::Interval;
 use owamp_core::time::OwampTime;
 use owamp_core::wire::{
     framing, AcceptCode, AcceptSession, ControlMessageKind, FetchAck, FetchData, FetchSession,
@@ -168,11 +169,11 @@ fn check_client_stream(t: &Trace, want_mode: Mode) -> Seen {
         assert_eq!(r.num_packets, 20);
         assert_eq!(r.slots.len(), 1);
         assert_eq!(r.slots[0].kind, SlotKind::Exponential);
-        assert_eq!(r.slots[0].mean, 0x0ccc_cccc);
+        assert_eq!(r.slots[0].mean, Interval::from_raw(0x0ccc_cccc));
         assert_eq!(r.padding_length, 0);
         assert_eq!(r.type_p.dscp(), Some(0));
         assert!(r.conf_sender != r.conf_receiver);
-        let t = r.timeout_duration().as_secs_f64();
+        let t = r.timeout.as_secs_f64();
         assert!((2.0..2.1).contains(&t), "timeout {t}");
     }
     // "to" direction: the server receives; "from": the server sends and the client gave a SID.

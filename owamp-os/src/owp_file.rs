@@ -95,12 +95,12 @@ mod tests {
             sid: SessionId([9; 16]),
             padding_length: 0,
             start_time: OwampTime::from_raw(0xeeb2_5d00_0000_0000),
-            timeout: 1 << 32,
+            timeout: owamp_core::time::Interval::from_raw(1 << 32),
             type_p: TypeP::BEST_EFFORT,
             hmac: [0; 16],
             slots: vec![Slot {
                 kind: SlotKind::Fixed,
-                mean: 1 << 28,
+                mean: owamp_core::time::Interval::from_raw(1 << 28),
             }],
             slots_hmac: [0; 16],
         };

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use owamp_core::io::{FetchReply, Finished, SkipRange, StoredSession};
+use owamp_core::io::{FetchReply, Finished, StoredSession};
 use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader};
 use owamp_core::wire::{RequestSession, SessionId};
 
@@ -166,14 +166,7 @@ pub fn owp_header(s: &StoredSession) -> SessionHeader {
         Finished::Normal => owp::header::FINISHED_NORMAL,
         Finished::Incomplete => owp::header::FINISHED_INCOMPLETE,
     };
-    let skips = s
-        .skips
-        .iter()
-        .map(|r| owp::SkipRange {
-            first: r.first,
-            last: r.last,
-        })
-        .collect();
+    let skips = s.skips.clone();
     let n = u32::try_from(s.records.len()).unwrap_or(u32::MAX);
     SessionHeader::new(file_request(&s.request), skips, n, finished, s.next_seqno)
 }
@@ -199,14 +192,7 @@ pub fn read_owp(path: &Path) -> Result<StoredSession, OwpError> {
         request: h.request,
         finished,
         next_seqno: h.next_seqno,
-        skips: h
-            .skip_ranges
-            .iter()
-            .map(|s| SkipRange {
-                first: s.first,
-                last: s.last,
-            })
-            .collect(),
+        skips: h.skip_ranges,
         records,
     })
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use owamp_core::control::{ClientConfig, Mode, Role, ServerConfig};
 use owamp_core::io::SessionInfo;
 use owamp_core::policy::AllowAll;
-use owamp_core::time::{duration_to_fixed_point, OwampTime};
+use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
 use owamp_os::clock::{Clock, SystemClock};
 use owamp_os::net::TestSocket;
@@ -21,8 +21,8 @@ fn lo() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
-fn fixed(d: Duration) -> u64 {
-    duration_to_fixed_point(d).unwrap_or(u64::MAX)
+fn fixed(d: Duration) -> Interval {
+    Interval::saturating_from_duration(d)
 }
 
 /// A sender and a receiver endpoint for one open-mode session on loopback.

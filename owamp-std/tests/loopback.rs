@@ -80,10 +80,7 @@ fn wrong_passphrase_is_rejected() {
         limits_with_alice(),
         Duration::from_secs(5),
     );
-    let opts = client(
-        Some(("alice", "looking-glass")),
-        Modes::EMPTY.with(Mode::Authenticated),
-    );
+    let opts = client(Some(("alice", "looking-glass")), Modes::AUTHENTICATED);
     let t0 = Instant::now();
     match run_test(addr, &opts, &both_ways(), None) {
         Err(ClientError::Closed(CloseReason::SetupRejected(_))) => {}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use owamp_core::control::{Client, ClientCommand, ClientConfig, ServerConfig};
 use owamp_core::io::{Finished, Input, Output, StoredSession};
 use owamp_core::policy::AllowAll;
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 use owamp_os::rng::OsRng;
@@ -44,12 +45,12 @@ fn stored(n: u32) -> StoredSession {
             sid: SID,
             padding_length: 0,
             start_time: t,
-            timeout: 1 << 32,
+            timeout: Interval::from_raw(1 << 32),
             type_p: TypeP::BEST_EFFORT,
             hmac: [0; 16],
             slots: vec![Slot {
                 kind: SlotKind::Fixed,
-                mean: 1 << 28,
+                mean: Interval::from_raw(1 << 28),
             }],
             slots_hmac: [0; 16],
         },

@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use owamp_core::stats::report::{self, Peer, ReportContext, Scale};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::stats::report::{self, EndpointName, ReportContext, Scale};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig};
 use owamp_tokio::control::{run_test, ClientOptions, DirectionResult, SessionSpec, TestPlan};
 use owamp_tokio::StopToken;
 
@@ -22,7 +22,7 @@ const OWAMP_PORT: u16 = 861;
 fn summarize(d: &DirectionResult, from: SocketAddr, to: SocketAddr) -> Result<String, String> {
     let session = d.data.as_ref().map_err(|e| e.to_string())?;
     let header = owamp_os::store::owp_header(session);
-    let mut stats = Stats::new(SessionInfo::from_header(&header), StatsConfig::default())
+    let mut stats = Stats::new(SessionMeta::from_header(&header), StatsConfig::default())
         .map_err(|e| e.to_string())?;
     let mut sum = stats.summarize(0, None).map_err(|e| e.to_string())?;
     for r in &session.records {
@@ -30,8 +30,8 @@ fn summarize(d: &DirectionResult, from: SocketAddr, to: SocketAddr) -> Result<St
     }
     let summary = sum.finish().map_err(|e| e.to_string())?;
     let ctx = ReportContext {
-        from: Peer::numeric(from.ip(), from.port()),
-        to: Peer::numeric(to.ip(), to.port()),
+        from: EndpointName::numeric(from.ip(), from.port()),
+        to: EndpointName::numeric(to.ip(), to.port()),
         scale: Scale::Milliseconds,
         unix_timestamps: false,
         time: &report::utc_time,

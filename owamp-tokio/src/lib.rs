@@ -24,7 +24,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+//! use owamp_core::stats::{SessionMeta, Stats, StatsConfig};
 //! use owamp_tokio::control::{run_test, ClientOptions, SessionSpec, TestPlan};
 //!
 //! # async fn ping() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,7 +38,7 @@
 //! if let Some(to) = results.to {
 //!     let session = to.data?; // the records the server received
 //!     let header = owamp_os::store::owp_header(&session);
-//!     let mut stats = Stats::new(SessionInfo::from_header(&header), StatsConfig::default())?;
+//!     let mut stats = Stats::new(SessionMeta::from_header(&header), StatsConfig::default())?;
 //!     let mut sum = stats.summarize(0, None)?;
 //!     for r in &session.records {
 //!         sum.push(r)?;

@@ -91,10 +91,7 @@ async fn std_client_against_tokio_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_common_mode_across_adapters() {
     let (server, addr, _) = std_server(AllowAll);
-    let opts = client(
-        Some(("alice", "wonderland")),
-        Modes::EMPTY.with(Mode::Encrypted),
-    );
+    let opts = client(Some(("alice", "wonderland")), Modes::ENCRYPTED);
     let e = run_test(addr, &opts, &both_ways(), None).await.unwrap_err();
     assert!(
         matches!(

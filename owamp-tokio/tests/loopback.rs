@@ -49,10 +49,7 @@ async fn authenticated_and_encrypted_modes() {
 async fn wrong_passphrase_is_rejected() {
     let (server, addr, _) =
         serve(limits_with_alice(), serve_config(Duration::from_secs(5), 8)).await;
-    let opts = client(
-        Some(("alice", "looking-glass")),
-        Modes::EMPTY.with(Mode::Authenticated),
-    );
+    let opts = client(Some(("alice", "looking-glass")), Modes::AUTHENTICATED);
     let t0 = Instant::now();
     match run_test(addr, &opts, &both_ways(), None).await {
         Err(ClientError::Closed(CloseReason::SetupRejected(_))) => {}

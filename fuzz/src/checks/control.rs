@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use owamp_core::control::replay::ScriptedRng;
+use owamp_core::control::replay::InsecureScriptedRng;
 use owamp_core::control::{
     AcceptCode, Client, ClientCommand, ClientConfig, ControlError, Identity, Modes, PortRange,
     Role, Server, ServerConfig, SessionRequest,
@@ -17,7 +17,7 @@ use owamp_core::io::{
     FetchReply, Finished, Input, Output, SessionInfo, SessionReport, StoredSession,
 };
 use owamp_core::policy::{ServerPolicy, TestAdmission};
-use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
 use owamp_core::wire::{
     DataRecord, Mode, ServerGreeting, SessionId, SetUpResponse, Slot, SlotKind, TypeP,
 };
@@ -72,7 +72,7 @@ trait Machine {
     fn deadline(&self) -> Option<OwampTime>;
 }
 
-impl Machine for Server<Policy, ScriptedRng> {
+impl Machine for Server<Policy, InsecureScriptedRng> {
     fn handle(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError> {
         self.handle_input(now, input)
     }
@@ -87,7 +87,7 @@ impl Machine for Server<Policy, ScriptedRng> {
     }
 }
 
-impl Machine for Client<ScriptedRng> {
+impl Machine for Client<InsecureScriptedRng> {
     fn handle(&mut self, now: OwampTime, input: Input<'_>) -> Result<(), ControlError> {
         self.handle_input(now, input)
     }
@@ -280,7 +280,7 @@ struct Setup {
     kdf: u32,
     now: OwampTime,
     start_time: OwampTime,
-    rng: ScriptedRng,
+    rng: InsecureScriptedRng,
 }
 
 fn setup(input: &mut Bytes<'_>) -> Setup {
@@ -289,7 +289,7 @@ fn setup(input: &mut Bytes<'_>) -> Setup {
     let now = OwampTime::from_raw(input.u64());
     let start_time = OwampTime::from_raw(input.u64());
     let n = usize::from(input.u8());
-    let rng = ScriptedRng::new([input.bytes(n)]);
+    let rng = InsecureScriptedRng::new([input.bytes(n)]);
     Setup {
         flags,
         kdf,
@@ -365,7 +365,7 @@ fn session_request(input: &mut Bytes<'_>) -> SessionRequest {
     let packets = input.u32();
     let padding = input.u32();
     let start_time = OwampTime::from_raw(input.u64());
-    let timeout = input.u64();
+    let timeout = Interval::from_raw(input.u64());
     let n = usize::from(input.u8() % 4) + 1;
     let slots = (0..n)
         .map(|_| Slot {
@@ -374,7 +374,7 @@ fn session_request(input: &mut Bytes<'_>) -> SessionRequest {
             } else {
                 SlotKind::Fixed
             },
-            mean: input.u64(),
+            mean: Interval::from_raw(input.u64()),
         })
         .collect();
     SessionRequest {

@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use owamp_core::owp::{to_bytes, OwpReader};
-use owamp_core::stats::{SessionInfo, Stats, StatsConfig};
+use owamp_core::stats::{SessionMeta, Stats, StatsConfig};
 use owamp_core::wire::DataRecord;
 
 /// Record length in a file.
@@ -87,7 +87,7 @@ fn statistics(header: &owamp_core::owp::SessionHeader, records: &[DataRecord], l
         schedule_limit: Some(SCHEDULE_BASE + len / RECORD_LEN * 8),
         ..StatsConfig::default()
     };
-    let Ok(mut stats) = Stats::new(SessionInfo::from_header(header), config) else {
+    let Ok(mut stats) = Stats::new(SessionMeta::from_header(header), config) else {
         return;
     };
     let Ok(mut sum) = stats.summarize(0, None) else {

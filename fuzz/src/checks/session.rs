@@ -3,7 +3,7 @@
 
 use owamp_core::crypto::{SecureMode, SessionKeys, TestPacketCrypto};
 use owamp_core::session::{PacketProtection, Receiver, Schedule, SessionParams};
-use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
 use owamp_core::wire::{Mode, SessionId, Slot, SlotKind, TestPacket};
 
 use super::Input;
@@ -43,7 +43,7 @@ pub fn session_receiver(data: &[u8]) {
     };
     let count = input.u32() % MAX_COUNT;
     let start = OwampTime::from_raw(input.u64());
-    let timeout = input.u64();
+    let timeout = Interval::from_raw(input.u64());
     let padding = u32::from(input.u16() % 4096);
     let nslots = usize::from(input.u8() % 4) + 1;
     let slots: Vec<Slot> = (0..nslots)
@@ -53,7 +53,7 @@ pub fn session_receiver(data: &[u8]) {
             } else {
                 SlotKind::Fixed
             },
-            mean: input.u64(),
+            mean: Interval::from_raw(input.u64()),
         })
         .collect();
     let schedule = Schedule::new(sid, &slots, count).expect("slots are never empty");
@@ -146,7 +146,7 @@ pub fn session_receiver(data: &[u8]) {
                 check_counts(&rx, datagrams);
                 if let Ok(records) = rx.finish(stop, limit, ee) {
                     let limit = limit.unwrap_or(count);
-                    let threshold = stop.raw().saturating_sub(timeout);
+                    let threshold = stop.raw().saturating_sub(timeout.raw());
                     for r in &records {
                         assert!(r.seq < limit);
                         assert!(r.send_time.raw() <= threshold);

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use owamp_core::time::{
-    duration_to_fixed_point, fixed_point_to_duration, ErrorEstimate, OwampTime,
-};
+use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
 
 use super::Input;
 
@@ -86,8 +84,8 @@ fn timestamps(a: OwampTime, b: OwampTime, d: Duration) {
 }
 
 fn durations(raw: u64, d: Duration) {
-    let dur = fixed_point_to_duration(raw);
-    let back = duration_to_fixed_point(dur);
+    let dur = Interval::from_raw(raw).to_duration();
+    let back = Interval::from_duration(dur).map(Interval::raw);
     match back {
         Some(v) => assert!(
             v.abs_diff(raw) <= NS_ROUNDING_UNITS,
@@ -96,16 +94,12 @@ fn durations(raw: u64, d: Duration) {
         // Only values that round up to 2^32 s do not fit.
         None => assert!(raw > u64::MAX - NS_ROUNDING_UNITS),
     }
-    match duration_to_fixed_point(d) {
-        Some(v) => assert_eq!(
-            fixed_point_to_duration(v),
-            d,
-            "Duration -> 32.32 -> Duration"
-        ),
+    match Interval::from_duration(d) {
+        Some(v) => assert_eq!(v.to_duration(), d, "Duration -> 32.32 -> Duration"),
         None => assert!(d.as_secs() >= (1 << 32) - 1),
     }
     if d.as_secs() < (1 << 32) - 1 {
-        assert!(duration_to_fixed_point(d).is_some());
+        assert!(Interval::from_duration(d).is_some());
         assert!(OwampTime::from_since_epoch(d).is_some());
     }
 }

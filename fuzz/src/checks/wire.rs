@@ -362,5 +362,5 @@ pub fn wire_slot(data: &[u8]) {
     let Ok(s) = parsed else { return };
     assert_eq!(s.to_bytes(), data);
     // The duration conversion is total.
-    let _ = s.mean_duration();
+    let _ = s.mean.to_duration();
 }

@@ -444,7 +444,7 @@ mod tests {
     use super::*;
     use owamp_core::control::{Mode, RequestSession, Role};
     use owamp_core::policy::{Peer, ServerPolicy, TestAdmission};
-    use owamp_core::time::OwampTime;
+    use owamp_core::time::{Interval, OwampTime};
     use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 
     /// The limits of the server that recorded the reference traces.
@@ -543,7 +543,7 @@ assign net 10.0.0.0/16 hostile
             conf_receiver: true,
             slots: vec![Slot {
                 kind: SlotKind::Exponential,
-                mean: 0x1999_9999,
+                mean: Interval::from_raw(0x1999_9999),
             }],
             num_packets: 100,
             sender_port: 1,
@@ -553,7 +553,7 @@ assign net 10.0.0.0/16 hostile
             sid: SessionId::default(),
             padding_length: 0,
             start_time: OwampTime::default(),
-            timeout: 2 << 32,
+            timeout: Interval::from_secs(2),
             type_p: TypeP::BEST_EFFORT,
             hmac: [0; 16],
             slots_hmac: [0; 16],

@@ -361,7 +361,7 @@ enddelay 1.5\nmaxcontrolsessions 50\nrootfolly\n";
         assert_eq!(c.group.as_deref(), Some("owamp"));
         assert!(c.verbose && c.loglocation && c.rootfolly);
         assert_eq!(c.facility.as_deref(), Some("local5"));
-        assert_eq!(c.authmode, Some(Modes::EMPTY.with(Mode::Open)));
+        assert_eq!(c.authmode, Some(Modes::OPEN));
         assert_eq!(c.testports, Some(TestPorts::Ephemeral));
         assert_eq!(c.dieby, Some(5));
         assert_eq!(c.controltimeout, Some(1800));

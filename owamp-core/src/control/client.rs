@@ -1,7 +1,7 @@
 //! The OWAMP-Control client (RFC 4656 3), one per control connection it opens.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use core::net::SocketAddr;
+use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -199,6 +199,23 @@ impl<R: RngCore + CryptoRng> Client<R> {
         r
     }
 
+    /// What the client is doing, for errors ("... is not valid while <this>").
+    fn state_name(&self) -> &'static str {
+        match &self.state {
+            State::Idle if self.conn.test.is_some() => "a test is running",
+            State::Idle => "idle",
+            State::Greeting => "waiting for the Server-Greeting",
+            State::ServerStart | State::ServerStartTime(_) => "waiting for Server-Start",
+            State::AcceptSession(..) => "waiting for Accept-Session",
+            State::StartAck(_) => "waiting for Start-Ack",
+            State::Stop => "reading the server's Stop-Sessions",
+            State::FetchAck(..) => "waiting for Fetch-Ack",
+            State::FetchRequest(_) | State::FetchSkips(_) | State::FetchRecords(_) => {
+                "reading a Fetch-Session answer"
+            }
+        }
+    }
+
     fn finish(&mut self) {
         self.conn.ended.clear();
         if !self.conn.closed {
@@ -229,7 +246,10 @@ impl<R: RngCore + CryptoRng> Client<R> {
             return Ok(());
         }
         if !self.is_ready() {
-            return Err(ControlError::WrongState("a command"));
+            return Err(ControlError::WrongState {
+                input: cmd.name(),
+                state: self.state_name(),
+            });
         }
         let sent = match cmd {
             ClientCommand::RequestSession(req) => {

@@ -1,13 +1,14 @@
 //! What the client and the server share: the output queue, the timer, the list of test
 //! sessions and the test phase with its Stop-Sessions exchange (RFC 4656 3.6, 3.8).
 
+use core::time::Duration;
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use super::codec::{self, BLOCK};
 use super::framing::Stream;
 use super::{
-    session_end_bound, time_add, AcceptCode, CloseReason, ControlError, Mode, ProtocolError, Role,
+    deadline_after, session_end_bound, AcceptCode, CloseReason, ControlError, Mode, ProtocolError,
+    Role,
 };
 use crate::crypto::SessionKeys;
 use crate::io::{Output, SessionEnd, SessionReport};
@@ -116,7 +117,7 @@ impl Conn {
 
     /// Waits at most the control timeout from `now` for the peer.
     pub(crate) fn wait_peer(&mut self, now: OwampTime) {
-        self.deadline = Some(time_add(now, self.control_timeout));
+        self.deadline = Some(deadline_after(now, self.control_timeout));
     }
 
     /// Flushes what is queued, then closes: every later input is ignored.
@@ -219,8 +220,8 @@ impl Conn {
         };
         if s.report.is_none() {
             let due = (s.role == Role::Sender).then(|| {
-                time_add(
-                    super::time_add_fixed(now, s.request.timeout),
+                deadline_after(
+                    now.saturating_add_interval(s.request.timeout),
                     self.end_delay,
                 )
             });
@@ -321,9 +322,9 @@ impl Conn {
     pub(crate) fn update_test_deadline(&mut self) {
         let Some(t) = &self.test else { return };
         let d = if let Some(at) = t.stop_sent_at {
-            time_add(at, self.control_timeout)
+            deadline_after(at, self.control_timeout)
         } else if let Some(at) = t.stopping {
-            time_add(at, self.control_timeout)
+            deadline_after(at, self.control_timeout)
         } else if self.all_reported(None) {
             t.senders_due.unwrap_or(t.bound)
         } else {
@@ -354,7 +355,10 @@ impl Conn {
     /// The application stops the test early.
     pub(crate) fn stop_early(&mut self, now: OwampTime) -> Result<(), ControlError> {
         if self.test.is_none() {
-            return Err(ControlError::WrongState("Stop-Sessions"));
+            return Err(ControlError::WrongState {
+                input: "Stop-Sessions",
+                state: "no test is running",
+            });
         }
         self.stop_local(now);
         Ok(())

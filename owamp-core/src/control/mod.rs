@@ -42,24 +42,25 @@
 //! # Replaying recorded traffic
 //!
 //! Everything random or time-dependent comes from the constructor arguments and the `now` of
-//! each input, so a recorded exchange can be replayed from the values in a trace.
-//! [`replay::Recorded::from_plaintext`] reads them from the plaintext streams (a `.trace` in
+//! each input, so a recorded exchange can be replayed from the values in a trace. The module
+//! `replay` (cargo feature `replay`, off by default) does this:
+//! `replay::Recorded::from_plaintext` reads them from the plaintext streams (a `.trace` in
 //! open mode, the decrypted `.plain.trace` otherwise):
 //!
-//! - Server: build it with [`replay::Recorded::server_rng`], which returns, in this order, the
+//! - Server: build it with `replay::Recorded::server_rng`, which returns, in this order, the
 //!   Challenge (16) and Salt (16) of the Server-Greeting, then in authenticated and encrypted
 //!   modes the Server-IV (16), then for each Request-Session: when the server receives, the
 //!   4 random octets of the SID (its last 4 octets), and when a test port range is configured,
-//!   the 4-octet draw that selects the port ([`replay::port_draw`]). Set
+//!   the 4-octet draw that selects the port (`replay::port_draw`). Set
 //!   [`ServerConfig::start_time`] to the Start-Time of Server-Start and the Count of the
 //!   greeting as [`ServerConfig::kdf_count`]; feed the client's octets (any split), stamping the
 //!   input that completes each Request-Session in which the server receives with its
-//!   [`request_time`](replay::RecordedRequest::request_time) (the SID's timestamp). Answer
+//!   `replay::RecordedRequest::request_time` (the SID's timestamp). Answer
 //!   [`Output::PrepareTestEndpoint`] with the port asked for, report the local sessions as
 //!   finished, and answer [`Output::FetchRequest`] with the records the trace shows.
-//! - Client: build it with [`replay::Recorded::client_rng`]: in authenticated and encrypted
+//! - Client: build it with `replay::Recorded::client_rng`: in authenticated and encrypted
 //!   modes the AES session key (16), the HMAC session key (32) (from the `.plain.trace` header,
-//!   or [`replay::Recorded::client_keys`] with the passphrase) and the Client-IV (16), then for
+//!   or `replay::Recorded::client_keys` with the passphrase) and the Client-IV (16), then for
 //!   each session in which the client receives the 4 random octets of the SID. Issue each
 //!   [`ClientCommand`] when [`Client::is_ready`], the Request-Sessions with the recorded start
 //!   time, timeout, ports and slots, and those in which the client receives with `now` equal
@@ -75,18 +76,19 @@ pub mod client;
 mod codec;
 mod common;
 mod framing;
+#[cfg(feature = "replay")]
 pub mod replay;
 pub mod server;
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
 
 pub use client::{Client, ClientConfig, Identity};
 pub use server::{Server, ServerConfig};
 
 pub use crate::wire::{AcceptCode, Mode, Modes, RequestSession};
 
-use crate::time::OwampTime;
+use crate::time::{Interval, OwampTime};
 use crate::wire::{SessionId, Slot, SlotKind, TypeP};
 
 /// Which end of a test session a side is.
@@ -115,8 +117,8 @@ pub struct SessionRequest {
     pub padding: u32,
     /// Start time of the schedule.
     pub start_time: OwampTime,
-    /// Loss timeout, 32.32 fixed-point seconds.
-    pub timeout: u64,
+    /// Loss timeout (the Timeout of Request-Session, RFC 4656 3.5).
+    pub timeout: Interval,
     /// Type-P descriptor ([`TypeP::BEST_EFFORT`] for the default).
     pub type_p: TypeP,
 }
@@ -139,6 +141,18 @@ pub enum ClientCommand {
     },
     /// Close the control connection.
     Close,
+}
+
+impl ClientCommand {
+    /// The command's name, as errors give it: the message it sends (RFC 4656 3.4).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientCommand::RequestSession(_) => "Request-Session",
+            ClientCommand::StartSessions => "Start-Sessions",
+            ClientCommand::Fetch { .. } => "Fetch-Session",
+            ClientCommand::Close => "Close",
+        }
+    }
 }
 
 /// Why a protocol exchange failed.
@@ -196,9 +210,15 @@ pub enum CloseReason {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ControlError {
-    /// The input is not valid in the current state.
-    #[error("{0} is not valid in the current state")]
-    WrongState(&'static str),
+    /// The input is not valid in the current state, e.g. "Start-Sessions is not valid while
+    /// waiting for Accept-Session".
+    #[error("{input} is not valid while {state}")]
+    WrongState {
+        /// The input or command refused.
+        input: &'static str,
+        /// What the state machine was doing.
+        state: &'static str,
+    },
     /// The input does not belong to this role.
     #[error("{0} is not valid for this role")]
     WrongRole(&'static str),
@@ -247,21 +267,10 @@ impl PortRange {
     }
 }
 
-/// `t + d`, saturating.
-pub(crate) fn time_add(t: OwampTime, d: Duration) -> OwampTime {
-    OwampTime::from_raw(t.raw().saturating_add(duration_to_fixed(d)))
-}
-
-/// `t + d` for a 32.32 fixed-point `d`, saturating.
-pub(crate) fn time_add_fixed(t: OwampTime, d: u64) -> OwampTime {
-    OwampTime::from_raw(t.raw().saturating_add(d))
-}
-
-/// A duration as 32.32 fixed-point seconds, saturating.
-pub(crate) fn duration_to_fixed(d: Duration) -> u64 {
-    let secs = d.as_secs().min(u64::from(u32::MAX));
-    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
-    (secs << 32).saturating_add(frac)
+/// `t + d`, saturating; `d` is truncated to 2^-32 s (see [`Interval`]), as deadlines always
+/// were.
+pub(crate) fn deadline_after(t: OwampTime, d: Duration) -> OwampTime {
+    t.saturating_add_interval(Interval::from_duration_truncated(d))
 }
 
 /// A generous upper bound on when a session is over: the end of its schedule, plus the loss
@@ -275,7 +284,7 @@ pub fn session_end_bound(
     start: OwampTime,
     slots: &[Slot],
     packets: u32,
-    timeout: u64,
+    timeout: Interval,
     slack: Duration,
 ) -> OwampTime {
     let n = u128::from(packets);
@@ -288,24 +297,24 @@ pub fn session_end_bound(
         for (i, s) in slots.iter().enumerate() {
             let uses = cycles + u128::from(i < rest);
             match s.kind {
-                SlotKind::Fixed => fixed = fixed.saturating_add(uses * u128::from(s.mean)),
-                SlotKind::Exponential => exp = exp.saturating_add(uses * u128::from(s.mean)),
+                SlotKind::Fixed => fixed = fixed.saturating_add(uses * u128::from(s.mean.raw())),
+                SlotKind::Exponential => exp = exp.saturating_add(uses * u128::from(s.mean.raw())),
             }
         }
         let max_exp_mean = slots
             .iter()
             .filter(|s| s.kind == SlotKind::Exponential)
-            .map(|s| u128::from(s.mean))
+            .map(|s| u128::from(s.mean.raw()))
             .max()
             .unwrap_or(0);
         exp = exp.saturating_mul(2).saturating_add(max_exp_mean * 50);
     }
     let total = fixed
         .saturating_add(exp)
-        .saturating_add(u128::from(timeout))
-        .saturating_add(u128::from(duration_to_fixed(slack)));
+        .saturating_add(u128::from(timeout.raw()))
+        .saturating_add(u128::from(Interval::from_duration_truncated(slack).raw()));
     let total = u64::try_from(total).unwrap_or(u64::MAX);
-    time_add_fixed(start, total)
+    start.saturating_add_interval(Interval::from_raw(total))
 }
 
 /// The 4 octets of an address that go into a SID (RFC 4656 3.5): an IPv4 address, or the last
@@ -357,7 +366,20 @@ pub(crate) fn or_fallback(addr: IpAddr, fallback: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use core::net::Ipv4Addr;
+
+    #[test]
+    fn wrong_state_names_input_and_state() {
+        use rand_chacha::rand_core::SeedableRng;
+        let rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let mut c = Client::new(OwampTime::ZERO, ClientConfig::default(), rng);
+        let cmd = crate::io::Input::Command(ClientCommand::StartSessions);
+        let e = c.handle_input(OwampTime::ZERO, cmd).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Start-Sessions is not valid while waiting for the Server-Greeting"
+        );
+    }
 
     #[test]
     fn port_pick_covers_range() {
@@ -377,10 +399,10 @@ mod tests {
     fn end_bound_fixed_is_exact() {
         let slots = [Slot {
             kind: SlotKind::Fixed,
-            mean: 1 << 31,
+            mean: Interval::from_raw(1 << 31),
         }];
         let start = OwampTime::from_raw(100 << 32);
-        let end = session_end_bound(start, &slots, 10, 2 << 32, Duration::ZERO);
+        let end = session_end_bound(start, &slots, 10, Interval::from_secs(2), Duration::ZERO);
         assert_eq!(end.raw(), (100 + 5 + 2) << 32);
     }
 

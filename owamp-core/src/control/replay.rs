@@ -1,14 +1,31 @@
 //! Helpers to replay recorded control traffic through [`Server`] and
 //! [`Client`] (see the [module documentation](super) for the order of the
-//! random values each side draws).
+//! random values each side draws). Only built with the cargo feature `replay`.
 //!
 //! [`Recorded::from_plaintext`] reads what a recorded exchange shows; [`Recorded::replay_server`]
 //! feeds a server the client's octets and [`Recorded::replay_client`] feeds a client the
 //! server's octets, answering every request of the state machine from the recording. What
 //! each sent can then be compared with the other side of the recording.
+//!
+//! # The scripted RNG is insecure
+//!
+//! A replay must draw exactly the recorded Challenge, Salt, IVs, session keys and SID octets,
+//! so [`InsecureScriptedRng`] returns octets given in advance. [`Client`] and [`Server`] accept
+//! only a [`CryptoRng`], so it implements that marker trait although it is the opposite of a
+//! cryptographic generator. Three things keep it from being used by accident:
+//!
+//! - it exists only when the `replay` feature is enabled, which no adapter or binary enables
+//!   (the conformance suite and the fuzz targets do);
+//! - its name says that it is insecure, at every place it is named;
+//! - it is defined here and re-exported nowhere: no other API of the crate returns or expects
+//!   it.
+//!
+//! Narrower designs were rejected: a private constructor would stop the conformance suite and
+//! the fuzz targets from scripting their own draws, and dropping the `CryptoRng` bound from the
+//! state machines would loosen it for every caller.
 
+use core::net::SocketAddr;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -26,17 +43,19 @@ use crate::wire::{
     WireError,
 };
 
-/// An RNG that returns octets given in advance, in order, then zeros.
+/// An RNG that returns octets given in advance, in order, then zeros. **Not random and not
+/// secure.**
 ///
-/// For replaying recorded exchanges only: it is marked [`CryptoRng`] so that it can stand in
-/// for the real generator, but its output is whatever it was given.
+/// For replaying recorded exchanges and fuzzing only: it is marked [`CryptoRng`] so that it can
+/// stand in for the real generator in [`Client`] and [`Server`], but its output is whatever it
+/// was given (see the [module documentation](self)).
 #[derive(Debug, Clone, Default)]
-pub struct ScriptedRng {
+pub struct InsecureScriptedRng {
     queue: VecDeque<u8>,
     underrun: usize,
 }
 
-impl ScriptedRng {
+impl InsecureScriptedRng {
     /// An RNG that will return `chunks`, concatenated.
     pub fn new<I, B>(chunks: I) -> Self
     where
@@ -66,7 +85,7 @@ impl ScriptedRng {
     }
 }
 
-impl RngCore for ScriptedRng {
+impl RngCore for InsecureScriptedRng {
     fn next_u32(&mut self) -> u32 {
         let mut b = [0u8; 4];
         self.fill_bytes(&mut b);
@@ -97,7 +116,7 @@ impl RngCore for ScriptedRng {
     }
 }
 
-impl CryptoRng for ScriptedRng {}
+impl CryptoRng for InsecureScriptedRng {}
 
 /// The 4 random octets that make a server with test ports `range` pick `port` (see
 /// [`PortRange::pick`]). `None` if the port is outside the range.
@@ -362,8 +381,8 @@ impl Recorded {
     /// The server's RNG for a replay: Challenge, Salt, Server-IV (when the set-up was
     /// accepted in authenticated or encrypted mode), then per request the SID's random octets
     /// (when the server receives) and the port draw (with a test port range).
-    pub fn server_rng(&self, ports: Option<PortRange>) -> ScriptedRng {
-        let mut rng = ScriptedRng::new([self.greeting.challenge, self.greeting.salt]);
+    pub fn server_rng(&self, ports: Option<PortRange>) -> InsecureScriptedRng {
+        let mut rng = InsecureScriptedRng::new([self.greeting.challenge, self.greeting.salt]);
         if self.setup.mode.is_secure() && self.server_start.accept.is_ok() {
             rng.push(&self.server_start.server_iv);
         }
@@ -393,8 +412,8 @@ impl Recorded {
     /// The client's RNG for a replay: in authenticated and encrypted modes the AES and HMAC
     /// session keys and the Client-IV, then per request in which the client receives the SID's
     /// random octets.
-    pub fn client_rng(&self, keys: Option<&SessionKeys>) -> ScriptedRng {
-        let mut rng = ScriptedRng::default();
+    pub fn client_rng(&self, keys: Option<&SessionKeys>) -> InsecureScriptedRng {
+        let mut rng = InsecureScriptedRng::default();
         if let Some(k) = keys {
             rng.push(&k.aes);
             rng.push(&k.hmac);
@@ -658,7 +677,7 @@ mod tests {
 
     #[test]
     fn scripted_rng_returns_script_then_zeros() {
-        let mut rng = ScriptedRng::new([[1u8, 2], [3, 4]]);
+        let mut rng = InsecureScriptedRng::new([[1u8, 2], [3, 4]]);
         let mut b = [0u8; 3];
         rng.fill_bytes(&mut b);
         assert_eq!(b, [1, 2, 3]);

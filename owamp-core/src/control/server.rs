@@ -1,7 +1,7 @@
 //! The OWAMP-Control server (RFC 4656 3), one per accepted control connection.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use core::net::SocketAddr;
+use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -243,6 +243,24 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         self.release_all();
         self.conn.close(CloseReason::Local);
         self.finish();
+    }
+
+    /// `input` refused in the current state, naming what the server is doing.
+    fn wrong_state(&self, input: &'static str) -> ControlError {
+        let state = match &self.state {
+            State::Idle if self.conn.test.is_some() => "a test is running",
+            State::Idle => "waiting for a request",
+            State::Setup => "waiting for Set-Up-Response",
+            State::RequestRest { .. } | State::RequestHmac { .. } | State::RequestSlots { .. } => {
+                "reading Request-Session"
+            }
+            State::AwaitEndpoint(_) => "waiting for a test endpoint",
+            State::StartHmac { .. } => "reading Start-Sessions",
+            State::FetchRest { .. } | State::FetchHmac { .. } => "reading Fetch-Session",
+            State::AwaitFetch { .. } => "waiting for a fetch reply",
+            State::Stop => "reading the client's Stop-Sessions",
+        };
+        ControlError::WrongState { input, state }
     }
 
     fn finish(&mut self) {
@@ -646,8 +664,9 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         sid: SessionId,
         result: Result<u16, Option<AcceptCode>>,
     ) -> Result<(), ControlError> {
+        let refused = self.wrong_state("an endpoint answer");
         let State::AwaitEndpoint(p) = std::mem::replace(&mut self.state, State::Idle) else {
-            return Err(ControlError::WrongState("an endpoint answer"));
+            return Err(refused);
         };
         if p.sid != sid {
             self.state = State::AwaitEndpoint(p);
@@ -816,7 +835,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     /// The application's answer to [`Output::FetchRequest`].
     fn on_fetch_reply(&mut self, now: OwampTime, reply: FetchReply) -> Result<(), ControlError> {
         let State::AwaitFetch { begin, end, .. } = self.state else {
-            return Err(ControlError::WrongState("a fetch reply"));
+            return Err(self.wrong_state("a fetch reply"));
         };
         let stored = match reply {
             FetchReply::NotFound => {

@@ -20,7 +20,7 @@
 //! records (RFC 4656 3.8) follow, in either order; the two offsets say where.
 
 use super::error::OwpError;
-use crate::wire::{DataRecord, RequestSession, Slot};
+use crate::wire::{DataRecord, RequestSession, SkipRange, Slot};
 
 /// The four magic octets that start every .owp file.
 pub const MAGIC: [u8; 4] = *b"OwA\0";
@@ -31,7 +31,7 @@ pub const FIXED_LEN: u64 = 40;
 /// Offset of the first schedule slot.
 pub const SLOTS_OFFSET: u64 = FIXED_LEN + RequestSession::FIXED_LEN as u64;
 /// Octets of one skip range.
-pub const SKIP_RANGE_LEN: u64 = 8;
+pub const SKIP_RANGE_LEN: u64 = SkipRange::LEN as u64;
 /// Octets of one data record.
 pub const RECORD_LEN: u64 = DataRecord::LEN as u64;
 
@@ -39,15 +39,6 @@ pub const RECORD_LEN: u64 = DataRecord::LEN as u64;
 pub const FINISHED_NORMAL: u32 = 1;
 /// "Finished" value of a session whose Stop-Sessions never came.
 pub const FINISHED_INCOMPLETE: u32 = 2;
-
-/// A range of sequence numbers the sender never sent (RFC 4656 3.8), both ends inclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SkipRange {
-    /// First skipped sequence number.
-    pub first: u32,
-    /// Last skipped sequence number.
-    pub last: u32,
-}
 
 /// Everything in a .owp file but the data records.
 #[derive(Debug, Clone, PartialEq, Eq)]

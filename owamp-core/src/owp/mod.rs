@@ -15,6 +15,6 @@ mod reader;
 mod writer;
 
 pub use error::OwpError;
-pub use header::{SessionHeader, SkipRange};
+pub use header::SessionHeader;
 pub use reader::{OwpReader, Records};
 pub use writer::{encode, to_bytes};

@@ -3,8 +3,8 @@
 //! sessions, and a flag allowing open mode. Classes may have a parent: a session must then fit
 //! the limits of its class and of every ancestor, and counts against all of them.
 
+use core::net::IpAddr;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Peer, ServerPolicy, TestAdmission};
@@ -171,9 +171,9 @@ fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let b = keep(u128::from(u32::from(a)), 32, prefix);
-            IpAddr::V4(std::net::Ipv4Addr::from(b as u32))
+            IpAddr::V4(core::net::Ipv4Addr::from(b as u32))
         }
-        IpAddr::V6(a) => IpAddr::V6(std::net::Ipv6Addr::from(keep(u128::from(a), 128, prefix))),
+        IpAddr::V6(a) => IpAddr::V6(core::net::Ipv6Addr::from(keep(u128::from(a), 128, prefix))),
     }
 }
 
@@ -290,9 +290,9 @@ impl ServerPolicy for Limits {
 mod tests {
     use super::*;
     use crate::control::RequestSession;
-    use crate::time::OwampTime;
+    use crate::time::{Interval, OwampTime};
     use crate::wire::{Slot, SlotKind, TypeP};
-    use std::net::Ipv4Addr;
+    use core::net::Ipv4Addr;
 
     fn request(mean: u64, packets: u32) -> RequestSession {
         RequestSession {
@@ -300,7 +300,7 @@ mod tests {
             conf_receiver: true,
             slots: vec![Slot {
                 kind: SlotKind::Exponential,
-                mean,
+                mean: Interval::from_raw(mean),
             }],
             num_packets: packets,
             sender_port: 1,
@@ -310,7 +310,7 @@ mod tests {
             sid: SessionId::default(),
             padding_length: 0,
             start_time: OwampTime::default(),
-            timeout: 2 << 32,
+            timeout: Interval::from_secs(2),
             type_p: TypeP::BEST_EFFORT,
             hmac: [0; 16],
             slots_hmac: [0; 16],

@@ -25,7 +25,7 @@ pub use test_session::{
     Datagram, DatagramOutcome, SessionCounters, SessionSetupError, TestSession, Timeout, Transmit,
 };
 
-use crate::time::OwampTime;
+use crate::time::{Interval, OwampTime};
 
 /// What both ends of a test session agree on in Request-Session (RFC 4656 3.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +34,9 @@ pub struct SessionParams {
     pub schedule: Schedule,
     /// Start Time: packet `i` is due at this time plus the schedule's offset of `i`.
     pub start: OwampTime,
-    /// Timeout, in 32.32 fixed-point seconds: how long after its scheduled send time a packet
-    /// may still arrive before it counts as lost.
-    pub timeout: u64,
+    /// Timeout: how long after its scheduled send time a packet may still arrive before it
+    /// counts as lost (RFC 4656 3.5).
+    pub timeout: Interval,
     /// Octets of padding after the test packet header.
     pub padding: u32,
 }

@@ -1,6 +1,6 @@
 //! How test packets are protected, and in-place access to their fields (RFC 4656 4.1.2).
 //!
-//! The layouts are those of [`crate::wire::raw`]: open mode Seq 4, Timestamp 8, Error
+//! The layouts are those of [`crate::wire::TestPacket`]: open mode Seq 4, Timestamp 8, Error
 //! Estimate 2 (14 octets); authenticated and encrypted modes Seq 4, MBZ 12, Timestamp 8,
 //! Error Estimate 2, MBZ 6, HMAC 16 (48 octets); padding follows. The session code writes and
 //! reads them in the caller's buffers, without allocating.

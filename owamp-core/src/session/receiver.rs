@@ -34,10 +34,10 @@
 use std::collections::VecDeque;
 
 use super::packet::PacketProtection;
-use super::schedule::{add_offset, ScheduleCursor};
+use super::schedule::ScheduleCursor;
 use super::SessionParams;
 use crate::io::{Finished, SessionEnd, StoredSession};
-use crate::time::{ErrorEstimate, OwampTime};
+use crate::time::{ErrorEstimate, Interval, OwampTime};
 use crate::wire::{DataRecord, RequestSession, TestPacket};
 
 /// Why a datagram was dropped.
@@ -172,7 +172,7 @@ pub enum FinishError {
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     /// Scheduled send offset from the start time.
-    offset: u64,
+    offset: Interval,
     hit: bool,
 }
 
@@ -280,16 +280,13 @@ impl Receiver {
         self.window.front().map(|p| self.deadline(p.offset))
     }
 
-    fn expected(&self, offset: u64) -> OwampTime {
-        add_offset(self.params.start, offset)
+    fn expected(&self, offset: Interval) -> OwampTime {
+        self.params.start.saturating_add_interval(offset)
     }
 
-    fn deadline(&self, offset: u64) -> OwampTime {
-        OwampTime::from_raw(
-            self.expected(offset)
-                .raw()
-                .saturating_add(self.params.timeout),
-        )
+    fn deadline(&self, offset: Interval) -> OwampTime {
+        self.expected(offset)
+            .saturating_add_interval(self.params.timeout)
     }
 
     /// Keeps the window non-empty while packets remain, so the next deadline is known.
@@ -314,7 +311,7 @@ impl Receiver {
         }
     }
 
-    fn push_lost(&mut self, seq: u32, offset: u64, recv_error: ErrorEstimate) {
+    fn push_lost(&mut self, seq: u32, offset: Interval, recv_error: ErrorEstimate) {
         self.stats.lost += 1;
         self.records.push(DataRecord {
             seq,
@@ -392,7 +389,7 @@ impl Receiver {
         if seq < self.begin {
             return Err(DropReason::TooLate);
         }
-        let timeout = self.params.timeout;
+        let timeout = self.params.timeout.raw();
         // RFC 4656 4.2: discard if the send timestamp is more than the timeout in the past or
         // future of the receive time...
         if send_time.raw().abs_diff(recv_time.raw()) > timeout {
@@ -528,7 +525,7 @@ impl Receiver {
             }
             self.pop_front(recv_error);
         }
-        let threshold = stop_time.raw().saturating_sub(self.params.timeout);
+        let threshold = stop_time.raw().saturating_sub(self.params.timeout.raw());
         let counted_by_sender = next_seqno.is_some();
         self.records.retain(|r| {
             r.seq < limit && (!r.is_lost() || counted_by_sender || r.send_time.raw() <= threshold)

@@ -11,7 +11,7 @@
 use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
 use aes::Aes128;
 
-use crate::time::OwampTime;
+use crate::time::{Interval, OwampTime};
 use crate::wire::{SessionId, Slot, SlotKind};
 
 /// Q[k] = ln2/1! + ln2^2/2! + ... + ln2^k/k!, 1 <= k <= 11, as 32.32 fixed point
@@ -178,12 +178,12 @@ impl Schedule {
         }
     }
 
-    /// The send offset of packet `seq` from the start time, in 32.32 seconds, or `None` if
-    /// `seq` is not below the packet count.
+    /// The send offset of packet `seq` from the start time, or `None` if `seq` is not below
+    /// the packet count.
     ///
     /// This replays the schedule from the start (O(seq)); walk [`iter`](Self::iter) to visit
     /// packets in order.
-    pub fn offset(&self, seq: u32) -> Option<u64> {
+    pub fn offset(&self, seq: u32) -> Option<Interval> {
         let mut it = self.iter();
         it.advance_to(seq)?;
         it.next().map(|p| p.offset)
@@ -191,7 +191,7 @@ impl Schedule {
 
     /// The send time of packet `seq` for a session starting at `start`.
     pub fn send_time(&self, start: OwampTime, seq: u32) -> Option<OwampTime> {
-        self.offset(seq).map(|o| add_offset(start, o))
+        self.offset(seq).map(|o| start.saturating_add_interval(o))
     }
 }
 
@@ -203,26 +203,20 @@ impl<'a> IntoIterator for &'a Schedule {
     }
 }
 
-/// `start + offset`, saturating at the largest timestamp.
-///
-/// Saturation keeps send times monotone even for absurd schedules (offsets beyond 136 years).
-pub fn add_offset(start: OwampTime, offset: u64) -> OwampTime {
-    OwampTime::from_raw(start.raw().saturating_add(offset))
-}
-
 /// One packet of a schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScheduledPacket {
     /// Sequence number.
     pub seq: u32,
-    /// Send offset from the session start time, 32.32 seconds.
-    pub offset: u64,
+    /// Send offset from the session start time.
+    pub offset: Interval,
 }
 
 impl ScheduledPacket {
-    /// The send time of this packet for a session starting at `start`.
+    /// The send time of this packet for a session starting at `start` (saturating, so that
+    /// send times stay monotone even for absurd schedules beyond 136 years).
     pub fn send_time(&self, start: OwampTime) -> OwampTime {
-        add_offset(start, self.offset)
+        start.saturating_add_interval(self.offset)
     }
 }
 
@@ -232,7 +226,7 @@ impl ScheduledPacket {
 pub struct ScheduleCursor {
     deviates: ExpDeviates,
     next_seq: u32,
-    offset: u64,
+    offset: Interval,
 }
 
 impl ScheduleCursor {
@@ -241,7 +235,7 @@ impl ScheduleCursor {
         Self {
             deviates: ExpDeviates::new(&schedule.sid),
             next_seq: 0,
-            offset: 0,
+            offset: Interval::ZERO,
         }
     }
 
@@ -264,7 +258,7 @@ impl ScheduleCursor {
     /// between that packet and the previous one (the start time, for packet 0) instead of the
     /// cumulative offset: the delta of the reference's schedule context, for callers that keep
     /// their own clock.
-    pub fn next_gap(&mut self, schedule: &Schedule) -> Option<u64> {
+    pub fn next_gap(&mut self, schedule: &Schedule) -> Option<Interval> {
         if self.next_seq >= schedule.count {
             return None;
         }
@@ -275,7 +269,9 @@ impl ScheduleCursor {
         let gap = match slot.kind {
             // Appendix B: the deviate (mean 1) scaled by the slot mean with the truncating
             // 32.32 product. Fixed slots do not draw from the generator.
-            SlotKind::Exponential => mul_fixed(self.deviates.next_deviate(), slot.mean),
+            SlotKind::Exponential => {
+                Interval::from_raw(mul_fixed(self.deviates.next_deviate(), slot.mean.raw()))
+            }
             SlotKind::Fixed => slot.mean,
         };
         self.offset = self.offset.saturating_add(gap);
@@ -350,11 +346,11 @@ mod tests {
         let slots = [
             Slot {
                 kind: SlotKind::Exponential,
-                mean: 1 << 31,
+                mean: Interval::from_raw(1 << 31),
             },
             Slot {
                 kind: SlotKind::Fixed,
-                mean: 3 << 30,
+                mean: Interval::from_raw(3 << 30),
             },
         ];
         let s = Schedule::new(sid, &slots, 9).unwrap();
@@ -362,12 +358,12 @@ mod tests {
         let mut sum = 0u64;
         for p in s.iter() {
             assert_eq!(c.next_seq(), p.seq);
-            let gap = c.next_gap(&s).unwrap();
+            let gap = c.next_gap(&s).unwrap().raw();
             if p.seq % 2 == 1 {
                 assert_eq!(gap, 3 << 30);
             }
             sum += gap;
-            assert_eq!(sum, p.offset);
+            assert_eq!(sum, p.offset.raw());
         }
         assert_eq!(c.next_gap(&s), None);
         assert_eq!(c.next_seq(), 9);
@@ -393,10 +389,10 @@ mod tests {
     fn first_packet_waits_one_gap() {
         let slot = Slot {
             kind: SlotKind::Fixed,
-            mean: 5 << 32,
+            mean: Interval::from_raw(5 << 32),
         };
         let s = Schedule::new(SessionId::default(), &[slot], 3).unwrap();
-        let offs: Vec<u64> = s.iter().map(|p| p.offset).collect();
+        let offs: Vec<u64> = s.iter().map(|p| p.offset.raw()).collect();
         assert_eq!(offs, vec![5 << 32, 10 << 32, 15 << 32]);
         assert_eq!(s.offset(3), None);
         assert_eq!(
@@ -420,11 +416,11 @@ mod tests {
         let sid = SessionId([0x42; 16]);
         let e = Slot {
             kind: SlotKind::Exponential,
-            mean: 1 << 32,
+            mean: Interval::from_raw(1 << 32),
         };
         let f = Slot {
             kind: SlotKind::Fixed,
-            mean: 1 << 30,
+            mean: Interval::from_raw(1 << 30),
         };
         let mixed = Schedule::new(sid, &[e, f], 6).unwrap();
         let mut g = ExpDeviates::new(&sid);
@@ -438,7 +434,7 @@ mod tests {
             };
             want.push(off);
         }
-        let got: Vec<u64> = mixed.iter().map(|p| p.offset).collect();
+        let got: Vec<u64> = mixed.iter().map(|p| p.offset.raw()).collect();
         assert_eq!(got, want);
     }
 }

@@ -8,7 +8,7 @@
 //! encrypted and authenticated there).
 
 use super::packet::PacketProtection;
-use super::schedule::{add_offset, ScheduleCursor, ScheduledPacket};
+use super::schedule::{ScheduleCursor, ScheduledPacket};
 use super::SessionParams;
 use crate::crypto::{CryptoError, SecureMode};
 use crate::time::{ErrorEstimate, OwampTime};
@@ -132,15 +132,14 @@ impl Sender {
 
     /// The next packet to send and its scheduled send time, or `None` when all are done.
     pub fn next_due(&self) -> Option<(u32, OwampTime)> {
-        self.next
-            .map(|p| (p.seq, add_offset(self.params.start, p.offset)))
+        self.next.map(|p| (p.seq, p.send_time(self.params.start)))
     }
 
     /// Whether the next packet is so late at `now` that it should be skipped rather than sent:
     /// more than the session timeout past its scheduled time, as the reference sender does.
     pub fn is_too_late(&self, now: OwampTime) -> bool {
         self.next_due()
-            .is_some_and(|(_, due)| now.raw() > due.raw().saturating_add(self.params.timeout))
+            .is_some_and(|(_, due)| now > due.saturating_add_interval(self.params.timeout))
     }
 
     /// The Next Seqno of Stop-Sessions (RFC 4656 3.8): the first packet neither sent nor

@@ -3,10 +3,11 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::num::{error_seconds, is_sync, num64_to_f64};
-use crate::owp::{SessionHeader, SkipRange};
+use crate::io::{FetchedSession, Finished, StoredSession};
+use crate::owp::SessionHeader;
 use crate::session::schedule::{Schedule, ScheduleCursor};
-use crate::time::OwampTime;
-use crate::wire::{DataRecord, SessionId, Slot};
+use crate::time::{Interval, OwampTime};
+use crate::wire::{DataRecord, RequestSession, SessionId, SkipRange, Slot};
 
 /// owstats's default histogram bucket width, 0.1 ms. owstats keeps the width in a C `float`, so
 /// the width it computes with is 0.0001 rounded to single precision.
@@ -73,23 +74,32 @@ pub enum StatsError {
 
 /// What the statistics need to know about a session besides its records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
+pub struct SessionMeta {
     /// Session identifier (it keys the exponential schedule).
     pub sid: SessionId,
     /// Scheduled start time.
     pub start_time: OwampTime,
-    /// Loss timeout, 32.32 fixed-point seconds.
-    pub loss_timeout: u64,
+    /// Loss timeout (the Timeout of Request-Session, RFC 4656 3.5).
+    pub loss_timeout: Interval,
     /// Number of packets in the session.
     pub num_packets: u32,
     /// Schedule slots.
     pub slots: Vec<Slot>,
     /// Sequence numbers the sender skipped.
     pub skip_ranges: Vec<SkipRange>,
+    /// The sender's Next-Seqno, when the session ended with Stop-Sessions (RFC 4656 3.8).
+    ///
+    /// When set, every packet below it that was not skipped and has no record at all (neither
+    /// received nor lost) counts as sent and lost: the sender says it sent it. When `None`, such
+    /// a packet is not counted, as perfSONAR's owstats does.
+    pub next_seqno: Option<u32>,
 }
 
-impl SessionInfo {
+impl SessionMeta {
     /// The session described by a .owp file header.
+    ///
+    /// `next_seqno` is left `None` so that the statistics of a file are exactly owstats's
+    /// (perfSONAR counts only packets with records); set it to count missing records as lost.
     pub fn from_header(h: &SessionHeader) -> Self {
         Self {
             sid: h.request.sid,
@@ -98,6 +108,37 @@ impl SessionInfo {
             num_packets: h.request.num_packets,
             slots: h.request.slots.clone(),
             skip_ranges: h.skip_ranges.clone(),
+            next_seqno: None,
+        }
+    }
+
+    /// The session a receiver stored (see [`StoredSession`]); when it finished normally, its
+    /// Next-Seqno makes packets without records count as lost.
+    pub fn from_stored(s: &StoredSession) -> Self {
+        Self::from_parts(&s.request, s.finished, s.next_seqno, &s.skips)
+    }
+
+    /// The session a client fetched (see [`FetchedSession`]); when it finished normally, its
+    /// Next-Seqno makes packets without records count as lost.
+    pub fn from_fetched(f: &FetchedSession) -> Self {
+        Self::from_parts(&f.request, f.finished, f.next_seqno, &f.skips)
+    }
+
+    fn from_parts(
+        request: &RequestSession,
+        finished: Finished,
+        next_seqno: u32,
+        skips: &[SkipRange],
+    ) -> Self {
+        Self {
+            sid: request.sid,
+            start_time: request.start_time,
+            loss_timeout: request.timeout,
+            num_packets: request.num_packets,
+            slots: request.slots.clone(),
+            skip_ranges: skips.to_vec(),
+            // RFC 4656 3.8: Next-Seqno is meaningful only after Stop-Sessions.
+            next_seqno: (finished == Finished::Normal).then_some(next_seqno),
         }
     }
 
@@ -106,7 +147,7 @@ impl SessionInfo {
         let total = self
             .slots
             .iter()
-            .fold(0u64, |acc, s| acc.wrapping_add(s.mean));
+            .fold(0u64, |acc, s| acc.wrapping_add(s.mean.raw()));
         if self.slots.is_empty() || total == 0 {
             return 0.0;
         }
@@ -140,7 +181,7 @@ const EXHAUSTED: u64 = (-4i64) as u64;
 
 /// The next delta of the schedule, as the reference's statistics see it.
 fn next_delta(cursor: &mut ScheduleCursor, schedule: &Schedule) -> u64 {
-    cursor.next_gap(schedule).unwrap_or(EXHAUSTED)
+    cursor.next_gap(schedule).map_or(EXHAUSTED, Interval::raw)
 }
 
 /// Sizes of the reference's hash tables, from which its histogram order follows.
@@ -162,7 +203,7 @@ fn table_size(hint: u64) -> u32 {
 /// The schedule position is kept from one range to the next, as the reference keeps it.
 #[derive(Debug)]
 pub struct Stats {
-    info: SessionInfo,
+    info: SessionMeta,
     bucket_width: f64,
     schedule_limit: Option<u64>,
     steps: u64,
@@ -181,7 +222,7 @@ pub struct Stats {
 
 impl Stats {
     /// Statistics over `info` with `config`.
-    pub fn new(info: SessionInfo, config: StatsConfig) -> Result<Self, StatsError> {
+    pub fn new(info: SessionMeta, config: StatsConfig) -> Result<Self, StatsError> {
         if info.slots.is_empty() {
             return Err(StatsError::NoSlots);
         }
@@ -197,14 +238,14 @@ impl Stats {
             return Err(StatsError::SkipRanges);
         }
         // Packet buffer: rate * timeout * 3.5, at least 10 (OWPStatsCreate).
-        let d = info.packet_rate() * num64_to_f64(info.loss_timeout) * 3.5;
+        let d = info.packet_rate() * num64_to_f64(info.loss_timeout.raw()) * 3.5;
         let plist = if d > 2_147_483_647.0 {
             2_147_483_647
         } else {
             d as u64
         };
         // Bucket table: the raw 32.32 timeout over the width, between 10 and 2048.
-        let d = info.loss_timeout as f64 / config.bucket_width;
+        let d = info.loss_timeout.raw() as f64 / config.bucket_width;
         let blist = if d > 2_147_483_647.0 {
             2_147_483_647
         } else {
@@ -222,13 +263,47 @@ impl Stats {
             end_time: info.start_time.raw(),
             reorder_bound: plist.max(10),
             bucket_table: table_size(blist.clamp(10, 2048)),
-            inf_delay: num64_to_f64(info.loss_timeout.wrapping_add(1)),
+            inf_delay: num64_to_f64(info.loss_timeout.raw().wrapping_add(1)),
             info,
         })
     }
 
+    /// The statistics of a whole session from its records, in the order they were stored or
+    /// fetched: [`Stats::new`], one [`Stats::summarize`] over every packet, and
+    /// [`Summarizer::finish`].
+    pub fn summarize_all<'r>(
+        meta: SessionMeta,
+        records: impl IntoIterator<Item = &'r DataRecord>,
+        config: StatsConfig,
+    ) -> Result<Summary, StatsError> {
+        let mut stats = Stats::new(meta, config)?;
+        let mut s = stats.summarize(0, None)?;
+        for r in records {
+            s.push(r)?;
+        }
+        s.finish()
+    }
+
+    /// The statistics of a session a client fetched (RFC 4656 3.8), with the default settings.
+    pub fn of_fetched(f: &FetchedSession) -> Result<Summary, StatsError> {
+        Self::summarize_all(
+            SessionMeta::from_fetched(f),
+            &f.records,
+            StatsConfig::default(),
+        )
+    }
+
+    /// The statistics of a session a receiver stored, with the default settings.
+    pub fn of_stored(s: &StoredSession) -> Result<Summary, StatsError> {
+        Self::summarize_all(
+            SessionMeta::from_stored(s),
+            &s.records,
+            StatsConfig::default(),
+        )
+    }
+
     /// The session.
-    pub fn info(&self) -> &SessionInfo {
+    pub fn info(&self) -> &SessionMeta {
         &self.info
     }
 
@@ -306,6 +381,7 @@ impl Stats {
             barriers: VecDeque::new(),
             deep: Vec::new(),
             reorder_seen: 0,
+            delays: Vec::new(),
             stats: self,
         })
     }
@@ -383,6 +459,8 @@ pub struct Summarizer<'a> {
     /// (RFC 4737 n-reordering).
     deep: Vec<u32>,
     reorder_seen: u32,
+    /// Delays of the received packets, duplicates excluded (for the exact percentiles).
+    delays: Vec<f64>,
 }
 
 /// reordering[i] = arrivals that were (i+1)-reordered: those that came right after more than
@@ -459,6 +537,11 @@ impl Summarizer<'_> {
                 self.lost = self.lost.wrapping_add(1);
             } else if node.seen > 0 {
                 self.dups = self.dups.wrapping_add(node.seen - 1);
+            } else if self.stats.info.next_seqno.is_some_and(|n| seq < n) {
+                // No record at all, below the sender's Next-Seqno: the sender sent it (RFC 4656
+                // 3.8), so it was lost.
+                self.sent = self.sent.wrapping_add(1);
+                self.lost = self.lost.wrapping_add(1);
             }
         }
         self.flushed_time = self.begin_time;
@@ -500,7 +583,7 @@ impl Summarizer<'_> {
             let thresh = rec
                 .recv_time
                 .raw()
-                .wrapping_sub(self.stats.info.loss_timeout);
+                .wrapping_sub(self.stats.info.loss_timeout.raw());
             while self.begin_time < thresh {
                 if !self.flush_begin()? {
                     return Err(StatsError::PastEnd { seq });
@@ -600,6 +683,7 @@ impl Summarizer<'_> {
         *count = count.wrapping_add(1);
         let t = &mut self.ttl[usize::from(rec.ttl)];
         *t = t.wrapping_add(1);
+        self.delays.push(delay);
         Ok(Some(event))
     }
 
@@ -617,7 +701,10 @@ impl Summarizer<'_> {
             let slot = b.to_le_bytes().iter().map(|&x| u32::from(x)).sum::<u32>() % table;
             (slot, std::cmp::Reverse(o))
         });
+        let mut delays = self.delays;
+        delays.sort_by(f64::total_cmp);
         Ok(Summary {
+            delays,
             first: self.first,
             last: self.last,
             start_time: OwampTime::from_raw(self.start_time),
@@ -680,6 +767,8 @@ pub struct Summary {
     pub reorder_bound: u64,
     /// Received packets considered for reordering (duplicates included).
     pub reorder_seen: u32,
+    /// Delays of the received packets (duplicates excluded), ascending.
+    delays: Vec<f64>,
 }
 
 impl Summary {
@@ -721,6 +810,36 @@ impl Summary {
     /// The median delay (from the histogram).
     pub fn median(&self) -> Option<f64> {
         self.percentile(0.5)
+    }
+
+    /// The exact `alpha` quantile (0..=1) of the delays of the received packets, computed from
+    /// the delays themselves rather than the histogram: the nearest-rank value, the delay of
+    /// rank `ceil(alpha * n)` (at least 1) among the `n` received packets in ascending order.
+    /// Duplicates and lost packets are left out. `None` when no packet was received or `alpha`
+    /// is not in 0..=1.
+    ///
+    /// The result is always one of the measured delays, so it lies between
+    /// [`min_delay`](Self::min_delay) and [`max_delay`](Self::max_delay): unlike the
+    /// histogram's [`percentile`](Self::percentile), which gives a bucket's upper edge, the
+    /// exact median never exceeds the largest delay.
+    pub fn exact_percentile(&self, alpha: f64) -> Option<f64> {
+        if !(0.0..=1.0).contains(&alpha) {
+            return None;
+        }
+        let n = self.delays.len();
+        let rank = ((alpha * n as f64).ceil() as usize).clamp(1, n.max(1));
+        self.delays.get(rank - 1).copied()
+    }
+
+    /// The exact median delay (see [`exact_percentile`](Self::exact_percentile)); never above
+    /// [`max_delay`](Self::max_delay).
+    pub fn exact_median(&self) -> Option<f64> {
+        self.exact_percentile(0.5)
+    }
+
+    /// The delays of the received packets (duplicates excluded), ascending.
+    pub fn delays(&self) -> &[f64] {
+        &self.delays
     }
 
     /// Jitter as owstats reports it: 95th minus 50th percentile ("PDV").

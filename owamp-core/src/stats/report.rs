@@ -1,8 +1,8 @@
 //! The text owstats prints: summary, machine-readable summary (-M), per-packet lines (-v) and
 //! raw records (-R), character for character.
 
+use core::net::IpAddr;
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use super::engine::{PacketEvent, Summary};
 use super::fmt::{e, f, g, g6};
@@ -59,7 +59,7 @@ impl Scale {
 
 /// One end of the session as printed: host name, numeric address and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
+pub struct EndpointName {
     /// Host name (owstats reverse-resolves it).
     pub host: String,
     /// Numeric address.
@@ -68,7 +68,7 @@ pub struct Peer {
     pub port: String,
 }
 
-impl Peer {
+impl EndpointName {
     /// A peer named by its numeric address.
     pub fn numeric(addr: IpAddr, port: u16) -> Self {
         Self {
@@ -85,9 +85,9 @@ pub type TimeFormatter<'a> = &'a dyn Fn(u32) -> Option<String>;
 /// Everything the text needs besides the statistics.
 pub struct ReportContext<'a> {
     /// The sender.
-    pub from: Peer,
+    pub from: EndpointName,
     /// The receiver.
-    pub to: Peer,
+    pub to: EndpointName,
     /// Unit of delays.
     pub scale: Scale,
     /// owstats -U: Unix timestamps in per-packet lines and the machine summary.
@@ -328,7 +328,7 @@ pub fn machine(s: &Summary, h: &SessionHeader, ctx: &ReportContext<'_>) -> Strin
     if type_p & !0x3F00_0000 == 0 {
         let _ = writeln!(o, "DSCP\t0x{:02x}", type_p >> 24);
     }
-    let _ = writeln!(o, "LOSS_TIMEOUT\t{}", r.timeout);
+    let _ = writeln!(o, "LOSS_TIMEOUT\t{}", r.timeout.raw());
     let _ = writeln!(o, "PACKET_PADDING\t{}", r.padding_length);
     let _ = writeln!(o, "SESSION_PACKET_COUNT\t{}", r.num_packets);
     let _ = writeln!(o, "SAMPLE_PACKET_COUNT\t{}", s.last - s.first);

@@ -116,7 +116,12 @@ impl StartAck {
     }
 }
 
-/// A range of sequence numbers the sender scheduled but never sent (RFC 4656 3.8).
+/// A range of sequence numbers the sender scheduled but never sent (RFC 4656 3.8), both ends
+/// inclusive.
+///
+/// The crate's one skip-range type: Stop-Sessions and the Fetch-Session answer carry it on the
+/// wire, [`crate::io`] passes it in session reports, the `.owp` header
+/// ([`crate::owp::SessionHeader`]) stores it and the statistics read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SkipRange {
     /// First Seqno Skipped.
@@ -132,6 +137,11 @@ impl SkipRange {
     /// Whether `first <= last` (the wire does not enforce it; the session layer should).
     pub fn is_ordered(&self) -> bool {
         self.first <= self.last
+    }
+
+    /// Whether `seq` lies in the range.
+    pub fn contains(&self, seq: u32) -> bool {
+        self.first <= seq && seq <= self.last
     }
 
     fn from_raw(r: &raw::SkipRange) -> Self {

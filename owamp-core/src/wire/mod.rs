@@ -1,7 +1,7 @@
 //! Byte layouts of every OWAMP-Control message and OWAMP-Test packet (RFC 4656 sections 3 and 4).
 //!
-//! Parsing has two phases: [`raw`] gives each message a zerocopy layout (names and offsets,
-//! network byte order), then the typed values in this module validate lengths, MBZ fields,
+//! Parsing has two phases: a private zerocopy layout of each message gives names and offsets
+//! to its octets (network byte order), then the typed values in this module validate lengths, MBZ fields,
 //! mode words, accept codes and counts. Every typed message has `parse(&[u8])`, which takes
 //! exactly one whole message, and `write_to(&mut Vec<u8>)` / `to_bytes()`. Control messages
 //! are parsed as plaintext: decryption and HMACs are the crypto module's job, and HMAC fields
@@ -14,7 +14,7 @@ pub mod error;
 pub mod framing;
 pub mod greeting;
 pub mod mode;
-pub mod raw;
+pub(crate) mod raw;
 pub mod record;
 pub mod request;
 pub mod sid;

@@ -68,6 +68,15 @@ impl Modes {
     /// Open, authenticated and encrypted.
     pub const ALL: Modes = Modes(Self::KNOWN);
 
+    /// Only open (unauthenticated) mode, bit value 1.
+    pub const OPEN: Modes = Modes(Mode::Open.bits());
+
+    /// Only authenticated mode, bit value 2.
+    pub const AUTHENTICATED: Modes = Modes(Mode::Authenticated.bits());
+
+    /// Only encrypted mode, bit value 4.
+    pub const ENCRYPTED: Modes = Modes(Mode::Encrypted.bits());
+
     /// The set with the given wire bits, unknown bits included.
     pub const fn from_raw(raw: u32) -> Self {
         Self(raw)
@@ -184,6 +193,16 @@ mod tests {
         }
         let m = Modes::from_raw(0x0000_0007);
         assert_eq!(m, Modes::ALL);
+        assert_eq!(
+            Modes::OPEN | Modes::AUTHENTICATED | Modes::ENCRYPTED,
+            Modes::ALL
+        );
+        assert_eq!(
+            Modes::AUTHENTICATED.iter().collect::<Vec<_>>(),
+            [Mode::Authenticated]
+        );
+        assert_eq!(Modes::EMPTY.with(Mode::Encrypted), Modes::ENCRYPTED);
+        assert_eq!(Modes::OPEN.raw(), 1);
         assert_eq!(m.iter().collect::<Vec<_>>(), Mode::ALL);
         assert_eq!(m.strongest(), Some(Mode::Encrypted));
         let odd = Modes::from_raw(0x8000_0006);

@@ -1,14 +1,13 @@
 //! Session requests: Request-Session and Accept-Session (RFC 4656 3.5).
 
-use core::time::Duration;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use zerocopy::network_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
 use super::error::{check_len, check_mbz, WireError};
 use super::{raw, read_layout, AcceptCode, Hmac, SessionId, Slot, TypeP, BLOCK_LEN};
-use crate::time::OwampTime;
+use crate::time::{Interval, OwampTime};
 
 /// Request-Session: the client asks for one test session (RFC 4656 3.5).
 ///
@@ -36,9 +35,9 @@ pub struct RequestSession {
     pub padding_length: u32,
     /// When the session starts.
     pub start_time: OwampTime,
-    /// How long the receiver waits for a packet before counting it lost, 32.32 fixed-point
-    /// seconds.
-    pub timeout: u64,
+    /// Timeout: how long after its scheduled send time a packet may still arrive before the
+    /// receiver counts it lost (RFC 4656 3.5).
+    pub timeout: Interval,
     /// Type-P descriptor.
     pub type_p: TypeP,
     /// HMAC over the first 96 octets.
@@ -78,11 +77,6 @@ impl RequestSession {
     /// Octets of this message's encoding.
     pub fn encoded_len(&self) -> usize {
         Self::FIXED_LEN + self.slots.len() * Slot::LEN + BLOCK_LEN
-    }
-
-    /// The timeout as a [`Duration`], rounded to the nearest nanosecond.
-    pub fn timeout_duration(&self) -> Duration {
-        crate::time::fixed_point_to_duration(self.timeout)
     }
 
     /// The IPVN the encoding uses: 6 if either address is IPv6, else 4.
@@ -155,7 +149,7 @@ impl RequestSession {
             sid: SessionId(h.sid),
             padding_length: h.padding_length.get(),
             start_time: OwampTime::from_raw(h.start_time.get()),
-            timeout: h.timeout.get(),
+            timeout: Interval::from_raw(h.timeout.get()),
             type_p: TypeP(h.type_p.get()),
             hmac: h.hmac,
             slots,
@@ -200,7 +194,7 @@ impl RequestSession {
             sid: self.sid.0,
             padding_length: U32::new(self.padding_length),
             start_time: U64::new(self.start_time.raw()),
-            timeout: U64::new(self.timeout),
+            timeout: U64::new(self.timeout.raw()),
             type_p: U32::new(self.type_p.0),
             mbz: [0; 8],
             hmac: self.hmac,

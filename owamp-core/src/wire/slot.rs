@@ -1,6 +1,6 @@
 //! Schedule slots of a Request-Session message (RFC 4656 3.5).
 
-use core::time::Duration;
+use crate::time::Interval;
 
 use zerocopy::network_endian::U64;
 use zerocopy::{FromBytes, IntoBytes};
@@ -41,19 +41,14 @@ impl SlotKind {
 pub struct Slot {
     /// Exponential or fixed.
     pub kind: SlotKind,
-    /// The mean gap (exponential) or the gap (fixed), in seconds as 32.32 fixed point.
-    pub mean: u64,
+    /// The mean gap (exponential) or the gap (fixed).
+    pub mean: Interval,
 }
 
 impl Slot {
     /// Octets of one encoded slot.
     pub const LEN: usize = 16;
     const NAME: &'static str = "schedule slot";
-
-    /// The gap as a [`Duration`], rounded to the nearest nanosecond.
-    pub fn mean_duration(&self) -> Duration {
-        crate::time::fixed_point_to_duration(self.mean)
-    }
 
     /// Decodes a 16-octet slot: type octet (0 or 1), 7 MBZ octets, 64-bit mean.
     pub fn parse(bytes: &[u8]) -> Result<Self, WireError> {
@@ -77,7 +72,7 @@ impl Slot {
         check_mbz(Self::NAME, &r.mbz, base + 1)?;
         Ok(Slot {
             kind,
-            mean: r.mean.get(),
+            mean: Interval::from_raw(r.mean.get()),
         })
     }
 
@@ -85,7 +80,7 @@ impl Slot {
         raw::Slot {
             kind: self.kind.to_u8(),
             mbz: [0; 7],
-            mean: U64::new(self.mean),
+            mean: U64::new(self.mean.raw()),
         }
     }
 
@@ -100,6 +95,7 @@ impl Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::time::Duration;
 
     #[test]
     fn reference_slot() {
@@ -110,8 +106,8 @@ mod tests {
             .unwrap();
         let s = Slot::parse(&b).unwrap();
         assert_eq!(s.kind, SlotKind::Exponential);
-        assert_eq!(s.mean, 0x0ccc_cccc);
-        assert_eq!(s.mean_duration(), Duration::from_millis(50));
+        assert_eq!(s.mean, Interval::from_raw(0x0ccc_cccc));
+        assert_eq!(s.mean.to_duration(), Duration::from_millis(50));
         assert_eq!(s.to_bytes(), b);
     }
 

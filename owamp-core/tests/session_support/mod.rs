@@ -1,6 +1,7 @@
 //! Reading the reference traces (testdata/traces/reference) for the session tests.
 #![allow(dead_code)]
 
+use owamp_core::time::Interval;
 use owamp_core::wire::{SessionId, Slot, SlotKind};
 
 pub mod sim;
@@ -151,7 +152,7 @@ fn session_from(req: &[u8], slot_bytes: &[u8], accept: &[u8]) -> TraceSession {
                 } else {
                     SlotKind::Fixed
                 },
-                mean: be_u64(s, 8),
+                mean: Interval::from_raw(be_u64(s, 8)),
             }
         })
         .collect();

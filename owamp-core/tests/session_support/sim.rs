@@ -92,7 +92,7 @@ pub fn receive_all(
         .collect();
     let last = arrivals.last().map_or(params.start, |a| a.at);
     // Past every deadline: the remaining missing packets are declared lost.
-    let end = OwampTime::from_raw(last.raw() + params.timeout + 3 * SEC);
+    let end = OwampTime::from_raw(last.raw() + params.timeout.raw() + 3 * SEC);
     rx.poll(end, recv_error);
     assert!(rx.is_complete());
     let records = rx

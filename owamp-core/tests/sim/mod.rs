@@ -23,6 +23,7 @@ use owamp_core::io::{
 };
 use owamp_core::policy::ServerPolicy;
 use owamp_core::session::{PacketProtection, Receiver, Schedule, Sender, SessionParams};
+use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -324,12 +325,12 @@ impl<P: ServerPolicy> Sim<P> {
                         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
                         slots: vec![Slot {
                             kind: SlotKind::Exponential,
-                            mean: secs(mean),
+                            mean: Interval::from_raw(secs(mean)),
                         }],
                         packets,
                         padding: 0,
                         start_time: after(self.now, Duration::from_secs(1)),
-                        timeout: secs(2.0),
+                        timeout: Interval::from_raw(secs(2.0)),
                         type_p: TypeP::BEST_EFFORT,
                     })
                 }

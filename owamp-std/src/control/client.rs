@@ -9,7 +9,7 @@ use owamp_core::control::{
     Role, SessionRequest,
 };
 use owamp_core::io::{FetchedSession, Input, SessionInfo, StoredSession};
-use owamp_core::time::{duration_to_fixed_point, OwampTime};
+use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 use rand_core::RngCore;
 
@@ -90,7 +90,7 @@ impl SessionSpec {
     ) -> Result<SessionRequest, ClientError> {
         let type_p =
             TypeP::from_dscp(self.dscp).ok_or(ClientError::InvalidSpec("DSCP above 63"))?;
-        let timeout = duration_to_fixed_point(self.timeout)
+        let timeout = Interval::from_duration(self.timeout)
             .ok_or(ClientError::InvalidSpec("timeout too large"))?;
         if self.slots.is_empty() || self.packets == 0 {
             return Err(ClientError::InvalidSpec("no slots or no packets"));
@@ -113,7 +113,7 @@ impl SessionSpec {
             packets,
             slots: vec![Slot {
                 kind,
-                mean: duration_to_fixed_point(d).unwrap_or(u64::MAX),
+                mean: Interval::saturating_from_duration(d),
             }],
             padding: 0,
             timeout: Duration::from_secs(2),

@@ -11,7 +11,7 @@ use owamp_core::control::{ClientConfig, Identity, Mode, Modes, Role, ServerConfi
 use owamp_core::crypto::SessionKeys;
 use owamp_core::io::{Finished, SessionInfo, StoredSession};
 use owamp_core::policy::{ClassLimits, Limits};
-use owamp_core::time::{duration_to_fixed_point, OwampTime};
+use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
 use owamp_os::net::TestSocket;
 use owamp_os::rng::OsRng;
@@ -19,8 +19,8 @@ use owamp_std::control::{ClientOptions, ServeConfig, SessionSpec, TestPlan};
 use owamp_std::endpoint::{EndpointConfig, TestEndpoint};
 
 /// `d` in the 32.32 fixed-point format of requests.
-pub fn secs(d: Duration) -> u64 {
-    duration_to_fixed_point(d).unwrap()
+pub fn secs(d: Duration) -> Interval {
+    Interval::from_duration(d).unwrap()
 }
 
 /// 127.0.0.1.
