@@ -259,6 +259,8 @@ pub trait Machine: sealed::Sealed {
     #[doc(hidden)]
     fn current_mode(&self) -> Mode;
     #[doc(hidden)]
+    fn testing(&self) -> bool;
+    #[doc(hidden)]
     fn role_event(o: MachineOutput) -> Option<Self::Event>;
     #[doc(hidden)]
     fn socket_failed_event() -> Option<Self::Event>;
@@ -280,6 +282,9 @@ impl<R: RngCore + CryptoRng> Machine for Client<R> {
     }
     fn current_mode(&self) -> Mode {
         self.mode()
+    }
+    fn testing(&self) -> bool {
+        self.in_test()
     }
     fn socket_failed_event() -> Option<ClientEvent> {
         Some(ClientEvent::SocketFailed)
@@ -313,6 +318,9 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Machine for Server<P, R> {
     }
     fn current_mode(&self) -> Mode {
         self.mode()
+    }
+    fn testing(&self) -> bool {
+        self.in_test()
     }
     fn socket_failed_event() -> Option<ServerEvent> {
         None
@@ -396,6 +404,11 @@ impl<M: Machine> Connection<M> {
     /// The mode of the control connection (open until the set-up completes).
     pub fn mode(&self) -> Mode {
         self.machine.current_mode()
+    }
+
+    /// Whether a test is running: from Start-Ack until both Stop-Sessions are exchanged.
+    pub fn in_test(&self) -> bool {
+        self.machine.testing()
     }
 
     /// The control state machine.

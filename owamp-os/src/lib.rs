@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod host;
 pub mod net;
 pub mod owp_file;
 pub mod rng;

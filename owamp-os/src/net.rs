@@ -242,6 +242,42 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     Ok(r > 0)
 }
 
+/// Waits until one of `fds` is readable or `timeout` has passed (`poll(2)`), and sets
+/// `ready[i]` for each readable one (`ready` is resized to `fds.len()`). Returns whether any
+/// is. An interrupted wait returns `false` early, so callers re-check their own deadlines.
+pub fn wait_any_readable(
+    fds: &[RawFd],
+    timeout: Duration,
+    ready: &mut Vec<bool>,
+) -> io::Result<bool> {
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    ready.clear();
+    ready.resize(fds.len(), false);
+    // SAFETY: `pfds` is a live, writable array of `pfds.len()` `pollfd`s, and that is the
+    // count passed.
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    for (flag, p) in ready.iter_mut().zip(&pfds) {
+        // Errors and hang-ups count as readable: the next read reports them.
+        *flag = p.revents != 0;
+    }
+    Ok(r > 0)
+}
+
 /// Control buffer with the alignment `cmsghdr` needs.
 #[repr(C, align(8))]
 struct CmsgBuf([u8; CMSG_BUF_LEN]);

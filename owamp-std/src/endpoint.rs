@@ -1,194 +1,68 @@
-//! One test session (RFC 4656 4) on its own thread: a sender or a receiver.
+//! One test session (RFC 4656 4) on its own thread, without a control connection: a sender or
+//! a receiver. For tests, benchmarks and hosts that run sessions by hand; the control
+//! drivers of [`crate::control`] run their sessions in the connection's own loop instead.
 //!
-//! A [`TestEndpoint`] is a configured session (the core's [`SessionInfo`]) with its bound
-//! [`TestSocket`]. [`TestEndpoint::start`] runs it on a thread and returns a
-//! [`RunningEndpoint`]; the thread ends on its own (a sender after its last packet, a receiver
-//! once every packet is received or declared lost), when [`RunningEndpoint::stop`] is called,
-//! or at the latest at the end of the schedule plus the loss timeout plus
-//! [`EndpointConfig::margin`]. When it ends it sends its [`SessionReport`] on the channel
-//! given to `start`, which is what the control state machine wants as
-//! [`Input::SessionFinished`](owamp_core::io::Input::SessionFinished).
-//!
-//! Senders sleep until [`EndpointConfig::spin`] before each packet is due, prepare the
-//! packet, spin to the exact time, then stamp it and send it at once. A packet more than the
-//! loss timeout late is skipped, as the core's [`Sender::is_too_late`] says. Receivers stamp
-//! each datagram with the kernel's receive timestamp when the socket delivers one.
+//! A [`TestEndpoint`] is the core's [`TestSession`] with its bound [`TestSocket`].
+//! [`TestEndpoint::start`] runs it on a thread; the thread ends when the session is done (a
+//! sender after its last packet, a receiver once every packet is received or declared lost),
+//! when [`RunningEndpoint::stop`] is called, or at the session's end bound. It then sends its
+//! [`SessionReport`] on the channel given to `start`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use owamp_core::control::{session_end_bound, Mode, Role};
-use owamp_core::crypto::{SecureMode, TestPacketCrypto};
+use owamp_core::control::Role;
 use owamp_core::io::{SessionEnd, SessionInfo, SessionReport, StoredSession};
 use owamp_core::session::{
-    PacketProtection, Receiver, ReceiverStats, Schedule, ScheduleError, Sender, SenderError,
-    SessionParams, TTL_UNKNOWN,
+    Datagram, DatagramOutcome, Receiver, ReceiverStats, SessionSetupError, TestSession,
 };
-use owamp_core::time::{ErrorEstimate, OwampTime};
+use owamp_core::time::ErrorEstimate;
 use owamp_core::wire::SessionId;
-
-use owamp_os::clock::{Clock, SharedClock, SystemClock};
-use owamp_os::net::{canonical, Received, TestSocket};
-
-/// How test endpoints run.
-#[derive(Clone)]
-pub struct EndpointConfig {
-    /// The clock that stamps packets.
-    pub clock: SharedClock,
-    /// How long before a packet is due the sender stops sleeping and spins (yielding) to the
-    /// exact time. Longer is more precise and costs more CPU.
-    pub spin: Duration,
-    /// The longest single wait of an endpoint thread: how fast it notices
-    /// [`RunningEndpoint::stop`].
-    pub poll_interval: Duration,
-    /// Added to the end of the schedule and the loss timeout: past that an endpoint ends even
-    /// if nobody stopped it.
-    pub margin: Duration,
-    /// Whether receivers use the kernel's receive timestamps when the socket delivers them
-    /// (otherwise, and when none comes, the clock is read on receipt).
-    pub use_kernel_timestamps: bool,
-    /// Whether senders keep, per packet sent, the difference between its timestamp and its
-    /// scheduled time ([`SenderOutcome::lateness_nanos`]).
-    pub record_send_lateness: bool,
-}
-
-impl std::fmt::Debug for EndpointConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EndpointConfig")
-            .field("spin", &self.spin)
-            .field("poll_interval", &self.poll_interval)
-            .field("margin", &self.margin)
-            .field("use_kernel_timestamps", &self.use_kernel_timestamps)
-            .field("record_send_lateness", &self.record_send_lateness)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for EndpointConfig {
-    fn default() -> Self {
-        Self {
-            clock: Arc::new(SystemClock::new()),
-            spin: Duration::from_micros(200),
-            poll_interval: Duration::from_millis(20),
-            margin: Duration::from_secs(5),
-            use_kernel_timestamps: true,
-            record_send_lateness: false,
-        }
-    }
-}
+use owamp_os::clock::Clock;
+pub use owamp_os::host::EndpointConfig;
+use owamp_os::net::TestSocket;
 
 /// Why a test endpoint cannot be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndpointError {
-    /// The session's schedule is unusable.
-    #[error("invalid schedule: {0}")]
-    Schedule(#[from] ScheduleError),
-    /// The sender cannot be built (padding too large).
+    /// The core cannot run the session (schedule, padding, Type-P, keys).
     #[error("{0}")]
-    Sender(#[from] SenderError),
-    /// The session's Type-P is not a DSCP (the core refuses those requests already).
-    #[error("unsupported Type-P descriptor {0:#010x}")]
-    TypeP(u32),
+    Setup(#[from] SessionSetupError),
     /// A socket option or the thread could not be set up.
     #[error("{0}")]
     Io(#[from] io::Error),
 }
 
-/// How a session's test packets are protected, from its mode and the control connection's
-/// keys (RFC 4656 4.1.2: the test packet keys derive from the session keys and the SID).
-pub fn packet_protection(info: &SessionInfo) -> PacketProtection {
-    let mode = match info.mode {
-        Mode::Authenticated => SecureMode::Authenticated,
-        Mode::Encrypted => SecureMode::Encrypted,
-        _ => return PacketProtection::Open,
-    };
-    match &info.keys {
-        Some(k) => PacketProtection::Sealed(TestPacketCrypto::new(mode, &info.sid.0, k)),
-        // A secure mode always has keys; without them no packet could be authenticated, and
-        // the core never produces this combination.
-        None => PacketProtection::Open,
-    }
-}
-
-/// The schedule, start time, timeout and padding both ends agreed on.
-pub fn session_params(info: &SessionInfo) -> Result<SessionParams, EndpointError> {
-    let r = &info.request;
-    let schedule = Schedule::new(info.sid, &r.slots, r.num_packets)?;
-    Ok(SessionParams {
-        schedule,
-        start: r.start_time,
-        timeout: r.timeout,
-        padding: r.padding_length,
-    })
-}
-
-/// The time past which an endpoint of this session ends on its own.
-pub fn hard_end(info: &SessionInfo, margin: Duration) -> OwampTime {
-    let r = &info.request;
-    session_end_bound(r.start_time, &r.slots, r.num_packets, r.timeout, margin)
-}
-
 /// A configured test session with its socket, not yet started.
 #[derive(Debug)]
 pub struct TestEndpoint {
-    info: SessionInfo,
+    session: TestSession,
     socket: TestSocket,
-    kind: EndpointKind,
-}
-
-/// The core's side of a test session: the sender or the receiver (see
-/// [`TestEndpoint::into_parts`]).
-#[derive(Debug)]
-pub enum EndpointKind {
-    /// This end sends.
-    Sender(Box<Sender>),
-    /// This end receives.
-    Receiver(Box<Receiver>),
 }
 
 impl TestEndpoint {
-    /// Prepares the sender or receiver of `info` (its role) on `socket`. A sender's socket
-    /// gets the session's DSCP.
+    /// The session `info` on `socket`; a sender's socket gets the session's DSCP.
     pub fn new(info: SessionInfo, socket: TestSocket) -> Result<Self, EndpointError> {
-        let params = session_params(&info)?;
-        let protection = packet_protection(&info);
-        let kind = match info.role {
-            Role::Sender => {
-                let dscp = info
-                    .request
-                    .type_p
-                    .dscp()
-                    .ok_or(EndpointError::TypeP(info.request.type_p.0))?;
-                if dscp != 0 {
-                    socket.set_dscp(dscp)?;
-                }
-                EndpointKind::Sender(Box::new(Sender::new(params, protection)?))
-            }
-            Role::Receiver => EndpointKind::Receiver(Box::new(Receiver::new(params, protection))),
-        };
-        Ok(Self { info, socket, kind })
+        let session = TestSession::new(info)?;
+        if session.role() == Role::Sender && session.dscp() != 0 {
+            socket.set_dscp(session.dscp())?;
+        }
+        Ok(Self { session, socket })
     }
 
     /// The session.
     pub fn info(&self) -> &SessionInfo {
-        &self.info
+        self.session.info()
     }
 
     /// The socket.
     pub fn socket(&self) -> &TestSocket {
         &self.socket
-    }
-
-    /// The session, its socket and the core's sender or receiver, for an adapter that runs
-    /// the session its own way (an async runtime, for example).
-    pub fn into_parts(self) -> (SessionInfo, TestSocket, EndpointKind) {
-        (self.info, self.socket, self.kind)
     }
 
     /// Runs the session on a new thread. When it ends, its report is sent on `reports` (if
@@ -199,14 +73,9 @@ impl TestEndpoint {
         reports: Option<mpsc::Sender<SessionReport>>,
     ) -> Result<RunningEndpoint, EndpointError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let info = self.info.clone();
-        let run = Run {
-            end: hard_end(&self.info, cfg.margin),
-            info: self.info,
-            socket: self.socket,
-            cfg: cfg.clone(),
-            stop: stop.clone(),
-        };
+        let info = self.session.info().clone();
+        let session = self.session.with_end_margin(cfg.margin);
+        let (socket, cfg2, stop2) = (self.socket, cfg.clone(), stop.clone());
         let name = match info.role {
             Role::Sender => "owamp-send",
             Role::Receiver => "owamp-recv",
@@ -214,12 +83,7 @@ impl TestEndpoint {
         let handle = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let result = match self.kind {
-                    EndpointKind::Sender(s) => EndpointResult::Sender(run.sender(*s)),
-                    EndpointKind::Receiver(r) => {
-                        EndpointResult::Receiver(Box::new(run.receiver(*r)))
-                    }
-                };
+                let result = run(session, socket, &cfg2, &stop2);
                 if let Some(tx) = reports {
                     let _ = tx.send(result.report());
                 }
@@ -231,6 +95,132 @@ impl TestEndpoint {
             handle: Some(handle),
         })
     }
+}
+
+/// Lowers this thread's timer slack so that sleeps end close to when they were asked to.
+fn tighten_timer_slack() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument (nanoseconds) and only changes
+    // the calling thread's timer slack; the remaining arguments are unused.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// The session's loop: send what is due, hand over what arrives, sleep until the session's
+/// next timeout (spinning the last stretch before a packet), until it is done or stopped.
+fn run(
+    mut s: TestSession,
+    socket: TestSocket,
+    cfg: &EndpointConfig,
+    stop: &AtomicBool,
+) -> EndpointResult {
+    tighten_timer_slack();
+    let clock = &cfg.clock;
+    let mut buf = vec![0u8; s.datagram_buffer_len()];
+    let mut c = Counters::default();
+    s.start();
+    while !stop.load(Ordering::Relaxed) && !s.is_done() {
+        let error = clock.error_estimate();
+        c.error_estimate = error;
+        let now = clock.now();
+        if let Some(t) = s.poll_transmit(now, error, &mut buf) {
+            if socket.send_to(&buf[..t.len], t.dest).is_err() {
+                c.send_errors += 1;
+            }
+            if cfg.record_send_lateness {
+                c.lateness.push(now.diff_nanos(t.due));
+            }
+            continue;
+        }
+        let Some(timeout) = s.poll_timeout() else {
+            break;
+        };
+        let mut wait = timeout.at.duration_since(now).unwrap_or(Duration::ZERO);
+        if timeout.precise {
+            wait = wait.saturating_sub(cfg.spin);
+        }
+        let wait = wait.min(cfg.poll_interval);
+        if s.role() == Role::Receiver {
+            match socket.recv(&mut buf, wait) {
+                Ok(Some(r)) => receive(&mut s, cfg, &buf, &r, error, &mut c),
+                Ok(None) => {}
+                Err(_) => {
+                    c.recv_errors += 1;
+                    // Errors such as a queued ICMP report come back at once: do not spin.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        } else if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        while timeout.precise && clock.now() < timeout.at && !stop.load(Ordering::Relaxed) {
+            // No yield: under contention a yield gives the core away for a whole time slice.
+            std::hint::spin_loop();
+        }
+        s.handle_timeout(clock.now(), error);
+    }
+    s.stop();
+    let report = s.report();
+    let (sent, foreign, info) = (s.counters().sent, s.counters().foreign, s.info().clone());
+    match s.into_receiver() {
+        None => EndpointResult::Sender(SenderOutcome {
+            report,
+            sent: sent.saturating_sub(c.send_errors),
+            send_errors: c.send_errors,
+            lateness_nanos: c.lateness,
+        }),
+        Some(receiver) => EndpointResult::Receiver(Box::new(ReceiverOutcome {
+            info,
+            receiver,
+            report,
+            kernel_stamped: c.kernel_stamped,
+            clock_stamped: c.clock_stamped,
+            foreign,
+            recv_errors: c.recv_errors,
+            error_estimate: c.error_estimate,
+        })),
+    }
+}
+
+/// Hands a datagram read from the socket to the session, stamped with the kernel's receive
+/// timestamp when there is one (and `cfg` allows it), else with the clock read now.
+fn receive(
+    s: &mut TestSession,
+    cfg: &EndpointConfig,
+    buf: &[u8],
+    r: &owamp_os::net::Received,
+    error: ErrorEstimate,
+    c: &mut Counters,
+) {
+    let kernel = if cfg.use_kernel_timestamps {
+        r.kernel_time.and_then(|k| cfg.clock.kernel_timestamp(k))
+    } else {
+        None
+    };
+    let d = Datagram {
+        source: r.source,
+        recv_time: kernel.unwrap_or_else(|| cfg.clock.now()),
+        ttl: r.ttl,
+        truncated: r.truncated,
+        payload: &buf[..r.len.min(buf.len())],
+    };
+    if s.handle_datagram(&d, error) != DatagramOutcome::Foreign {
+        match kernel {
+            Some(_) => c.kernel_stamped += 1,
+            None => c.clock_stamped += 1,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    kernel_stamped: u64,
+    clock_stamped: u64,
+    recv_errors: u64,
+    send_errors: u64,
+    lateness: Vec<i64>,
+    error_estimate: ErrorEstimate,
 }
 
 /// A test session running on its thread.
@@ -278,8 +268,7 @@ impl RunningEndpoint {
         self.finish()
     }
 
-    /// Stops the thread if it still runs and returns what it did. Waits at most about one
-    /// [`EndpointConfig::poll_interval`]. `None` if the thread panicked.
+    /// Stops the thread if it still runs and returns what it did. `None` if it panicked.
     pub fn finish(mut self) -> Option<EndpointResult> {
         self.stop();
         self.handle.take().and_then(|h| h.join().ok())
@@ -288,7 +277,7 @@ impl RunningEndpoint {
 
 impl Drop for RunningEndpoint {
     fn drop(&mut self) {
-        // A dropped endpoint must not keep sending: stop it (the thread ends on its own).
+        // A dropped endpoint must not keep sending.
         self.stop();
     }
 }
@@ -303,7 +292,7 @@ pub enum EndpointResult {
 }
 
 impl EndpointResult {
-    /// The report for the control state machine.
+    /// The report for the control connection.
     pub fn report(&self) -> SessionReport {
         match self {
             EndpointResult::Sender(s) => s.report.clone(),
@@ -319,7 +308,7 @@ pub struct SenderOutcome {
     pub report: SessionReport,
     /// Packets handed to the kernel.
     pub sent: u64,
-    /// Packets whose `sendto` failed (counted as sent: they are lost in the network).
+    /// Packets whose `sendto` failed (lost in the network, as far as the receiver knows).
     pub send_errors: u64,
     /// Per packet sent, its timestamp minus its scheduled send time, in nanoseconds (only
     /// with [`EndpointConfig::record_send_lateness`]).
@@ -333,7 +322,7 @@ pub struct ReceiverOutcome {
     pub info: SessionInfo,
     /// The receiver (its records, not yet finished).
     pub receiver: Receiver,
-    /// The report for the control state machine.
+    /// The report for the control connection.
     pub report: SessionReport,
     /// Datagrams stamped with the kernel's receive timestamp.
     pub kernel_stamped: u64,
@@ -353,246 +342,14 @@ impl ReceiverOutcome {
         self.receiver.stats()
     }
 
-    /// The session as stored after the sender's Stop-Sessions (RFC 4656 3.8; see
-    /// [`Receiver::into_stored`]).
+    /// The session as stored after the sender's Stop-Sessions (RFC 4656 3.8).
     pub fn stopped(self, end: &SessionEnd) -> StoredSession {
         self.receiver
             .into_stored(self.info.request, end, self.error_estimate)
     }
 
-    /// The session as stored when it ended without Stop-Sessions (see
-    /// [`Receiver::into_incomplete`]).
+    /// The session as stored when it ended without Stop-Sessions.
     pub fn aborted(self) -> StoredSession {
         self.receiver.into_incomplete(self.info.request)
-    }
-}
-
-/// Whether a datagram's source is the session's peer (the port is not checked when the
-/// peer's is unknown, 0); IPv4-mapped addresses compare as IPv4.
-pub fn is_from_peer(peer: SocketAddr, source: SocketAddr) -> bool {
-    let peer = canonical(peer);
-    let source = canonical(source);
-    source.ip() == peer.ip() && (peer.port() == 0 || source.port() == peer.port())
-}
-
-/// How [`receive_datagram`] handled a datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stamped {
-    /// It came from an address other than the session's sender: ignored.
-    Foreign,
-    /// Stamped with the kernel's receive timestamp.
-    Kernel,
-    /// Stamped by reading the clock now.
-    Clock,
-}
-
-/// Hands one datagram read from a session's test socket (into `buf`, as `r` describes) to
-/// the session's receiver: datagrams from anyone but `peer` are ignored; the others are
-/// stamped with the kernel's receive timestamp when there is one and `cfg` allows it, else
-/// with the clock read now. Invalid packets are counted by the receiver and otherwise ignored.
-pub fn receive_datagram(
-    rcv: &mut Receiver,
-    peer: SocketAddr,
-    cfg: &EndpointConfig,
-    buf: &[u8],
-    r: &Received,
-    error: ErrorEstimate,
-) -> Stamped {
-    if !is_from_peer(peer, r.source) {
-        return Stamped::Foreign;
-    }
-    let clock = &cfg.clock;
-    let kernel = if cfg.use_kernel_timestamps {
-        r.kernel_time.and_then(|k| clock.kernel_timestamp(k))
-    } else {
-        None
-    };
-    let (t, how) = match kernel {
-        Some(t) => (t, Stamped::Kernel),
-        None => (clock.now(), Stamped::Clock),
-    };
-    // A truncated datagram is longer than any packet of the session: pass the whole buffer
-    // so that the receiver sees the wrong length.
-    let len = if r.truncated {
-        buf.len()
-    } else {
-        r.len.min(buf.len())
-    };
-    let ttl = r.ttl.unwrap_or(TTL_UNKNOWN);
-    let _ = rcv.receive(&buf[..len], t, error, ttl);
-    how
-}
-
-/// The receive buffer of a session: one octet more than a test packet, so that a longer
-/// datagram shows as the wrong length.
-pub fn receive_buffer(rcv: &Receiver) -> Vec<u8> {
-    let want = rcv.params().padding as usize;
-    vec![0u8; want.saturating_add(49).min(owamp_os::net::MAX_DATAGRAM)]
-}
-
-#[derive(Default)]
-struct Counters {
-    kernel_stamped: u64,
-    clock_stamped: u64,
-    foreign: u64,
-    recv_errors: u64,
-    error_estimate: ErrorEstimate,
-}
-
-/// The state of an endpoint thread.
-struct Run {
-    info: SessionInfo,
-    socket: TestSocket,
-    cfg: EndpointConfig,
-    stop: Arc<AtomicBool>,
-    end: OwampTime,
-}
-
-/// Lowers this thread's timer slack so that sleeps end close to when they were asked to.
-fn tighten_timer_slack() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_TIMERSLACK takes one integer argument (nanoseconds) and only changes
-    // the calling thread's timer slack; the remaining arguments are unused.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
-    }
-}
-
-/// `later - earlier` as a duration, zero if `later` is not later.
-fn until(later: OwampTime, earlier: OwampTime) -> Duration {
-    later.duration_since(earlier).unwrap_or(Duration::ZERO)
-}
-
-impl Run {
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    fn sender(self, mut snd: Sender) -> SenderOutcome {
-        tighten_timer_slack();
-        let clock = &self.cfg.clock;
-        let peer = self.info.peer;
-        let mut buf = vec![0u8; snd.packet_len()];
-        let mut sent = 0u64;
-        let mut send_errors = 0u64;
-        let mut failed = false;
-        let mut lateness = Vec::new();
-        while !self.stopped() {
-            let Some((_, due)) = snd.next_due() else {
-                break;
-            };
-            let now = clock.now();
-            if now > self.end {
-                break;
-            }
-            // The core decides what is too late to send (RFC 4656 3.8 skip ranges).
-            if snd.is_too_late(now) {
-                snd.skip();
-                continue;
-            }
-            let wait = until(due, now);
-            if wait > self.cfg.spin {
-                std::thread::sleep((wait - self.cfg.spin).min(self.cfg.poll_interval));
-                continue;
-            }
-            // Everything that does not depend on the timestamp first.
-            let prepared = match snd.prepare(&mut buf) {
-                Ok(p) => p,
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            };
-            let error = clock.error_estimate();
-            loop {
-                let n = clock.now();
-                if n >= due {
-                    break;
-                }
-                // No yield: under CPU contention a yield hands the core to another task for a
-                // whole time slice, which shows as milliseconds of send error.
-                std::hint::spin_loop();
-            }
-            // Stamped as late as possible: right before the send.
-            let t = clock.now();
-            let len = match snd.stamp(&mut buf, prepared, t, error) {
-                Ok(n) => n,
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            };
-            match self.socket.send_to(&buf[..len], peer) {
-                Ok(_) => sent += 1,
-                Err(_) => send_errors += 1,
-            }
-            if self.cfg.record_send_lateness {
-                lateness.push(t.diff_nanos(due));
-            }
-        }
-        SenderOutcome {
-            report: SessionReport {
-                sid: self.info.sid,
-                next_seqno: snd.next_seqno(),
-                skips: snd.skip_ranges().to_vec(),
-                failed,
-            },
-            sent,
-            send_errors,
-            lateness_nanos: lateness,
-        }
-    }
-
-    fn receiver(self, mut rcv: Receiver) -> ReceiverOutcome {
-        let clock = &self.cfg.clock;
-        let mut buf = receive_buffer(&rcv);
-        let mut out = Counters {
-            error_estimate: clock.error_estimate(),
-            ..Counters::default()
-        };
-        while !self.stopped() {
-            let now = clock.now();
-            if now > self.end {
-                break;
-            }
-            let error = clock.error_estimate();
-            out.error_estimate = error;
-            // RFC 4656 4.2: packets not received within the timeout are lost.
-            rcv.poll(now, error);
-            if rcv.is_complete() {
-                break;
-            }
-            let wait = rcv
-                .next_deadline()
-                .map_or(self.cfg.poll_interval, |d| {
-                    until(d, now) + Duration::from_millis(1)
-                })
-                .min(self.cfg.poll_interval);
-            match self.socket.recv(&mut buf, wait) {
-                Ok(Some(r)) => {
-                    match receive_datagram(&mut rcv, self.info.peer, &self.cfg, &buf, &r, error) {
-                        Stamped::Foreign => out.foreign += 1,
-                        Stamped::Kernel => out.kernel_stamped += 1,
-                        Stamped::Clock => out.clock_stamped += 1,
-                    }
-                }
-                Ok(None) => {}
-                Err(_) => {
-                    out.recv_errors += 1;
-                    // Errors such as a queued ICMP report come back at once: do not spin.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-        ReceiverOutcome {
-            report: SessionReport::completed(self.info.sid, 0),
-            info: self.info,
-            receiver: rcv,
-            kernel_stamped: out.kernel_stamped,
-            clock_stamped: out.clock_stamped,
-            foreign: out.foreign,
-            recv_errors: out.recv_errors,
-            error_estimate: out.error_estimate,
-        }
     }
 }

@@ -154,6 +154,11 @@ impl<R: RngCore + CryptoRng> Client<R> {
         self.rng.next_u32()
     }
 
+    /// Whether a test is running: from Start-Ack until both Stop-Sessions are exchanged.
+    pub fn in_test(&self) -> bool {
+        !self.conn.closed && self.conn.test.is_some()
+    }
+
     /// The next action for the caller, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.conn.out.pop_front()

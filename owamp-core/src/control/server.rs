@@ -187,6 +187,11 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         self.conn.deadline
     }
 
+    /// Whether a test is running: from Start-Ack until both Stop-Sessions are exchanged.
+    pub fn in_test(&self) -> bool {
+        !self.conn.closed && self.conn.test.is_some()
+    }
+
     /// The next action for the caller, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.conn.out.pop_front()

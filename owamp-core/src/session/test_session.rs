@@ -491,6 +491,14 @@ impl TestSession {
         r
     }
 
+    /// The core receiver, when this end receives, with its records so far.
+    pub fn into_receiver(self) -> Option<Receiver> {
+        match self.kind {
+            Kind::Receiver(r) => Some(*r),
+            Kind::Sender(_) => None,
+        }
+    }
+
     /// A receiver's stored form after the peer's Stop-Sessions (RFC 4656 3.8, see
     /// [`Receiver::into_stored`]); `None` for a sender.
     pub fn into_stored(self, end: &SessionEnd, error: ErrorEstimate) -> Option<StoredSession> {

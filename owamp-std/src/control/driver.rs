@@ -1,191 +1,133 @@
-//! Drives one control state machine (client or server) over a `TcpStream`, carrying out every
-//! output as `owamp_core::io` describes: octets to the stream, the timer, test endpoints
-//! bound, started, stopped and finished, stored sessions looked up.
+//! Drives one core connection (client or server) and all its test sessions on the calling
+//! thread: one `poll(2)` over the TCP control connection and the UDP test sockets, bounded by
+//! the connection's timeout, and a short spin before each test packet is due.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::mpsc;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use owamp_core::control::ControlError;
-use owamp_core::io::{Input, SessionReport, StoredSession};
-use owamp_core::time::OwampTime;
-
-use super::common::{DriverState, Ending, Event, Io, Machine};
-use super::StopHandle;
-use crate::endpoint::{EndpointConfig, RunningEndpoint};
-use owamp_os::clock::Clock;
+use owamp_core::connection::{Connection, ControlAction, Machine};
+use owamp_os::host::{EndpointConfig, Host};
+use owamp_os::net::wait_any_readable;
 use owamp_os::store::SessionStore;
 
-/// The longest wait of an idle connection (no test endpoint running): how fast a stop or
-/// shutdown flag is noticed then.
-const IDLE_POLL: Duration = Duration::from_millis(100);
-
 /// One control connection being driven.
-pub(crate) struct Driver<M> {
-    pub s: DriverState<M, RunningEndpoint>,
+pub(crate) struct Driver<M: Machine> {
+    pub h: Host<M>,
     stream: TcpStream,
-    ep: EndpointConfig,
-    reports_tx: mpsc::Sender<SessionReport>,
-    reports_rx: mpsc::Receiver<SessionReport>,
-    buf: Vec<u8>,
-    /// How long writing one [`Output::Transmit`](owamp_core::io::Output::Transmit) may take
-    /// in all.
+    /// The longest single wait: how fast a stop flag is noticed.
+    poll_interval: Duration,
+    /// How long writing one control message (or a whole Fetch-Session answer) may take.
     io_timeout: Duration,
-    pub closed: bool,
-    pub stop: Option<StopHandle>,
-    pub stop_fed: bool,
+    tcp_closed: bool,
+    buf: Vec<u8>,
+    fds: Vec<RawFd>,
+    ready: Vec<bool>,
 }
 
 impl<M: Machine> Driver<M> {
     pub fn new(
-        m: M,
+        conn: Connection<M>,
         stream: TcpStream,
-        ep: EndpointConfig,
+        cfg: &EndpointConfig,
         store: Option<Arc<dyn SessionStore>>,
-        stop: Option<StopHandle>,
         io_timeout: Duration,
     ) -> io::Result<Self> {
         stream.set_nodelay(true)?;
-        let io_timeout = io_timeout.max(Duration::from_millis(1));
-        stream.set_write_timeout(Some(io_timeout))?;
-        let (reports_tx, reports_rx) = mpsc::channel();
         let mut d = Self {
-            s: DriverState::new(m, ep.clock.clone(), store),
+            h: Host::new(conn, cfg, store),
             stream,
-            ep,
-            reports_tx,
-            reports_rx,
+            poll_interval: cfg.poll_interval,
+            io_timeout: io_timeout.max(Duration::from_millis(1)),
+            tcp_closed: false,
             buf: vec![0u8; 16 * 1024],
-            io_timeout,
-            closed: false,
-            stop,
-            stop_fed: false,
+            fds: Vec::new(),
+            ready: Vec::new(),
         };
-        // The state machine may have queued outputs when it was built (Server-Greeting).
-        d.drain();
+        // The server queues its Server-Greeting when it is built.
+        d.flush();
         Ok(d)
     }
 
-    pub fn now(&self) -> OwampTime {
-        self.s.clock.now()
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.h.closed.is_some()
     }
 
-    /// Feeds one input and carries out everything that follows from it.
-    pub fn feed(&mut self, input: Input<'_>) -> Result<(), ControlError> {
-        let r = self.s.handle(input);
-        self.drain();
-        r
-    }
-
-    fn drain(&mut self) {
-        while let Some(io) = self.s.next_io() {
-            match io {
-                Io::Transmit(bytes) => {
-                    if !self.closed {
-                        // A peer that stops reading, or reads a few octets at a time, cannot
-                        // hold us for longer than the I/O timeout.
-                        if write_all_within(&mut self.stream, &bytes, self.io_timeout).is_err() {
-                            self.s.peer_closed();
-                        }
+    /// Carries out everything the connection has to do now: test packets due, sockets, stored
+    /// sessions, and octets for the control connection.
+    pub fn flush(&mut self) {
+        while let Some(a) = self.h.poll_control() {
+            match a {
+                ControlAction::Transmit(bytes) => {
+                    // A peer that stops reading, or reads a few octets at a time, cannot hold
+                    // us longer than the I/O timeout.
+                    if !self.tcp_closed
+                        && write_all_within(&mut self.stream, &bytes, self.io_timeout).is_err()
+                    {
+                        self.h.handle_control_closed();
                     }
                 }
-                Io::StartSessions => {
-                    let (ep, tx) = (&self.ep, &self.reports_tx);
-                    self.s.start_sessions(|e| e.start(ep, Some(tx.clone())));
-                }
-                Io::Finish(ended) => {
-                    for (r, ending) in ended {
-                        if let Some(s) = ending.stored(r.finish()) {
-                            self.keep(s);
-                        }
-                    }
-                }
-                Io::TestComplete => {
-                    self.finish_endpoints();
-                    self.s.events.push_back(Event::TestComplete);
-                }
-                Io::Fetch { sid, store } => self.s.fetch_reply(store.load(&sid)),
-                Io::Close(reason) => {
-                    self.close_now();
-                    self.s.events.push_back(Event::Closed(reason));
-                }
+                ControlAction::Close(_) => self.shutdown(),
             }
         }
     }
 
-    /// A local receive session is over: store it (server) and tell the application.
-    fn keep(&mut self, s: StoredSession) {
-        let saved = self.s.store().map_or(true, |store| store.save(&s).is_ok());
-        self.s.received(s, saved);
-    }
-
-    /// Stops and joins every endpoint thread still there (each within its poll interval).
-    fn finish_endpoints(&mut self) {
-        for r in self.s.end_endpoints() {
-            let _ = r.finish();
-        }
-    }
-
-    /// Closes the connection at once and ends every endpoint. A receiver still running (the
-    /// state machine normally reports it first with `SessionsAborted`) is kept as incomplete,
-    /// so records received are never thrown away.
-    pub fn close_now(&mut self) {
-        if !self.closed {
-            self.closed = true;
+    fn shutdown(&mut self) {
+        if !self.tcp_closed {
+            self.tcp_closed = true;
             let _ = self.stream.flush();
             let _ = self.stream.shutdown(Shutdown::Both);
         }
-        for r in self.s.abort_endpoints() {
-            if let Some(s) = Ending::Aborted.stored(r.finish()) {
-                self.keep(s);
-            }
-        }
-        self.finish_endpoints();
+        self.h.close_sockets();
     }
 
-    /// Waits once, at most until the state machine's deadline or the poll interval, and
-    /// handles what happened: endpoint reports, the stop handle, octets from the peer, the
-    /// timer.
+    /// Waits once (at most until the connection's timeout or the poll interval) and feeds
+    /// what happened: octets or the end of the control connection, datagrams, the time.
     pub fn step(&mut self) {
-        if self.closed {
+        self.flush();
+        if self.is_closed() {
             return;
         }
-        while let Ok(report) = self.reports_rx.try_recv() {
-            // A report about a session of a test already over is not an error.
-            let _ = self.feed(Input::SessionFinished(report));
+        let timeout = self.h.poll_timeout();
+        let wait = self.h.wait_for(timeout, self.poll_interval);
+        self.fds.clear();
+        self.fds.push(self.stream.as_raw_fd());
+        let ids: Vec<_> = self
+            .h
+            .sockets()
+            .map(|(id, s)| (id, s.as_raw_fd()))
+            .collect();
+        self.fds.extend(ids.iter().map(|(_, fd)| *fd));
+        if wait_any_readable(&self.fds, wait, &mut self.ready).is_err() {
+            // poll(2) fails only on resource exhaustion: do not spin through it.
+            std::thread::sleep(wait.min(Duration::from_millis(1)));
         }
-        if self.s.in_test && !self.stop_fed && self.stop.as_ref().is_some_and(|s| s.is_stopped()) {
-            self.stop_fed = true;
-            let _ = self.feed(Input::StopSessions);
+        if self.ready.first() == Some(&true) {
+            self.read_control();
         }
-        if self.closed || self.s.m.closed() {
-            return;
-        }
-        // Endpoint reports and the stop flag are looked at between waits: often while
-        // sessions run, less often when idle.
-        let poll = if self.s.has_running() {
-            self.ep.poll_interval
-        } else {
-            IDLE_POLL.max(self.ep.poll_interval)
-        };
-        let Some(wait) = self.s.wait_limit(poll) else {
-            let _ = self.feed(Input::Timer);
-            return;
-        };
-        let wait = wait.max(Duration::from_millis(1));
-        if self.stream.set_read_timeout(Some(wait)).is_err() {
-            let _ = self.feed(Input::PeerClosed);
-            return;
-        }
-        let mut buf = std::mem::take(&mut self.buf);
-        match self.stream.read(&mut buf) {
-            Ok(0) => {
-                let _ = self.feed(Input::PeerClosed);
+        for (i, (id, _)) in ids.iter().enumerate() {
+            if self.ready.get(i + 1) == Some(&true) {
+                self.h.receive(*id);
             }
+        }
+        self.h.spin_until(timeout);
+        if timeout.is_some_and(|t| self.h.now() >= t.at) {
+            self.h.handle_timeout();
+        }
+        self.flush();
+    }
+
+    fn read_control(&mut self) {
+        // Readable: this read returns at once (data, end of stream or an error).
+        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(1)));
+        match self.stream.read(&mut self.buf) {
+            Ok(0) => self.h.handle_control_closed(),
             Ok(n) => {
-                let _ = self.feed(Input::Received(&buf[..n]));
+                let Self { h, buf, .. } = self;
+                h.handle_control(&buf[..n]);
             }
             Err(e)
                 if matches!(
@@ -194,26 +136,21 @@ impl<M: Machine> Driver<M> {
                         | io::ErrorKind::TimedOut
                         | io::ErrorKind::Interrupted
                 ) => {}
-            Err(_) => {
-                let _ = self.feed(Input::PeerClosed);
-            }
+            Err(_) => self.h.handle_control_closed(),
         }
-        self.buf = buf;
     }
 
-    /// The next event, stepping until there is one; `None` once the connection is closed and
-    /// every event has been taken. Every step is bounded and the state machine always has a
-    /// deadline, so this returns.
-    pub fn next_event(&mut self) -> Option<Event> {
-        loop {
-            if let Some(e) = self.s.events.pop_front() {
-                return Some(e);
-            }
-            if self.closed {
-                return None;
-            }
-            self.step();
-        }
+    /// Carries out what is left (a Close the caller just asked the connection for), then
+    /// closes the TCP connection and the test sockets.
+    pub fn close_now(&mut self) {
+        self.flush();
+        self.shutdown();
+    }
+}
+
+impl<M: Machine> Drop for Driver<M> {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
@@ -237,10 +174,4 @@ fn write_all_within(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> io
         }
     }
     Ok(())
-}
-
-impl<M> Drop for Driver<M> {
-    fn drop(&mut self) {
-        self.s.stop_all();
-    }
 }

@@ -7,81 +7,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use owamp_core::control::{CloseReason, Mode, ServerConfig};
 use owamp_core::policy::ServerPolicy;
-
-use super::common::{log_connection, server_connection, ConnectionCounts, ServerParts};
-use super::driver::Driver;
-use super::StopHandle;
-use crate::endpoint::EndpointConfig;
+use owamp_os::host::{
+    log_connection, server_connection, ConnectionCounts, ConnectionSummary, ServeConfig,
+    ServerParts, StopHandle,
+};
 use owamp_os::net::wait_readable;
 use owamp_os::store::SessionStore;
 
-/// What a finished connection did, for logging.
-#[derive(Debug, Clone)]
-pub struct ConnectionSummary {
-    /// The client.
-    pub peer: SocketAddr,
-    /// The mode used (open if set-up did not complete).
-    pub mode: Mode,
-    /// The KeyID the client authenticated with.
-    pub key_id: Option<Vec<u8>>,
-    /// Sessions accepted.
-    pub sessions: usize,
-    /// Receive sessions that ended and were stored.
-    pub stored: usize,
-    /// Receive sessions that could not be stored.
-    pub store_errors: usize,
-    /// Why the connection closed (`None` if it was closed by a server shutdown).
-    pub close: Option<CloseReason>,
-}
-
-/// A callback told about each connection when it ends.
-pub type ConnectionLog = Arc<dyn Fn(&ConnectionSummary) + Send + Sync>;
-
-/// How a server runs.
-#[derive(Clone)]
-pub struct ServeConfig {
-    /// The control state machine's settings: test port range, timeouts, PBKDF2 count,
-    /// Start-Time (when zero, [`Server::bind`] sets it to the current time).
-    pub control: ServerConfig,
-    /// How the test endpoints run (and the clock).
-    pub endpoint: EndpointConfig,
-    /// How long writing what the state machine queued at once (one message, or a whole
-    /// Fetch-Session answer) may take in all; a client that reads slower is dropped.
-    pub io_timeout: Duration,
-    /// Connections served at once; further ones are closed at once.
-    pub max_connections: usize,
-    /// After shutdown, how long [`Server::run`] waits for running connections to finish.
-    pub shutdown_grace: Duration,
-    /// Told about every connection when it ends.
-    pub log: Option<ConnectionLog>,
-}
-
-impl std::fmt::Debug for ServeConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServeConfig")
-            .field("control", &self.control)
-            .field("endpoint", &self.endpoint)
-            .field("io_timeout", &self.io_timeout)
-            .field("max_connections", &self.max_connections)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        Self {
-            control: ServerConfig::default(),
-            endpoint: EndpointConfig::default(),
-            io_timeout: Duration::from_secs(30),
-            max_connections: 64,
-            shutdown_grace: Duration::from_secs(10),
-            log: None,
-        }
-    }
-}
+use super::driver::Driver;
 
 /// Serves one accepted control connection until it closes: drives the core's
 /// [`Server`](owamp_core::control::Server) state machine with `policy`, binds test endpoints
@@ -97,29 +31,37 @@ pub fn serve_connection<P: ServerPolicy>(
     store: Arc<dyn SessionStore>,
     shutdown: Option<&StopHandle>,
 ) -> io::Result<ConnectionSummary> {
-    let (m, mut summary) =
+    let (conn, mut summary) =
         server_connection(config, policy, stream.local_addr()?, stream.peer_addr()?);
     let mut d = Driver::new(
-        m,
+        conn,
         stream,
-        config.endpoint.clone(),
+        &config.endpoint,
         Some(store),
-        shutdown.cloned(),
         config.io_timeout,
     )?;
+    let mut stop_fed = false;
     loop {
-        d.s.count_events(&mut summary);
-        if d.closed {
+        d.h.serve_events(&mut summary);
+        if d.is_closed() {
             break;
         }
-        // Outside a test (or once its stop has been fed and it ended), shutdown closes.
-        if shutdown.is_some_and(|s| s.is_stopped()) && !d.s.in_test {
-            d.close_now();
-            continue;
+        if shutdown.is_some_and(|s| s.is_stopped()) {
+            let now = d.h.now();
+            if !stop_fed && d.h.conn.in_test() {
+                // A test in progress is stopped: Stop-Sessions is exchanged, records kept.
+                stop_fed = true;
+                d.h.conn.stop_sessions(now);
+            } else if !d.h.conn.in_test() {
+                d.h.conn.close(now);
+                d.close_now();
+                continue;
+            }
         }
         d.step();
     }
-    Ok(d.s.finish_summary(summary))
+    d.h.serve_events(&mut summary);
+    Ok(d.h.finish_summary(summary))
 }
 
 /// Shared view of a running [`Server`]: shut it down, count its connections.

@@ -1,0 +1,923 @@
+//! Running a core [`Connection`] on a host, for any runtime: the configuration and results
+//! of clients and servers, and [`Host`], which carries out every output of a connection that
+//! needs no waiting (test sockets bound, marked and closed, test packets sent, datagrams read
+//! and handed over, received sessions stored) and gives the adapter only the control
+//! connection's octets to write and the time to wait until.
+//!
+//! An adapter's loop, blocking or async, is then:
+//!
+//! 1. [`Host::poll_control`] until `None`, writing each [`ControlAction::Transmit`] to the
+//!    control connection (closing it on [`ControlAction::Close`]);
+//! 2. wait until the control connection or a test socket ([`Host::sockets`]) is readable, or
+//!    until [`Host::poll_timeout`] (for a [`precise`](Timeout::precise) one, wake up
+//!    [`EndpointConfig::spin`] early and [`Host::spin_until`] the time);
+//! 3. feed what happened: [`Host::handle_control`], [`Host::handle_control_closed`],
+//!    [`Host::receive`] for a readable socket, [`Host::handle_timeout`]; then back to 1.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use owamp_core::connection::{
+    ClientConnection, ClientEvent, Connection, ControlAction, Machine, OpenError, Output,
+    ServerConnection, SocketAction, SocketId,
+};
+use owamp_core::control::{
+    AcceptCode, ClientConfig, CloseReason, ControlError, Mode, PortRange, Role, ServerConfig,
+    SessionRequest,
+};
+use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
+use owamp_core::policy::ServerPolicy;
+use owamp_core::session::{Datagram, Timeout};
+use owamp_core::time::{Interval, OwampTime};
+use owamp_core::wire::{Slot, SlotKind, TypeP};
+
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::net::{is_addr_in_use, recv_from_fd, TestSocket, MAX_DATAGRAM};
+use crate::rng::OsRng;
+use crate::store::SessionStore;
+
+/// A flag that asks a test (client) or a server to stop early; clones share the flag.
+///
+/// Setting it is a single atomic store, so it may be done from a signal handler's context
+/// (for example through a handle kept in a static).
+///
+/// - Client ([`ClientConnection::wait`], [`run_test`]): during the test, the local sessions
+///   are stopped and Stop-Sessions is exchanged ([`Input::StopSessions`]); the records
+///   received so far are kept and the server's are still fetched.
+/// - Server ([`Server`], [`serve_connection`]): no new connection is accepted; connections
+///   in a test stop it the same way, the others are closed.
+///
+/// [`Input::StopSessions`]: owamp_core::io::Input::StopSessions
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    /// A flag not yet set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the flag.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How test endpoints run.
+#[derive(Clone)]
+pub struct EndpointConfig {
+    /// The clock that stamps packets.
+    pub clock: SharedClock,
+    /// How long before a packet is due the sender stops sleeping and spins (yielding) to the
+    /// exact time. Longer is more precise and costs more CPU.
+    pub spin: Duration,
+    /// The longest single wait of an endpoint thread: how fast it notices
+    /// [`RunningEndpoint::stop`].
+    pub poll_interval: Duration,
+    /// Added to the end of the schedule and the loss timeout: past that an endpoint ends even
+    /// if nobody stopped it.
+    pub margin: Duration,
+    /// Whether receivers use the kernel's receive timestamps when the socket delivers them
+    /// (otherwise, and when none comes, the clock is read on receipt).
+    pub use_kernel_timestamps: bool,
+    /// Whether senders keep, per packet sent, the difference between its timestamp and its
+    /// scheduled time ([`SenderOutcome::lateness_nanos`]).
+    pub record_send_lateness: bool,
+}
+
+impl std::fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("spin", &self.spin)
+            .field("poll_interval", &self.poll_interval)
+            .field("margin", &self.margin)
+            .field("use_kernel_timestamps", &self.use_kernel_timestamps)
+            .field("record_send_lateness", &self.record_send_lateness)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock::new()),
+            spin: Duration::from_micros(200),
+            poll_interval: Duration::from_millis(20),
+            margin: Duration::from_secs(5),
+            use_kernel_timestamps: true,
+            record_send_lateness: false,
+        }
+    }
+}
+
+/// How a client connects and runs its test sessions.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The control state machine's settings: modes, identity, timeouts.
+    pub control: ClientConfig,
+    /// How long to wait for the TCP connection.
+    pub connect_timeout: Duration,
+    /// How long writing what the state machine queued at once (one message, or a whole
+    /// Fetch-Session answer) may take in all; a server that reads slower is given up.
+    pub io_timeout: Duration,
+    /// Local address of the test sockets (default: that of the control connection).
+    pub test_ip: Option<IpAddr>,
+    /// Local ports for test sockets (default: any).
+    pub test_ports: Option<PortRange>,
+    /// How the test endpoints run (and the clock).
+    pub endpoint: EndpointConfig,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            control: ClientConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(30),
+            test_ip: None,
+            test_ports: None,
+            endpoint: EndpointConfig::default(),
+        }
+    }
+}
+
+/// One test session to request (RFC 4656 3.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// Number of test packets.
+    pub packets: u32,
+    /// The schedule, used cyclically (at least one slot).
+    pub slots: Vec<Slot>,
+    /// Octets of padding per packet.
+    pub padding: u32,
+    /// Loss timeout: how long after its send time a packet may still arrive.
+    pub timeout: Duration,
+    /// DSCP of the test packets (0..=63).
+    pub dscp: u8,
+}
+
+impl SessionSpec {
+    /// `packets` packets at exponentially distributed intervals of mean `mean` (owping's
+    /// default schedule), loss timeout 2 s, no padding, best effort.
+    pub fn poisson(packets: u32, mean: Duration) -> Self {
+        Self::with_slot(packets, SlotKind::Exponential, mean)
+    }
+
+    /// `packets` packets every `interval`, loss timeout 2 s, no padding, best effort.
+    pub fn periodic(packets: u32, interval: Duration) -> Self {
+        Self::with_slot(packets, SlotKind::Fixed, interval)
+    }
+
+    /// The Request-Session parameters for this session, in which the client has `role`, tests
+    /// from `local` (its bound test socket) with the server at `peer`, from `start_time`.
+    pub fn request(
+        &self,
+        role: Role,
+        local: SocketAddr,
+        peer: IpAddr,
+        start_time: OwampTime,
+    ) -> Result<SessionRequest, ClientError> {
+        let type_p =
+            TypeP::from_dscp(self.dscp).ok_or(ClientError::InvalidSpec("DSCP above 63"))?;
+        let timeout = Interval::from_duration(self.timeout)
+            .ok_or(ClientError::InvalidSpec("timeout too large"))?;
+        if self.slots.is_empty() || self.packets == 0 {
+            return Err(ClientError::InvalidSpec("no slots or no packets"));
+        }
+        Ok(SessionRequest {
+            role,
+            local,
+            peer,
+            slots: self.slots.clone(),
+            packets: self.packets,
+            padding: self.padding,
+            start_time,
+            timeout,
+            type_p,
+        })
+    }
+
+    fn with_slot(packets: u32, kind: SlotKind, d: Duration) -> Self {
+        Self {
+            packets,
+            slots: vec![Slot {
+                kind,
+                mean: Interval::saturating_from_duration(d),
+            }],
+            padding: 0,
+            timeout: Duration::from_secs(2),
+            dscp: 0,
+        }
+    }
+}
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The TCP connection could not be made.
+    #[error("cannot connect: {0}")]
+    Connect(io::Error),
+    /// Another I/O error on the control connection.
+    #[error("control connection: {0}")]
+    Io(#[from] io::Error),
+    /// The control connection closed (set-up refused, no common mode, timeout, protocol
+    /// error, peer gone).
+    #[error("control connection closed: {0:?}")]
+    Closed(CloseReason),
+    /// The server refused a Request-Session.
+    #[error("session refused by the server: {0:?}")]
+    Rejected(AcceptCode),
+    /// The server refused a Fetch-Session.
+    #[error("fetch refused by the server: {0:?}")]
+    FetchDenied(AcceptCode),
+    /// No UDP test socket could be bound for a session (on the test address, in the port
+    /// range if one is set).
+    #[error("cannot bind a UDP test socket for the session")]
+    NoTestSocket,
+    /// The session specification is unusable.
+    #[error("invalid session: {0}")]
+    InvalidSpec(&'static str),
+    /// The stop handle was set before the test started.
+    #[error("interrupted")]
+    Interrupted,
+    /// The operation is not valid now (for example a request during a test).
+    #[error("{0}")]
+    Control(#[from] ControlError),
+}
+
+/// How a test ended ([`ClientConnection::wait`]).
+#[derive(Debug)]
+pub struct TestEnd {
+    /// Both Stop-Sessions were exchanged: the server's records can be fetched.
+    pub complete: bool,
+    /// The connection closed before that, and why.
+    pub closed: Option<CloseReason>,
+    /// The test was stopped early through the stop handle.
+    pub stopped_early: bool,
+    /// The sessions this client received (finished normally, or incomplete if the test broke
+    /// off), in the order they ended.
+    pub received: Vec<StoredSession>,
+}
+
+/// The sessions of a measurement ([`run_test`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestPlan {
+    /// A session from the client to the server ("to"), if any.
+    pub send: Option<SessionSpec>,
+    /// A session from the server to the client ("from"), if any.
+    pub receive: Option<SessionSpec>,
+    /// How long after the requests the sessions start (the same start time for both).
+    pub start_delay: Duration,
+}
+
+/// The outcome of one direction of a measurement.
+#[derive(Debug)]
+pub struct DirectionResult {
+    /// The session as both sides agreed on it (its `request` is what goes into a `.owp` file).
+    pub info: SessionInfo,
+    /// The receiver's data: fetched from the server ("to"), or kept locally ("from").
+    pub data: Result<StoredSession, ClientError>,
+}
+
+/// The outcome of [`run_test`].
+#[derive(Debug)]
+pub struct TestResults {
+    /// The mode used.
+    pub mode: Mode,
+    /// Client to server.
+    pub to: Option<DirectionResult>,
+    /// Server to client.
+    pub from: Option<DirectionResult>,
+    /// The test was stopped early through the stop handle.
+    pub stopped_early: bool,
+}
+
+/// The stored form of a fetched session (what [`write_owp`](owamp_os::store::write_owp) takes).
+pub fn fetched_to_stored(f: FetchedSession) -> StoredSession {
+    StoredSession {
+        request: f.request,
+        finished: f.finished,
+        next_seqno: f.next_seqno,
+        skips: f.skips,
+        records: f.records,
+    }
+}
+
+/// What a finished connection did, for logging.
+#[derive(Debug, Clone)]
+pub struct ConnectionSummary {
+    /// The client.
+    pub peer: SocketAddr,
+    /// The mode used (open if set-up did not complete).
+    pub mode: Mode,
+    /// The KeyID the client authenticated with.
+    pub key_id: Option<Vec<u8>>,
+    /// Sessions accepted.
+    pub sessions: usize,
+    /// Receive sessions that ended and were stored.
+    pub stored: usize,
+    /// Receive sessions that could not be stored.
+    pub store_errors: usize,
+    /// Why the connection closed (`None` if it was closed by a server shutdown).
+    pub close: Option<CloseReason>,
+}
+
+/// A callback told about each connection when it ends.
+pub type ConnectionLog = Arc<dyn Fn(&ConnectionSummary) + Send + Sync>;
+
+/// How a server runs.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// The control state machine's settings: test port range, timeouts, PBKDF2 count,
+    /// Start-Time (when zero, [`Server::bind`] sets it to the current time).
+    pub control: ServerConfig,
+    /// How the test endpoints run (and the clock).
+    pub endpoint: EndpointConfig,
+    /// How long writing what the state machine queued at once (one message, or a whole
+    /// Fetch-Session answer) may take in all; a client that reads slower is dropped.
+    pub io_timeout: Duration,
+    /// Connections served at once; further ones are closed at once.
+    pub max_connections: usize,
+    /// After shutdown, how long [`Server::run`] waits for running connections to finish.
+    pub shutdown_grace: Duration,
+    /// Told about every connection when it ends.
+    pub log: Option<ConnectionLog>,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("control", &self.control)
+            .field("endpoint", &self.endpoint)
+            .field("io_timeout", &self.io_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            control: ServerConfig::default(),
+            endpoint: EndpointConfig::default(),
+            io_timeout: Duration::from_secs(30),
+            max_connections: 64,
+            shutdown_grace: Duration::from_secs(10),
+            log: None,
+        }
+    }
+}
+
+/// What a server gives each connection: a clone of the operator's policy (a
+/// [`Limits`](owamp_core::policy::Limits) clone shares its state), the configuration and the
+/// store.
+#[derive(Clone)]
+pub struct ServerParts<P> {
+    /// The operator's policy.
+    pub policy: P,
+    /// How the server runs.
+    pub config: ServeConfig,
+    /// Where received sessions go, and Fetch-Session looks.
+    pub store: Arc<dyn SessionStore>,
+}
+
+impl<P> ServerParts<P> {
+    /// The parts of a new server; a Start-Time of zero in `config` becomes the current time.
+    pub fn new(mut config: ServeConfig, policy: P, store: Arc<dyn SessionStore>) -> Self {
+        if config.control.start_time == OwampTime::ZERO {
+            config.control.start_time = config.endpoint.clock.now();
+        }
+        Self {
+            policy,
+            config,
+            store,
+        }
+    }
+}
+
+/// Tells the configured log about a connection that has ended, unless serving it failed.
+pub fn log_connection(config: &ServeConfig, served: &std::io::Result<ConnectionSummary>) {
+    if let (Ok(summary), Some(log)) = (served, &config.log) {
+        log(summary);
+    }
+}
+
+/// A server's connection counts, shared by the accept loops of its listeners and their
+/// connections.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionCounts {
+    active: Arc<AtomicUsize>,
+    accepted: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+}
+
+impl ConnectionCounts {
+    /// Admits a new connection unless `max` are being served: it counts as active until the
+    /// guard is dropped. A connection not admitted is counted as refused.
+    pub fn admit(&self, max: usize) -> Option<ActiveGuard> {
+        if self.active.load(Ordering::SeqCst) >= max {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return None;
+        }
+        self.active.fetch_add(1, Ordering::SeqCst);
+        self.accepted.fetch_add(1, Ordering::SeqCst);
+        Some(ActiveGuard(self.active.clone()))
+    }
+
+    /// Connections being served now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Connections admitted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+/// Decrements the active count when a connection ends, however it ends.
+#[derive(Debug)]
+pub struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A core connection and what the host holds for it: its test sockets, its clock, where
+/// received sessions go, and the events for the application.
+pub struct Host<M: Machine> {
+    /// The core connection.
+    pub conn: Connection<M>,
+    clock: SharedClock,
+    cfg: EndpointConfig,
+    sockets: BTreeMap<SocketId, TestSocket>,
+    store: Option<Arc<dyn SessionStore>>,
+    /// Sessions this end received that were not given to a store (a client's).
+    pub received: Vec<StoredSession>,
+    /// Events not yet taken by the application.
+    pub events: VecDeque<M::Event>,
+    /// Receive sessions stored.
+    pub stored: usize,
+    /// Receive sessions that could not be stored.
+    pub store_errors: usize,
+    /// Datagrams that could not be sent (counted as sent: they are lost in the network).
+    pub send_errors: u64,
+    /// Why the control connection closed, once it has.
+    pub closed: Option<CloseReason>,
+    buf: Vec<u8>,
+}
+
+impl<M: Machine> std::fmt::Debug for Host<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("sockets", &self.sockets.len())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Machine> Host<M> {
+    /// Hosts `conn`; received sessions go to `store` when given (a server), else to
+    /// [`received`](Self::received).
+    pub fn new(
+        conn: Connection<M>,
+        cfg: &EndpointConfig,
+        store: Option<Arc<dyn SessionStore>>,
+    ) -> Self {
+        let mut h = Self {
+            conn,
+            clock: cfg.clock.clone(),
+            cfg: cfg.clone(),
+            sockets: BTreeMap::new(),
+            store,
+            received: Vec::new(),
+            events: VecDeque::new(),
+            stored: 0,
+            store_errors: 0,
+            send_errors: 0,
+            closed: None,
+            buf: vec![0u8; MAX_DATAGRAM],
+        };
+        h.conn.set_clock_error(h.clock.error_estimate());
+        h
+    }
+
+    /// The clock's time now.
+    pub fn now(&self) -> OwampTime {
+        self.clock.now()
+    }
+
+    /// The test sockets open now.
+    pub fn sockets(&self) -> impl Iterator<Item = (SocketId, &TestSocket)> {
+        self.sockets.iter().map(|(id, s)| (*id, s))
+    }
+
+    /// The next action on the control connection, after sending every test packet due and
+    /// carrying out every other output; `None` when there is nothing left to do.
+    pub fn poll_control(&mut self) -> Option<ControlAction> {
+        loop {
+            self.transmit_due();
+            let o = self.conn.poll_output()?;
+            match o {
+                Output::Control(c) => {
+                    if let ControlAction::Close(r) = &c {
+                        self.closed = Some(r.clone());
+                    }
+                    return Some(c);
+                }
+                Output::Socket(a) => self.socket(a),
+                Output::Store(s) => self.keep(*s),
+                Output::Event(e) => self.events.push_back(e),
+            }
+        }
+    }
+
+    /// Sends every test packet due now, each stamped just before it leaves.
+    pub fn transmit_due(&mut self) {
+        loop {
+            let now = self.clock.now();
+            let Some(t) = self.conn.poll_transmit(now, &mut self.buf) else {
+                return;
+            };
+            let sent = self
+                .sockets
+                .get(&t.socket)
+                .map(|s| s.send_to(&self.buf[..t.transmit.len], t.transmit.dest));
+            if !matches!(sent, Some(Ok(_))) {
+                self.send_errors += 1;
+            }
+        }
+    }
+
+    fn socket(&mut self, a: SocketAction) {
+        let now = self.clock.now();
+        match a {
+            SocketAction::Open { id, local } => {
+                self.sockets.remove(&id);
+                let r = match TestSocket::bind(local) {
+                    Ok(s) => {
+                        let port = s.local_addr().port();
+                        self.sockets.insert(id, s);
+                        Ok(port)
+                    }
+                    Err(e) if is_addr_in_use(&e) => Err(OpenError::InUse),
+                    Err(_) => Err(OpenError::Failed),
+                };
+                self.conn.socket_opened(now, id, r);
+            }
+            SocketAction::SetDscp { id, dscp } => {
+                // A socket that cannot be marked still measures, unmarked, as the reference
+                // does when setsockopt fails.
+                if let Some(s) = self.sockets.get(&id) {
+                    let _ = s.set_dscp(dscp);
+                }
+            }
+            SocketAction::Close(id) => {
+                self.sockets.remove(&id);
+            }
+        }
+    }
+
+    fn keep(&mut self, s: StoredSession) {
+        match &self.store {
+            Some(store) => match store.save(&s) {
+                Ok(()) => self.stored += 1,
+                Err(_) => self.store_errors += 1,
+            },
+            None => {
+                self.stored += 1;
+                self.received.push(s);
+            }
+        }
+    }
+
+    /// Octets read from the control connection.
+    pub fn handle_control(&mut self, bytes: &[u8]) {
+        let now = self.clock.now();
+        self.conn.set_clock_error(self.clock.error_estimate());
+        self.conn.handle_control(now, bytes);
+    }
+
+    /// The control connection ended or failed.
+    pub fn handle_control_closed(&mut self) {
+        let now = self.clock.now();
+        self.conn.handle_control_closed(now);
+    }
+
+    /// Reads every datagram waiting on socket `id` (without blocking) and hands each to the
+    /// connection, stamped with the kernel's receive timestamp when there is one. Returns
+    /// how many were read.
+    pub fn receive(&mut self, id: SocketId) -> usize {
+        use std::os::fd::AsRawFd;
+        let Some(fd) = self.sockets.get(&id).map(|s| s.as_raw_fd()) else {
+            return 0;
+        };
+        let len = self.conn.datagram_buffer_len(id).min(self.buf.len());
+        let mut n = 0;
+        // Bounded: a flood cannot keep the connection from its other work.
+        while n < 1024 {
+            let r = match recv_from_fd(fd, &mut self.buf[..len], libc::MSG_DONTWAIT) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            n += 1;
+            let now = self.clock.now();
+            let kernel = if self.cfg.use_kernel_timestamps {
+                r.kernel_time.and_then(|k| self.clock.kernel_timestamp(k))
+            } else {
+                None
+            };
+            let d = Datagram {
+                source: r.source,
+                recv_time: kernel.unwrap_or(now),
+                ttl: r.ttl,
+                truncated: r.truncated,
+                payload: &self.buf[..r.len],
+            };
+            self.conn.handle_datagram(now, id, &d);
+        }
+        n
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.
+    pub fn poll_timeout(&self) -> Option<Timeout> {
+        self.conn.poll_timeout()
+    }
+
+    /// Time passed: feeds the clock's time (and its error estimate) to the connection.
+    pub fn handle_timeout(&mut self) {
+        self.conn.set_clock_error(self.clock.error_estimate());
+        let now = self.clock.now();
+        self.conn.handle_timeout(now);
+    }
+
+    /// How long to wait from now for `t` at most, waking [`EndpointConfig::spin`] early for a
+    /// precise one, and at most `max`; zero when it is time.
+    pub fn wait_for(&self, t: Option<Timeout>, max: Duration) -> Duration {
+        let Some(t) = t else { return max };
+        let now = self.clock.now();
+        let left = t.at.duration_since(now).unwrap_or(Duration::ZERO);
+        let left = if t.precise {
+            left.saturating_sub(self.cfg.spin)
+        } else {
+            left
+        };
+        left.min(max)
+    }
+
+    /// Spins on the clock until `t` when it is precise and due within the spin window: the
+    /// packet then leaves on time rather than a scheduler tick late.
+    pub fn spin_until(&self, t: Option<Timeout>) {
+        let Some(t) = t.filter(|t| t.precise) else {
+            return;
+        };
+        loop {
+            let now = self.clock.now();
+            if now >= t.at || t.at.duration_since(now).is_some_and(|d| d > self.cfg.spin) {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Closes every test socket (the adapter ends the connection).
+    pub fn close_sockets(&mut self) {
+        self.sockets.clear();
+    }
+}
+
+/// A client's view of its connection: the address its test sockets use, what the set-up
+/// gave, the sessions accepted. Interprets the client's events for the blocking and async
+/// `ClientConnection`s.
+#[derive(Debug)]
+pub struct ClientState {
+    test_ip: IpAddr,
+    server_ip: IpAddr,
+    mode: Mode,
+    server_start: OwampTime,
+    sessions: Vec<SessionInfo>,
+}
+
+impl ClientState {
+    /// A connection from `local` to `server` (as the socket reports them).
+    pub fn new(opts: &ClientOptions, local: SocketAddr, server: SocketAddr) -> Self {
+        Self {
+            test_ip: opts
+                .test_ip
+                .unwrap_or(owamp_core::control::canonical(local).ip()),
+            server_ip: owamp_core::control::canonical(server).ip(),
+            mode: Mode::Open,
+            server_start: OwampTime::ZERO,
+            sessions: Vec::new(),
+        }
+    }
+
+    /// The server's address.
+    pub fn server_ip(&self) -> IpAddr {
+        self.server_ip
+    }
+
+    /// The mode in use.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The server's Start-Time from Server-Start.
+    pub fn server_start(&self) -> OwampTime {
+        self.server_start
+    }
+
+    /// The sessions accepted so far.
+    pub fn sessions(&self) -> &[SessionInfo] {
+        &self.sessions
+    }
+
+    /// The request for a session in which this client has `role`; the core opens its socket
+    /// on the test address (in the port range of [`ClientOptions::test_ports`]).
+    pub fn request(
+        &self,
+        role: Role,
+        spec: &SessionSpec,
+        start_time: OwampTime,
+    ) -> Result<SessionRequest, ClientError> {
+        spec.request(
+            role,
+            SocketAddr::new(self.test_ip, 0),
+            self.server_ip,
+            start_time,
+        )
+    }
+
+    /// The set-up's answer, once there is one (`None`: wait for the next event). `closed`
+    /// is why the connection closed, if it has and no event is left.
+    pub fn on_setup(&mut self, e: Next) -> Option<Result<(), ClientError>> {
+        match e {
+            Next::Event(ClientEvent::Connected { mode, server_start }) => {
+                self.mode = mode;
+                self.server_start = server_start;
+                Some(Ok(()))
+            }
+            other => other.closed(),
+        }
+    }
+
+    /// The answer to Request-Session, once there is one.
+    pub fn on_request(&mut self, e: Next) -> Option<Result<SessionInfo, ClientError>> {
+        match e {
+            Next::Event(ClientEvent::SessionAccepted(info)) => {
+                self.sessions.push((*info).clone());
+                Some(Ok(*info))
+            }
+            Next::Event(ClientEvent::SessionRejected { accept }) => {
+                Some(Err(ClientError::Rejected(accept)))
+            }
+            Next::Event(ClientEvent::SocketFailed) => Some(Err(ClientError::NoTestSocket)),
+            other => other.closed(),
+        }
+    }
+
+    /// The answer to Start-Sessions, once there is one.
+    pub fn on_start(e: Next) -> Option<Result<(), ClientError>> {
+        match e {
+            Next::Event(ClientEvent::Started) => Some(Ok(())),
+            other => other.closed(),
+        }
+    }
+
+    /// How the test ended, once it has: whether it is complete, or why the connection closed.
+    pub fn on_wait(e: Next) -> Option<(bool, Option<CloseReason>)> {
+        match e {
+            Next::Event(ClientEvent::TestComplete) => Some((true, None)),
+            Next::Event(_) => None,
+            Next::Closed(r) => Some((false, Some(r))),
+        }
+    }
+
+    /// The answer to Fetch-Session, once there is one.
+    pub fn on_fetch(e: Next) -> Option<Result<FetchedSession, ClientError>> {
+        match e {
+            Next::Event(ClientEvent::Fetched(f)) => Some(Ok(*f)),
+            Next::Event(ClientEvent::FetchDenied { accept }) => {
+                Some(Err(ClientError::FetchDenied(accept)))
+            }
+            other => other.closed(),
+        }
+    }
+}
+
+/// What a client waits for next: an event, or the end of the connection.
+#[derive(Debug)]
+pub enum Next {
+    /// An event.
+    Event(ClientEvent),
+    /// The connection closed, for this reason, and no event is left.
+    Closed(CloseReason),
+}
+
+impl Next {
+    fn closed<T>(self) -> Option<Result<T, ClientError>> {
+        match self {
+            Next::Closed(r) => Some(Err(ClientError::Closed(r))),
+            Next::Event(_) => None,
+        }
+    }
+}
+
+/// Why a direction of a measurement has no data when the test did not complete.
+pub fn incomplete(end: &TestEnd) -> ClientError {
+    ClientError::Closed(end.closed.clone().unwrap_or(CloseReason::Local))
+}
+
+/// The data of the session this client received in a measurement, taken out of `received`.
+pub fn take_received(
+    received: &mut Vec<StoredSession>,
+    info: &SessionInfo,
+    end: &TestEnd,
+) -> Result<StoredSession, ClientError> {
+    match received.iter().position(|s| s.request.sid == info.sid) {
+        Some(i) => Ok(received.swap_remove(i)),
+        None => Err(incomplete(end)),
+    }
+}
+
+/// A client connection to `server` from `local`, as a core [`ClientConnection`] built at the
+/// clock's time, with the options' test ports.
+pub fn client_connection(opts: &ClientOptions) -> ClientConnection<OsRng> {
+    let now = opts.endpoint.clock.now();
+    ClientConnection::client(now, opts.control.clone(), OsRng).with_test_ports(opts.test_ports)
+}
+
+/// The server connection of an accepted TCP connection between `local` and `peer`, and its
+/// summary as it starts.
+pub fn server_connection<P: ServerPolicy>(
+    config: &ServeConfig,
+    policy: P,
+    local: SocketAddr,
+    peer: SocketAddr,
+) -> (ServerConnection<P, OsRng>, ConnectionSummary) {
+    let now = config.endpoint.clock.now();
+    let conn = ServerConnection::server(now, config.control.clone(), policy, OsRng, local, peer);
+    let summary = ConnectionSummary {
+        peer: owamp_core::control::canonical(peer),
+        mode: Mode::Open,
+        key_id: None,
+        sessions: 0,
+        stored: 0,
+        store_errors: 0,
+        close: None,
+    };
+    (conn, summary)
+}
+
+impl<P: ServerPolicy, R: rand_core::RngCore + rand_core::CryptoRng>
+    Host<owamp_core::control::Server<P, R>>
+{
+    /// Counts the server's events into `summary` and answers fetch requests from the store.
+    pub fn serve_events(&mut self, summary: &mut ConnectionSummary) {
+        use owamp_core::connection::ServerEvent;
+        use owamp_core::io::FetchReply;
+        while let Some(e) = self.events.pop_front() {
+            match e {
+                ServerEvent::SessionAccepted(_) => summary.sessions += 1,
+                ServerEvent::FetchRequest { sid, .. } => {
+                    let reply = match &self.store {
+                        Some(store) => store.load(&sid),
+                        None => FetchReply::NotFound,
+                    };
+                    let now = self.clock.now();
+                    self.conn.fetch_reply(now, reply);
+                }
+                ServerEvent::Started | ServerEvent::TestComplete => {}
+            }
+        }
+    }
+
+    /// Completes the summary of the connection once it has closed.
+    pub fn finish_summary(&self, mut summary: ConnectionSummary) -> ConnectionSummary {
+        summary.mode = self.conn.mode();
+        summary.key_id = self.conn.key_id().map(<[u8]>::to_vec);
+        summary.stored = self.stored;
+        summary.store_errors = self.store_errors;
+        summary.close = self.closed.clone();
+        summary
+    }
+}
