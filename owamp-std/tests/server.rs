@@ -1,7 +1,9 @@
 //! Server behaviour over loopback: clients that vanish, the connection cap, shutdown, and
 //! sessions stored as .owp files.
 
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,53 @@ fn spec(packets: u32) -> SessionSpec {
     }
 }
 
+/// A TCP relay on loopback for one control connection to `server`; once the flag it returns
+/// is set, it stops relaying in both directions but keeps both connections open: the client
+/// has gone silent, as far as the server can tell. Every wait is bounded (the relay threads
+/// end when either side closes, or after 30 s).
+fn freezable_relay(server: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let f = frozen.clone();
+    std::thread::spawn(move || {
+        let Ok((client, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(upstream) = TcpStream::connect(server) else {
+            return;
+        };
+        let pipe = |mut from: TcpStream, mut to: TcpStream, frozen: Arc<AtomicBool>| {
+            let t0 = Instant::now();
+            let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+            let mut buf = [0u8; 4096];
+            while t0.elapsed() < Duration::from_secs(30) {
+                if frozen.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+        };
+        let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+        let g = f.clone();
+        let a = std::thread::spawn(move || pipe(client, upstream, g));
+        pipe(u2, c2, f);
+        let _ = a.join();
+    });
+    (addr, frozen)
+}
+
 fn wait_until(max: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
     while t0.elapsed() < max {
@@ -60,7 +109,8 @@ fn silent_client_is_dropped_after_the_timeout() {
     .unwrap();
     let addr = server.local_addr().unwrap();
     let server = server.spawn().unwrap();
-    let mut conn = ClientConnection::connect(addr, &client()).unwrap();
+    let (relay, silence) = freezable_relay(addr);
+    let mut conn = ClientConnection::connect(relay, &client()).unwrap();
     let start = conn.now().saturating_add(Duration::from_millis(200));
     let to = conn
         .request_session(Role::Sender, &spec(20), start)
@@ -70,8 +120,9 @@ fn silent_client_is_dropped_after_the_timeout() {
     conn.start().unwrap();
     assert_eq!(server.handle().active_connections(), 1);
     let t0 = Instant::now();
-    // Vanish: the connection stays open but nothing is read or written any more.
-    std::mem::forget(conn);
+    // Vanish: the connection stays open but nothing reaches the server any more (the test
+    // packets still do).
+    silence.store(true, Ordering::SeqCst);
     // Sessions end ~0.4 s + 0.3 s timeout, Stop-Sessions after 0.2 s, then 1 s of waiting.
     assert!(
         wait_until(Duration::from_secs(5), || server
@@ -89,6 +140,7 @@ fn silent_client_is_dropped_after_the_timeout() {
     assert_eq!(kept.finished, Finished::Incomplete);
     assert_eq!(kept.records.iter().filter(|r| !r.is_lost()).count(), 20);
     server.shutdown().unwrap();
+    drop(conn);
 }
 
 /// A client whose connection closes mid-test is cleaned up at once.

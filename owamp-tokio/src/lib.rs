@@ -1,22 +1,27 @@
 //! owamp-tokio: runs OWAMP (RFC 4656) on Tokio on top of the sans-IO owamp-core.
 //!
-//! The adapter is thin: it takes the clock, socket set-up, `recvmsg` with kernel timestamps and
-//! TTL, random generator and session stores from owamp-os, and owamp-std's configuration
-//! types, and only replaces threads and blocking waits with tasks, the reactor and Tokio's
-//! timer.
+//! The adapter is thin: the runtime-neutral host of owamp-os ([`owamp_os::host::Host`])
+//! carries out a connection's outputs (test sockets bound, marked and closed, test packets
+//! sent, datagrams read with kernel timestamps and TTL, received sessions stored), and owamp-os
+//! provides the clock, the random generator, the session stores and the configuration and
+//! result types shared with the blocking adapter. This crate only adds the task: one
+//! `tokio::select!` loop per control connection over its TCP stream, its test sockets on the
+//! reactor, and Tokio's timer.
 //!
-//! - [`net`]: a UDP test socket registered with the reactor ([`net::AsyncTestSocket`]).
-//! - [`endpoint`]: one test session's sender or receiver on a task.
-//! - [`control`]: a control connection's driver: the client (owping's side) and the server
-//!   (owampd's side).
+//! - [`control`]: the client (owping's side) and the server (owampd's side).
+//! - [`net`]: a UDP test socket registered with the reactor ([`net::AsyncTestSocket`]), for
+//!   applications that exchange test packets by hand.
 //! - [`StopToken`]: stops a test or a server, and can be awaited.
 //!
 //! Everything here runs on the current Tokio runtime, which needs I/O and time enabled (a
-//! runtime built with `enable_all`, or `#[tokio::main]`); the multi-threaded scheduler keeps
-//! senders' timestamps precise while other tasks run.
+//! runtime built with `enable_all`, or `#[tokio::main]`). Tokio's timer has a resolution of
+//! one millisecond, so a test packet may leave up to about a millisecond after its scheduled
+//! time (its timestamp is always the time it left); a connection that wakes within
+//! [`EndpointConfig::spin`](control::EndpointConfig::spin) of a packet spins to its time on
+//! its worker thread.
 //!
-//! The adapter makes no protocol decision: every output of the core's state machines is
-//! carried out as `owamp_core::io` describes.
+//! The adapter makes no protocol decision: every output of the core's connection is carried
+//! out as `owamp_core::connection` describes.
 //!
 //! # A measurement, as owping does it
 //!
@@ -71,7 +76,6 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
-pub mod endpoint;
 pub mod net;
 mod stop;
 

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-/// A flag that asks a test, a server or a test endpoint to stop; clones share it, and tasks
-/// can wait for it with [`stopped`](Self::stopped) (in a `tokio::select!`, for example).
+/// A flag that asks a test or a server to stop; clones share it, and tasks can wait for it
+/// with [`stopped`](Self::stopped) (in a `tokio::select!`, for example).
 ///
 /// - Client ([`ClientConnection::wait`](crate::control::ClientConnection::wait),
 ///   [`run_test`](crate::control::run_test)): during the test, the local sessions are stopped

@@ -6,10 +6,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use owamp_core::control::{CloseReason, Mode, Modes};
+use owamp_core::control::{CloseReason, Mode, Modes, Role};
 use owamp_core::io::Finished;
 use owamp_core::policy::AllowAll;
-use owamp_tokio::control::{run_test, ClientError, TestPlan};
+use owamp_tokio::control::{run_test, ClientConnection, ClientError, TestPlan};
+use owamp_tokio::net::AsyncTestSocket;
 use owamp_tokio::StopToken;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -187,5 +188,46 @@ async fn ipv6_loopback() {
     assert!(to.info.peer.is_ipv6() && to.info.local.is_ipv6());
     check_complete(to.data.as_ref().unwrap(), PACKETS);
     check_complete(r.from.unwrap().data.as_ref().unwrap(), PACKETS);
+    server.shutdown().await.unwrap();
+}
+
+/// Datagrams from a stranger on a client's receiving test socket, before and during the
+/// test, are ignored: the session gets every packet of its sender and nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn datagrams_from_strangers_are_ignored() {
+    let (server, addr, _) = serve(AllowAll, serve_config(Duration::from_secs(5), 8)).await;
+    let mut conn = ClientConnection::connect(addr, &client(None, Modes::ALL))
+        .await
+        .unwrap();
+    let start = conn.now().saturating_add(Duration::from_millis(200));
+    let from = conn
+        .request_session(
+            Role::Receiver,
+            &spec(PACKETS, Duration::from_millis(10)),
+            start,
+        )
+        .await
+        .unwrap();
+    let stranger = AsyncTestSocket::bind(lo()).unwrap();
+    let target = from.local;
+    // Queued before the test starts, then sent while it runs.
+    stranger.send_to(&[0u8; 14], target).await.unwrap();
+    let junk = tokio::spawn(async move {
+        for len in [1usize, 14, 64, 1500].into_iter().cycle().take(40) {
+            let _ = stranger.send_to(&vec![0xa5; len], target).await;
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    });
+    conn.start().await.unwrap();
+    let end = conn.wait(None).await.unwrap();
+    assert!(end.complete);
+    let s = end
+        .received
+        .iter()
+        .find(|s| s.request.sid == from.sid)
+        .expect("the received session");
+    check_complete(s, PACKETS);
+    junk.await.unwrap();
+    conn.close().await;
     server.shutdown().await.unwrap();
 }

@@ -21,10 +21,10 @@ fn short(packets: u32) -> owamp_tokio::control::SessionSpec {
     }
 }
 
-/// A client starts a test in both directions, then goes silent without closing its
-/// connection. The server finishes its sessions, sends Stop-Sessions, waits its control
-/// timeout for the client's, then stores what it received as incomplete and drops the
-/// connection.
+/// A client starts a test in both directions and runs it until its sender is done, then goes
+/// silent without closing its connection. The server finishes its sessions, sends
+/// Stop-Sessions, waits its control timeout for the client's, then stores what it received
+/// as incomplete and drops the connection.
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_client_is_dropped_after_the_timeout() {
     let (server, addr, store) = serve(AllowAll, serve_config(Duration::from_secs(1), 4)).await;
@@ -42,8 +42,10 @@ async fn silent_client_is_dropped_after_the_timeout() {
     conn.start().await.unwrap();
     assert_eq!(server.handle().active_connections(), 1);
     let t0 = Instant::now();
-    // Go silent: the connection stays open (and the local sender keeps sending), but
-    // nothing is read or written on it any more.
+    // The client's sessions run while it is awaited: its 20 packets are sent by ~0.4 s.
+    let running = tokio::time::timeout(Duration::from_millis(500), conn.wait(None)).await;
+    assert!(running.is_err(), "the test ended early: {running:?}");
+    // Go silent: the connection stays open, but nothing is read or written on it any more.
     let handle = server.handle().clone();
     // Sessions end ~0.4 s + 0.3 s timeout, Stop-Sessions after 0.2 s, then 1 s of waiting.
     assert!(
@@ -75,7 +77,9 @@ async fn closed_client_is_cleaned_up_at_once() {
         .await
         .unwrap();
     conn.start().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The test runs while the client is awaited; then its connection closes mid-test.
+    let running = tokio::time::timeout(Duration::from_millis(500), conn.wait(None)).await;
+    assert!(running.is_err(), "the test ended early: {running:?}");
     drop(conn);
     let handle = server.handle().clone();
     assert!(wait_until(Duration::from_secs(2), || handle.active_connections() == 0).await);

@@ -145,11 +145,27 @@ pub fn session_receiver(data: &[u8]) {
                 };
                 check_counts(&rx, datagrams);
                 if let Ok(records) = rx.finish(stop, limit, ee) {
+                    let counted = limit.is_some();
                     let limit = limit.unwrap_or(count);
                     let threshold = stop.raw().saturating_sub(timeout.raw());
                     for r in &records {
                         assert!(r.seq < limit);
-                        assert!(r.send_time.raw() <= threshold);
+                        // Without a Next Seqno, packets that may not have been sent yet are
+                        // not counted lost.
+                        assert!(counted || !r.is_lost() || r.send_time.raw() <= threshold);
+                    }
+                    if counted {
+                        // RFC 4656 3.8: every packet below Next Seqno is kept or lost.
+                        let mut seen = vec![false; limit as usize];
+                        for r in &records {
+                            if let Some(f) = seen.get_mut(r.seq as usize) {
+                                *f = true;
+                            }
+                        }
+                        assert!(
+                            seen.iter().all(|&f| f),
+                            "a packet below Next Seqno vanished"
+                        );
                     }
                 }
                 return;

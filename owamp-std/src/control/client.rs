@@ -1,12 +1,17 @@
 //! The client side of a control connection (owping).
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use owamp_core::connection::Connection;
-use owamp_core::control::{Client, Mode, Role};
-use owamp_core::io::{FetchedSession, SessionInfo};
+use owamp_core::connection::ClientEvent;
+use owamp_core::control::{Client, CloseReason, ControlError, Mode, Role, SessionRequest};
+use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
+use owamp_os::clock::{Clock, SharedClock};
 use owamp_os::host::{
     client_connection, fetched_to_stored, incomplete, take_received, ClientError, ClientOptions,
     ClientState, DirectionResult, Next, SessionSpec, StopHandle, TestEnd, TestPlan, TestResults,
@@ -15,10 +20,41 @@ use owamp_os::rng::OsRng;
 
 use super::driver::Driver;
 
+/// What the application asks of the connection's thread.
+enum Cmd {
+    Request(SessionRequest),
+    Start,
+    Stop,
+    Fetch(SessionId, u32, u32),
+    Close,
+}
+
+/// What the connection's thread tells the application.
+enum Msg {
+    Event(ClientEvent),
+    Received(Box<StoredSession>),
+    /// The answer to a command (an error is misuse: a command in the wrong state).
+    Done(Result<(), ControlError>),
+    Closed(CloseReason),
+}
+
 /// A control connection to a server, set up and ready for commands.
+///
+/// The connection and its test sessions run on a thread of their own, so that sessions keep
+/// to their schedule whatever the application does meanwhile (set up the next connection,
+/// for example); the methods send it commands and wait for its answers.
 pub struct ClientConnection {
-    d: Driver<Client<OsRng>>,
+    cmds: mpsc::Sender<Cmd>,
+    msgs: mpsc::Receiver<Msg>,
+    waker: UnixDatagram,
+    thread: Option<JoinHandle<()>>,
+    clock: SharedClock,
     st: ClientState,
+    received: Vec<StoredSession>,
+    closed: Option<CloseReason>,
+    /// Stop commands sent by [`next`](Self::next) whose answer has not come yet.
+    unanswered: usize,
+    stop_sent: bool,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -28,6 +64,42 @@ impl std::fmt::Debug for ClientConnection {
             .field("mode", &self.st.mode())
             .field("sessions", &self.st.sessions().len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The connection's thread: carries out commands, drives the connection, reports.
+fn serve(mut d: Driver<Client<OsRng>>, cmds: mpsc::Receiver<Cmd>, msgs: mpsc::Sender<Msg>) {
+    loop {
+        while let Ok(cmd) = cmds.try_recv() {
+            let now = d.h.now();
+            let c = &mut d.h.conn;
+            let r = match cmd {
+                Cmd::Request(req) => c.request_session(now, req),
+                Cmd::Start => c.start_sessions(now),
+                Cmd::Stop => c.stop_sessions(now),
+                Cmd::Fetch(sid, b, e) => c.fetch(now, sid, b, e),
+                Cmd::Close => {
+                    c.close(now);
+                    Ok(())
+                }
+            };
+            let _ = msgs.send(Msg::Done(r));
+        }
+        for s in std::mem::take(&mut d.h.received) {
+            let _ = msgs.send(Msg::Received(Box::new(s)));
+        }
+        while let Some(e) = d.h.events.pop_front() {
+            let _ = msgs.send(Msg::Event(e));
+        }
+        if let Some(r) = d.h.closed.clone() {
+            d.close_now();
+            for s in std::mem::take(&mut d.h.received) {
+                let _ = msgs.send(Msg::Received(Box::new(s)));
+            }
+            let _ = msgs.send(Msg::Closed(r));
+            return;
+        }
+        d.step();
     }
 }
 
@@ -44,18 +116,31 @@ impl ClientConnection {
     pub fn from_stream(stream: TcpStream, opts: &ClientOptions) -> Result<Self, ClientError> {
         let st = ClientState::new(opts, stream.local_addr()?, stream.peer_addr()?);
         let conn = client_connection(opts);
-        let d = Driver::new(conn, stream, &opts.endpoint, None, opts.io_timeout)?;
-        let mut c = Self { d, st };
+        let mut d = Driver::new(conn, stream, &opts.endpoint, None, opts.io_timeout)?;
+        let waker = d.waker()?;
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let (msg_tx, msg_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("owamp-client".into())
+            .spawn(move || serve(d, cmd_rx, msg_tx))?;
+        let mut c = Self {
+            cmds: cmd_tx,
+            msgs: msg_rx,
+            waker,
+            thread: Some(thread),
+            clock: opts.endpoint.clock.clone(),
+            st,
+            received: Vec::new(),
+            closed: None,
+            unanswered: 0,
+            stop_sent: false,
+        };
         loop {
             let e = c.next(None);
             if let Some(r) = c.st.on_setup(e) {
                 return r.map(|()| c);
             }
         }
-    }
-
-    fn conn(&mut self) -> &mut Connection<Client<OsRng>> {
-        &mut self.d.h.conn
     }
 
     /// The mode in use.
@@ -70,7 +155,7 @@ impl ClientConnection {
 
     /// The current time of the connection's clock.
     pub fn now(&self) -> OwampTime {
-        self.d.h.now()
+        self.clock.now()
     }
 
     /// The sessions accepted so far on this connection.
@@ -78,23 +163,64 @@ impl ClientConnection {
         self.st.sessions()
     }
 
-    /// The next event, stepping the connection until there is one (or it has closed). While
-    /// a test runs, setting `stop` stops it early.
-    fn next(&mut self, stop: Option<&StopHandle>) -> Next {
-        let mut stop_fed = false;
+    /// Sends a command to the connection's thread and waits for its answer.
+    fn command(&mut self, cmd: Cmd) -> Result<(), ClientError> {
+        if let Some(r) = &self.closed {
+            return Err(ClientError::Closed(r.clone()));
+        }
+        if self.cmds.send(cmd).is_err() {
+            return Err(ClientError::Closed(CloseReason::Local));
+        }
+        let _ = self.waker.send(&[1]);
         loop {
-            if let Some(e) = self.d.h.events.pop_front() {
-                return Next::Event(e);
+            match self.msgs.recv() {
+                Ok(Msg::Done(_)) if self.unanswered > 0 => self.unanswered -= 1,
+                Ok(Msg::Done(r)) => return r.map_err(ClientError::from),
+                Ok(m) => self.keep(m),
+                Err(_) => return Err(ClientError::Closed(self.closed_reason())),
             }
-            if let Some(r) = &self.d.h.closed {
+        }
+    }
+
+    fn closed_reason(&self) -> CloseReason {
+        self.closed.clone().unwrap_or(CloseReason::Local)
+    }
+
+    /// Keeps what the thread reports outside of an answer: events for later are not
+    /// expected here, received sessions and the end are.
+    fn keep(&mut self, m: Msg) {
+        match m {
+            Msg::Received(s) => self.received.push(*s),
+            Msg::Closed(r) => self.closed = Some(r),
+            Msg::Done(_) => self.unanswered = self.unanswered.saturating_sub(1),
+            Msg::Event(_) => {}
+        }
+    }
+
+    /// The next event (or the end of the connection). While a test runs, setting `stop`
+    /// stops it early.
+    fn next(&mut self, stop: Option<&StopHandle>) -> Next {
+        loop {
+            if let Some(r) = &self.closed {
                 return Next::Closed(r.clone());
             }
-            if !stop_fed && stop.is_some_and(|s| s.is_stopped()) && self.d.h.conn.in_test() {
-                stop_fed = true;
-                let now = self.now();
-                let _ = self.conn().stop_sessions(now);
+            if !self.stop_sent && stop.is_some_and(|s| s.is_stopped()) {
+                self.stop_sent = true;
+                self.unanswered += 1;
+                // Outside a test this is refused, which changes nothing.
+                let _ = self.cmds.send(Cmd::Stop);
+                let _ = self.waker.send(&[1]);
             }
-            self.d.step();
+            // The thread always reports within the connection's deadlines; the bound only
+            // lets the stop flag be looked at.
+            match self.msgs.recv_timeout(Duration::from_millis(20)) {
+                Ok(Msg::Event(e)) => return Next::Event(e),
+                Ok(m) => self.keep(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.closed.get_or_insert(CloseReason::Local);
+                }
+            }
         }
     }
 
@@ -108,8 +234,7 @@ impl ClientConnection {
         start_time: OwampTime,
     ) -> Result<SessionInfo, ClientError> {
         let req = self.st.request(role, spec, start_time)?;
-        let now = self.now();
-        self.conn().request_session(now, req)?;
+        self.command(Cmd::Request(req))?;
         loop {
             let e = self.next(None);
             if let Some(r) = self.st.on_request(e) {
@@ -121,8 +246,7 @@ impl ClientConnection {
     /// Starts the sessions requested (RFC 4656 3.6): returns once the server accepted, with
     /// the local senders and receivers running.
     pub fn start(&mut self) -> Result<(), ClientError> {
-        let now = self.now();
-        self.conn().start_sessions(now)?;
+        self.command(Cmd::Start)?;
         loop {
             if let Some(r) = ClientState::on_start(self.next(None)) {
                 return r;
@@ -139,11 +263,15 @@ impl ClientConnection {
                 break ended;
             }
         };
+        // Sessions received are reported before the test's end.
+        while let Ok(m) = self.msgs.try_recv() {
+            self.keep(m);
+        }
         Ok(TestEnd {
             complete,
             closed,
             stopped_early: stop.is_some_and(|s| s.is_stopped()),
-            received: std::mem::take(&mut self.d.h.received),
+            received: std::mem::take(&mut self.received),
         })
     }
 
@@ -155,8 +283,7 @@ impl ClientConnection {
         begin: u32,
         end: u32,
     ) -> Result<FetchedSession, ClientError> {
-        let now = self.now();
-        self.conn().fetch(now, sid, begin, end)?;
+        self.command(Cmd::Fetch(sid, begin, end))?;
         loop {
             if let Some(r) = ClientState::on_fetch(self.next(None)) {
                 return r;
@@ -164,11 +291,26 @@ impl ClientConnection {
         }
     }
 
-    /// Closes the connection.
+    /// Closes the connection (receive sessions still running are kept as incomplete, and
+    /// lost with the connection: call [`wait`](Self::wait) first to collect them).
     pub fn close(mut self) {
-        let now = self.now();
-        self.conn().close(now);
-        self.d.close_now();
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        let _ = self.cmds.send(Cmd::Close);
+        let _ = self.waker.send(&[1]);
+        if let Some(t) = self.thread.take() {
+            // The thread ends once the close is carried out (its writes are bounded by the
+            // I/O timeout).
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        self.shut();
     }
 }
 

@@ -5,6 +5,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ pub(crate) struct Driver<M: Machine> {
     buf: Vec<u8>,
     fds: Vec<RawFd>,
     ready: Vec<bool>,
+    /// Readable when another thread has something for this connection ([`Driver::waker`]).
+    wake: Option<UnixDatagram>,
 }
 
 impl<M: Machine> Driver<M> {
@@ -45,10 +48,20 @@ impl<M: Machine> Driver<M> {
             buf: vec![0u8; 16 * 1024],
             fds: Vec::new(),
             ready: Vec::new(),
+            wake: None,
         };
         // The server queues its Server-Greeting when it is built.
         d.flush();
         Ok(d)
+    }
+
+    /// A handle that ends the driver's current wait at once (another thread has a command for
+    /// the connection): write any octet to it.
+    pub fn waker(&mut self) -> io::Result<UnixDatagram> {
+        let (a, b) = UnixDatagram::pair()?;
+        b.set_nonblocking(true)?;
+        self.wake = Some(b);
+        Ok(a)
     }
 
     /// Whether the connection has closed.
@@ -112,6 +125,10 @@ impl<M: Machine> Driver<M> {
             if self.ready.get(i + 1) == Some(&true) {
                 self.h.receive(*id);
             }
+        }
+        if let Some(w) = &self.wake {
+            let mut b = [0u8; 64];
+            while w.recv(&mut b).is_ok() {}
         }
         self.h.spin_until(timeout);
         if timeout.is_some_and(|t| self.h.now() >= t.at) {

@@ -2,19 +2,16 @@
 
 use std::net::SocketAddr;
 
-use owamp_core::control::{Client, ClientCommand, Mode, Role};
-use owamp_core::io::{FetchedSession, Input, SessionInfo};
+use owamp_core::connection::Connection;
+use owamp_core::control::{Client, Mode, Role};
+use owamp_core::io::{FetchedSession, SessionInfo};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
-use owamp_os::clock::Clock;
+use owamp_os::host::{
+    client_connection, fetched_to_stored, incomplete, take_received, ClientError, ClientOptions,
+    ClientState, DirectionResult, Next, SessionSpec, TestEnd, TestPlan, TestResults,
+};
 use owamp_os::rng::OsRng;
-use owamp_std::control::common::{
-    incomplete, on_fetch, on_start, take_received, ClientState, Event,
-};
-use owamp_std::control::{
-    fetched_to_stored, ClientError, ClientOptions, DirectionResult, SessionSpec, TestEnd, TestPlan,
-    TestResults,
-};
 use tokio::net::TcpStream;
 
 use super::driver::Driver;
@@ -22,13 +19,18 @@ use crate::StopToken;
 
 /// A control connection to a server, set up and ready for commands.
 ///
-/// Every method waits at most until the state machine's deadline
+/// The connection and its test sessions run while a method is awaited: between calls nothing
+/// is sent or read. A method's future may be dropped (by a timeout, for example): the test
+/// then pauses until the next call, but if it was dropped while a control message was being
+/// written the connection is broken and should be dropped. Every method waits at most until the state machine's deadline
 /// ([`ClientConfig::control_timeout`](owamp_core::control::ClientConfig::control_timeout)
 /// while waiting for the server); [`connect`](Self::connect) at most
 /// [`ClientOptions::connect_timeout`] for the TCP connection.
 pub struct ClientConnection {
     d: Driver<Client<OsRng>>,
     st: ClientState,
+    /// Whether the stop signal of [`wait`](Self::wait) has been given to the connection.
+    stop_fed: bool,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -57,24 +59,23 @@ impl ClientConnection {
     /// Completes the set-up on a connected stream.
     pub async fn from_stream(stream: TcpStream, opts: &ClientOptions) -> Result<Self, ClientError> {
         let st = ClientState::new(opts, stream.local_addr()?, stream.peer_addr()?);
-        let now = opts.endpoint.clock.now();
-        let m = Client::new(now, opts.control.clone(), OsRng);
-        let d = Driver::new(
-            m,
-            stream,
-            opts.endpoint.clone(),
-            None,
-            None,
-            opts.io_timeout,
-        )
-        .await?;
-        let mut c = Self { d, st };
+        let conn = client_connection(opts);
+        let d = Driver::new(conn, stream, &opts.endpoint, None, opts.io_timeout).await?;
+        let mut c = Self {
+            d,
+            st,
+            stop_fed: false,
+        };
         loop {
-            let e = c.next_event().await;
+            let e = c.next(None).await;
             if let Some(r) = c.st.on_setup(e) {
                 return r.map(|()| c);
             }
         }
+    }
+
+    fn conn(&mut self) -> &mut Connection<Client<OsRng>> {
+        &mut self.d.h.conn
     }
 
     /// The mode in use.
@@ -89,7 +90,7 @@ impl ClientConnection {
 
     /// The current time of the connection's clock.
     pub fn now(&self) -> OwampTime {
-        self.d.now()
+        self.d.h.now()
     }
 
     /// The sessions accepted so far on this connection.
@@ -97,13 +98,23 @@ impl ClientConnection {
         self.st.sessions()
     }
 
-    /// The next event; sessions received are kept aside as they come.
-    async fn next_event(&mut self) -> Option<Event> {
+    /// The next event, stepping the connection until there is one (or it has closed). While
+    /// a test runs, setting `stop` stops it early.
+    async fn next(&mut self, stop: Option<&StopToken>) -> Next {
         loop {
-            let e = self.d.next_event().await?;
-            if let Some(e) = self.st.keep_received(e) {
-                return Some(e);
+            if let Some(e) = self.d.h.events.pop_front() {
+                return Next::Event(e);
             }
+            if let Some(r) = &self.d.h.closed {
+                return Next::Closed(r.clone());
+            }
+            if !self.stop_fed && stop.is_some_and(StopToken::is_stopped) && self.d.h.conn.in_test()
+            {
+                self.stop_fed = true;
+                let now = self.now();
+                let _ = self.conn().stop_sessions(now);
+            }
+            self.d.step().await;
         }
     }
 
@@ -116,18 +127,11 @@ impl ClientConnection {
         spec: &SessionSpec,
         start_time: OwampTime,
     ) -> Result<SessionInfo, ClientError> {
-        let (sock, req) = self.st.prepare_request(role, spec, start_time)?;
-        self.d.s.client_socket = Some(sock);
-        let fed = self
-            .d
-            .feed(Input::Command(ClientCommand::RequestSession(req)))
-            .await;
-        if let Err(e) = fed {
-            self.d.s.client_socket = None;
-            return Err(e.into());
-        }
+        let req = self.st.request(role, spec, start_time)?;
+        let now = self.now();
+        self.conn().request_session(now, req)?;
         loop {
-            let e = self.next_event().await;
+            let e = self.next(None).await;
             if let Some(r) = self.st.on_request(e) {
                 return r;
             }
@@ -135,37 +139,36 @@ impl ClientConnection {
     }
 
     /// Starts the sessions requested (RFC 4656 3.6): returns once the server accepted, with
-    /// the local senders and receivers running.
+    /// the local senders and receivers running (while the connection is awaited).
     pub async fn start(&mut self) -> Result<(), ClientError> {
-        self.d
-            .feed(Input::Command(ClientCommand::StartSessions))
-            .await?;
+        let now = self.now();
+        self.conn().start_sessions(now)?;
         loop {
-            if let Some(r) = on_start(self.next_event().await) {
+            if let Some(r) = ClientState::on_start(self.next(None).await) {
                 return r;
             }
         }
     }
 
-    /// Waits for the end of the test: both sides send Stop-Sessions once their sessions are
-    /// over (RFC 4656 3.8). Setting `stop` stops the test early: the local sessions end at
-    /// once and Stop-Sessions is exchanged; records received so far are kept.
+    /// Runs the test to its end: both sides send Stop-Sessions once their sessions are over
+    /// (RFC 4656 3.8). Setting `stop` stops the test early: the local sessions end at once
+    /// and Stop-Sessions is exchanged; records received so far are kept.
     pub async fn wait(&mut self, stop: Option<&StopToken>) -> Result<TestEnd, ClientError> {
-        self.d.stop = stop.cloned();
-        self.d.stop_fed = false;
-        let ended = loop {
-            if let Some(ended) = ClientState::on_wait(self.next_event().await) {
+        self.stop_fed = false;
+        let (complete, closed) = loop {
+            if let Some(ended) = ClientState::on_wait(self.next(stop).await) {
                 break ended;
             }
         };
-        let end = self
-            .st
-            .test_end(&mut self.d.s.events, ended, self.d.stop_fed);
-        self.d.stop = None;
-        Ok(end)
+        Ok(TestEnd {
+            complete,
+            closed,
+            stopped_early: stop.is_some_and(StopToken::is_stopped),
+            received: std::mem::take(&mut self.d.h.received),
+        })
     }
 
-    /// Fetches the records of a session the server received (RFC 4656 3.8), sequence numbers
+    /// Fetches the records of a session the server received (RFC 4656 3.9), sequence numbers
     /// `begin..=end` (`0, u32::MAX` for all).
     pub async fn fetch(
         &mut self,
@@ -173,11 +176,10 @@ impl ClientConnection {
         begin: u32,
         end: u32,
     ) -> Result<FetchedSession, ClientError> {
-        self.d
-            .feed(Input::Command(ClientCommand::Fetch { sid, begin, end }))
-            .await?;
+        let now = self.now();
+        self.conn().fetch(now, sid, begin, end)?;
         loop {
-            if let Some(r) = on_fetch(self.next_event().await) {
+            if let Some(r) = ClientState::on_fetch(self.next(None).await) {
                 return r;
             }
         }
@@ -185,7 +187,8 @@ impl ClientConnection {
 
     /// Closes the connection.
     pub async fn close(mut self) {
-        let _ = self.d.feed(Input::Command(ClientCommand::Close)).await;
+        let now = self.now();
+        self.conn().close(now);
         self.d.close_now().await;
     }
 }

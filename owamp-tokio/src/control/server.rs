@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use owamp_core::policy::ServerPolicy;
-use owamp_os::store::SessionStore;
-use owamp_std::control::common::{
-    log_connection, server_connection, ConnectionCounts, ServerParts,
+use owamp_os::host::{
+    log_connection, server_connection, ConnectionCounts, ConnectionSummary, ServeConfig,
+    ServerParts,
 };
-use owamp_std::control::{ConnectionSummary, ServeConfig};
+use owamp_os::store::SessionStore;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -18,13 +18,15 @@ use super::driver::Driver;
 use crate::StopToken;
 
 /// Serves one accepted control connection until it closes: drives the core's
-/// [`Server`](owamp_core::control::Server) state machine with `policy`, binds test endpoints
+/// [`Server`](owamp_core::control::Server) state machine with `policy`, binds test sockets
 /// (in the configured port range), stores received sessions in `store` and answers
 /// Fetch-Session from it.
 ///
 /// When `shutdown` is set: a test in progress is stopped (Stop-Sessions is exchanged, the
 /// records are stored), and the connection is then closed; an idle connection is closed at
-/// once.
+/// once. The flag is looked at every [`EndpointConfig::poll_interval`] at the latest.
+///
+/// [`EndpointConfig::poll_interval`]: owamp_os::host::EndpointConfig::poll_interval
 pub async fn serve_connection<P: ServerPolicy>(
     stream: TcpStream,
     policy: P,
@@ -32,30 +34,39 @@ pub async fn serve_connection<P: ServerPolicy>(
     store: Arc<dyn SessionStore>,
     shutdown: Option<&StopToken>,
 ) -> io::Result<ConnectionSummary> {
-    let (m, mut summary) =
+    let (conn, mut summary) =
         server_connection(config, policy, stream.local_addr()?, stream.peer_addr()?);
     let mut d = Driver::new(
-        m,
+        conn,
         stream,
-        config.endpoint.clone(),
+        &config.endpoint,
         Some(store),
-        shutdown.cloned(),
         config.io_timeout,
     )
     .await?;
+    let mut stop_fed = false;
     loop {
-        d.s.count_events(&mut summary);
-        if d.closed {
+        d.h.serve_events(&mut summary);
+        if d.is_closed() {
             break;
         }
-        // Outside a test (or once its stop has been fed and it ended), shutdown closes.
-        if shutdown.is_some_and(StopToken::is_stopped) && !d.s.in_test {
-            d.close_now().await;
-            continue;
+        if shutdown.is_some_and(StopToken::is_stopped) {
+            let now = d.h.now();
+            if !d.h.conn.in_test() {
+                d.h.conn.close(now);
+                d.close_now().await;
+                continue;
+            }
+            if !stop_fed {
+                // A test in progress is stopped: Stop-Sessions is exchanged, records kept.
+                stop_fed = true;
+                d.h.conn.stop_sessions(now);
+            }
         }
         d.step().await;
     }
-    Ok(d.s.finish_summary(summary))
+    d.h.serve_events(&mut summary);
+    Ok(d.h.finish_summary(summary))
 }
 
 /// Shared view of a running [`Server`]: shut it down, count its connections.
