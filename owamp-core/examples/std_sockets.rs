@@ -28,7 +28,9 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 fn now() -> OwampTime {
-    let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     OwampTime::UNIX_EPOCH.saturating_add(unix)
 }
 
@@ -91,7 +93,13 @@ fn pump<M: Machine>(c: &mut Connection<M>, io: &mut Io) -> Vec<Output<M::Event>>
     let mut dgram = [0u8; 2048];
     for (&id, s) in &io.udp {
         while let Ok((n, source)) = s.recv_from(&mut dgram) {
-            let d = Datagram { source, recv_time: now(), ttl: None, truncated: false, payload: &dgram[..n] };
+            let d = Datagram {
+                source,
+                recv_time: now(),
+                ttl: None,
+                truncated: false,
+                payload: &dgram[..n],
+            };
             c.handle_datagram(now(), id, &d);
         }
     }
@@ -103,15 +111,23 @@ fn pump<M: Machine>(c: &mut Connection<M>, io: &mut Io) -> Vec<Output<M::Event>>
 }
 
 fn io(tcp: TcpStream) -> Io {
-    tcp.set_nonblocking(true).expect("non-blocking control socket");
-    Io { tcp, udp: HashMap::new(), buf: vec![0; 64 * 1024] }
+    tcp.set_nonblocking(true)
+        .expect("non-blocking control socket");
+    Io {
+        tcp,
+        udp: HashMap::new(),
+        buf: vec![0; 64 * 1024],
+    }
 }
 
 /// The server: one connection, sessions kept in memory for Fetch-Session.
 fn serve(listener: TcpListener) {
     let (tcp, peer) = listener.accept().expect("a client");
     let local = tcp.local_addr().expect("local address");
-    let cfg = ServerConfig { start_time: now(), ..ServerConfig::default() };
+    let cfg = ServerConfig {
+        start_time: now(),
+        ..ServerConfig::default()
+    };
     let mut c = ServerConnection::server(now(), cfg, AllowAll, rng(1), local, peer);
     let (mut io, mut kept) = (io(tcp), Vec::<StoredSession>::new());
     while !c.is_closed() {
@@ -120,7 +136,8 @@ fn serve(listener: TcpListener) {
                 Output::Store(s) => kept.push(*s),
                 Output::Event(ServerEvent::FetchRequest { sid, .. }) => {
                     let found = kept.iter().find(|s| s.request.sid == sid).cloned();
-                    let reply = found.map_or(FetchReply::NotFound, |s| FetchReply::Found(Box::new(s)));
+                    let reply =
+                        found.map_or(FetchReply::NotFound, |s| FetchReply::Found(Box::new(s)));
                     c.fetch_reply(now(), reply);
                 }
                 _ => {}
@@ -151,11 +168,16 @@ fn run() -> Result<(), String> {
                         role: Role::Sender,
                         local: std::net::SocketAddr::new(local.ip(), 0),
                         peer: server.ip(),
-                        slots: vec![Slot { kind: SlotKind::Fixed, mean: Interval::from_duration(Duration::from_millis(5)).unwrap_or(Interval::ZERO) }],
+                        slots: vec![Slot {
+                            kind: SlotKind::Fixed,
+                            mean: Interval::from_duration(Duration::from_millis(5))
+                                .unwrap_or(Interval::ZERO),
+                        }],
                         packets: 100,
                         padding: 0,
                         start_time: now().saturating_add(Duration::from_millis(300)),
-                        timeout: Interval::from_duration(Duration::from_secs(1)).unwrap_or(Interval::ZERO),
+                        timeout: Interval::from_duration(Duration::from_secs(1))
+                            .unwrap_or(Interval::ZERO),
                         type_p: TypeP::BEST_EFFORT,
                     };
                     c.request_session(now(), req).map_err(|e| e.to_string())?;
@@ -166,20 +188,30 @@ fn run() -> Result<(), String> {
                 }
                 ClientEvent::TestComplete => {
                     let sid = sid.ok_or("no session")?;
-                    c.fetch(now(), sid, 0, u32::MAX).map_err(|e| e.to_string())?;
+                    c.fetch(now(), sid, 0, u32::MAX)
+                        .map_err(|e| e.to_string())?;
                 }
                 ClientEvent::Fetched(f) => {
                     let s = Stats::of_fetched(&f).map_err(|e| e.to_string())?;
                     let median = s.exact_median().unwrap_or(f64::NAN) * 1e3;
-                    println!("{} sent, {} lost, median one-way delay {median:.3} ms", s.sent, s.lost);
+                    println!(
+                        "{} sent, {} lost, median one-way delay {median:.3} ms",
+                        s.sent, s.lost
+                    );
                     result = Some((s.sent, s.lost));
                     c.close(now());
                 }
+                ClientEvent::Started => {}
                 other => return Err(format!("unexpected {other:?}")),
             }
         }
     }
-    thread.join().map_err(|_| "server thread panicked".to_string())?;
+    // The last outputs (the Close), then the sockets go: the server sees the end.
+    pump(&mut c, &mut io);
+    drop(io);
+    thread
+        .join()
+        .map_err(|_| "server thread panicked".to_string())?;
     match result {
         Some((100, 0)) => Ok(()),
         other => Err(format!("measurement incomplete: {other:?}")),
