@@ -6,9 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use owamp_core::io::{FetchReply, Finished, StoredSession};
-use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader};
-use owamp_core::wire::{RequestSession, SessionId};
+use owamp_core::io::{FetchReply, StoredSession};
+use owamp_core::owp::{OwpError, OwpReader, SessionHeader};
+use owamp_core::wire::SessionId;
 
 /// Why a session could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -150,25 +150,9 @@ pub fn sid_hex(sid: &SessionId) -> String {
     sid.0.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-/// The request as stored in files: HMAC fields are zero there.
-fn file_request(r: &RequestSession) -> RequestSession {
-    RequestSession {
-        hmac: [0; 16],
-        slots_hmac: [0; 16],
-        ..r.clone()
-    }
-}
-
-/// The `.owp` header of a stored session.
+/// The `.owp` header of a stored session ([`SessionHeader::of_stored`]).
 pub fn owp_header(s: &StoredSession) -> SessionHeader {
-    let finished = match s.finished {
-        Finished::No => 0,
-        Finished::Normal => owp::header::FINISHED_NORMAL,
-        Finished::Incomplete => owp::header::FINISHED_INCOMPLETE,
-    };
-    let skips = s.skips.clone();
-    let n = u32::try_from(s.records.len()).unwrap_or(u32::MAX);
-    SessionHeader::new(file_request(&s.request), skips, n, finished, s.next_seqno)
+    SessionHeader::of_stored(s)
 }
 
 /// Writes a session as a perfSONAR-compatible `.owp` file (atomically: `path` holds either
@@ -183,18 +167,7 @@ pub fn read_owp(path: &Path) -> Result<StoredSession, OwpError> {
     let mut r = OwpReader::new(File::open(path)?)?;
     let h = r.header().clone();
     let records = r.records()?.collect::<Result<Vec<_>, _>>()?;
-    let finished = match h.finished {
-        owp::header::FINISHED_NORMAL => Finished::Normal,
-        owp::header::FINISHED_INCOMPLETE => Finished::Incomplete,
-        _ => Finished::No,
-    };
-    Ok(StoredSession {
-        request: h.request,
-        finished,
-        next_seqno: h.next_seqno,
-        skips: h.skip_ranges,
-        records,
-    })
+    Ok(h.into_stored(records))
 }
 
 impl SessionStore for DirectoryStore {

@@ -1,9 +1,8 @@
 //! Server behaviour over loopback: clients that vanish, the connection cap, shutdown, and
 //! sessions stored as .owp files.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use owamp_os::store::{read_owp, DirectoryStore, MemoryStore};
 use owamp_std::control::{
     run_test, ClientConnection, ClientOptions, Server, SessionSpec, TestPlan,
 };
-use owamp_testkit::{lo_addr as lo, serve_config as config};
+use owamp_testkit::{freezable_relay, lo_addr as lo, serve_config as config};
 
 fn client() -> ClientOptions {
     ClientOptions {
@@ -33,53 +32,6 @@ fn spec(packets: u32) -> SessionSpec {
         timeout: Duration::from_millis(300),
         ..SessionSpec::periodic(packets, Duration::from_millis(10))
     }
-}
-
-/// A TCP relay on loopback for one control connection to `server`; once the flag it returns
-/// is set, it stops relaying in both directions but keeps both connections open: the client
-/// has gone silent, as far as the server can tell. Every wait is bounded (the relay threads
-/// end when either side closes, or after 30 s).
-fn freezable_relay(server: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let frozen = Arc::new(AtomicBool::new(false));
-    let f = frozen.clone();
-    std::thread::spawn(move || {
-        let Ok((client, _)) = listener.accept() else {
-            return;
-        };
-        let Ok(upstream) = TcpStream::connect(server) else {
-            return;
-        };
-        let pipe = |mut from: TcpStream, mut to: TcpStream, frozen: Arc<AtomicBool>| {
-            let t0 = Instant::now();
-            let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
-            let mut buf = [0u8; 4096];
-            while t0.elapsed() < Duration::from_secs(30) {
-                if frozen.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-                match from.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                    Err(_) => break,
-                }
-            }
-        };
-        let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-        let g = f.clone();
-        let a = std::thread::spawn(move || pipe(client, upstream, g));
-        pipe(u2, c2, f);
-        let _ = a.join();
-    });
-    (addr, frozen)
 }
 
 fn wait_until(max: Duration, mut f: impl FnMut() -> bool) -> bool {

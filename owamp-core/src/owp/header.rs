@@ -60,6 +60,40 @@ pub struct SessionHeader {
 }
 
 impl SessionHeader {
+    /// The header of a stored session's file (RFC 4656 3.8 stored form; the request's HMAC
+    /// fields are zero in files, and Finished maps to the file's 0 / 1 / 2).
+    pub fn of_stored(s: &crate::io::StoredSession) -> Self {
+        let finished = match s.finished {
+            crate::io::Finished::No => 0,
+            crate::io::Finished::Normal => FINISHED_NORMAL,
+            crate::io::Finished::Incomplete => FINISHED_INCOMPLETE,
+        };
+        let request = RequestSession {
+            hmac: [0; 16],
+            slots_hmac: [0; 16],
+            ..s.request.clone()
+        };
+        let n = u32::try_from(s.records.len()).unwrap_or(u32::MAX);
+        Self::new(request, s.skips.clone(), n, finished, s.next_seqno)
+    }
+
+    /// The stored session this header and `records` describe (the inverse of
+    /// [`of_stored`](Self::of_stored)).
+    pub fn into_stored(self, records: Vec<crate::wire::DataRecord>) -> crate::io::StoredSession {
+        let finished = match self.finished {
+            FINISHED_NORMAL => crate::io::Finished::Normal,
+            FINISHED_INCOMPLETE => crate::io::Finished::Incomplete,
+            _ => crate::io::Finished::No,
+        };
+        crate::io::StoredSession {
+            request: self.request,
+            finished,
+            next_seqno: self.next_seqno,
+            skips: self.skip_ranges,
+            records,
+        }
+    }
+
     /// A header laid out as perfSONAR owamp lays out a new file: skip ranges first when there are
     /// any, otherwise data records first with the skip offset just past them (or zero when there
     /// are no records either).

@@ -2,35 +2,62 @@
 
 use std::net::SocketAddr;
 
-use owamp_core::connection::Connection;
-use owamp_core::control::{Client, Mode, Role};
-use owamp_core::io::{FetchedSession, SessionInfo};
+use owamp_core::connection::ClientEvent;
+use owamp_core::control::{Client, CloseReason, ControlError, Mode, Role, SessionRequest};
+use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
+use owamp_os::clock::{Clock, SharedClock};
 use owamp_os::host::{
     client_connection, fetched_to_stored, incomplete, take_received, ClientError, ClientOptions,
     ClientState, DirectionResult, Next, SessionSpec, TestEnd, TestPlan, TestResults,
 };
 use owamp_os::rng::OsRng;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::driver::Driver;
 use crate::StopToken;
 
+/// What the application asks of the connection's task.
+enum Cmd {
+    Request(SessionRequest),
+    Start,
+    Stop,
+    Fetch(SessionId, u32, u32),
+    Close,
+}
+
+/// What the connection's task tells the application.
+enum Msg {
+    Event(ClientEvent),
+    Received(Box<StoredSession>),
+    /// The answer to a command (an error is misuse: a command in the wrong state).
+    Done(Result<(), ControlError>),
+    Closed(CloseReason),
+}
+
 /// A control connection to a server, set up and ready for commands.
 ///
-/// The connection and its test sessions run while a method is awaited: between calls nothing
-/// is sent or read. A method's future may be dropped (by a timeout, for example): the test
-/// then pauses until the next call, but if it was dropped while a control message was being
-/// written the connection is broken and should be dropped. Every method waits at most until the state machine's deadline
-/// ([`ClientConfig::control_timeout`](owamp_core::control::ClientConfig::control_timeout)
+/// The connection and its test sessions run on a task of their own (spawned on the current
+/// Tokio runtime), so sessions keep to their schedule between calls; the methods send it
+/// commands and wait for its answers. Every method waits at most until the connection's
+/// deadline ([`ClientConfig::control_timeout`](owamp_core::control::ClientConfig::control_timeout)
 /// while waiting for the server); [`connect`](Self::connect) at most
-/// [`ClientOptions::connect_timeout`] for the TCP connection.
+/// [`ClientOptions::connect_timeout`] for the TCP connection. Dropping the connection closes
+/// it.
 pub struct ClientConnection {
-    d: Driver<Client<OsRng>>,
+    cmds: mpsc::UnboundedSender<Cmd>,
+    msgs: mpsc::UnboundedReceiver<Msg>,
+    task: Option<JoinHandle<()>>,
+    clock: SharedClock,
     st: ClientState,
-    /// Whether the stop signal of [`wait`](Self::wait) has been given to the connection.
-    stop_fed: bool,
+    received: Vec<StoredSession>,
+    closed: Option<CloseReason>,
+    /// Stop commands sent by [`next`](Self::next) whose answer has not come yet.
+    unanswered: usize,
+    stop_sent: bool,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -40,6 +67,54 @@ impl std::fmt::Debug for ClientConnection {
             .field("mode", &self.st.mode())
             .field("sessions", &self.st.sessions().len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The connection's task: carries out commands, drives the connection, reports.
+async fn serve(
+    mut d: Driver<Client<OsRng>>,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    msgs: mpsc::UnboundedSender<Msg>,
+) {
+    let apply = |d: &mut Driver<Client<OsRng>>, cmd: Cmd| {
+        let now = d.h.now();
+        let c = &mut d.h.conn;
+        let r = match cmd {
+            Cmd::Request(req) => c.request_session(now, req),
+            Cmd::Start => c.start_sessions(now),
+            Cmd::Stop => c.stop_sessions(now),
+            Cmd::Fetch(sid, b, e) => c.fetch(now, sid, b, e),
+            Cmd::Close => {
+                c.close(now);
+                Ok(())
+            }
+        };
+        Msg::Done(r)
+    };
+    loop {
+        d.flush().await;
+        for s in std::mem::take(&mut d.h.received) {
+            let _ = msgs.send(Msg::Received(Box::new(s)));
+        }
+        while let Some(e) = d.h.events.pop_front() {
+            let _ = msgs.send(Msg::Event(e));
+        }
+        if let Some(r) = d.h.closed.clone() {
+            d.close_now().await;
+            for s in std::mem::take(&mut d.h.received) {
+                let _ = msgs.send(Msg::Received(Box::new(s)));
+            }
+            let _ = msgs.send(Msg::Closed(r));
+            return;
+        }
+        tokio::select! {
+            cmd = cmds.recv() => {
+                // The handle is gone: close.
+                let cmd = cmd.unwrap_or(Cmd::Close);
+                let _ = msgs.send(apply(&mut d, cmd));
+            }
+            () = d.wait_once() => {}
+        }
     }
 }
 
@@ -61,10 +136,19 @@ impl ClientConnection {
         let st = ClientState::new(opts, stream.local_addr()?, stream.peer_addr()?);
         let conn = client_connection(opts);
         let d = Driver::new(conn, stream, &opts.endpoint, None, opts.io_timeout).await?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (msg_tx, msg_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(serve(d, cmd_rx, msg_tx));
         let mut c = Self {
-            d,
+            cmds: cmd_tx,
+            msgs: msg_rx,
+            task: Some(task),
+            clock: opts.endpoint.clock.clone(),
             st,
-            stop_fed: false,
+            received: Vec::new(),
+            closed: None,
+            unanswered: 0,
+            stop_sent: false,
         };
         loop {
             let e = c.next(None).await;
@@ -72,10 +156,6 @@ impl ClientConnection {
                 return r.map(|()| c);
             }
         }
-    }
-
-    fn conn(&mut self) -> &mut Connection<Client<OsRng>> {
-        &mut self.d.h.conn
     }
 
     /// The mode in use.
@@ -90,7 +170,7 @@ impl ClientConnection {
 
     /// The current time of the connection's clock.
     pub fn now(&self) -> OwampTime {
-        self.d.h.now()
+        self.clock.now()
     }
 
     /// The sessions accepted so far on this connection.
@@ -98,23 +178,64 @@ impl ClientConnection {
         self.st.sessions()
     }
 
-    /// The next event, stepping the connection until there is one (or it has closed). While
-    /// a test runs, setting `stop` stops it early.
+    /// Sends a command to the connection's task and waits for its answer.
+    async fn command(&mut self, cmd: Cmd) -> Result<(), ClientError> {
+        if let Some(r) = &self.closed {
+            return Err(ClientError::Closed(r.clone()));
+        }
+        if self.cmds.send(cmd).is_err() {
+            return Err(ClientError::Closed(CloseReason::Local));
+        }
+        loop {
+            match self.msgs.recv().await {
+                Some(Msg::Done(_)) if self.unanswered > 0 => self.unanswered -= 1,
+                Some(Msg::Done(r)) => return r.map_err(ClientError::from),
+                Some(m) => self.keep(m),
+                None => {
+                    let r = self.closed.clone().unwrap_or(CloseReason::Local);
+                    return Err(ClientError::Closed(r));
+                }
+            }
+        }
+    }
+
+    /// Keeps what the task reports outside of an answer.
+    fn keep(&mut self, m: Msg) {
+        match m {
+            Msg::Received(s) => self.received.push(*s),
+            Msg::Closed(r) => self.closed = Some(r),
+            Msg::Done(_) => self.unanswered = self.unanswered.saturating_sub(1),
+            Msg::Event(_) => {}
+        }
+    }
+
+    /// The next event (or the end of the connection). While a test runs, setting `stop`
+    /// stops it early.
     async fn next(&mut self, stop: Option<&StopToken>) -> Next {
         loop {
-            if let Some(e) = self.d.h.events.pop_front() {
-                return Next::Event(e);
-            }
-            if let Some(r) = &self.d.h.closed {
+            if let Some(r) = &self.closed {
                 return Next::Closed(r.clone());
             }
-            if !self.stop_fed && stop.is_some_and(StopToken::is_stopped) && self.d.h.conn.in_test()
-            {
-                self.stop_fed = true;
-                let now = self.now();
-                let _ = self.conn().stop_sessions(now);
+            if !self.stop_sent && stop.is_some_and(StopToken::is_stopped) {
+                self.stop_sent = true;
+                self.unanswered += 1;
+                // Outside a test this is refused, which changes nothing.
+                let _ = self.cmds.send(Cmd::Stop);
             }
-            self.d.step().await;
+            let m = match stop {
+                Some(s) if !self.stop_sent => tokio::select! {
+                    m = self.msgs.recv() => m,
+                    () = s.stopped() => continue,
+                },
+                _ => self.msgs.recv().await,
+            };
+            match m {
+                Some(Msg::Event(e)) => return Next::Event(e),
+                Some(m) => self.keep(m),
+                None => {
+                    self.closed.get_or_insert(CloseReason::Local);
+                }
+            }
         }
     }
 
@@ -128,8 +249,7 @@ impl ClientConnection {
         start_time: OwampTime,
     ) -> Result<SessionInfo, ClientError> {
         let req = self.st.request(role, spec, start_time)?;
-        let now = self.now();
-        self.conn().request_session(now, req)?;
+        self.command(Cmd::Request(req)).await?;
         loop {
             let e = self.next(None).await;
             if let Some(r) = self.st.on_request(e) {
@@ -139,10 +259,9 @@ impl ClientConnection {
     }
 
     /// Starts the sessions requested (RFC 4656 3.6): returns once the server accepted, with
-    /// the local senders and receivers running (while the connection is awaited).
+    /// the local senders and receivers running.
     pub async fn start(&mut self) -> Result<(), ClientError> {
-        let now = self.now();
-        self.conn().start_sessions(now)?;
+        self.command(Cmd::Start).await?;
         loop {
             if let Some(r) = ClientState::on_start(self.next(None).await) {
                 return r;
@@ -150,21 +269,24 @@ impl ClientConnection {
         }
     }
 
-    /// Runs the test to its end: both sides send Stop-Sessions once their sessions are over
-    /// (RFC 4656 3.8). Setting `stop` stops the test early: the local sessions end at once
-    /// and Stop-Sessions is exchanged; records received so far are kept.
+    /// Waits for the end of the test: both sides send Stop-Sessions once their sessions are
+    /// over (RFC 4656 3.8). Setting `stop` stops the test early: the local sessions end at
+    /// once and Stop-Sessions is exchanged; records received so far are kept.
     pub async fn wait(&mut self, stop: Option<&StopToken>) -> Result<TestEnd, ClientError> {
-        self.stop_fed = false;
         let (complete, closed) = loop {
             if let Some(ended) = ClientState::on_wait(self.next(stop).await) {
                 break ended;
             }
         };
+        // Sessions received are reported before the test's end.
+        while let Ok(m) = self.msgs.try_recv() {
+            self.keep(m);
+        }
         Ok(TestEnd {
             complete,
             closed,
             stopped_early: stop.is_some_and(StopToken::is_stopped),
-            received: std::mem::take(&mut self.d.h.received),
+            received: std::mem::take(&mut self.received),
         })
     }
 
@@ -176,8 +298,7 @@ impl ClientConnection {
         begin: u32,
         end: u32,
     ) -> Result<FetchedSession, ClientError> {
-        let now = self.now();
-        self.conn().fetch(now, sid, begin, end)?;
+        self.command(Cmd::Fetch(sid, begin, end)).await?;
         loop {
             if let Some(r) = ClientState::on_fetch(self.next(None).await) {
                 return r;
@@ -185,11 +306,21 @@ impl ClientConnection {
         }
     }
 
-    /// Closes the connection.
+    /// Closes the connection and waits for its task to end.
     pub async fn close(mut self) {
-        let now = self.now();
-        self.conn().close(now);
-        self.d.close_now().await;
+        let _ = self.cmds.send(Cmd::Close);
+        if let Some(t) = self.task.take() {
+            // The task ends once the close is carried out (its writes are bounded by the
+            // I/O timeout).
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        // The task sees the command (or the closed channel) and closes the connection.
+        let _ = self.cmds.send(Cmd::Close);
     }
 }
 

@@ -141,6 +141,17 @@ impl<M: Machine> Driver<M> {
         if self.is_closed() {
             return;
         }
+        self.wait_once().await;
+        self.flush().await;
+    }
+
+    /// The waiting half of [`step`](Self::step): waits once and feeds what happened, but
+    /// writes nothing. Cancel-safe: its only await is a `select!` of reads and a sleep, and
+    /// all it does after that is synchronous, so it can race another future.
+    pub async fn wait_once(&mut self) {
+        if self.is_closed() {
+            return;
+        }
         let timeout = self.h.poll_timeout();
         let wait = self.h.wait_for(timeout, self.poll_interval);
         for id in &self.unwatched {
@@ -163,7 +174,6 @@ impl<M: Machine> Driver<M> {
         if timeout.is_some_and(|t| self.h.now() >= t.at) {
             self.h.handle_timeout();
         }
-        self.flush().await;
     }
 
     /// Carries out what is left (a Close the caller just asked the connection for), then
