@@ -6,10 +6,28 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use owamp_core::control::Mode;
+use owamp_core::time::OwampTime;
 use owamp_os::clock::{Clock, SystemClock};
 use owamp_os::net::TestSocket;
 use owamp_std::endpoint::EndpointResult;
-use owamp_testkit::{config, lo, pair};
+use owamp_std::endpoint::TestEndpoint;
+use owamp_testkit::{config, lo, session_pair};
+
+/// The two ends of one session as test endpoints (see `owamp_testkit::session_pair`).
+struct Pair {
+    sender: TestEndpoint,
+    receiver: TestEndpoint,
+    recv_addr: SocketAddr,
+}
+
+fn pair(mode: Mode, packets: u32, interval: Duration, timeout: Duration, start: OwampTime) -> Pair {
+    let p = session_pair(mode, packets, interval, timeout, start);
+    Pair {
+        sender: TestEndpoint::new(p.sender.0, p.sender.1).unwrap(),
+        receiver: TestEndpoint::new(p.receiver.0, p.receiver.1).unwrap(),
+        recv_addr: p.recv_addr,
+    }
+}
 
 #[test]
 fn sender_and_receiver_threads_exchange_a_session() {

@@ -1,4 +1,4 @@
-//! Test set-up shared by the test suites of owamp-std and owamp-tokio: a test session's two
+//! Test set-up shared by the test suites of owamp-std and owamp-tokio (it depends on neither): a test session's two
 //! endpoints on loopback, built without a control connection, and the configurations and
 //! checks of the loopback measurements. Test code only: it panics on any failure.
 #![warn(missing_docs)]
@@ -16,10 +16,9 @@ use owamp_core::io::{Finished, SessionInfo, StoredSession};
 use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
+use owamp_os::host::{ClientOptions, EndpointConfig, ServeConfig, SessionSpec, TestPlan};
 use owamp_os::net::TestSocket;
 use owamp_os::rng::OsRng;
-use owamp_std::control::{ClientOptions, ServeConfig, SessionSpec, TestPlan};
-use owamp_std::endpoint::{EndpointConfig, TestEndpoint};
 
 /// `d` in the 32.32 fixed-point format of requests.
 pub fn secs(d: Duration) -> Interval {
@@ -31,12 +30,12 @@ pub fn lo() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
-/// The two ends of one test session.
-pub struct Pair {
+/// The two ends of one test session: each end's session and bound socket.
+pub struct SessionPair {
     /// The sending end.
-    pub sender: TestEndpoint,
+    pub sender: (SessionInfo, TestSocket),
     /// The receiving end.
-    pub receiver: TestEndpoint,
+    pub receiver: (SessionInfo, TestSocket),
     /// The receiver's address.
     pub recv_addr: SocketAddr,
 }
@@ -44,13 +43,13 @@ pub struct Pair {
 /// A session of `packets` packets every `interval` from one loopback socket to another,
 /// with loss timeout `timeout`, starting at `start`, DSCP 46 (EF), in `mode` (fresh keys
 /// unless open).
-pub fn pair(
+pub fn session_pair(
     mode: Mode,
     packets: u32,
     interval: Duration,
     timeout: Duration,
     start: OwampTime,
-) -> Pair {
+) -> SessionPair {
     let a = TestSocket::bind(SocketAddr::new(lo(), 0)).unwrap();
     let b = TestSocket::bind(SocketAddr::new(lo(), 0)).unwrap();
     let mut sid = [0u8; 16];
@@ -87,9 +86,9 @@ pub fn pair(
         request: request.clone(),
     };
     let (al, bl) = (a.local_addr(), b.local_addr());
-    Pair {
-        sender: TestEndpoint::new(info(Role::Sender, al, bl), a).unwrap(),
-        receiver: TestEndpoint::new(info(Role::Receiver, bl, al), b).unwrap(),
+    SessionPair {
+        sender: (info(Role::Sender, al, bl), a),
+        receiver: (info(Role::Receiver, bl, al), b),
         recv_addr: bl,
     }
 }

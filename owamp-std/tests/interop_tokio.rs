@@ -2,16 +2,34 @@
 //! blocking owamp-std server, and a blocking owamp-std client against a tokio server, in
 //! every mode and both directions.
 
-mod common;
-
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use owamp_core::control::{Mode, Modes};
 use owamp_core::policy::{AllowAll, ServerPolicy};
 use owamp_os::store::MemoryStore;
+use owamp_testkit::{
+    both_ways, check_complete, client, limits_with_alice, lo_addr as lo, serve_config, PACKETS,
+};
 use owamp_tokio::control::run_test;
+
+/// A tokio server on 127.0.0.1 with a memory store.
+async fn serve<P: ServerPolicy + Clone + Send + 'static>(
+    policy: P,
+    config: owamp_tokio::control::ServeConfig,
+) -> (
+    owamp_tokio::control::RunningServer,
+    SocketAddr,
+    Arc<MemoryStore>,
+) {
+    let store = Arc::new(MemoryStore::new());
+    let server = owamp_tokio::control::Server::bind(lo(), config, policy, store.clone())
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    (server.spawn(), addr, store)
+}
 
 /// An owamp-std server on its own thread.
 fn std_server<P: ServerPolicy + Clone + Send + 'static>(
