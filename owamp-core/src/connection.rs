@@ -275,7 +275,7 @@ impl<R: RngCore + CryptoRng> Machine for Client<R> {
         self.poll_output()
     }
     fn deadline(&self) -> Option<OwampTime> {
-        self.timeout()
+        self.poll_timeout()
     }
     fn closed(&self) -> bool {
         self.is_closed()
@@ -311,7 +311,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Machine for Server<P, R> {
         self.poll_output()
     }
     fn deadline(&self) -> Option<OwampTime> {
-        self.timeout()
+        self.poll_timeout()
     }
     fn closed(&self) -> bool {
         self.is_closed()
@@ -629,8 +629,6 @@ impl<M: Machine> Connection<M> {
             MachineOutput::Transmit(b) => self
                 .out
                 .push_back(Output::Control(ControlAction::Transmit(b))),
-            // poll_timeout reads the state machine's deadline itself.
-            MachineOutput::Timer(_) => {}
             MachineOutput::Connected { mode, server_start } => {
                 self.on_role_output(MachineOutput::Connected { mode, server_start })
             }

@@ -1,14 +1,16 @@
-//! The I/O contract of the OWAMP-Control state machines ([`crate::control`]).
+//! The I/O contract of the OWAMP-Control state machines ([`crate::control`]): the layer
+//! below [`crate::connection`], which drives them together with the test sessions. A host
+//! normally uses [`crate::connection`]; these types are for driving the control protocol
+//! alone (replays, conformance tests, custom session handling).
 //!
 //! The state machines never touch a socket, a clock or a random source on their own. The
 //! caller feeds them [`Input`]s with [`handle_input`](crate::control::Server::handle_input),
 //! each stamped with the current time, and then drains [`Output`]s with `poll_output` until it
-//! returns `None`, carrying each one out:
+//! returns `None`, carrying each one out. The one timer is `poll_timeout()`: when that time
+//! has come, feed [`Input::Timer`]. Every state of a connection has a deadline, so a peer that
+//! stops talking never blocks a connection forever.
 //!
 //! - [`Output::Transmit`]: write the bytes to the control connection, in order.
-//! - [`Output::Timer`]: arm (or disarm) the single timer of the connection; when it fires, feed
-//!   [`Input::Timer`]. Every state of a connection has a deadline, so a peer that stops talking
-//!   never blocks a connection forever.
 //! - [`Output::PrepareTestEndpoint`] (server): bind a UDP test socket, then answer with
 //!   [`Input::EndpointReady`], [`Input::PortInUse`] or [`Input::EndpointFailed`].
 //! - [`Output::SessionAccepted`]: a test session is configured; create its sender or receiver.
@@ -40,8 +42,8 @@ pub use crate::wire::{Finished, SkipRange};
 pub enum Input<'a> {
     /// Octets read from the control connection, in order (any split is fine).
     Received(&'a [u8]),
-    /// The timer armed by the last [`Output::Timer`] fired (early or spurious calls are
-    /// harmless: the state machine checks the time itself).
+    /// The time given by `poll_timeout()` has come (early or spurious calls are harmless:
+    /// the state machine checks the time itself).
     Timer,
     /// The peer closed the control connection (end of stream or error).
     PeerClosed,
@@ -81,9 +83,6 @@ pub enum Input<'a> {
 pub enum Output {
     /// Write these octets to the control connection.
     Transmit(Vec<u8>),
-    /// Arm the connection's single timer for this time, replacing any earlier one; `None`
-    /// disarms it.
-    Timer(Option<OwampTime>),
     /// Client: the control connection is set up (Server-Start accepted).
     Connected {
         /// The mode in use.

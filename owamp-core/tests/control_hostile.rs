@@ -193,7 +193,7 @@ fn a_client_trickling_one_octet_a_second_is_closed_at_the_control_timeout() {
     let mut closed_at = None;
     for (i, b) in setup.iter().enumerate() {
         let now = OwampTime::from_raw(t0().raw() + ((i as u64) << 32));
-        if s.timeout().is_some_and(|d| now >= d) {
+        if s.poll_timeout().is_some_and(|d| now >= d) {
             s.handle_input(now, Input::Timer).unwrap();
         }
         if s.is_closed() {

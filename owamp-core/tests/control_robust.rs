@@ -62,7 +62,7 @@ fn closed_with(outs: &[Output]) -> Option<&CloseReason> {
 fn server_closes_a_silent_client_after_the_control_timeout() {
     let mut s = server();
     drain_server(&mut s);
-    let deadline = s.timeout().expect("waiting for Set-Up-Response");
+    let deadline = s.poll_timeout().expect("waiting for Set-Up-Response");
     assert_eq!(deadline.raw() - t0().raw(), 10 << 32);
     // Early timer: nothing happens.
     s.handle_input(t0(), Input::Timer).unwrap();
@@ -77,7 +77,7 @@ fn server_closes_a_silent_client_after_the_control_timeout() {
 fn client_closes_a_silent_server_after_the_control_timeout() {
     let mut c = client();
     drain_client(&mut c);
-    let deadline = c.timeout().expect("waiting for Server-Greeting");
+    let deadline = c.poll_timeout().expect("waiting for Server-Greeting");
     c.handle_input(deadline, Input::Timer).unwrap();
     let outs = drain_client(&mut c);
     assert_eq!(closed_with(&outs), Some(&CloseReason::Timeout));
@@ -169,10 +169,10 @@ proptest! {
             now = OwampTime::from_raw(now.raw() + (1 << 30));
             s.handle_input(now, Input::Received(c)).unwrap();
             drain_server(&mut s);
-            prop_assert!(s.is_closed() || s.timeout().is_some());
+            prop_assert!(s.is_closed() || s.poll_timeout().is_some());
         }
         // Whatever state it is in, the deadline ends it.
-        if let Some(d) = s.timeout() {
+        if let Some(d) = s.poll_timeout() {
             s.handle_input(OwampTime::from_raw(d.raw() + 1), Input::Timer).unwrap();
             let outs = drain_server(&mut s);
             prop_assert!(closed_with(&outs).is_some());
@@ -197,7 +197,7 @@ proptest! {
             now = OwampTime::from_raw(now.raw() + (1 << 30));
             c.handle_input(now, Input::Received(ch)).unwrap();
             drain_client(&mut c);
-            prop_assert!(c.is_closed() || c.timeout().is_some());
+            prop_assert!(c.is_closed() || c.poll_timeout().is_some());
         }
     }
 }

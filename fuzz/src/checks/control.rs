@@ -83,7 +83,7 @@ impl Machine for Server<Policy, InsecureScriptedRng> {
         self.is_closed()
     }
     fn deadline(&self) -> Option<OwampTime> {
-        self.timeout()
+        self.poll_timeout()
     }
 }
 
@@ -98,7 +98,7 @@ impl Machine for Client<InsecureScriptedRng> {
         self.is_closed()
     }
     fn deadline(&self) -> Option<OwampTime> {
-        self.timeout()
+        self.poll_timeout()
     }
 }
 

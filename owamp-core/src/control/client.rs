@@ -139,8 +139,9 @@ impl<R: RngCore + CryptoRng> Client<R> {
         self.conn.closed
     }
 
-    /// The deadline of the connection's timer, if armed.
-    pub fn timeout(&self) -> Option<OwampTime> {
+    /// When to feed [`Input::Timer`] at the latest (the connection's deadline); `None` once
+    /// closed.
+    pub fn poll_timeout(&self) -> Option<OwampTime> {
         self.conn.deadline
     }
 
@@ -225,8 +226,7 @@ impl<R: RngCore + CryptoRng> Client<R> {
         self.conn.ended.clear();
         if !self.conn.closed {
             self.conn.flush_tx();
-            self.conn.sync_timer();
-        }
+            }
     }
 
     fn on_timer(&mut self, now: OwampTime) {

@@ -63,7 +63,6 @@ pub(crate) struct TestPhase {
 pub(crate) struct Conn {
     pub stream: Stream,
     pub out: VecDeque<Output>,
-    armed: Option<OwampTime>,
     pub deadline: Option<OwampTime>,
     pub closed: bool,
     pub mode: Mode,
@@ -83,7 +82,6 @@ impl Conn {
         Self {
             stream: Stream::new(),
             out: VecDeque::new(),
-            armed: None,
             deadline: None,
             closed: false,
             mode: Mode::Open,
@@ -104,16 +102,6 @@ impl Conn {
         }
     }
 
-    /// Emits [`Output::Timer`] if the deadline changed since the last one emitted.
-    pub(crate) fn sync_timer(&mut self) {
-        if self.closed {
-            return;
-        }
-        if self.armed != self.deadline {
-            self.armed = self.deadline;
-            self.out.push_back(Output::Timer(self.deadline));
-        }
-    }
 
     /// Waits at most the control timeout from `now` for the peer.
     pub(crate) fn wait_peer(&mut self, now: OwampTime) {
@@ -126,10 +114,6 @@ impl Conn {
             return;
         }
         self.flush_tx();
-        if self.armed.is_some() {
-            self.out.push_back(Output::Timer(None));
-        }
-        self.armed = None;
         self.deadline = None;
         self.out.push_back(Output::Close(reason));
         self.closed = true;

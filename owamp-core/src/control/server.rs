@@ -182,8 +182,9 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         self.conn.closed
     }
 
-    /// The deadline of the connection's timer, if armed.
-    pub fn timeout(&self) -> Option<OwampTime> {
+    /// When to feed [`Input::Timer`] at the latest (the connection's deadline); `None` once
+    /// closed.
+    pub fn poll_timeout(&self) -> Option<OwampTime> {
         self.conn.deadline
     }
 
@@ -274,7 +275,6 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             return;
         }
         self.conn.flush_tx();
-        self.conn.sync_timer();
     }
 
     fn release_all(&mut self) {

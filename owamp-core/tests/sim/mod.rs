@@ -203,6 +203,8 @@ pub struct Sim<P: ServerPolicy> {
     pub client_skips: HashSet<u32>,
     followups: std::collections::VecDeque<(Side, Input<'static>)>,
     feeding: bool,
+    /// The timer last scheduled per side (`poll_timeout` when it was read).
+    armed: HashMap<Side, OwampTime>,
 }
 
 impl<P: ServerPolicy> Sim<P> {
@@ -250,6 +252,7 @@ impl<P: ServerPolicy> Sim<P> {
             client_skips: HashSet::new(),
             followups: std::collections::VecDeque::new(),
             feeding: false,
+            armed: HashMap::new(),
         };
         s.drain(Side::Server);
         s.drain(Side::Client);
@@ -361,8 +364,8 @@ impl<P: ServerPolicy> Sim<P> {
             }
             Ev::Timer { side } => {
                 let due = match side {
-                    Side::Client => self.client.timeout(),
-                    Side::Server => self.server.timeout(),
+                    Side::Client => self.client.poll_timeout(),
+                    Side::Server => self.server.poll_timeout(),
                 };
                 if self.alive(side) && due.is_some_and(|d| d <= self.now) {
                     self.feed(side, Input::Timer);
@@ -411,8 +414,8 @@ impl<P: ServerPolicy> Sim<P> {
         r.expect("the harness uses the state machines correctly");
         // Every state waits for something with a deadline.
         let bounded = match side {
-            Side::Client => self.client.is_closed() || self.client.timeout().is_some(),
-            Side::Server => self.server.is_closed() || self.server.timeout().is_some(),
+            Side::Client => self.client.is_closed() || self.client.poll_timeout().is_some(),
+            Side::Server => self.server.is_closed() || self.server.poll_timeout().is_some(),
         };
         assert!(bounded, "{side:?} waits without a deadline");
         self.drain(side);
@@ -445,6 +448,21 @@ impl<P: ServerPolicy> Sim<P> {
             let Some(o) = o else { break };
             self.on_output(side, o);
         }
+        // The one timer: schedule the machine's deadline whenever it changes.
+        let t = match side {
+            Side::Client => self.client.poll_timeout(),
+            Side::Server => self.server.poll_timeout(),
+        };
+        match t {
+            Some(t) if self.armed.get(&side) != Some(&t) => {
+                self.armed.insert(side, t);
+                self.at(t, Ev::Timer { side });
+            }
+            Some(_) => {}
+            None => {
+                self.armed.remove(&side);
+            }
+        }
     }
 
     fn report(&mut self, side: Side, report: SessionReport) {
@@ -469,8 +487,6 @@ impl<P: ServerPolicy> Sim<P> {
                     );
                 }
             }
-            Output::Timer(Some(t)) => self.at(t, Ev::Timer { side }),
-            Output::Timer(None) => {}
             Output::Connected { mode, .. } => self.log.connected = Some(mode),
             Output::PrepareTestEndpoint(e) => {
                 let port = e.local.port();
