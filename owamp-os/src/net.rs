@@ -467,17 +467,8 @@ impl AsRawFd for TestSocket {
     }
 }
 
-/// The same address with an IPv4-mapped IPv6 address turned into IPv4, for comparing the
-/// source of a datagram with a session's peer.
-pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
-}
+/// The same address with an IPv4-mapped IPv6 address turned into IPv4 (the core's rule).
+pub use owamp_core::control::canonical;
 
 #[cfg(test)]
 mod tests {

@@ -16,13 +16,12 @@ use owamp_core::control::{
     AcceptCode, Client, ClientCommand, ClientConfig, CloseReason, Mode, PortRange, Role, Server,
     ServerConfig, SessionRequest,
 };
-use owamp_core::crypto::{SecureMode, TestPacketCrypto};
 use owamp_core::io::{
     FetchReply, FetchedSession, Finished, Input, Output, SessionInfo, SessionReport, SkipRange,
     StoredSession,
 };
 use owamp_core::policy::ServerPolicy;
-use owamp_core::session::{PacketProtection, Receiver, Schedule, Sender, SessionParams};
+use owamp_core::session::{test_session, Receiver, Sender};
 use owamp_core::time::Interval;
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
@@ -595,27 +594,9 @@ impl<P: ServerPolicy> Sim<P> {
         if side == Side::Client {
             self.log.accepted.push(info.clone());
         }
-        let r = &info.request;
-        let schedule = Schedule::new(info.sid, &r.slots, r.num_packets).expect("valid schedule");
-        let params = SessionParams {
-            schedule,
-            start: r.start_time,
-            timeout: r.timeout,
-            padding: r.padding_length,
-        };
-        let protection = match (info.mode, &info.keys) {
-            (Mode::Authenticated, Some(k)) => PacketProtection::Sealed(TestPacketCrypto::new(
-                SecureMode::Authenticated,
-                &info.sid.0,
-                k,
-            )),
-            (Mode::Encrypted, Some(k)) => PacketProtection::Sealed(TestPacketCrypto::new(
-                SecureMode::Encrypted,
-                &info.sid.0,
-                k,
-            )),
-            _ => PacketProtection::Open,
-        };
+        // What both ends agreed on, derived by the core (schedule, keys, protection).
+        let params = test_session::session_params(&info).expect("valid schedule");
+        let protection = test_session::packet_protection(&info).expect("keys for secure modes");
         let kind = match info.role {
             Role::Sender => Endpoint::Sender(Sender::new(params, protection).expect("sender")),
             Role::Receiver => {
