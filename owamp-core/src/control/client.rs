@@ -226,7 +226,7 @@ impl<R: RngCore + CryptoRng> Client<R> {
         self.conn.ended.clear();
         if !self.conn.closed {
             self.conn.flush_tx();
-            }
+        }
     }
 
     fn on_timer(&mut self, now: OwampTime) {

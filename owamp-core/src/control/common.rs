@@ -102,7 +102,6 @@ impl Conn {
         }
     }
 
-
     /// Waits at most the control timeout from `now` for the peer.
     pub(crate) fn wait_peer(&mut self, now: OwampTime) {
         self.deadline = Some(deadline_after(now, self.control_timeout));
