@@ -180,7 +180,7 @@ fn run() -> Result<(), String> {
                             .unwrap_or(Interval::ZERO),
                         type_p: TypeP::BEST_EFFORT,
                     };
-                    c.request_session(now(), req).map_err(|e| e.to_string())?;
+                    c.request_session(req).map_err(|e| e.to_string())?;
                 }
                 ClientEvent::SessionAccepted(info) => {
                     sid = Some(info.sid);

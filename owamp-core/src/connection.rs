@@ -385,7 +385,7 @@ pub type ClientConnection<R> = Connection<Client<R>>;
 pub type ServerConnection<P, R> = Connection<Server<P, R>>;
 
 impl<M: Machine> Connection<M> {
-    fn with_machine(machine: M) -> Self {
+    fn with_machine(now: OwampTime, machine: M) -> Self {
         let mut c = Self {
             machine,
             out: VecDeque::new(),
@@ -397,7 +397,7 @@ impl<M: Machine> Connection<M> {
             test_ports: None,
             closed: false,
         };
-        c.drain(OwampTime::ZERO);
+        c.drain(now);
         c
     }
 
@@ -594,7 +594,7 @@ impl<M: Machine> Connection<M> {
     fn drain(&mut self, now: OwampTime) {
         loop {
             while let Some(o) = self.machine.poll() {
-                self.on_output(now, o);
+                self.on_output(o);
             }
             let Some(report) = self.next_report() else {
                 break;
@@ -624,7 +624,7 @@ impl<M: Machine> Connection<M> {
         self.out.push_back(Output::Event(e.into()));
     }
 
-    fn on_output(&mut self, now: OwampTime, o: MachineOutput) {
+    fn on_output(&mut self, o: MachineOutput) {
         match o {
             MachineOutput::Transmit(b) => self
                 .out
@@ -692,7 +692,6 @@ impl<M: Machine> Connection<M> {
                         .push_back(Output::Socket(SocketAction::Close(e.socket)));
                 }
                 self.event(SessionEvent::TestComplete);
-                let _ = now;
             }
             MachineOutput::Close(reason) => self.shut(reason),
             other @ (MachineOutput::FetchRequest { .. }
@@ -833,7 +832,7 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
     /// A client on a control connection established at `now`; it waits for the
     /// Server-Greeting.
     pub fn client(now: OwampTime, cfg: ClientConfig, rng: R) -> Self {
-        Self::with_machine(Client::new(now, cfg, rng))
+        Self::with_machine(now, Client::new(now, cfg, rng))
     }
 
     /// Local ports for the client's test sockets (default: any port). A request whose
@@ -854,11 +853,7 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
     /// port is 0), then Request-Session is sent with its port. Answered by
     /// [`ClientEvent::SessionAccepted`], [`ClientEvent::SessionRejected`] or
     /// [`ClientEvent::SocketFailed`].
-    pub fn request_session(
-        &mut self,
-        now: OwampTime,
-        req: SessionRequest,
-    ) -> Result<(), ControlError> {
+    pub fn request_session(&mut self, req: SessionRequest) -> Result<(), ControlError> {
         if !self.is_ready() {
             let state = if self.pending.iter().any(|p| p.request.is_some()) {
                 "a request is outstanding"
@@ -894,7 +889,6 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
         });
         self.out
             .push_back(Output::Socket(SocketAction::Open { id, local }));
-        let _ = now;
         Ok(())
     }
 
@@ -945,7 +939,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Connection<Server<P, R>> {
     ) -> Self {
         let local = crate::control::canonical(local);
         let peer = crate::control::canonical(peer);
-        let mut c = Self::with_machine(Server::new(now, cfg, policy, rng, local, peer));
+        let mut c = Self::with_machine(now, Server::new(now, cfg, policy, rng, local, peer));
         c.drain(now);
         c
     }
@@ -968,10 +962,10 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Connection<Server<P, R>> {
 
     /// Closes the connection now (the server shuts down): receive sessions still running are
     /// kept as incomplete.
-    pub fn close(&mut self, _now: OwampTime) {
+    pub fn close(&mut self, now: OwampTime) {
         if !self.closed {
             self.machine.abort();
-            self.drain(_now);
+            self.drain(now);
         }
     }
 }

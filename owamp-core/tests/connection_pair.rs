@@ -174,7 +174,7 @@ impl Pair {
             timeout: Interval::from_raw(2 << 32),
             type_p: TypeP::BEST_EFFORT,
         };
-        self.client.request_session(self.now, req).unwrap();
+        self.client.request_session(req).unwrap();
         self.requested += 1;
     }
 

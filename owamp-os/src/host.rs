@@ -45,10 +45,10 @@ use crate::store::SessionStore;
 /// Setting it is a single atomic store, so it may be done from a signal handler's context
 /// (for example through a handle kept in a static).
 ///
-/// - Client ([`ClientConnection::wait`], [`run_test`]): during the test, the local sessions
+/// - Client (an adapter's `wait` or `run_test`): during the test, the local sessions
 ///   are stopped and Stop-Sessions is exchanged ([`Input::StopSessions`]); the records
 ///   received so far are kept and the server's are still fetched.
-/// - Server ([`Server`], [`serve_connection`]): no new connection is accepted; connections
+/// - Server (an adapter's `Server`): no new connection is accepted; connections
 ///   in a test stop it the same way, the others are closed.
 ///
 /// [`Input::StopSessions`]: owamp_core::io::Input::StopSessions
@@ -81,7 +81,7 @@ pub struct EndpointConfig {
     /// exact time. Longer is more precise and costs more CPU.
     pub spin: Duration,
     /// The longest single wait of an endpoint thread: how fast it notices
-    /// [`RunningEndpoint::stop`].
+    /// a [`StopHandle`].
     pub poll_interval: Duration,
     /// Added to the end of the schedule and the loss timeout: past that an endpoint ends even
     /// if nobody stopped it.
@@ -90,7 +90,7 @@ pub struct EndpointConfig {
     /// (otherwise, and when none comes, the clock is read on receipt).
     pub use_kernel_timestamps: bool,
     /// Whether senders keep, per packet sent, the difference between its timestamp and its
-    /// scheduled time ([`SenderOutcome::lateness_nanos`]).
+    /// scheduled time.
     pub record_send_lateness: bool,
 }
 
@@ -255,7 +255,7 @@ pub enum ClientError {
     Control(#[from] ControlError),
 }
 
-/// How a test ended ([`ClientConnection::wait`]).
+/// How a test ended (an adapter client's `wait`).
 #[derive(Debug)]
 pub struct TestEnd {
     /// Both Stop-Sessions were exchanged: the server's records can be fetched.
@@ -269,7 +269,7 @@ pub struct TestEnd {
     pub received: Vec<StoredSession>,
 }
 
-/// The sessions of a measurement ([`run_test`]).
+/// The sessions of a measurement (an adapter's `run_test`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestPlan {
     /// A session from the client to the server ("to"), if any.
@@ -289,7 +289,7 @@ pub struct DirectionResult {
     pub data: Result<StoredSession, ClientError>,
 }
 
-/// The outcome of [`run_test`].
+/// The outcome of an adapter's `run_test`.
 #[derive(Debug)]
 pub struct TestResults {
     /// The mode used.
@@ -302,7 +302,7 @@ pub struct TestResults {
     pub stopped_early: bool,
 }
 
-/// The stored form of a fetched session (what [`write_owp`](owamp_os::store::write_owp) takes).
+/// The stored form of a fetched session (what [`write_owp`](crate::store::write_owp) takes).
 pub fn fetched_to_stored(f: FetchedSession) -> StoredSession {
     StoredSession {
         request: f.request,
@@ -339,7 +339,7 @@ pub type ConnectionLog = Arc<dyn Fn(&ConnectionSummary) + Send + Sync>;
 #[derive(Clone)]
 pub struct ServeConfig {
     /// The control state machine's settings: test port range, timeouts, PBKDF2 count,
-    /// Start-Time (when zero, [`Server::bind`] sets it to the current time).
+    /// Start-Time (when zero, the adapter's `Server::bind` sets it to the current time).
     pub control: ServerConfig,
     /// How the test endpoints run (and the clock).
     pub endpoint: EndpointConfig,
@@ -348,7 +348,7 @@ pub struct ServeConfig {
     pub io_timeout: Duration,
     /// Connections served at once; further ones are closed at once.
     pub max_connections: usize,
-    /// After shutdown, how long [`Server::run`] waits for running connections to finish.
+    /// After shutdown, how long the adapter's `Server::run` waits for running connections to finish.
     pub shutdown_grace: Duration,
     /// Told about every connection when it ends.
     pub log: Option<ConnectionLog>,

@@ -1,6 +1,6 @@
 //! `.owp` session files on disk, written atomically.
 //!
-//! The core encodes a file ([`owamp_core::owp::encode`]) into any [`Write`]; this module puts
+//! The core encodes a file ([`owamp_core::owp::encode`]) into any [`Write`](std::io::Write); this module puts
 //! the bytes on disk so that a reader (owstats, a Fetch-Session answer) never sees half a
 //! file, even after a crash.
 

@@ -74,7 +74,7 @@ fn serve(mut d: Driver<Client<OsRng>>, cmds: mpsc::Receiver<Cmd>, msgs: mpsc::Se
             let now = d.h.now();
             let c = &mut d.h.conn;
             let r = match cmd {
-                Cmd::Request(req) => c.request_session(now, req),
+                Cmd::Request(req) => c.request_session(req),
                 Cmd::Start => c.start_sessions(now),
                 Cmd::Stop => c.stop_sessions(now),
                 Cmd::Fetch(sid, b, e) => c.fetch(now, sid, b, e),

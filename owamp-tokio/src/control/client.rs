@@ -80,7 +80,7 @@ async fn serve(
         let now = d.h.now();
         let c = &mut d.h.conn;
         let r = match cmd {
-            Cmd::Request(req) => c.request_session(now, req),
+            Cmd::Request(req) => c.request_session(req),
             Cmd::Start => c.start_sessions(now),
             Cmd::Stop => c.stop_sessions(now),
             Cmd::Fetch(sid, b, e) => c.fetch(now, sid, b, e),
