@@ -374,6 +374,13 @@ impl SessionStore for DaemonStore {
         self.dir.save(session)
     }
 
+    fn begin(
+        &self,
+        request: &owamp_core::wire::RequestSession,
+    ) -> Result<Box<dyn owamp_os::store::RecordSink>, StoreError> {
+        self.dir.begin(request)
+    }
+
     fn load(&self, sid: &SessionId) -> FetchReply {
         let r = self.dir.load(sid);
         if matches!(r, FetchReply::Found(_)) && self.delete.take(sid) {
@@ -611,6 +618,10 @@ fn serve(
     if let Some(n) = s.conf.pbkdf2_count {
         cfg.control.kdf_count = n;
     }
+    // Received records go to disk as they come (DirectoryStore streams them), so the packet
+    // count of a receive session costs no memory: the class's disk limit decides, as in the
+    // reference.
+    cfg.control.max_receive_packets = u32::MAX;
     cfg.endpoint.clock = clock;
     cfg.max_connections = max_connections(s.conf.maxcontrolsessions);
     cfg.shutdown_grace = Duration::from_secs(u64::from(s.conf.dieby.unwrap_or(5)));
@@ -680,8 +691,13 @@ fn describe(c: &ConnectionSummary) -> String {
         Some(r) => format!("{r:?}"),
         None => "server shutdown".into(),
     };
+    let store_error = c
+        .store_error
+        .as_deref()
+        .map(|e| format!(" (last store error: {e})"))
+        .unwrap_or_default();
     format!(
-        "connection from {}: mode={}{id} sessions={} stored={} store_errors={} closed={close}",
+        "connection from {}: mode={}{id} sessions={} stored={} store_errors={}{store_error} closed={close}",
         c.peer, c.mode, c.sessions, c.stored, c.store_errors
     )
 }

@@ -22,8 +22,9 @@
 //!
 //! Outputs come in four kinds: octets for the control connection and its close
 //! ([`ControlAction`]), UDP test sockets to open, mark and close ([`SocketAction`]), a
-//! received session to keep ([`Output::Store`]), and what the application may want to know
-//! ([`ClientEvent`] / [`ServerEvent`]). Inputs that only one role takes are methods of that
+//! received session to keep ([`Output::Store`], whole at its end; or, with
+//! [`Connection::with_streamed_records`], its records as they come, [`Output::Stream`]), and
+//! what the application may want to know ([`ClientEvent`] / [`ServerEvent`]). Inputs that only one role takes are methods of that
 //! role only, so a server can never be handed a client command.
 //!
 //! Nothing here reads a clock, touches a socket or a file, or draws randomness other than from
@@ -61,6 +62,7 @@
 //!         }
 //!         Output::Socket(_) => { /* set its DSCP, or close it */ }
 //!         Output::Store(session) => { /* keep the received session */ }
+//!         Output::Stream(records) => { /* only with with_streamed_records */ }
 //!         Output::Event(event) => { /* tell the application */ }
 //!     }
 //! }
@@ -81,9 +83,10 @@ use crate::control::{
 use crate::io::{FetchReply, FetchedSession, Input, Output as MachineOutput, SessionInfo};
 use crate::io::{SessionEnd, StoredSession};
 use crate::policy::ServerPolicy;
-use crate::session::{Datagram, DatagramOutcome, TestSession, Timeout, Transmit};
+use crate::session::{Datagram, DatagramOutcome, StreamEnd, TestSession, Timeout, Transmit};
 use crate::time::{ErrorEstimate, OwampTime};
 use crate::wire::SessionId;
+use crate::wire::{DataRecord, RequestSession};
 
 /// A test socket the connection asked the host for ([`SocketAction::Open`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,9 +102,40 @@ pub enum Output<E> {
     /// A session this end received is over (RFC 4656 3.8): keep it (a server stores it for
     /// Fetch-Session; a client hands it to the application).
     Store(Box<StoredSession>),
+    /// With [`Connection::with_streamed_records`], instead of [`Output::Store`]: a received
+    /// session's records as they come.
+    Stream(RecordStream),
     /// Something the application may want to know.
     Event(E),
 }
+
+/// A receive session's records as they come ([`Connection::with_streamed_records`]), so that
+/// the host writes them out at once: memory stays bounded whatever the session's length, and
+/// a crash leaves what was received on disk (in the `.owp` layout, a file whose header says
+/// "not finished" holds as many records as fit in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordStream {
+    /// A session this end receives was agreed on: open its file with this request (as
+    /// stored: [`SessionInfo::request`]).
+    Begin(Box<RequestSession>),
+    /// Records of the session, in order: append them.
+    Records {
+        /// The session.
+        sid: SessionId,
+        /// The records.
+        records: Vec<DataRecord>,
+    },
+    /// The session is over (RFC 4656 3.8): append the tail, apply the prune if there is one,
+    /// and finish the file.
+    End(Box<StreamEnd>),
+}
+
+/// Records a streaming receive session holds before it hands them out
+/// ([`RecordStream::Records`]).
+pub const STREAM_BATCH: usize = 512;
+
+/// How long a streaming receive session holds records at most before it hands them out.
+pub const STREAM_INTERVAL: core::time::Duration = core::time::Duration::from_secs(1);
 
 /// What to do with the control connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +376,8 @@ struct Entry {
     session: TestSession,
     /// Its end was reported to the state machine.
     reported: bool,
+    /// When its records were last handed out (streaming only).
+    flushed_at: OwampTime,
 }
 
 /// A socket asked for and not yet attached to a session.
@@ -377,6 +413,8 @@ pub struct Connection<M: Machine> {
     error: ErrorEstimate,
     test_ports: Option<PortRange>,
     closed: bool,
+    /// Receive sessions hand out their records as they come.
+    stream: bool,
 }
 
 /// The client's side: owping's.
@@ -396,9 +434,19 @@ impl<M: Machine> Connection<M> {
             error: ErrorEstimate::UNSYNCHRONIZED,
             test_ports: None,
             closed: false,
+            stream: false,
         };
         c.drain(now);
         c
+    }
+
+    /// Hands out the records of the sessions this end receives as they come
+    /// ([`Output::Stream`]: at least every [`STREAM_BATCH`] records or [`STREAM_INTERVAL`])
+    /// instead of whole at the end ([`Output::Store`]). Set it before any session is agreed
+    /// on.
+    pub fn with_streamed_records(mut self) -> Self {
+        self.stream = true;
+        self
     }
 
     /// The mode of the control connection (open until the set-up completes).
@@ -464,6 +512,11 @@ impl<M: Machine> Connection<M> {
         for e in &mut self.sessions {
             e.session.handle_timeout(now, error);
         }
+        if self.stream {
+            for i in 0..self.sessions.len() {
+                self.flush_records(i, now);
+            }
+        }
         if self.machine.deadline().is_some_and(|d| now >= d) {
             self.feed(now, Input::Timer);
         } else {
@@ -480,11 +533,16 @@ impl<M: Machine> Connection<M> {
         d: &Datagram<'_>,
     ) -> DatagramOutcome {
         let error = self.error;
-        let Some(e) = self.sessions.iter_mut().find(|e| e.socket == socket) else {
+        let Some(i) = self.sessions.iter().position(|e| e.socket == socket) else {
             return DatagramOutcome::NotReceiving;
         };
+        let e = &mut self.sessions[i];
         let outcome = e.session.handle_datagram(d, error);
-        if e.session.is_done() && !e.reported {
+        let done = e.session.is_done() && !e.reported;
+        if self.stream {
+            self.flush_records(i, now);
+        }
+        if done {
             self.drain(now);
         }
         outcome
@@ -680,9 +738,7 @@ impl<M: Machine> Connection<M> {
                         let e = self.sessions.remove(i);
                         self.out
                             .push_back(Output::Socket(SocketAction::Close(e.socket)));
-                        if let Some(s) = e.session.into_incomplete() {
-                            self.out.push_back(Output::Store(Box::new(s)));
-                        }
+                        self.keep(e, None);
                     }
                 }
             }
@@ -716,10 +772,17 @@ impl<M: Machine> Connection<M> {
                         dscp: session.dscp(),
                     }));
                 }
+                if self.stream && session.role() == crate::control::Role::Receiver {
+                    self.out
+                        .push_back(Output::Stream(RecordStream::Begin(Box::new(
+                            info.request.clone(),
+                        ))));
+                }
                 self.sessions.push(Entry {
                     socket,
                     session,
                     reported: false,
+                    flushed_at: OwampTime::ZERO,
                 });
             }
             (socket, _) => {
@@ -744,9 +807,45 @@ impl<M: Machine> Connection<M> {
         let e = self.sessions.remove(i);
         self.out
             .push_back(Output::Socket(SocketAction::Close(e.socket)));
-        if let Some(s) = e.session.into_stored(end, self.error) {
-            self.out.push_back(Output::Store(Box::new(s)));
+        self.keep(e, Some(end));
+    }
+
+    /// A receive session is over: with the peer's Stop-Sessions (`end`) or without (the test
+    /// broke off: incomplete). Its records go to the host, whole or as the stream's end.
+    fn keep(&mut self, e: Entry, end: Option<&SessionEnd>) {
+        let out = if self.stream {
+            e.session
+                .finish_stream(end, self.error)
+                .map(|s| Output::Stream(RecordStream::End(Box::new(s))))
+        } else {
+            match end {
+                Some(end) => e.session.into_stored(end, self.error),
+                None => e.session.into_incomplete(),
+            }
+            .map(|s| Output::Store(Box::new(s)))
+        };
+        self.out.extend(out);
+    }
+
+    /// Hands out the records session `i` holds when there are enough of them, or they have
+    /// waited long enough.
+    fn flush_records(&mut self, i: usize, now: OwampTime) {
+        let Some(e) = self.sessions.get_mut(i) else {
+            return;
+        };
+        let held = e.session.records_held();
+        if held == 0 {
+            return;
         }
+        let due = e.flushed_at.saturating_add(STREAM_INTERVAL);
+        if held < STREAM_BATCH && now < due {
+            return;
+        }
+        e.flushed_at = now;
+        let records = e.session.take_records();
+        let sid = e.session.sid();
+        self.out
+            .push_back(Output::Stream(RecordStream::Records { sid, records }));
     }
 
     /// The control connection closes: sockets are closed and every receive session still
@@ -755,9 +854,7 @@ impl<M: Machine> Connection<M> {
         for e in std::mem::take(&mut self.sessions) {
             self.out
                 .push_back(Output::Socket(SocketAction::Close(e.socket)));
-            if let Some(s) = e.session.into_incomplete() {
-                self.out.push_back(Output::Store(Box::new(s)));
-            }
+            self.keep(e, None);
         }
         for p in std::mem::take(&mut self.pending) {
             if p.open {

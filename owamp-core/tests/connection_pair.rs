@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use owamp_core::connection::{
-    ClientConnection, ClientEvent, ControlAction, Output, ServerConnection, ServerEvent,
-    SocketAction, SocketId,
+    ClientConnection, ClientEvent, ControlAction, Output, RecordStream, ServerConnection,
+    ServerEvent, SocketAction, SocketId,
 };
 use owamp_core::control::{
     ClientConfig, CloseReason, Identity, Mode, Modes, PortRange, Role, ServerConfig, SessionRequest,
@@ -18,7 +18,7 @@ use owamp_core::io::{FetchReply, FetchedSession, Finished, StoredSession};
 use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::session::Datagram;
 use owamp_core::time::{Interval, OwampTime};
-use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
+use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -73,6 +73,46 @@ struct Outcome {
     accepted: Vec<(Role, SessionId)>,
     dropped: u64,
     open_sockets: usize,
+    /// Streaming: sessions begun and not ended, with the records so far.
+    streams: HashMap<SessionId, (RequestSession, Vec<DataRecord>)>,
+    /// Streaming: batches of records handed out.
+    batches: usize,
+    /// Streaming: ends that pruned records already handed out.
+    prunes: usize,
+}
+
+impl Outcome {
+    /// Follows a record stream; the session, once ended, as a whole one would have been.
+    fn stream(&mut self, r: RecordStream) -> Option<StoredSession> {
+        match r {
+            RecordStream::Begin(req) => {
+                let prev = self.streams.insert(req.sid, (*req, Vec::new()));
+                assert!(prev.is_none(), "a session begun twice");
+                None
+            }
+            RecordStream::Records { sid, records } => {
+                assert!(!records.is_empty());
+                self.batches += 1;
+                self.streams.get_mut(&sid).expect("begun").1.extend(records);
+                None
+            }
+            RecordStream::End(end) => {
+                let (request, mut records) = self.streams.remove(&end.sid).expect("begun");
+                if let Some(p) = end.prune {
+                    self.prunes += 1;
+                    records.retain(|r| p.keeps(r));
+                }
+                records.extend(end.tail.iter().copied());
+                Some(StoredSession {
+                    request,
+                    finished: end.finished,
+                    next_seqno: end.next_seqno,
+                    skips: end.skips.clone(),
+                    records,
+                })
+            }
+        }
+    }
 }
 
 struct Pair {
@@ -108,6 +148,11 @@ fn limits() -> Limits {
 
 impl Pair {
     fn new(mode: Mode, plan: Plan) -> Self {
+        Self::with(mode, plan, false)
+    }
+
+    /// With `stream`, both ends hand out received records as they come.
+    fn with(mode: Mode, plan: Plan, stream: bool) -> Self {
         let now = t0();
         let ccfg = ClientConfig {
             modes: Modes::from(mode),
@@ -128,8 +173,8 @@ impl Pair {
             kdf_count: 1024,
             ..ServerConfig::default()
         };
-        let client = ClientConnection::client(now, ccfg, ChaCha8Rng::seed_from_u64(1));
-        let server = ServerConnection::server(
+        let mut client = ClientConnection::client(now, ccfg, ChaCha8Rng::seed_from_u64(1));
+        let mut server = ServerConnection::server(
             now,
             scfg,
             limits(),
@@ -137,6 +182,10 @@ impl Pair {
             SocketAddr::new(SERVER_IP, 861),
             SocketAddr::new(CLIENT_IP, 40000),
         );
+        if stream {
+            client = client.with_streamed_records();
+            server = server.with_streamed_records();
+        }
         Self {
             now,
             client,
@@ -305,6 +354,11 @@ impl Pair {
             Output::Socket(SocketAction::SetDscp { .. }) => {}
             Output::Socket(SocketAction::Close(id)) => self.close_socket(Side::Client, id),
             Output::Store(s) => self.out.client_received.push(*s),
+            Output::Stream(r) => {
+                if let Some(s) = self.out.stream(r) {
+                    self.out.client_received.push(s);
+                }
+            }
             Output::Event(e) => {
                 self.out
                     .events
@@ -356,6 +410,11 @@ impl Pair {
             Output::Socket(SocketAction::Close(id)) => self.close_socket(Side::Server, id),
             Output::Store(s) => {
                 self.out.server_stored.insert(s.request.sid, *s);
+            }
+            Output::Stream(r) => {
+                if let Some(s) = self.out.stream(r) {
+                    self.out.server_stored.insert(s.request.sid, s);
+                }
             }
             Output::Event(ServerEvent::FetchRequest { sid, .. }) => {
                 let reply = match self.out.server_stored.get(&sid) {
@@ -555,4 +614,29 @@ fn late_last_packet_is_kept() {
         .expect("last packet");
     let sched = to.records.iter().map(|r| r.send_time).max().unwrap();
     assert_eq!(last.send_time, sched);
+}
+
+/// Records handed out as they come make, once the session is over, exactly the session
+/// that is otherwise kept whole at its end: in both directions, with losses.
+#[test]
+fn streamed_records_make_the_same_sessions() {
+    let plan = || Plan {
+        send: 1500,
+        receive: 1200,
+        late_last: Duration::ZERO,
+        drop_every: 7,
+    };
+    let whole = Pair::with(Mode::Authenticated, plan(), false).run(Duration::from_secs(120));
+    let streamed = Pair::with(Mode::Authenticated, plan(), true).run(Duration::from_secs(120));
+    assert_eq!(whole.batches, 0);
+    // 1500 packets at 10 ms: batches by count (512) and by time (1 s).
+    assert!(streamed.batches >= 10, "{} batches", streamed.batches);
+    assert!(streamed.streams.is_empty(), "a stream never ended");
+    assert_eq!(streamed.prunes, 0);
+    assert_eq!(whole.client_received, streamed.client_received);
+    assert_eq!(whole.server_stored, streamed.server_stored);
+    let to = streamed.fetched.expect("fetched");
+    assert_eq!(to.records.len(), 1500);
+    assert!(to.records.iter().filter(|r| r.is_lost()).count() > 100);
+    assert_eq!(streamed.client_received[0].records.len(), 1200);
 }

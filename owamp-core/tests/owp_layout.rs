@@ -136,3 +136,46 @@ fn skipped_packets_are_not_counted() {
     assert_eq!(sum.lost, 0);
     assert_eq!(sum.buckets.iter().map(|b| b.1).sum::<u32>(), 4);
 }
+
+/// A file written as records come reads, at every point, as the records appended so far
+/// (a record cut short by a crash is not counted), and once finished, as the whole session
+/// with its skip ranges after the records.
+#[test]
+fn streamed_file_is_readable_midway_and_whole_at_the_end() {
+    let recs: Vec<_> = (0..9).map(rec).collect();
+    let mut w = owp::StreamWriter::begin(Cursor::new(Vec::new()), &request(12)).unwrap();
+    for chunk in recs.chunks(4) {
+        w.append(chunk).unwrap();
+        let bytes = w.get_mut().get_ref().clone();
+        let mut r = OwpReader::new(Cursor::new(&bytes)).unwrap();
+        assert!(!r.header().is_finished());
+        assert_eq!(r.record_count(), w.records());
+        let got: Vec<_> = r.records().unwrap().map(Result::unwrap).collect();
+        assert_eq!(got[..], recs[..w.records() as usize]);
+        // Cut in the middle of the last record: one record less.
+        let cut = &bytes[..bytes.len() - 7];
+        let r = OwpReader::new(Cursor::new(cut)).unwrap();
+        assert_eq!(r.record_count(), w.records() - 1);
+    }
+    let skips = vec![SkipRange { first: 9, last: 11 }];
+    let bytes = w
+        .finish(owamp_core::io::Finished::Normal, 9, &skips)
+        .unwrap()
+        .into_inner();
+    let (h, got) = round_trip(
+        &OwpReader::new(Cursor::new(&bytes))
+            .unwrap()
+            .header()
+            .clone(),
+        &recs,
+    );
+    assert!(h.is_finished());
+    assert_eq!((h.next_seqno, h.num_records), (9, 9));
+    assert_eq!(h.skip_ranges, skips);
+    assert_eq!(h.records_offset, h.header_len());
+    assert_eq!(h.skip_ranges_offset, h.records_offset + 9 * 25);
+    assert_eq!(got, recs);
+    // The file is the records-first layout of the same session, byte for byte.
+    let expect = SessionHeader::records_first(request(12), skips, 9, 1, 9);
+    assert_eq!(bytes, owp::to_bytes(&expect, &recs).unwrap());
+}

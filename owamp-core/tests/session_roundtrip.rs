@@ -494,3 +494,91 @@ fn a_packet_far_ahead_cannot_make_the_receiver_track_the_whole_session() {
     assert_eq!(rx.stats().drops.window_full, 2);
     assert_eq!(rx.stats().received, 1);
 }
+
+/// Records taken as they come (to be written out at once) and the stream's end make the
+/// same records as a receiver that kept them all: here a sender stalls after packet 49, so
+/// packets 50.. are declared lost (and handed out) before its Stop-Sessions says Next-Seqno
+/// 50: the end prunes them from what was handed out (RFC 4656 3.8).
+#[test]
+fn streamed_records_match_finish_even_when_pruned() {
+    use owamp_core::io::{Finished, SessionEnd};
+    let p = params(200, 0);
+    let mut tx = Sender::new(p.clone(), PacketProtection::Open).unwrap();
+    let mut whole = Receiver::new(p.clone(), PacketProtection::Open);
+    let mut streamed = Receiver::new(p.clone(), PacketProtection::Open);
+    let mut taken = Vec::new();
+    let mut buf = [0u8; 14];
+    for _ in 0..50 {
+        let (seq, due) = tx.next_due().unwrap();
+        let n = tx.build(&mut buf, due, ERR_SEND).unwrap();
+        let at = OwampTime::from_raw(due.raw() + SEC / 1000);
+        if seq % 9 == 4 {
+            continue; // lost in the network
+        }
+        whole.receive(&buf[..n], at, ERR_RECV, 64).unwrap();
+        streamed.receive(&buf[..n], at, ERR_RECV, 64).unwrap();
+        if seq % 10 == 0 {
+            taken.extend(streamed.take_records());
+        }
+    }
+    // The sender stalls: time passes far beyond the timeouts of packets 50..
+    let (_, due50) = tx.next_due().unwrap();
+    let late = OwampTime::from_raw(due50.raw() + 5 * SEC);
+    whole.poll(late, ERR_RECV);
+    streamed.poll(late, ERR_RECV);
+    taken.extend(streamed.take_records());
+    assert!(taken.iter().any(|r| r.is_lost() && r.seq >= 50));
+    let end = SessionEnd {
+        sid: SID,
+        next_seqno: 50,
+        skips: Vec::new(),
+        accept: owamp_core::control::AcceptCode::Ok,
+        stop_time: late,
+    };
+    let expect = whole.finish(late, Some(50), ERR_RECV).unwrap();
+    let e = streamed.finish_stream(SID, Some(&end), ERR_RECV);
+    assert_eq!(e.finished, Finished::Normal);
+    assert_eq!(e.next_seqno, 50);
+    let prune = e.prune.expect("records handed out must go");
+    taken.retain(|r| prune.keeps(r));
+    taken.extend(e.tail);
+    assert_eq!(taken, expect);
+    assert_eq!(expect.len(), 50);
+    assert_eq!(expect.iter().filter(|r| r.is_lost()).count(), 6);
+}
+
+/// Without a prune to apply, the end says so (no file needs rewriting); a packet received
+/// past Next-Seqno makes the session incomplete with the records as received.
+#[test]
+fn stream_end_without_prune_and_when_incomplete() {
+    use owamp_core::io::{Finished, SessionEnd};
+    let p = params(20, 0);
+    let mut tx = Sender::new(p.clone(), PacketProtection::Open).unwrap();
+    let mut rx = Receiver::new(p.clone(), PacketProtection::Open);
+    let mut buf = [0u8; 14];
+    let mut last = OwampTime::from_raw(0);
+    let mut taken = Vec::new();
+    while let Some((_, due)) = tx.next_due() {
+        let n = tx.build(&mut buf, due, ERR_SEND).unwrap();
+        last = OwampTime::from_raw(due.raw() + SEC / 1000);
+        rx.receive(&buf[..n], last, ERR_RECV, 64).unwrap();
+        taken.extend(rx.take_records());
+    }
+    let twin = rx.clone();
+    let end = |next_seqno| SessionEnd {
+        sid: SID,
+        next_seqno,
+        skips: Vec::new(),
+        accept: owamp_core::control::AcceptCode::Ok,
+        stop_time: last,
+    };
+    let e = rx.finish_stream(SID, Some(&end(20)), ERR_RECV);
+    assert_eq!(
+        (e.finished, e.prune, e.tail.len()),
+        (Finished::Normal, None, 0)
+    );
+    assert_eq!(taken.len(), 20);
+    let e = twin.finish_stream(SID, Some(&end(10)), ERR_RECV);
+    assert_eq!(e.finished, Finished::Incomplete);
+    assert_eq!(e.prune, None);
+}

@@ -14,7 +14,7 @@
 //! 3. feed what happened: [`Host::handle_control`], [`Host::handle_control_closed`],
 //!    [`Host::receive`] for a readable socket, [`Host::handle_timeout`]; then back to 1.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use owamp_core::connection::{
     ClientConnection, ClientEvent, Connection, ControlAction, Machine, OpenError, Output,
-    ServerConnection, SocketAction, SocketId,
+    RecordStream, ServerConnection, SocketAction, SocketId,
 };
 use owamp_core::control::{
     AcceptCode, ClientConfig, CloseReason, ControlError, Mode, PortRange, Role, ServerConfig,
@@ -33,12 +33,12 @@ use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
 use owamp_core::policy::ServerPolicy;
 use owamp_core::session::{Datagram, Timeout};
 use owamp_core::time::{Interval, OwampTime};
-use owamp_core::wire::{Slot, SlotKind, TypeP};
+use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::net::{is_addr_in_use, recv_from_fd, TestSocket, MAX_DATAGRAM};
 use crate::rng::OsRng;
-use crate::store::SessionStore;
+use crate::store::{RecordSink, SessionStore, StoreError};
 
 /// A flag that asks a test (client) or a server to stop early; clones share the flag.
 ///
@@ -328,6 +328,8 @@ pub struct ConnectionSummary {
     pub stored: usize,
     /// Receive sessions that could not be stored.
     pub store_errors: usize,
+    /// The last store error (with the OS error), when there was one.
+    pub store_error: Option<String>,
     /// Why the connection closed (`None` if it was closed by a server shutdown).
     pub close: Option<CloseReason>,
 }
@@ -478,6 +480,10 @@ pub struct Host<M: Machine> {
     pub stored: usize,
     /// Receive sessions that could not be stored.
     pub store_errors: usize,
+    /// The last store error, for the log.
+    pub last_store_error: Option<String>,
+    /// Receive sessions whose records are being written as they come.
+    sinks: HashMap<SessionId, Box<dyn RecordSink>>,
     /// Datagrams that could not be sent (counted as sent: they are lost in the network).
     pub send_errors: u64,
     /// Why the control connection closed, once it has.
@@ -512,6 +518,8 @@ impl<M: Machine> Host<M> {
             events: VecDeque::new(),
             stored: 0,
             store_errors: 0,
+            last_store_error: None,
+            sinks: HashMap::new(),
             send_errors: 0,
             closed: None,
             buf: vec![0u8; MAX_DATAGRAM],
@@ -545,6 +553,7 @@ impl<M: Machine> Host<M> {
                 }
                 Output::Socket(a) => self.socket(a),
                 Output::Store(s) => self.keep(*s),
+                Output::Stream(r) => self.stream(r),
                 Output::Event(e) => self.events.push_back(e),
             }
         }
@@ -600,11 +609,55 @@ impl<M: Machine> Host<M> {
         match &self.store {
             Some(store) => match store.save(&s) {
                 Ok(()) => self.stored += 1,
-                Err(_) => self.store_errors += 1,
+                Err(e) => self.store_failed(e),
             },
             None => {
                 self.stored += 1;
                 self.received.push(s);
+            }
+        }
+    }
+
+    fn store_failed(&mut self, e: StoreError) {
+        self.store_errors += 1;
+        self.last_store_error = Some(e.to_string());
+    }
+
+    /// A receive session's records as they come: to the store's sink for it (or gathered in
+    /// memory without a store). A session whose sink failed is counted once as a store
+    /// error and its further records are dropped.
+    fn stream(&mut self, r: RecordStream) {
+        match r {
+            RecordStream::Begin(request) => {
+                let sink = match &self.store {
+                    Some(store) => store.begin(&request),
+                    None => Ok(crate::store::gather(&request)),
+                };
+                match sink {
+                    Ok(sink) => {
+                        self.sinks.insert(request.sid, sink);
+                    }
+                    Err(e) => self.store_failed(e),
+                }
+            }
+            RecordStream::Records { sid, records } => {
+                let Some(sink) = self.sinks.get_mut(&sid) else {
+                    return;
+                };
+                if let Err(e) = sink.append(&records) {
+                    self.sinks.remove(&sid);
+                    self.store_failed(e);
+                }
+            }
+            RecordStream::End(end) => {
+                let Some(sink) = self.sinks.remove(&end.sid) else {
+                    return;
+                };
+                match sink.finish(&end) {
+                    Ok(Some(whole)) => self.keep(whole),
+                    Ok(None) => self.stored += 1,
+                    Err(e) => self.store_failed(e),
+                }
             }
         }
     }
@@ -875,7 +928,10 @@ pub fn server_connection<P: ServerPolicy>(
     peer: SocketAddr,
 ) -> (ServerConnection<P, OsRng>, ConnectionSummary) {
     let now = config.endpoint.clock.now();
-    let conn = ServerConnection::server(now, config.control.clone(), policy, OsRng, local, peer);
+    // Received records go to the store as they come: its memory stays bounded whatever the
+    // session's length, and a crash leaves them on disk.
+    let conn = ServerConnection::server(now, config.control.clone(), policy, OsRng, local, peer)
+        .with_streamed_records();
     let summary = ConnectionSummary {
         peer: owamp_core::control::canonical(peer),
         mode: Mode::Open,
@@ -883,6 +939,7 @@ pub fn server_connection<P: ServerPolicy>(
         sessions: 0,
         stored: 0,
         store_errors: 0,
+        store_error: None,
         close: None,
     };
     (conn, summary)
@@ -917,6 +974,7 @@ impl<P: ServerPolicy, R: rand_core::RngCore + rand_core::CryptoRng>
         summary.key_id = self.conn.key_id().map(<[u8]>::to_vec);
         summary.stored = self.stored;
         summary.store_errors = self.store_errors;
+        summary.store_error = self.last_store_error.clone();
         summary.close = self.closed.clone();
         summary
     }

@@ -6,12 +6,13 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use owamp_core::owp::{self, OwpError, SessionHeader};
-use owamp_core::wire::DataRecord;
+use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader, StreamWriter};
+use owamp_core::session::StreamEnd;
+use owamp_core::wire::{DataRecord, RequestSession};
 
 /// Writes a `.owp` file so that `path` holds either its old content or the complete new one:
 /// the bytes go to a temporary file in the same directory, which is synced to disk and then
@@ -62,6 +63,119 @@ where
         return result;
     }
     // Make the rename itself durable.
+    sync_parent(path);
+    Ok(())
+}
+
+/// A `.owp` file written while its session runs ([`StreamWriter`]): the records go to
+/// `<path>.i` as they come (each batch handed to the kernel at once, so a crash of the
+/// process loses none of them, and the file reads as a session not finished); at the end the
+/// file is completed, synced and renamed to `path`.
+#[derive(Debug)]
+pub struct StreamFile {
+    writer: StreamWriter<BufWriter<File>>,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+/// The file a session's records go to while it runs: `<path>.i`.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".i");
+    PathBuf::from(p)
+}
+
+impl StreamFile {
+    /// Creates `<path>.i` (replacing any) with the header of a session not yet finished.
+    pub fn create(path: &Path, request: &RequestSession) -> Result<Self, OwpError> {
+        let partial = partial_path(path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&partial)?;
+        let mut writer = StreamWriter::begin(BufWriter::new(file), request)?;
+        writer.get_mut().flush()?;
+        Ok(Self {
+            writer,
+            partial,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Where the records go while the session runs.
+    pub fn partial(&self) -> &Path {
+        &self.partial
+    }
+
+    /// Appends records and hands them to the kernel.
+    pub fn append(&mut self, records: &[DataRecord]) -> Result<(), OwpError> {
+        self.writer.append(records)?;
+        self.writer.get_mut().flush()?;
+        Ok(())
+    }
+
+    /// Completes the file as `end` says (the tail appended; when records already written
+    /// must go, the file is rewritten without them), syncs it and renames it to the final
+    /// path. On error the partial file stays, readable, with what it holds.
+    pub fn finish(mut self, end: &StreamEnd) -> Result<PathBuf, OwpError> {
+        self.writer.append(&end.tail)?;
+        if let Some(prune) = end.prune {
+            return self.rewrite(end, |r| prune.keeps(r));
+        }
+        let out = self
+            .writer
+            .finish(end.finished, end.next_seqno, &end.skips)?;
+        let file = out.into_inner().map_err(|e| OwpError::Io(e.into_error()))?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.partial, &self.path)?;
+        sync_parent(&self.path);
+        Ok(self.path)
+    }
+
+    /// Copies the records `keep` keeps into a new file, finishes that, and removes the
+    /// partial file.
+    fn rewrite(
+        mut self,
+        end: &StreamEnd,
+        keep: impl Fn(&DataRecord) -> bool,
+    ) -> Result<PathBuf, OwpError> {
+        self.writer.get_mut().flush()?;
+        let request = {
+            let r = OwpReader::new(File::open(&self.partial)?)?;
+            r.header().request.clone()
+        };
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".p");
+        let tmp = PathBuf::from(tmp);
+        let mut next = StreamFile::create(&tmp, &request)?;
+        let mut reader = OwpReader::new(File::open(&self.partial)?)?;
+        let mut batch = Vec::with_capacity(1024);
+        for r in reader.records()? {
+            let r = r?;
+            if keep(&r) {
+                batch.push(r);
+            }
+            if batch.len() == batch.capacity() {
+                next.append(&batch)?;
+                batch.clear();
+            }
+        }
+        next.append(&batch)?;
+        next.path = self.path.clone();
+        let done = next.finish(&StreamEnd {
+            tail: Vec::new(),
+            prune: None,
+            ..end.clone()
+        })?;
+        let _ = fs::remove_file(&self.partial);
+        Ok(done)
+    }
+}
+
+/// Syncs the directory of `path`, so that a rename into it is durable.
+fn sync_parent(path: &Path) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -69,7 +183,6 @@ where
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(())
 }
 
 #[cfg(test)]

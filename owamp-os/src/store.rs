@@ -8,7 +8,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use owamp_core::io::{FetchReply, StoredSession};
 use owamp_core::owp::{OwpError, OwpReader, SessionHeader};
-use owamp_core::wire::SessionId;
+use owamp_core::session::StreamEnd;
+use owamp_core::wire::{DataRecord, RequestSession, SessionId};
+
+use crate::owp_file::StreamFile;
 
 /// Why a session could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -31,11 +34,81 @@ pub trait SessionStore: Send + Sync {
 
     /// The answer to a Fetch-Session for `sid`.
     fn load(&self, sid: &SessionId) -> FetchReply;
+
+    /// Opens a session this end receives, for its records as they come
+    /// ([`owamp_core::connection::RecordStream`]). By default they are gathered in memory
+    /// and the session is [`save`](Self::save)d whole at its end; a store that writes them
+    /// out at once keeps memory bounded and loses nothing to a crash.
+    fn begin(&self, request: &RequestSession) -> Result<Box<dyn RecordSink>, StoreError> {
+        Ok(gather(request))
+    }
+}
+
+/// A sink that gathers a session in memory and hands it whole to
+/// [`finish`](RecordSink::finish)'s caller (the default of [`SessionStore::begin`]).
+pub fn gather(request: &RequestSession) -> Box<dyn RecordSink> {
+    Box::new(Gather(StoredSession {
+        request: request.clone(),
+        finished: owamp_core::io::Finished::No,
+        next_seqno: 0,
+        skips: Vec::new(),
+        records: Vec::new(),
+    }))
+}
+
+/// Where the records of one receive session go while it runs ([`SessionStore::begin`]).
+pub trait RecordSink: Send {
+    /// Appends records, in order.
+    fn append(&mut self, records: &[DataRecord]) -> Result<(), StoreError>;
+
+    /// The session is over. Returns the whole session when the store wants it
+    /// [`save`](SessionStore::save)d (a sink that only gathered it), `None` when it is kept
+    /// already.
+    fn finish(self: Box<Self>, end: &StreamEnd) -> Result<Option<StoredSession>, StoreError>;
+}
+
+/// Gathers a session in memory, to be saved whole at its end.
+struct Gather(StoredSession);
+
+impl RecordSink for Gather {
+    fn append(&mut self, records: &[DataRecord]) -> Result<(), StoreError> {
+        self.0.records.extend_from_slice(records);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, end: &StreamEnd) -> Result<Option<StoredSession>, StoreError> {
+        let mut s = self.0;
+        if let Some(p) = end.prune {
+            s.records.retain(|r| p.keeps(r));
+        }
+        s.records.extend_from_slice(&end.tail);
+        s.finished = end.finished;
+        s.next_seqno = end.next_seqno;
+        s.skips = end.skips.clone();
+        Ok(Some(s))
+    }
+}
+
+/// Writes a session's records to its `.owp` file as they come.
+struct FileSink(StreamFile);
+
+impl RecordSink for FileSink {
+    fn append(&mut self, records: &[DataRecord]) -> Result<(), StoreError> {
+        Ok(self.0.append(records)?)
+    }
+
+    fn finish(self: Box<Self>, end: &StreamEnd) -> Result<Option<StoredSession>, StoreError> {
+        self.0.finish(end)?;
+        Ok(None)
+    }
 }
 
 impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     fn save(&self, session: &StoredSession) -> Result<(), StoreError> {
         (**self).save(session)
+    }
+    fn begin(&self, request: &RequestSession) -> Result<Box<dyn RecordSink>, StoreError> {
+        (**self).begin(request)
     }
     fn load(&self, sid: &SessionId) -> FetchReply {
         (**self).load(sid)
@@ -176,6 +249,14 @@ impl SessionStore for DirectoryStore {
         Ok(())
     }
 
+    /// Records go to `<SID>.owp.i` as they come; at the end the file is completed and
+    /// renamed to `<SID>.owp`. After a crash, the `.i` file holds what was received, and
+    /// owstats reads it as a session not finished.
+    fn begin(&self, request: &RequestSession) -> Result<Box<dyn RecordSink>, StoreError> {
+        let f = StreamFile::create(&self.path_of(&request.sid), request)?;
+        Ok(Box::new(FileSink(f)))
+    }
+
     fn load(&self, sid: &SessionId) -> FetchReply {
         let path = self.path_of(sid);
         if !path.exists() {
@@ -185,5 +266,133 @@ impl SessionStore for DirectoryStore {
             Ok(s) => FetchReply::Found(Box::new(s)),
             Err(_) => FetchReply::Failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use owamp_core::io::Finished;
+    use owamp_core::session::Prune;
+    use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
+    use owamp_core::wire::{SkipRange, Slot, SlotKind, TypeP};
+
+    use super::*;
+
+    fn request() -> RequestSession {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        RequestSession {
+            conf_sender: false,
+            conf_receiver: true,
+            num_packets: 100,
+            sender_port: 1,
+            receiver_port: 2,
+            sender_address: lo,
+            receiver_address: lo,
+            sid: SessionId([7; 16]),
+            padding_length: 0,
+            start_time: OwampTime::from_raw(0xeeb2_5d00_0000_0000),
+            timeout: Interval::from_raw(1 << 32),
+            type_p: TypeP::BEST_EFFORT,
+            hmac: [1; 16],
+            slots: vec![Slot {
+                kind: SlotKind::Fixed,
+                mean: Interval::from_raw(1 << 28),
+            }],
+            slots_hmac: [2; 16],
+        }
+    }
+
+    fn rec(seq: u32, lost: bool) -> DataRecord {
+        let sent = 0xeeb2_5d00_0000_0000 + (u64::from(seq) << 28);
+        DataRecord {
+            seq,
+            send_error: ErrorEstimate::from_raw(1),
+            send_time: OwampTime::from_raw(sent),
+            recv_error: ErrorEstimate::from_raw(1),
+            recv_time: OwampTime::from_raw(if lost { 0 } else { sent + 1000 }),
+            ttl: 255,
+        }
+    }
+
+    fn end(tail: Vec<DataRecord>, prune: Option<Prune>) -> StreamEnd {
+        StreamEnd {
+            sid: SessionId([7; 16]),
+            finished: Finished::Normal,
+            next_seqno: 40,
+            skips: vec![SkipRange {
+                first: 30,
+                last: 31,
+            }],
+            tail,
+            prune,
+        }
+    }
+
+    /// Records are on disk, in a file readable as a session not finished, while the session
+    /// runs; at the end the file is complete under its final name and Fetch-Session reads it.
+    #[test]
+    fn directory_store_streams_to_a_readable_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirectoryStore::new(dir.path()).unwrap();
+        let req = request();
+        let mut sink = store.begin(&req).unwrap();
+        let recs: Vec<_> = (0..40).map(|s| rec(s, s % 5 == 0)).collect();
+        sink.append(&recs[..25]).unwrap();
+        let path = store.path_of(&req.sid);
+        let partial = crate::owp_file::partial_path(&path);
+        let midway = read_owp(&partial).unwrap();
+        assert_eq!(midway.finished, Finished::No);
+        assert_eq!(midway.records, recs[..25]);
+        assert_eq!(midway.request.sid, req.sid);
+        assert!(matches!(store.load(&req.sid), FetchReply::NotFound));
+        sink.append(&recs[25..30]).unwrap();
+        let kept = sink.finish(&end(recs[30..].to_vec(), None)).unwrap();
+        assert!(kept.is_none(), "a directory store keeps the file itself");
+        assert!(!partial.exists());
+        let FetchReply::Found(s) = store.load(&req.sid) else {
+            panic!("not found")
+        };
+        assert_eq!(s.finished, Finished::Normal);
+        assert_eq!((s.next_seqno, s.skips.len()), (40, 1));
+        assert_eq!(s.records, recs);
+        assert_eq!(s.request.hmac, [0; 16], "no HMAC in files");
+    }
+
+    /// When records already written must go (RFC 4656 3.8), the file is rewritten without
+    /// them; the memory store gets the same session whole.
+    #[test]
+    fn prune_rewrites_the_file_and_matches_the_memory_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DirectoryStore::new(dir.path()).unwrap();
+        let mem = MemoryStore::new();
+        let req = request();
+        // Packets 0..50: received, then 40.. declared lost before Next-Seqno 40 came.
+        let written: Vec<_> = (0..50).map(|s| rec(s, s >= 40 || s == 3)).collect();
+        let prune = Prune {
+            below: 40,
+            lost_sent_by: None,
+        };
+        for store in [&disk as &dyn SessionStore, &mem] {
+            let mut sink = store.begin(&req).unwrap();
+            sink.append(&written).unwrap();
+            if let Some(whole) = sink.finish(&end(Vec::new(), Some(prune))).unwrap() {
+                store.save(&whole).unwrap();
+            }
+        }
+        let (FetchReply::Found(a), FetchReply::Found(b)) =
+            (disk.load(&req.sid), mem.load(&req.sid))
+        else {
+            panic!("not found")
+        };
+        assert_eq!(a.records, written[..40]);
+        assert_eq!(a.records, b.records);
+        assert_eq!((a.finished, a.next_seqno), (b.finished, b.next_seqno));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no file left over"
+        );
     }
 }

@@ -63,11 +63,7 @@ impl SessionHeader {
     /// The header of a stored session's file (RFC 4656 3.8 stored form; the request's HMAC
     /// fields are zero in files, and Finished maps to the file's 0 / 1 / 2).
     pub fn of_stored(s: &crate::io::StoredSession) -> Self {
-        let finished = match s.finished {
-            crate::io::Finished::No => 0,
-            crate::io::Finished::Normal => FINISHED_NORMAL,
-            crate::io::Finished::Incomplete => FINISHED_INCOMPLETE,
-        };
+        let finished = Self::finished_word(s.finished);
         let request = RequestSession {
             hmac: [0; 16],
             slots_hmac: [0; 16],
@@ -124,6 +120,41 @@ impl SessionHeader {
             h.records_offset = hdr + SKIP_RANGE_LEN * h.skip_ranges.len() as u64;
         }
         h
+    }
+
+    /// A header laid out for records written as they come ([`StreamWriter`](super::StreamWriter)):
+    /// the data records right after the header, the skip ranges after them (the reference's
+    /// daemon lays out its files the same way when it writes records during the session).
+    pub fn records_first(
+        request: RequestSession,
+        skip_ranges: Vec<SkipRange>,
+        num_records: u32,
+        finished: u32,
+        next_seqno: u32,
+    ) -> Self {
+        let mut h = Self {
+            finished,
+            next_seqno,
+            num_records,
+            skip_ranges_offset: 0,
+            records_offset: 0,
+            request,
+            skip_ranges,
+        };
+        h.records_offset = h.header_len();
+        if num_records > 0 || !h.skip_ranges.is_empty() {
+            h.skip_ranges_offset = h.records_offset + RECORD_LEN * u64::from(num_records);
+        }
+        h
+    }
+
+    /// The file's "finished" word for a session's state.
+    pub fn finished_word(f: crate::io::Finished) -> u32 {
+        match f {
+            crate::io::Finished::No => 0,
+            crate::io::Finished::Normal => FINISHED_NORMAL,
+            crate::io::Finished::Incomplete => FINISHED_INCOMPLETE,
+        }
     }
 
     /// Octets of the header proper: fixed part, Request-Session, slots and zero padding.

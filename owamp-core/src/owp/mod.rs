@@ -17,4 +17,4 @@ mod writer;
 pub use error::OwpError;
 pub use header::SessionHeader;
 pub use reader::{OwpReader, Records};
-pub use writer::{encode, to_bytes};
+pub use writer::{encode, to_bytes, StreamWriter};

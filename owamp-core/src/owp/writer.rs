@@ -1,11 +1,12 @@
 //! Encoding .owp files, into any [`Write`] (a file, a buffer); putting them on disk is the
 //! caller's business.
 
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 
 use super::error::OwpError;
 use super::header::{encode_skip, SessionHeader, RECORD_LEN, SKIP_RANGE_LEN};
-use crate::wire::DataRecord;
+use crate::io::Finished;
+use crate::wire::{DataRecord, RequestSession, SkipRange};
 
 /// Checks that the skip ranges and the records sit back to back right after the header, in the
 /// order the offsets give, so that the encoding reads back the same.
@@ -74,4 +75,87 @@ pub fn to_bytes(header: &SessionHeader, records: &[DataRecord]) -> Result<Vec<u8
     let mut v = Vec::new();
     encode(&mut v, header, records.iter().copied())?;
     Ok(v)
+}
+
+/// Writes a `.owp` file while its session runs: the header first, saying "not finished"
+/// (so that a reader takes as many records as the file holds, as perfSONAR's readers do),
+/// then the records as they come, and at the end the skip ranges after the records and the
+/// final header over the first.
+///
+/// Whatever happens to the writer midway, what it wrote is a readable file of the records
+/// appended so far (a record cut short at the end is not counted).
+#[derive(Debug)]
+pub struct StreamWriter<W> {
+    out: W,
+    request: RequestSession,
+    records: u64,
+}
+
+impl<W: Write + Seek> StreamWriter<W> {
+    /// Writes the header of a session not yet finished, for `request` (its HMAC fields are
+    /// written as zero, as in every file), at the start of `out`.
+    pub fn begin(mut out: W, request: &RequestSession) -> Result<Self, OwpError> {
+        let request = RequestSession {
+            hmac: [0; 16],
+            slots_hmac: [0; 16],
+            ..request.clone()
+        };
+        let h = SessionHeader::records_first(request.clone(), Vec::new(), 0, 0, 0);
+        out.seek(SeekFrom::Start(0))?;
+        out.write_all(&h.encode_header())?;
+        Ok(Self {
+            out,
+            request,
+            records: 0,
+        })
+    }
+
+    /// Appends records.
+    pub fn append(&mut self, records: &[DataRecord]) -> Result<(), OwpError> {
+        for r in records {
+            self.out.write_all(&r.to_bytes())?;
+        }
+        self.records += records.len() as u64;
+        Ok(())
+    }
+
+    /// Records appended so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The output, to flush or sync it.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Ends the file: the skip ranges after the records, then the header with the session's
+    /// state, Next-Seqno and counts. Returns the output (positioned at its end).
+    pub fn finish(
+        mut self,
+        finished: Finished,
+        next_seqno: u32,
+        skips: &[SkipRange],
+    ) -> Result<W, OwpError> {
+        let n = u32::try_from(self.records).map_err(|_| {
+            OwpError::Layout(format!(
+                "cannot write: {} records do not fit in the header's count",
+                self.records
+            ))
+        })?;
+        for s in skips {
+            self.out.write_all(&encode_skip(s))?;
+        }
+        let h = SessionHeader::records_first(
+            self.request,
+            skips.to_vec(),
+            n,
+            SessionHeader::finished_word(finished),
+            next_seqno,
+        );
+        self.out.seek(SeekFrom::Start(0))?;
+        self.out.write_all(&h.encode_header())?;
+        self.out.seek(SeekFrom::End(0))?;
+        Ok(self.out)
+    }
 }

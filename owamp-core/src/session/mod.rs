@@ -14,8 +14,8 @@ pub mod test_session;
 
 pub use packet::PacketProtection;
 pub use receiver::{
-    Accepted, DropCounts, DropReason, FinishError, Receiver, ReceiverStats, DEFAULT_MAX_WINDOW,
-    TTL_UNKNOWN,
+    Accepted, DropCounts, DropReason, FinishError, Prune, Receiver, ReceiverStats, StreamEnd,
+    DEFAULT_MAX_WINDOW, TTL_UNKNOWN,
 };
 pub use schedule::{
     ExpDeviates, Schedule, ScheduleCursor, ScheduleError, ScheduleIter, ScheduledPacket,

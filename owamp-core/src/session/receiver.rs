@@ -188,11 +188,72 @@ pub struct Receiver {
     /// Sequence number of `window[0]`: every packet below it is finished.
     begin: u32,
     window: VecDeque<Pending>,
+    /// Records not yet taken ([`take_records`](Receiver::take_records)).
     records: Vec<DataRecord>,
+    /// What was taken, as far as [`finish`](Receiver::finish) needs to know.
+    taken: Taken,
+    /// The highest sequence number of a packet recorded as received.
+    max_received: Option<u32>,
     max_window: usize,
     max_duplicates: u64,
     duplicates_recorded: u64,
     stats: ReceiverStats,
+}
+
+/// A summary of the records handed out by [`Receiver::take_records`]: enough to tell at the
+/// end whether any of them must be removed (RFC 4656 3.8, see [`Prune`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Taken {
+    count: u64,
+    /// The highest sequence number among the lost-packet records taken.
+    lost_max_seq: Option<u32>,
+    /// The latest send time among the lost-packet records taken.
+    lost_max_send: u64,
+}
+
+/// Which records already handed out must go once the session is over (RFC 4656 3.8): the
+/// lost-packet records at or past the sender's Next-Seqno and, when the sender's Next-Seqno
+/// is unknown, those of packets scheduled less than a timeout before the end.
+///
+/// Only lost-packet records are ever removed; a packet received is always kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    /// Records numbered at or past this go (lost ones only: a received one there makes the
+    /// session incomplete instead).
+    pub below: u32,
+    /// When set, lost-packet records of packets scheduled after this time go too.
+    pub lost_sent_by: Option<OwampTime>,
+}
+
+impl Prune {
+    /// Whether `r` stays.
+    pub fn keeps(&self, r: &DataRecord) -> bool {
+        if !r.is_lost() {
+            return true;
+        }
+        r.seq < self.below && !matches!(self.lost_sent_by, Some(t) if r.send_time.raw() > t.raw())
+    }
+}
+
+/// How a receive session whose records were handed out as they came
+/// ([`Receiver::take_records`]) ends: what the file header says, the last records, and which
+/// records already handed out must be removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// The session.
+    pub sid: crate::wire::SessionId,
+    /// Finished normally, or incomplete.
+    pub finished: Finished,
+    /// The sender's Next-Seqno (zero when incomplete).
+    pub next_seqno: u32,
+    /// The sender's skip ranges (none when incomplete).
+    pub skips: Vec<crate::wire::SkipRange>,
+    /// The records not handed out yet, in order, to follow the others.
+    pub tail: Vec<DataRecord>,
+    /// `Some` when records already handed out must be removed: rare (a sender that was
+    /// more than a loss timeout behind its schedule when it stopped), so a file is rewritten
+    /// only then.
+    pub prune: Option<Prune>,
 }
 
 /// Send Error Estimate of a lost-packet record: unsynchronized, multiplier 1, scale 0, as the
@@ -226,6 +287,8 @@ impl Receiver {
             begin: 0,
             window: VecDeque::new(),
             records: Vec::new(),
+            taken: Taken::default(),
+            max_received: None,
             max_window: DEFAULT_MAX_WINDOW,
             max_duplicates,
             duplicates_recorded: 0,
@@ -264,9 +327,27 @@ impl Receiver {
         &self.stats
     }
 
-    /// The records so far, in the order the reference would store them.
+    /// The records so far and not yet taken, in the order the reference would store them.
     pub fn records(&self) -> &[DataRecord] {
         &self.records
+    }
+
+    /// Hands out the records so far (in order), so that they can be written out as they
+    /// come and the receiver's memory stays bounded whatever the session's length. The end
+    /// of the session then comes as a [`StreamEnd`] ([`finish_stream`](Self::finish_stream)).
+    pub fn take_records(&mut self) -> Vec<DataRecord> {
+        let out = std::mem::take(&mut self.records);
+        self.taken.count += out.len() as u64;
+        for r in out.iter().filter(|r| r.is_lost()) {
+            self.taken.lost_max_seq = self.taken.lost_max_seq.max(Some(r.seq));
+            self.taken.lost_max_send = self.taken.lost_max_send.max(r.send_time.raw());
+        }
+        out
+    }
+
+    /// Records taken with [`take_records`](Self::take_records) so far.
+    pub fn records_taken(&self) -> u64 {
+        self.taken.count
     }
 
     /// Whether every packet has been received or declared lost.
@@ -432,6 +513,7 @@ impl Receiver {
         } else if let Some(p) = self.window.get_mut(idx) {
             p.hit = true;
         }
+        self.max_received = self.max_received.max(Some(seq));
         self.records.push(DataRecord {
             seq,
             send_error,
@@ -447,23 +529,20 @@ impl Receiver {
     /// finished normally, with the sender's Next-Seqno and skip ranges and the records
     /// [`finish`](Self::finish) leaves. If the records contradict Stop-Sessions (a packet
     /// received at or past Next-Seqno), the session is kept as incomplete with the records as
-    /// received.
+    /// received. Records already taken ([`take_records`](Self::take_records)) are not in it.
     pub fn into_stored(
         self,
         request: RequestSession,
         end: &SessionEnd,
         recv_error: ErrorEstimate,
     ) -> StoredSession {
-        let raw = self.records.clone();
-        match self.finish(end.stop_time, Some(end.next_seqno), recv_error) {
-            Ok(records) => StoredSession {
-                request,
-                finished: Finished::Normal,
-                next_seqno: end.next_seqno,
-                skips: end.skips.clone(),
-                records,
-            },
-            Err(_) => Self::incomplete(request, raw),
+        let e = self.finish_stream(request.sid, Some(end), recv_error);
+        StoredSession {
+            request,
+            finished: e.finished,
+            next_seqno: e.next_seqno,
+            skips: e.skips,
+            records: e.tail,
         }
     }
 
@@ -471,21 +550,53 @@ impl Receiver {
     /// Stop-Sessions (RFC 4656 3.8: the peer went away): incomplete, with the records as
     /// received.
     pub fn into_incomplete(self, request: RequestSession) -> StoredSession {
-        Self::incomplete(request, self.records)
-    }
-
-    fn incomplete(request: RequestSession, records: Vec<DataRecord>) -> StoredSession {
         StoredSession {
             request,
             finished: Finished::Incomplete,
             next_seqno: 0,
             skips: Vec::new(),
-            records,
+            records: self.records,
+        }
+    }
+
+    /// Ends the session as [`into_stored`](Self::into_stored) (with the peer's
+    /// Stop-Sessions, `end`) or [`into_incomplete`](Self::into_incomplete) (without, `None`)
+    /// do, for records handed out as they came: the records not yet taken, and which of those
+    /// taken must be removed.
+    pub fn finish_stream(
+        mut self,
+        sid: crate::wire::SessionId,
+        end: Option<&SessionEnd>,
+        recv_error: ErrorEstimate,
+    ) -> StreamEnd {
+        let incomplete = |tail| StreamEnd {
+            sid,
+            finished: Finished::Incomplete,
+            next_seqno: 0,
+            skips: Vec::new(),
+            tail,
+            prune: None,
+        };
+        let Some(end) = end else {
+            return incomplete(self.records);
+        };
+        let raw = self.records.clone();
+        match self.finish_in_place(end.stop_time, Some(end.next_seqno), recv_error) {
+            Ok(prune) => StreamEnd {
+                sid,
+                finished: Finished::Normal,
+                next_seqno: end.next_seqno,
+                skips: end.skips.clone(),
+                tail: self.records,
+                prune,
+            },
+            Err(_) => incomplete(raw),
         }
     }
 
     /// Ends the session when Stop-Sessions has been exchanged at `stop_time` (receiver's
-    /// clock), and returns its records in the reference's order, as Fetch-Session serves them.
+    /// clock), and returns its records in the reference's order, as Fetch-Session serves them
+    /// (those not taken with [`take_records`](Self::take_records)).
     ///
     /// RFC 4656 3.8: every packet below `next_seqno` (the sender's Next Seqno; `None` means all
     /// packets) not yet received is recorded as lost, and lost records at or beyond
@@ -504,6 +615,18 @@ impl Receiver {
         next_seqno: Option<u32>,
         recv_error: ErrorEstimate,
     ) -> Result<Vec<DataRecord>, FinishError> {
+        self.finish_in_place(stop_time, next_seqno, recv_error)?;
+        Ok(self.records)
+    }
+
+    /// [`finish`](Self::finish) on the records not taken; returns what must go of those taken,
+    /// if anything.
+    fn finish_in_place(
+        &mut self,
+        stop_time: OwampTime,
+        next_seqno: Option<u32>,
+        recv_error: ErrorEstimate,
+    ) -> Result<Option<Prune>, FinishError> {
         let count = self.params.schedule.count();
         let limit = next_seqno.unwrap_or(count);
         if limit > count {
@@ -512,9 +635,9 @@ impl Receiver {
                 count,
             });
         }
-        if let Some(r) = self.records.iter().find(|r| r.seq >= limit && !r.is_lost()) {
+        if let Some(seq) = self.max_received.filter(|&s| s >= limit) {
             return Err(FinishError::ReceivedBeyondNextSeqno {
-                seq: r.seq,
+                seq,
                 next_seqno: limit,
             });
         }
@@ -525,11 +648,19 @@ impl Receiver {
             }
             self.pop_front(recv_error);
         }
-        let threshold = stop_time.raw().saturating_sub(self.params.timeout.raw());
-        let counted_by_sender = next_seqno.is_some();
-        self.records.retain(|r| {
-            r.seq < limit && (!r.is_lost() || counted_by_sender || r.send_time.raw() <= threshold)
+        let prune = Prune {
+            below: limit,
+            lost_sent_by: next_seqno.is_none().then(|| {
+                OwampTime::from_raw(stop_time.raw().saturating_sub(self.params.timeout.raw()))
+            }),
+        };
+        self.records.retain(|r| prune.keeps(r));
+        let taken_affected = self.taken.lost_max_seq.is_some_and(|s| {
+            s >= limit
+                || prune
+                    .lost_sent_by
+                    .is_some_and(|t| self.taken.lost_max_send > t.raw())
         });
-        Ok(self.records)
+        Ok(taken_affected.then_some(prune))
     }
 }

@@ -28,12 +28,13 @@ use core::time::Duration;
 
 use super::{
     DropReason, PacketProtection, Receiver, Schedule, ScheduleError, Sender, SenderError,
-    SessionParams, TTL_UNKNOWN,
+    SessionParams, StreamEnd, TTL_UNKNOWN,
 };
 use crate::control::{session_end_bound, Mode, Role};
 use crate::crypto::{SecureMode, TestPacketCrypto};
 use crate::io::{SessionEnd, SessionInfo, SessionReport, StoredSession};
 use crate::time::{ErrorEstimate, OwampTime};
+use crate::wire::DataRecord;
 use crate::wire::SessionId;
 
 /// The largest UDP datagram: no buffer for test packets needs to be longer.
@@ -504,6 +505,35 @@ impl TestSession {
     pub fn into_stored(self, end: &SessionEnd, error: ErrorEstimate) -> Option<StoredSession> {
         match self.kind {
             Kind::Receiver(r) => Some(r.into_stored(self.info.request, end, error)),
+            Kind::Sender(_) => None,
+        }
+    }
+
+    /// A receiver's records so far, handed out so that they can be written as they come
+    /// ([`Receiver::take_records`]); empty for a sender.
+    pub fn take_records(&mut self) -> Vec<DataRecord> {
+        match &mut self.kind {
+            Kind::Receiver(r) => r.take_records(),
+            Kind::Sender(_) => Vec::new(),
+        }
+    }
+
+    /// How many records a receiver holds that were not taken yet.
+    pub fn records_held(&self) -> usize {
+        self.receiver().map_or(0, |r| r.records().len())
+    }
+
+    /// A receiver's end when its records were taken as they came: after the peer's
+    /// Stop-Sessions (`end`), or without it (`None`: incomplete); see
+    /// [`Receiver::finish_stream`]. `None` for a sender.
+    pub fn finish_stream(
+        self,
+        end: Option<&SessionEnd>,
+        error: ErrorEstimate,
+    ) -> Option<StreamEnd> {
+        let sid = self.info.sid;
+        match self.kind {
+            Kind::Receiver(r) => Some(r.finish_stream(sid, end, error)),
             Kind::Sender(_) => None,
         }
     }
