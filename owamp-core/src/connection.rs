@@ -76,17 +76,14 @@ use core::net::SocketAddr;
 
 use rand_core::{CryptoRng, RngCore};
 
-use crate::control::{
-    AcceptCode, Client, ClientCommand, ClientConfig, CloseReason, ControlError, Mode, PortRange,
-    Server, ServerConfig, SessionRequest,
-};
+use crate::control::{Client, ClientConfig, ControlError, PortRange, Server, ServerConfig};
 use crate::io::{FetchReply, FetchedSession, Input, Output as MachineOutput, SessionInfo};
 use crate::io::{SessionEnd, StoredSession};
 use crate::policy::ServerPolicy;
+use crate::proto::{canonical, ClientCommand, CloseReason, Role, SessionRequest};
 use crate::session::{Datagram, DatagramOutcome, StreamEnd, TestSession, Timeout, Transmit};
 use crate::time::{ErrorEstimate, OwampTime};
-use crate::wire::SessionId;
-use crate::wire::{DataRecord, RequestSession};
+use crate::wire::{AcceptCode, DataRecord, Mode, RequestSession, SessionId};
 
 /// A test socket the connection asked the host for ([`SocketAction::Open`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -766,13 +763,13 @@ impl<M: Machine> Connection<M> {
         let socket = at.map(|i| self.pending.remove(i).id);
         match (socket, TestSession::new((*info).clone())) {
             (Some(socket), Ok(session)) => {
-                if session.role() == crate::control::Role::Sender && session.dscp() != 0 {
+                if session.role() == Role::Sender && session.dscp() != 0 {
                     self.out.push_back(Output::Socket(SocketAction::SetDscp {
                         id: socket,
                         dscp: session.dscp(),
                     }));
                 }
-                if self.stream && session.role() == crate::control::Role::Receiver {
+                if self.stream && session.role() == Role::Receiver {
                     self.out
                         .push_back(Output::Stream(RecordStream::Begin(Box::new(
                             info.request.clone(),
@@ -1034,8 +1031,8 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Connection<Server<P, R>> {
         local: SocketAddr,
         peer: SocketAddr,
     ) -> Self {
-        let local = crate::control::canonical(local);
-        let peer = crate::control::canonical(peer);
+        let local = canonical(local);
+        let peer = canonical(peer);
         let mut c = Self::with_machine(now, Server::new(now, cfg, policy, rng, local, peer));
         c.drain(now);
         c

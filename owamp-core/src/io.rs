@@ -30,10 +30,10 @@
 
 use core::net::SocketAddr;
 
-use crate::control::{AcceptCode, ClientCommand, CloseReason, Mode, RequestSession, Role};
 use crate::crypto::SessionKeys;
+use crate::proto::{ClientCommand, CloseReason, Role};
 use crate::time::OwampTime;
-use crate::wire::{DataRecord, SessionId};
+use crate::wire::{AcceptCode, DataRecord, Mode, RequestSession, SessionId};
 
 pub use crate::wire::{Finished, SkipRange};
 

@@ -64,6 +64,7 @@ pub mod crypto;
 pub mod io;
 pub mod owp;
 pub mod policy;
+pub mod proto;
 pub mod session;
 pub mod stats;
 pub mod time;

@@ -7,16 +7,14 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::codec::{self, BLOCK};
 use super::common::{Conn, LocalSession};
-use super::{
-    make_sid, ClientCommand, CloseReason, ControlError, Mode, Modes, ProtocolError, RequestSession,
-    Role, SessionRequest,
-};
+use super::{make_sid, ControlError};
 use crate::crypto::{derive_key_with_limit, seal_token, ControlOpener, ControlSealer, SessionKeys};
 use crate::io::{FetchedSession, Finished, Input, Output, SessionInfo};
+use crate::proto::{ClientCommand, CloseReason, ProtocolError, Role, SessionRequest};
 use crate::time::OwampTime;
 use crate::wire::{
-    framing, AcceptSession, FetchAck, FetchData, FetchSession, ServerGreeting, ServerStart,
-    SessionId, SetUpResponse, SkipRange, StartAck, StartSessions,
+    framing, AcceptSession, FetchAck, FetchData, FetchSession, Mode, Modes, RequestSession,
+    ServerGreeting, ServerStart, SessionId, SetUpResponse, SkipRange, StartAck, StartSessions,
 };
 
 /// An identity: a KeyID (at most 80 octets) and its shared passphrase.

@@ -4,7 +4,7 @@
 //! Messages are encoded and parsed by `wire` as whole plaintext buffers. HMAC fields are
 //! written as zero and filled in (and checked) by the [`framing`](super::framing) layer.
 
-use super::ProtocolError;
+use crate::proto::ProtocolError;
 use crate::wire::{AcceptCode, WireError, BLOCK_LEN};
 
 pub(crate) const BLOCK: usize = BLOCK_LEN;

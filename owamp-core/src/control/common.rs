@@ -6,15 +6,14 @@ use std::collections::VecDeque;
 
 use super::codec::{self, BLOCK};
 use super::framing::Stream;
-use super::{
-    deadline_after, session_end_bound, AcceptCode, CloseReason, ControlError, Mode, ProtocolError,
-    Role,
-};
+use super::{deadline_after, ControlError};
 use crate::crypto::SessionKeys;
 use crate::io::{Output, SessionEnd, SessionReport};
+use crate::proto::{CloseReason, ProtocolError, Role};
+use crate::session::session_end_bound;
 use crate::time::OwampTime;
 use crate::wire::SessionId;
-use crate::wire::{framing, Frame, RequestSession, SessionStop, StopSessions};
+use crate::wire::{framing, AcceptCode, Frame, Mode, RequestSession, SessionStop, StopSessions};
 
 /// Octets a peer may send ahead of what the state machine reads: room for the messages the
 /// reference pipelines (Stop-Sessions with Fetch-Session) many times over, while a peer that

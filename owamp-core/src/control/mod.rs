@@ -80,131 +80,22 @@ mod framing;
 pub mod replay;
 pub mod server;
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::IpAddr;
 use core::time::Duration;
 
 pub use client::{Client, ClientConfig, Identity};
 pub use server::{Server, ServerConfig};
 
+// What the state machines share with the layers below them (`proto`, `session`, `wire`),
+// re-exported here, where the machines' users have always found it.
+pub use crate::proto::{
+    canonical, ClientCommand, CloseReason, ProtocolError, Role, SessionRequest,
+};
+pub use crate::session::session_end_bound;
 pub use crate::wire::{AcceptCode, Mode, Modes, RequestSession};
 
 use crate::time::{Interval, OwampTime};
-use crate::wire::{SessionId, Slot, SlotKind, TypeP};
-
-/// Which end of a test session a side is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Sends test packets.
-    Sender,
-    /// Receives test packets and keeps the records.
-    Receiver,
-}
-
-/// What the client asks for in [`ClientCommand::RequestSession`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRequest {
-    /// Whether the client sends or receives.
-    pub role: Role,
-    /// The client's test socket (already bound: its port goes into the request).
-    pub local: SocketAddr,
-    /// The server's test address (the server chooses the port).
-    pub peer: IpAddr,
-    /// Schedule slots (at least one).
-    pub slots: Vec<Slot>,
-    /// Number of packets (at least one).
-    pub packets: u32,
-    /// Padding octets per packet.
-    pub padding: u32,
-    /// Start time of the schedule.
-    pub start_time: OwampTime,
-    /// Loss timeout (the Timeout of Request-Session, RFC 4656 3.5).
-    pub timeout: Interval,
-    /// Type-P descriptor ([`TypeP::BEST_EFFORT`] for the default).
-    pub type_p: TypeP,
-}
-
-/// A command from the application to a [`Client`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientCommand {
-    /// Send a Request-Session; answered by `SessionAccepted` or `SessionRejected`.
-    RequestSession(SessionRequest),
-    /// Send Start-Sessions; answered by `StartSessions` once Start-Ack accepts.
-    StartSessions,
-    /// Send a Fetch-Session; answered by `Fetched` or `FetchDenied`.
-    Fetch {
-        /// The session.
-        sid: SessionId,
-        /// First sequence number wanted.
-        begin: u32,
-        /// Last sequence number wanted (0xFFFFFFFF for all).
-        end: u32,
-    },
-    /// Close the control connection.
-    Close,
-}
-
-impl ClientCommand {
-    /// The command's name, as errors give it: the message it sends (RFC 4656 3.4).
-    pub fn name(&self) -> &'static str {
-        match self {
-            ClientCommand::RequestSession(_) => "Request-Session",
-            ClientCommand::StartSessions => "Start-Sessions",
-            ClientCommand::Fetch { .. } => "Fetch-Session",
-            ClientCommand::Close => "Close",
-        }
-    }
-}
-
-/// Why a protocol exchange failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProtocolError {
-    /// A message does not parse.
-    #[error("{0}")]
-    Wire(crate::wire::WireError),
-    /// A message could not be parsed.
-    #[error("malformed {0}")]
-    Malformed(&'static str),
-    /// A message's HMAC does not match.
-    #[error("HMAC check failed on {0}")]
-    BadHmac(&'static str),
-    /// A message arrived that is not allowed in the current state.
-    #[error("unexpected message type {0}")]
-    Unexpected(u8),
-    /// The Set-Up-Response asks for something that is not exactly one mode.
-    #[error("invalid mode {0:#x}")]
-    InvalidMode(u32),
-    /// The server asks for a PBKDF2 count above the client's limit.
-    #[error("PBKDF2 count {0} too large")]
-    KdfCount(u32),
-    /// A Stop-Sessions message does not describe the local receive sessions.
-    #[error("Stop-Sessions does not match the sessions: {0}")]
-    BadStop(&'static str),
-    /// More data than the configured limits allow.
-    #[error("limit exceeded: {0}")]
-    Limit(&'static str),
-}
-
-/// Why a control connection is closed ([`Output::Close`](crate::io::Output::Close)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The application asked for it, or the exchange finished normally.
-    Local,
-    /// The peer closed the connection.
-    PeerClosed,
-    /// The peer did not answer in time.
-    Timeout,
-    /// Client: no mode is allowed by both sides ("No Common Modes").
-    NoCommonMode,
-    /// Set-up refused with this Accept code (the server sent it, or the client received it).
-    SetupRejected(AcceptCode),
-    /// Start-Sessions refused with this Accept code.
-    StartRejected(AcceptCode),
-    /// The local endpoints did not report in time after being stopped.
-    SessionsUnreported,
-    /// The peer broke the protocol.
-    Protocol(ProtocolError),
-}
+use crate::wire::SessionId;
 
 /// Misuse of a state machine by the application (never caused by the peer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -273,50 +164,6 @@ pub(crate) fn deadline_after(t: OwampTime, d: Duration) -> OwampTime {
     t.saturating_add_interval(Interval::from_duration_truncated(d))
 }
 
-/// A generous upper bound on when a session is over: the end of its schedule, plus the loss
-/// timeout, plus `slack`.
-///
-/// Fixed slots give the exact end. Exponential gaps are random, so their sum is bounded by
-/// `2 n m + 50 m` for `n` packets of mean gap `m`, which a schedule exceeds with a probability
-/// far below 1e-20. Used only as the deadline of the test phase: past it the local sessions are
-/// stopped.
-pub fn session_end_bound(
-    start: OwampTime,
-    slots: &[Slot],
-    packets: u32,
-    timeout: Interval,
-    slack: Duration,
-) -> OwampTime {
-    let n = u128::from(packets);
-    let len = slots.len() as u128;
-    let mut fixed: u128 = 0;
-    let mut exp: u128 = 0;
-    if let Some(cycles) = n.checked_div(len) {
-        // Slots are used cyclically: full cycles, then a partial one.
-        let rest = (n - cycles * len) as usize;
-        for (i, s) in slots.iter().enumerate() {
-            let uses = cycles + u128::from(i < rest);
-            match s.kind {
-                SlotKind::Fixed => fixed = fixed.saturating_add(uses * u128::from(s.mean.raw())),
-                SlotKind::Exponential => exp = exp.saturating_add(uses * u128::from(s.mean.raw())),
-            }
-        }
-        let max_exp_mean = slots
-            .iter()
-            .filter(|s| s.kind == SlotKind::Exponential)
-            .map(|s| u128::from(s.mean.raw()))
-            .max()
-            .unwrap_or(0);
-        exp = exp.saturating_mul(2).saturating_add(max_exp_mean * 50);
-    }
-    let total = fixed
-        .saturating_add(exp)
-        .saturating_add(u128::from(timeout.raw()))
-        .saturating_add(u128::from(Interval::from_duration_truncated(slack).raw()));
-    let total = u64::try_from(total).unwrap_or(u64::MAX);
-    start.saturating_add_interval(Interval::from_raw(total))
-}
-
 /// The 4 octets of an address that go into a SID (RFC 4656 3.5): an IPv4 address, or the last
 /// 4 octets of an IPv6 address.
 pub(crate) fn sid_addr_octets(addr: IpAddr) -> [u8; 4] {
@@ -339,18 +186,6 @@ pub(crate) fn make_sid(receiver: IpAddr, now: OwampTime, random: [u8; 4]) -> Ses
     sid[4..12].copy_from_slice(&now.raw().to_be_bytes());
     sid[12..].copy_from_slice(&random);
     SessionId(sid)
-}
-
-/// The same address with an IPv4-mapped IPv6 address turned into IPv4: a dual-stack socket
-/// reports IPv4 peers that way, while requests carry plain IPv4 addresses.
-pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
 }
 
 /// An unspecified address is replaced by `fallback` (addresses of the control connection stand
@@ -393,17 +228,6 @@ mod tests {
         assert_eq!(r.next(8800), 8801);
         let one = PortRange { low: 5, high: 5 };
         assert_eq!(one.pick(u32::MAX), 5);
-    }
-
-    #[test]
-    fn end_bound_fixed_is_exact() {
-        let slots = [Slot {
-            kind: SlotKind::Fixed,
-            mean: Interval::from_raw(1 << 31),
-        }];
-        let start = OwampTime::from_raw(100 << 32);
-        let end = session_end_bound(start, &slots, 10, Interval::from_secs(2), Duration::ZERO);
-        assert_eq!(end.raw(), (100 + 5 + 2) << 32);
     }
 
     #[test]

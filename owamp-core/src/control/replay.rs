@@ -29,13 +29,11 @@ use std::collections::VecDeque;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{
-    Client, ClientCommand, ClientConfig, CloseReason, ControlError, PortRange, Role, Server,
-    ServerConfig, SessionRequest,
-};
+use super::{Client, ClientConfig, ControlError, PortRange, Server, ServerConfig};
 use crate::crypto::{decrypt_token, derive_key, SessionKeys};
 use crate::io::{FetchReply, Input, Output, SessionInfo, SessionReport, StoredSession};
 use crate::policy::ServerPolicy;
+use crate::proto::{ClientCommand, CloseReason, Role, SessionRequest};
 use crate::time::OwampTime;
 use crate::wire::{
     framing, AcceptCode, AcceptSession, FetchAck, FetchData, FetchSession, RequestSession,

@@ -7,17 +7,16 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::codec::{self, BLOCK};
 use super::common::{Conn, LocalSession};
-use super::{
-    make_sid, or_fallback, AcceptCode, CloseReason, ControlError, Mode, Modes, PortRange,
-    ProtocolError, RequestSession, Role,
-};
+use super::{make_sid, or_fallback, ControlError, PortRange};
 use crate::crypto::{derive_key, open_token, ControlOpener, ControlSealer, SessionKeys};
 use crate::io::{EndpointSetup, FetchReply, Finished, Input, Output, SessionInfo, StoredSession};
 use crate::policy::{Peer, ServerPolicy, TestAdmission};
+use crate::proto::{CloseReason, ProtocolError, Role};
 use crate::time::OwampTime;
 use crate::wire::{
-    framing, AcceptSession, FetchAck, FetchData, FetchSession, ServerGreeting, ServerStart,
-    SessionId, SetUpResponse, SkipRange, StartAck, StartSessions,
+    framing, AcceptCode, AcceptSession, FetchAck, FetchData, FetchSession, Mode, Modes,
+    RequestSession, ServerGreeting, ServerStart, SessionId, SetUpResponse, SkipRange, StartAck,
+    StartSessions,
 };
 
 /// Settings of a [`Server`].

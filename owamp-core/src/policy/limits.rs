@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Peer, ServerPolicy, TestAdmission};
-use crate::control::{AcceptCode, Mode, Modes, Role};
-use crate::wire::SessionId;
+use crate::proto::Role;
+use crate::wire::{AcceptCode, Mode, Modes, SessionId};
 
 /// The limits of one class (a `limit` line of owamp-server.limits). Zero means unlimited, as
 /// in the reference.
@@ -289,9 +289,8 @@ impl ServerPolicy for Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::RequestSession;
     use crate::time::{Interval, OwampTime};
-    use crate::wire::{Slot, SlotKind, TypeP};
+    use crate::wire::{RequestSession, Slot, SlotKind, TypeP};
     use core::net::Ipv4Addr;
 
     fn request(mean: u64, packets: u32) -> RequestSession {

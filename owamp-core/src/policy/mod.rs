@@ -9,8 +9,8 @@ mod limits;
 
 use core::net::IpAddr;
 
-use crate::control::{AcceptCode, Mode, Modes, RequestSession, Role};
-use crate::wire::SessionId;
+use crate::proto::Role;
+use crate::wire::{AcceptCode, Mode, Modes, RequestSession, SessionId};
 
 pub use limits::{ClassLimits, Limits};
 

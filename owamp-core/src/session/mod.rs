@@ -18,7 +18,8 @@ pub use receiver::{
     DEFAULT_MAX_WINDOW, TTL_UNKNOWN,
 };
 pub use schedule::{
-    ExpDeviates, Schedule, ScheduleCursor, ScheduleError, ScheduleIter, ScheduledPacket,
+    session_end_bound, ExpDeviates, Schedule, ScheduleCursor, ScheduleError, ScheduleIter,
+    ScheduledPacket,
 };
 pub use sender::{PaddingFill, Prepared, Sender, SenderError};
 pub use test_session::{

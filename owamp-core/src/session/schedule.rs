@@ -8,6 +8,8 @@
 //! Packet `i` is due at `start + gap(0) + ... + gap(i)`: the first packet already waits one gap
 //! after the start time (RFC 4656 3.5; the reference implementation and its traces agree).
 
+use core::time::Duration;
+
 use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
 use aes::Aes128;
 
@@ -321,9 +323,65 @@ impl Iterator for ScheduleIter<'_> {
 
 impl ExactSizeIterator for ScheduleIter<'_> {}
 
+/// A generous upper bound on when a session is over: the end of its schedule, plus the loss
+/// timeout, plus `slack`.
+///
+/// Fixed slots give the exact end. Exponential gaps are random, so their sum is bounded by
+/// `2 n m + 50 m` for `n` packets of mean gap `m`, which a schedule exceeds with a probability
+/// far below 1e-20. Used only as a deadline: the control state machines stop the local sessions
+/// past it (with their own slack), and a [`TestSession`](super::TestSession) ends by itself past
+/// it (with its end margin).
+pub fn session_end_bound(
+    start: OwampTime,
+    slots: &[Slot],
+    packets: u32,
+    timeout: Interval,
+    slack: Duration,
+) -> OwampTime {
+    let n = u128::from(packets);
+    let len = slots.len() as u128;
+    let mut fixed: u128 = 0;
+    let mut exp: u128 = 0;
+    if let Some(cycles) = n.checked_div(len) {
+        // Slots are used cyclically: full cycles, then a partial one.
+        let rest = (n - cycles * len) as usize;
+        for (i, s) in slots.iter().enumerate() {
+            let uses = cycles + u128::from(i < rest);
+            match s.kind {
+                SlotKind::Fixed => fixed = fixed.saturating_add(uses * u128::from(s.mean.raw())),
+                SlotKind::Exponential => exp = exp.saturating_add(uses * u128::from(s.mean.raw())),
+            }
+        }
+        let max_exp_mean = slots
+            .iter()
+            .filter(|s| s.kind == SlotKind::Exponential)
+            .map(|s| u128::from(s.mean.raw()))
+            .max()
+            .unwrap_or(0);
+        exp = exp.saturating_mul(2).saturating_add(max_exp_mean * 50);
+    }
+    let total = fixed
+        .saturating_add(exp)
+        .saturating_add(u128::from(timeout.raw()))
+        .saturating_add(u128::from(Interval::from_duration_truncated(slack).raw()));
+    let total = u64::try_from(total).unwrap_or(u64::MAX);
+    start.saturating_add_interval(Interval::from_raw(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_bound_fixed_is_exact() {
+        let slots = [Slot {
+            kind: SlotKind::Fixed,
+            mean: Interval::from_raw(1 << 31),
+        }];
+        let start = OwampTime::from_raw(100 << 32);
+        let end = session_end_bound(start, &slots, 10, Interval::from_secs(2), Duration::ZERO);
+        assert_eq!(end.raw(), (100 + 5 + 2) << 32);
+    }
 
     #[test]
     fn mul_fixed_is_exact() {

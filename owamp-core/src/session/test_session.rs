@@ -27,15 +27,14 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use super::{
-    DropReason, PacketProtection, Receiver, Schedule, ScheduleError, Sender, SenderError,
-    SessionParams, StreamEnd, TTL_UNKNOWN,
+    session_end_bound, DropReason, PacketProtection, Receiver, Schedule, ScheduleError, Sender,
+    SenderError, SessionParams, StreamEnd, TTL_UNKNOWN,
 };
-use crate::control::{session_end_bound, Mode, Role};
 use crate::crypto::{SecureMode, TestPacketCrypto};
 use crate::io::{SessionEnd, SessionInfo, SessionReport, StoredSession};
+use crate::proto::{canonical, Role};
 use crate::time::{ErrorEstimate, OwampTime};
-use crate::wire::DataRecord;
-use crate::wire::SessionId;
+use crate::wire::{DataRecord, Mode, SessionId};
 
 /// The largest UDP datagram: no buffer for test packets needs to be longer.
 pub const MAX_DATAGRAM: usize = 65_535;
@@ -191,8 +190,8 @@ pub fn session_params(info: &SessionInfo) -> Result<SessionParams, SessionSetupE
 /// Whether a datagram's source is the session's peer: the port is not checked when the
 /// peer's is unknown (0), and IPv4-mapped IPv6 addresses compare as IPv4.
 pub fn is_from_peer(peer: SocketAddr, source: SocketAddr) -> bool {
-    let peer = crate::control::canonical(peer);
-    let source = crate::control::canonical(source);
+    let peer = canonical(peer);
+    let source = canonical(source);
     source.ip() == peer.ip() && (peer.port() == 0 || source.port() == peer.port())
 }
 
