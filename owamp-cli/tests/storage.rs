@@ -1,0 +1,121 @@
+//! owampd writes received records to disk as they come: a session of any length is accepted
+//! (the class's disk limit decides), and a crash of the daemon leaves a partial `.owp` file
+//! that owstats reads. Bounded: short sessions, every process killed past a deadline.
+
+mod common;
+
+use common::{args, run, wait_bounded, Daemon};
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const OWPING: &str = env!("CARGO_BIN_EXE_owping");
+
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(ext))
+        .collect();
+    v.sort();
+    v
+}
+
+fn owstats(path: &Path) -> (i32, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = owamp_cli::owstats::run(
+        args(&["owstats", path.to_str().unwrap()]),
+        &mut out,
+        &mut err,
+        &owamp_cli::sys::System,
+    );
+    (
+        code,
+        String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err),
+    )
+}
+
+/// "N sent" from a summary.
+fn sent(summary: &str) -> u64 {
+    let line = summary
+        .lines()
+        .find(|l| l.contains(" sent, "))
+        .unwrap_or_else(|| panic!("no counts in {summary}"));
+    line.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// A receive session of 2^23 packets (over the old in-memory cap of 2^22) is accepted and
+/// runs; killed with SIGKILL midway, owampd leaves `<SID>.owp.i` holding what it received,
+/// which our owstats (and perfSONAR's, when it is at hand) summarise; owping reports the
+/// failure with a non-zero exit.
+#[test]
+fn kill_9_mid_session_leaves_a_partial_file_owstats_reads() {
+    let mut d = Daemon::start("", None, None);
+    let data = d.path("data");
+    let mut child = Command::new(OWPING)
+        .args(["-t", "-c", "8388608", "-i", "0.001", "-L", "1", &d.addr()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("Approximately "), "{first}");
+    // Sessions start about a second after the request; let a second or two of packets in.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(
+        files(&data, ".owp").is_empty(),
+        "nothing is finished yet: {:?}",
+        files(&data, "")
+    );
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let code = wait_bounded(&mut child, Duration::from_secs(20));
+    assert_ne!(code, 0, "owping must fail when its results are lost");
+
+    let partial = files(&data, ".owp.i");
+    assert_eq!(partial.len(), 1, "{:?}", files(&data, ""));
+    let (code, summary) = owstats(&partial[0]);
+    assert_eq!(code, 0, "{summary}");
+    let n = sent(&summary);
+    // At 1,000 packets/s for one to three seconds.
+    assert!((200..=5000).contains(&n), "{n} records: {summary}");
+    assert!(summary.contains("0 lost"), "{summary}");
+
+    // perfSONAR's owstats reads the same file, with the same counts.
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/perfsonar-owamp-5.2.3/bin/owstats");
+    if reference.exists() {
+        let r = Command::new(&reference)
+            .arg(&partial[0])
+            .output()
+            .expect("reference owstats");
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(r.status.success(), "{text}");
+        assert_eq!(sent(&text), n, "{text}");
+    } else {
+        eprintln!("perfSONAR owstats not found: comparison skipped");
+    }
+}
+
+/// A session that ends normally is stored under its final name, and no partial file is
+/// left.
+#[test]
+fn finished_sessions_leave_no_partial_file() {
+    let d = Daemon::start("", None, None);
+    let a = args(&["-t", "-c", "50", "-i", "0.01", "-L", "1", &d.addr()]);
+    let o = run(OWPING, &a, "", Duration::from_secs(60));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let data = d.path("data");
+    assert!(files(&data, ".owp.i").is_empty());
+    let done = files(&data, ".owp");
+    assert_eq!(done.len(), 1);
+    let (code, summary) = owstats(&done[0]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(sent(&summary), 50);
+}
