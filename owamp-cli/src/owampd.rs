@@ -23,7 +23,7 @@ use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
 use owamp_core::io::FetchReply;
 use owamp_core::policy::{Limits, Peer, ServerPolicy, TestAdmission};
 use owamp_core::wire::SessionId;
-use owamp_os::store::{DirectoryStore, SessionStore, StoreError};
+use owamp_os::store::{DirectoryStore, FetchSource, SessionStore, StoreError};
 use owamp_std::control::{ConnectionSummary, ServeConfig, Server, ServerHandle, StopHandle};
 
 use crate::client::CONTROL_PORT;
@@ -385,6 +385,56 @@ impl SessionStore for DaemonStore {
         let r = self.dir.load(sid);
         if matches!(r, FetchReply::Found(_)) && self.delete.take(sid) {
             let _ = std::fs::remove_file(self.dir.path_of(sid));
+        }
+        r
+    }
+
+    /// Streamed from the file; a `delete_on_fetch` session's file goes once every record of
+    /// the answer was read.
+    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
+        match self.dir.fetch(sid, begin, end) {
+            FetchSource::Stream { head, records } if self.delete.take(sid) => {
+                let mut records = DeleteAtEnd {
+                    records,
+                    left: head.num_records,
+                    path: Some(self.dir.path_of(sid)),
+                };
+                records.delete_when_done();
+                FetchSource::Stream {
+                    head,
+                    records: Box::new(records),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Removes a fetched session's file once the records of the answer have all been read.
+struct DeleteAtEnd {
+    records: owamp_os::store::RecordIter,
+    left: u32,
+    path: Option<PathBuf>,
+}
+
+impl DeleteAtEnd {
+    fn delete_when_done(&mut self) {
+        if self.left == 0 {
+            if let Some(p) = self.path.take() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+impl Iterator for DeleteAtEnd {
+    type Item = Result<owamp_core::wire::DataRecord, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.records.next();
+        if matches!(r, Some(Ok(_))) {
+            self.left = self.left.saturating_sub(1);
+            self.delete_when_done();
         }
         r
     }

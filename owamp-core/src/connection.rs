@@ -1048,6 +1048,19 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Connection<Server<P, R>> {
         self.feed(now, Input::FetchReply(reply));
     }
 
+    /// After [`FetchReply::Streamed`]: the next records of the answer, in order. Feed them
+    /// while [`fetch_remaining`](Self::fetch_remaining) is not zero, a batch each time the
+    /// outputs are drained, so that only a batch is in memory; if the records cannot be
+    /// read, [`close`](Self::close) the connection (the answer cannot be completed).
+    pub fn fetch_records(&mut self, now: OwampTime, records: &[DataRecord]) {
+        self.feed(now, Input::FetchRecords(records));
+    }
+
+    /// Records of a streamed Fetch-Session answer still to be fed.
+    pub fn fetch_remaining(&self) -> u32 {
+        self.machine.fetch_remaining()
+    }
+
     /// Stops a running test early (the server shuts down): the local sessions stop and
     /// Stop-Sessions is exchanged; outside a test, nothing happens.
     pub fn stop_sessions(&mut self, now: OwampTime) {

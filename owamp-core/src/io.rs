@@ -71,6 +71,9 @@ pub enum Input<'a> {
     SessionFinished(SessionReport),
     /// Server: the answer to [`Output::FetchRequest`].
     FetchReply(FetchReply),
+    /// Server: after [`FetchReply::Streamed`], the next records of the answer, in order (at
+    /// most as many as remain to be sent).
+    FetchRecords(&'a [DataRecord]),
     /// Stop the test early (either side): the local sessions are stopped
     /// ([`Output::StopLocalSessions`]) and Stop-Sessions is exchanged.
     StopSessions,
@@ -230,10 +233,69 @@ pub struct StoredSession {
 pub enum FetchReply {
     /// The session's stored data.
     Found(Box<StoredSession>),
+    /// The session's header and how many records the answer has; the records follow with
+    /// [`Input::FetchRecords`], so that a large session is served without being in memory.
+    Streamed(Box<FetchStream>),
     /// No such session (refused with Accept = 1).
     NotFound,
     /// The data cannot be read (refused with Accept = 2).
     Failed,
+}
+
+/// A stored session served record by record ([`FetchReply::Streamed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchStream {
+    /// The request as stored.
+    pub request: RequestSession,
+    /// Whether the session is finished.
+    pub finished: Finished,
+    /// Next-Seqno from the sender's Stop-Sessions.
+    pub next_seqno: u32,
+    /// Skip ranges from the sender's Stop-Sessions.
+    pub skips: Vec<SkipRange>,
+    /// How many records follow: those [`FetchSelection`] keeps.
+    pub num_records: u32,
+}
+
+/// Which stored records a Fetch-Session for `begin..=end` gets (RFC 4656 3.9): those
+/// numbered in the range; for a session that did not finish normally, none after the last
+/// packet received (later missing packets may still be in flight, or were never sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchSelection {
+    /// The first sequence number served.
+    pub begin: u32,
+    /// The last sequence number served.
+    pub end: u32,
+}
+
+impl FetchSelection {
+    /// The selection for a Fetch-Session of `begin..=end` from a session in state
+    /// `finished` whose highest received sequence number is `max_received` (only looked at,
+    /// and only needed, when the session is not finished normally).
+    pub fn new(
+        begin: u32,
+        end: u32,
+        finished: Finished,
+        max_received: impl FnOnce() -> Option<u32>,
+    ) -> Self {
+        let end = if finished == Finished::Normal {
+            end
+        } else {
+            end.min(max_received().unwrap_or(0))
+        };
+        Self { begin, end }
+    }
+
+    /// Whether `r` is served.
+    pub fn keeps(&self, r: &DataRecord) -> bool {
+        r.seq >= self.begin && r.seq <= self.end
+    }
+
+    /// Whether the server must refuse it: a whole session can only be fetched once it is
+    /// complete (RFC 4656 3.9).
+    pub fn refused(begin: u32, end: u32, finished: Finished) -> bool {
+        begin == 0 && end == u32::MAX && finished != Finished::Normal
+    }
 }
 
 /// What the client received for a Fetch-Session (see [`Output::Fetched`]).

@@ -38,7 +38,7 @@ use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::net::{is_addr_in_use, recv_from_fd, TestSocket, MAX_DATAGRAM};
 use crate::rng::OsRng;
-use crate::store::{RecordSink, SessionStore, StoreError};
+use crate::store::{FetchSource, RecordIter, RecordSink, SessionStore, StoreError};
 
 /// A flag that asks a test (client) or a server to stop early; clones share the flag.
 ///
@@ -484,6 +484,8 @@ pub struct Host<M: Machine> {
     pub last_store_error: Option<String>,
     /// Receive sessions whose records are being written as they come.
     sinks: HashMap<SessionId, Box<dyn RecordSink>>,
+    /// A Fetch-Session answer being streamed from the store.
+    feed: Option<FetchFeed<M>>,
     /// Datagrams that could not be sent (counted as sent: they are lost in the network).
     pub send_errors: u64,
     /// Why the control connection closed, once it has.
@@ -520,6 +522,7 @@ impl<M: Machine> Host<M> {
             store_errors: 0,
             last_store_error: None,
             sinks: HashMap::new(),
+            feed: None,
             send_errors: 0,
             closed: None,
             buf: vec![0u8; MAX_DATAGRAM],
@@ -543,7 +546,14 @@ impl<M: Machine> Host<M> {
     pub fn poll_control(&mut self) -> Option<ControlAction> {
         loop {
             self.transmit_due();
-            let o = self.conn.poll_output()?;
+            let Some(o) = self.conn.poll_output() else {
+                // A streamed Fetch-Session answer takes its next batch only once the last
+                // one is on its way: one batch in memory at a time.
+                if self.feed_fetch() {
+                    continue;
+                }
+                return None;
+            };
             match o {
                 Output::Control(c) => {
                     if let ControlAction::Close(r) = &c {
@@ -616,6 +626,47 @@ impl<M: Machine> Host<M> {
                 self.received.push(s);
             }
         }
+    }
+
+    /// Feeds the next batch of a streamed Fetch-Session answer; whether there was one. If
+    /// the store fails midway, the answer cannot be completed: the connection closes.
+    fn feed_fetch(&mut self) -> bool {
+        let Some(f) = self.feed.as_mut() else {
+            return false;
+        };
+        let remaining = (f.remaining)(&self.conn);
+        if remaining == 0 {
+            self.feed = None;
+            return false;
+        }
+        let want = remaining.min(FETCH_FEED_BATCH) as usize;
+        let mut batch = Vec::with_capacity(want);
+        let mut failed = None;
+        for r in f.records.by_ref().take(want) {
+            match r {
+                Ok(r) => batch.push(r),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let now = self.clock.now();
+        if failed.is_some() || batch.is_empty() {
+            // Fewer records than announced, or unreadable.
+            let close = f.close;
+            self.feed = None;
+            if let Some(e) = failed {
+                self.store_failed(e);
+            } else {
+                self.last_store_error = Some("a session file changed while it was fetched".into());
+                self.store_errors += 1;
+            }
+            close(&mut self.conn, now);
+            return true;
+        }
+        (f.push)(&mut self.conn, now, &batch);
+        true
     }
 
     fn store_failed(&mut self, e: StoreError) {
@@ -756,6 +807,17 @@ impl<M: Machine> Host<M> {
     pub fn close_sockets(&mut self) {
         self.sockets.clear();
     }
+}
+
+/// Records fed to a streamed Fetch-Session answer at a time.
+const FETCH_FEED_BATCH: u32 = 4096;
+
+/// A Fetch-Session answer streamed from the store into a server connection.
+struct FetchFeed<M: Machine> {
+    records: RecordIter,
+    remaining: fn(&Connection<M>) -> u32,
+    push: fn(&mut Connection<M>, OwampTime, &[owamp_core::wire::DataRecord]),
+    close: fn(&mut Connection<M>, OwampTime),
 }
 
 /// A client's view of its connection: the address its test sockets use, what the set-up
@@ -955,13 +1017,25 @@ impl<P: ServerPolicy, R: rand_core::RngCore + rand_core::CryptoRng>
         while let Some(e) = self.events.pop_front() {
             match e {
                 ServerEvent::SessionAccepted(_) => summary.sessions += 1,
-                ServerEvent::FetchRequest { sid, .. } => {
-                    let reply = match &self.store {
-                        Some(store) => store.load(&sid),
-                        None => FetchReply::NotFound,
+                ServerEvent::FetchRequest { sid, begin, end } => {
+                    let source = match &self.store {
+                        Some(store) => store.fetch(&sid, begin, end),
+                        None => FetchSource::Reply(FetchReply::NotFound),
                     };
                     let now = self.clock.now();
-                    self.conn.fetch_reply(now, reply);
+                    match source {
+                        FetchSource::Reply(reply) => self.conn.fetch_reply(now, reply),
+                        FetchSource::Stream { head, records } => {
+                            self.conn
+                                .fetch_reply(now, FetchReply::Streamed(Box::new(head)));
+                            self.feed = Some(FetchFeed {
+                                records,
+                                remaining: |c| c.fetch_remaining(),
+                                push: |c, now, r| c.fetch_records(now, r),
+                                close: |c, now| c.close(now),
+                            });
+                        }
+                    }
                 }
                 ServerEvent::Started | ServerEvent::TestComplete => {}
             }

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use owamp_core::io::{FetchReply, StoredSession};
+use owamp_core::io::{FetchReply, FetchSelection, FetchStream, Finished, StoredSession};
 use owamp_core::owp::{OwpError, OwpReader, SessionHeader};
 use owamp_core::session::StreamEnd;
 use owamp_core::wire::{DataRecord, RequestSession, SessionId};
@@ -41,6 +41,38 @@ pub trait SessionStore: Send + Sync {
     /// out at once keeps memory bounded and loses nothing to a crash.
     fn begin(&self, request: &RequestSession) -> Result<Box<dyn RecordSink>, StoreError> {
         Ok(gather(request))
+    }
+
+    /// The answer to a Fetch-Session for records `begin..=end` of `sid`. By default the
+    /// session is [`load`](Self::load)ed whole; a store of files streams the records instead.
+    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
+        let _ = (begin, end);
+        FetchSource::Reply(self.load(sid))
+    }
+}
+
+/// The records of a streamed Fetch-Session answer, in order.
+pub type RecordIter = Box<dyn Iterator<Item = Result<DataRecord, StoreError>> + Send>;
+
+/// How a store answers a Fetch-Session ([`SessionStore::fetch`]).
+pub enum FetchSource {
+    /// Whole, or a refusal.
+    Reply(FetchReply),
+    /// The header now, the selected records as the connection takes them.
+    Stream {
+        /// The header, with the number of records that follow.
+        head: FetchStream,
+        /// Exactly `head.num_records` records.
+        records: RecordIter,
+    },
+}
+
+impl std::fmt::Debug for FetchSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Reply(r) => f.debug_tuple("Reply").field(r).finish(),
+            Self::Stream { head, .. } => f.debug_struct("Stream").field("head", head).finish(),
+        }
     }
 }
 
@@ -106,6 +138,9 @@ impl RecordSink for FileSink {
 impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     fn save(&self, session: &StoredSession) -> Result<(), StoreError> {
         (**self).save(session)
+    }
+    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
+        (**self).fetch(sid, begin, end)
     }
     fn begin(&self, request: &RequestSession) -> Result<Box<dyn RecordSink>, StoreError> {
         (**self).begin(request)
@@ -257,6 +292,18 @@ impl SessionStore for DirectoryStore {
         Ok(Box::new(FileSink(f)))
     }
 
+    /// Streams the records from the file: the memory used does not grow with the session.
+    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
+        let path = self.path_of(sid);
+        if !path.exists() {
+            return FetchSource::Reply(FetchReply::NotFound);
+        }
+        match stream_file(&path, begin, end) {
+            Ok((head, records)) => FetchSource::Stream { head, records },
+            Err(_) => FetchSource::Reply(FetchReply::Failed),
+        }
+    }
+
     fn load(&self, sid: &SessionId) -> FetchReply {
         let path = self.path_of(sid);
         if !path.exists() {
@@ -265,6 +312,93 @@ impl SessionStore for DirectoryStore {
         match read_owp(&path) {
             Ok(s) => FetchReply::Found(Box::new(s)),
             Err(_) => FetchReply::Failed,
+        }
+    }
+}
+
+/// Records read from the file per batch while streaming a Fetch-Session answer.
+const FETCH_BATCH: u64 = 1024;
+
+/// Opens `path` for a streamed Fetch-Session of `begin..=end`: reads the file once to count
+/// the records served (twice for a session not finished normally, to find its last received
+/// packet), and returns them as an iterator that reads a batch at a time.
+fn stream_file(path: &Path, begin: u32, end: u32) -> Result<(FetchStream, RecordIter), StoreError> {
+    let open = || -> Result<OwpReader<io::BufReader<File>>, StoreError> {
+        Ok(OwpReader::new(io::BufReader::new(File::open(path)?))?)
+    };
+    let mut r = open()?;
+    let h = r.header().clone();
+    let stored = h.clone().into_stored(Vec::new());
+    let finished = stored.finished;
+    let mut max_received = None;
+    if finished != Finished::Normal {
+        for rec in r.records()? {
+            let rec = rec?;
+            if !rec.is_lost() {
+                max_received = max_received.max(Some(rec.seq));
+            }
+        }
+    }
+    let sel = FetchSelection::new(begin, end, finished, || max_received);
+    let mut n: u32 = 0;
+    for rec in r.records()? {
+        if sel.keeps(&rec?) {
+            n = n.saturating_add(1);
+        }
+    }
+    let total = r.record_count();
+    let head = FetchStream {
+        request: stored.request,
+        finished,
+        next_seqno: stored.next_seqno,
+        skips: stored.skips,
+        num_records: n,
+    };
+    let records = FileRecords {
+        reader: r,
+        sel,
+        next: 0,
+        total,
+        batch: Vec::new().into_iter(),
+    };
+    Ok((head, Box::new(records)))
+}
+
+/// The selected records of a file, read a batch at a time.
+struct FileRecords {
+    reader: OwpReader<io::BufReader<File>>,
+    sel: FetchSelection,
+    next: u64,
+    total: u64,
+    batch: std::vec::IntoIter<DataRecord>,
+}
+
+impl Iterator for FileRecords {
+    type Item = Result<DataRecord, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.batch.by_ref().find(|r| self.sel.keeps(r)) {
+                return Some(Ok(r));
+            }
+            if self.next >= self.total {
+                return None;
+            }
+            let n = FETCH_BATCH.min(self.total - self.next);
+            let batch: Result<Vec<_>, _> = match self.reader.records_from(self.next, n) {
+                Ok(it) => it.collect(),
+                Err(e) => Err(e),
+            };
+            match batch {
+                Ok(b) => {
+                    self.next += n;
+                    self.batch = b.into_iter();
+                }
+                Err(e) => {
+                    self.next = self.total;
+                    return Some(Err(e.into()));
+                }
+            }
         }
     }
 }

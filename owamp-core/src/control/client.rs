@@ -196,7 +196,8 @@ impl<R: RngCore + CryptoRng> Client<R> {
             Input::EndpointReady { .. }
             | Input::PortInUse { .. }
             | Input::EndpointFailed { .. }
-            | Input::FetchReply(_) => Err(ControlError::WrongRole("a server input")),
+            | Input::FetchReply(_)
+            | Input::FetchRecords(_) => Err(ControlError::WrongRole("a server input")),
         };
         self.pump(now);
         self.finish();

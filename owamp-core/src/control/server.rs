@@ -9,7 +9,10 @@ use super::codec::{self, BLOCK};
 use super::common::{Conn, LocalSession};
 use super::{make_sid, or_fallback, ControlError, PortRange};
 use crate::crypto::{derive_key, open_token, ControlOpener, ControlSealer, SessionKeys};
-use crate::io::{EndpointSetup, FetchReply, Finished, Input, Output, SessionInfo, StoredSession};
+use crate::io::{
+    EndpointSetup, FetchReply, FetchSelection, FetchStream, Finished, Input, Output, SessionInfo,
+    StoredSession,
+};
 use crate::policy::{Peer, ServerPolicy, TestAdmission};
 use crate::proto::{CloseReason, ProtocolError, Role};
 use crate::time::OwampTime;
@@ -83,6 +86,9 @@ enum State {
     FetchHmac { body: Vec<u8> },
     /// The application is looking up stored records.
     AwaitFetch { begin: u32, end: u32 },
+    /// Sending a streamed Fetch-Session answer: `remaining` records to come from the
+    /// application, `carry` the encoded octets short of a whole block.
+    Fetching { remaining: u32, carry: Vec<u8> },
     /// The peer's Stop-Sessions (during the test).
     Stop,
 }
@@ -230,6 +236,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 }
             }
             Input::FetchReply(reply) => self.on_fetch_reply(now, reply),
+            Input::FetchRecords(records) => self.on_fetch_records(now, records),
             Input::StopSessions => self.conn.stop_early(now),
             Input::Command(_) => Err(ControlError::WrongRole("a client command")),
         };
@@ -263,6 +270,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             State::StartHmac { .. } => "reading Start-Sessions",
             State::FetchRest { .. } | State::FetchHmac { .. } => "reading Fetch-Session",
             State::AwaitFetch { .. } => "waiting for a fetch reply",
+            State::Fetching { .. } => "sending fetched records",
             State::Stop => "reading the client's Stop-Sessions",
         };
         ControlError::WrongState { input, state }
@@ -430,7 +438,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                     self.keep(State::Stop)
                 }
             }
-            st @ (State::AwaitEndpoint(_) | State::AwaitFetch { .. }) => {
+            st @ (State::AwaitEndpoint(_) | State::AwaitFetch { .. } | State::Fetching { .. }) => {
                 // Waiting for the application; the client should be waiting too.
                 self.keep(st)
             }
@@ -851,9 +859,10 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 return Ok(());
             }
             FetchReply::Found(s) => s,
+            FetchReply::Streamed(s) => return self.on_fetch_stream(now, begin, end, *s),
         };
         // A whole session can only be fetched once it is complete (RFC 4656 3.9).
-        if begin == 0 && end == u32::MAX && stored.finished != Finished::Normal {
+        if FetchSelection::refused(begin, end, stored.finished) {
             self.fetch_refuse(now, AcceptCode::Failure);
             return Ok(());
         }
@@ -866,6 +875,91 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         Ok(())
     }
 
+    /// A streamed answer: Fetch-Ack, request and skip ranges now, the records as the
+    /// application feeds them ([`Input::FetchRecords`]).
+    fn on_fetch_stream(
+        &mut self,
+        now: OwampTime,
+        begin: u32,
+        end: u32,
+        s: FetchStream,
+    ) -> Result<(), ControlError> {
+        if FetchSelection::refused(begin, end, s.finished) {
+            self.fetch_refuse(now, AcceptCode::Failure);
+            return Ok(());
+        }
+        let head = self.send_fetch_head(
+            &s.request,
+            s.finished,
+            s.next_seqno,
+            &s.skips,
+            s.num_records,
+        );
+        if head.is_err() {
+            self.conn.close(CloseReason::Local);
+            return Ok(());
+        }
+        self.state = State::Fetching {
+            remaining: s.num_records,
+            carry: Vec::new(),
+        };
+        self.on_fetch_records(now, &[])
+    }
+
+    /// Records of a streamed answer: encrypted and added to the HMAC a whole block at a
+    /// time; after the last one, the padding and the HMAC (RFC 4656 3.9).
+    fn on_fetch_records(
+        &mut self,
+        now: OwampTime,
+        records: &[crate::wire::DataRecord],
+    ) -> Result<(), ControlError> {
+        let State::Fetching { remaining, carry } = &mut self.state else {
+            return Err(self.wrong_state("fetched records"));
+        };
+        let n = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        if n > *remaining {
+            return Err(ControlError::InvalidRequest(
+                "more fetched records than the answer announced",
+            ));
+        }
+        *remaining -= n;
+        for r in records {
+            r.write_to(carry);
+        }
+        let last = *remaining == 0;
+        let whole = carry.len() / BLOCK * BLOCK;
+        let mut blocks: Vec<u8> = carry.drain(..whole).collect();
+        if last {
+            blocks.append(carry);
+            blocks.resize(blocks.len().next_multiple_of(BLOCK), 0);
+            blocks.extend_from_slice(&[0u8; BLOCK]);
+        }
+        let sent = if last {
+            self.conn.stream.send_sealed(blocks)
+        } else if blocks.is_empty() {
+            Ok(())
+        } else {
+            self.conn.stream.send_update(blocks)
+        };
+        if sent.is_err() {
+            self.conn.close(CloseReason::Local);
+            return Ok(());
+        }
+        if last {
+            self.state = State::Idle;
+            self.conn.wait_peer(now);
+        }
+        Ok(())
+    }
+
+    /// Records of a streamed answer still to be fed ([`Input::FetchRecords`]).
+    pub fn fetch_remaining(&self) -> u32 {
+        match &self.state {
+            State::Fetching { remaining, .. } if !self.conn.closed => *remaining,
+            _ => 0,
+        }
+    }
+
     /// Fetch-Ack, the stored request, skip ranges and records, each part with its HMAC
     /// (RFC 4656 3.9).
     fn send_fetch(
@@ -875,20 +969,43 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         stored: &StoredSession,
     ) -> Result<(), crate::crypto::CryptoError> {
         let records = select_records(stored, begin, end);
-        let finished = stored.finished.is_finished();
-        let skips: &[SkipRange] = if finished { &stored.skips } else { &[] };
+        self.send_fetch_head(
+            &stored.request,
+            stored.finished,
+            stored.next_seqno,
+            &stored.skips,
+            records.len() as u32,
+        )?;
+        let mut recs = Vec::new();
+        FetchData::write_records(&records, &mut recs);
+        recs.extend_from_slice(&[0u8; BLOCK]);
+        self.conn.stream.send_sealed(recs)
+    }
+
+    /// Fetch-Ack, the stored request and the skip ranges (RFC 4656 3.9); `num_records` records
+    /// follow.
+    fn send_fetch_head(
+        &mut self,
+        request: &crate::wire::RequestSession,
+        state: Finished,
+        next_seqno: u32,
+        skips: &[SkipRange],
+        num_records: u32,
+    ) -> Result<(), crate::crypto::CryptoError> {
+        let finished = state.is_finished();
+        let skips: &[SkipRange] = if finished { skips } else { &[] };
         let ack = FetchAck {
             accept: AcceptCode::Ok,
-            finished: stored.finished,
-            next_seqno: if finished { stored.next_seqno } else { 0 },
+            finished: state,
+            next_seqno: if finished { next_seqno } else { 0 },
             num_skip_ranges: skips.len() as u32,
-            num_records: records.len() as u32,
+            num_records,
             hmac: [0; 16],
         };
         let s = &mut self.conn.stream;
         s.send_sealed(ack.to_bytes())?;
         // The stored request, with HMACs of this connection (as a Request-Session).
-        let mut req = stored.request.clone();
+        let mut req = request.clone();
         req.hmac = [0; 16];
         req.slots_hmac = [0; 16];
         let (fixed, slots) = codec::split_at_first_hmac(req.to_bytes(), codec::REQUEST_BODY_LEN);
@@ -897,11 +1014,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         let mut sk = Vec::new();
         SkipRange::write_block(skips, &mut sk);
         sk.extend_from_slice(&[0u8; BLOCK]);
-        s.send_sealed(sk)?;
-        let mut recs = Vec::new();
-        FetchData::write_records(&records, &mut recs);
-        recs.extend_from_slice(&[0u8; BLOCK]);
-        s.send_sealed(recs)
+        s.send_sealed(sk)
     }
 }
 
@@ -926,21 +1039,18 @@ fn fits_in_datagram(req: &RequestSession, mode: Mode) -> bool {
 /// session that did not finish normally, none after the last packet received (later missing
 /// packets may still be in flight, or were never sent).
 fn select_records(stored: &StoredSession, begin: u32, end: u32) -> Vec<crate::wire::DataRecord> {
-    let mut end = end;
-    if stored.finished != Finished::Normal {
-        let max_seen = stored
+    let sel = FetchSelection::new(begin, end, stored.finished, || {
+        stored
             .records
             .iter()
             .filter(|r| !r.is_lost())
             .map(|r| r.seq)
             .max()
-            .unwrap_or(0);
-        end = end.min(max_seen);
-    }
+    });
     stored
         .records
         .iter()
-        .filter(|r| r.seq >= begin && r.seq <= end)
+        .filter(|r| sel.keeps(r))
         .copied()
         .collect()
 }
