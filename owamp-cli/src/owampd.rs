@@ -5,8 +5,10 @@
 //! daemon runs in the foreground and logs to standard error (`-Z` and `-e` are accepted for
 //! compatibility; see the user guide). It writes `owamp-server.pid` (locked while it runs) and
 //! `owamp-server.info` (its start time) in the var directory, keeps received sessions as
-//! `<SID>.owp` files in the data directory, and shuts down cleanly on SIGINT, SIGTERM or
-//! SIGHUP: running tests are stopped, their records stored, and the pid file removed.
+//! `<SID>.owp` files in the data directory (written as the records arrive, as `<SID>.owp.i`
+//! until the session ends), and shuts down cleanly on SIGINT, SIGTERM or SIGHUP: running tests
+//! are stopped, their records stored, and the pid file removed. Connections are served as
+//! tasks on a Tokio runtime of two worker threads.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
@@ -23,8 +25,8 @@ use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
 use owamp_core::io::FetchReply;
 use owamp_core::policy::{Limits, Peer, ServerPolicy, TestAdmission};
 use owamp_core::wire::SessionId;
+use owamp_os::host::{ConnectionSummary, ServeConfig, StopHandle};
 use owamp_os::store::{DirectoryStore, FetchSource, SessionStore, StoreError};
-use owamp_std::control::{ConnectionSummary, ServeConfig, Server, ServerHandle, StopHandle};
 
 use crate::client::CONTROL_PORT;
 use crate::config::{self, limits, pfs, server, FileError};
@@ -687,44 +689,71 @@ fn serve(
         }
     }));
 
-    let mut handles: Vec<ServerHandle> = Vec::new();
-    let mut threads = Vec::new();
-    let mut bound = Vec::new();
-    for l in listeners {
-        let addr = l
-            .local_addr()
-            .map_err(|e| Fatal(format!("getsockname(): {e}")))?;
-        let server = Server::from_listener(l, cfg.clone(), policy.clone(), store.clone());
-        handles.push(server.handle());
-        let running = server
-            .spawn()
-            .map_err(|e| Fatal(format!("Unable to start the server: {e}")))?;
-        threads.push(running);
-        bound.push(addr);
-    }
-    log(&format!(
-        "listening on {} (data in {})",
-        bound
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-        s.datadir.display()
-    ));
-    ready(&bound);
+    run_servers(listeners, cfg, policy, store, stop, ready, &s.datadir, pid)
+}
 
-    while !stop.is_stopped() && !handles.iter().all(ServerHandle::is_shutdown) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    log("shutting down");
-    for h in &handles {
-        h.shutdown();
-    }
-    for t in threads {
-        if let Err(e) = t.shutdown() {
-            log(&format!("server thread: {e}"));
+/// Serves every listener on one Tokio runtime of two worker threads: connections and their
+/// test sessions are tasks, not threads, so a thousand clients cost a few threads (measured
+/// with scripts/bench-many-clients.sh: docs/performance.md).
+#[allow(clippy::too_many_arguments)]
+fn run_servers(
+    listeners: Vec<TcpListener>,
+    cfg: ServeConfig,
+    policy: DaemonPolicy,
+    store: Arc<dyn SessionStore>,
+    stop: &StopHandle,
+    ready: &mut dyn FnMut(&[SocketAddr]),
+    datadir: &Path,
+    pid: PidFile,
+) -> Result<(), Fatal> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal(format!("Unable to start the runtime: {e}")))?;
+    rt.block_on(async {
+        let handle = owamp_tokio::control::ServerHandle::default();
+        let mut running = Vec::new();
+        let mut bound = Vec::new();
+        for l in listeners {
+            let addr = l
+                .local_addr()
+                .map_err(|e| Fatal(format!("getsockname(): {e}")))?;
+            l.set_nonblocking(true)
+                .map_err(|e| Fatal(format!("{addr}: {e}")))?;
+            let l =
+                tokio::net::TcpListener::from_std(l).map_err(|e| Fatal(format!("{addr}: {e}")))?;
+            let server = owamp_tokio::control::Server::from_listener(
+                l,
+                cfg.clone(),
+                policy.clone(),
+                store.clone(),
+            )
+            .with_handle(handle.clone());
+            running.push(server.spawn());
+            bound.push(addr);
         }
-    }
+        log(&format!(
+            "listening on {} (data in {})",
+            bound
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            datadir.display()
+        ));
+        ready(&bound);
+        while !stop.is_stopped() && !handle.is_shutdown() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        log("shutting down");
+        for r in running {
+            if let Err(e) = r.shutdown().await {
+                log(&format!("server task: {e}"));
+            }
+        }
+        Ok::<(), Fatal>(())
+    })?;
     drop(pid);
     log("exiting");
     Ok(())
@@ -752,8 +781,8 @@ fn describe(c: &ConnectionSummary) -> String {
     )
 }
 
-/// Control connections served at once when the configuration does not say: each one holds a
-/// thread and may hold test sockets, so an unconfigured daemon still has a bound (perfSONAR's
+/// Control connections served at once when the configuration does not say: each one holds
+/// descriptors and may hold test sockets, so an unconfigured daemon still has a bound (perfSONAR's
 /// has none). `maxcontrolsessions 0` asks for no limit.
 const DEFAULT_MAX_CONTROL_SESSIONS: usize = 256;
 
