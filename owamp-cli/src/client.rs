@@ -382,6 +382,22 @@ pub fn print_stats(
         .and_then(|r| owstats::stats_from(r, opts, out, env, names))
 }
 
+/// Prints the owstats statistics of the session in the `.owp` file `path`, read as it is
+/// needed (the records are never all in memory), naming its ends `names` (sender,
+/// receiver) when given.
+pub fn print_stats_file(
+    path: &Path,
+    opts: &owstats::Options,
+    out: &mut dyn Write,
+    env: &dyn Environment,
+    names: Option<(&str, &str)>,
+) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    OwpReader::new(std::io::BufReader::new(file))
+        .map_err(|e| e.to_string())
+        .and_then(|r| owstats::stats_from(r, opts, out, env, names))
+}
+
 /// Why a Request-Session failed, as the clients report it.
 pub fn request_failure(e: &ClientError) -> String {
     match e {
