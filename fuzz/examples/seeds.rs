@@ -875,7 +875,20 @@ fn state_machine_seeds(sc: &Scenario, msgs: &[Msg], seeds: &mut Seeds) {
             Event::Test { .. } => {}
         }
     }
-    seeds.add("control_client", format!("{}-client", sc.name), client);
+    let fetches = rec
+        .commands
+        .iter()
+        .any(|c| matches!(c, RecordedCommand::FetchSession(_)));
+    seeds.add("control_client", format!("{}-client", sc.name), client.clone());
+    // The same exchange with the Fetch-Session answer read record by record (flag bit 4).
+    if fetches {
+        client[0] |= 16;
+        seeds.add(
+            "control_client",
+            format!("{}-streamed-client", sc.name),
+            client,
+        );
+    }
 }
 
 /// The events that make the client send a recorded message.

@@ -3,16 +3,14 @@
 //! the statistics of a fetched session, and the messages perfSONAR's clients print.
 
 use std::ffi::OsString;
-use std::io::{Cursor, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use owamp_core::control::{AcceptCode, CloseReason, Identity, Modes};
-use owamp_core::io::StoredSession;
-use owamp_core::owp::{self, OwpReader};
+use owamp_core::owp::OwpReader;
 use owamp_os::clock::kernel_clock_status;
-use owamp_os::store::{owp_header, write_owp};
 use owamp_std::control::{ClientConnection, ClientError, ClientOptions};
 
 use crate::config::{self, pfs};
@@ -358,26 +356,18 @@ pub fn open_control(
     None
 }
 
-/// The bytes of a `.owp` file for a stored session.
-pub fn owp_bytes(s: &StoredSession) -> Result<Vec<u8>, String> {
-    owp::to_bytes(&owp_header(s), &s.records).map_err(|e| e.to_string())
-}
-
-/// Writes a session's `.owp` file; the error names the file.
-pub fn save_owp(path: &Path, s: &StoredSession) -> Result<(), String> {
-    write_owp(path, s).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Prints the owstats statistics of a session from the bytes of its `.owp` file, naming its
-/// ends `names` (sender, receiver) when given.
-pub fn print_stats(
-    bytes: &[u8],
+/// Prints the owstats statistics of the session in the `.owp` file `path`, read as it is
+/// needed (the records are never all in memory), naming its ends `names` (sender,
+/// receiver) when given.
+pub fn print_stats_file(
+    path: &Path,
     opts: &owstats::Options,
     out: &mut dyn Write,
     env: &dyn Environment,
     names: Option<(&str, &str)>,
 ) -> Result<(), String> {
-    OwpReader::new(Cursor::new(bytes))
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    OwpReader::new(std::io::BufReader::new(file))
         .map_err(|e| e.to_string())
         .and_then(|r| owstats::stats_from(r, opts, out, env, names))
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use owamp_core::wire::SessionId;
-use owamp_std::control::fetched_to_stored;
+use owamp_std::control::ClientError;
 
 use crate::args::{ConnectionArgs, OutputArgs};
 use crate::client;
@@ -105,26 +105,25 @@ fn fetch_all(
     let mut status = 0;
     for (sid, path) in &pairs {
         let hexsid = hex::encode(sid.0);
-        let f = match conn.fetch(*sid, 0, u32::MAX) {
-            Ok(f) => f,
+        // The records go to the file as they arrive; it replaces `path` once complete.
+        match conn.fetch_to(*sid, 0, u32::MAX, path) {
+            Ok(_) => {}
+            Err(e @ ClientError::Save { .. }) => {
+                let _ = writeln!(err, "owfetch: {e}");
+                status = 1;
+                continue;
+            }
             Err(e) => {
                 let _ = writeln!(err, "owfetch: {e}");
                 let _ = writeln!(err, "owfetch: Unable to fetch sid({hexsid})");
                 status = 1;
                 continue;
             }
-        };
-        let s = fetched_to_stored(f);
-        if let Err(e) = client::save_owp(path, &s) {
-            let _ = writeln!(err, "owfetch: {e}");
-            status = 1;
-            continue;
         }
         if a.output.quiet && !a.output.raw {
             continue;
         }
-        let bytes = client::owp_bytes(&s)?;
-        if let Err(e) = client::print_stats(&bytes, &opts_out, out, env, None) {
+        if let Err(e) = client::print_stats_file(path, &opts_out, out, env, None) {
             let _ = writeln!(err, "owfetch: do_stats() failed: {e}");
             status = 1;
         }

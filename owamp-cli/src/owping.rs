@@ -13,20 +13,22 @@
 //! interrupted before the test started.
 
 use std::ffi::OsString;
-use std::io::{Cursor, Write};
+use std::fs::File;
+use std::io::{BufReader, Cursor, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use clap::Parser;
 use owamp_core::control::{PortRange, Role};
-use owamp_core::io::StoredSession;
+use owamp_core::io::SessionInfo;
 use owamp_core::owp::OwpReader;
 use owamp_core::stats::report::EndpointName;
 use owamp_core::time::Interval;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 use owamp_os::store::sid_hex;
-use owamp_std::control::{fetched_to_stored, SessionSpec, StopHandle};
+use owamp_std::control::{ClientConnection, SessionSpec, StopHandle, TestEnd};
 
 use crate::args::{ConnectionArgs, Hosts, OutputArgs, PeerArgs};
 use crate::client::{self, Family};
@@ -411,6 +413,20 @@ fn execute(
         let _ = writeln!(err, "owping: {}", client::NTP_UNSYNC);
     }
     let mut files = OutputFiles::create(&[&a.to_file, &a.from_file])?;
+    // Declared before the connection, so removed after it is closed.
+    let mut scratch = Scratch::default();
+    let dirs = RecordDirs {
+        to: p
+            .to
+            .then(|| scratch.dir_for(a.to_file.as_deref()))
+            .transpose()?,
+        from: p
+            .from
+            .then(|| scratch.dir_for(a.from_file.as_deref()))
+            .transpose()?,
+    };
+    // The session from the server goes to disk as its packets arrive.
+    opts.receive_dir = dirs.from.clone();
     let test = a.peer.servaddr.as_ref().map(|_| &p.test);
     let serv_addrs = client::resolve_server(&p.serv, test, p.family)?;
     if stop.is_stopped() {
@@ -537,85 +553,116 @@ fn execute(
         .unwrap_or_else(|| local_ip.to_string());
     let remote_name = p.test.node.clone();
 
-    let mut sessions: Vec<(&str, StoredSession)> = Vec::new();
-    if let Some(info) = &to_info {
+    let mut status = 0;
+    let sessions = collect_sessions(
+        p,
+        &mut conn,
+        &end,
+        [&to_info, &from_info],
+        &dirs,
+        err,
+        &mut status,
+    );
+    conn.close();
+    let results = Results {
+        sessions,
+        names: Names {
+            local: local_name,
+            remote: remote_name,
+        },
+        stopped_early: end.stopped_early,
+    };
+    status |= report(p, &results, &mut files, out, err, env);
+    Ok(status)
+}
+
+/// What a test left to report.
+struct Results {
+    /// Each direction's records, in their files.
+    sessions: Vec<SessionFile>,
+    names: Names,
+    stopped_early: bool,
+}
+
+/// The records of the test, each in its file: the "to" session fetched from the server (when
+/// it is wanted) as its answer arrives, the "from" session as this client received it.
+fn collect_sessions(
+    p: &Plan,
+    conn: &mut ClientConnection,
+    end: &TestEnd,
+    [to_info, from_info]: [&Option<SessionInfo>; 2],
+    dirs: &RecordDirs,
+    err: &mut dyn Write,
+    status: &mut i32,
+) -> Vec<SessionFile> {
+    let a = &p.args;
+    let mut sessions = Vec::new();
+    if let (Some(info), Some(dir)) = (to_info, &dirs.to) {
         let wanted = a.to_file.is_some() || !a.output.quiet || a.output.raw || a.json;
-        if wanted {
-            if end.complete {
-                match conn.fetch(info.sid, 0, u32::MAX) {
-                    Ok(f) => sessions.push(("to", fetched_to_stored(f))),
-                    Err(e) => {
-                        let _ = writeln!(err, "owping: {e}");
-                        let _ = writeln!(
-                            err,
-                            "owping: Unable to fetch data for sid({})",
-                            sid_hex(&info.sid).to_ascii_lowercase()
-                        );
-                    }
+        let sid = sid_hex(&info.sid).to_ascii_lowercase();
+        if wanted && end.complete {
+            // Written to disk as the answer arrives (RFC 4656 3.9).
+            let path = dir.join("to.owp");
+            match conn.fetch_to(info.sid, 0, u32::MAX, &path) {
+                Ok(_) => sessions.push(SessionFile {
+                    dir: "to",
+                    path,
+                    keep_as: a.to_file.clone(),
+                }),
+                Err(e) => {
+                    let _ = writeln!(err, "owping: {e}");
+                    let _ = writeln!(err, "owping: Unable to fetch data for sid({sid})");
                 }
-            } else {
-                let _ = writeln!(
-                    err,
-                    "owping: Unable to fetch data for sid({}): the test did not end normally",
-                    sid_hex(&info.sid).to_ascii_lowercase()
-                );
             }
+        } else if wanted {
+            let _ = writeln!(
+                err,
+                "owping: Unable to fetch data for sid({sid}): the test did not end normally"
+            );
         }
     }
-    if let Some(info) = &from_info {
-        match end.received.iter().find(|s| s.request.sid == info.sid) {
-            Some(s) => sessions.push(("from", s.clone())),
+    if let Some(info) = from_info {
+        match end.saved.iter().find(|s| s.sid == info.sid) {
+            Some(s) if s.error.is_none() => sessions.push(SessionFile {
+                dir: "from",
+                path: s.path.clone(),
+                keep_as: a.from_file.clone(),
+            }),
+            Some(s) => {
+                let e = s.error.as_deref().unwrap_or_default();
+                let _ = writeln!(err, "owping: {}: {e}", s.path.display());
+                let _ = writeln!(err, "owping: no records for the \"from\" session");
+                *status = 1;
+            }
             None => {
                 let _ = writeln!(err, "owping: no records for the \"from\" session");
             }
         }
     }
-    conn.close();
+    sessions
+}
 
-    let mut json = Vec::new();
+/// Keeps each session's file where the user asked for it, then prints its statistics (or
+/// the JSON document of them all), read back from the file. Returns 1 if something failed.
+fn report(
+    p: &Plan,
+    r: &Results,
+    files: &mut OutputFiles,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    env: &dyn Environment,
+) -> i32 {
+    let a = &p.args;
+    let names = &r.names;
     let mut status = 0;
-    for (dir, s) in &sessions {
-        let file = if *dir == "to" {
-            &a.to_file
-        } else {
-            &a.from_file
-        };
-        if let Some(path) = file {
-            match client::save_owp(path, s) {
-                Ok(()) => files.written(path),
-                Err(e) => {
-                    let _ = writeln!(err, "owping: {e}");
-                    status = 1;
-                }
-            }
-        }
-        let (from_name, to_name) = if *dir == "to" {
-            (local_name.as_str(), remote_name.as_str())
-        } else {
-            (remote_name.as_str(), local_name.as_str())
-        };
-        let bytes = match client::owp_bytes(s) {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = writeln!(err, "owping: {e}");
-                status = 1;
-                continue;
-            }
-        };
+    let mut json = Vec::new();
+    for s in &r.sessions {
+        let path = s.keep(files, err, &mut status);
         if a.json {
-            let r = &s.request;
-            let from = EndpointName {
-                host: from_name.to_owned(),
-                ..EndpointName::numeric(r.sender_address, r.sender_port)
-            };
-            let to = EndpointName {
-                host: to_name.to_owned(),
-                ..EndpointName::numeric(r.receiver_address, r.receiver_port)
-            };
-            match json_summary(dir, &bytes, &from, &to, f64::from(p.out.bucket_width)) {
+            match s.json(path, names, f64::from(p.out.bucket_width)) {
                 Ok(v) => json.push(v),
                 Err(e) => {
-                    let _ = writeln!(err, "owping: {dir} session: {e}");
+                    let _ = writeln!(err, "owping: {} session: {e}", s.dir);
                     status = 1;
                 }
             }
@@ -624,14 +671,13 @@ fn execute(
         if a.output.quiet && !a.output.raw {
             continue;
         }
-        let names = Some((from_name, to_name));
-        if let Err(e) = client::print_stats(&bytes, &p.out, out, env, names) {
-            let _ = writeln!(err, "owping: do_stats(\"{dir}\" session): {e}");
+        if let Err(e) = client::print_stats_file(path, &p.out, out, env, Some(names.of(s.dir))) {
+            let _ = writeln!(err, "owping: do_stats(\"{}\" session): {e}", s.dir);
         }
     }
     if a.json {
         let doc = serde_json::json!({
-            "stopped_early": end.stopped_early,
+            "stopped_early": r.stopped_early,
             "sessions": json,
         });
         let _ = writeln!(
@@ -641,7 +687,174 @@ fn execute(
         );
     }
     let _ = out.flush();
-    Ok(status)
+    status
+}
+
+/// How owping names the ends of a session: the local host by reverse lookup, the peer as
+/// written on the command line.
+struct Names {
+    local: String,
+    remote: String,
+}
+
+impl Names {
+    /// Sender and receiver of a session in direction `dir` ("to": from here to the peer).
+    fn of(&self, dir: &str) -> (&str, &str) {
+        if dir == "to" {
+            (&self.local, &self.remote)
+        } else {
+            (&self.remote, &self.local)
+        }
+    }
+}
+
+/// The records of one direction, in their file in a [`Scratch`] directory, and the `-T`/`-F`
+/// file the user wants it kept as.
+struct SessionFile {
+    dir: &'static str,
+    path: PathBuf,
+    keep_as: Option<PathBuf>,
+}
+
+impl SessionFile {
+    /// Moves the file to where the user wants it (a rename within its directory: the
+    /// target holds either its old content or the whole file) and returns where it is now.
+    /// If it cannot be moved, says so and leaves it where it was, for the statistics.
+    fn keep<'a>(
+        &'a self,
+        files: &mut OutputFiles,
+        err: &mut dyn Write,
+        status: &mut i32,
+    ) -> &'a Path {
+        let Some(target) = &self.keep_as else {
+            return &self.path;
+        };
+        match std::fs::rename(&self.path, target) {
+            Ok(()) => {
+                files.written(target);
+                sync_parent(target);
+                target
+            }
+            Err(e) => {
+                let _ = writeln!(err, "owping: {}: {e}", target.display());
+                *status = 1;
+                &self.path
+            }
+        }
+    }
+
+    /// The `--json` summary of the session in `path`.
+    fn json(
+        &self,
+        path: &Path,
+        names: &Names,
+        bucket_width: f64,
+    ) -> Result<serde_json::Value, String> {
+        let reader = open_owp(path)?;
+        let r = &reader.header().request;
+        let (from_name, to_name) = names.of(self.dir);
+        let from = EndpointName {
+            host: from_name.to_owned(),
+            ..EndpointName::numeric(r.sender_address, r.sender_port)
+        };
+        let to = EndpointName {
+            host: to_name.to_owned(),
+            ..EndpointName::numeric(r.receiver_address, r.receiver_port)
+        };
+        owstats::json_summary(Some(self.dir), reader, &from, &to, bucket_width)
+    }
+}
+
+/// A `.owp` file opened for reading, its records streamed.
+fn open_owp(path: &Path) -> Result<OwpReader<BufReader<File>>, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    OwpReader::new(BufReader::new(file)).map_err(|e| e.to_string())
+}
+
+/// Syncs the directory of `path`, so that a rename into it is durable.
+fn sync_parent(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The directories of a run's records, by direction.
+struct RecordDirs {
+    to: Option<PathBuf>,
+    from: Option<PathBuf>,
+}
+
+/// Directories that hold the records of a run while it lasts: they go to disk as they come,
+/// so that owping's memory does not grow with the session's length. Each is made beside the
+/// `-T`/`-F` file it is for (the finished file is then renamed into place) or in the
+/// temporary directory, private to the user, and removed with everything in it when owping
+/// ends, whichever way: on return (drop), or on a second interrupt ([`remove_scratch`]).
+#[derive(Default)]
+struct Scratch(Vec<(PathBuf, PathBuf)>);
+
+/// Every scratch directory of the process, for [`remove_scratch`].
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn scratch_registry() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    // Every update is a single push or removal: a panic elsewhere leaves it consistent.
+    SCRATCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Scratch {
+    /// The directory for the records of a session the user wants kept as `keep_as`, if any.
+    fn dir_for(&mut self, keep_as: Option<&Path>) -> Result<PathBuf, String> {
+        let parent = match keep_as.map(Path::parent) {
+            Some(Some(p)) if !p.as_os_str().is_empty() => p.to_owned(),
+            Some(_) => PathBuf::from("."),
+            None => std::env::temp_dir(),
+        };
+        if let Some((_, d)) = self.0.iter().find(|(p, _)| *p == parent) {
+            return Ok(d.clone());
+        }
+        let dir = private_dir(&parent)?;
+        scratch_registry().push(dir.clone());
+        self.0.push((parent, dir.clone()));
+        Ok(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let mut all = scratch_registry();
+        for (_, dir) in self.0.drain(..) {
+            let _ = std::fs::remove_dir_all(&dir);
+            all.retain(|d| *d != dir);
+        }
+    }
+}
+
+/// A new directory `.owping.<pid>.<n>` in `parent`, readable by its owner only.
+fn private_dir(parent: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    for n in 0..1000 {
+        let dir = parent.join(format!(".owping.{}.{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+    }
+    Err(format!(
+        "{}: no free name for a scratch directory",
+        parent.display()
+    ))
+}
+
+/// Removes every scratch directory of the process: for an exit that skips the destructors
+/// (owping's second interrupt).
+pub fn remove_scratch() {
+    for dir in scratch_registry().drain(..) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[cfg(test)]

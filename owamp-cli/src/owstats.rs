@@ -544,6 +544,9 @@ pub(crate) fn stats_for<R: Read + Seek>(
         StatsConfig {
             bucket_width,
             schedule_limit: Some(schedule_limit(reader.max_records())),
+            // owstats's numbers come from the histogram: memory stays bounded whatever the
+            // session's length.
+            keep_delays: false,
         },
     )
     .map_err(|e| e.to_string())

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{args, run, wait_bounded, Daemon, Output, OWAMPD};
+use common::{args, run, run_with, wait_bounded, Daemon, Output, OWAMPD};
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -607,4 +607,95 @@ fn request_over_the_bandwidth_limit_is_refused() {
         o.stderr
     );
     assert!(o.stderr.contains("owping: Session Failed!"), "{}", o.stderr);
+}
+
+/// The entries of a directory, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// owping with `TMPDIR` set to `tmp`.
+fn owping_in(tmp: &Path, extra: &[&str], d: &Daemon) -> Output {
+    let mut a = args(&["-c", "20", "-i", "0.01", "-L", "1"]);
+    a.extend(args(extra));
+    a.push(d.addr().into());
+    run_with(
+        Command::new(OWPING).args(&a).env("TMPDIR", tmp),
+        "",
+        Duration::from_secs(60),
+    )
+}
+
+/// owping writes the records to disk as they come (fetched and received alike) and reads
+/// its statistics back from there: the -R output is the saved files' records exactly as
+/// owstats prints them, and nothing is left behind beside the -T/-F files or in the
+/// temporary directory, whether the run succeeds, fails, or ends on a second interrupt.
+#[test]
+fn owping_records_go_through_files_it_removes() {
+    let d = Daemon::start("", None, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = tempfile::tempdir().unwrap();
+    let to = keep.path().join("to.owp");
+    let from = keep.path().join("from.owp");
+    let (to_s, from_s) = (to.to_str().unwrap(), from.to_str().unwrap());
+    let o = owping_in(tmp.path(), &["-R", "-T", to_s, "-F", from_s], &d);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(entries(keep.path()), ["from.owp", "to.owp"]);
+    assert!(entries(tmp.path()).is_empty());
+    let raw = |path: &Path| {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = owamp_cli::owstats::run(
+            args(&["owstats", "-R", path.to_str().unwrap()]),
+            &mut out,
+            &mut err,
+            &owamp_cli::sys::System,
+        );
+        assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(o.stdout, raw(&to) + &raw(&from));
+    assert_eq!(o.stdout.lines().count(), 40);
+
+    // Without files, both directions and the summaries: nothing left either.
+    let o = owping_in(tmp.path(), &[], &d);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(blocks(&o.stdout).len(), 2);
+    assert!(entries(tmp.path()).is_empty());
+
+    // A run that fails (no identity for the only mode allowed).
+    let denied = keep.path().join("denied.owp");
+    let o = owping_in(tmp.path(), &["-A", "A", "-T", denied.to_str().unwrap()], &d);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(entries(tmp.path()).is_empty());
+    assert_eq!(entries(keep.path()), ["from.owp", "to.owp"]);
+
+    // Two signals at once during a long test (two different ones: a second SIGINT sent
+    // before the first is delivered would merge with it): owping exits at once, with 2.
+    let mut child = Command::new(OWPING)
+        .args(["-c", "2000", "-i", "0.01f", "-L", "1", &d.addr()])
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("Approximately "), "{first}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(entries(tmp.path()).len(), 1, "the records' directory");
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: kill on the pid of a child we started and have not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, sig);
+        }
+    }
+    assert_eq!(wait_bounded(&mut child, Duration::from_secs(15)), 2);
+    assert!(entries(tmp.path()).is_empty());
 }

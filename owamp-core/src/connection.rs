@@ -77,7 +77,9 @@ use core::net::SocketAddr;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::control::{Client, ClientConfig, ControlError, PortRange, Server, ServerConfig};
-use crate::io::{FetchReply, FetchedSession, Input, Output as MachineOutput, SessionInfo};
+use crate::io::{
+    FetchReply, FetchStream, FetchedSession, Input, Output as MachineOutput, SessionInfo,
+};
 use crate::io::{SessionEnd, StoredSession};
 use crate::policy::ServerPolicy;
 use crate::proto::{canonical, ClientCommand, CloseReason, Role, SessionRequest};
@@ -220,7 +222,27 @@ pub enum ClientEvent {
     Started,
     /// The test is over: the server's records can be fetched.
     TestComplete,
-    /// The records asked for with [`Connection::fetch`].
+    /// With [`Connection::with_streamed_records`]: the answer to [`Connection::fetch`] has
+    /// reached its records; `head` holds everything else it says, and how many records
+    /// follow in [`ClientEvent::FetchedRecords`].
+    FetchBegin {
+        /// The session asked for.
+        sid: SessionId,
+        /// The answer but its records.
+        head: Box<FetchStream>,
+    },
+    /// With [`Connection::with_streamed_records`]: the next records of the answer, in order.
+    /// Provisional until [`ClientEvent::Fetched`]: if the answer's HMAC does not match (or
+    /// it breaks off), the connection closes instead and they must be discarded.
+    FetchedRecords {
+        /// The session asked for.
+        sid: SessionId,
+        /// The records.
+        records: Vec<DataRecord>,
+    },
+    /// The records asked for with [`Connection::fetch`] (with
+    /// [`Connection::with_streamed_records`], none: they came in
+    /// [`ClientEvent::FetchedRecords`], and this says they are complete and intact).
     Fetched(Box<FetchedSession>),
     /// The server refused a Fetch-Session.
     FetchDenied {
@@ -295,6 +317,8 @@ pub trait Machine: sealed::Sealed {
     fn role_event(o: MachineOutput) -> Option<Self::Event>;
     #[doc(hidden)]
     fn socket_failed_event() -> Option<Self::Event>;
+    #[doc(hidden)]
+    fn stream_records(&mut self) {}
 }
 
 impl<R: RngCore + CryptoRng> Machine for Client<R> {
@@ -320,12 +344,19 @@ impl<R: RngCore + CryptoRng> Machine for Client<R> {
     fn socket_failed_event() -> Option<ClientEvent> {
         Some(ClientEvent::SocketFailed)
     }
+    fn stream_records(&mut self) {
+        self.stream_fetches();
+    }
     fn role_event(o: MachineOutput) -> Option<ClientEvent> {
         Some(match o {
             MachineOutput::Connected { mode, server_start } => {
                 ClientEvent::Connected { mode, server_start }
             }
             MachineOutput::SessionRejected { accept } => ClientEvent::SessionRejected { accept },
+            MachineOutput::FetchBegin { sid, head } => ClientEvent::FetchBegin { sid, head },
+            MachineOutput::FetchedRecords { sid, records } => {
+                ClientEvent::FetchedRecords { sid, records }
+            }
             MachineOutput::Fetched(f) => ClientEvent::Fetched(f),
             MachineOutput::FetchDenied { accept } => ClientEvent::FetchDenied { accept },
             _ => return None,
@@ -441,8 +472,14 @@ impl<M: Machine> Connection<M> {
     /// ([`Output::Stream`]: at least every [`STREAM_BATCH`] records or [`STREAM_INTERVAL`])
     /// instead of whole at the end ([`Output::Store`]). Set it before any session is agreed
     /// on.
+    ///
+    /// A client's Fetch-Session answers stream too (RFC 4656 3.9): [`ClientEvent::FetchBegin`],
+    /// the records in batches ([`ClientEvent::FetchedRecords`]), then [`ClientEvent::Fetched`]
+    /// without records once the answer's HMAC is checked
+    /// ([`Client::with_streamed_fetch`]). What goes on the wire does not change.
     pub fn with_streamed_records(mut self) -> Self {
         self.stream = true;
+        self.machine.stream_records();
         self
     }
 
@@ -748,6 +785,8 @@ impl<M: Machine> Connection<M> {
             }
             MachineOutput::Close(reason) => self.shut(reason),
             other @ (MachineOutput::FetchRequest { .. }
+            | MachineOutput::FetchBegin { .. }
+            | MachineOutput::FetchedRecords { .. }
             | MachineOutput::Fetched(_)
             | MachineOutput::FetchDenied { .. }) => self.on_role_output(other),
         }
@@ -999,7 +1038,9 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
 
     /// Asks for the records of a session the server received, sequence numbers
     /// `begin..=end` (`0, u32::MAX` for all; RFC 4656 3.9); answered by
-    /// [`ClientEvent::Fetched`] or [`ClientEvent::FetchDenied`].
+    /// [`ClientEvent::Fetched`] (with [`with_streamed_records`](Self::with_streamed_records),
+    /// after [`ClientEvent::FetchBegin`] and the records in [`ClientEvent::FetchedRecords`])
+    /// or [`ClientEvent::FetchDenied`].
     pub fn fetch(
         &mut self,
         now: OwampTime,

@@ -21,6 +21,9 @@
 //!   receive sessions (with the peer's Next-Seqno and skip ranges, or as incomplete).
 //! - [`Output::FetchRequest`] (server): look up stored records and answer with
 //!   [`Input::FetchReply`].
+//! - [`Output::Fetched`] (client): the answer to a Fetch-Session; with streamed answers
+//!   ([`Client::with_streamed_fetch`](crate::control::Client::with_streamed_fetch)) after
+//!   [`Output::FetchBegin`] and the records in [`Output::FetchedRecords`].
 //! - [`Output::Close`]: after writing every queued [`Output::Transmit`], close the connection.
 //!   The state machine ignores every later input.
 //!
@@ -129,7 +132,33 @@ pub enum Output {
         /// Last sequence number asked for (0xFFFFFFFF for the whole session).
         end: u32,
     },
-    /// Client: the records asked for by [`ClientCommand::Fetch`].
+    /// Client, streamed Fetch-Session answers only ([`Client::with_streamed_fetch`]): the
+    /// Fetch-Ack, the stored request and the skip ranges have been read, their HMACs checked
+    /// (RFC 4656 3.9); `head.num_records` records follow in [`Output::FetchedRecords`].
+    ///
+    /// [`Client::with_streamed_fetch`]: crate::control::Client::with_streamed_fetch
+    FetchBegin {
+        /// The session asked for.
+        sid: SessionId,
+        /// What the answer says of the session, and how many records follow.
+        head: Box<FetchStream>,
+    },
+    /// Client, streamed Fetch-Session answers only: the next records of the answer, in the
+    /// order the server sent them (batches of [`FETCH_BATCH`], the last one shorter).
+    ///
+    /// They are provisional until [`Output::Fetched`] arrives: the HMAC that covers them
+    /// comes after the last one. If it does not match, or the answer breaks off, the
+    /// connection closes with an error instead, and the application must discard them.
+    FetchedRecords {
+        /// The session asked for.
+        sid: SessionId,
+        /// The records.
+        records: Vec<DataRecord>,
+    },
+    /// Client: the records asked for by [`ClientCommand::Fetch`]. When the answer was
+    /// streamed, its records came before in [`Output::FetchedRecords`] and
+    /// [`FetchedSession::records`] is empty; this output says they are all there and their
+    /// HMAC matched.
     Fetched(Box<FetchedSession>),
     /// Client: the server refused the Fetch-Session.
     FetchDenied {
@@ -242,7 +271,8 @@ pub enum FetchReply {
     Failed,
 }
 
-/// A stored session served record by record ([`FetchReply::Streamed`]).
+/// A Fetch-Session answer sent or received record by record: everything in it but the
+/// records (the server's [`FetchReply::Streamed`], the client's [`Output::FetchBegin`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchStream {
     /// The request as stored.
@@ -256,6 +286,10 @@ pub struct FetchStream {
     /// How many records follow: those [`FetchSelection`] keeps.
     pub num_records: u32,
 }
+
+/// Records a client holds at most, in a streamed Fetch-Session answer, before it hands them
+/// out ([`Output::FetchedRecords`]).
+pub const FETCH_BATCH: usize = 1024;
 
 /// Which stored records a Fetch-Session for `begin..=end` gets (RFC 4656 3.9): those
 /// numbered in the range; for a session that did not finish normally, none after the last
@@ -311,6 +345,7 @@ pub struct FetchedSession {
     pub skips: Vec<SkipRange>,
     /// The stored request.
     pub request: RequestSession,
-    /// The records, as the server sent them.
+    /// The records, as the server sent them; empty when the answer was streamed (they came
+    /// before, in [`Output::FetchedRecords`]).
     pub records: Vec<DataRecord>,
 }

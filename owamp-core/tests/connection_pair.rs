@@ -12,10 +12,11 @@ use owamp_core::connection::{
     ServerEvent, SocketAction, SocketId,
 };
 use owamp_core::control::{
-    ClientConfig, CloseReason, Identity, Mode, Modes, PortRange, Role, ServerConfig, SessionRequest,
+    ClientConfig, CloseReason, Identity, Mode, Modes, PortRange, ProtocolError, Role, ServerConfig,
+    SessionRequest,
 };
 use owamp_core::io::{
-    FetchReply, FetchSelection, FetchStream, FetchedSession, Finished, StoredSession,
+    FetchReply, FetchSelection, FetchStream, FetchedSession, Finished, StoredSession, FETCH_BATCH,
 };
 use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::session::Datagram;
@@ -56,6 +57,7 @@ enum Flight {
     Wake,
 }
 
+#[derive(Default)]
 struct Plan {
     send: u32,
     receive: u32,
@@ -63,7 +65,16 @@ struct Plan {
     late_last: Duration,
     /// Drop every n-th datagram (0: none).
     drop_every: u64,
+    /// The client reads the server's octets in many pieces of odd sizes.
+    split_reads: bool,
+    /// Flip the bits of the octet at this offset of the Fetch-Session answer on its way.
+    corrupt_fetch_at: Option<usize>,
+    /// The client's limit on fetched items (default: the configuration's).
+    max_fetch_items: Option<u32>,
 }
+
+/// Sizes of the pieces the client reads with `split_reads`, in turn.
+const READ_SIZES: [usize; 10] = [1, 3, 7, 13, 29, 61, 127, 251, 509, 1021];
 
 #[derive(Default)]
 struct Outcome {
@@ -81,6 +92,13 @@ struct Outcome {
     batches: usize,
     /// Streaming: ends that pruned records already handed out.
     prunes: usize,
+    /// Streamed fetch: the answer's head, and its records so far.
+    fetch_head: Option<(SessionId, FetchStream)>,
+    fetch_records: Vec<DataRecord>,
+    /// Streamed fetch: batches of records handed out.
+    fetch_batches: usize,
+    /// Control reads of the client (`split_reads` only).
+    reads: usize,
 }
 
 impl Outcome {
@@ -132,6 +150,10 @@ struct Pair {
     stream: bool,
     out: Outcome,
     sent_datagrams: u64,
+    /// Octets of the Fetch-Session answer sent so far, once it has begun.
+    answer_sent: Option<usize>,
+    /// Where the next piece of `split_reads` comes from in READ_SIZES.
+    next_read: usize,
 }
 
 fn limits() -> Limits {
@@ -165,6 +187,9 @@ impl Pair {
                 passphrase: PASS.to_vec(),
             }),
             control_timeout: Duration::from_secs(30),
+            max_fetch_items: plan
+                .max_fetch_items
+                .unwrap_or(ClientConfig::default().max_fetch_items),
             ..ClientConfig::default()
         };
         let scfg = ServerConfig {
@@ -204,6 +229,8 @@ impl Pair {
             stream,
             out: Outcome::default(),
             sent_datagrams: 0,
+            answer_sent: None,
+            next_read: 0,
         }
     }
 
@@ -387,7 +414,32 @@ impl Pair {
                             None => self.client.close(self.now),
                         }
                     }
-                    ClientEvent::Fetched(f) => {
+                    ClientEvent::FetchBegin { sid, head } => {
+                        assert!(self.stream, "an answer streamed without asking");
+                        assert!(self.out.fetch_head.is_none(), "two answers begun");
+                        self.out.fetch_head = Some((sid, *head));
+                    }
+                    ClientEvent::FetchedRecords { sid, records } => {
+                        let (head_sid, head) = self.out.fetch_head.as_ref().expect("begun");
+                        assert_eq!(sid, *head_sid);
+                        assert!(!records.is_empty() && records.len() <= FETCH_BATCH);
+                        self.out.fetch_records.extend(records);
+                        assert!(self.out.fetch_records.len() <= head.num_records as usize);
+                        self.out.fetch_batches += 1;
+                    }
+                    ClientEvent::Fetched(mut f) => {
+                        if self.stream {
+                            // The records came before; the head said what this says.
+                            assert!(f.records.is_empty());
+                            let (sid, head) = self.out.fetch_head.take().expect("begun");
+                            f.records = std::mem::take(&mut self.out.fetch_records);
+                            assert_eq!(sid, f.sid);
+                            assert_eq!(head.num_records as usize, f.records.len());
+                            assert_eq!(
+                                (&head.request, head.finished, head.next_seqno, &head.skips),
+                                (&f.request, f.finished, f.next_seqno, &f.skips)
+                            );
+                        }
                         self.out.fetched = Some(*f);
                         self.client.close(self.now);
                     }
@@ -398,8 +450,21 @@ impl Pair {
     }
 
     fn server_output(&mut self, o: Output<ServerEvent>) {
+        if let Output::Event(ServerEvent::FetchRequest { .. }) = &o {
+            self.answer_sent = Some(0);
+        }
         match o {
-            Output::Control(ControlAction::Transmit(b)) => {
+            Output::Control(ControlAction::Transmit(mut b)) => {
+                if let Some(sent) = self.answer_sent.as_mut() {
+                    let at = self
+                        .plan
+                        .corrupt_fetch_at
+                        .and_then(|c| c.checked_sub(*sent));
+                    if let Some(x) = at.and_then(|i| b.get_mut(i)) {
+                        *x ^= 0xff;
+                    }
+                    *sent += b.len();
+                }
                 let at = after(self.now, Duration::from_millis(1));
                 self.ship(at, Flight::Control(Side::Client, b));
             }
@@ -467,6 +532,18 @@ impl Pair {
             Flight::Wake => {}
             Flight::Control(Side::Client, b) if b.is_empty() => {
                 self.client.handle_control_closed(now)
+            }
+            Flight::Control(Side::Client, b) if self.plan.split_reads => {
+                let mut rest = &b[..];
+                while !rest.is_empty() {
+                    let n = READ_SIZES[self.next_read % READ_SIZES.len()].min(rest.len());
+                    self.next_read += 1;
+                    self.out.reads += 1;
+                    let (piece, tail) = rest.split_at(n);
+                    self.client.handle_control(now, piece);
+                    self.pump();
+                    rest = tail;
+                }
             }
             Flight::Control(Side::Client, b) => self.client.handle_control(now, &b),
             Flight::Control(Side::Server, b) if b.is_empty() => {
@@ -554,6 +631,7 @@ fn check_full(mode: Mode) {
             receive: 80,
             late_last: Duration::ZERO,
             drop_every: 0,
+            ..Plan::default()
         },
     )
     .run(Duration::from_secs(120));
@@ -597,6 +675,7 @@ fn losses_are_counted_not_dropped() {
             receive: 0,
             late_last: Duration::ZERO,
             drop_every: 7,
+            ..Plan::default()
         },
     )
     .run(Duration::from_secs(120));
@@ -616,6 +695,7 @@ fn every_socket_is_closed_at_the_end() {
             receive: 10,
             late_last: Duration::ZERO,
             drop_every: 0,
+            ..Plan::default()
         },
     )
     .run(Duration::from_secs(60));
@@ -634,6 +714,7 @@ fn late_last_packet_is_kept() {
             receive: 0,
             late_last: Duration::from_millis(20),
             drop_every: 0,
+            ..Plan::default()
         },
     )
     .run(Duration::from_secs(120));
@@ -659,6 +740,7 @@ fn streamed_records_make_the_same_sessions() {
         receive: 1200,
         late_last: Duration::ZERO,
         drop_every: 7,
+        ..Plan::default()
     };
     let whole = Pair::with(Mode::Encrypted, plan(), false).run(Duration::from_secs(120));
     let streamed = Pair::with(Mode::Encrypted, plan(), true).run(Duration::from_secs(120));
@@ -676,4 +758,99 @@ fn streamed_records_make_the_same_sessions() {
     assert_eq!(to.records.len(), 1500);
     assert!(to.records.iter().filter(|r| r.is_lost()).count() > 100);
     assert_eq!(streamed.client_received[0].records.len(), 1200);
+}
+
+/// Packets sent to the server in the fetch tests: three batches, the last one shorter.
+const FETCHED: u32 = 2 * FETCH_BATCH as u32 + 452;
+
+/// Octets of a Fetch-Session answer before its records, for a request of one slot and no
+/// skip ranges (RFC 4656 3.9): Fetch-Ack (32), the stored Request-Session (112, then one
+/// slot and its HMAC: 32), the skip ranges' HMAC (16).
+const RECORDS_AT: usize = 32 + 112 + 32 + 16;
+
+fn fetch_plan(split_reads: bool) -> Plan {
+    Plan {
+        send: FETCHED,
+        drop_every: 9,
+        split_reads,
+        ..Plan::default()
+    }
+}
+
+/// RFC 4656 3.9: a Fetch-Session answer read record by record as it arrives, in pieces of
+/// odd sizes (records, blocks and HMACs cut anywhere), gives exactly the records read whole,
+/// in every mode (decryption and HMAC run across the pieces).
+#[test]
+fn streamed_fetch_reads_the_same_records_in_every_mode() {
+    for mode in [Mode::Open, Mode::Authenticated, Mode::Encrypted] {
+        let whole = Pair::with(mode, fetch_plan(false), false).run(Duration::from_secs(120));
+        let streamed = Pair::with(mode, fetch_plan(true), true).run(Duration::from_secs(120));
+        assert_eq!(streamed.closed, Some(CloseReason::Local), "{mode:?}");
+        assert_eq!(whole.fetch_batches, 0);
+        assert_eq!(streamed.fetch_batches, 3, "{mode:?}");
+        assert!(streamed.reads > 300, "{mode:?}: {} reads", streamed.reads);
+        let (a, b) = (
+            whole.fetched.expect("whole"),
+            streamed.fetched.expect("streamed"),
+        );
+        assert_eq!(a, b, "{mode:?}");
+        assert_eq!(b.records.len(), FETCHED as usize);
+        assert!(b.records.iter().any(|r| r.is_lost()));
+    }
+}
+
+/// A flipped octet in the records section: the HMAC after the last record does not match,
+/// so the connection closes with that error and no Fetched comes; the records handed out
+/// before (the corrupted one among them) were provisional. Read whole, the same answer
+/// fails the same way.
+#[test]
+fn a_corrupted_record_fails_the_fetch() {
+    let at = RECORDS_AT + 25 * (FETCH_BATCH + 500);
+    for stream in [true, false] {
+        let plan = Plan {
+            corrupt_fetch_at: Some(at),
+            ..fetch_plan(stream)
+        };
+        let out = Pair::with(Mode::Authenticated, plan, stream).run(Duration::from_secs(120));
+        assert!(out.fetched.is_none(), "stream {stream}");
+        assert_eq!(
+            out.closed,
+            Some(CloseReason::Protocol(ProtocolError::BadHmac(
+                "fetched records"
+            ))),
+            "stream {stream}"
+        );
+        if stream {
+            assert!(out.fetch_head.is_some());
+            // The full batches went out before the HMAC after the last record was
+            // checked; the last one, shorter, waits for it.
+            assert_eq!(out.fetch_batches, 2);
+            assert_eq!(out.fetch_records.len(), 2 * FETCH_BATCH);
+        }
+    }
+    // Unharmed, the same run fetches.
+    let out = Pair::with(Mode::Authenticated, fetch_plan(true), true).run(Duration::from_secs(120));
+    assert_eq!(
+        out.fetched.expect("fetched").records.len(),
+        FETCHED as usize
+    );
+}
+
+/// The client's limit on fetched items holds for streamed answers too: the answer is
+/// refused at its Fetch-Ack, before any record.
+#[test]
+fn streamed_fetch_respects_the_item_limit() {
+    let plan = Plan {
+        max_fetch_items: Some(FETCHED - 1),
+        ..fetch_plan(true)
+    };
+    let out = Pair::with(Mode::Open, plan, true).run(Duration::from_secs(120));
+    assert!(out.fetched.is_none());
+    assert!(out.fetch_head.is_none());
+    assert_eq!(
+        out.closed,
+        Some(CloseReason::Protocol(ProtocolError::Limit(
+            "fetched session too large"
+        )))
+    );
 }

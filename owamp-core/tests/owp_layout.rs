@@ -179,3 +179,48 @@ fn streamed_file_is_readable_midway_and_whole_at_the_end() {
     let expect = SessionHeader::records_first(request(12), skips, 9, 1, 9);
     assert_eq!(bytes, owp::to_bytes(&expect, &recs).unwrap());
 }
+
+/// Skip ranges known before the records (a Fetch-Session answer): written after the header,
+/// the file reads midway as the records so far, and once finished it is byte for byte the
+/// whole-file encoding of the same session (skip ranges first).
+#[test]
+fn streamed_file_with_leading_skips_is_the_whole_encoding() {
+    let recs: Vec<_> = (0..9).map(rec).collect();
+    let skips = vec![SkipRange { first: 9, last: 11 }];
+    let mut w =
+        owp::StreamWriter::begin_with_skips(Cursor::new(Vec::new()), &request(12), &skips).unwrap();
+    for chunk in recs.chunks(4) {
+        w.append(chunk).unwrap();
+        let bytes = w.get_mut().get_ref().clone();
+        let mut r = OwpReader::new(Cursor::new(&bytes)).unwrap();
+        assert!(!r.header().is_finished());
+        let got: Vec<_> = r.records().unwrap().map(Result::unwrap).collect();
+        assert_eq!(got[..], recs[..w.records() as usize]);
+    }
+    let bytes = w
+        .finish(owamp_core::io::Finished::Normal, 9, &skips)
+        .unwrap()
+        .into_inner();
+    let expect = SessionHeader::new(request(12), skips.clone(), 9, 1, 9);
+    assert_eq!(bytes, owp::to_bytes(&expect, &recs).unwrap());
+    // Other skip ranges at the end than at the start: refused.
+    let mut w =
+        owp::StreamWriter::begin_with_skips(Cursor::new(Vec::new()), &request(12), &skips).unwrap();
+    w.append(&recs).unwrap();
+    let err = w
+        .finish(owamp_core::io::Finished::Normal, 9, &[])
+        .unwrap_err();
+    assert!(matches!(err, OwpError::Layout(_)), "{err}");
+    // Without skip ranges, both ways of starting write the same file.
+    let mut a = owp::StreamWriter::begin(Cursor::new(Vec::new()), &request(12)).unwrap();
+    let mut b =
+        owp::StreamWriter::begin_with_skips(Cursor::new(Vec::new()), &request(12), &[]).unwrap();
+    a.append(&recs).unwrap();
+    b.append(&recs).unwrap();
+    let fin = |w: owp::StreamWriter<Cursor<Vec<u8>>>| {
+        w.finish(owamp_core::io::Finished::Normal, 9, &[])
+            .unwrap()
+            .into_inner()
+    };
+    assert_eq!(fin(a), fin(b));
+}

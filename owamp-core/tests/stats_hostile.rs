@@ -116,6 +116,28 @@ proptest! {
         prop_assert_eq!(s.reordering, reference_reordering(&seqs, bound));
         prop_assert_eq!(s.reorder_seen as usize, seqs.len());
     }
+
+    /// Runs of consecutive numbers (packets arriving in order between losses and
+    /// reorderings), cut and overtaken anywhere, also shorter and longer than the bound.
+    #[test]
+    fn reordering_of_runs_is_owstats_s(
+        runs in proptest::collection::vec((0u32..60, 1u32..25), 0..12),
+        deep in any::<bool>(),
+    ) {
+        let seqs: Vec<u32> = runs
+            .iter()
+            .flat_map(|&(first, len)| first..(first + len).min(80))
+            .collect();
+        let i = if deep {
+            info(80, SEC / 100, 1000 * SEC)
+        } else {
+            info(80, 1000 * SEC, 1000 * SEC)
+        };
+        let s = summarize(i, &seqs);
+        let bound = usize::try_from(s.reorder_bound).unwrap();
+        prop_assert_eq!(s.reordering, reference_reordering(&seqs, bound));
+        prop_assert_eq!(s.reorder_seen as usize, seqs.len());
+    }
 }
 
 #[test]

@@ -239,6 +239,19 @@ fn exact_percentiles_come_from_the_delays() {
     assert_eq!(s.exact_percentile(0.0), s.min_delay());
     assert_eq!(s.exact_percentile(1.5), None);
     assert_eq!(summarize(10, &[]).exact_median(), None);
+    // Without the delays kept, the same summary but for them.
+    let config = StatsConfig {
+        keep_delays: false,
+        ..StatsConfig::default()
+    };
+    let lean = Stats::summarize_all(info(10), &recs, config).unwrap();
+    assert_eq!(lean.exact_median(), None);
+    assert!(lean.delays().is_empty());
+    assert_eq!(
+        (lean.sent, lean.lost, lean.median(), lean.max_delay()),
+        (s.sent, s.lost, s.median(), s.max_delay())
+    );
+    assert_eq!(lean.buckets, s.buckets);
 }
 
 #[test]

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,9 @@ use owamp_core::session::{Datagram, Timeout};
 use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 
+use crate::client_records::SavedSession;
+#[cfg(doc)]
+use crate::client_records::{ClientRecords, Report};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::net::{is_addr_in_use, recv_from_fd, TestSocket, MAX_DATAGRAM};
 use crate::rng::OsRng;
@@ -135,6 +139,10 @@ pub struct ClientOptions {
     pub test_ports: Option<PortRange>,
     /// How the test endpoints run (and the clock).
     pub endpoint: EndpointConfig,
+    /// Where the sessions this client receives go: written to `<dir>/<SID>.owp` as their
+    /// records come, so that memory does not grow with a session's length (each one is
+    /// reported in [`TestEnd::saved`]); `None`: gathered in memory ([`TestEnd::received`]).
+    pub receive_dir: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -146,6 +154,7 @@ impl Default for ClientOptions {
             test_ip: None,
             test_ports: None,
             endpoint: EndpointConfig::default(),
+            receive_dir: None,
         }
     }
 }
@@ -250,6 +259,14 @@ pub enum ClientError {
     /// The stop handle was set before the test started.
     #[error("interrupted")]
     Interrupted,
+    /// Records could not be written to (or read back from) their file.
+    #[error("{}: {error}", path.display())]
+    Save {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        error: StoreError,
+    },
     /// The operation is not valid now (for example a request during a test).
     #[error("{0}")]
     Control(#[from] ControlError),
@@ -267,6 +284,9 @@ pub struct TestEnd {
     /// The sessions this client received (finished normally, or incomplete if the test broke
     /// off), in the order they ended.
     pub received: Vec<StoredSession>,
+    /// With [`ClientOptions::receive_dir`], instead: the files the sessions this client
+    /// received were written to (or why not), in the order they ended.
+    pub saved: Vec<SavedSession>,
 }
 
 /// The sessions of a measurement (an adapter's `run_test`).
@@ -922,18 +942,16 @@ impl ClientState {
     pub fn on_wait(e: Next) -> Option<(bool, Option<CloseReason>)> {
         match e {
             Next::Event(ClientEvent::TestComplete) => Some((true, None)),
-            Next::Event(_) => None,
+            Next::Event(_) | Next::Fetched(_) => None,
             Next::Closed(r) => Some((false, Some(r))),
         }
     }
 
-    /// The answer to Fetch-Session, once there is one.
+    /// The answer to Fetch-Session, once there is one (the connection's [`ClientRecords`]
+    /// put its records where they were to go).
     pub fn on_fetch(e: Next) -> Option<Result<FetchedSession, ClientError>> {
         match e {
-            Next::Event(ClientEvent::Fetched(f)) => Some(Ok(*f)),
-            Next::Event(ClientEvent::FetchDenied { accept }) => {
-                Some(Err(ClientError::FetchDenied(accept)))
-            }
+            Next::Fetched(r) => Some(*r),
             other => other.closed(),
         }
     }
@@ -944,6 +962,8 @@ impl ClientState {
 pub enum Next {
     /// An event.
     Event(ClientEvent),
+    /// The answer to a Fetch-Session ([`Report::Fetched`]).
+    Fetched(Box<Result<FetchedSession, ClientError>>),
     /// The connection closed, for this reason, and no event is left.
     Closed(CloseReason),
 }
@@ -952,7 +972,7 @@ impl Next {
     fn closed<T>(self) -> Option<Result<T, ClientError>> {
         match self {
             Next::Closed(r) => Some(Err(ClientError::Closed(r))),
-            Next::Event(_) => None,
+            Next::Event(_) | Next::Fetched(_) => None,
         }
     }
 }
@@ -962,23 +982,45 @@ pub fn incomplete(end: &TestEnd) -> ClientError {
     ClientError::Closed(end.closed.clone().unwrap_or(CloseReason::Local))
 }
 
-/// The data of the session this client received in a measurement, taken out of `received`.
+/// The data of the session this client received in a measurement, taken out of `received`
+/// (or read back from its file, with [`ClientOptions::receive_dir`]).
 pub fn take_received(
     received: &mut Vec<StoredSession>,
     info: &SessionInfo,
     end: &TestEnd,
 ) -> Result<StoredSession, ClientError> {
-    match received.iter().position(|s| s.request.sid == info.sid) {
-        Some(i) => Ok(received.swap_remove(i)),
-        None => Err(incomplete(end)),
+    if let Some(i) = received.iter().position(|s| s.request.sid == info.sid) {
+        return Ok(received.swap_remove(i));
     }
+    let saved = end
+        .saved
+        .iter()
+        .find(|s| s.sid == info.sid)
+        .ok_or_else(|| incomplete(end))?;
+    let error = match &saved.error {
+        Some(e) => StoreError::Io(io::Error::other(e.clone())),
+        None => match crate::store::read_owp(&saved.path) {
+            Ok(s) => return Ok(s),
+            Err(e) => e.into(),
+        },
+    };
+    Err(ClientError::Save {
+        path: saved.path.clone(),
+        error,
+    })
 }
 
 /// A client connection to `server` from `local`, as a core [`ClientConnection`] built at the
 /// clock's time, with the options' test ports.
+///
+/// Its records stream (received sessions and Fetch-Session answers alike): the connection's
+/// [`ClientRecords`] gathers them in memory or writes them to files, as the application
+/// asked.
 pub fn client_connection(opts: &ClientOptions) -> ClientConnection<OsRng> {
     let now = opts.endpoint.clock.now();
-    ClientConnection::client(now, opts.control.clone(), OsRng).with_test_ports(opts.test_ports)
+    ClientConnection::client(now, opts.control.clone(), OsRng)
+        .with_test_ports(opts.test_ports)
+        .with_streamed_records()
 }
 
 /// The server connection of an accepted TCP connection between `local` and `peer`, and its

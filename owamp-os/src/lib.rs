@@ -10,6 +10,9 @@
 //! - [`rng`]: the operating system's random generator for the control state machines.
 //! - [`store`]: where a server keeps the sessions it received ([`store::SessionStore`]), in
 //!   memory or as perfSONAR-compatible `.owp` files, which [`owp_file`] writes atomically.
+//! - [`host`]: a core connection hosted with its test sockets, for either adapter's loop.
+//! - [`client_records`]: where a client's fetched and received records go, in memory or
+//!   into `.owp` files as they come.
 //!
 //! # Reading the clock
 //!
@@ -24,6 +27,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod client_records;
 pub mod clock;
 pub mod host;
 pub mod net;

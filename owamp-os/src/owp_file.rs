@@ -1,6 +1,6 @@
 //! `.owp` session files on disk, written atomically.
 //!
-//! The core encodes a file ([`owamp_core::owp::encode`]) into any [`Write`](std::io::Write); this module puts
+//! The core encodes a file ([`owamp_core::owp::encode`]) into any [`Write`]; this module puts
 //! the bytes on disk so that a reader (owstats, a Fetch-Session answer) never sees half a
 //! file, even after a crash.
 
@@ -10,6 +10,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use owamp_core::io::FetchStream;
 use owamp_core::owp::{self, OwpError, OwpReader, SessionHeader, StreamWriter};
 use owamp_core::session::StreamEnd;
 use owamp_core::wire::{DataRecord, RequestSession};
@@ -174,6 +175,98 @@ impl StreamFile {
     }
 }
 
+/// A Fetch-Session answer written to a `.owp` file as its records arrive (RFC 4656 3.9), so
+/// that a session of any length is never whole in memory.
+///
+/// The file is written to a temporary name beside `path` ([`StreamWriter::begin_with_skips`]:
+/// the skip ranges first, as the answer sends them), and [`finish`](Self::finish) renames it
+/// over `path` once every record announced is there: the finished file is byte for byte what
+/// [`write`](fn@write) writes for the same session, and `path` holds either its old content or the
+/// whole new file. Dropped before it is finished (the fetch failed), the temporary file is
+/// removed.
+#[derive(Debug)]
+pub struct FetchFile {
+    writer: Option<StreamWriter<BufWriter<File>>>,
+    head: FetchStream,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl FetchFile {
+    /// Starts the file of an answer whose head (everything but the records) is `head`.
+    pub fn create(path: &Path, head: &FetchStream) -> Result<Self, OwpError> {
+        let tmp = temp_path(path)?;
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        // From here on, dropping `f` removes the temporary file.
+        let mut f = Self {
+            writer: None,
+            head: head.clone(),
+            tmp,
+            path: path.to_owned(),
+        };
+        f.writer = Some(StreamWriter::begin_with_skips(
+            BufWriter::new(file),
+            &head.request,
+            &head.skips,
+        )?);
+        Ok(f)
+    }
+
+    /// Where the records go until the file is finished.
+    pub fn partial(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Appends records of the answer, in order; more than the head announced is an error.
+    pub fn append(&mut self, records: &[DataRecord]) -> Result<(), OwpError> {
+        let Some(w) = self.writer.as_mut() else {
+            return Err(OwpError::Layout("the file is finished".into()));
+        };
+        if w.records() + records.len() as u64 > u64::from(self.head.num_records) {
+            return Err(OwpError::Layout(format!(
+                "the answer announced {} records, more came",
+                self.head.num_records
+            )));
+        }
+        w.append(records)
+    }
+
+    /// Completes the file with the head's state, Next-Seqno and skip ranges, syncs it and
+    /// renames it to its path, which it returns. Fewer records than announced is an error
+    /// (and the temporary file is removed).
+    pub fn finish(mut self) -> Result<PathBuf, OwpError> {
+        let Some(w) = self.writer.take() else {
+            return Err(OwpError::Layout("the file is finished".into()));
+        };
+        if w.records() != u64::from(self.head.num_records) {
+            return Err(OwpError::Layout(format!(
+                "the answer announced {} records, {} came",
+                self.head.num_records,
+                w.records()
+            )));
+        }
+        let h = &self.head;
+        let out = w.finish(h.finished, h.next_seqno, &h.skips)?;
+        let file = out.into_inner().map_err(|e| OwpError::Io(e.into_error()))?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.tmp, &self.path)?;
+        // Renamed: nothing left to remove.
+        self.tmp = PathBuf::new();
+        sync_parent(&self.path);
+        Ok(std::mem::take(&mut self.path))
+    }
+}
+
+impl Drop for FetchFile {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            self.writer = None;
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Syncs the directory of `path`, so that a rename into it is durable.
 fn sync_parent(path: &Path) {
     let dir = match path.parent() {
@@ -266,6 +359,58 @@ mod tests {
         fs::write(&path, b"old content").unwrap();
         // The header counts five records of a finished session: two cannot be written.
         let err = write(&path, &h, recs[..2].iter().copied()).unwrap_err();
+        assert!(matches!(err, OwpError::Layout(_)), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"old content");
+        assert_eq!(dir_entries(dir.path()), 1);
+    }
+
+    fn head_of(h: &SessionHeader, skips: Vec<owamp_core::wire::SkipRange>) -> FetchStream {
+        FetchStream {
+            request: h.request.clone(),
+            finished: owamp_core::io::Finished::Normal,
+            next_seqno: h.next_seqno,
+            skips,
+            num_records: h.num_records,
+        }
+    }
+
+    /// A fetched answer written batch by batch is, once finished, the file `write` makes of
+    /// the same session, skip ranges first; `path` keeps its old content until then.
+    #[test]
+    fn fetch_file_is_the_whole_file_once_finished() {
+        let (h, recs) = session(7);
+        let skips = vec![owamp_core::wire::SkipRange { first: 7, last: 8 }];
+        let h = SessionHeader::new(h.request, skips.clone(), 7, owp::header::FINISHED_NORMAL, 9);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("to.owp");
+        fs::write(&path, b"old content").unwrap();
+        let mut f = FetchFile::create(&path, &head_of(&h, skips)).unwrap();
+        for chunk in recs.chunks(3) {
+            f.append(chunk).unwrap();
+            assert_eq!(fs::read(&path).unwrap(), b"old content");
+        }
+        assert!(f.append(&recs[..1]).is_err(), "more records than announced");
+        assert_eq!(f.finish().unwrap(), path);
+        assert_eq!(fs::read(&path).unwrap(), owp::to_bytes(&h, &recs).unwrap());
+        assert_eq!(dir_entries(dir.path()), 1);
+    }
+
+    /// A fetch that fails (dropped midway, or short of records) leaves nothing behind and
+    /// the old file as it was.
+    #[test]
+    fn a_failed_fetch_file_leaves_nothing() {
+        let (h, recs) = session(6);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("to.owp");
+        fs::write(&path, b"old content").unwrap();
+        let mut f = FetchFile::create(&path, &head_of(&h, Vec::new())).unwrap();
+        f.append(&recs[..2]).unwrap();
+        assert!(f.partial().exists());
+        drop(f);
+        assert_eq!(dir_entries(dir.path()), 1);
+        let mut f = FetchFile::create(&path, &head_of(&h, Vec::new())).unwrap();
+        f.append(&recs[..5]).unwrap();
+        let err = f.finish().unwrap_err();
         assert!(matches!(err, OwpError::Layout(_)), "{err}");
         assert_eq!(fs::read(&path).unwrap(), b"old content");
         assert_eq!(dir_entries(dir.path()), 1);

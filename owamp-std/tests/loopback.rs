@@ -256,3 +256,83 @@ fn dual_stack_listener_serves_ipv4_clients() {
     check_complete(r.from.unwrap().data.as_ref().unwrap());
     server.shutdown().unwrap();
 }
+
+/// Records written to files as they come read back as the records gathered in memory: a
+/// fetched session written by `fetch_to` is the file `write_owp` makes of the same answer
+/// fetched whole, byte for byte; a received session goes to its directory. A fetch that
+/// cannot complete leaves no file, and the connection stays usable.
+#[test]
+fn records_written_as_they_come_match_records_in_memory() {
+    use owamp_core::control::Role;
+    use owamp_os::host::fetched_to_stored;
+    use owamp_os::store::{read_owp, write_owp};
+    use owamp_std::control::ClientConnection;
+
+    let (server, addr, _) = serve(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        limits_with_alice(),
+        Duration::from_secs(5),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ClientOptions {
+        receive_dir: Some(dir.path().join("received")),
+        ..client(Some(("alice", "wonderland")), Modes::ENCRYPTED)
+    };
+    let mut conn = ClientConnection::connect(addr, &opts).unwrap();
+    let start = conn.now().saturating_add(Duration::from_millis(300));
+    let to = conn.request_session(Role::Sender, &spec(), start).unwrap();
+    let from = conn
+        .request_session(Role::Receiver, &spec(), start)
+        .unwrap();
+    conn.start().unwrap();
+    let end = conn.wait(None).unwrap();
+    assert!(end.complete);
+    assert!(end.received.is_empty(), "nothing gathered in memory");
+    assert_eq!(end.saved.len(), 1);
+    assert_eq!(end.saved[0].sid, from.sid);
+    assert_eq!(end.saved[0].error, None);
+    assert!(end.saved[0].path.starts_with(dir.path().join("received")));
+    check_complete(&read_owp(&end.saved[0].path).unwrap());
+
+    let whole = conn.fetch(to.sid, 0, u32::MAX).unwrap();
+    check_complete(&fetched_to_stored(whole.clone()));
+    let path = dir.path().join("to.owp");
+    let head = conn.fetch_to(to.sid, 0, u32::MAX, &path).unwrap();
+    assert!(head.records.is_empty());
+    assert_eq!(head.request, whole.request);
+    let expect = dir.path().join("expect.owp");
+    write_owp(&expect, &fetched_to_stored(whole)).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(&expect).unwrap()
+    );
+
+    // Refused, or nowhere to write: an error, no file, and the next fetch works.
+    let unknown = owamp_core::wire::SessionId([0; 16]);
+    let denied = dir.path().join("denied.owp");
+    assert!(matches!(
+        conn.fetch_to(unknown, 0, u32::MAX, &denied),
+        Err(ClientError::FetchDenied(_))
+    ));
+    assert!(!denied.exists());
+    let nowhere = dir.path().join("missing").join("to.owp");
+    match conn.fetch_to(to.sid, 0, u32::MAX, &nowhere) {
+        Err(ClientError::Save { path, .. }) => assert_eq!(path, nowhere),
+        other => panic!("expected a save error, got {other:?}"),
+    }
+    let again = conn.fetch(to.sid, 0, u32::MAX).unwrap();
+    check_complete(&fetched_to_stored(again));
+    conn.close();
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["expect.owp", "received", "to.owp"]);
+
+    // run_test with a receive directory reads the received session back.
+    let r = run_test(addr, &opts, &both_ways(), None).unwrap();
+    check_complete(r.from.unwrap().data.as_ref().unwrap());
+    check_complete(r.to.unwrap().data.as_ref().unwrap());
+    server.shutdown().unwrap();
+}

@@ -231,3 +231,56 @@ async fn datagrams_from_strangers_are_ignored() {
     conn.close().await;
     server.shutdown().await.unwrap();
 }
+
+/// Records written to files as they come read back as the records gathered in memory
+/// (`fetch_to`: byte for byte the file of the answer fetched whole; `receive_dir`: the
+/// received session), and a fetch that cannot complete leaves no file.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_written_as_they_come_match_records_in_memory() {
+    use owamp_os::host::fetched_to_stored;
+    use owamp_os::store::{read_owp, write_owp};
+    use owamp_tokio::control::ClientOptions;
+
+    let (server, addr, _) = serve(AllowAll, serve_config(Duration::from_secs(5), 8)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ClientOptions {
+        receive_dir: Some(dir.path().join("received")),
+        ..client(None, Modes::ALL)
+    };
+    let mut conn = ClientConnection::connect(addr, &opts).await.unwrap();
+    let start = conn.now().saturating_add(Duration::from_millis(300));
+    let sp = spec(PACKETS, Duration::from_millis(10));
+    let to = conn
+        .request_session(Role::Sender, &sp, start)
+        .await
+        .unwrap();
+    let from = conn
+        .request_session(Role::Receiver, &sp, start)
+        .await
+        .unwrap();
+    conn.start().await.unwrap();
+    let end = conn.wait(None).await.unwrap();
+    assert!(end.complete && end.received.is_empty());
+    assert_eq!(end.saved.len(), 1);
+    assert_eq!((end.saved[0].sid, &end.saved[0].error), (from.sid, &None));
+    check_complete(&read_owp(&end.saved[0].path).unwrap(), PACKETS);
+
+    let whole = conn.fetch(to.sid, 0, u32::MAX).await.unwrap();
+    let path = dir.path().join("to.owp");
+    let head = conn.fetch_to(to.sid, 0, u32::MAX, &path).await.unwrap();
+    assert!(head.records.is_empty());
+    let expect = dir.path().join("expect.owp");
+    write_owp(&expect, &fetched_to_stored(whole)).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(&expect).unwrap()
+    );
+    let nowhere = dir.path().join("missing").join("to.owp");
+    assert!(matches!(
+        conn.fetch_to(to.sid, 0, u32::MAX, &nowhere).await,
+        Err(ClientError::Save { .. })
+    ));
+    conn.close().await;
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    server.shutdown().await.unwrap();
+}

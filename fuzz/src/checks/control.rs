@@ -14,7 +14,7 @@ use owamp_core::control::{
     Role, Server, ServerConfig, SessionRequest,
 };
 use owamp_core::io::{
-    FetchReply, Finished, Input, Output, SessionInfo, SessionReport, StoredSession,
+    FetchReply, Finished, Input, Output, SessionInfo, SessionReport, StoredSession, FETCH_BATCH,
 };
 use owamp_core::policy::{ServerPolicy, TestAdmission};
 use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
@@ -113,6 +113,8 @@ struct Driver<M> {
     reported: Vec<SessionId>,
     /// Fail endpoint set-ups instead of binding them.
     fail_endpoints: bool,
+    /// A streamed Fetch-Session answer being read: records announced, records handed out.
+    fetching: Option<(u32, usize)>,
 }
 
 impl<M: Machine> Driver<M> {
@@ -125,6 +127,7 @@ impl<M: Machine> Driver<M> {
             sessions: Vec::new(),
             reported: Vec::new(),
             fail_endpoints,
+            fetching: None,
         };
         d.drain();
         d
@@ -207,9 +210,25 @@ impl<M: Machine> Driver<M> {
                     Output::FetchRequest { sid, .. } => {
                         answers.push(Input::FetchReply(self.stored(&sid)));
                     }
+                    Output::FetchBegin { head, .. } => {
+                        assert!(self.fetching.is_none(), "two answers begun");
+                        assert!(head.num_records <= MAX_FETCH_ITEMS);
+                        assert!(head.skips.len() <= MAX_FETCH_ITEMS as usize);
+                        self.fetching = Some((head.num_records, 0));
+                    }
+                    Output::FetchedRecords { records, .. } => {
+                        let (n, got) = self.fetching.as_mut().expect("records before the head");
+                        assert!(!records.is_empty() && records.len() <= FETCH_BATCH);
+                        *got += records.len();
+                        assert!(*got <= *n as usize, "more records than announced");
+                    }
                     Output::Fetched(f) => {
                         assert!(f.records.len() <= MAX_FETCH_ITEMS as usize);
                         assert!(f.skips.len() <= MAX_FETCH_ITEMS as usize);
+                        if let Some((n, got)) = self.fetching.take() {
+                            assert!(f.records.is_empty(), "streamed records given twice");
+                            assert_eq!(got, n as usize, "records missing from the answer");
+                        }
                     }
                     _ => {}
                 }
@@ -392,7 +411,8 @@ fn session_request(input: &mut Bytes<'_>) -> SessionRequest {
 
 /// The client fed a server's octets (RFC 4656 3).
 ///
-/// Input: flags (bits 0-2: the modes the client accepts; bit 3: it has the identity), the
+/// Input: flags (bits 0-2: the modes the client accepts; bit 3: it has the identity; bit 4:
+/// it reads Fetch-Session answers record by record), the
 /// largest PBKDF2 count it accepts (u16, at most 4096), the time at the start (u64), an unused
 /// u64, RNG script (length octet and octets), then events: `0` octets from the server (u16
 /// length, octets, u16 time step), `1` the timer fires at the deadline, `2` the server
@@ -405,7 +425,9 @@ fn session_request(input: &mut Bytes<'_>) -> SessionRequest {
 ///   never panicked on;
 /// - the machine always has a deadline until it closes, says when it closes, and transmits
 ///   nothing after; it sends a 164-octet Set-Up-Response and then whole 16-octet blocks;
-/// - a fetched session holds no more records or skip ranges than the configured limit;
+/// - a fetched session holds no more records or skip ranges than the configured limit; read
+///   record by record, the records come after the head, in batches, exactly as many as it
+///   announced, before the end;
 /// - a connection that stops talking is closed by its deadlines.
 pub fn control_client(data: &[u8]) {
     let mut input = Bytes::new(data);
@@ -421,7 +443,10 @@ pub fn control_client(data: &[u8]) {
         max_kdf_count: s.kdf,
         max_fetch_items: MAX_FETCH_ITEMS,
     };
-    let client = Client::new(s.now, cfg, s.rng);
+    let mut client = Client::new(s.now, cfg, s.rng);
+    if s.flags & 16 != 0 {
+        client = client.with_streamed_fetch();
+    }
     let mut d = Driver::new(client, s.now, false);
     let check_blocks = |sent: &[u8]| {
         if let Some(rest) = sent.len().checked_sub(SetUpResponse::LEN) {

@@ -129,8 +129,12 @@ pub struct Output {
 
 /// Runs a tool to completion within `limit`, feeding it `input`.
 pub fn run(bin: &str, args: &[OsString], input: &str, limit: Duration) -> Output {
-    let mut child = Command::new(bin)
-        .args(args)
+    run_with(Command::new(bin).args(args), input, limit)
+}
+
+/// Runs a command to completion within `limit`, feeding it `input`.
+pub fn run_with(cmd: &mut Command, input: &str, limit: Duration) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -9,12 +9,13 @@ use super::codec::{self, BLOCK};
 use super::common::{Conn, LocalSession};
 use super::{make_sid, ControlError};
 use crate::crypto::{derive_key_with_limit, seal_token, ControlOpener, ControlSealer, SessionKeys};
-use crate::io::{FetchedSession, Finished, Input, Output, SessionInfo};
+use crate::io::{FetchStream, FetchedSession, Finished, Input, Output, SessionInfo, FETCH_BATCH};
 use crate::proto::{ClientCommand, CloseReason, ProtocolError, Role, SessionRequest};
 use crate::time::OwampTime;
 use crate::wire::{
-    framing, AcceptSession, FetchAck, FetchData, FetchSession, Mode, Modes, RequestSession,
-    ServerGreeting, ServerStart, SessionId, SetUpResponse, SkipRange, StartAck, StartSessions,
+    framing, AcceptSession, DataRecord, FetchAck, FetchData, FetchSession, Mode, Modes,
+    RequestSession, ServerGreeting, ServerStart, SessionId, SetUpResponse, SkipRange, StartAck,
+    StartSessions,
 };
 
 /// An identity: a KeyID (at most 80 octets) and its shared passphrase.
@@ -73,9 +74,15 @@ struct Fetching {
     ack: FetchAck,
     finished: Finished,
     request: Option<RequestSession>,
-    /// Plaintext of the part being read.
+    /// Plaintext of the part being read (streamed records: the octets of a record cut by
+    /// the end of what has arrived, then the padding).
     buf: Vec<u8>,
     skips: Vec<SkipRange>,
+    /// Streamed records: octets of the records section not yet read, records parsed so far,
+    /// and those not yet handed out.
+    body_left: usize,
+    parsed: u32,
+    batch: Vec<DataRecord>,
 }
 
 /// What the client reads next.
@@ -109,6 +116,8 @@ pub struct Client<R> {
     rng: R,
     client_iv: [u8; 16],
     state: State,
+    /// Fetch-Session answers are handed out record by record.
+    stream_fetch: bool,
 }
 
 impl<R: RngCore + CryptoRng> Client<R> {
@@ -122,9 +131,26 @@ impl<R: RngCore + CryptoRng> Client<R> {
             rng,
             client_iv: [0; 16],
             state: State::Greeting,
+            stream_fetch: false,
         };
         c.finish();
         c
+    }
+
+    /// Hands out the records of Fetch-Session answers as they arrive, so that a large
+    /// session is never whole in memory: [`Output::FetchBegin`], then
+    /// [`Output::FetchedRecords`] in batches of [`FETCH_BATCH`], then [`Output::Fetched`] with
+    /// no records once the padding and the HMAC after the last record are checked. Until
+    /// then the records are provisional (see [`Output::FetchedRecords`]). What the client
+    /// sends does not change.
+    pub fn with_streamed_fetch(mut self) -> Self {
+        self.stream_fetch = true;
+        self
+    }
+
+    /// Turns streamed Fetch-Session answers on ([`Self::with_streamed_fetch`]).
+    pub(crate) fn stream_fetches(&mut self) {
+        self.stream_fetch = true;
     }
 
     /// The mode of the connection (open until set-up completes).
@@ -479,6 +505,9 @@ impl<R: RngCore + CryptoRng> Client<R> {
                             request: None,
                             buf: Vec::new(),
                             skips: Vec::new(),
+                            body_left: 0,
+                            parsed: 0,
+                            batch: Vec::new(),
                         }));
                         Ok(true)
                     }
@@ -516,9 +545,13 @@ impl<R: RngCore + CryptoRng> Client<R> {
                 }
                 f.skips = SkipRange::parse_block(&f.buf[..len - BLOCK], n, 0)?;
                 f.buf.clear();
+                if self.stream_fetch {
+                    self.begin_streamed_records(&mut f)?;
+                }
                 self.state = State::FetchRecords(f);
                 Ok(true)
             }
+            State::FetchRecords(f) if self.stream_fetch => self.streamed_records(now, f),
             State::FetchRecords(mut f) => {
                 let n = f.ack.num_records;
                 let len = FetchData::records_len(n)? + BLOCK;
@@ -542,6 +575,96 @@ impl<R: RngCore + CryptoRng> Client<R> {
                 Ok(true)
             }
         }
+    }
+
+    /// A streamed Fetch-Session answer reaches its records: what came before them goes out
+    /// at once ([`Output::FetchBegin`]).
+    fn begin_streamed_records(&mut self, f: &mut Fetching) -> Result<(), ProtocolError> {
+        let request = f
+            .request
+            .clone()
+            .ok_or(ProtocolError::Malformed("Fetch-Session"))?;
+        f.body_left = FetchData::records_len(f.ack.num_records)?;
+        self.conn.out.push_back(Output::FetchBegin {
+            sid: f.sid,
+            head: Box::new(FetchStream {
+                request,
+                finished: f.finished,
+                next_seqno: f.ack.next_seqno,
+                skips: f.skips.clone(),
+                num_records: f.ack.num_records,
+            }),
+        });
+        Ok(())
+    }
+
+    /// The records section of a streamed Fetch-Session answer (RFC 4656 3.9: the records,
+    /// zero padding to a block boundary, then an HMAC). Each whole block is decrypted and
+    /// added to the HMAC as it arrives, each whole record parsed and handed out in batches;
+    /// the padding and the HMAC are checked at the end, before [`Output::Fetched`].
+    fn streamed_records(
+        &mut self,
+        now: OwampTime,
+        mut f: Box<Fetching>,
+    ) -> Result<bool, ProtocolError> {
+        let what = "fetched records";
+        let n = f.ack.num_records;
+        while f.body_left > 0 {
+            let take = (self.conn.stream.available() / BLOCK * BLOCK).min(f.body_left);
+            if take == 0 {
+                return self.keep(State::FetchRecords(f));
+            }
+            let Some(b) = self.conn.stream.take_body(take) else {
+                return self.keep(State::FetchRecords(f));
+            };
+            f.buf
+                .extend_from_slice(&b.map_err(|_| ProtocolError::Malformed(what))?);
+            f.body_left -= take;
+            let mut at = 0;
+            while f.parsed < n {
+                let Some(bytes) = f.buf.get(at..at + DataRecord::LEN) else {
+                    break;
+                };
+                f.batch.push(DataRecord::parse(bytes)?);
+                f.parsed += 1;
+                at += DataRecord::LEN;
+                if f.batch.len() >= FETCH_BATCH {
+                    self.conn.out.push_back(Output::FetchedRecords {
+                        sid: f.sid,
+                        records: std::mem::take(&mut f.batch),
+                    });
+                }
+            }
+            f.buf.drain(..at);
+        }
+        let Some(h) = self.conn.stream.take_hmac() else {
+            return self.keep(State::FetchRecords(f));
+        };
+        h.map_err(|_| ProtocolError::BadHmac(what))?;
+        // What is left after the last record is the padding (checked after the HMAC, as
+        // for an answer read whole).
+        let pad_at = (n as usize).saturating_mul(DataRecord::LEN);
+        crate::wire::error::check_mbz("Fetch-Session data", &f.buf, pad_at)?;
+        let f = *f;
+        if !f.batch.is_empty() {
+            self.conn.out.push_back(Output::FetchedRecords {
+                sid: f.sid,
+                records: f.batch,
+            });
+        }
+        let request = f.request.ok_or(ProtocolError::Malformed("Fetch-Session"))?;
+        self.conn
+            .out
+            .push_back(Output::Fetched(Box::new(FetchedSession {
+                sid: f.sid,
+                finished: f.finished,
+                next_seqno: f.ack.next_seqno,
+                skips: f.skips,
+                request,
+                records: Vec::new(),
+            })));
+        self.conn.wait_peer(now);
+        Ok(true)
     }
 
     /// Server-Greeting (RFC 4656 3.1): choose the mode and answer with Set-Up-Response.

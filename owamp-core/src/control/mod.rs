@@ -29,7 +29,10 @@
 //!   (see [`session_end_bound`]); after it the local sessions are stopped.
 //! - Fetch-Session / Fetch-Ack (3.9): the server gets the stored records from the application
 //!   ([`Output::FetchRequest`](crate::io::Output::FetchRequest)) and sends the ones asked for,
-//!   including partial sessions.
+//!   including partial sessions, whole or as the application feeds them. The client reads the
+//!   answer whole, or record by record ([`Client::with_streamed_fetch`]): each block is
+//!   decrypted and added to the HMAC as it arrives, and the records are handed out in batches
+//!   before the HMAC after the last one is checked.
 //! - A connection with nothing to wait for but the peer is closed after `control_timeout`.
 //!
 //! # Encryption and HMAC

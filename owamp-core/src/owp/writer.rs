@@ -84,29 +84,53 @@ pub fn to_bytes(header: &SessionHeader, records: &[DataRecord]) -> Result<Vec<u8
 ///
 /// Whatever happens to the writer midway, what it wrote is a readable file of the records
 /// appended so far (a record cut short at the end is not counted).
+///
+/// When the skip ranges are known before the records, as in a Fetch-Session answer
+/// ([`begin_with_skips`](Self::begin_with_skips)), they go right after the header instead,
+/// and the finished file is the one [`encode`] writes for [`SessionHeader::new`].
 #[derive(Debug)]
 pub struct StreamWriter<W> {
     out: W,
     request: RequestSession,
     records: u64,
+    /// Skip ranges written before the records.
+    leading_skips: Vec<SkipRange>,
 }
 
 impl<W: Write + Seek> StreamWriter<W> {
     /// Writes the header of a session not yet finished, for `request` (its HMAC fields are
     /// written as zero, as in every file), at the start of `out`.
-    pub fn begin(mut out: W, request: &RequestSession) -> Result<Self, OwpError> {
+    pub fn begin(out: W, request: &RequestSession) -> Result<Self, OwpError> {
+        Self::begin_with_skips(out, request, &[])
+    }
+
+    /// Like [`begin`](Self::begin), for a session whose skip ranges are known before its
+    /// records: a Fetch-Session answer sends them first (RFC 4656 3.9). They are written
+    /// after the header, before the records, as [`SessionHeader::new`] lays out a whole
+    /// file; [`finish`](Self::finish) must be given the same ranges. Midway, the file reads
+    /// as a session not finished with the records appended so far.
+    pub fn begin_with_skips(
+        mut out: W,
+        request: &RequestSession,
+        skips: &[SkipRange],
+    ) -> Result<Self, OwpError> {
         let request = RequestSession {
             hmac: [0; 16],
             slots_hmac: [0; 16],
             ..request.clone()
         };
-        let h = SessionHeader::records_first(request.clone(), Vec::new(), 0, 0, 0);
+        // Without skip ranges, this is also the records-first layout.
+        let h = SessionHeader::new(request.clone(), skips.to_vec(), 0, 0, 0);
         out.seek(SeekFrom::Start(0))?;
         out.write_all(&h.encode_header())?;
+        for s in skips {
+            out.write_all(&encode_skip(s))?;
+        }
         Ok(Self {
             out,
             request,
             records: 0,
+            leading_skips: skips.to_vec(),
         })
     }
 
@@ -129,8 +153,9 @@ impl<W: Write + Seek> StreamWriter<W> {
         &mut self.out
     }
 
-    /// Ends the file: the skip ranges after the records, then the header with the session's
-    /// state, Next-Seqno and counts. Returns the output (positioned at its end).
+    /// Ends the file: the skip ranges after the records (unless they were written before
+    /// them), then the header with the session's state, Next-Seqno and counts. Returns the
+    /// output (positioned at its end).
     pub fn finish(
         mut self,
         finished: Finished,
@@ -143,16 +168,19 @@ impl<W: Write + Seek> StreamWriter<W> {
                 self.records
             ))
         })?;
-        for s in skips {
-            self.out.write_all(&encode_skip(s))?;
-        }
-        let h = SessionHeader::records_first(
-            self.request,
-            skips.to_vec(),
-            n,
-            SessionHeader::finished_word(finished),
-            next_seqno,
-        );
+        let finished = SessionHeader::finished_word(finished);
+        let h = if self.leading_skips.is_empty() {
+            for s in skips {
+                self.out.write_all(&encode_skip(s))?;
+            }
+            SessionHeader::records_first(self.request, skips.to_vec(), n, finished, next_seqno)
+        } else if skips == self.leading_skips {
+            SessionHeader::new(self.request, self.leading_skips, n, finished, next_seqno)
+        } else {
+            return Err(OwpError::Layout(
+                "cannot write: the skip ranges differ from those written before the records".into(),
+            ));
+        };
         self.out.seek(SeekFrom::Start(0))?;
         self.out.write_all(&h.encode_header())?;
         self.out.seek(SeekFrom::End(0))?;

@@ -163,6 +163,10 @@ pub struct StatsConfig {
     /// Refuse to compute more than this many schedule offsets in total (a corrupt packet count
     /// could otherwise ask for billions); `None` for no limit, as perfSONAR.
     pub schedule_limit: Option<u64>,
+    /// Keep every delay for [`Summary::exact_percentile`] and [`Summary::delays`] (8 octets
+    /// per packet received). Without them the memory used does not grow with the session;
+    /// owstats's numbers do not need them.
+    pub keep_delays: bool,
 }
 
 impl Default for StatsConfig {
@@ -170,6 +174,7 @@ impl Default for StatsConfig {
         Self {
             bucket_width: DEFAULT_BUCKET_WIDTH,
             schedule_limit: None,
+            keep_delays: true,
         }
     }
 }
@@ -206,6 +211,7 @@ pub struct Stats {
     info: SessionMeta,
     bucket_width: f64,
     schedule_limit: Option<u64>,
+    keep_delays: bool,
     steps: u64,
     /// The send schedule (RFC 4656 Appendix B) and the position of the newest packet.
     schedule: Schedule,
@@ -256,6 +262,7 @@ impl Stats {
         Ok(Self {
             bucket_width: config.bucket_width,
             schedule_limit: config.schedule_limit,
+            keep_delays: config.keep_delays,
             steps: 0,
             sched: ScheduleCursor::new(&schedule),
             schedule,
@@ -412,6 +419,21 @@ pub enum PacketEvent {
     },
 }
 
+/// Arrivals `index..index + len`, numbered `seq..seq + len` (see `Summarizer::barriers`).
+#[derive(Debug, Clone, Copy)]
+struct Barriers {
+    index: u64,
+    seq: u32,
+    len: u32,
+}
+
+impl Barriers {
+    /// Index of the last arrival of the run.
+    fn last_index(&self) -> u64 {
+        self.index + u64::from(self.len) - 1
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Node {
     seen: u32,
@@ -450,10 +472,11 @@ pub struct Summarizer<'a> {
     ttl: [u32; 256],
     /// Arrivals considered for reordering so far.
     arrivals: u64,
-    /// The arrivals (index, sequence number) that can still stop a later arrival's look back:
-    /// each one's number is not above those after it, and none is more than the reorder bound
-    /// back.
-    barriers: VecDeque<(u64, u32)>,
+    /// The arrivals that can still stop a later arrival's look back: each one's number is not
+    /// above those after it, and none is more than the reorder bound back. Kept as runs of
+    /// consecutive arrivals with consecutive numbers, so that packets arriving in order (the
+    /// usual case) take a few runs, not one entry each, however long the bound.
+    barriers: VecDeque<Barriers>,
     /// deep[m]: arrivals that came right after exactly m arrivals with higher numbers (m
     /// capped at the reorder bound). An arrival with m counts as 1- to m-reordered
     /// (RFC 4737 n-reordering).
@@ -628,11 +651,21 @@ impl Summarizer<'_> {
         // constant amortised time, whatever the order of the records.
         let bound = self.stats.reorder_bound;
         let k = self.arrivals;
-        while self.barriers.back().is_some_and(|&(_, s)| s > seq) {
-            self.barriers.pop_back();
+        // The arrivals numbered above `seq` stop no later look back any more.
+        while let Some(r) = self.barriers.back_mut() {
+            if r.seq > seq {
+                self.barriers.pop_back();
+                continue;
+            }
+            // Those of the run numbered up to `seq` stay (fewer than `len`: it fits).
+            let keep = u64::from(seq - r.seq) + 1;
+            if keep < u64::from(r.len) {
+                r.len = keep as u32;
+            }
+            break;
         }
         let m = match self.barriers.back() {
-            Some(&(i, _)) => k - i - 1,
+            Some(r) => k - r.last_index() - 1,
             None => k,
         }
         .min(bound);
@@ -644,14 +677,37 @@ impl Summarizer<'_> {
             }
             self.deep[m] = self.deep[m].wrapping_add(1);
         }
-        self.barriers.push_back((k, seq));
-        // A barrier more than the bound back would give a count of at least the bound.
-        while self
-            .barriers
-            .front()
-            .is_some_and(|&(i, _)| i.saturating_add(bound) < k + 1)
-        {
-            self.barriers.pop_front();
+        match self.barriers.back_mut() {
+            Some(r)
+                if r.index + u64::from(r.len) == k
+                    && u64::from(r.seq) + u64::from(r.len) == u64::from(seq)
+                    && r.len < u32::MAX =>
+            {
+                r.len += 1;
+            }
+            _ => self.barriers.push_back(Barriers {
+                index: k,
+                seq,
+                len: 1,
+            }),
+        }
+        // A barrier more than the bound back would give a count of at least the bound: the
+        // arrivals before `cut` go.
+        let cut = (k + 1).saturating_sub(bound);
+        while let Some(r) = self.barriers.front_mut() {
+            if r.index >= cut {
+                break;
+            }
+            let old = cut - r.index;
+            if old >= u64::from(r.len) {
+                self.barriers.pop_front();
+            } else {
+                // Fewer than `len` (a u32), and the run's numbers are consecutive u32s.
+                r.index = cut;
+                r.seq += old as u32;
+                r.len -= old as u32;
+                break;
+            }
         }
         self.arrivals = k + 1;
         self.reorder_seen = self.reorder_seen.wrapping_add(1);
@@ -683,7 +739,9 @@ impl Summarizer<'_> {
         *count = count.wrapping_add(1);
         let t = &mut self.ttl[usize::from(rec.ttl)];
         *t = t.wrapping_add(1);
-        self.delays.push(delay);
+        if self.stats.keep_delays {
+            self.delays.push(delay);
+        }
         Ok(Some(event))
     }
 
@@ -815,8 +873,8 @@ impl Summary {
     /// The exact `alpha` quantile (0..=1) of the delays of the received packets, computed from
     /// the delays themselves rather than the histogram: the nearest-rank value, the delay of
     /// rank `ceil(alpha * n)` (at least 1) among the `n` received packets in ascending order.
-    /// Duplicates and lost packets are left out. `None` when no packet was received or `alpha`
-    /// is not in 0..=1.
+    /// Duplicates and lost packets are left out. `None` when no packet was received, `alpha`
+    /// is not in 0..=1, or the delays were not kept ([`StatsConfig::keep_delays`]).
     ///
     /// The result is always one of the measured delays, so it lies between
     /// [`min_delay`](Self::min_delay) and [`max_delay`](Self::max_delay): unlike the
@@ -837,7 +895,8 @@ impl Summary {
         self.exact_percentile(0.5)
     }
 
-    /// The delays of the received packets (duplicates excluded), ascending.
+    /// The delays of the received packets (duplicates excluded), ascending; empty when they
+    /// were not kept ([`StatsConfig::keep_delays`]).
     pub fn delays(&self) -> &[f64] {
         &self.delays
     }

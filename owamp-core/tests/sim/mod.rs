@@ -566,6 +566,9 @@ impl<P: ServerPolicy> Sim<P> {
                 self.answer(Side::Server, Input::FetchReply(reply));
             }
             Output::Fetched(f) => self.log.fetched.push(*f),
+            Output::FetchBegin { .. } | Output::FetchedRecords { .. } => {
+                panic!("the simulated client reads Fetch-Session answers whole")
+            }
             Output::FetchDenied { accept } => self.log.fetch_denied.push(accept),
             Output::Close(reason) => {
                 self.closed.insert(side);

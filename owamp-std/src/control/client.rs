@@ -2,15 +2,16 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use owamp_core::connection::ClientEvent;
 use owamp_core::control::{Client, CloseReason, ControlError, Mode, Role, SessionRequest};
 use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
+use owamp_os::client_records::{ClientRecords, FetchTarget, Report, SavedSession};
 use owamp_os::clock::{Clock, SharedClock};
 use owamp_os::host::{
     client_connection, fetched_to_stored, incomplete, take_received, ClientError, ClientOptions,
@@ -25,14 +26,13 @@ enum Cmd {
     Request(SessionRequest),
     Start,
     Stop,
-    Fetch(SessionId, u32, u32),
+    Fetch(SessionId, u32, u32, FetchTarget),
     Close,
 }
 
 /// What the connection's thread tells the application.
 enum Msg {
-    Event(ClientEvent),
-    Received(Box<StoredSession>),
+    Report(Report),
     /// The answer to a command (an error is misuse: a command in the wrong state).
     Done(Result<(), ControlError>),
     Closed(CloseReason),
@@ -51,6 +51,7 @@ pub struct ClientConnection {
     clock: SharedClock,
     st: ClientState,
     received: Vec<StoredSession>,
+    saved: Vec<SavedSession>,
     closed: Option<CloseReason>,
     /// Stop commands sent by [`next`](Self::next) whose answer has not come yet.
     unanswered: usize,
@@ -67,8 +68,17 @@ impl std::fmt::Debug for ClientConnection {
     }
 }
 
-/// The connection's thread: carries out commands, drives the connection, reports.
-fn serve(mut d: Driver<Client<OsRng>>, cmds: mpsc::Receiver<Cmd>, msgs: mpsc::Sender<Msg>) {
+/// The connection's thread: carries out commands, drives the connection, reports. Records
+/// go where `records` says here, on this thread: only a batch is in memory at a time.
+fn serve(
+    mut d: Driver<Client<OsRng>>,
+    mut records: ClientRecords,
+    cmds: mpsc::Receiver<Cmd>,
+    msgs: mpsc::Sender<Msg>,
+) {
+    let report = |r| {
+        let _ = msgs.send(Msg::Report(r));
+    };
     loop {
         while let Ok(cmd) = cmds.try_recv() {
             let now = d.h.now();
@@ -77,7 +87,13 @@ fn serve(mut d: Driver<Client<OsRng>>, cmds: mpsc::Receiver<Cmd>, msgs: mpsc::Se
                 Cmd::Request(req) => c.request_session(req),
                 Cmd::Start => c.start_sessions(now),
                 Cmd::Stop => c.stop_sessions(now),
-                Cmd::Fetch(sid, b, e) => c.fetch(now, sid, b, e),
+                Cmd::Fetch(sid, b, e, target) => {
+                    let r = c.fetch(now, sid, b, e);
+                    if r.is_ok() {
+                        records.expect_fetch(target);
+                    }
+                    r
+                }
                 Cmd::Close => {
                     c.close(now);
                     Ok(())
@@ -85,17 +101,12 @@ fn serve(mut d: Driver<Client<OsRng>>, cmds: mpsc::Receiver<Cmd>, msgs: mpsc::Se
             };
             let _ = msgs.send(Msg::Done(r));
         }
-        for s in std::mem::take(&mut d.h.received) {
-            let _ = msgs.send(Msg::Received(Box::new(s)));
-        }
-        while let Some(e) = d.h.events.pop_front() {
-            let _ = msgs.send(Msg::Event(e));
-        }
+        records.drain(&mut d.h, report);
         if let Some(r) = d.h.closed.clone() {
             d.close_now();
-            for s in std::mem::take(&mut d.h.received) {
-                let _ = msgs.send(Msg::Received(Box::new(s)));
-            }
+            records.drain(&mut d.h, report);
+            // A fetch broken off: its file goes before the application hears of the end.
+            records.abort_fetch();
             let _ = msgs.send(Msg::Closed(r));
             return;
         }
@@ -116,13 +127,14 @@ impl ClientConnection {
     pub fn from_stream(stream: TcpStream, opts: &ClientOptions) -> Result<Self, ClientError> {
         let st = ClientState::new(opts, stream.local_addr()?, stream.peer_addr()?);
         let conn = client_connection(opts);
-        let mut d = Driver::new(conn, stream, &opts.endpoint, None, opts.io_timeout)?;
+        let (records, store) = ClientRecords::new(opts)?;
+        let mut d = Driver::new(conn, stream, &opts.endpoint, store, opts.io_timeout)?;
         let waker = d.waker()?;
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (msg_tx, msg_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("owamp-client".into())
-            .spawn(move || serve(d, cmd_rx, msg_tx))?;
+            .spawn(move || serve(d, records, cmd_rx, msg_tx))?;
         let mut c = Self {
             cmds: cmd_tx,
             msgs: msg_rx,
@@ -131,6 +143,7 @@ impl ClientConnection {
             clock: opts.endpoint.clock.clone(),
             st,
             received: Vec::new(),
+            saved: Vec::new(),
             closed: None,
             unanswered: 0,
             stop_sent: false,
@@ -190,10 +203,11 @@ impl ClientConnection {
     /// expected here, received sessions and the end are.
     fn keep(&mut self, m: Msg) {
         match m {
-            Msg::Received(s) => self.received.push(*s),
+            Msg::Report(Report::Received(s)) => self.received.push(*s),
+            Msg::Report(Report::Saved(s)) => self.saved.push(s),
             Msg::Closed(r) => self.closed = Some(r),
             Msg::Done(_) => self.unanswered = self.unanswered.saturating_sub(1),
-            Msg::Event(_) => {}
+            Msg::Report(Report::Event(_) | Report::Fetched(_)) => {}
         }
     }
 
@@ -214,7 +228,8 @@ impl ClientConnection {
             // The thread always reports within the connection's deadlines; the bound only
             // lets the stop flag be looked at.
             match self.msgs.recv_timeout(Duration::from_millis(20)) {
-                Ok(Msg::Event(e)) => return Next::Event(e),
+                Ok(Msg::Report(Report::Event(e))) => return Next::Event(e),
+                Ok(Msg::Report(Report::Fetched(r))) => return Next::Fetched(r),
                 Ok(m) => self.keep(m),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -272,6 +287,7 @@ impl ClientConnection {
             closed,
             stopped_early: stop.is_some_and(|s| s.is_stopped()),
             received: std::mem::take(&mut self.received),
+            saved: std::mem::take(&mut self.saved),
         })
     }
 
@@ -283,7 +299,32 @@ impl ClientConnection {
         begin: u32,
         end: u32,
     ) -> Result<FetchedSession, ClientError> {
-        self.command(Cmd::Fetch(sid, begin, end))?;
+        self.fetch_into(sid, begin, end, FetchTarget::Memory)
+    }
+
+    /// Fetches like [`fetch`](Self::fetch), writing the records to the `.owp` file `path` as
+    /// they arrive (only a batch is in memory at a time) instead of returning them: the
+    /// answer comes back without records. The file is written under a temporary name
+    /// beside `path` and renamed over it once the answer is complete and its HMAC checked;
+    /// if the fetch fails, the temporary file is removed and `path` is left as it was.
+    pub fn fetch_to(
+        &mut self,
+        sid: SessionId,
+        begin: u32,
+        end: u32,
+        path: &Path,
+    ) -> Result<FetchedSession, ClientError> {
+        self.fetch_into(sid, begin, end, FetchTarget::File(path.to_owned()))
+    }
+
+    fn fetch_into(
+        &mut self,
+        sid: SessionId,
+        begin: u32,
+        end: u32,
+        target: FetchTarget,
+    ) -> Result<FetchedSession, ClientError> {
+        self.command(Cmd::Fetch(sid, begin, end, target))?;
         loop {
             if let Some(r) = ClientState::on_fetch(self.next(None)) {
                 return r;

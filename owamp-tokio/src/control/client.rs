@@ -1,12 +1,13 @@
 //! The client side of a control connection (owping).
 
 use std::net::SocketAddr;
+use std::path::Path;
 
-use owamp_core::connection::ClientEvent;
 use owamp_core::control::{Client, CloseReason, ControlError, Mode, Role, SessionRequest};
 use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
+use owamp_os::client_records::{ClientRecords, FetchTarget, Report, SavedSession};
 use owamp_os::clock::{Clock, SharedClock};
 use owamp_os::host::{
     client_connection, fetched_to_stored, incomplete, take_received, ClientError, ClientOptions,
@@ -25,14 +26,13 @@ enum Cmd {
     Request(SessionRequest),
     Start,
     Stop,
-    Fetch(SessionId, u32, u32),
+    Fetch(SessionId, u32, u32, FetchTarget),
     Close,
 }
 
 /// What the connection's task tells the application.
 enum Msg {
-    Event(ClientEvent),
-    Received(Box<StoredSession>),
+    Report(Report),
     /// The answer to a command (an error is misuse: a command in the wrong state).
     Done(Result<(), ControlError>),
     Closed(CloseReason),
@@ -54,6 +54,7 @@ pub struct ClientConnection {
     clock: SharedClock,
     st: ClientState,
     received: Vec<StoredSession>,
+    saved: Vec<SavedSession>,
     closed: Option<CloseReason>,
     /// Stop commands sent by [`next`](Self::next) whose answer has not come yet.
     unanswered: usize,
@@ -70,20 +71,28 @@ impl std::fmt::Debug for ClientConnection {
     }
 }
 
-/// The connection's task: carries out commands, drives the connection, reports.
+/// The connection's task: carries out commands, drives the connection, reports. Records go
+/// where `records` says here, in the task: only a batch is in memory at a time.
 async fn serve(
     mut d: Driver<Client<OsRng>>,
+    mut records: ClientRecords,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     msgs: mpsc::UnboundedSender<Msg>,
 ) {
-    let apply = |d: &mut Driver<Client<OsRng>>, cmd: Cmd| {
+    let apply = |d: &mut Driver<Client<OsRng>>, records: &mut ClientRecords, cmd: Cmd| {
         let now = d.h.now();
         let c = &mut d.h.conn;
         let r = match cmd {
             Cmd::Request(req) => c.request_session(req),
             Cmd::Start => c.start_sessions(now),
             Cmd::Stop => c.stop_sessions(now),
-            Cmd::Fetch(sid, b, e) => c.fetch(now, sid, b, e),
+            Cmd::Fetch(sid, b, e, target) => {
+                let r = c.fetch(now, sid, b, e);
+                if r.is_ok() {
+                    records.expect_fetch(target);
+                }
+                r
+            }
             Cmd::Close => {
                 c.close(now);
                 Ok(())
@@ -91,19 +100,17 @@ async fn serve(
         };
         Msg::Done(r)
     };
+    let report = |r| {
+        let _ = msgs.send(Msg::Report(r));
+    };
     loop {
         d.flush().await;
-        for s in std::mem::take(&mut d.h.received) {
-            let _ = msgs.send(Msg::Received(Box::new(s)));
-        }
-        while let Some(e) = d.h.events.pop_front() {
-            let _ = msgs.send(Msg::Event(e));
-        }
+        records.drain(&mut d.h, report);
         if let Some(r) = d.h.closed.clone() {
             d.close_now().await;
-            for s in std::mem::take(&mut d.h.received) {
-                let _ = msgs.send(Msg::Received(Box::new(s)));
-            }
+            records.drain(&mut d.h, report);
+            // A fetch broken off: its file goes before the application hears of the end.
+            records.abort_fetch();
             let _ = msgs.send(Msg::Closed(r));
             return;
         }
@@ -111,7 +118,7 @@ async fn serve(
             cmd = cmds.recv() => {
                 // The handle is gone: close.
                 let cmd = cmd.unwrap_or(Cmd::Close);
-                let _ = msgs.send(apply(&mut d, cmd));
+                let _ = msgs.send(apply(&mut d, &mut records, cmd));
             }
             () = d.wait_once() => {}
         }
@@ -135,10 +142,11 @@ impl ClientConnection {
     pub async fn from_stream(stream: TcpStream, opts: &ClientOptions) -> Result<Self, ClientError> {
         let st = ClientState::new(opts, stream.local_addr()?, stream.peer_addr()?);
         let conn = client_connection(opts);
-        let d = Driver::new(conn, stream, &opts.endpoint, None, opts.io_timeout).await?;
+        let (records, store) = ClientRecords::new(opts)?;
+        let d = Driver::new(conn, stream, &opts.endpoint, store, opts.io_timeout).await?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(serve(d, cmd_rx, msg_tx));
+        let task = tokio::spawn(serve(d, records, cmd_rx, msg_tx));
         let mut c = Self {
             cmds: cmd_tx,
             msgs: msg_rx,
@@ -146,6 +154,7 @@ impl ClientConnection {
             clock: opts.endpoint.clock.clone(),
             st,
             received: Vec::new(),
+            saved: Vec::new(),
             closed: None,
             unanswered: 0,
             stop_sent: false,
@@ -202,10 +211,11 @@ impl ClientConnection {
     /// Keeps what the task reports outside of an answer.
     fn keep(&mut self, m: Msg) {
         match m {
-            Msg::Received(s) => self.received.push(*s),
+            Msg::Report(Report::Received(s)) => self.received.push(*s),
+            Msg::Report(Report::Saved(s)) => self.saved.push(s),
             Msg::Closed(r) => self.closed = Some(r),
             Msg::Done(_) => self.unanswered = self.unanswered.saturating_sub(1),
-            Msg::Event(_) => {}
+            Msg::Report(Report::Event(_) | Report::Fetched(_)) => {}
         }
     }
 
@@ -230,7 +240,8 @@ impl ClientConnection {
                 _ => self.msgs.recv().await,
             };
             match m {
-                Some(Msg::Event(e)) => return Next::Event(e),
+                Some(Msg::Report(Report::Event(e))) => return Next::Event(e),
+                Some(Msg::Report(Report::Fetched(r))) => return Next::Fetched(r),
                 Some(m) => self.keep(m),
                 None => {
                     self.closed.get_or_insert(CloseReason::Local);
@@ -287,6 +298,7 @@ impl ClientConnection {
             closed,
             stopped_early: stop.is_some_and(StopToken::is_stopped),
             received: std::mem::take(&mut self.received),
+            saved: std::mem::take(&mut self.saved),
         })
     }
 
@@ -298,7 +310,33 @@ impl ClientConnection {
         begin: u32,
         end: u32,
     ) -> Result<FetchedSession, ClientError> {
-        self.command(Cmd::Fetch(sid, begin, end)).await?;
+        self.fetch_into(sid, begin, end, FetchTarget::Memory).await
+    }
+
+    /// Fetches like [`fetch`](Self::fetch), writing the records to the `.owp` file `path` as
+    /// they arrive (only a batch is in memory at a time) instead of returning them: the
+    /// answer comes back without records. The file is written under a temporary name
+    /// beside `path` and renamed over it once the answer is complete and its HMAC checked;
+    /// if the fetch fails, the temporary file is removed and `path` is left as it was.
+    pub async fn fetch_to(
+        &mut self,
+        sid: SessionId,
+        begin: u32,
+        end: u32,
+        path: &Path,
+    ) -> Result<FetchedSession, ClientError> {
+        self.fetch_into(sid, begin, end, FetchTarget::File(path.to_owned()))
+            .await
+    }
+
+    async fn fetch_into(
+        &mut self,
+        sid: SessionId,
+        begin: u32,
+        end: u32,
+        target: FetchTarget,
+    ) -> Result<FetchedSession, ClientError> {
+        self.command(Cmd::Fetch(sid, begin, end, target)).await?;
         loop {
             if let Some(r) = ClientState::on_fetch(self.next(None).await) {
                 return r;

@@ -9,7 +9,10 @@
 //!
 //! - Client: [`run_test`] does a whole measurement (connect, set up, request the sessions,
 //!   start, wait, stop, fetch the records the server received, close);
-//!   [`ClientConnection`] offers the same steps one by one.
+//!   [`ClientConnection`] offers the same steps one by one. Its records can go to files as
+//!   they come, so that memory does not grow with a session's length: fetched ones with
+//!   [`ClientConnection::fetch_to`], received ones with [`ClientOptions::receive_dir`]
+//!   (reported in [`TestEnd::saved`] as [`SavedSession`]s).
 //! - Server: [`serve_connection`] serves one accepted connection; [`Server`] is the accept
 //!   loop (a task per connection, a cap on concurrent connections, graceful shutdown).
 //!   Received sessions go to a [`SessionStore`] ([`MemoryStore`], or [`DirectoryStore`] which
@@ -28,6 +31,7 @@ mod driver;
 mod server;
 
 pub use client::{run_test, ClientConnection};
+pub use owamp_os::client_records::SavedSession;
 pub use owamp_os::host::{
     fetched_to_stored, ClientError, ClientOptions, ConnectionLog, ConnectionSummary,
     DirectionResult, EndpointConfig, ServeConfig, SessionSpec, TestEnd, TestPlan, TestResults,
