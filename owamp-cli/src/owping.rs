@@ -612,6 +612,7 @@ fn collect_sessions(
                 Err(e) => {
                     let _ = writeln!(err, "owping: {e}");
                     let _ = writeln!(err, "owping: Unable to fetch data for sid({sid})");
+                    *status = 1;
                 }
             }
         } else if wanted {
@@ -619,6 +620,7 @@ fn collect_sessions(
                 err,
                 "owping: Unable to fetch data for sid({sid}): the test did not end normally"
             );
+            *status = 1;
         }
     }
     if let Some(info) = from_info {
@@ -636,6 +638,7 @@ fn collect_sessions(
             }
             None => {
                 let _ = writeln!(err, "owping: no records for the \"from\" session");
+                *status = 1;
             }
         }
     }
@@ -656,8 +659,10 @@ fn report(
     let names = &r.names;
     let mut status = 0;
     let mut json = Vec::new();
+    let mut kept = Vec::new();
     for s in &r.sessions {
         let path = s.keep(files, err, &mut status);
+        kept.push((s.dir, path));
         if a.json {
             match s.json(path, names, f64::from(p.out.bucket_width)) {
                 Ok(v) => json.push(v),
@@ -675,6 +680,13 @@ fn report(
             let _ = writeln!(err, "owping: do_stats(\"{}\" session): {e}", s.dir);
         }
     }
+    // A session cut short is never reported as a clean shorter run.
+    for (dir, path) in kept {
+        if let Err(m) = whole(path, r.stopped_early) {
+            let _ = writeln!(err, "owping: the \"{dir}\" session {m}");
+            status = 1;
+        }
+    }
     if a.json {
         let doc = serde_json::json!({
             "stopped_early": r.stopped_early,
@@ -688,6 +700,35 @@ fn report(
     }
     let _ = out.flush();
     status
+}
+
+/// Whether the session in `path` ran as requested: finished normally (RFC 4656 3.8), every
+/// packet sent unless the user stopped the test early, and none skipped by a sender that fell
+/// more than a loss timeout behind its schedule.
+fn whole(path: &Path, stopped_early: bool) -> Result<(), String> {
+    let reader = open_owp(path)?;
+    let h = reader.header();
+    if !h.is_finished() {
+        return Err("did not finish normally (no Stop-Sessions): its results are partial".into());
+    }
+    let count = h.request.num_packets;
+    if h.next_seqno < count && !stopped_early {
+        return Err(format!(
+            "was cut short: its sender stopped after {} of {count} packets",
+            h.next_seqno
+        ));
+    }
+    let skipped: u64 = h
+        .skip_ranges
+        .iter()
+        .map(|r| u64::from(r.last.saturating_sub(r.first)) + 1)
+        .sum();
+    if skipped > 0 {
+        return Err(format!(
+            "did not keep its schedule: its sender skipped {skipped} packets it could not send in time"
+        ));
+    }
+    Ok(())
 }
 
 /// How owping names the ends of a session: the local host by reverse lookup, the peer as
@@ -860,6 +901,63 @@ pub fn remove_scratch() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session file with these Stop-Sessions results.
+    fn session_file(
+        dir: &Path,
+        finished: u32,
+        next_seqno: u32,
+        skips: Vec<owamp_core::wire::SkipRange>,
+    ) -> PathBuf {
+        use owamp_core::owp::SessionHeader;
+        use owamp_core::time::OwampTime;
+        use owamp_core::wire::{RequestSession, SessionId, Slot, TypeP};
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let request = RequestSession {
+            conf_sender: false,
+            conf_receiver: true,
+            num_packets: 10,
+            sender_port: 1,
+            receiver_port: 2,
+            sender_address: lo,
+            receiver_address: lo,
+            sid: SessionId([1; 16]),
+            padding_length: 0,
+            start_time: OwampTime::from_raw(0xeeb2_5d00_0000_0000),
+            timeout: Interval::from_raw(1 << 32),
+            type_p: TypeP::BEST_EFFORT,
+            hmac: [0; 16],
+            slots: vec![Slot {
+                kind: SlotKind::Fixed,
+                mean: Interval::from_raw(1 << 28),
+            }],
+            slots_hmac: [0; 16],
+        };
+        let h = SessionHeader::records_first(request, skips, 0, finished, next_seqno);
+        let path = dir.join(format!("{finished}-{next_seqno}.owp"));
+        std::fs::write(&path, owamp_core::owp::to_bytes(&h, &[]).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn sessions_cut_short_are_not_whole() {
+        use owamp_core::wire::SkipRange;
+        let d = tempfile::tempdir().unwrap();
+        let ok = session_file(d.path(), 1, 10, Vec::new());
+        assert_eq!(whole(&ok, false), Ok(()));
+        let incomplete = session_file(d.path(), 2, 0, Vec::new());
+        assert!(whole(&incomplete, true)
+            .unwrap_err()
+            .contains("did not finish"));
+        let short = session_file(d.path(), 1, 7, Vec::new());
+        assert!(whole(&short, false).unwrap_err().contains("7 of 10"));
+        // Stopped by the user: a shorter run is what was asked for.
+        assert_eq!(whole(&short, true), Ok(()));
+        let skipped = session_file(d.path(), 1, 10, vec![SkipRange { first: 2, last: 4 }]);
+        assert!(whole(&skipped, true)
+            .unwrap_err()
+            .contains("skipped 3 packets"));
+    }
 
     #[test]
     fn schedules() {
