@@ -773,7 +773,7 @@ impl SessionFile {
         match std::fs::rename(&self.path, target) {
             Ok(()) => {
                 files.written(target);
-                sync_parent(target);
+                owamp_os::owp_file::sync_parent(target);
                 target
             }
             Err(e) => {
@@ -810,17 +810,6 @@ impl SessionFile {
 fn open_owp(path: &Path) -> Result<OwpReader<BufReader<File>>, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     OwpReader::new(BufReader::new(file)).map_err(|e| e.to_string())
-}
-
-/// Syncs the directory of `path`, so that a rename into it is durable.
-fn sync_parent(path: &Path) {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
 }
 
 /// The directories of a run's records, by direction.

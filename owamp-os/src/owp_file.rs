@@ -268,7 +268,7 @@ impl Drop for FetchFile {
 }
 
 /// Syncs the directory of `path`, so that a rename into it is durable.
-fn sync_parent(path: &Path) {
+pub fn sync_parent(path: &Path) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -100,15 +100,7 @@ impl SessionHeader {
         finished: u32,
         next_seqno: u32,
     ) -> Self {
-        let mut h = Self {
-            finished,
-            next_seqno,
-            num_records,
-            skip_ranges_offset: 0,
-            records_offset: 0,
-            request,
-            skip_ranges,
-        };
+        let mut h = Self::unplaced(request, skip_ranges, num_records, finished, next_seqno);
         let hdr = h.header_len();
         if h.skip_ranges.is_empty() {
             h.records_offset = hdr;
@@ -132,7 +124,23 @@ impl SessionHeader {
         finished: u32,
         next_seqno: u32,
     ) -> Self {
-        let mut h = Self {
+        let mut h = Self::unplaced(request, skip_ranges, num_records, finished, next_seqno);
+        h.records_offset = h.header_len();
+        if num_records > 0 || !h.skip_ranges.is_empty() {
+            h.skip_ranges_offset = h.records_offset + RECORD_LEN * u64::from(num_records);
+        }
+        h
+    }
+
+    /// The fields, with both offsets still zero.
+    fn unplaced(
+        request: RequestSession,
+        skip_ranges: Vec<SkipRange>,
+        num_records: u32,
+        finished: u32,
+        next_seqno: u32,
+    ) -> Self {
+        Self {
             finished,
             next_seqno,
             num_records,
@@ -140,12 +148,7 @@ impl SessionHeader {
             records_offset: 0,
             request,
             skip_ranges,
-        };
-        h.records_offset = h.header_len();
-        if num_records > 0 || !h.skip_ranges.is_empty() {
-            h.skip_ranges_offset = h.records_offset + RECORD_LEN * u64::from(num_records);
         }
-        h
     }
 
     /// The file's "finished" word for a session's state.
