@@ -9,9 +9,11 @@
 //! 1. [`Host::poll_control`] until `None`, writing each [`ControlAction::Transmit`] to the
 //!    control connection (closing it on [`ControlAction::Close`]);
 //! 2. wait until the control connection or a test socket ([`Host::sockets`]) is readable, or
-//!    until [`Host::poll_timeout`] (for a [`precise`](Timeout::precise) one, wake up
-//!    [`EndpointConfig::spin`] early and [`Host::spin_until`] the time);
-//! 3. feed what happened: [`Host::handle_control`], [`Host::handle_control_closed`],
+//!    until [`Host::poll_timeout`]: [`Host::wait_for`] says how long, waking a precise
+//!    timeout early by the host's learnt spin window;
+//! 3. if the wait ended by its timer, tell [`Host::timer_expired`] (it learns how late the
+//!    wake-up was), and [`Host::spin_until`] a precise timeout;
+//! 4. feed what happened: [`Host::handle_control`], [`Host::handle_control_closed`],
 //!    [`Host::receive`] for a readable socket, [`Host::handle_timeout`]; then back to 1.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -39,6 +41,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::net::{is_addr_in_use, recv_from_fd, TestSocket, MAX_DATAGRAM};
 use crate::rng::OsRng;
 use crate::store::SessionStore;
+use crate::timing::SpinWindow;
 
 /// A flag that asks a test (client) or a server to stop early; clones share the flag.
 ///
@@ -77,9 +80,11 @@ impl StopHandle {
 pub struct EndpointConfig {
     /// The clock that stamps packets.
     pub clock: SharedClock,
-    /// How long before a packet is due the sender stops sleeping and spins (yielding) to the
-    /// exact time. Longer is more precise and costs more CPU.
-    pub spin: Duration,
+    /// The longest a sender spins before a packet is due. It stops sleeping 200 µs early at
+    /// first (or this, if shorter), then as early as recent wake-ups were late
+    /// ([`SpinWindow`]); zero never spins (packets then leave as
+    /// late as the sleep wakes).
+    pub max_spin: Duration,
     /// The longest single wait of an endpoint thread: how fast it notices
     /// a [`StopHandle`].
     pub poll_interval: Duration,
@@ -97,7 +102,7 @@ pub struct EndpointConfig {
 impl std::fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointConfig")
-            .field("spin", &self.spin)
+            .field("max_spin", &self.max_spin)
             .field("poll_interval", &self.poll_interval)
             .field("margin", &self.margin)
             .field("use_kernel_timestamps", &self.use_kernel_timestamps)
@@ -110,7 +115,7 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
             clock: Arc::new(SystemClock::new()),
-            spin: Duration::from_micros(200),
+            max_spin: SpinWindow::DEFAULT_MAX,
             poll_interval: Duration::from_millis(20),
             margin: Duration::from_secs(5),
             use_kernel_timestamps: true,
@@ -483,6 +488,10 @@ pub struct Host<M: Machine> {
     /// Why the control connection closed, once it has.
     pub closed: Option<CloseReason>,
     buf: Vec<u8>,
+    /// How early to wake before a test packet is due.
+    spin: SpinWindow,
+    /// When the wait [`wait_for`](Self::wait_for) planned for a precise timeout should end.
+    planned_wake: Option<OwampTime>,
 }
 
 impl<M: Machine> std::fmt::Debug for Host<M> {
@@ -515,6 +524,8 @@ impl<M: Machine> Host<M> {
             send_errors: 0,
             closed: None,
             buf: vec![0u8; MAX_DATAGRAM],
+            spin: SpinWindow::new(SpinWindow::DEFAULT_MIN, cfg.max_spin),
+            planned_wake: None,
         };
         h.conn.set_clock_error(h.clock.error_estimate());
         h
@@ -670,29 +681,54 @@ impl<M: Machine> Host<M> {
         self.conn.handle_timeout(now);
     }
 
-    /// How long to wait from now for `t` at most, waking [`EndpointConfig::spin`] early for a
-    /// precise one, and at most `max`; zero when it is time.
-    pub fn wait_for(&self, t: Option<Timeout>, max: Duration) -> Duration {
+    /// How long to wait from now for `t` at most, and at most `max`; zero when it is time. A
+    /// precise `t` (a test packet due) is woken early by the [spin window](Self::spin_window);
+    /// if the wait then ends by its timer, call [`timer_expired`](Self::timer_expired).
+    pub fn wait_for(&mut self, t: Option<Timeout>, max: Duration) -> Duration {
+        self.planned_wake = None;
         let Some(t) = t else { return max };
         let now = self.clock.now();
         let left = t.at.duration_since(now).unwrap_or(Duration::ZERO);
-        let left = if t.precise {
-            left.saturating_sub(self.cfg.spin)
-        } else {
-            left
-        };
-        left.min(max)
+        if !t.precise {
+            return left.min(max);
+        }
+        let wait = left.saturating_sub(self.spin.window());
+        if wait < max && !wait.is_zero() {
+            self.planned_wake = Some(now.saturating_add(wait));
+        }
+        wait.min(max)
+    }
+
+    /// The wait [`wait_for`](Self::wait_for) gave ended by its timer rather than by input: how
+    /// late it woke up adjusts the spin window. Nothing happens if that wait was not for a
+    /// precise timeout.
+    pub fn timer_expired(&mut self) {
+        if let Some(planned) = self.planned_wake.take() {
+            let late = self
+                .clock
+                .now()
+                .duration_since(planned)
+                .unwrap_or(Duration::ZERO);
+            self.spin.record(late);
+        }
+    }
+
+    /// How long before a test packet is due the host stops waiting and spins, as learnt so
+    /// far (at most [`EndpointConfig::max_spin`]).
+    pub fn spin_window(&self) -> Duration {
+        self.spin.window()
     }
 
     /// Spins on the clock until `t` when it is precise and due within the spin window: the
-    /// packet then leaves on time rather than a scheduler tick late.
+    /// packet then leaves on time rather than when a sleep happens to wake.
     pub fn spin_until(&self, t: Option<Timeout>) {
         let Some(t) = t.filter(|t| t.precise) else {
             return;
         };
+        let window = self.spin.window();
         loop {
             let now = self.clock.now();
-            if now >= t.at || t.at.duration_since(now).is_some_and(|d| d > self.cfg.spin) {
+            if now >= t.at || t.at.duration_since(now).is_some_and(|d| d > window) {
                 return;
             }
             std::hint::spin_loop();

@@ -10,6 +10,8 @@
 //! - [`rng`]: the operating system's random generator for the control state machines.
 //! - [`store`]: where a server keeps the sessions it received ([`store::SessionStore`]), in
 //!   memory or as perfSONAR-compatible `.owp` files, which [`owp_file`] writes atomically.
+//! - [`timing`]: sending on time cheaply: a spin window learnt from observed wake-ups, the
+//!   thread's timer slack, a nanosecond timer descriptor for runtimes with a coarse timer.
 //!
 //! # Reading the clock
 //!
@@ -30,3 +32,4 @@ pub mod net;
 pub mod owp_file;
 pub mod rng;
 pub mod store;
+pub mod timing;

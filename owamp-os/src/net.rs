@@ -220,18 +220,29 @@ pub fn set_dscp(sock: &Socket, ipv6: bool, dscp: u8) -> io::Result<()> {
     }
 }
 
-/// Waits until `fd` is readable or `timeout` has passed (`poll(2)`); returns whether it is
+/// A relative `ppoll(2)` timeout: nanosecond resolution (`poll(2)` rounds to milliseconds,
+/// which would wake a sender up to a millisecond after its packet was due), at most a day.
+fn timespec(d: Duration) -> libc::timespec {
+    let d = d.min(Duration::from_secs(86_400));
+    libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// Waits until `fd` is readable or `timeout` has passed (`ppoll(2)`); returns whether it is
 /// readable (or has an error pending, which the next read reports). Interrupted waits
 /// return `false` early rather than looping, so callers re-check their own deadlines.
 pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    let ts = timespec(timeout);
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: `pfd` is one valid, writable `pollfd` and the count passed is 1.
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    // SAFETY: `pfd` is one valid, writable `pollfd` and the count passed is 1; `ts` is a live
+    // timespec; a null signal mask leaves the thread's mask as it is.
+    let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
@@ -242,7 +253,7 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     Ok(r > 0)
 }
 
-/// Waits until one of `fds` is readable or `timeout` has passed (`poll(2)`), and sets
+/// Waits until one of `fds` is readable or `timeout` has passed (`ppoll(2)`), and sets
 /// `ready[i]` for each readable one (`ready` is resized to `fds.len()`). Returns whether any
 /// is. An interrupted wait returns `false` early, so callers re-check their own deadlines.
 pub fn wait_any_readable(
@@ -250,7 +261,7 @@ pub fn wait_any_readable(
     timeout: Duration,
     ready: &mut Vec<bool>,
 ) -> io::Result<bool> {
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    let ts = timespec(timeout);
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -262,8 +273,15 @@ pub fn wait_any_readable(
     ready.clear();
     ready.resize(fds.len(), false);
     // SAFETY: `pfds` is a live, writable array of `pfds.len()` `pollfd`s, and that is the
-    // count passed.
-    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    // count passed; `ts` is a live timespec; a null signal mask leaves the thread's as it is.
+    let r = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {

@@ -69,6 +69,9 @@ impl std::fmt::Debug for ClientConnection {
 
 /// The connection's thread: carries out commands, drives the connection, reports.
 fn serve(mut d: Driver<Client<OsRng>>, cmds: mpsc::Receiver<Cmd>, msgs: mpsc::Sender<Msg>) {
+    // This thread sends test packets: its waits should end when asked. A kernel that refuses
+    // only makes packets leave a little later.
+    let _ = owamp_os::timing::tighten_timer_slack();
     loop {
         while let Ok(cmd) = cmds.try_recv() {
             let now = d.h.now();
