@@ -23,6 +23,7 @@ use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
 use owamp_core::io::FetchReply;
 use owamp_core::policy::{Limits, Peer, ServerPolicy, TestAdmission};
 use owamp_core::wire::SessionId;
+use owamp_os::host::HostWarning;
 use owamp_os::store::{DirectoryStore, SessionStore, StoreError};
 use owamp_std::control::{ConnectionSummary, ServeConfig, Server, ServerHandle, StopHandle};
 
@@ -612,6 +613,7 @@ fn serve(
         cfg.control.kdf_count = n;
     }
     cfg.endpoint.clock = clock;
+    cfg.endpoint.warn = Some(Arc::new(|w: &HostWarning| log(&format!("warning: {w}"))));
     cfg.max_connections = max_connections(s.conf.maxcontrolsessions);
     cfg.shutdown_grace = Duration::from_secs(u64::from(s.conf.dieby.unwrap_or(5)));
     let verbose = s.conf.verbose;

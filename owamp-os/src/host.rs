@@ -38,7 +38,7 @@ use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::net::{is_addr_in_use, recv_from_fd, TestSocket, MAX_DATAGRAM};
+use crate::net::{is_addr_in_use, recv_from_fd, RecvBufferSize, TestSocket, MAX_DATAGRAM};
 use crate::rng::OsRng;
 use crate::store::SessionStore;
 use crate::timing::SpinWindow;
@@ -97,6 +97,31 @@ pub struct EndpointConfig {
     /// Whether senders keep, per packet sent, the difference between its timestamp and its
     /// scheduled time.
     pub record_send_lateness: bool,
+    /// Told about what makes a measurement less reliable without stopping it (a receive
+    /// buffer smaller than the session's rate wants). Called on the thread or task that runs
+    /// the connection: it should not block.
+    pub warn: Option<WarningLog>,
+}
+
+/// A callback told about [`HostWarning`]s.
+pub type WarningLog = Arc<dyn Fn(&HostWarning) + Send + Sync>;
+
+/// Something that makes a measurement less reliable without stopping it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostWarning {
+    /// A receiving test socket has a smaller receive queue than a second of its session's
+    /// packets needs: a receiver that falls behind may lose packets the network delivered.
+    #[error("{0}")]
+    RecvBufferShort(RecvBufferSize),
+    /// A receiving test socket's receive buffer could not be set at all.
+    #[error("cannot size a test socket's receive buffer ({wanted} octets wanted): {error}")]
+    RecvBufferFailed {
+        /// Octets of queue wanted.
+        wanted: usize,
+        /// Why not.
+        error: String,
+    },
 }
 
 impl std::fmt::Debug for EndpointConfig {
@@ -107,6 +132,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("margin", &self.margin)
             .field("use_kernel_timestamps", &self.use_kernel_timestamps)
             .field("record_send_lateness", &self.record_send_lateness)
+            .field("warn", &self.warn.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +146,7 @@ impl Default for EndpointConfig {
             margin: Duration::from_secs(5),
             use_kernel_timestamps: true,
             record_send_lateness: false,
+            warn: None,
         }
     }
 }
@@ -581,10 +608,15 @@ impl<M: Machine> Host<M> {
     fn socket(&mut self, a: SocketAction) {
         let now = self.clock.now();
         match a {
-            SocketAction::Open { id, local } => {
+            SocketAction::Open {
+                id,
+                local,
+                recv_buffer,
+            } => {
                 self.sockets.remove(&id);
                 let r = match TestSocket::bind(local) {
                     Ok(s) => {
+                        self.size_recv_buffer(&s, recv_buffer);
                         let port = s.local_addr().port();
                         self.sockets.insert(id, s);
                         Ok(port)
@@ -604,6 +636,25 @@ impl<M: Machine> Host<M> {
             SocketAction::Close(id) => {
                 self.sockets.remove(&id);
             }
+        }
+    }
+
+    /// Gives a receiving socket the queue its session wants (as much as the kernel allows);
+    /// a socket that gets less still measures, and the warning callback is told.
+    fn size_recv_buffer(&self, s: &TestSocket, wanted: usize) {
+        if wanted == 0 {
+            return;
+        }
+        let warning = match s.set_recv_buffer(wanted) {
+            Ok(r) if !r.is_short() => return,
+            Ok(r) => HostWarning::RecvBufferShort(r),
+            Err(e) => HostWarning::RecvBufferFailed {
+                wanted,
+                error: e.to_string(),
+            },
+        };
+        if let Some(warn) = &self.cfg.warn {
+            warn(&warning);
         }
     }
 

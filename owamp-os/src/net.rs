@@ -354,6 +354,45 @@ pub fn recv_from_fd(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result
     })
 }
 
+/// What a test socket's receive buffer became ([`TestSocket::set_recv_buffer`]).
+///
+/// Sizes are of the receive queue as the kernel accounts it: Linux doubles the value given to
+/// `SO_RCVBUF` (for its bookkeeping) and charges each queued datagram at its buffer's true
+/// size, about 1 KiB for a small one; `getsockopt(SO_RCVBUF)` reports the doubled value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvBufferSize {
+    /// The queue wanted, in octets.
+    pub wanted: usize,
+    /// The queue the socket has now, in octets (`getsockopt(SO_RCVBUF)`).
+    pub got: usize,
+}
+
+impl RecvBufferSize {
+    /// Whether the socket has less than it wanted.
+    pub fn is_short(&self) -> bool {
+        self.got < self.wanted
+    }
+
+    /// The `net.core.rmem_max` (octets) that lets an unprivileged process have the queue
+    /// wanted: half of it, since the kernel doubles the value set.
+    pub fn rmem_max_needed(&self) -> usize {
+        self.wanted.div_ceil(2)
+    }
+}
+
+impl std::fmt::Display for RecvBufferSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "test socket receive buffer is {} octets, {} wanted for the session's rate; raise \
+             the sysctl net.core.rmem_max to at least {} (or run with CAP_NET_ADMIN)",
+            self.got,
+            self.wanted,
+            self.rmem_max_needed()
+        )
+    }
+}
+
 /// Why [`TestSocket::bind_in_range`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -451,6 +490,31 @@ impl TestSocket {
     /// The underlying socket, for an adapter that drives it its own way.
     pub fn into_socket(self) -> Socket {
         self.sock
+    }
+
+    /// Makes the receive queue hold at least `wanted` octets of datagrams (as the kernel counts
+    /// them: [`RecvBufferSize`]) if it can, and never shrinks it: the socket keeps its
+    /// default when that is larger (`wanted` 0 changes nothing). Tries `SO_RCVBUFFORCE` first,
+    /// which a privileged process (`CAP_NET_ADMIN`) may use beyond `net.core.rmem_max` and
+    /// others get `EPERM` for, then `SO_RCVBUF`, which the kernel silently caps at
+    /// `net.core.rmem_max`. Returns what the socket has now; see
+    /// [`RecvBufferSize::is_short`].
+    pub fn set_recv_buffer(&self, wanted: usize) -> io::Result<RecvBufferSize> {
+        let before = self.sock.recv_buffer_size()?;
+        if before >= wanted {
+            return Ok(RecvBufferSize {
+                wanted,
+                got: before,
+            });
+        }
+        // The kernel doubles the value set; at most what an int holds once doubled.
+        let value = wanted.div_ceil(2).min(i32::MAX as usize / 2) as libc::c_int;
+        let fd = self.sock.as_raw_fd();
+        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value).is_err() {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value)?;
+        }
+        let got = self.sock.recv_buffer_size()?;
+        Ok(RecvBufferSize { wanted, got })
     }
 
     /// Sets the DSCP of packets sent ([`set_dscp`]).
@@ -578,6 +642,42 @@ mod tests {
         let r = b.recv(&mut buf, Duration::from_secs(2)).unwrap().unwrap();
         assert!(r.truncated);
         assert_eq!(r.len, 64);
+    }
+
+    /// `net.core.rmem_max`, if it can be read.
+    fn rmem_max() -> Option<usize> {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    #[test]
+    fn recv_buffer_gets_what_the_kernel_allows() {
+        let lo = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let s = TestSocket::bind(lo).unwrap();
+        let default = s.socket().recv_buffer_size().unwrap();
+        // Nothing wanted, or less than the default: unchanged.
+        assert_eq!(s.set_recv_buffer(0).unwrap().got, default);
+        assert_eq!(s.set_recv_buffer(default / 2).unwrap().got, default);
+        assert_eq!(s.socket().recv_buffer_size().unwrap(), default);
+        // 4 MiB of queue: set as 2 MiB, which the kernel doubles. Unprivileged, capped at
+        // rmem_max (doubled too); privileged, all of it.
+        let wanted = 4 << 20;
+        let r = s.set_recv_buffer(wanted).unwrap();
+        assert_eq!(r.got, s.socket().recv_buffer_size().unwrap());
+        if let Some(max) = rmem_max() {
+            assert!(r.got >= wanted.min(max), "{r:?}, rmem_max {max}");
+        }
+        assert!(r.got >= default);
+        assert_eq!(r.is_short(), r.got < wanted);
+        assert_eq!(r.rmem_max_needed(), 2 << 20);
+        let text = r.to_string();
+        assert!(
+            text.contains("net.core.rmem_max") && text.contains("2097152"),
+            "{text}"
+        );
     }
 
     #[test]
