@@ -6,8 +6,8 @@
 #           owping and, if BASE_BIN names a directory holding an earlier build, that one; all
 #           against the same server (the reference owampd when there is one, else ours).
 #   owampd: user+sys seconds (children included) the server spends serving one such
-#           measurement of SERVER_PACKETS packets each way, ours and the reference's; the
-#           client is our owping.
+#           measurement of SERVER_PACKETS packets each way, ours, the reference's and, with
+#           BASE_BIN, that build's; the client is our owping.
 #
 # Prints a table with each figure's ratio to the reference's. Rows of the reference are skipped,
 # with a message, if its binaries are absent (../shared/reference/perfsonar-owamp-5.2.3/bin
@@ -43,8 +43,8 @@ if [ ! -x "$ref/owampd" ] || [ ! -x "$ref/owping" ]; then
     echo "bench-cpu: no reference binaries at $ref; reference rows skipped"
     have_ref=0
 fi
-if [ -n "$base" ] && [ ! -x "$base/owping" ]; then
-    echo "bench-cpu: no owping in BASE_BIN=$base; base row skipped"
+if [ -n "$base" ] && { [ ! -x "$base/owping" ] || [ ! -x "$base/owampd" ]; }; then
+    echo "bench-cpu: no owping and owampd in BASE_BIN=$base; base rows skipped"
     base=""
 fi
 
@@ -120,6 +120,11 @@ server_cpu() {
 start_server ours "$ours" 9500-9700 || exit 1
 our_port=$port
 our_pid=$server_pid
+if [ -n "$base" ]; then
+    start_server base "$base" 9300-9499 || exit 1
+    base_port=$port
+    base_pid=$server_pid
+fi
 client_port=$our_port
 client_server=ours
 if [ "$have_ref" = 1 ]; then
@@ -139,10 +144,11 @@ for i in $(seq 1 "$repeat"); do
     [ -n "$base" ] && echo "$(owping_cpu "$base" "$client_port" "$packets")" >> "$work/owping-base"
     echo "$(owping_cpu "$ours" "$client_port" "$packets")" >> "$work/owping-ours"
     [ "$have_ref" = 1 ] && echo "$(owping_cpu "$ref" "$client_port" "$packets")" >> "$work/owping-ref"
+    [ -n "$base" ] && echo "$(server_cpu "$base_pid" "$base_port")" >> "$work/owampd-base"
     echo "$(server_cpu "$our_pid" "$our_port")" >> "$work/owampd-ours"
     [ "$have_ref" = 1 ] && echo "$(server_cpu "$ref_pid" "$ref_port")" >> "$work/owampd-ref"
 done
-for f in owping-base owping-ours owping-ref owampd-ours owampd-ref; do
+for f in owping-base owping-ours owping-ref owampd-base owampd-ours owampd-ref; do
     [ -f "$work/$f" ] && cpu[$f]=$(mean < "$work/$f")
 done
 
@@ -159,6 +165,7 @@ printf '%-34s %10s %10s\n' "what" "cpu s" "ratio"
 [ -n "$base" ] && printf '%-34s %10s %10s\n' "owping, BASE_BIN" "${cpu[owping-base]}" "$(ratio "${cpu[owping-base]}" "${cpu[owping-ref]:-}")"
 printf '%-34s %10s %10s\n' "owping, ours" "${cpu[owping-ours]}" "$(ratio "${cpu[owping-ours]}" "${cpu[owping-ref]:-}")"
 [ "$have_ref" = 1 ] && printf '%-34s %10s %10s\n' "owping, reference" "${cpu[owping-ref]}" "1.00"
+[ -n "$base" ] && printf '%-34s %10s %10s\n' "owampd, BASE_BIN" "${cpu[owampd-base]}" "$(ratio "${cpu[owampd-base]}" "${cpu[owampd-ref]:-}")"
 printf '%-34s %10s %10s\n' "owampd, ours" "${cpu[owampd-ours]}" "$(ratio "${cpu[owampd-ours]}" "${cpu[owampd-ref]:-}")"
 [ "$have_ref" = 1 ] && printf '%-34s %10s %10s\n' "owampd, reference" "${cpu[owampd-ref]}" "1.00"
 exit 0

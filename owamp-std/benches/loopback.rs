@@ -229,21 +229,23 @@ fn lateness_line(label: &str, l: &[i64]) {
     );
 }
 
-/// Whole measurements through the control drivers (the std client and server, and the Tokio
-/// client against the std server), both directions at once, Poisson schedules as owping's:
-/// how late each packet left, from the records, and the process's CPU time per packet.
+/// Whole measurements through the control drivers (the std client and server, the Tokio
+/// client against the std server, and the std pair with spinning off), both directions at
+/// once, Poisson schedules as owping's: how late each packet left, from the records, and the
+/// process's CPU time per packet.
 fn driver_send_error(quick: bool) {
     println!("== send timestamp minus scheduled time through the control drivers (both directions, Poisson) ==");
-    let store = Arc::new(MemoryStore::with_limit(16));
-    let server = Server::bind(
-        SocketAddr::new(lo(), 0),
-        ServeConfig::default(),
-        AllowAll,
-        store,
-    )
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    let server = server.spawn().unwrap();
+    let serve = |max_spin: Duration| {
+        let mut config = ServeConfig::default();
+        config.endpoint.max_spin = max_spin;
+        let store = Arc::new(MemoryStore::with_limit(16));
+        let server = Server::bind(SocketAddr::new(lo(), 0), config, AllowAll, store).unwrap();
+        let addr = server.local_addr().unwrap();
+        (addr, server.spawn().unwrap())
+    };
+    let default_spin = EndpointConfig::default().max_spin;
+    let (spinning, spinning_server) = serve(default_spin);
+    let (sleeping, sleeping_server) = serve(Duration::ZERO);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -258,6 +260,22 @@ fn driver_send_error(quick: bool) {
     } else {
         &[(1000, 5000), (10_000, 20_000)]
     };
+    // (client, server, tokio client, max_spin of both)
+    let variants = [
+        ("std client", "std server", false, default_spin),
+        (
+            "tokio client",
+            "std server (tokio peer)",
+            true,
+            default_spin,
+        ),
+        (
+            "std client, no spin",
+            "std server, no spin",
+            false,
+            Duration::ZERO,
+        ),
+    ];
     for &(rate, packets) in runs {
         let spec = SessionSpec::poisson(packets, Duration::from_secs(1) / rate);
         let plan = TestPlan {
@@ -265,8 +283,14 @@ fn driver_send_error(quick: bool) {
             receive: Some(spec),
             start_delay: Duration::from_millis(300),
         };
-        let opts = ClientOptions::default();
-        for tokio_client in [false, true] {
+        for (client, server, tokio_client, max_spin) in variants {
+            let mut opts = ClientOptions::default();
+            opts.endpoint.max_spin = max_spin;
+            let addr = if max_spin.is_zero() {
+                sleeping
+            } else {
+                spinning
+            };
             let cpu0 = cpu_time();
             let r = if tokio_client {
                 rt.block_on(owamp_tokio::control::run_test(addr, &opts, &plan, None))
@@ -278,14 +302,9 @@ fn driver_send_error(quick: bool) {
             let r = match r {
                 Ok(r) => r,
                 Err(e) => {
-                    println!("{rate} packets/s: measurement failed: {e}");
+                    println!("{client}, {rate}/s: measurement failed: {e}");
                     continue;
                 }
-            };
-            let (client, server) = if tokio_client {
-                ("tokio client", "std server (tokio peer)")
-            } else {
-                ("std client", "std server")
             };
             for (label, d) in [(client, r.to), (server, r.from)] {
                 match d.map(|d| d.data) {
@@ -300,7 +319,8 @@ fn driver_send_error(quick: bool) {
             );
         }
     }
-    server.shutdown().unwrap();
+    spinning_server.shutdown().unwrap();
+    sleeping_server.shutdown().unwrap();
 }
 
 fn concurrency(quick: bool) {
