@@ -9,7 +9,10 @@
 #           measurement of SERVER_PACKETS packets each way, ours, the reference's and, with
 #           BASE_BIN, that build's; the client is our owping.
 #
-# Prints a table with each figure's ratio to the reference's. Rows of the reference are skipped,
+# Prints a table with each figure's ratio to the reference's, then how late the packets of the
+# last run of each left (send timestamp minus scheduled time, from the sessions saved with
+# owping -T/-F, by owamp-std's send_lateness example): the owping rows' "to" sessions were sent
+# by that owping, the owampd rows' "from" sessions by that owampd. Rows of the reference are skipped,
 # with a message, if its binaries are absent (../shared/reference/perfsonar-owamp-5.2.3/bin
 # beside the checkout, or REFERENCE_BIN). Loopback only; every run is bounded (timeout, packet
 # counts capped at 100,000, REPEAT at most 5); the daemons are stopped however the script ends.
@@ -91,12 +94,14 @@ proc_cpu() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"
 }
 
-# owping_cpu BIN PORT COUNT: prints "user+sys" seconds of one owping run, or "fail".
+# owping_cpu BIN PORT COUNT LABEL: prints "user+sys" seconds of one owping run, or "fail";
+# the sessions are kept as $work/LABEL-to.owp and $work/LABEL-from.owp.
 owping_cpu() {
-    local bin=$1 port=$2 count=$3 out="$work/owping.out" t="$work/time.out"
+    local bin=$1 port=$2 count=$3 label=$4 out="$work/owping.out" t="$work/time.out"
     local limit=$((count / rate * 3 + 60))
+    rm -f "$work/$label-to.owp" "$work/$label-from.owp"
     /usr/bin/time -f '%U %S' -o "$t" timeout "$limit" "$bin/owping" -c "$count" -i "$interval" \
-        "127.0.0.1:$port" > "$out" 2>&1
+        -T "$work/$label-to.owp" -F "$work/$label-from.owp" "127.0.0.1:$port" > "$out" 2>&1
     if [ "$(grep -c "$count sent, 0 lost" "$out")" -ne 2 ]; then
         echo fail
         sed 's/^/    /' "$out" >&2
@@ -105,11 +110,11 @@ owping_cpu() {
     awk '{ printf "%.3f", $1 + $2 }' "$t"
 }
 
-# server_cpu PID BIN PORT: the server's CPU seconds for one measurement by our owping.
+# server_cpu PID PORT LABEL: the server's CPU seconds for one measurement by our owping.
 server_cpu() {
-    local pid=$1 port=$2 before after r
+    local pid=$1 port=$2 label=$3 before after r
     before=$(proc_cpu "$pid")
-    r=$(owping_cpu "$ours" "$port" "$server_packets")
+    r=$(owping_cpu "$ours" "$port" "$server_packets" "$label")
     # Let the server reap the connection's process (the reference forks one per connection).
     sleep 1
     after=$(proc_cpu "$pid")
@@ -141,12 +146,12 @@ mean() { awk '/fail/ { f = 1 } { s += $1; n++ } END { if (f || !n) print "fail";
 declare -A cpu
 rows=()
 for i in $(seq 1 "$repeat"); do
-    [ -n "$base" ] && echo "$(owping_cpu "$base" "$client_port" "$packets")" >> "$work/owping-base"
-    echo "$(owping_cpu "$ours" "$client_port" "$packets")" >> "$work/owping-ours"
-    [ "$have_ref" = 1 ] && echo "$(owping_cpu "$ref" "$client_port" "$packets")" >> "$work/owping-ref"
-    [ -n "$base" ] && echo "$(server_cpu "$base_pid" "$base_port")" >> "$work/owampd-base"
-    echo "$(server_cpu "$our_pid" "$our_port")" >> "$work/owampd-ours"
-    [ "$have_ref" = 1 ] && echo "$(server_cpu "$ref_pid" "$ref_port")" >> "$work/owampd-ref"
+    [ -n "$base" ] && echo "$(owping_cpu "$base" "$client_port" "$packets" owping-base)" >> "$work/owping-base"
+    echo "$(owping_cpu "$ours" "$client_port" "$packets" owping-ours)" >> "$work/owping-ours"
+    [ "$have_ref" = 1 ] && echo "$(owping_cpu "$ref" "$client_port" "$packets" owping-ref)" >> "$work/owping-ref"
+    [ -n "$base" ] && echo "$(server_cpu "$base_pid" "$base_port" owampd-base)" >> "$work/owampd-base"
+    echo "$(server_cpu "$our_pid" "$our_port" owampd-ours)" >> "$work/owampd-ours"
+    [ "$have_ref" = 1 ] && echo "$(server_cpu "$ref_pid" "$ref_port" owampd-ref)" >> "$work/owampd-ref"
 done
 for f in owping-base owping-ours owping-ref owampd-base owampd-ours owampd-ref; do
     [ -f "$work/$f" ] && cpu[$f]=$(mean < "$work/$f")
@@ -168,4 +173,18 @@ printf '%-34s %10s %10s\n' "owping, ours" "${cpu[owping-ours]}" "$(ratio "${cpu[
 [ -n "$base" ] && printf '%-34s %10s %10s\n' "owampd, BASE_BIN" "${cpu[owampd-base]}" "$(ratio "${cpu[owampd-base]}" "${cpu[owampd-ref]:-}")"
 printf '%-34s %10s %10s\n' "owampd, ours" "${cpu[owampd-ours]}" "$(ratio "${cpu[owampd-ours]}" "${cpu[owampd-ref]:-}")"
 [ "$have_ref" = 1 ] && printf '%-34s %10s %10s\n' "owampd, reference" "${cpu[owampd-ref]}" "1.00"
+
+echo
+echo "Send lateness of the last run (send timestamp minus scheduled time)"
+files=()
+for f in owping-base-to owping-ours-to owping-ref-to owampd-base-from owampd-ours-from owampd-ref-from; do
+    [ -s "$work/$f.owp" ] && files+=("$work/$f.owp")
+done
+if [ "${#files[@]}" -gt 0 ] &&
+    (cd "$root" && cargo build --release -q -p owamp-std --example send_lateness); then
+    "${CARGO_TARGET_DIR:-$root/target}/release/examples/send_lateness" "${files[@]}" |
+        sed "s|$work/||"
+else
+    echo "bench-cpu: no sessions saved, or the send_lateness example did not build; skipped"
+fi
 exit 0

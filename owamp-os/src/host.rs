@@ -752,18 +752,15 @@ impl<M: Machine> Host<M> {
 
     /// How long to wait from now for `t` at most, and at most `max`; zero when it is time. A
     /// precise `t` (a test packet due) is woken early by the [spin window](Self::spin_window);
-    /// if the wait then ends by its timer, call [`timer_expired`](Self::timer_expired). Any
-    /// other `t` still to come is served at the next multiple of [`COALESCE`], so that
-    /// deadlines close together take one wake-up.
+    /// if the wait then ends by its timer, call [`timer_expired`](Self::timer_expired).
     pub fn wait_for(&mut self, t: Option<Timeout>, max: Duration) -> Duration {
         self.planned_wake = None;
         let Some(t) = t else { return max };
         let now = self.clock.now();
-        if !t.precise {
-            let at = if t.at > now { coalesced(t.at) } else { t.at };
-            return at.duration_since(now).unwrap_or(Duration::ZERO).min(max);
-        }
         let left = t.at.duration_since(now).unwrap_or(Duration::ZERO);
+        if !t.precise {
+            return left.min(max);
+        }
         let wait = left.saturating_sub(self.spin.window());
         if wait < max && !wait.is_zero() {
             self.planned_wake = Some(now.saturating_add(wait));
@@ -811,22 +808,6 @@ impl<M: Machine> Host<M> {
     pub fn close_sockets(&mut self) {
         self.sockets.clear();
     }
-}
-
-/// The grid on which a host serves the timeouts that are not precise.
-///
-/// A receiver has a deadline per packet (RFC 4656 4.2: lost once the loss timeout after its
-/// send time has passed), one wake-up per packet received if each were served on time; served
-/// on a 10 ms grid they take at most a hundred a second. Nothing depends on them to the
-/// millisecond: a datagram arriving after its deadline is judged by its receive time, and the
-/// control protocol's timers count in seconds.
-pub const COALESCE: Duration = Duration::from_millis(10);
-
-/// `at` rounded up to a multiple of [`COALESCE`].
-fn coalesced(at: OwampTime) -> OwampTime {
-    let grid = Interval::saturating_from_duration(COALESCE).raw().max(1);
-    let rounded = at.raw().div_ceil(grid).saturating_mul(grid);
-    OwampTime::from_raw(rounded.max(at.raw()))
 }
 
 /// A client's view of its connection: the address its test sockets use, what the set-up
@@ -1043,29 +1024,5 @@ impl<P: ServerPolicy, R: rand_core::RngCore + rand_core::CryptoRng>
         summary.store_errors = self.store_errors;
         summary.close = self.closed.clone();
         summary
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loose_timeouts_share_a_grid() {
-        let grid = Interval::saturating_from_duration(COALESCE).raw();
-        let base = OwampTime::from_parts(3_900_000_000, 0);
-        let g = coalesced(base);
-        assert_eq!(g.raw() % grid, 0);
-        assert!(g >= base && g.duration_since(base).unwrap() < COALESCE);
-        // Deadlines a millisecond apart (one per packet at 1,000 packets/s): at most ten
-        // distinct wake-up times, each a grid point at or after its deadline.
-        let mut times: Vec<OwampTime> = (0..10u64)
-            .map(|i| coalesced(base.saturating_add(Duration::from_millis(i))))
-            .collect();
-        times.dedup();
-        assert!(times.len() <= 2, "{times:?}");
-        // On the grid already: unchanged; at the end of time: no overflow.
-        assert_eq!(coalesced(g), g);
-        assert_eq!(coalesced(OwampTime::MAX), OwampTime::MAX);
     }
 }

@@ -84,6 +84,25 @@ pub fn recv_buffer_len(mode: Mode, slots: &[Slot], packets: u32, padding: u32) -
         .min(MAX_RECV_BUFFER)
 }
 
+/// The grid on which a receiver asks to be woken for its loss deadlines.
+///
+/// A receiver has a deadline per packet (RFC 4656 4.2: lost once the loss timeout after its
+/// send time has passed); woken for each, it would wake once per packet received, a loss
+/// timeout later. Rounded up to a 10 ms grid they take at most a hundred wake-ups a second, and
+/// a sender's precise timeout in between still comes first. Nothing depends on declaring a
+/// loss to the millisecond: a datagram that arrives after its deadline is judged by its
+/// receive time ([`Receiver::receive`]).
+pub const LOSS_DEADLINE_GRID: Duration = Duration::from_millis(10);
+
+/// `at` rounded up to a multiple of [`LOSS_DEADLINE_GRID`].
+fn on_loss_grid(at: OwampTime) -> OwampTime {
+    let grid = Interval::saturating_from_duration(LOSS_DEADLINE_GRID)
+        .raw()
+        .max(1);
+    let rounded = at.raw().div_ceil(grid).saturating_mul(grid);
+    OwampTime::from_raw(rounded.max(at.raw()))
+}
+
 /// How long past the end of its schedule plus the loss timeout a session ends by itself when
 /// nobody stops it (see [`TestSession::with_end_margin`]).
 pub const DEFAULT_END_MARGIN: Duration = Duration::from_secs(5);
@@ -407,7 +426,7 @@ impl TestSession {
             }),
             Kind::Receiver(r) => r.next_deadline().map(|at| Timeout {
                 // RFC 4656 4.2: lost once the timeout after its send time has passed.
-                at: at.saturating_add(Duration::from_nanos(1)),
+                at: on_loss_grid(at.saturating_add(Duration::from_nanos(1))),
                 precise: false,
             }),
         };
@@ -573,6 +592,24 @@ mod tests {
             kind: SlotKind::Exponential,
             mean: Interval::saturating_from_duration(d),
         }]
+    }
+
+    #[test]
+    fn loss_deadlines_share_a_grid() {
+        let grid = Interval::saturating_from_duration(LOSS_DEADLINE_GRID).raw();
+        let base = OwampTime::from_parts(3_900_000_000, 12_345);
+        let g = on_loss_grid(base);
+        assert_eq!(g.raw() % grid, 0);
+        assert!(g >= base && g.duration_since(base).unwrap() < LOSS_DEADLINE_GRID);
+        // Deadlines a millisecond apart (one per packet at 1,000 packets/s) fall on at most
+        // two grid points, each at or after its deadline.
+        let mut times: Vec<OwampTime> = (0..10u64)
+            .map(|i| on_loss_grid(base.saturating_add(Duration::from_millis(i))))
+            .collect();
+        times.dedup();
+        assert!(times.len() <= 2, "{times:?}");
+        assert_eq!(on_loss_grid(g), g);
+        assert_eq!(on_loss_grid(OwampTime::MAX), OwampTime::MAX);
     }
 
     #[test]
