@@ -6,11 +6,13 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use owamp_core::control::{AcceptCode, CloseReason, Identity, Modes};
 use owamp_core::owp::OwpReader;
 use owamp_os::clock::kernel_clock_status;
+use owamp_os::host::HostWarning;
 use owamp_std::control::{ClientConnection, ClientError, ClientOptions};
 
 use crate::config::{self, pfs};
@@ -262,6 +264,32 @@ pub fn client_options(
     opts.control.modes = parse_authmode(authmode)?;
     opts.control.identity = identity(prog, user, pfs_file, err)?;
     Ok(opts)
+}
+
+/// Warnings of a client's test endpoints (a receive buffer the kernel capped), kept until the
+/// tool prints them: the endpoints tell them on the connection's thread, while the tool's
+/// thread holds standard error.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Collects the warnings of connections made with `opts`.
+    pub fn install(&self, opts: &mut ClientOptions) {
+        let kept = self.0.clone();
+        opts.endpoint.warn = Some(Arc::new(move |w: &HostWarning| {
+            if let Ok(mut v) = kept.lock() {
+                v.push(w.to_string());
+            }
+        }));
+    }
+
+    /// The warnings told since the last call.
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
 }
 
 /// The warning perfSONAR's clients give when the kernel clock is not synchronized.

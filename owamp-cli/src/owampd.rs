@@ -25,7 +25,7 @@ use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
 use owamp_core::io::FetchReply;
 use owamp_core::policy::{Limits, Peer, ServerPolicy, TestAdmission};
 use owamp_core::wire::SessionId;
-use owamp_os::host::{ConnectionSummary, ServeConfig, StopHandle};
+use owamp_os::host::{ConnectionSummary, HostWarning, ServeConfig, StopHandle};
 use owamp_os::store::{DirectoryStore, FetchSource, SessionStore, StoreError};
 
 use crate::client::CONTROL_PORT;
@@ -675,6 +675,7 @@ fn serve(
     // reference.
     cfg.control.max_receive_packets = u32::MAX;
     cfg.endpoint.clock = clock;
+    cfg.endpoint.warn = Some(Arc::new(|w: &HostWarning| log(&format!("warning: {w}"))));
     cfg.max_connections = max_connections(s.conf.maxcontrolsessions);
     cfg.shutdown_grace = Duration::from_secs(u64::from(s.conf.dieby.unwrap_or(5)));
     let verbose = s.conf.verbose;

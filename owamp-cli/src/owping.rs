@@ -437,6 +437,8 @@ fn execute(
         opts.control.end_delay = Duration::from_secs_f64(d);
     }
     opts.test_ports = p.ports;
+    let warnings = client::Warnings::default();
+    warnings.install(&mut opts);
     let Some(connected) = client::open_control(
         "owping",
         &serv_addrs,
@@ -502,6 +504,9 @@ fn execute(
             conn.close();
             return Ok(2);
         }
+    }
+    for w in warnings.take() {
+        let _ = writeln!(err, "owping: warning: {w}");
     }
     if let Err(e) = conn.start() {
         let _ = writeln!(err, "owping: {e}");

@@ -482,6 +482,8 @@ fn put(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
 struct Stream<'a> {
     p: &'a Plan,
     opts: ClientOptions,
+    /// Warnings of the test endpoints, printed after each request.
+    warnings: client::Warnings,
     env: &'a dyn Environment,
     out: &'a mut dyn Write,
     err: &'a mut dyn Write,
@@ -695,6 +697,9 @@ impl Stream<'_> {
                 return None;
             }
         };
+        for w in self.warnings.take() {
+            self.log(&format!("warning: {w}"));
+        }
         if self.stop.is_stopped() {
             conn.close();
             return None;
@@ -960,9 +965,12 @@ fn start(
         opts.control.end_delay = d;
     }
     opts.test_ports = p.ports;
+    let warnings = client::Warnings::default();
+    warnings.install(&mut opts);
     let mut s = Stream {
         p,
         opts,
+        warnings,
         env,
         out,
         err,

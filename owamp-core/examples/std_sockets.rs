@@ -66,7 +66,8 @@ fn pump<M: Machine>(c: &mut Connection<M>, io: &mut Io) -> Vec<Output<M::Event>>
                 let _ = io.tcp.shutdown(std::net::Shutdown::Both);
                 io.udp.clear();
             }
-            Output::Socket(SocketAction::Open { id, local }) => {
+            // std cannot size the receive buffer (`recv_buffer`): these sessions are short.
+            Output::Socket(SocketAction::Open { id, local, .. }) => {
                 let r = match UdpSocket::bind(local) {
                     Ok(s) => {
                         let port = s.local_addr().map(|a| a.port()).unwrap_or(0);

@@ -57,8 +57,9 @@
 //!     match out {
 //!         Output::Control(ControlAction::Transmit(bytes)) => { /* write to the TCP stream */ }
 //!         Output::Control(ControlAction::Close(reason)) => { /* close it */ }
-//!         Output::Socket(SocketAction::Open { id, local }) => {
-//!             /* bind a UDP socket at `local`, then: conn.socket_opened(now, id, Ok(port)) */
+//!         Output::Socket(SocketAction::Open { id, local, .. }) => {
+//!             /* bind a UDP socket at `local` (its receive buffer sized as asked),
+//!                then: conn.socket_opened(now, id, Ok(port)) */
 //!         }
 //!         Output::Socket(_) => { /* set its DSCP, or close it */ }
 //!         Output::Store(session) => { /* keep the received session */ }
@@ -157,6 +158,12 @@ pub enum SocketAction {
         id: SocketId,
         /// Where to bind it.
         local: SocketAddr,
+        /// The receive buffer (`SO_RCVBUF`) it should have, in octets: room for about a
+        /// second of the session's test packets ([`recv_buffer_len`]). 0 when the socket only
+        /// sends. A host keeps its default if that is larger, and may not get as much as this.
+        ///
+        /// [`recv_buffer_len`]: crate::session::recv_buffer_len
+        recv_buffer: usize,
     },
     /// Mark the datagrams sent from the socket with this DSCP (RFC 4656 3.5 Type-P).
     SetDscp {
@@ -418,6 +425,17 @@ struct PendingSocket {
     request: Option<ClientRequest>,
     /// The host reported it open.
     open: bool,
+}
+
+/// The receive buffer of the client's test socket for `req`: sized from the session's rate and
+/// packet length when the client receives, none when it sends.
+fn client_recv_buffer(req: &SessionRequest, mode: Mode) -> usize {
+    match req.role {
+        crate::control::Role::Receiver => {
+            crate::session::recv_buffer_len(mode, &req.slots, req.packets, req.padding)
+        }
+        crate::control::Role::Sender => 0,
+    }
 }
 
 #[derive(Debug)]
@@ -743,6 +761,7 @@ impl<M: Machine> Connection<M> {
                 self.out.push_back(Output::Socket(SocketAction::Open {
                     id,
                     local: setup.local,
+                    recv_buffer: setup.recv_buffer,
                 }));
             }
             MachineOutput::SessionAccepted(info) => self.accepted(info),
@@ -936,9 +955,13 @@ impl<M: Machine> Connection<M> {
                 let mut local = r.req.local;
                 local.set_port(port);
                 r.req.local = local;
+                let recv_buffer = client_recv_buffer(&r.req, self.machine.current_mode());
                 let id = self.pending[i].id;
-                self.out
-                    .push_back(Output::Socket(SocketAction::Open { id, local }));
+                self.out.push_back(Output::Socket(SocketAction::Open {
+                    id,
+                    local,
+                    recv_buffer,
+                }));
             }
             Err(_) => {
                 self.pending.remove(i);
@@ -1009,6 +1032,7 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
             local.set_port(r.pick(self.machine.draw_u32()));
         }
         let id = self.socket_id();
+        let recv_buffer = client_recv_buffer(&req, self.machine.current_mode());
         self.pending.push(PendingSocket {
             id,
             sid: None,
@@ -1020,8 +1044,11 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
             }),
             open: false,
         });
-        self.out
-            .push_back(Output::Socket(SocketAction::Open { id, local }));
+        self.out.push_back(Output::Socket(SocketAction::Open {
+            id,
+            local,
+            recv_buffer,
+        }));
         Ok(())
     }
 

@@ -178,6 +178,9 @@ pub struct EndpointSetup {
     pub role: Role,
     /// Local address and port to bind; port 0 means any port.
     pub local: SocketAddr,
+    /// The receive buffer the socket should have when the server receives, in octets
+    /// ([`recv_buffer_len`](crate::session::recv_buffer_len)); 0 when it sends.
+    pub recv_buffer: usize,
 }
 
 /// A session configured on both sides (see [`Output::SessionAccepted`]).

@@ -99,6 +99,8 @@ struct Outcome {
     fetch_batches: usize,
     /// Control reads of the client (`split_reads` only).
     reads: usize,
+    /// The receive buffer each side asked for, per socket opened.
+    recv_buffers: Vec<(Side, usize)>,
 }
 
 impl Outcome {
@@ -379,7 +381,12 @@ impl Pair {
                 let at = after(self.now, Duration::from_millis(1));
                 self.ship(at, Flight::Control(Side::Server, Vec::new()));
             }
-            Output::Socket(SocketAction::Open { id, local }) => {
+            Output::Socket(SocketAction::Open {
+                id,
+                local,
+                recv_buffer,
+            }) => {
+                self.out.recv_buffers.push((Side::Client, recv_buffer));
                 let port = self.open_socket(Side::Client, id, local);
                 self.client.socket_opened(self.now, id, Ok(port));
             }
@@ -472,7 +479,12 @@ impl Pair {
                 let at = after(self.now, Duration::from_millis(1));
                 self.ship(at, Flight::Control(Side::Client, Vec::new()));
             }
-            Output::Socket(SocketAction::Open { id, local }) => {
+            Output::Socket(SocketAction::Open {
+                id,
+                local,
+                recv_buffer,
+            }) => {
+                self.out.recv_buffers.push((Side::Server, recv_buffer));
                 let port = self.open_socket(Side::Server, id, local);
                 self.server.socket_opened(self.now, id, Ok(port));
             }
@@ -649,6 +661,15 @@ fn check_full(mode: Mode) {
     assert_eq!(to.records.len(), 100);
     assert!(to.records.iter().all(|r| !r.is_lost() && r.ttl == 64));
     assert_eq!(out.server_stored.len(), 1);
+    // Each side asked for a receive buffer for the socket it receives on, and none for the
+    // one it sends from.
+    let mut asked = out.recv_buffers.clone();
+    asked.sort_unstable();
+    assert_eq!(asked.len(), 4, "{asked:?}");
+    assert_eq!((asked[0].0, asked[0].1), (Side::Client, 0));
+    assert!(asked[1].0 == Side::Client && asked[1].1 > 0, "{asked:?}");
+    assert_eq!((asked[2].0, asked[2].1), (Side::Server, 0));
+    assert!(asked[3].0 == Side::Server && asked[3].1 > 0, "{asked:?}");
 }
 
 #[test]

@@ -9,9 +9,11 @@
 //! 1. [`Host::poll_control`] until `None`, writing each [`ControlAction::Transmit`] to the
 //!    control connection (closing it on [`ControlAction::Close`]);
 //! 2. wait until the control connection or a test socket ([`Host::sockets`]) is readable, or
-//!    until [`Host::poll_timeout`] (for a [`precise`](Timeout::precise) one, wake up
-//!    [`EndpointConfig::spin`] early and [`Host::spin_until`] the time);
-//! 3. feed what happened: [`Host::handle_control`], [`Host::handle_control_closed`],
+//!    until [`Host::poll_timeout`]: [`Host::wait_for`] says how long, waking a precise
+//!    timeout early by the host's learnt spin window;
+//! 3. if the wait ended by its timer, tell [`Host::timer_expired`] (it learns how late the
+//!    wake-up was), and [`Host::spin_until`] a precise timeout;
+//! 4. feed what happened: [`Host::handle_control`], [`Host::handle_control_closed`],
 //!    [`Host::receive`] for a readable socket, [`Host::handle_timeout`]; then back to 1.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -40,9 +42,10 @@ use crate::client_records::SavedSession;
 #[cfg(doc)]
 use crate::client_records::{ClientRecords, Report};
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::net::{is_addr_in_use, recv_from_fd, TestSocket, MAX_DATAGRAM};
+use crate::net::{is_addr_in_use, recv_batch, RecvBatch, RecvBufferSize, TestSocket, MAX_DATAGRAM};
 use crate::rng::OsRng;
 use crate::store::{FetchSource, RecordIter, RecordSink, SessionStore, StoreError};
+use crate::timing::SpinWindow;
 
 /// A flag that asks a test (client) or a server to stop early; clones share the flag.
 ///
@@ -81,9 +84,11 @@ impl StopHandle {
 pub struct EndpointConfig {
     /// The clock that stamps packets.
     pub clock: SharedClock,
-    /// How long before a packet is due the sender stops sleeping and spins (yielding) to the
-    /// exact time. Longer is more precise and costs more CPU.
-    pub spin: Duration,
+    /// The longest a sender spins before a packet is due. It stops sleeping 200 µs early at
+    /// first (or this, if shorter), then as early as recent wake-ups were late
+    /// ([`SpinWindow`]); zero never spins (packets then leave as
+    /// late as the sleep wakes).
+    pub max_spin: Duration,
     /// The longest single wait of an endpoint thread: how fast it notices
     /// a [`StopHandle`].
     pub poll_interval: Duration,
@@ -96,16 +101,42 @@ pub struct EndpointConfig {
     /// Whether senders keep, per packet sent, the difference between its timestamp and its
     /// scheduled time.
     pub record_send_lateness: bool,
+    /// Told about what makes a measurement less reliable without stopping it (a receive
+    /// buffer smaller than the session's rate wants). Called on the thread or task that runs
+    /// the connection: it should not block.
+    pub warn: Option<WarningLog>,
+}
+
+/// A callback told about [`HostWarning`]s.
+pub type WarningLog = Arc<dyn Fn(&HostWarning) + Send + Sync>;
+
+/// Something that makes a measurement less reliable without stopping it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostWarning {
+    /// A receiving test socket has a smaller receive queue than a second of its session's
+    /// packets needs: a receiver that falls behind may lose packets the network delivered.
+    #[error("{0}")]
+    RecvBufferShort(RecvBufferSize),
+    /// A receiving test socket's receive buffer could not be set at all.
+    #[error("cannot size a test socket's receive buffer ({wanted} octets wanted): {error}")]
+    RecvBufferFailed {
+        /// Octets of queue wanted.
+        wanted: usize,
+        /// Why not.
+        error: String,
+    },
 }
 
 impl std::fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointConfig")
-            .field("spin", &self.spin)
+            .field("max_spin", &self.max_spin)
             .field("poll_interval", &self.poll_interval)
             .field("margin", &self.margin)
             .field("use_kernel_timestamps", &self.use_kernel_timestamps)
             .field("record_send_lateness", &self.record_send_lateness)
+            .field("warn", &self.warn.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -114,11 +145,12 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
             clock: Arc::new(SystemClock::new()),
-            spin: Duration::from_micros(200),
+            max_spin: SpinWindow::DEFAULT_MAX,
             poll_interval: Duration::from_millis(20),
             margin: Duration::from_secs(5),
             use_kernel_timestamps: true,
             record_send_lateness: false,
+            warn: None,
         }
     }
 }
@@ -511,6 +543,12 @@ pub struct Host<M: Machine> {
     /// Why the control connection closed, once it has.
     pub closed: Option<CloseReason>,
     buf: Vec<u8>,
+    /// Buffers for reading datagrams.
+    batch: RecvBatch,
+    /// How early to wake before a test packet is due.
+    spin: SpinWindow,
+    /// When the wait [`wait_for`](Self::wait_for) planned for a precise timeout should end.
+    planned_wake: Option<OwampTime>,
 }
 
 impl<M: Machine> std::fmt::Debug for Host<M> {
@@ -546,6 +584,10 @@ impl<M: Machine> Host<M> {
             send_errors: 0,
             closed: None,
             buf: vec![0u8; MAX_DATAGRAM],
+            // Sized for each socket when it is read.
+            batch: RecvBatch::new(1),
+            spin: SpinWindow::new(SpinWindow::DEFAULT_MIN, cfg.max_spin),
+            planned_wake: None,
         };
         h.conn.set_clock_error(h.clock.error_estimate());
         h
@@ -590,6 +632,10 @@ impl<M: Machine> Host<M> {
     }
 
     /// Sends every test packet due now, each stamped just before it leaves.
+    ///
+    /// One `sendto` per packet rather than a `sendmmsg` of all those due: several are due at
+    /// once only when the sender is behind its schedule or beyond about 100,000 packets/s, and
+    /// a batch would stamp each packet before the whole batch leaves.
     pub fn transmit_due(&mut self) {
         loop {
             let now = self.clock.now();
@@ -609,10 +655,15 @@ impl<M: Machine> Host<M> {
     fn socket(&mut self, a: SocketAction) {
         let now = self.clock.now();
         match a {
-            SocketAction::Open { id, local } => {
+            SocketAction::Open {
+                id,
+                local,
+                recv_buffer,
+            } => {
                 self.sockets.remove(&id);
                 let r = match TestSocket::bind(local) {
                     Ok(s) => {
+                        self.size_recv_buffer(&s, recv_buffer);
                         let port = s.local_addr().port();
                         self.sockets.insert(id, s);
                         Ok(port)
@@ -632,6 +683,25 @@ impl<M: Machine> Host<M> {
             SocketAction::Close(id) => {
                 self.sockets.remove(&id);
             }
+        }
+    }
+
+    /// Gives a receiving socket the queue its session wants (as much as the kernel allows);
+    /// a socket that gets less still measures, and the warning callback is told.
+    fn size_recv_buffer(&self, s: &TestSocket, wanted: usize) {
+        if wanted == 0 {
+            return;
+        }
+        let warning = match s.set_recv_buffer(wanted) {
+            Ok(r) if !r.is_short() => return,
+            Ok(r) => HostWarning::RecvBufferShort(r),
+            Err(e) => HostWarning::RecvBufferFailed {
+                wanted,
+                error: e.to_string(),
+            },
+        };
+        if let Some(warn) = &self.cfg.warn {
+            warn(&warning);
         }
     }
 
@@ -746,38 +816,48 @@ impl<M: Machine> Host<M> {
         self.conn.handle_control_closed(now);
     }
 
-    /// Reads every datagram waiting on socket `id` (without blocking) and hands each to the
-    /// connection, stamped with the kernel's receive timestamp when there is one. Returns
-    /// how many were read.
+    /// Reads the datagrams waiting on socket `id` (without blocking), several per system call
+    /// (`recvmmsg`, [`recv_batch`]), and hands each to the connection, stamped with the
+    /// kernel's receive timestamp when there is one. Stops when the queue is empty (a batch
+    /// came back short) or after 1,024. Returns how many were read.
     pub fn receive(&mut self, id: SocketId) -> usize {
         use std::os::fd::AsRawFd;
         let Some(fd) = self.sockets.get(&id).map(|s| s.as_raw_fd()) else {
             return 0;
         };
-        let len = self.conn.datagram_buffer_len(id).min(self.buf.len());
+        self.batch
+            .set_datagram_len(self.conn.datagram_buffer_len(id));
         let mut n = 0;
         // Bounded: a flood cannot keep the connection from its other work.
         while n < 1024 {
-            let r = match recv_from_fd(fd, &mut self.buf[..len], libc::MSG_DONTWAIT) {
-                Ok(r) => r,
+            let got = match recv_batch(fd, &mut self.batch, libc::MSG_DONTWAIT) {
+                Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            n += 1;
+            n += got;
             let now = self.clock.now();
-            let kernel = if self.cfg.use_kernel_timestamps {
-                r.kernel_time.and_then(|k| self.clock.kernel_timestamp(k))
-            } else {
-                None
-            };
-            let d = Datagram {
-                source: r.source,
-                recv_time: kernel.unwrap_or(now),
-                ttl: r.ttl,
-                truncated: r.truncated,
-                payload: &self.buf[..r.len],
-            };
-            self.conn.handle_datagram(now, id, &d);
+            for i in 0..got {
+                let Some((r, payload)) = self.batch.get(i) else {
+                    break;
+                };
+                let kernel = if self.cfg.use_kernel_timestamps {
+                    r.kernel_time.and_then(|k| self.clock.kernel_timestamp(k))
+                } else {
+                    None
+                };
+                let d = Datagram {
+                    source: r.source,
+                    recv_time: kernel.unwrap_or(now),
+                    ttl: r.ttl,
+                    truncated: r.truncated,
+                    payload,
+                };
+                self.conn.handle_datagram(now, id, &d);
+            }
+            if got < self.batch.capacity() {
+                break;
+            }
         }
         n
     }
@@ -794,29 +874,54 @@ impl<M: Machine> Host<M> {
         self.conn.handle_timeout(now);
     }
 
-    /// How long to wait from now for `t` at most, waking [`EndpointConfig::spin`] early for a
-    /// precise one, and at most `max`; zero when it is time.
-    pub fn wait_for(&self, t: Option<Timeout>, max: Duration) -> Duration {
+    /// How long to wait from now for `t` at most, and at most `max`; zero when it is time. A
+    /// precise `t` (a test packet due) is woken early by the [spin window](Self::spin_window);
+    /// if the wait then ends by its timer, call [`timer_expired`](Self::timer_expired).
+    pub fn wait_for(&mut self, t: Option<Timeout>, max: Duration) -> Duration {
+        self.planned_wake = None;
         let Some(t) = t else { return max };
         let now = self.clock.now();
         let left = t.at.duration_since(now).unwrap_or(Duration::ZERO);
-        let left = if t.precise {
-            left.saturating_sub(self.cfg.spin)
-        } else {
-            left
-        };
-        left.min(max)
+        if !t.precise {
+            return left.min(max);
+        }
+        let wait = left.saturating_sub(self.spin.window());
+        if wait < max && !wait.is_zero() {
+            self.planned_wake = Some(now.saturating_add(wait));
+        }
+        wait.min(max)
+    }
+
+    /// The wait [`wait_for`](Self::wait_for) gave ended by its timer rather than by input: how
+    /// late it woke up adjusts the spin window. Nothing happens if that wait was not for a
+    /// precise timeout.
+    pub fn timer_expired(&mut self) {
+        if let Some(planned) = self.planned_wake.take() {
+            let late = self
+                .clock
+                .now()
+                .duration_since(planned)
+                .unwrap_or(Duration::ZERO);
+            self.spin.record(late);
+        }
+    }
+
+    /// How long before a test packet is due the host stops waiting and spins, as learnt so
+    /// far (at most [`EndpointConfig::max_spin`]).
+    pub fn spin_window(&self) -> Duration {
+        self.spin.window()
     }
 
     /// Spins on the clock until `t` when it is precise and due within the spin window: the
-    /// packet then leaves on time rather than a scheduler tick late.
+    /// packet then leaves on time rather than when a sleep happens to wake.
     pub fn spin_until(&self, t: Option<Timeout>) {
         let Some(t) = t.filter(|t| t.precise) else {
             return;
         };
+        let window = self.spin.window();
         loop {
             let now = self.clock.now();
-            if now >= t.at || t.at.duration_since(now).is_some_and(|d| d > self.cfg.spin) {
+            if now >= t.at || t.at.duration_since(now).is_some_and(|d| d > window) {
                 return;
             }
             std::hint::spin_loop();

@@ -13,6 +13,8 @@
 //! - [`host`]: a core connection hosted with its test sockets, for either adapter's loop.
 //! - [`client_records`]: where a client's fetched and received records go, in memory or
 //!   into `.owp` files as they come.
+//! - [`timing`]: sending on time cheaply: a spin window learnt from observed wake-ups, the
+//!   thread's timer slack, a nanosecond timer descriptor for runtimes with a coarse timer.
 //!
 //! # Reading the clock
 //!
@@ -34,3 +36,4 @@ pub mod net;
 pub mod owp_file;
 pub mod rng;
 pub mod store;
+pub mod timing;

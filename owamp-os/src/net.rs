@@ -1,5 +1,6 @@
-//! UDP test sockets (RFC 4656 4): binding, DSCP, kernel receive timestamps, TTL / hop limit
-//! delivery, and a `recvmsg` that returns them with each datagram.
+//! UDP test sockets (RFC 4656 4): binding, DSCP, receive buffer sizing, kernel receive
+//! timestamps, TTL / hop limit delivery, and a `recvmsg` ([`recv_from_fd`]) and a `recvmmsg`
+//! ([`recv_batch`]) that return them with each datagram.
 //!
 //! The pieces are usable on their own so that other adapters can share them: an async
 //! adapter creates the socket with [`TestSocket::bind`] (or configures its own with
@@ -220,18 +221,29 @@ pub fn set_dscp(sock: &Socket, ipv6: bool, dscp: u8) -> io::Result<()> {
     }
 }
 
-/// Waits until `fd` is readable or `timeout` has passed (`poll(2)`); returns whether it is
+/// A relative `ppoll(2)` timeout: nanosecond resolution (`poll(2)` rounds to milliseconds,
+/// which would wake a sender up to a millisecond after its packet was due), at most a day.
+fn timespec(d: Duration) -> libc::timespec {
+    let d = d.min(Duration::from_secs(86_400));
+    libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// Waits until `fd` is readable or `timeout` has passed (`ppoll(2)`); returns whether it is
 /// readable (or has an error pending, which the next read reports). Interrupted waits
 /// return `false` early rather than looping, so callers re-check their own deadlines.
 pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    let ts = timespec(timeout);
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: `pfd` is one valid, writable `pollfd` and the count passed is 1.
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    // SAFETY: `pfd` is one valid, writable `pollfd` and the count passed is 1; `ts` is a live
+    // timespec; a null signal mask leaves the thread's mask as it is.
+    let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
@@ -242,7 +254,7 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     Ok(r > 0)
 }
 
-/// Waits until one of `fds` is readable or `timeout` has passed (`poll(2)`), and sets
+/// Waits until one of `fds` is readable or `timeout` has passed (`ppoll(2)`), and sets
 /// `ready[i]` for each readable one (`ready` is resized to `fds.len()`). Returns whether any
 /// is. An interrupted wait returns `false` early, so callers re-check their own deadlines.
 pub fn wait_any_readable(
@@ -250,7 +262,7 @@ pub fn wait_any_readable(
     timeout: Duration,
     ready: &mut Vec<bool>,
 ) -> io::Result<bool> {
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    let ts = timespec(timeout);
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -262,8 +274,15 @@ pub fn wait_any_readable(
     ready.clear();
     ready.resize(fds.len(), false);
     // SAFETY: `pfds` is a live, writable array of `pfds.len()` `pollfd`s, and that is the
-    // count passed.
-    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    // count passed; `ts` is a live timespec; a null signal mask leaves the thread's as it is.
+    let r = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
@@ -334,6 +353,236 @@ pub fn recv_from_fd(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result
         kernel_time: info.timestamp,
         ttl: info.ttl,
     })
+}
+
+/// What a test socket's receive buffer became ([`TestSocket::set_recv_buffer`]).
+///
+/// Sizes are of the receive queue as the kernel accounts it: Linux doubles the value given to
+/// `SO_RCVBUF` (for its bookkeeping) and charges each queued datagram at its buffer's true
+/// size, about 1 KiB for a small one; `getsockopt(SO_RCVBUF)` reports the doubled value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvBufferSize {
+    /// The queue wanted, in octets.
+    pub wanted: usize,
+    /// The queue the socket has now, in octets (`getsockopt(SO_RCVBUF)`).
+    pub got: usize,
+}
+
+impl RecvBufferSize {
+    /// Whether the socket has less than it wanted.
+    pub fn is_short(&self) -> bool {
+        self.got < self.wanted
+    }
+
+    /// The `net.core.rmem_max` (octets) that lets an unprivileged process have the queue
+    /// wanted: half of it, since the kernel doubles the value set.
+    pub fn rmem_max_needed(&self) -> usize {
+        self.wanted.div_ceil(2)
+    }
+}
+
+impl std::fmt::Display for RecvBufferSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "test socket receive buffer is {} octets, {} wanted for the session's rate; raise \
+             the sysctl net.core.rmem_max to at least {} (or run with CAP_NET_ADMIN)",
+            self.got,
+            self.wanted,
+            self.rmem_max_needed()
+        )
+    }
+}
+
+/// The most datagrams one [`recv_batch`] reads.
+pub const MAX_BATCH: usize = 32;
+
+/// Octets of datagram buffer a [`RecvBatch`] allocates at most (the batch is shorter for long
+/// datagrams).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Buffers for reading several datagrams with one `recvmmsg(2)` ([`recv_batch`]): for each, its
+/// payload, source address and control messages, and what was read.
+pub struct RecvBatch {
+    len: usize,
+    count: usize,
+    data: Vec<u8>,
+    control: Vec<CmsgBuf>,
+    names: Vec<libc::sockaddr_storage>,
+    read: Vec<Received>,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("len", &self.len)
+            .field("count", &self.count)
+            .field("read", &self.read.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecvBatch {
+    /// Buffers for up to [`MAX_BATCH`] datagrams of `len` octets each (fewer when they are
+    /// long, at least one); a longer datagram is truncated and says so.
+    pub fn new(len: usize) -> Self {
+        let mut b = Self {
+            len: 0,
+            count: 0,
+            data: Vec::new(),
+            control: Vec::new(),
+            names: Vec::new(),
+            read: Vec::with_capacity(MAX_BATCH),
+        };
+        b.set_datagram_len(len);
+        b
+    }
+
+    /// Makes each buffer `len` octets long (at most [`MAX_DATAGRAM`]).
+    pub fn set_datagram_len(&mut self, len: usize) {
+        let len = len.clamp(1, MAX_DATAGRAM);
+        if len == self.len {
+            return;
+        }
+        self.len = len;
+        self.count = (BATCH_BYTES / len).clamp(1, MAX_BATCH);
+        self.data = vec![0u8; self.count * len];
+        self.control
+            .resize_with(self.count, || CmsgBuf([0u8; CMSG_BUF_LEN]));
+        // SAFETY: sockaddr_storage is plain integers and bytes; all zeroes is a valid value.
+        let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        self.names.resize(self.count, zero);
+        self.read.clear();
+    }
+
+    /// How many datagrams one call reads at most.
+    pub fn capacity(&self) -> usize {
+        self.count
+    }
+
+    /// How many datagrams the last [`recv_batch`] read.
+    pub fn len(&self) -> usize {
+        self.read.len()
+    }
+
+    /// Whether the last [`recv_batch`] read nothing.
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty()
+    }
+
+    /// The `i`-th datagram the last [`recv_batch`] read, with its payload.
+    pub fn get(&self, i: usize) -> Option<(&Received, &[u8])> {
+        let r = self.read.get(i)?;
+        let start = i.checked_mul(self.len)?;
+        let payload = self.data.get(start..start.checked_add(r.len)?)?;
+        Some((r, payload))
+    }
+}
+
+/// One `recvmmsg(2)` on `fd` with `flags` (for example `libc::MSG_DONTWAIT`): up to
+/// [`RecvBatch::capacity`] datagrams into `batch`, each with its source address, kernel
+/// timestamp and TTL as [`recv_from_fd`] gives them. Returns how many were read (also
+/// [`RecvBatch::len`]); with `MSG_DONTWAIT`, fewer than the capacity means the queue is
+/// empty, and none is an error of kind [`io::ErrorKind::WouldBlock`].
+pub fn recv_batch(fd: RawFd, batch: &mut RecvBatch, flags: libc::c_int) -> io::Result<usize> {
+    batch.read.clear();
+    let count = batch.count;
+    let len = batch.len;
+    // SAFETY: iovec and mmsghdr are plain integers and pointers; all zeroes is valid (null
+    // pointers, zero lengths), and every entry used is filled in below.
+    let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let name_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let bufs = batch.data.chunks_exact_mut(len);
+    let slots = iovs
+        .iter_mut()
+        .zip(msgs.iter_mut())
+        .zip(bufs)
+        .zip(batch.control.iter_mut())
+        .zip(batch.names.iter_mut());
+    for ((((iov, m), buf), control), name) in slots {
+        iov.iov_base = buf.as_mut_ptr().cast();
+        iov.iov_len = buf.len();
+        m.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+        m.msg_hdr.msg_namelen = name_len;
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_control = control.0.as_mut_ptr().cast();
+        m.msg_hdr.msg_controllen = CMSG_BUF_LEN as _;
+    }
+    // SAFETY: the first `count` entries of `msgs` each point to one live `iovec` describing a
+    // distinct, writable `len`-octet chunk of `batch.data`, to a live, writable
+    // `sockaddr_storage` of `batch.names` with its true size, and to a live, writable,
+    // `cmsghdr`-aligned control buffer of `batch.control` of `CMSG_BUF_LEN` octets. All of
+    // them, and `iovs`, outlive the call, and nothing else touches them meanwhile. The kernel
+    // writes at most the lengths given and reports the lengths it wrote in each header.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            flags,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = (n as usize).min(count);
+    for (i, (m, storage)) in msgs.iter().zip(&batch.names).enumerate().take(n) {
+        // Not an IP address cannot happen on a UDP socket; the unspecified address (which no
+        // session's peer has) keeps the entries in step with their buffers.
+        let source = socket_addr_of(storage, m.msg_hdr.msg_namelen)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // A `size_t` here, a `socklen_t` on some other C libraries.
+        #[allow(clippy::unnecessary_cast)]
+        let control_len = (m.msg_hdr.msg_controllen as usize).min(CMSG_BUF_LEN);
+        let info = batch
+            .control
+            .get(i)
+            .map(|c| parse_cmsgs(&c.0[..control_len]))
+            .unwrap_or_default();
+        batch.read.push(Received {
+            len: (m.msg_len as usize).min(len),
+            truncated: m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            source,
+            kernel_time: info.timestamp,
+            ttl: info.ttl,
+        });
+    }
+    Ok(batch.read.len())
+}
+
+/// The IP address and port of a socket address the kernel wrote (`len` octets of it).
+fn socket_addr_of(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which is smaller than a
+            // sockaddr_storage and needs no stricter alignment.
+            let a =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::from((
+                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in6, which is smaller than a
+            // sockaddr_storage and needs no stricter alignment.
+            let a = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                std::net::Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 /// Why [`TestSocket::bind_in_range`] failed.
@@ -435,6 +684,31 @@ impl TestSocket {
         self.sock
     }
 
+    /// Makes the receive queue hold at least `wanted` octets of datagrams (as the kernel counts
+    /// them: [`RecvBufferSize`]) if it can, and never shrinks it: the socket keeps its
+    /// default when that is larger (`wanted` 0 changes nothing). Tries `SO_RCVBUFFORCE` first,
+    /// which a privileged process (`CAP_NET_ADMIN`) may use beyond `net.core.rmem_max` and
+    /// others get `EPERM` for, then `SO_RCVBUF`, which the kernel silently caps at
+    /// `net.core.rmem_max`. Returns what the socket has now; see
+    /// [`RecvBufferSize::is_short`].
+    pub fn set_recv_buffer(&self, wanted: usize) -> io::Result<RecvBufferSize> {
+        let before = self.sock.recv_buffer_size()?;
+        if before >= wanted {
+            return Ok(RecvBufferSize {
+                wanted,
+                got: before,
+            });
+        }
+        // The kernel doubles the value set; at most what an int holds once doubled.
+        let value = wanted.div_ceil(2).min(i32::MAX as usize / 2) as libc::c_int;
+        let fd = self.sock.as_raw_fd();
+        if setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value).is_err() {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value)?;
+        }
+        let got = self.sock.recv_buffer_size()?;
+        Ok(RecvBufferSize { wanted, got })
+    }
+
     /// Sets the DSCP of packets sent ([`set_dscp`]).
     pub fn set_dscp(&self, dscp: u8) -> io::Result<()> {
         set_dscp(&self.sock, self.local.is_ipv6(), dscp)
@@ -473,7 +747,7 @@ pub use owamp_core::control::canonical;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
         let len = CMSG_HDR + data.len();
@@ -560,6 +834,133 @@ mod tests {
         let r = b.recv(&mut buf, Duration::from_secs(2)).unwrap().unwrap();
         assert!(r.truncated);
         assert_eq!(r.len, 64);
+    }
+
+    /// `net.core.rmem_max`, if it can be read.
+    fn rmem_max() -> Option<usize> {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    #[test]
+    fn recv_buffer_gets_what_the_kernel_allows() {
+        let lo = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let s = TestSocket::bind(lo).unwrap();
+        let default = s.socket().recv_buffer_size().unwrap();
+        // Nothing wanted, or less than the default: unchanged.
+        assert_eq!(s.set_recv_buffer(0).unwrap().got, default);
+        assert_eq!(s.set_recv_buffer(default / 2).unwrap().got, default);
+        assert_eq!(s.socket().recv_buffer_size().unwrap(), default);
+        // 4 MiB of queue: set as 2 MiB, which the kernel doubles. Unprivileged, capped at
+        // rmem_max (doubled too); privileged, all of it.
+        let wanted = 4 << 20;
+        let r = s.set_recv_buffer(wanted).unwrap();
+        assert_eq!(r.got, s.socket().recv_buffer_size().unwrap());
+        if let Some(max) = rmem_max() {
+            assert!(r.got >= wanted.min(max), "{r:?}, rmem_max {max}");
+        }
+        assert!(r.got >= default);
+        assert_eq!(r.is_short(), r.got < wanted);
+        assert_eq!(r.rmem_max_needed(), 2 << 20);
+        let text = r.to_string();
+        assert!(
+            text.contains("net.core.rmem_max") && text.contains("2097152"),
+            "{text}"
+        );
+    }
+
+    /// Waits (bounded) until `s` has something to read.
+    fn readable(s: &TestSocket) {
+        assert!(wait_readable(s.as_raw_fd(), Duration::from_secs(2)).unwrap());
+    }
+
+    #[test]
+    fn batch_reads_several_datagrams_with_source_ttl_and_timestamp() {
+        for lo in [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ] {
+            let Ok(b) = TestSocket::bind(SocketAddr::new(lo, 0)) else {
+                continue; // no IPv6 loopback here
+            };
+            let a1 = TestSocket::bind(SocketAddr::new(lo, 0)).unwrap();
+            let a2 = TestSocket::bind(SocketAddr::new(lo, 0)).unwrap();
+            let before = SystemTime::now();
+            a1.send_to(b"one", b.local_addr()).unwrap();
+            a2.send_to(b"two!", b.local_addr()).unwrap();
+            a1.send_to(&[9u8; 40], b.local_addr()).unwrap();
+            readable(&b);
+            let mut batch = RecvBatch::new(16);
+            let mut got = Vec::new();
+            // Bounded: three datagrams, queued before the first read.
+            for _ in 0..10 {
+                match recv_batch(b.as_raw_fd(), &mut batch, libc::MSG_DONTWAIT) {
+                    Ok(n) => {
+                        assert_eq!(n, batch.len());
+                        for i in 0..n {
+                            let (r, p) = batch.get(i).unwrap();
+                            got.push((*r, p.to_vec()));
+                        }
+                    }
+                    Err(e) => {
+                        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(got.len(), 3, "{lo}");
+            assert_eq!(got[0].1, b"one");
+            assert_eq!(got[0].0.source, a1.local_addr());
+            assert_eq!(got[1].1, b"two!");
+            assert_eq!(got[1].0.source, a2.local_addr());
+            assert!(got[2].0.truncated && got[2].1 == [9u8; 16]);
+            for (r, _) in &got {
+                if b.features().ttl {
+                    assert_eq!(r.ttl, Some(255));
+                }
+                if b.features().kernel_timestamps {
+                    let t = r.kernel_time.unwrap();
+                    assert!(t >= before - Duration::from_millis(100) && t <= SystemTime::now());
+                }
+            }
+            assert!(batch.get(3).is_none());
+        }
+    }
+
+    #[test]
+    fn batch_is_bounded_by_its_capacity() {
+        let lo = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let a = TestSocket::bind(lo).unwrap();
+        let b = TestSocket::bind(lo).unwrap();
+        // Long buffers: only a few per batch.
+        let mut batch = RecvBatch::new(60_000);
+        let cap = batch.capacity();
+        assert!((1..MAX_BATCH).contains(&cap));
+        for i in 0..cap + 2 {
+            a.send_to(&[i as u8; 10], b.local_addr()).unwrap();
+        }
+        let mut got = Vec::new();
+        // Bounded: each round waits at most 2 s for something to read.
+        for _ in 0..cap + 2 {
+            if got.len() == cap + 2 {
+                break;
+            }
+            readable(&b);
+            let n = recv_batch(b.as_raw_fd(), &mut batch, libc::MSG_DONTWAIT).unwrap();
+            assert!((1..=cap).contains(&n), "{n} of {cap}");
+            got.extend((0..n).map(|i| batch.get(i).unwrap().1.to_vec()));
+        }
+        let want: Vec<Vec<u8>> = (0..cap + 2).map(|i| vec![i as u8; 10]).collect();
+        assert_eq!(got, want);
+        let e = recv_batch(b.as_raw_fd(), &mut batch, libc::MSG_DONTWAIT).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(batch.is_empty());
+        // Shorter buffers hold more.
+        batch.set_datagram_len(100);
+        assert_eq!(batch.capacity(), MAX_BATCH);
     }
 
     #[test]

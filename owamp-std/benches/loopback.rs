@@ -1,14 +1,17 @@
-//! Loopback benchmark of the std adapter: packet rate, send-timestamp error, concurrent
-//! sessions. A plain program (`cargo bench -p owamp-std --bench loopback`) that prints
-//! numbers; `OWAMP_BENCH_QUICK=1` shortens every part.
+//! Loopback benchmark of the std adapter: packet rate, send-timestamp error (of a bare test
+//! endpoint, and of whole measurements through the control drivers of both adapters), CPU time,
+//! concurrent sessions. A plain program (`cargo bench -p owamp-std --bench loopback`) that
+//! prints numbers; `OWAMP_BENCH_QUICK=1` shortens every part, and `OWAMP_BENCH_PARTS` (a
+//! comma-separated list of `rate`, `endpoint`, `driver`, `concurrency`) runs only those.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use owamp_core::control::{ClientConfig, Mode, Role, ServerConfig};
-use owamp_core::io::SessionInfo;
+use owamp_core::io::{SessionInfo, StoredSession};
 use owamp_core::policy::AllowAll;
+use owamp_core::session::Schedule;
 use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
 use owamp_os::clock::{Clock, SystemClock};
@@ -178,6 +181,148 @@ fn send_error(quick: bool) {
     );
 }
 
+/// Send timestamp minus scheduled send time, in nanoseconds, of every packet received in a
+/// stored session (the schedule is the session's, RFC 4656 3.5 and Appendix B).
+fn send_lateness(s: &StoredSession) -> Vec<i64> {
+    let r = &s.request;
+    let Ok(schedule) = Schedule::new(r.sid, &r.slots, r.num_packets) else {
+        return Vec::new();
+    };
+    let mut l: Vec<i64> = s
+        .records
+        .iter()
+        .filter(|x| !x.is_lost())
+        .filter_map(|x| {
+            let due = schedule.send_time(r.start_time, x.seq)?;
+            Some(x.send_time.diff_nanos(due))
+        })
+        .collect();
+    l.sort_unstable();
+    l
+}
+
+/// User plus system CPU time of this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: rusage is plain integers and timevals, for which all zeroes is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a live, writable rusage that getrusage fills in.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn lateness_line(label: &str, l: &[i64]) {
+    let late = l.iter().filter(|&&x| x > 100_000).count();
+    println!(
+        "{label:<34} {:>6} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7.2}",
+        l.len(),
+        percentile(l, 0.5),
+        percentile(l, 0.9),
+        percentile(l, 0.99),
+        percentile(l, 0.999),
+        l.last().copied().unwrap_or(0),
+        100.0 * late as f64 / l.len().max(1) as f64
+    );
+}
+
+/// Whole measurements through the control drivers (the std client and server, the Tokio
+/// client against the std server, and the std pair with spinning off), both directions at
+/// once, Poisson schedules as owping's: how late each packet left, from the records, and the
+/// process's CPU time per packet.
+fn driver_send_error(quick: bool) {
+    println!("== send timestamp minus scheduled time through the control drivers (both directions, Poisson) ==");
+    let serve = |max_spin: Duration| {
+        let mut config = ServeConfig::default();
+        config.endpoint.max_spin = max_spin;
+        let store = Arc::new(MemoryStore::with_limit(16));
+        let server = Server::bind(SocketAddr::new(lo(), 0), config, AllowAll, store).unwrap();
+        let addr = server.local_addr().unwrap();
+        (addr, server.spawn().unwrap())
+    };
+    let default_spin = EndpointConfig::default().max_spin;
+    let (spinning, spinning_server) = serve(default_spin);
+    let (sleeping, sleeping_server) = serve(Duration::ZERO);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "{:<34} {:>6} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "sender (ns late)", "n", "median", "p90", "p99", "p99.9", "max", "%>100us"
+    );
+    let runs: &[(u32, u32)] = if quick {
+        &[(1000, 1000), (10_000, 2000)]
+    } else {
+        &[(1000, 5000), (10_000, 20_000)]
+    };
+    // (client, server, tokio client, max_spin of both)
+    let variants = [
+        ("std client", "std server", false, default_spin),
+        (
+            "tokio client",
+            "std server (tokio peer)",
+            true,
+            default_spin,
+        ),
+        (
+            "std client, no spin",
+            "std server, no spin",
+            false,
+            Duration::ZERO,
+        ),
+    ];
+    for &(rate, packets) in runs {
+        let spec = SessionSpec::poisson(packets, Duration::from_secs(1) / rate);
+        let plan = TestPlan {
+            send: Some(spec.clone()),
+            receive: Some(spec),
+            start_delay: Duration::from_millis(300),
+        };
+        for (client, server, tokio_client, max_spin) in variants {
+            let mut opts = ClientOptions::default();
+            opts.endpoint.max_spin = max_spin;
+            let addr = if max_spin.is_zero() {
+                sleeping
+            } else {
+                spinning
+            };
+            let cpu0 = cpu_time();
+            let r = if tokio_client {
+                rt.block_on(owamp_tokio::control::run_test(addr, &opts, &plan, None))
+                    .map_err(|e| e.to_string())
+            } else {
+                run_test(addr, &opts, &plan, None).map_err(|e| e.to_string())
+            };
+            let cpu = cpu_time().saturating_sub(cpu0);
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    println!("{client}, {rate}/s: measurement failed: {e}");
+                    continue;
+                }
+            };
+            for (label, d) in [(client, r.to), (server, r.from)] {
+                match d.map(|d| d.data) {
+                    Some(Ok(s)) => lateness_line(&format!("{label}, {rate}/s"), &send_lateness(&s)),
+                    _ => println!("{label}, {rate}/s: no data"),
+                }
+            }
+            println!(
+                "  process CPU (client and server): {:.3} s, {:.1} us per packet sent or received",
+                cpu.as_secs_f64(),
+                cpu.as_secs_f64() * 1e6 / (4.0 * f64::from(packets))
+            );
+        }
+    }
+    spinning_server.shutdown().unwrap();
+    sleeping_server.shutdown().unwrap();
+}
+
 fn concurrency(quick: bool) {
     println!("== concurrent measurements (client and server in this process, both directions, 100 packets at 10 ms) ==");
     let store = Arc::new(MemoryStore::with_limit(4096));
@@ -253,7 +398,18 @@ fn main() {
     let quick = std::env::var_os("OWAMP_BENCH_QUICK").is_some_and(|v| !v.is_empty());
     // `cargo test --benches` runs this with no `--bench`: do the quick version.
     let quick = quick || !std::env::args().any(|a| a == "--bench");
-    packet_rate(quick);
-    send_error(quick);
-    concurrency(quick);
+    let parts = std::env::var("OWAMP_BENCH_PARTS").unwrap_or_default();
+    let run = |part: &str| parts.is_empty() || parts.split(',').any(|p| p.trim() == part);
+    if run("rate") {
+        packet_rate(quick);
+    }
+    if run("endpoint") {
+        send_error(quick);
+    }
+    if run("driver") {
+        driver_send_error(quick);
+    }
+    if run("concurrency") {
+        concurrency(quick);
+    }
 }

@@ -25,6 +25,7 @@ use owamp_core::wire::SessionId;
 use owamp_os::clock::Clock;
 pub use owamp_os::host::EndpointConfig;
 use owamp_os::net::TestSocket;
+use owamp_os::timing::{tighten_timer_slack, SpinWindow};
 
 /// Why a test endpoint cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -97,25 +98,18 @@ impl TestEndpoint {
     }
 }
 
-/// Lowers this thread's timer slack so that sleeps end close to when they were asked to.
-fn tighten_timer_slack() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_TIMERSLACK takes one integer argument (nanoseconds) and only changes
-    // the calling thread's timer slack; the remaining arguments are unused.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
-    }
-}
-
 /// The session's loop: send what is due, hand over what arrives, sleep until the session's
-/// next timeout (spinning the last stretch before a packet), until it is done or stopped.
+/// next timeout (spinning the last stretch before a packet, as long as recent sleeps woke
+/// late: [`SpinWindow`]), until it is done or stopped.
 fn run(
     mut s: TestSession,
     socket: TestSocket,
     cfg: &EndpointConfig,
     stop: &AtomicBool,
 ) -> EndpointResult {
-    tighten_timer_slack();
+    // Sleeps should end when asked; a kernel that refuses only makes packets leave later.
+    let _ = tighten_timer_slack();
+    let mut spin = SpinWindow::new(SpinWindow::DEFAULT_MIN, cfg.max_spin);
     let clock = &cfg.clock;
     let mut buf = vec![0u8; s.datagram_buffer_len()];
     let mut c = Counters::default();
@@ -138,13 +132,17 @@ fn run(
         };
         let mut wait = timeout.at.duration_since(now).unwrap_or(Duration::ZERO);
         if timeout.precise {
-            wait = wait.saturating_sub(cfg.spin);
+            wait = wait.saturating_sub(spin.window());
         }
+        // The wake-up to learn from: a sleep that ends by its timer before a packet is due.
+        let planned = (timeout.precise && !wait.is_zero() && wait < cfg.poll_interval)
+            .then(|| now.saturating_add(wait));
         let wait = wait.min(cfg.poll_interval);
+        let mut timed_out = false;
         if s.role() == Role::Receiver {
             match socket.recv(&mut buf, wait) {
                 Ok(Some(r)) => receive(&mut s, cfg, &buf, &r, error, &mut c),
-                Ok(None) => {}
+                Ok(None) => timed_out = true,
                 Err(_) => {
                     c.recv_errors += 1;
                     // Errors such as a queued ICMP report come back at once: do not spin.
@@ -153,8 +151,17 @@ fn run(
             }
         } else if !wait.is_zero() {
             std::thread::sleep(wait);
+            timed_out = true;
         }
-        while timeout.precise && clock.now() < timeout.at && !stop.load(Ordering::Relaxed) {
+        if let (true, Some(p)) = (timed_out, planned) {
+            spin.record(clock.now().duration_since(p).unwrap_or(Duration::ZERO));
+        }
+        let window = spin.window();
+        while timeout.precise && !stop.load(Ordering::Relaxed) {
+            let now = clock.now();
+            if now >= timeout.at || timeout.at.duration_since(now).is_some_and(|d| d > window) {
+                break;
+            }
             // No yield: under contention a yield gives the core away for a whole time slice.
             std::hint::spin_loop();
         }

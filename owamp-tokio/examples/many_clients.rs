@@ -82,7 +82,7 @@ fn main() {
     rt.block_on(async {
         let mut opts = ClientOptions::default();
         // Precision does not matter to a load generator: sleep, never spin.
-        opts.endpoint.spin = Duration::ZERO;
+        opts.endpoint.max_spin = Duration::ZERO;
         opts.control.control_timeout = Duration::from_secs(60);
         let spec = SessionSpec::periodic(a.packets, a.interval);
         let mut tasks = Vec::new();

@@ -15,9 +15,10 @@
 //!
 //! Everything here runs on the current Tokio runtime, which needs I/O and time enabled (a
 //! runtime built with `enable_all`, or `#[tokio::main]`). Tokio's timer has a resolution of
-//! one millisecond, so a test packet may leave up to about a millisecond after its scheduled
-//! time (its timestamp is always the time it left); a connection that wakes within
-//! [`EndpointConfig::spin`](control::EndpointConfig::spin) of a packet spins to its time on
+//! one millisecond, too coarse for test packets: a connection waits on a `timerfd` of its own
+//! ([`owamp_os::timing::TimerFd`]) registered with the reactor, wakes shortly before a packet
+//! is due (as early as its recent wake-ups were late, at most
+//! [`EndpointConfig::max_spin`](control::EndpointConfig::max_spin)) and spins to its time on
 //! its worker thread.
 //!
 //! The adapter makes no protocol decision: every output of the core's connection is carried

@@ -94,6 +94,17 @@ enum State {
 }
 
 /// A Request-Session waiting for its test socket.
+/// The receive buffer of the server's test socket for `req`: sized from the session's rate and
+/// packet length when the server receives, none when it sends.
+fn recv_buffer_for(req: &RequestSession, role: Role, mode: Mode) -> usize {
+    match role {
+        Role::Receiver => {
+            crate::session::recv_buffer_len(mode, &req.slots, req.num_packets, req.padding_length)
+        }
+        Role::Sender => 0,
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     req: RequestSession,
@@ -658,6 +669,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 sid,
                 role,
                 local,
+                recv_buffer: recv_buffer_for(&req, role, self.conn.mode),
             }));
         self.state = State::AwaitEndpoint(Box::new(Pending {
             req,
@@ -703,6 +715,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                                 sid,
                                 role: p.role,
                                 local: p.local,
+                                recv_buffer: recv_buffer_for(&p.req, p.role, self.conn.mode),
                             }));
                         self.state = State::AwaitEndpoint(Box::new(p));
                         return Ok(());

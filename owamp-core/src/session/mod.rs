@@ -23,7 +23,8 @@ pub use schedule::{
 };
 pub use sender::{PaddingFill, Prepared, Sender, SenderError};
 pub use test_session::{
-    Datagram, DatagramOutcome, SessionCounters, SessionSetupError, TestSession, Timeout, Transmit,
+    recv_buffer_len, Datagram, DatagramOutcome, SessionCounters, SessionSetupError, TestSession,
+    Timeout, Transmit,
 };
 
 use crate::time::{Interval, OwampTime};

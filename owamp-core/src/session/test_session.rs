@@ -33,11 +33,75 @@ use super::{
 use crate::crypto::{SecureMode, TestPacketCrypto};
 use crate::io::{SessionEnd, SessionInfo, SessionReport, StoredSession};
 use crate::proto::{canonical, Role};
-use crate::time::{ErrorEstimate, OwampTime};
-use crate::wire::{DataRecord, Mode, SessionId};
+use crate::time::{ErrorEstimate, Interval, OwampTime};
+use crate::wire::{DataRecord, Mode, SessionId, Slot, TestPacket};
 
 /// The largest UDP datagram: no buffer for test packets needs to be longer.
 pub const MAX_DATAGRAM: usize = 65_535;
+
+/// How long a receiving test socket's queue should hold datagrams for when the receiver falls
+/// behind (a scheduling hiccup, a slow disk): about a second of the session's packets.
+pub const RECV_BUFFER_SPAN: Duration = Duration::from_secs(1);
+
+/// The most receive buffer asked for one test socket.
+pub const MAX_RECV_BUFFER: usize = 64 << 20;
+
+/// What the kernel charges a receive queue per datagram of `len` octets, roughly: Linux
+/// counts each queued datagram at its buffer's true size (`skb->truesize`), the data rounded up
+/// plus about 600 octets of bookkeeping. Measured on loopback: 832 octets for datagrams of up
+/// to 112 octets (OWAMP's open and authenticated test packets), 1,280 for 500, 2,304 for
+/// 1,000 to 1,400, 8,448 for 4,000; network drivers often charge a 2 KiB or larger fragment
+/// even for a small datagram. 1 KiB plus twice the datagram covers all of these.
+const fn datagram_charge(len: usize) -> usize {
+    1024 + 2 * len
+}
+
+/// The receive buffer (`SO_RCVBUF`, octets) a test socket should have to receive a session:
+/// room for about [`RECV_BUFFER_SPAN`] of its packets at the rate of its schedule (the mean
+/// of its slots' means, RFC 4656 3.5), and no more than the whole session, at the kernel's
+/// cost per datagram, at most [`MAX_RECV_BUFFER`]. A schedule whose mean is zero (back to
+/// back) asks for the whole session. The host keeps its default when that is larger.
+pub fn recv_buffer_len(mode: Mode, slots: &[Slot], packets: u32, padding: u32) -> usize {
+    let per_packet = datagram_charge(
+        usize::try_from(padding)
+            .unwrap_or(MAX_DATAGRAM)
+            .saturating_add(TestPacket::header_len(mode))
+            .min(MAX_DATAGRAM),
+    );
+    let n = u128::try_from(slots.len()).unwrap_or(u128::MAX).max(1);
+    let mean_raw = slots.iter().map(|s| u128::from(s.mean.raw())).sum::<u128>() / n;
+    let span = u128::from(Interval::saturating_from_duration(RECV_BUFFER_SPAN).raw());
+    // Packets in the span (to the nearest: a mean of 1 ms in 2^-32 s units is not exact), at
+    // least one; all of them when the mean is zero.
+    let in_span = match mean_raw {
+        0 => u128::MAX,
+        m => ((span + m / 2) / m).max(1),
+    };
+    let queued = in_span.min(u128::from(packets));
+    let bytes = queued.saturating_mul(per_packet as u128);
+    usize::try_from(bytes)
+        .unwrap_or(usize::MAX)
+        .min(MAX_RECV_BUFFER)
+}
+
+/// The grid on which a receiver asks to be woken for its loss deadlines.
+///
+/// A receiver has a deadline per packet (RFC 4656 4.2: lost once the loss timeout after its
+/// send time has passed); woken for each, it would wake once per packet received, a loss
+/// timeout later. Rounded up to a 10 ms grid they take at most a hundred wake-ups a second, and
+/// a sender's precise timeout in between still comes first. Nothing depends on declaring a
+/// loss to the millisecond: a datagram that arrives after its deadline is judged by its
+/// receive time ([`Receiver::receive`]).
+pub const LOSS_DEADLINE_GRID: Duration = Duration::from_millis(10);
+
+/// `at` rounded up to a multiple of [`LOSS_DEADLINE_GRID`].
+fn on_loss_grid(at: OwampTime) -> OwampTime {
+    let grid = Interval::saturating_from_duration(LOSS_DEADLINE_GRID)
+        .raw()
+        .max(1);
+    let rounded = at.raw().div_ceil(grid).saturating_mul(grid);
+    OwampTime::from_raw(rounded.max(at.raw()))
+}
 
 /// How long past the end of its schedule plus the loss timeout a session ends by itself when
 /// nobody stops it (see [`TestSession::with_end_margin`]).
@@ -362,7 +426,7 @@ impl TestSession {
             }),
             Kind::Receiver(r) => r.next_deadline().map(|at| Timeout {
                 // RFC 4656 4.2: lost once the timeout after its send time has passed.
-                at: at.saturating_add(Duration::from_nanos(1)),
+                at: on_loss_grid(at.saturating_add(Duration::from_nanos(1))),
                 precise: false,
             }),
         };
@@ -544,5 +608,87 @@ impl TestSession {
             Kind::Receiver(r) => Some(r.into_incomplete(self.info.request)),
             Kind::Sender(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::SlotKind;
+
+    fn every(d: Duration) -> Vec<Slot> {
+        vec![Slot {
+            kind: SlotKind::Exponential,
+            mean: Interval::saturating_from_duration(d),
+        }]
+    }
+
+    #[test]
+    fn loss_deadlines_share_a_grid() {
+        let grid = Interval::saturating_from_duration(LOSS_DEADLINE_GRID).raw();
+        let base = OwampTime::from_parts(3_900_000_000, 12_345);
+        let g = on_loss_grid(base);
+        assert_eq!(g.raw() % grid, 0);
+        assert!(g >= base && g.duration_since(base).unwrap() < LOSS_DEADLINE_GRID);
+        // Deadlines a millisecond apart (one per packet at 1,000 packets/s) fall on at most
+        // two grid points, each at or after its deadline.
+        let mut times: Vec<OwampTime> = (0..10u64)
+            .map(|i| on_loss_grid(base.saturating_add(Duration::from_millis(i))))
+            .collect();
+        times.dedup();
+        assert!(times.len() <= 2, "{times:?}");
+        assert_eq!(on_loss_grid(g), g);
+        assert_eq!(on_loss_grid(OwampTime::MAX), OwampTime::MAX);
+    }
+
+    #[test]
+    fn recv_buffer_grows_with_the_rate() {
+        let per = |pps: u64| {
+            recv_buffer_len(
+                Mode::Open,
+                &every(Duration::from_secs(1) / pps as u32),
+                1_000_000,
+                0,
+            )
+        };
+        let charge = datagram_charge(TestPacket::header_len(Mode::Open));
+        // About a second of packets: 10, 1,000, 10,000 per second.
+        assert_eq!(per(10), 10 * charge);
+        assert_eq!(per(1000), 1000 * charge);
+        assert_eq!(per(10_000), 10_000 * charge);
+        let rates = [1, 10, 100, 1000, 5000, 10_000, 50_000];
+        for w in rates.windows(2) {
+            assert!(per(w[0]) < per(w[1]), "{} -> {}", w[0], w[1]);
+        }
+        // Capped.
+        assert_eq!(per(1_000_000), MAX_RECV_BUFFER);
+    }
+
+    #[test]
+    fn recv_buffer_follows_the_schedule_and_the_packets() {
+        let ms = Duration::from_millis(1);
+        let open = datagram_charge(TestPacket::header_len(Mode::Open));
+        // No more than the whole session.
+        assert_eq!(recv_buffer_len(Mode::Open, &every(ms), 100, 0), 100 * open);
+        // The mean of the slots: 1 ms and 3 ms alternate, a packet every 2 ms on average.
+        let mut slots = every(ms);
+        slots.extend(every(3 * ms));
+        assert_eq!(recv_buffer_len(Mode::Open, &slots, 10_000, 0), 500 * open);
+        // Back to back: the whole session, within the cap.
+        let zero = every(Duration::ZERO);
+        assert_eq!(recv_buffer_len(Mode::Open, &zero, 1000, 0), 1000 * open);
+        assert_eq!(
+            recv_buffer_len(Mode::Open, &zero, u32::MAX, 0),
+            MAX_RECV_BUFFER
+        );
+        // Longer packets cost more: padding, and the authenticated header.
+        let padded = recv_buffer_len(Mode::Open, &every(ms), 10_000, 1000);
+        assert_eq!(
+            padded,
+            1000 * datagram_charge(TestPacket::header_len(Mode::Open) + 1000)
+        );
+        assert!(recv_buffer_len(Mode::Encrypted, &every(ms), 10_000, 0) > 1000 * open);
+        // No slots (refused elsewhere) does not panic.
+        assert_eq!(recv_buffer_len(Mode::Open, &[], 10, 0), 10 * open);
     }
 }

@@ -1,6 +1,12 @@
 //! Drives one core connection (client or server) and all its test sessions on the calling
-//! thread: one `poll(2)` over the TCP control connection and the UDP test sockets, bounded by
+//! thread: one `ppoll(2)` over the TCP control connection and the UDP test sockets, bounded by
 //! the connection's timeout, and a short spin before each test packet is due.
+//!
+//! The wait has nanosecond resolution and the thread's timer slack is 1 ns
+//! ([`owamp_os::timing::tighten_timer_slack`], set by the threads that run a driver), so a wait
+//! ends a few to a few tens of µs after it was asked to; the host learns how many from the
+//! waits that end by their timer and wakes that much early before a packet is due
+//! ([`owamp_os::timing::SpinWindow`]).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -9,7 +15,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use owamp_core::connection::{Connection, ControlAction, Machine};
+use owamp_core::connection::{Connection, ControlAction, Machine, SocketId};
 use owamp_os::host::{EndpointConfig, Host};
 use owamp_os::net::wait_any_readable;
 use owamp_os::store::SessionStore;
@@ -26,6 +32,8 @@ pub(crate) struct Driver<M: Machine> {
     buf: Vec<u8>,
     fds: Vec<RawFd>,
     ready: Vec<bool>,
+    /// The test sockets polled in this step, in the order of `fds` after the stream.
+    ids: Vec<(SocketId, RawFd)>,
     /// Readable when another thread has something for this connection ([`Driver::waker`]).
     wake: Option<UnixDatagram>,
 }
@@ -48,6 +56,7 @@ impl<M: Machine> Driver<M> {
             buf: vec![0u8; 16 * 1024],
             fds: Vec::new(),
             ready: Vec::new(),
+            ids: Vec::new(),
             wake: None,
         };
         // The server queues its Server-Greeting when it is built.
@@ -106,29 +115,36 @@ impl<M: Machine> Driver<M> {
         }
         let timeout = self.h.poll_timeout();
         let wait = self.h.wait_for(timeout, self.poll_interval);
+        // The control connection, the test sockets, and the wake-up socket last.
+        self.ids.clear();
+        self.ids
+            .extend(self.h.sockets().map(|(id, s)| (id, s.as_raw_fd())));
         self.fds.clear();
         self.fds.push(self.stream.as_raw_fd());
-        let ids: Vec<_> = self
-            .h
-            .sockets()
-            .map(|(id, s)| (id, s.as_raw_fd()))
-            .collect();
-        self.fds.extend(ids.iter().map(|(_, fd)| *fd));
-        if wait_any_readable(&self.fds, wait, &mut self.ready).is_err() {
-            // poll(2) fails only on resource exhaustion: do not spin through it.
-            std::thread::sleep(wait.min(Duration::from_millis(1)));
+        self.fds.extend(self.ids.iter().map(|(_, fd)| *fd));
+        if let Some(w) = &self.wake {
+            self.fds.push(w.as_raw_fd());
+        }
+        match wait_any_readable(&self.fds, wait, &mut self.ready) {
+            // Nothing readable: the wait ended by its timer (or a signal, rarely).
+            Ok(false) => self.h.timer_expired(),
+            Ok(true) => {}
+            // ppoll(2) fails only on resource exhaustion: do not spin through it.
+            Err(_) => std::thread::sleep(wait.min(Duration::from_millis(1))),
         }
         if self.ready.first() == Some(&true) {
             self.read_control();
         }
-        for (i, (id, _)) in ids.iter().enumerate() {
+        for (i, (id, _)) in self.ids.iter().enumerate() {
             if self.ready.get(i + 1) == Some(&true) {
                 self.h.receive(*id);
             }
         }
         if let Some(w) = &self.wake {
-            let mut b = [0u8; 64];
-            while w.recv(&mut b).is_ok() {}
+            if self.ready.get(1 + self.ids.len()) == Some(&true) {
+                let mut b = [0u8; 64];
+                while w.recv(&mut b).is_ok() {}
+            }
         }
         self.h.spin_until(timeout);
         if timeout.is_some_and(|t| self.h.now() >= t.at) {

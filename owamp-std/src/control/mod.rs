@@ -29,6 +29,7 @@ pub use client::{run_test, ClientConnection};
 pub use owamp_os::client_records::SavedSession;
 pub use owamp_os::host::{
     fetched_to_stored, ClientError, ClientOptions, ConnectionLog, ConnectionSummary,
-    DirectionResult, ServeConfig, SessionSpec, StopHandle, TestEnd, TestPlan, TestResults,
+    DirectionResult, HostWarning, ServeConfig, SessionSpec, StopHandle, TestEnd, TestPlan,
+    TestResults, WarningLog,
 };
 pub use server::{serve_connection, RunningServer, Server, ServerHandle};

@@ -24,6 +24,10 @@ use super::driver::Driver;
 ///
 /// When `shutdown` is set: a test in progress is stopped (Stop-Sessions is exchanged, the
 /// records are stored), and the connection is then closed.
+///
+/// The connection runs on the calling thread, whose timer slack is set to 1 ns
+/// ([`tighten_timer_slack`](owamp_os::timing::tighten_timer_slack)) so that test packets leave
+/// on time.
 pub fn serve_connection<P: ServerPolicy>(
     stream: TcpStream,
     policy: P,
@@ -33,6 +37,9 @@ pub fn serve_connection<P: ServerPolicy>(
 ) -> io::Result<ConnectionSummary> {
     let (conn, mut summary) =
         server_connection(config, policy, stream.local_addr()?, stream.peer_addr()?);
+    // This thread sends test packets: its waits should end when asked. A kernel that refuses
+    // only makes packets leave a little later.
+    let _ = owamp_os::timing::tighten_timer_slack();
     let mut d = Driver::new(
         conn,
         stream,

@@ -1,12 +1,14 @@
 //! Drives one core connection (client or server) and all its test sessions on one task: a
 //! `tokio::select!` over the TCP control connection, the UDP test sockets (each registered
-//! with the reactor) and Tokio's timer, bounded by the connection's timeout and the poll
-//! interval, with a short spin before each test packet is due.
+//! with the reactor) and a timer, bounded by the connection's timeout and the poll interval,
+//! with a short spin before each test packet is due.
 //!
-//! Tokio's timer has a resolution of one millisecond and fires late rather than early, so a
-//! test packet may leave up to about a millisecond after its time; once the loop is awake
-//! within [`EndpointConfig::spin`] of it, it spins to the exact time. A finer timer is
-//! separate work.
+//! Tokio's own timer has a resolution of one millisecond and fires late rather than early, so
+//! the timer here is a `timerfd` ([`TimerFd`]: nanosecond resolution, no timer slack)
+//! registered with the reactor: the task wakes a few µs to a few tens of µs after it asked,
+//! and the host learns how many from the waits that end by the timer and wakes that much
+//! early before a packet is due, then spins ([`owamp_os::timing::SpinWindow`], at most
+//! [`EndpointConfig::max_spin`]). Where no timerfd can be made, Tokio's sleep is used.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use owamp_core::connection::{Connection, ControlAction, Machine, SocketId};
 use owamp_os::host::{EndpointConfig, Host};
 use owamp_os::store::SessionStore;
+use owamp_os::timing::TimerFd;
 use socket2::Socket;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -40,6 +43,8 @@ pub(crate) struct Driver<M: Machine> {
     io_timeout: Duration,
     tcp_closed: bool,
     buf: Vec<u8>,
+    /// The wait's timer (`None`: Tokio's sleep).
+    timer: Option<AsyncFd<TimerFd>>,
 }
 
 /// What ended one wait of [`Driver::step`].
@@ -67,6 +72,9 @@ impl<M: Machine> Driver<M> {
             io_timeout: io_timeout.max(Duration::from_millis(1)),
             tcp_closed: false,
             buf: vec![0u8; 16 * 1024],
+            timer: TimerFd::new()
+                .and_then(|t| AsyncFd::with_interest(t, Interest::READABLE))
+                .ok(),
         };
         // The server queues its Server-Greeting when it is built.
         d.flush().await;
@@ -157,10 +165,16 @@ impl<M: Machine> Driver<M> {
         for id in &self.unwatched {
             self.h.receive(*id);
         }
+        // Armed here, before the only await: re-arming also forgets an expiry of an earlier
+        // wait that another branch won.
+        let timer = self
+            .timer
+            .as_ref()
+            .filter(|t| t.get_ref().arm(wait).is_ok());
         let wake = tokio::select! {
             r = self.stream.read(&mut self.buf), if !self.tcp_closed => Wake::Control(r),
             () = receive_ready(&mut self.h, &self.watched) => Wake::Datagrams,
-            () = tokio::time::sleep(wait) => Wake::Timer,
+            () = sleep(timer, wait) => Wake::Timer,
         };
         match wake {
             Wake::Control(Ok(0)) | Wake::Control(Err(_)) => self.h.handle_control_closed(),
@@ -168,7 +182,8 @@ impl<M: Machine> Driver<M> {
                 let Self { h, buf, .. } = self;
                 h.handle_control(buf.get(..n).unwrap_or(&[]));
             }
-            Wake::Datagrams | Wake::Timer => {}
+            Wake::Timer => self.h.timer_expired(),
+            Wake::Datagrams => {}
         }
         self.h.spin_until(timeout);
         if timeout.is_some_and(|t| self.h.now() >= t.at) {
@@ -182,6 +197,25 @@ impl<M: Machine> Driver<M> {
         self.flush().await;
         self.shutdown();
     }
+}
+
+/// Waits until the armed `timer` expires, or `wait` with Tokio's timer when there is none (or
+/// it fails).
+async fn sleep(timer: Option<&AsyncFd<TimerFd>>, wait: Duration) {
+    if let Some(t) = timer {
+        loop {
+            let Ok(mut ready) = t.readable().await else {
+                break;
+            };
+            match t.get_ref().expired() {
+                Ok(true) => return,
+                // Readiness left from an earlier arming: wait for the next.
+                Ok(false) => ready.clear_ready(),
+                Err(_) => break,
+            }
+        }
+    }
+    tokio::time::sleep(wait).await;
 }
 
 /// Reads every datagram waiting on the readable test sockets into the host; ready once at

@@ -34,6 +34,7 @@ pub use client::{run_test, ClientConnection};
 pub use owamp_os::client_records::SavedSession;
 pub use owamp_os::host::{
     fetched_to_stored, ClientError, ClientOptions, ConnectionLog, ConnectionSummary,
-    DirectionResult, EndpointConfig, ServeConfig, SessionSpec, TestEnd, TestPlan, TestResults,
+    DirectionResult, EndpointConfig, HostWarning, ServeConfig, SessionSpec, TestEnd, TestPlan,
+    TestResults, WarningLog,
 };
 pub use server::{serve_connection, RunningServer, Server, ServerHandle};

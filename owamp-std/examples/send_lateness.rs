@@ -1,0 +1,56 @@
+//! How late each packet of a stored session left: its send timestamp minus its scheduled send
+//! time (the session's start time plus the schedule's offset, RFC 4656 3.5 and Appendix B), for
+//! each `.owp` file named on the command line (as owping's -T/-F or owampd write them).
+//!
+//! `cargo run --release -p owamp-std --example send_lateness -- FILE.owp...` prints one line per
+//! file: packets received, then the median, 90th, 99th percentile and maximum lateness in µs
+//! and the share of packets more than 100 µs late.
+
+use std::fs::File;
+use std::io::BufReader;
+
+use owamp_core::owp::OwpReader;
+use owamp_core::session::Schedule;
+
+fn lateness_ns(path: &str) -> Result<Vec<i64>, String> {
+    let f = File::open(path).map_err(|e| e.to_string())?;
+    let mut r = OwpReader::new(BufReader::new(f)).map_err(|e| e.to_string())?;
+    let req = r.header().request.clone();
+    let schedule =
+        Schedule::new(req.sid, &req.slots, req.num_packets).map_err(|e| e.to_string())?;
+    let records = r.records().map_err(|e| e.to_string())?;
+    let mut l = Vec::new();
+    for rec in records {
+        let rec = rec.map_err(|e| e.to_string())?;
+        if rec.is_lost() {
+            continue;
+        }
+        if let Some(due) = schedule.send_time(req.start_time, rec.seq) {
+            l.push(rec.send_time.diff_nanos(due));
+        }
+    }
+    l.sort_unstable();
+    Ok(l)
+}
+
+fn main() {
+    for path in std::env::args().skip(1) {
+        match lateness_ns(&path) {
+            Ok(l) if !l.is_empty() => {
+                let at = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+                let late = l.iter().filter(|&&x| x > 100_000).count();
+                println!(
+                    "{path}: {} packets, late median {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us, {:.1} % over 100 us",
+                    l.len(),
+                    at(0.5),
+                    at(0.9),
+                    at(0.99),
+                    at(1.0),
+                    100.0 * late as f64 / l.len() as f64
+                );
+            }
+            Ok(_) => println!("{path}: no packets received"),
+            Err(e) => println!("{path}: {e}"),
+        }
+    }
+}
