@@ -171,7 +171,11 @@ impl<M: Machine> Driver<M> {
             .timer
             .as_ref()
             .filter(|t| t.get_ref().arm(wait).is_ok());
+        // Biased, datagrams before the timer: when packets are due back to back the timer is
+        // ready at every step, and a random order would leave the test sockets unread for
+        // whole steps at a time.
         let wake = tokio::select! {
+            biased;
             r = self.stream.read(&mut self.buf), if !self.tcp_closed => Wake::Control(r),
             () = receive_ready(&mut self.h, &self.watched) => Wake::Datagrams,
             () = sleep(timer, wait) => Wake::Timer,
@@ -208,7 +212,12 @@ async fn sleep(timer: Option<&AsyncFd<TimerFd>>, wait: Duration) {
                 break;
             };
             match t.get_ref().expired() {
-                Ok(true) => return,
+                // Readiness cleared too: the next wait then needs an event from the reactor,
+                // whose turn also brings the test sockets' readiness up to date.
+                Ok(true) => {
+                    ready.clear_ready();
+                    return;
+                }
                 // Readiness left from an earlier arming: wait for the next.
                 Ok(false) => ready.clear_ready(),
                 Err(_) => break,
