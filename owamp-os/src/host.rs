@@ -98,6 +98,12 @@ pub struct EndpointConfig {
     /// Whether receivers use the kernel's receive timestamps when the socket delivers them
     /// (otherwise, and when none comes, the clock is read on receipt).
     pub use_kernel_timestamps: bool,
+    /// Whether an adapter whose runtime timer is coarse (Tokio's: 1 ms) waits with a timer of
+    /// its own of nanosecond resolution (a `timerfd` per connection, [`crate::timing::TimerFd`]).
+    /// A server of many connections may turn it off, with `max_spin` zero, to spend far less
+    /// CPU: its packets then leave up to about a millisecond late (each stamped with the time
+    /// it left).
+    pub fine_timer: bool,
     /// Whether senders keep, per packet sent, the difference between its timestamp and its
     /// scheduled time.
     pub record_send_lateness: bool,
@@ -135,6 +141,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("poll_interval", &self.poll_interval)
             .field("margin", &self.margin)
             .field("use_kernel_timestamps", &self.use_kernel_timestamps)
+            .field("fine_timer", &self.fine_timer)
             .field("record_send_lateness", &self.record_send_lateness)
             .field("warn", &self.warn.is_some())
             .finish_non_exhaustive()
@@ -149,6 +156,7 @@ impl Default for EndpointConfig {
             poll_interval: Duration::from_millis(20),
             margin: Duration::from_secs(5),
             use_kernel_timestamps: true,
+            fine_timer: true,
             record_send_lateness: false,
             warn: None,
         }

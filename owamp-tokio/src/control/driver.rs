@@ -72,9 +72,14 @@ impl<M: Machine> Driver<M> {
             io_timeout: io_timeout.max(Duration::from_millis(1)),
             tcp_closed: false,
             buf: vec![0u8; 16 * 1024],
-            timer: TimerFd::new()
-                .and_then(|t| AsyncFd::with_interest(t, Interest::READABLE))
-                .ok(),
+            timer: cfg
+                .fine_timer
+                .then(|| {
+                    TimerFd::new()
+                        .and_then(|t| AsyncFd::with_interest(t, Interest::READABLE))
+                        .ok()
+                })
+                .flatten(),
         };
         // The server queues its Server-Greeting when it is built.
         d.flush().await;
