@@ -345,36 +345,14 @@ impl RecordSink for Reported {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use owamp_core::io::{FetchStream, Finished};
-    use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
-    use owamp_core::wire::{AcceptCode, SkipRange, Slot, SlotKind, TypeP};
+    use owamp_core::time::{ErrorEstimate, OwampTime};
+    use owamp_core::wire::{AcceptCode, SkipRange};
 
     use super::*;
 
     fn request() -> RequestSession {
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        RequestSession {
-            conf_sender: false,
-            conf_receiver: true,
-            num_packets: 30,
-            sender_port: 1,
-            receiver_port: 2,
-            sender_address: lo,
-            receiver_address: lo,
-            sid: SessionId([5; 16]),
-            padding_length: 0,
-            start_time: OwampTime::from_raw(0xeeb2_5d00_0000_0000),
-            timeout: Interval::from_raw(1 << 32),
-            type_p: TypeP::BEST_EFFORT,
-            hmac: [0; 16],
-            slots: vec![Slot {
-                kind: SlotKind::Fixed,
-                mean: Interval::from_raw(1 << 28),
-            }],
-            slots_hmac: [0; 16],
-        }
+        crate::test_support::request(30, 5)
     }
 
     fn records(n: u32) -> Vec<DataRecord> {

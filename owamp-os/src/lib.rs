@@ -37,3 +37,6 @@ pub mod owp_file;
 pub mod rng;
 pub mod store;
 pub mod timing;
+
+#[cfg(test)]
+mod test_support;

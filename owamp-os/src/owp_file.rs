@@ -280,36 +280,13 @@ pub fn sync_parent(path: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use owamp_core::owp::OwpReader;
     use owamp_core::time::{ErrorEstimate, OwampTime};
-    use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
 
     use super::*;
 
     fn session(records: u32) -> (SessionHeader, Vec<DataRecord>) {
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let request = RequestSession {
-            conf_sender: false,
-            conf_receiver: true,
-            num_packets: records,
-            sender_port: 1,
-            receiver_port: 2,
-            sender_address: lo,
-            receiver_address: lo,
-            sid: SessionId([9; 16]),
-            padding_length: 0,
-            start_time: OwampTime::from_raw(0xeeb2_5d00_0000_0000),
-            timeout: owamp_core::time::Interval::from_raw(1 << 32),
-            type_p: TypeP::BEST_EFFORT,
-            hmac: [0; 16],
-            slots: vec![Slot {
-                kind: SlotKind::Fixed,
-                mean: owamp_core::time::Interval::from_raw(1 << 28),
-            }],
-            slots_hmac: [0; 16],
-        };
+        let request = crate::test_support::request(records, 9);
         let recs: Vec<DataRecord> = (0..records)
             .map(|seq| DataRecord {
                 seq,

@@ -405,36 +405,18 @@ impl Iterator for FileRecords {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use owamp_core::io::Finished;
     use owamp_core::session::Prune;
-    use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
-    use owamp_core::wire::{SkipRange, Slot, SlotKind, TypeP};
+    use owamp_core::time::{ErrorEstimate, OwampTime};
+    use owamp_core::wire::SkipRange;
 
     use super::*;
 
     fn request() -> RequestSession {
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         RequestSession {
-            conf_sender: false,
-            conf_receiver: true,
-            num_packets: 100,
-            sender_port: 1,
-            receiver_port: 2,
-            sender_address: lo,
-            receiver_address: lo,
-            sid: SessionId([7; 16]),
-            padding_length: 0,
-            start_time: OwampTime::from_raw(0xeeb2_5d00_0000_0000),
-            timeout: Interval::from_raw(1 << 32),
-            type_p: TypeP::BEST_EFFORT,
             hmac: [1; 16],
-            slots: vec![Slot {
-                kind: SlotKind::Fixed,
-                mean: Interval::from_raw(1 << 28),
-            }],
             slots_hmac: [2; 16],
+            ..crate::test_support::request(100, 7)
         }
     }
 
