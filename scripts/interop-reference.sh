@@ -98,5 +98,24 @@ for mode in O A E; do
         run "reference owping -> our owampd" "$ref" "$our_port" "$mode" "$dir"
     done
 done
+# owup LABEL CLIENT_BIN PORT MODE: the server's start time, in the reference's format.
+owup() {
+    local label=$1 bin=$2 port=$3 mode=$4 auth=()
+    [ "$mode" != O ] && auth=(-A "$mode" -u alice -k "$work/alice.pfs")
+    local out="$work/owup.txt"
+    if timeout 20 "$bin/owup" "${auth[@]}" "127.0.0.1:$port" > "$out" 2>&1 &&
+        grep -Eq '^Server Up Since: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}[A-Z+-]' "$out"; then
+        echo "ok   $label owup mode $mode"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $label owup mode $mode"
+        sed 's/^/    /' "$out"
+        failed=$((failed + 1))
+    fi
+}
+for mode in O E; do
+    owup "our owup -> reference owampd" "$ours" "$ref_port" "$mode"
+    owup "reference owup -> our owampd" "$ref" "$our_port" "$mode"
+done
 echo "interop: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -6,10 +6,12 @@
 pub mod args;
 pub mod client;
 pub mod config;
+pub mod man;
 pub mod owampd;
 pub mod owfetch;
 pub mod owping;
 pub mod owstats;
+pub mod owup;
 pub mod pfstore;
 pub mod powstream;
 pub mod prompt;

@@ -47,7 +47,10 @@ pub const INFO_FILE: &str = "owamp-server.info";
 #[command(
     name = "owampd",
     about = "One-way latency server (perfSONAR owampd compatible)",
-    disable_version_flag = true
+    version = crate::man::VERSION,
+    disable_version_flag = true,
+    arg = crate::man::version_flag(),
+    after_help = crate::man::VERSION_LINE
 )]
 pub struct Args {
     /// Modes offered (`-a`): letters A, E, O.

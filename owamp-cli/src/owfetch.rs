@@ -24,7 +24,10 @@ use crate::sys::Environment;
     name = "owfetch",
     about = "Fetch stored OWAMP sessions from a server (perfSONAR owfetch compatible)",
     override_usage = "owfetch [arguments] servaddr [SID savefile]+",
-    disable_version_flag = true
+    version = crate::man::VERSION,
+    disable_version_flag = true,
+    arg = crate::man::version_flag(),
+    after_help = crate::man::VERSION_LINE
 )]
 pub struct Args {
     #[command(flatten)]

@@ -50,7 +50,10 @@ pub const MAX_PADDING: u32 = 65_000;
     name = "owping",
     about = "Request one-way latency tests from an OWAMP server (perfSONAR owping compatible)",
     override_usage = "owping [arguments] testaddr [servaddr]",
+    version = crate::man::VERSION,
     disable_version_flag = true,
+    arg = crate::man::version_flag(),
+    after_help = crate::man::VERSION_LINE,
     // getopt: a later occurrence of a flag wins.
     args_override_self = true,
     mut_arg("srcaddr", |a| a.help("local address for the control connection and tests")),

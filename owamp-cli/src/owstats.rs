@@ -65,10 +65,15 @@ pub struct Options {
     pub files: Vec<PathBuf>,
 }
 
-fn command() -> Command {
+/// owstats's command line.
+pub fn command() -> Command {
     Command::new("owstats")
         .about("Print statistics of OWAMP session files (.owp) as perfSONAR owstats does")
         .override_usage("owstats [arguments] sessionfile [sessionfile]*")
+        .version(crate::man::VERSION)
+        .disable_version_flag(true)
+        .arg(crate::man::version_flag())
+        .after_help(crate::man::VERSION_LINE)
         .arg(
             Arg::new("alpha")
                 .short('a')

@@ -24,7 +24,10 @@ use crate::config::pfs;
     name = "pfstore",
     about = "Create and manage a pass-phrase store (pfs file) for owampd and owping",
     override_usage = "pfstore [-n] [-d] -f pfsfile identity",
-    disable_version_flag = true
+    version = crate::man::VERSION,
+    disable_version_flag = true,
+    arg = crate::man::version_flag(),
+    after_help = crate::man::VERSION_LINE
 )]
 pub struct Args {
     /// filename to edit [required option]

@@ -78,7 +78,10 @@ pub const LOCK_FILE: &str = ".powlock";
     name = "powstream",
     about = "Continuous one-way latency tests with an OWAMP server (perfSONAR powstream compatible)",
     override_usage = "powstream [arguments] testaddr [servaddr]",
+    version = crate::man::VERSION,
     disable_version_flag = true,
+    arg = crate::man::version_flag(),
+    after_help = crate::man::VERSION_LINE,
     // getopt: a later occurrence of a flag wins.
     args_override_self = true
 )]

@@ -10,6 +10,10 @@ pub trait Environment {
     fn host_name(&self, addr: IpAddr) -> Option<String>;
     /// "%FT%T" of Unix seconds in the local time zone.
     fn local_time(&self, secs: u32) -> Option<String>;
+    /// The abbreviation of the local time zone at Unix seconds `secs` ("%Z"), when known.
+    fn zone_name(&self, _secs: u32) -> Option<String> {
+        None
+    }
 }
 
 /// The real system: getnameinfo(3) and localtime_r(3).
@@ -67,16 +71,7 @@ impl Environment for System {
     }
 
     fn local_time(&self, secs: u32) -> Option<String> {
-        // time_t is 32 bits on some targets.
-        #[allow(clippy::unnecessary_fallible_conversions)]
-        let t = libc::time_t::try_from(secs).ok()?;
-        // SAFETY: an all-zero tm is valid output storage for localtime_r.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        // SAFETY: t and tm are valid for the duration of the call.
-        let r = unsafe { libc::localtime_r(&t, &mut tm) };
-        if r.is_null() {
-            return None;
-        }
+        let tm = local_tm(secs)?;
         Some(format!(
             "{}-{:02}-{:02}T{:02}:{:02}:{:02}",
             i64::from(tm.tm_year) + 1900,
@@ -87,4 +82,30 @@ impl Environment for System {
             tm.tm_sec
         ))
     }
+
+    fn zone_name(&self, secs: u32) -> Option<String> {
+        let tm = local_tm(secs)?;
+        if tm.tm_zone.is_null() {
+            return None;
+        }
+        // SAFETY: localtime_r set tm_zone to a NUL-terminated string that lives as long as
+        // the process's time zone data (it is not freed while the program runs).
+        let zone = unsafe { CStr::from_ptr(tm.tm_zone) };
+        Some(zone.to_string_lossy().into_owned())
+    }
+}
+
+/// localtime_r(3) of Unix seconds.
+fn local_tm(secs: u32) -> Option<libc::tm> {
+    // time_t is 32 bits on some targets.
+    #[allow(clippy::unnecessary_fallible_conversions)]
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: an all-zero tm is valid output storage for localtime_r.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: t and tm are valid for the duration of the call.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return None;
+    }
+    Some(tm)
 }

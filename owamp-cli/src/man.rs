@@ -1,0 +1,159 @@
+//! Version flags and the manual pages of the tools.
+//!
+//! Every tool prints `Version: X` under its `-h` (as perfSONAR's tools do) and answers
+//! `--version` (perfSONAR's have no such flag; `-V` is left free for them). The section 1 and
+//! 8 manual pages are generated from the same clap definitions that parse the command lines
+//! (`clap_mangen`), so a flag can not be documented differently from how it is parsed; the
+//! sections clap knows nothing of (exit status, files, signals, see also) come from
+//! [`extra_sections`]. The pages are committed under `docs/man/manN/`; the `man_pages` test
+//! fails when they are stale and rewrites them with `OWAMP_UPDATE_MAN=1`.
+
+use clap::{Arg, ArgAction, Command, CommandFactory};
+use clap_mangen::roff::{roman, Roff};
+
+/// This implementation's version, as `--version` prints it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The line every tool's `-h` ends with.
+pub const VERSION_LINE: &str = concat!("Version: ", env!("CARGO_PKG_VERSION"));
+
+/// `--version` (long only: perfSONAR's tools give `-V` no meaning, and we keep it that way).
+pub fn version_flag() -> Arg {
+    Arg::new("version")
+        .long("version")
+        .action(ArgAction::Version)
+        .help("print the version and exit")
+}
+
+/// A tool's manual page.
+pub struct Page {
+    /// The tool's name (the page's file is `NAME.SECTION`).
+    pub name: &'static str,
+    /// The manual section: 1 for the clients, 8 for owampd.
+    pub section: u8,
+    /// The page in roff.
+    pub roff: String,
+}
+
+impl Page {
+    /// The page's file name, e.g. `owping.1`.
+    pub fn file_name(&self) -> String {
+        format!("{}.{}", self.name, self.section)
+    }
+}
+
+/// Every tool with its section and command definition.
+pub fn commands() -> Vec<(&'static str, u8, Command)> {
+    vec![
+        ("owping", 1, crate::owping::Args::command()),
+        ("owfetch", 1, crate::owfetch::Args::command()),
+        ("owstats", 1, crate::owstats::command()),
+        ("owup", 1, crate::owup::Args::command()),
+        ("powstream", 1, crate::powstream::Args::command()),
+        ("pfstore", 1, crate::pfstore::Args::command()),
+        ("owampd", 8, crate::owampd::Args::command()),
+    ]
+}
+
+/// The generated pages of every tool.
+pub fn pages() -> Vec<Page> {
+    commands()
+        .into_iter()
+        .map(|(name, section, cmd)| Page {
+            name,
+            section,
+            roff: render(name, section, cmd),
+        })
+        .collect()
+}
+
+/// One tool's page: clap's title, name, synopsis, description and options, then the
+/// sections of [`extra_sections`] and the version.
+fn render(name: &str, section: u8, cmd: Command) -> String {
+    let cmd = cmd.after_help(None::<&str>).long_about(description(name));
+    let man = clap_mangen::Man::new(cmd)
+        .section(section.to_string())
+        .source(format!("owamp-rs {VERSION}"))
+        .manual(if section == 8 {
+            "System Manager's Manual"
+        } else {
+            "User Commands"
+        });
+    let mut out = Vec::new();
+    // Writing into a Vec can not fail.
+    let _ = man.render_title(&mut out);
+    let _ = man.render_name_section(&mut out);
+    let _ = man.render_synopsis_section(&mut out);
+    let _ = man.render_description_section(&mut out);
+    let _ = man.render_options_section(&mut out);
+    let mut extra = Roff::new();
+    for (title, paragraphs) in extra_sections(name) {
+        extra.control("SH", [*title]);
+        for p in *paragraphs {
+            extra.control("PP", []).text([roman(*p)]);
+        }
+    }
+    let _ = extra.to_writer(&mut out);
+    let _ = man.render_version_section(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The page's DESCRIPTION (the command's `about` is its NAME line).
+fn description(name: &str) -> &'static str {
+    match name {
+        "owping" => "owping asks an OWAMP server (RFC 4656) for one-way latency test sessions and runs them: by default one from this host to the server and one back, at the same time. When they are over it fetches what the server received and prints, for each direction, the statistics owstats(1) prints: delays, their spread, loss, duplicates, reordering and hop counts. TESTADDR is host, host:port, [v6addr] or [v6addr]:port; the port defaults to 861.",
+        "owfetch" => "owfetch fetches sessions an OWAMP server has stored, by their SID, and saves each in the .owp file named after it; unless -Q it prints each session's statistics as owstats(1) does.",
+        "owstats" => "owstats reads .owp session files (written by owping -F/-T, owfetch, powstream or owampd) and prints their statistics: the summary perfSONAR's owstats prints, the raw records (-R), the machine-readable summary (-M) or JSON (--json).",
+        "owup" => "owup sets up a control connection with an OWAMP server and prints the time the server started, which the server sends in its Server-Start message.",
+        "powstream" => "powstream runs one-way latency sessions with an OWAMP server without end, each of a fixed number of packets, and saves each session and its summary in the output directory as soon as it is over.",
+        "pfstore" => "pfstore creates and edits a pass-phrase store: the file of identities and pass-phrases that owampd and the clients read for authenticated and encrypted modes (see owamp-server.pfs(5)). It asks for the pass-phrase without echo on a terminal and reads a line of standard input otherwise.",
+        "owampd" => "owampd is an OWAMP server (RFC 4656): it accepts control connections, runs the one-way test sessions clients ask for within the limits of their class, stores the sessions it receives, and serves them to clients that fetch them. Its settings come from owamp-server.conf(5), owamp-server.limits(5) and owamp-server.pfs(5) in the configuration directory; a flag wins over the file.",
+        _ => "",
+    }
+}
+
+/// The sections of a page that the command definition does not hold.
+fn extra_sections(name: &str) -> &'static [(&'static str, &'static [&'static str])] {
+    match name {
+        "owping" => &[
+            ("EXIT STATUS", &[
+                "0 when every requested direction ran to its end and its records were read; 1 when a session was refused, cut short, its records could not be fetched or saved, or a sender could not keep its schedule; 2 after a second interrupt.",
+            ]),
+            ("SEE ALSO", &["owampd(8), owstats(1), owfetch(1), powstream(1), pfstore(1), owamp-server.pfs(5). RFC 4656."]),
+        ],
+        "owfetch" => &[
+            ("EXIT STATUS", &["0 when every session was fetched and saved; 1 otherwise (the output file is created before the server is asked, so a bad path costs nothing on the server)."]),
+            ("SEE ALSO", &["owampd(8), owstats(1), owping(1)."]),
+        ],
+        "owstats" => &[
+            ("EXIT STATUS", &["0 when every file was read and summarised; 1 otherwise."]),
+            ("SEE ALSO", &["owping(1), owfetch(1), powstream(1)."]),
+        ],
+        "owup" => &[
+            ("OUTPUT", &["One line, \"Server Up Since: \" followed by the time the server started in local time, to the millisecond, with the time zone's abbreviation."]),
+            ("EXIT STATUS", &["0 when the server answered; 1 when it could not be reached or refused the connection."]),
+            ("SEE ALSO", &["owampd(8), owping(1)."]),
+        ],
+        "powstream" => &[
+            ("FILES", &["In the output directory: START_END.owp for each session and, unless -p, START_END.sum with its summary; .powlock keeps a second powstream out of the directory."]),
+            ("EXIT STATUS", &["0 after an interrupt or terminate signal once the current session is saved; 1 on an error that stops it."]),
+            ("SEE ALSO", &["owping(1), owstats(1), owampd(8)."]),
+        ],
+        "pfstore" => &[
+            ("FILES", &["The pfs file (see owamp-server.pfs(5)), and .pfstore.lock beside it while it is being edited."]),
+            ("EXIT STATUS", &["0 on success; 1 on any error (the file is then unchanged)."]),
+            ("SEE ALSO", &["owamp-server.pfs(5), owampd(8), owping(1)."]),
+        ],
+        "owampd" => &[
+            ("FILES", &[
+                "In the configuration directory (-c): owamp-server.conf, owamp-server.limits and owamp-server.pfs (or the older owampd.conf, owampd.limits and owampd.pfs).",
+                "In the var directory (-R, or vardir): owamp-server.pid, locked while owampd runs, and owamp-server.info with its start time.",
+                "In the data directory (-d, or datadir): the received sessions as .owp files; a session being received is written to a .owp.i file that is renamed when it ends.",
+            ]),
+            ("SIGNALS", &["SIGTERM and SIGINT stop the running sessions, keep their records and end owampd; SIGHUP does the same."]),
+            ("EXIT STATUS", &["0 after a signal stopped it; 1 when it could not start (bad configuration, address in use, another owampd holding the pid file)."]),
+            ("SEE ALSO", &["owamp-server.conf(5), owamp-server.limits(5), owamp-server.pfs(5), owping(1), owfetch(1), pfstore(1). RFC 4656."]),
+        ],
+        _ => &[],
+    }
+}
