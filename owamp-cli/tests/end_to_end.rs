@@ -593,6 +593,42 @@ assign default gone\n";
     assert_eq!(left, 1);
 }
 
+/// owfetch checks that it can save an answer before it asks for it: with delete_on_fetch,
+/// a fetch to a path it can not write must not cost the server the session.
+#[test]
+fn owfetch_to_a_bad_path_leaves_the_session_on_the_server() {
+    let d = Daemon::start(
+        "",
+        Some("limit root with delete_on_fetch=on\nassign default root\n"),
+        None,
+    );
+    let o = owping(&["-t", "-Q"], &d);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let stored = entries(&d.path("data"));
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let sid = stored[0].trim_end_matches(".owp").to_owned();
+    for bad in ["/nonexistent-dir/s.owp", d.path("data").to_str().unwrap()] {
+        let o = run(
+            OWFETCH,
+            &args(&["-A", "O", &d.addr(), &sid, bad]),
+            "",
+            Duration::from_secs(30),
+        );
+        assert_eq!(o.code, 1, "{}", o.stderr);
+        assert!(o.stderr.contains(bad), "{}", o.stderr);
+        assert_eq!(entries(&d.path("data")), stored, "the session must stay");
+    }
+    let good = d.path("fetched.owp");
+    let o = run(
+        OWFETCH,
+        &args(&["-A", "O", &d.addr(), &sid, good.to_str().unwrap()]),
+        "",
+        Duration::from_secs(30),
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(good.exists());
+}
+
 #[test]
 fn request_over_the_bandwidth_limit_is_refused() {
     // 100 packets per second of 42 octets need 33.6 kbit/s.

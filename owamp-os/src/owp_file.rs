@@ -193,6 +193,24 @@ pub struct FetchFile {
 }
 
 impl FetchFile {
+    /// Checks, before anything is asked of a server, that an answer could be saved at
+    /// `path`: its temporary file can be created beside it (then removed) and `path` is not
+    /// a directory. A client calls it before Fetch-Session, so that a bad path costs
+    /// nothing on the server (whose `delete_on_fetch` would otherwise delete the session
+    /// for an answer nobody could keep).
+    pub fn check_destination(path: &Path) -> Result<(), OwpError> {
+        if path.is_dir() {
+            return Err(OwpError::Io(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory",
+            )));
+        }
+        let tmp = temp_path(path)?;
+        OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        fs::remove_file(&tmp)?;
+        Ok(())
+    }
+
     /// Starts the file of an answer whose head (everything but the records) is `head`.
     pub fn create(path: &Path, head: &FetchStream) -> Result<Self, OwpError> {
         let tmp = temp_path(path)?;

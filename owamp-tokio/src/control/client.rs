@@ -325,6 +325,10 @@ impl ClientConnection {
         end: u32,
         path: &Path,
     ) -> Result<FetchedSession, ClientError> {
+        owamp_os::owp_file::FetchFile::check_destination(path).map_err(|e| ClientError::Save {
+            path: path.to_owned(),
+            error: e.into(),
+        })?;
         self.fetch_into(sid, begin, end, FetchTarget::File(path.to_owned()))
             .await
     }
