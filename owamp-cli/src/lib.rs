@@ -6,6 +6,8 @@
 pub mod args;
 pub mod client;
 pub mod config;
+pub mod daemon;
+pub mod logging;
 pub mod man;
 pub mod owampd;
 pub mod owfetch;

@@ -30,6 +30,8 @@ use owamp_os::store::{DirectoryStore, FetchSource, SessionStore, StoreError};
 
 use crate::client::CONTROL_PORT;
 use crate::config::{self, limits, pfs, server, FileError};
+use crate::daemon::Detached;
+use crate::logging;
 
 /// Names of the configuration files, current name first.
 pub const CONF_NAMES: [&str; 2] = ["owamp-server.conf", "owampd.conf"];
@@ -66,7 +68,7 @@ pub struct Args {
     /// data directory (received sessions)
     #[arg(short = 'd', value_name = "datadir")]
     pub datadir: Option<PathBuf>,
-    /// syslog facility (checked; messages go to standard error)
+    /// syslog facility (default daemon; with -Z, giving it logs to syslog)
     #[arg(short = 'e', value_name = "facility")]
     pub facility: Option<String>,
     /// allow owampd to run as root
@@ -94,7 +96,8 @@ pub struct Args {
     /// verbose output
     #[arg(short = 'v')]
     pub verbose: bool,
-    /// run in the foreground (always the case here)
+    /// run in the foreground, logging to standard error (without it owampd detaches and logs
+    /// to syslog)
     #[arg(short = 'Z')]
     pub foreground: bool,
     /// debugging flag of the reference; ignored
@@ -445,9 +448,9 @@ impl Iterator for DeleteAtEnd {
     }
 }
 
-/// Messages on standard error, as `owampd[pid]: message`.
+/// A line of the daemon's log (standard error or syslog: [`crate::logging`]).
 fn log(msg: &str) {
-    eprintln!("owampd[{}]: {msg}", std::process::id());
+    tracing::info!("{msg}");
 }
 
 /// The pid file, locked for as long as the daemon runs.
@@ -585,12 +588,30 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Runs owampd until `stop` is set (the binary sets it on SIGINT, SIGTERM or SIGHUP).
+/// Whether the command line asks owampd to detach ([`crate::daemon`]): it does without `-Z`.
+/// A command line that does not parse does not: its error is printed in the foreground.
+pub fn wants_daemon(argv: &[OsString]) -> bool {
+    Args::try_parse_from(argv).is_ok_and(|a| !a.foreground)
+}
+
 /// Returns the exit status. `ready` is told the addresses listened on once serving.
 pub fn run(
     argv: impl IntoIterator<Item = OsString>,
     stop: &StopHandle,
     ready: &mut dyn FnMut(&[SocketAddr]),
 ) -> i32 {
+    run_as(argv, stop, ready, None)
+}
+
+/// [`run`] in a process that [`crate::daemon::detach`]ed (`detached`): once it serves, the
+/// log goes to syslog and the parent is told to exit.
+pub fn run_as(
+    argv: impl IntoIterator<Item = OsString>,
+    stop: &StopHandle,
+    ready: &mut dyn FnMut(&[SocketAddr]),
+    detached: Option<Detached>,
+) -> i32 {
+    logging::init("owampd", Some(tracing::Level::INFO));
     let args = match Args::try_parse_from(argv) {
         Ok(a) => a,
         Err(e) => {
@@ -599,11 +620,29 @@ pub fn run(
             return code;
         }
     };
-    match serve(&args, stop, ready) {
+    let daemon = detached.is_some();
+    let mut detached = detached;
+    let mut on_ready = |addrs: &[SocketAddr]| {
+        ready(addrs);
+        if let Some(d) = detached.take() {
+            // Checked in `serve`: syslog answered a moment ago.
+            if let Err(e) = logging::set_destination(logging::Destination::Syslog) {
+                tracing::error!("{e}");
+            }
+            let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            log(&format!(
+                "detached (pid {}), listening on {}",
+                std::process::id(),
+                list.join(", ")
+            ));
+            d.ready();
+        }
+    };
+    match serve(&args, stop, &mut on_ready, daemon) {
         Ok(()) => 0,
         Err(Fatal(m)) => {
             for line in m.lines() {
-                log(line);
+                tracing::error!("{line}");
             }
             1
         }
@@ -614,8 +653,10 @@ fn serve(
     args: &Args,
     stop: &StopHandle,
     ready: &mut dyn FnMut(&[SocketAddr]),
+    daemon: bool,
 ) -> Result<(), Fatal> {
     let s = load_settings(args)?;
+    configure_log(args, &s, daemon)?;
     if s.conf.verbose {
         for f in &s.files {
             log(&format!("read {}", f.display()));
@@ -659,6 +700,7 @@ fn serve(
     };
     let dir = DirectoryStore::new(&s.datadir)
         .map_err(|e| Fatal(format!("Unable to mkdir({}): {e}", s.datadir.display())))?;
+    check_writable(&s.datadir)?;
     let store: Arc<dyn SessionStore> = Arc::new(DaemonStore { dir, delete });
 
     let mut cfg = ServeConfig::default();
@@ -685,7 +727,7 @@ fn serve(
     // is stamped with the time it left, so the measurement stays exact.
     cfg.endpoint.fine_timer = false;
     cfg.endpoint.max_spin = Duration::ZERO;
-    cfg.endpoint.warn = Some(Arc::new(|w: &HostWarning| log(&format!("warning: {w}"))));
+    cfg.endpoint.warn = Some(Arc::new(|w: &HostWarning| tracing::warn!("warning: {w}")));
     cfg.max_connections = max_connections(s.conf.maxcontrolsessions);
     cfg.shutdown_grace = Duration::from_secs(u64::from(s.conf.dieby.unwrap_or(5)));
     let verbose = s.conf.verbose;
@@ -768,6 +810,46 @@ fn run_servers(
     drop(pid);
     log("exiting");
     Ok(())
+}
+
+/// The log's level and facility from the settings. A daemon checks that syslog answers
+/// before it detaches (it would otherwise lose every line); in the foreground, `-e` on the
+/// command line sends the log to syslog, and standard error is used otherwise.
+fn configure_log(args: &Args, s: &Settings, daemon: bool) -> Result<(), Fatal> {
+    let level = match &s.conf.loglevel {
+        Some(l) => logging::parse_level(l).map_err(|e| Fatal(format!("loglevel: {e}")))?,
+        None => Some(tracing::Level::INFO),
+    };
+    logging::configure(level, s.conf.facility.as_deref().unwrap_or("daemon"));
+    if daemon {
+        logging::set_destination(logging::Destination::Syslog).map_err(|e| {
+            Fatal(format!(
+                "Unable to log to syslog ({e}): start owampd with -Z to log to standard error"
+            ))
+        })?;
+        logging::set_destination(logging::Destination::Stderr).map_err(Fatal)?;
+    } else if args.facility.is_some() {
+        logging::set_destination(logging::Destination::Syslog).map_err(Fatal)?;
+    }
+    Ok(())
+}
+
+/// Checks that received sessions can be stored: a file can be created (and removed) in the
+/// data directory as the user owampd runs as. A daemon that could not would lose every
+/// session it receives.
+fn check_writable(datadir: &Path) -> Result<(), Fatal> {
+    let probe = datadir.join(format!(".owampd-write-check.{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            Fatal(format!(
+                "datadir {} is not writable: {e}: received sessions could not be stored",
+                datadir.display()
+            ))
+        })
 }
 
 /// One log line for a finished connection.

@@ -485,7 +485,7 @@ fn root_drops_to_the_configured_user() {
         dir
     };
     let mut child = Command::new(OWAMPD)
-        .arg("-c")
+        .args(["-Z", "-c"])
         .arg(d.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

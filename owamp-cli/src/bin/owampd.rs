@@ -1,8 +1,23 @@
-//! owampd: the OWAMP server, as perfSONAR's owampd (in the foreground, logging to stderr).
+//! owampd: the OWAMP server, as perfSONAR's owampd. Without -Z it detaches from the terminal
+//! (fork, setsid, the parent exiting once the pid file is written) and logs to syslog; with
+//! -Z it stays in the foreground and logs to standard error.
 
 use owamp_std::control::StopHandle;
 
 fn main() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Before any thread starts: only the forking thread lives on in the child.
+    let detached = if owamp_cli::owampd::wants_daemon(&argv) {
+        match owamp_cli::daemon::detach() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("owampd: Unable to daemonize: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        None
+    };
     let stop = StopHandle::new();
     if let Err(e) = owamp_cli::signals::install() {
         eprintln!("owampd: sigaction(): {e}");
@@ -16,6 +31,6 @@ fn main() {
         }
         s.stop();
     });
-    let code = owamp_cli::owampd::run(std::env::args_os(), &stop, &mut |_| {});
+    let code = owamp_cli::owampd::run_as(argv, &stop, &mut |_| {}, detached);
     std::process::exit(code);
 }

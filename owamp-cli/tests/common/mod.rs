@@ -41,8 +41,8 @@ impl Daemon {
             std::fs::write(dir.path().join("owamp-server.pfs"), p).unwrap();
         }
         let mut child = Command::new(OWAMPD)
-            // -f: the tests may run as root.
-            .args(["-f", "-c"])
+            // -f: the tests may run as root; -Z: in the foreground, logging to standard error.
+            .args(["-f", "-Z", "-c"])
             .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
