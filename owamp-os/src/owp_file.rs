@@ -201,7 +201,7 @@ impl FetchFile {
     pub fn check_destination(path: &Path) -> Result<(), OwpError> {
         if path.is_dir() {
             return Err(OwpError::Io(io::Error::new(
-                io::ErrorKind::IsADirectory,
+                io::ErrorKind::InvalidInput,
                 "is a directory",
             )));
         }
