@@ -194,7 +194,10 @@ fn serve(
             }
             let text = r.to_text();
             // The per-connection lines; the totals come at the end.
-            for line in text.lines().filter(|l| l.starts_with("PASS") || l.starts_with("FAIL")) {
+            for line in text
+                .lines()
+                .filter(|l| l.starts_with("PASS") || l.starts_with("FAIL"))
+            {
                 println!("{line}");
             }
         }

@@ -19,9 +19,9 @@ use std::path::Path;
 /// The passphrase of `identity` in a perfSONAR `.pfs` file (`identity hex-passphrase` per
 /// line; `#` starts a comment).
 pub fn read_pfs(path: &Path, identity: &str) -> Result<Vec<u8>, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    pfs_lookup(&text, identity).ok_or_else(|| format!("{}: no identity {identity:?}", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pfs_lookup(&text, identity)
+        .ok_or_else(|| format!("{}: no identity {identity:?}", path.display()))
 }
 
 /// Every `(identity, passphrase)` of a `.pfs` file's text; lines that do not read are left

@@ -151,7 +151,14 @@ struct Probe {
 type Found = Result<String, String>;
 
 impl Probe {
-    fn check(&mut self, name: &str, section: &str, expected: &str, found: Found, trace: &Option<String>) {
+    fn check(
+        &mut self,
+        name: &str,
+        section: &str,
+        expected: &str,
+        found: Found,
+        trace: &Option<String>,
+    ) {
         let (passed, seen) = match found {
             Ok(s) => (true, s),
             Err(s) => (false, s),
@@ -282,7 +289,11 @@ impl Probe {
                 format!(
                     "{} octets before {}",
                     bytes.len(),
-                    if drv.peer_closed { "the server closed" } else { "the timeout" }
+                    if drv.peer_closed {
+                        "the server closed"
+                    } else {
+                        "the timeout"
+                    }
                 )
             })?;
             let greeting = ServerGreeting::parse(g).map_err(|e| e.to_string())?;
@@ -348,7 +359,11 @@ impl Probe {
     }
 
     /// Requests a session: its info, or the Accept code / reason it failed.
-    fn request_session(&self, drv: &mut ClientDriver, req: SessionRequest) -> Result<SessionInfo, String> {
+    fn request_session(
+        &self,
+        drv: &mut ClientDriver,
+        req: SessionRequest,
+    ) -> Result<SessionInfo, String> {
         if let Err(e) = drv.conn.request_session(with_local_ip(req, drv)) {
             return Err(format!("the probe could not ask: {e}"));
         }
@@ -439,14 +454,25 @@ impl Probe {
         let mut drv = match self.connect(mode, identity.clone()) {
             Ok(d) => d,
             Err(e) => {
-                self.check(&name("set-up"), "3.1", "Server-Start Accept 0", Err(e), &None);
+                self.check(
+                    &name("set-up"),
+                    "3.1",
+                    "Server-Start Accept 0",
+                    Err(e),
+                    &None,
+                );
                 return;
             }
         };
         let mut results: Vec<(String, &str, &str, Found)> = Vec::new();
         let setup = self.set_up(&mut drv);
         let ok = setup.is_ok();
-        results.push((name("set-up"), "3.1", "Server-Start Accept 0 in the mode asked for", setup));
+        results.push((
+            name("set-up"),
+            "3.1",
+            "Server-Start Accept 0 in the mode asked for",
+            setup,
+        ));
         if ok {
             self.run_session(&mut drv, &name, &mut results);
         }
@@ -517,7 +543,10 @@ impl Probe {
             Some(s) => {
                 let got = s.records.iter().filter(|r| !r.is_lost()).count();
                 if s.next_seqno != n {
-                    Err(format!("Stop-Sessions Next-Seqno {} for {n} packets", s.next_seqno))
+                    Err(format!(
+                        "Stop-Sessions Next-Seqno {} for {n} packets",
+                        s.next_seqno
+                    ))
                 } else if got != n as usize {
                     Err(format!("{got} of {n} packets arrived"))
                 } else {
@@ -569,7 +598,10 @@ impl Probe {
                     seq_list(&seqs)
                 ));
             }
-            Ok(format!("{n} records, none lost, Next-Seqno {n}, finished {:?}", f.finished))
+            Ok(format!(
+                "{n} records, none lost, Next-Seqno {n}, finished {:?}",
+                f.finished
+            ))
         });
         results.push((
             name("fetch-complete"),
@@ -585,9 +617,9 @@ impl Probe {
             .into_iter()
             .find(|m| modes.contains(*m))
         else {
-            self.report
-                .not_run
-                .push("set-up/*: the server offers neither authenticated nor encrypted mode".into());
+            self.report.not_run.push(
+                "set-up/*: the server offers neither authenticated nor encrypted mode".into(),
+            );
             return;
         };
         let expected = "Server-Start with a non-zero Accept, then the connection closed";
@@ -623,7 +655,10 @@ impl Probe {
                 Err(_) => match drv.closed.clone() {
                     Some(CloseReason::SetupRejected(a)) => {
                         if drv.wait_peer_close(self.cfg.timeout) {
-                            Ok(format!("Server-Start Accept {}, connection closed", a.to_u8()))
+                            Ok(format!(
+                                "Server-Start Accept {}, connection closed",
+                                a.to_u8()
+                            ))
                         } else {
                             Err(format!(
                                 "Server-Start Accept {}, but the connection stayed open",
@@ -756,9 +791,9 @@ impl Probe {
         let expected = "Fetch-Session returns Next-Seqno 10 and the skip range 3-5 the client's \
                         Stop-Sessions declared, with the other 7 packets received";
         if !modes.contains(Mode::Open) {
-            self.report
-                .not_run
-                .push(format!("{name}: needs open mode (Stop-Sessions is rewritten)"));
+            self.report.not_run.push(format!(
+                "{name}: needs open mode (Stop-Sessions is rewritten)"
+            ));
             return;
         }
         let mut drv = match self.connect(Mode::Open, None) {
@@ -895,8 +930,7 @@ impl Probe {
                 },
             )),
             None => self.report.not_run.push(
-                "malformed/hmac: needs authenticated or encrypted mode and -u ID -k PFSFILE"
-                    .into(),
+                "malformed/hmac: needs authenticated or encrypted mode and -u ID -k PFSFILE".into(),
             ),
         }
         for (name, section, mode, note, hook) in cases {

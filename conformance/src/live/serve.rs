@@ -159,7 +159,13 @@ fn serve_one(
     let mut drv: ServerDriver = match Driver::new(conn, stream, Direction::ServerToClient) {
         Ok(d) => d,
         Err(e) => {
-            return vec![outcome(&name("protocol"), "3", "a connection", Err(e.to_string()), None)]
+            return vec![outcome(
+                &name("protocol"),
+                "3",
+                "a connection",
+                Err(e.to_string()),
+                None,
+            )]
         }
     };
     match cfg.fault {
@@ -246,7 +252,10 @@ fn serve_one(
             "recorded by conformance serve (the server side)".to_string(),
         ),
         ("mode", trace_mode_name(mode).to_string()),
-        ("identity", key_id.clone().unwrap_or_else(|| "<none>".into())),
+        (
+            "identity",
+            key_id.clone().unwrap_or_else(|| "<none>".into()),
+        ),
         (
             "passphrase-hex",
             passphrase
@@ -400,7 +409,10 @@ fn schedule_check(s: &StoredSession) -> Result<String, String> {
 /// The client's Stop-Sessions for a session it sent (RFC 4656 3.8).
 fn stop_check(s: &StoredSession) -> Result<String, String> {
     if !s.finished.is_finished() {
-        return Err(format!("the session ended without Stop-Sessions ({:?})", s.finished));
+        return Err(format!(
+            "the session ended without Stop-Sessions ({:?})",
+            s.finished
+        ));
     }
     let next = s.next_seqno;
     let count = s.request.num_packets;
@@ -408,7 +420,10 @@ fn stop_check(s: &StoredSession) -> Result<String, String> {
         return Err(format!("Next-Seqno {next} above the packet count {count}"));
     }
     if let Some(r) = s.records.iter().find(|r| !r.is_lost() && r.seq >= next) {
-        return Err(format!("packet {} received, at or past Next-Seqno {next}", r.seq));
+        return Err(format!(
+            "packet {} received, at or past Next-Seqno {next}",
+            r.seq
+        ));
     }
     let mut prev: Option<u32> = None;
     for r in &s.skips {
@@ -420,5 +435,8 @@ fn stop_check(s: &StoredSession) -> Result<String, String> {
         }
         prev = Some(r.last);
     }
-    Ok(format!("Next-Seqno {next} of {count}, {} skip ranges", s.skips.len()))
+    Ok(format!(
+        "Next-Seqno {next} of {count}, {} skip ranges",
+        s.skips.len()
+    ))
 }
