@@ -8,6 +8,7 @@
 pub mod check;
 pub mod frame;
 pub mod import;
+pub mod live;
 pub mod replay;
 pub mod runner;
 pub mod secure;

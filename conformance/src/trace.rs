@@ -506,7 +506,13 @@ fn short(e: &Event) -> String {
 }
 
 fn parse_mode(value: &str) -> Result<Option<Mode>, String> {
-    let word = value.split_whitespace().next().unwrap_or("");
+    // The first word, up to the first character that is not a letter: people annotate
+    // captures by hand (`open, refused by limits`, `encrypted (owping -A E)`).
+    let word = value
+        .trim_start()
+        .split(|c: char| !(c.is_ascii_alphabetic() || c == '<' || c == '>'))
+        .next()
+        .unwrap_or("");
     match word.to_ascii_lowercase().as_str() {
         "open" | "unauthenticated" => Ok(Some(Mode::Open)),
         "authenticated" => Ok(Some(Mode::Authenticated)),
@@ -588,6 +594,23 @@ mod tests {
             assert!(!t.events.is_empty());
             assert_eq!(t.to_text(), text, "{}", p.display());
         }
+    }
+
+    #[test]
+    fn mode_header_with_free_text() {
+        for (value, want) in [
+            ("open, refused by limits", Some(Mode::Open)),
+            ("encrypted (owping -A E)", Some(Mode::Encrypted)),
+            ("Authenticated; alice", Some(Mode::Authenticated)),
+            ("unknown, see notes", None),
+            ("<none>", None),
+        ] {
+            let t = Trace::parse(&format!("# mode: {value}\nS>C 00\n"))
+                .unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert_eq!(t.mode(), want, "{value}");
+        }
+        // Free text does not make an unknown mode word acceptable.
+        assert!(Trace::parse("# mode: openish, maybe\nS>C 00\n").is_err());
     }
 
     #[test]
