@@ -14,6 +14,21 @@ use owamp_std::control::ClientOptions;
 use crate::client::{self, Family, HostSpec};
 use crate::owstats;
 
+/// Parses a packet count (`-c`): a whole number of packets. A negative one is named as
+/// such rather than taken for a flag.
+pub fn packet_count(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!("a packet count can not be negative ({t})"));
+    }
+    t.parse::<u32>().map_err(|_| {
+        format!(
+            "\"{t}\" is not a packet count: a whole number from 0 to {}",
+            u32::MAX
+        )
+    })
+}
+
 /// The connection and authentication flags (-4, -6, -A, -k, -S, -u).
 #[derive(Debug, clap::Args)]
 pub struct ConnectionArgs {

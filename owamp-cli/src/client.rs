@@ -371,6 +371,11 @@ pub fn open_control(
                 last = None;
                 break;
             }
+            Err(ClientError::Closed(CloseReason::Protocol(p))) => {
+                last = Some(format!(
+                    "{server} does not answer as an OWAMP server would ({p}): is it the right address and port?"
+                ))
+            }
             Err(e) => last = Some(e.to_string()),
         }
     }

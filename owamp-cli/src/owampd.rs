@@ -189,6 +189,15 @@ pub fn listen_addrs(srcnode: Option<&str>) -> Result<Vec<SocketAddr>, String> {
 pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
     let cwd = std::env::current_dir().map_err(|e| Fatal(format!("getcwd(): {e}")))?;
     let confdir = args.confdir.clone().unwrap_or_else(|| cwd.clone());
+    if args.confdir.is_some() {
+        // Without this a directory owampd may not read looks empty ("no owamp-server.conf").
+        std::fs::read_dir(&confdir).map_err(|e| {
+            Fatal(format!(
+                "Unable to read the configuration directory {}: {e}",
+                confdir.display()
+            ))
+        })?;
+    }
     let mut files = Vec::new();
     let mut conf = match config::find_in_dir(&confdir, &CONF_NAMES) {
         Some(p) => {

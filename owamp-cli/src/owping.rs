@@ -67,6 +67,8 @@ pub struct Args {
     #[arg(
         short = 'c',
         value_name = "count",
+        value_parser = crate::args::packet_count,
+        allow_hyphen_values = true,
         default_value_t = 100,
         help_heading = "Test Args"
     )]

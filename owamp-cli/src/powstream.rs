@@ -128,6 +128,8 @@ pub struct Args {
     #[arg(
         short = 'c',
         value_name = "count",
+        value_parser = crate::args::packet_count,
+        allow_hyphen_values = true,
         default_value_t = DEFAULT_PACKETS,
         help_heading = "Test Args"
     )]

@@ -735,3 +735,72 @@ fn owping_records_go_through_files_it_removes() {
     assert_eq!(wait_bounded(&mut child, Duration::from_secs(15)), 2);
     assert!(entries(tmp.path()).is_empty());
 }
+
+/// Messages a user can act on: a server that does not speak OWAMP, a negative packet count, a
+/// configuration directory owampd may not read.
+#[test]
+fn errors_say_what_is_wrong() {
+    // A "server" that answers like a web server.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            use std::io::Write;
+            let _ =
+                c.write_all(&[b"HTTP/1.1 400 Bad Request\r\n".as_slice(), &[b'x'; 100]].concat());
+        }
+    });
+    let o = run(
+        OWPING,
+        &args(&["-c", "1", &addr.to_string()]),
+        "",
+        Duration::from_secs(20),
+    );
+    t.join().unwrap();
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("does not answer as an OWAMP server would (Server-Greeting: non-zero MBZ"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("Protocol(Wire"), "{}", o.stderr);
+
+    let o = run(
+        OWPING,
+        &args(&["-c", "-5", "127.0.0.1"]),
+        "",
+        Duration::from_secs(10),
+    );
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("a packet count can not be negative (-5)"),
+        "{}",
+        o.stderr
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("owamp-server.conf"), "srcnode 127.0.0.1:0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = Command::new(OWAMPD);
+    cmd.args(["-Z", "-f", "-c"]).arg(&conf);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root reads anything: read as nobody.
+        use std::os::unix::process::CommandExt;
+        cmd.uid(65534).gid(65534);
+    }
+    let o = run_with(&mut cmd, "", Duration::from_secs(10));
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("Unable to read the configuration directory")
+            && o.stderr.contains("Permission denied"),
+        "{}",
+        o.stderr
+    );
+}

@@ -75,7 +75,10 @@ fn our_units_start_commands_that_parse() {
     // Type=simple: the process systemd started is the daemon.
     assert!(a.foreground, "Type=simple needs -Z");
     for key in ["NoNewPrivileges", "ProtectSystem", "CapabilityBoundingSet"] {
-        assert!(service_key(&owampd, key).is_some(), "owampd.service: no {key}");
+        assert!(
+            service_key(&owampd, key).is_some(),
+            "owampd.service: no {key}"
+        );
     }
 
     let pow = std::fs::read_to_string(repo().join("packaging/systemd/powstream@.service")).unwrap();
@@ -84,7 +87,10 @@ fn our_units_start_commands_that_parse() {
     let a = owamp_cli::powstream::Args::try_parse_from(&argv).unwrap();
     assert!(format!("{a:?}").contains("peer.example.net"));
     for key in ["NoNewPrivileges", "ProtectSystem", "CapabilityBoundingSet"] {
-        assert!(service_key(&pow, key).is_some(), "powstream@.service: no {key}");
+        assert!(
+            service_key(&pow, key).is_some(),
+            "powstream@.service: no {key}"
+        );
     }
 }
 
@@ -151,7 +157,11 @@ fn perfsonar_owampd_unit_works_with_our_owampd() {
         .unwrap();
     // SAFETY: signal 0 only checks the process exists; SIGTERM stops it.
     unsafe {
-        assert_eq!(libc::kill(pid, 0), 0, "the PIDFile names no running process");
+        assert_eq!(
+            libc::kill(pid, 0),
+            0,
+            "the PIDFile names no running process"
+        );
         libc::kill(pid, libc::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(20);

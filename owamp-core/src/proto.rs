@@ -113,24 +113,33 @@ pub enum ProtocolError {
     Limit(&'static str),
 }
 
-/// Why a control connection is closed ([`Output::Close`](crate::io::Output::Close)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a control connection is closed ([`Output::Close`](crate::io::Output::Close)). Its
+/// `Display` is a sentence fragment for users ("the peer did not answer in time").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloseReason {
     /// The application asked for it, or the exchange finished normally.
+    #[error("closed normally")]
     Local,
     /// The peer closed the connection.
+    #[error("the peer closed the connection")]
     PeerClosed,
     /// The peer did not answer in time.
+    #[error("the peer did not answer in time")]
     Timeout,
     /// Client: no mode is allowed by both sides ("No Common Modes").
+    #[error("no mode is allowed by both sides")]
     NoCommonMode,
     /// Set-up refused with this Accept code (the server sent it, or the client received it).
+    #[error("the set-up was refused: {0} (Accept = {code})", code = .0.to_u8())]
     SetupRejected(AcceptCode),
     /// Start-Sessions refused with this Accept code.
+    #[error("Start-Sessions was refused: {0} (Accept = {code})", code = .0.to_u8())]
     StartRejected(AcceptCode),
     /// The local endpoints did not report in time after being stopped.
+    #[error("the test sessions did not report in time after they were stopped")]
     SessionsUnreported,
     /// The peer broke the protocol.
+    #[error("the peer does not speak OWAMP as RFC 4656 says: {0}")]
     Protocol(ProtocolError),
 }
 
