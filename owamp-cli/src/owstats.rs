@@ -544,17 +544,44 @@ pub(crate) fn stats_for<R: Read + Seek>(
     reader: &OwpReader<R>,
     bucket_width: f64,
 ) -> Result<Stats, String> {
+    // owstats's numbers come from the histogram: memory stays bounded whatever the session's
+    // length.
+    stats_with(reader, bucket_width, false)
+}
+
+fn stats_with<R: Read + Seek>(
+    reader: &OwpReader<R>,
+    bucket_width: f64,
+    keep_delays: bool,
+) -> Result<Stats, String> {
     Stats::new(
         SessionMeta::from_header(reader.header()),
         StatsConfig {
             bucket_width,
             schedule_limit: Some(schedule_limit(reader.max_records())),
-            // owstats's numbers come from the histogram: memory stays bounded whatever the
-            // session's length.
-            keep_delays: false,
+            keep_delays,
         },
     )
     .map_err(|e| e.to_string())
+}
+
+/// The most records whose delays `--json` keeps for exact percentiles (8 octets each: 32 MiB
+/// at most). Longer sessions get the histogram's percentiles only, and say so.
+pub const JSON_EXACT_RECORDS: u64 = 1 << 22;
+
+/// A measured time in seconds (a delay, an error estimate) as JSON prints it: to the
+/// picosecond, finer than the 2^-32 s resolution of OWAMP timestamps, without the binary
+/// noise of a double's last digits.
+pub fn json_seconds(x: f64) -> f64 {
+    (x * 1e12).round() / 1e12
+}
+
+/// A number the histogram computed in single precision (as perfSONAR's owstats does: bucket
+/// width times bucket number) as JSON prints it: as the single-precision number it is
+/// (0.0001, not 0.00009999999747378752).
+pub fn json_single(x: f64) -> f64 {
+    let single = x as f32;
+    single.to_string().parse().unwrap_or(x)
 }
 
 /// Unix seconds of an OWAMP time.
@@ -573,8 +600,18 @@ pub fn json_summary<R: Read + Seek>(
     bucket_width: f64,
 ) -> Result<serde_json::Value, String> {
     let header = reader.header().clone();
-    let mut stats = stats_for(&reader, bucket_width)?;
+    let exact = reader.stats_record_count(0) <= JSON_EXACT_RECORDS;
+    let mut stats = stats_with(&reader, bucket_width, exact)?;
     let (s, _) = summarize_range(&mut reader, &mut stats, 0, (0, None), 0, |_| Ok(()))?;
+    let secs = |x: Option<f64>| x.map(json_seconds);
+    let single = |x: Option<f64>| x.map(json_single);
+    let exact_at = |alpha: f64| {
+        secs(if exact {
+            s.exact_percentile(alpha)
+        } else {
+            None
+        })
+    };
     let (n, min_ttl, max_ttl) = s.ttl_range();
     let peer = |p: &EndpointName| serde_json::json!({ "host": p.host, "address": p.addr, "port": p.port.parse::<u16>().ok() });
     let loss_percent = 100.0 * s.loss_fraction();
@@ -591,11 +628,21 @@ pub fn json_summary<R: Read + Seek>(
         "loss_percent": loss_percent,
         "duplicates": s.duplicates,
         "synchronized": s.sync,
-        "max_error_s": s.max_error,
-        "delay_min_s": s.min_delay(),
-        "delay_median_s": s.median(),
-        "delay_max_s": s.max_delay(),
-        "jitter_p95_p50_s": s.jitter(),
+        "max_error_s": json_seconds(s.max_error),
+        "delay_min_s": secs(s.min_delay()),
+        // Exact (one of the measured delays) when the delays were kept, else the histogram's.
+        "delay_median_s": if exact { exact_at(0.5) } else { single(s.median()) },
+        "delay_max_s": secs(s.max_delay()),
+        // owstats's numbers, from the histogram (a bucket's upper edge).
+        "delay_median_histogram_s": single(s.median()),
+        "jitter_p95_p50_s": single(s.jitter()),
+        "delay_percentiles_exact": exact,
+        "delay_percentiles_s": {
+            "p50": exact_at(0.5),
+            "p90": exact_at(0.9),
+            "p95": exact_at(0.95),
+            "p99": exact_at(0.99),
+        },
         "hops": if n == 0 { None } else { Some(serde_json::json!({
             "distinct": n,
             "min": 255 - u32::from(max_ttl),
@@ -688,7 +735,7 @@ mod tests {
             for (k, m) in [
                 ("delay_min_s", "MIN"),
                 ("delay_max_s", "MAX"),
-                ("delay_median_s", "MEDIAN"),
+                ("delay_median_histogram_s", "MEDIAN"),
                 ("jitter_p95_p50_s", "PDV"),
             ] {
                 let got = s[k].as_f64().unwrap();
@@ -716,6 +763,34 @@ mod tests {
         }
     }
 
+    /// JSON numbers at their real precision, and an exact median that, unlike the
+    /// histogram's, lies between the smallest and the largest delay.
+    #[test]
+    fn json_numbers_are_exact_and_the_median_within_the_delays() {
+        let (code, out, err) = run_args(&["owstats", "--json", &format!("{DIR}from.owp")]);
+        assert_eq!(code, 0, "{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let s = &doc["sessions"][0];
+        let f = |k: &str| s[k].as_f64().unwrap();
+        // The histogram puts this session's median in the 0.1 ms bucket, above its max.
+        assert_eq!(f("delay_median_histogram_s"), 0.0001);
+        assert!(f("delay_median_histogram_s") > f("delay_max_s"));
+        assert!(f("delay_min_s") <= f("delay_median_s") && f("delay_median_s") <= f("delay_max_s"));
+        assert_eq!(s["delay_percentiles_exact"], true);
+        let p = &s["delay_percentiles_s"];
+        assert_eq!(p["p50"], s["delay_median_s"]);
+        let (p50, p99) = (p["p50"].as_f64().unwrap(), p["p99"].as_f64().unwrap());
+        assert!(p50 <= p99 && p99 <= f("delay_max_s"));
+        // No binary noise: measured times to the picosecond at most, the histogram's as the
+        // single-precision numbers they are.
+        for k in ["delay_min_s", "delay_max_s", "delay_median_s"] {
+            let text = s[k].to_string();
+            let decimals = text.split('.').nth(1).map_or(0, str::len);
+            assert!(decimals <= 12, "{k}: {text}");
+        }
+        assert_eq!(s["delay_median_histogram_s"].to_string(), "0.0001");
+    }
+
     #[test]
     fn json_bucket_width_and_errors() {
         let file = format!("{DIR}to.owp");
@@ -723,8 +798,10 @@ mod tests {
         let (code, out, _) = run_args(&["owstats", "--json", "-b", "0.001", &file]);
         assert_eq!(code, 0);
         let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let median = doc["sessions"][0]["delay_median_s"].as_f64().unwrap();
-        assert!((median - 0.001).abs() < 1e-9, "{median}");
+        let median = doc["sessions"][0]["delay_median_histogram_s"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(median, 0.001);
         // Output flags it has no use for are refused.
         for flag in ["-M", "-R", "-v", "-p", "-Q", "-U"] {
             let (code, out, err) = run_args(&["owstats", "--json", flag, &file]);

@@ -93,7 +93,12 @@ impl Daemon {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
         let code = wait_bounded(&mut self.child, Duration::from_secs(20));
-        let log: Vec<String> = self.log.try_iter().collect();
+        // The reader thread ends at the end of standard error: take every line it has yet
+        // to pass on (bounded, should something still hold the pipe open).
+        let mut log = Vec::new();
+        while let Ok(l) = self.log.recv_timeout(Duration::from_secs(2)) {
+            log.push(l);
+        }
         (code, log)
     }
 }
