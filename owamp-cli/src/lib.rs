@@ -15,6 +15,7 @@ pub mod owping;
 pub mod owstats;
 pub mod owup;
 pub mod pfstore;
+pub mod plot;
 pub mod powstream;
 pub mod prompt;
 pub mod signals;

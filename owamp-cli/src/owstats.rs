@@ -61,6 +61,8 @@ pub struct Options {
     pub unix_timestamps: bool,
     /// --json: one JSON document with every file's summary (an extension).
     pub json: bool,
+    /// --plot: draw the (one) session into this SVG file as well (an extension).
+    pub plot: Option<PathBuf>,
     /// The session files.
     pub files: Vec<PathBuf>,
 }
@@ -164,6 +166,13 @@ pub fn command() -> Command {
                 .help("print each file's summary numbers as JSON, as owping --json does (an extension)"),
         )
         .arg(
+            Arg::new("plot")
+                .long("plot")
+                .value_name("FILE.svg")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("draw the session's one-way delay over time, losses marked, and its delay distribution into an SVG file (an extension; one session file)"),
+        )
+        .arg(
             Arg::new("files")
                 .value_name("sessionfile")
                 .num_args(0..)
@@ -255,6 +264,7 @@ pub fn parse_options(
         record_limit,
         unix_timestamps: m.get_flag("unix"),
         json: m.get_flag("json"),
+        plot: m.get_one::<PathBuf>("plot").cloned(),
         files: m
             .get_many::<PathBuf>("files")
             .map(|v| v.cloned().collect())
@@ -296,6 +306,12 @@ pub fn run(
     for w in warnings {
         let _ = writeln!(err, "owstats: {w}");
     }
+    if let Some(svg) = &opts.plot {
+        if let Err(msg) = plot_file(&opts.files, svg) {
+            let _ = writeln!(err, "owstats: {msg}");
+            return 1;
+        }
+    }
     if opts.json {
         return json_files(&opts, out, err, env);
     }
@@ -311,6 +327,21 @@ pub fn run(
     }
     let _ = out.flush();
     0
+}
+
+/// owstats --plot: the one session file drawn into `svg`.
+fn plot_file(files: &[PathBuf], svg: &Path) -> Result<(), String> {
+    let [file] = files else {
+        return Err(format!(
+            "--plot draws one session: give one session file, not {}",
+            files.len()
+        ));
+    };
+    let f = File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut reader = OwpReader::new(std::io::BufReader::new(f))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let sid = sid_hex(&reader.header().request.sid);
+    crate::plot::plot(&mut reader, svg, &format!("OWAMP session {sid}"))
 }
 
 /// owstats --json: `{"sessions": [...]}`, one object per file in owping's `--json` shape
