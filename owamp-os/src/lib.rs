@@ -34,6 +34,7 @@ pub mod clock;
 pub mod host;
 pub mod net;
 pub mod owp_file;
+pub mod progress;
 pub mod rng;
 pub mod store;
 pub mod timing;

@@ -17,6 +17,7 @@ use owamp_os::host::{
     client_connection, fetched_to_stored, incomplete, take_received, ClientError, ClientOptions,
     ClientState, DirectionResult, Next, SessionSpec, StopHandle, TestEnd, TestPlan, TestResults,
 };
+use owamp_os::progress::ProgressWatch;
 use owamp_os::rng::OsRng;
 
 use super::driver::Driver;
@@ -56,6 +57,7 @@ pub struct ClientConnection {
     /// Stop commands sent by [`next`](Self::next) whose answer has not come yet.
     unanswered: usize,
     stop_sent: bool,
+    progress: ProgressWatch,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -75,7 +77,9 @@ fn serve(
     mut records: ClientRecords,
     cmds: mpsc::Receiver<Cmd>,
     msgs: mpsc::Sender<Msg>,
+    progress: ProgressWatch,
 ) {
+    let mut published = std::time::Instant::now();
     let report = |r| {
         let _ = msgs.send(Msg::Report(r));
     };
@@ -113,9 +117,17 @@ fn serve(
             let _ = msgs.send(Msg::Closed(r));
             return;
         }
+        // A snapshot a few times a second is plenty for a display.
+        if published.elapsed() >= PROGRESS_EVERY {
+            progress.publish(owamp_os::progress::of(&d.h.conn));
+            published = std::time::Instant::now();
+        }
         d.step();
     }
 }
+
+/// How often the connection's thread refreshes [`ClientConnection::progress`].
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 impl ClientConnection {
     /// Connects to `server` and completes the set-up (RFC 4656 3.1): the strongest mode both
@@ -135,9 +147,11 @@ impl ClientConnection {
         let waker = d.waker()?;
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (msg_tx, msg_rx) = mpsc::channel();
+        let progress = ProgressWatch::default();
+        let watch = progress.clone();
         let thread = std::thread::Builder::new()
             .name("owamp-client".into())
-            .spawn(move || serve(d, records, cmd_rx, msg_tx))?;
+            .spawn(move || serve(d, records, cmd_rx, msg_tx, watch))?;
         let mut c = Self {
             cmds: cmd_tx,
             msgs: msg_rx,
@@ -150,6 +164,7 @@ impl ClientConnection {
             closed: None,
             unanswered: 0,
             stop_sent: false,
+            progress,
         };
         loop {
             let e = c.next(None);
@@ -164,7 +179,13 @@ impl ClientConnection {
         self.st.mode()
     }
 
-    /// The server's Start-Time from Server-Start.
+    /// A handle on the progress of the running test's sessions (refreshed a few times a
+    /// second), for a display on another thread while [`wait`](Self::wait) blocks.
+    pub fn progress(&self) -> ProgressWatch {
+        self.progress.clone()
+    }
+
+    /// The time the server says it started (Server-Start's Start-Time, RFC 4656 3.1).
     pub fn server_start(&self) -> OwampTime {
         self.st.server_start()
     }
