@@ -362,7 +362,10 @@ impl ServerPolicy for DaemonPolicy {
     }
 }
 
-/// `.owp` files in the data directory; files of `delete_on_fetch` classes go once fetched.
+/// `.owp` files in the data directory; files of `delete_on_fetch` classes go once fetched
+/// completely: every stored record answered and the whole answer handed to the connection
+/// ([`SessionStore::fetch_complete`]). A partial or empty-range fetch, or one that broke off,
+/// keeps the file, as perfSONAR's owampd does.
 #[derive(Debug)]
 pub struct DaemonStore {
     /// The files.
@@ -384,61 +387,18 @@ impl SessionStore for DaemonStore {
     }
 
     fn load(&self, sid: &SessionId) -> FetchReply {
-        let r = self.dir.load(sid);
-        if matches!(r, FetchReply::Found(_)) && self.delete.take(sid) {
+        self.dir.load(sid)
+    }
+
+    /// Streamed from the file.
+    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
+        self.dir.fetch(sid, begin, end)
+    }
+
+    fn fetch_complete(&self, sid: &SessionId) {
+        if self.delete.take(sid) {
             let _ = std::fs::remove_file(self.dir.path_of(sid));
         }
-        r
-    }
-
-    /// Streamed from the file; a `delete_on_fetch` session's file goes once every record of
-    /// the answer was read.
-    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
-        match self.dir.fetch(sid, begin, end) {
-            FetchSource::Stream { head, records } if self.delete.take(sid) => {
-                let mut records = DeleteAtEnd {
-                    records,
-                    left: head.num_records,
-                    path: Some(self.dir.path_of(sid)),
-                };
-                records.delete_when_done();
-                FetchSource::Stream {
-                    head,
-                    records: Box::new(records),
-                }
-            }
-            other => other,
-        }
-    }
-}
-
-/// Removes a fetched session's file once the records of the answer have all been read.
-struct DeleteAtEnd {
-    records: owamp_os::store::RecordIter,
-    left: u32,
-    path: Option<PathBuf>,
-}
-
-impl DeleteAtEnd {
-    fn delete_when_done(&mut self) {
-        if self.left == 0 {
-            if let Some(p) = self.path.take() {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-}
-
-impl Iterator for DeleteAtEnd {
-    type Item = Result<owamp_core::wire::DataRecord, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let r = self.records.next();
-        if matches!(r, Some(Ok(_))) {
-            self.left = self.left.saturating_sub(1);
-            self.delete_when_done();
-        }
-        r
     }
 }
 

@@ -546,6 +546,11 @@ pub struct Host<M: Machine> {
     sinks: HashMap<SessionId, Box<dyn RecordSink>>,
     /// A Fetch-Session answer being streamed from the store.
     feed: Option<FetchFeed<M>>,
+    /// A Fetch-Session whose session the store is still writing: asked again until then.
+    pending_fetch: Option<PendingFetch>,
+    /// A streamed answer that held every stored record of this session was fed whole: the
+    /// store hears of it once the connection has taken every octet of it without error.
+    fetch_done: Option<SessionId>,
     /// Datagrams that could not be sent (counted as sent: they are lost in the network).
     pub send_errors: u64,
     /// Why the control connection closed, once it has.
@@ -589,6 +594,8 @@ impl<M: Machine> Host<M> {
             last_store_error: None,
             sinks: HashMap::new(),
             feed: None,
+            pending_fetch: None,
+            fetch_done: None,
             send_errors: 0,
             closed: None,
             buf: vec![0u8; MAX_DATAGRAM],
@@ -617,6 +624,15 @@ impl<M: Machine> Host<M> {
         loop {
             self.transmit_due();
             let Some(o) = self.conn.poll_output() else {
+                // Every action returned before was carried out (the adapter calls again
+                // only then): a complete answer's last octets are with the connection.
+                if let Some(sid) = self.fetch_done.take() {
+                    if !self.conn.is_closed() {
+                        if let Some(store) = &self.store {
+                            store.fetch_complete(&sid);
+                        }
+                    }
+                }
                 // A streamed Fetch-Session answer takes its next batch only once the last
                 // one is on its way: one batch in memory at a time.
                 if self.feed_fetch() {
@@ -734,8 +750,12 @@ impl<M: Machine> Host<M> {
         };
         let remaining = (f.remaining)(&self.conn);
         if remaining == 0 {
+            // Every record was fed (perhaps none): complete, unless the connection broke.
+            if f.covers_all && !self.conn.is_closed() {
+                self.fetch_done = Some(f.sid);
+            }
             self.feed = None;
-            return false;
+            return self.fetch_done.is_some();
         }
         let want = remaining.min(FETCH_FEED_BATCH) as usize;
         let mut batch = Vec::with_capacity(want);
@@ -872,7 +892,11 @@ impl<M: Machine> Host<M> {
 
     /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.
     pub fn poll_timeout(&self) -> Option<Timeout> {
-        self.conn.poll_timeout()
+        let retry = self.pending_fetch.as_ref().map(|p| Timeout {
+            at: p.retry_at,
+            precise: false,
+        });
+        Timeout::earliest(self.conn.poll_timeout(), retry)
     }
 
     /// Time passed: feeds the clock's time (and its error estimate) to the connection.
@@ -945,8 +969,29 @@ impl<M: Machine> Host<M> {
 /// Records fed to a streamed Fetch-Session answer at a time.
 const FETCH_FEED_BATCH: u32 = 4096;
 
+/// How long a Fetch-Session waits for a session the store is still writing
+/// ([`FetchSource::Pending`]) before it is answered as not found. The wait is for the
+/// server to read the client's Stop-Sessions on the session's own connection, which the
+/// client sent before it could fetch: normally well under a millisecond.
+pub const FETCH_PENDING_WAIT: Duration = Duration::from_secs(2);
+
+/// How often a pending Fetch-Session asks the store again.
+const FETCH_PENDING_RETRY: Duration = Duration::from_millis(5);
+
+/// A Fetch-Session waiting for its session to be written.
+#[derive(Debug, Clone, Copy)]
+struct PendingFetch {
+    sid: SessionId,
+    begin: u32,
+    end: u32,
+    since: OwampTime,
+    retry_at: OwampTime,
+}
+
 /// A Fetch-Session answer streamed from the store into a server connection.
 struct FetchFeed<M: Machine> {
+    sid: SessionId,
+    covers_all: bool,
     records: RecordIter,
     remaining: fn(&Connection<M>) -> u32,
     push: fn(&mut Connection<M>, OwampTime, &[owamp_core::wire::DataRecord]),
@@ -1165,34 +1210,71 @@ pub fn server_connection<P: ServerPolicy>(
 impl<P: ServerPolicy, R: rand_core::RngCore + rand_core::CryptoRng>
     Host<owamp_core::control::Server<P, R>>
 {
-    /// Counts the server's events into `summary` and answers fetch requests from the store.
+    /// Counts the server's events into `summary` and answers fetch requests from the store
+    /// (asking again, while it is due, about a session the store is still writing).
     pub fn serve_events(&mut self, summary: &mut ConnectionSummary) {
         use owamp_core::connection::ServerEvent;
-        use owamp_core::io::FetchReply;
+        if let Some(p) = self.pending_fetch {
+            if self.clock.now() >= p.retry_at {
+                self.pending_fetch = None;
+                self.answer_fetch(p);
+            }
+        }
         while let Some(e) = self.events.pop_front() {
             match e {
                 ServerEvent::SessionAccepted(_) => summary.sessions += 1,
                 ServerEvent::FetchRequest { sid, begin, end } => {
-                    let source = match &self.store {
-                        Some(store) => store.fetch(&sid, begin, end),
-                        None => FetchSource::Reply(FetchReply::NotFound),
-                    };
                     let now = self.clock.now();
-                    match source {
-                        FetchSource::Reply(reply) => self.conn.fetch_reply(now, reply),
-                        FetchSource::Stream { head, records } => {
-                            self.conn
-                                .fetch_reply(now, FetchReply::Streamed(Box::new(head)));
-                            self.feed = Some(FetchFeed {
-                                records,
-                                remaining: |c| c.fetch_remaining(),
-                                push: |c, now, r| c.fetch_records(now, r),
-                                close: |c, now| c.close(now),
-                            });
-                        }
-                    }
+                    self.answer_fetch(PendingFetch {
+                        sid,
+                        begin,
+                        end,
+                        since: now,
+                        retry_at: now,
+                    });
                 }
                 ServerEvent::Started | ServerEvent::TestComplete => {}
+            }
+        }
+    }
+
+    /// Answers a Fetch-Session from the store, or keeps it to ask again when the store is
+    /// still writing the session (at most [`FETCH_PENDING_WAIT`], then it is not found).
+    fn answer_fetch(&mut self, p: PendingFetch) {
+        use owamp_core::io::FetchReply;
+        let source = match &self.store {
+            Some(store) => store.fetch(&p.sid, p.begin, p.end),
+            None => FetchSource::Reply(FetchReply::NotFound),
+        };
+        let now = self.clock.now();
+        match source {
+            FetchSource::Reply(reply) => self.conn.fetch_reply(now, reply),
+            FetchSource::Pending => {
+                let waited = now.duration_since(p.since).unwrap_or(Duration::ZERO);
+                if waited >= FETCH_PENDING_WAIT || self.conn.is_closed() {
+                    self.conn.fetch_reply(now, FetchReply::NotFound);
+                } else {
+                    self.pending_fetch = Some(PendingFetch {
+                        retry_at: now.saturating_add(FETCH_PENDING_RETRY),
+                        ..p
+                    });
+                }
+            }
+            FetchSource::Stream {
+                head,
+                records,
+                covers_all,
+            } => {
+                self.conn
+                    .fetch_reply(now, FetchReply::Streamed(Box::new(head)));
+                self.feed = Some(FetchFeed {
+                    sid: p.sid,
+                    covers_all,
+                    records,
+                    remaining: |c| c.fetch_remaining(),
+                    push: |c, now, r| c.fetch_records(now, r),
+                    close: |c, now| c.close(now),
+                });
             }
         }
     }
