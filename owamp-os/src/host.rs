@@ -33,7 +33,7 @@ use owamp_core::control::{
     SessionRequest,
 };
 use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
-use owamp_core::policy::ServerPolicy;
+use owamp_core::policy::{OverLimit, PerAddr, ServerPolicy};
 use owamp_core::session::{Datagram, Timeout};
 use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
@@ -410,6 +410,13 @@ pub struct ServeConfig {
     pub io_timeout: Duration,
     /// Connections served at once; further ones are closed at once.
     pub max_connections: usize,
+    /// Connections served at once from one address (an IPv4 address, or an IPv6 /64:
+    /// [`addr_key`](owamp_core::policy::addr_key)); further ones are closed at once,
+    /// before the Server-Greeting. 0: no limit.
+    pub max_connections_per_addr: usize,
+    /// Told about every connection closed at once by `max_connections` or
+    /// `max_connections_per_addr`, with the peer and the reason.
+    pub refused: Option<RefusalLog>,
     /// After shutdown, how long the adapter's `Server::run` waits for running connections to finish.
     pub shutdown_grace: Duration,
     /// Told about every connection when it ends.
@@ -423,6 +430,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("endpoint", &self.endpoint)
             .field("io_timeout", &self.io_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_addr", &self.max_connections_per_addr)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish_non_exhaustive()
     }
@@ -435,6 +443,8 @@ impl Default for ServeConfig {
             endpoint: EndpointConfig::default(),
             io_timeout: Duration::from_secs(30),
             max_connections: 64,
+            max_connections_per_addr: 16,
+            refused: None,
             shutdown_grace: Duration::from_secs(10),
             log: None,
         }
@@ -475,26 +485,115 @@ pub fn log_connection(config: &ServeConfig, served: &std::io::Result<ConnectionS
     }
 }
 
+/// A callback told about each connection refused at once.
+pub type RefusalLog = Arc<dyn Fn(&Refused) + Send + Sync>;
+
+/// A control connection closed as soon as it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The client.
+    pub peer: SocketAddr,
+    /// Why.
+    pub reason: Refusal,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connection from {} refused: {}",
+            owamp_core::control::canonical(self.peer),
+            self.reason
+        )
+    }
+}
+
+/// Why a control connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// [`ServeConfig::max_connections`] are being served.
+    #[error("{max} control connections are being served (the limit)")]
+    Busy {
+        /// The limit.
+        max: usize,
+    },
+    /// The client's address holds [`ServeConfig::max_connections_per_addr`] already.
+    #[error("per-address limit: {0} control connections")]
+    PerAddr(OverLimit),
+}
+
 /// A server's connection counts, shared by the accept loops of its listeners and their
 /// connections.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConnectionCounts {
     active: Arc<AtomicUsize>,
     accepted: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
+    per_addr: PerAddr,
+}
+
+impl Default for ConnectionCounts {
+    fn default() -> Self {
+        Self {
+            active: Arc::default(),
+            accepted: Arc::default(),
+            refused: Arc::default(),
+            per_addr: PerAddr::new(0),
+        }
+    }
 }
 
 impl ConnectionCounts {
-    /// Admits a new connection unless `max` are being served: it counts as active until the
-    /// guard is dropped. A connection not admitted is counted as refused.
-    pub fn admit(&self, max: usize) -> Option<ActiveGuard> {
+    /// Admits a new connection from `peer` unless `max` are being served or its address
+    /// ([`addr_key`](owamp_core::policy::addr_key)) has `max_per_addr` (0: no limit): it
+    /// counts as active until the guard is dropped. A connection not admitted is counted as
+    /// refused.
+    pub fn admit(
+        &self,
+        max: usize,
+        max_per_addr: usize,
+        peer: IpAddr,
+    ) -> Result<ActiveGuard, Refusal> {
         if self.active.load(Ordering::SeqCst) >= max {
             self.refused.fetch_add(1, Ordering::SeqCst);
-            return None;
+            return Err(Refusal::Busy { max });
+        }
+        if let Err(e) = self.per_addr.acquire_up_to(peer, max_per_addr) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(Refusal::PerAddr(e));
         }
         self.active.fetch_add(1, Ordering::SeqCst);
         self.accepted.fetch_add(1, Ordering::SeqCst);
-        Some(ActiveGuard(self.active.clone()))
+        Ok(ActiveGuard {
+            active: self.active.clone(),
+            per_addr: self.per_addr.clone(),
+            peer,
+        })
+    }
+
+    /// Admits `stream`'s peer as [`admit`](Self::admit) does with the limits of `config`;
+    /// a refusal is told to [`ServeConfig::refused`].
+    pub fn admit_peer(&self, config: &ServeConfig, peer: SocketAddr) -> Option<ActiveGuard> {
+        match self.admit(
+            config.max_connections,
+            config.max_connections_per_addr,
+            peer.ip(),
+        ) {
+            Ok(g) => Some(g),
+            Err(reason) => {
+                if let Some(log) = &config.refused {
+                    log(&Refused { peer, reason });
+                }
+                None
+            }
+        }
+    }
+
+    /// Connections being served now from `addr`'s address (as counted: its IPv4 address or
+    /// IPv6 /64).
+    pub fn active_from(&self, addr: IpAddr) -> usize {
+        self.per_addr.held(addr)
     }
 
     /// Connections being served now.
@@ -513,13 +612,18 @@ impl ConnectionCounts {
     }
 }
 
-/// Decrements the active count when a connection ends, however it ends.
+/// Decrements the active counts when a connection ends, however it ends.
 #[derive(Debug)]
-pub struct ActiveGuard(Arc<AtomicUsize>);
+pub struct ActiveGuard {
+    active: Arc<AtomicUsize>,
+    per_addr: PerAddr,
+    peer: IpAddr,
+}
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.per_addr.release(self.peer);
     }
 }
 
