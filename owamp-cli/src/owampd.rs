@@ -679,7 +679,7 @@ fn serve(
             c.close,
             None | Some(CloseReason::Local | CloseReason::PeerClosed)
         );
-        if verbose || c.sessions > 0 || abnormal {
+        if verbose || c.sessions > 0 || abnormal || c.foreign_datagrams > 0 {
             log(&describe(c));
         }
     }));
@@ -770,8 +770,13 @@ fn describe(c: &ConnectionSummary) -> String {
         .as_deref()
         .map(|e| format!(" (last store error: {e})"))
         .unwrap_or_default();
+    let foreign = if c.foreign_datagrams > 0 {
+        format!(" foreign_datagrams_dropped={}", c.foreign_datagrams)
+    } else {
+        String::new()
+    };
     format!(
-        "connection from {}: mode={}{id} sessions={} stored={} store_errors={}{store_error} closed={close}",
+        "connection from {}: mode={}{id} sessions={} stored={} store_errors={}{store_error}{foreign} closed={close}",
         c.peer, c.mode, c.sessions, c.stored, c.store_errors
     )
 }

@@ -392,6 +392,8 @@ pub struct ConnectionSummary {
     pub store_error: Option<String>,
     /// Why the connection closed (`None` if it was closed by a server shutdown).
     pub close: Option<CloseReason>,
+    /// Datagrams at its test sockets from others than the sessions' peers, dropped.
+    pub foreign_datagrams: u64,
 }
 
 /// A callback told about each connection when it ends.
@@ -657,6 +659,9 @@ pub struct Host<M: Machine> {
     fetch_done: Option<SessionId>,
     /// Datagrams that could not be sent (counted as sent: they are lost in the network).
     pub send_errors: u64,
+    /// Datagrams read from a test socket that did not come from its session's peer, and
+    /// were dropped unread (those the kernel dropped for a connected socket are not seen).
+    pub foreign_datagrams: u64,
     /// Why the control connection closed, once it has.
     pub closed: Option<CloseReason>,
     buf: Vec<u8>,
@@ -701,6 +706,7 @@ impl<M: Machine> Host<M> {
             pending_fetch: None,
             fetch_done: None,
             send_errors: 0,
+            foreign_datagrams: 0,
             closed: None,
             buf: vec![0u8; MAX_DATAGRAM],
             // Sized for each socket when it is read.
@@ -806,6 +812,13 @@ impl<M: Machine> Host<M> {
                 // does when setsockopt fails.
                 if let Some(s) = self.sockets.get(&id) {
                     let _ = s.set_dscp(dscp);
+                }
+            }
+            SocketAction::Connect { id, peer } => {
+                // The connection filters datagrams itself as well: a socket that cannot be
+                // connected still measures, only without the kernel's help against floods.
+                if let Some(s) = self.sockets.get(&id) {
+                    let _ = s.accept_only_from(peer);
                 }
             }
             SocketAction::Close(id) => {
@@ -985,7 +998,10 @@ impl<M: Machine> Host<M> {
                     truncated: r.truncated,
                     payload,
                 };
-                self.conn.handle_datagram(now, id, &d);
+                let outcome = self.conn.handle_datagram(now, id, &d);
+                if outcome == owamp_core::session::DatagramOutcome::Foreign {
+                    self.foreign_datagrams += 1;
+                }
             }
             if got < self.batch.capacity() {
                 break;
@@ -1307,6 +1323,7 @@ pub fn server_connection<P: ServerPolicy>(
         store_errors: 0,
         store_error: None,
         close: None,
+        foreign_datagrams: 0,
     };
     (conn, summary)
 }
@@ -1391,6 +1408,7 @@ impl<P: ServerPolicy, R: rand_core::RngCore + rand_core::CryptoRng>
         summary.store_errors = self.store_errors;
         summary.store_error = self.last_store_error.clone();
         summary.close = self.closed.clone();
+        summary.foreign_datagrams = self.foreign_datagrams;
         summary
     }
 }
