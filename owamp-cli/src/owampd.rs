@@ -23,9 +23,9 @@ use std::time::Duration;
 use clap::Parser;
 use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
 use owamp_core::io::FetchReply;
-use owamp_core::policy::{Limits, Peer, ServerPolicy, TestAdmission};
+use owamp_core::policy::{Limits, Peer, ServerPolicy, SessionsPerAddr, TestAdmission};
 use owamp_core::wire::SessionId;
-use owamp_os::host::{ConnectionSummary, HostWarning, ServeConfig, StopHandle};
+use owamp_os::host::{ConnectionSummary, HostWarning, Refused, ServeConfig, StopHandle};
 use owamp_os::store::{DirectoryStore, FetchSource, SessionStore, StoreError};
 
 use crate::client::CONTROL_PORT;
@@ -341,14 +341,17 @@ impl DeleteOnFetch {
     }
 }
 
-/// The daemon's policy: the limits, plus the bookkeeping `delete_on_fetch` needs (the class
-/// of the connection that set each receive session up).
+/// The daemon's policy: the limits, the test sessions per client address, plus the
+/// bookkeeping `delete_on_fetch` needs (the class of the connection that set each receive
+/// session up).
 #[derive(Debug, Clone)]
 pub struct DaemonPolicy {
     /// The limits (shared by every connection).
     pub limits: Limits,
     /// Sessions to delete once fetched.
     pub delete: Arc<DeleteOnFetch>,
+    /// Test sessions per client address (`maxsessionsperaddr`, shared by every connection).
+    pub per_addr: SessionsPerAddr,
 }
 
 impl ServerPolicy for DaemonPolicy {
@@ -362,7 +365,19 @@ impl ServerPolicy for DaemonPolicy {
         self.limits.allow_control(peer)
     }
     fn admit_test(&mut self, test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
-        self.limits.admit_test(test)?;
+        // Before the class limits and before any test port is bound (RFC 4656 3.5: Accept
+        // 5, a temporary resource limitation).
+        if let Err(e) = self.per_addr.admit(test.peer.addr, test.sid, test.role) {
+            log(&format!(
+                "session request from {} refused: per-address limit: {e} test sessions",
+                test.peer.addr
+            ));
+            return Err(AcceptCode::TemporaryResourceLimit);
+        }
+        if let Err(code) = self.limits.admit_test(test) {
+            self.per_addr.release(&test.sid, test.role);
+            return Err(code);
+        }
         if test.role == Role::Receiver {
             let class = self.limits.class_for(test.peer.addr, test.peer.key_id);
             self.delete.track(&class, test.sid);
@@ -370,6 +385,7 @@ impl ServerPolicy for DaemonPolicy {
         Ok(())
     }
     fn release_test(&mut self, sid: &SessionId, role: Role) {
+        self.per_addr.release(sid, role);
         self.limits.release_test(sid, role)
     }
     fn allow_fetch(&mut self, peer: Peer<'_>, sid: &SessionId) -> Result<(), AcceptCode> {
@@ -377,7 +393,10 @@ impl ServerPolicy for DaemonPolicy {
     }
 }
 
-/// `.owp` files in the data directory; files of `delete_on_fetch` classes go once fetched.
+/// `.owp` files in the data directory; files of `delete_on_fetch` classes go once fetched
+/// completely: every stored record answered and the whole answer handed to the connection
+/// ([`SessionStore::fetch_complete`]). A partial or empty-range fetch, or one that broke off,
+/// keeps the file, as perfSONAR's owampd does.
 #[derive(Debug)]
 pub struct DaemonStore {
     /// The files.
@@ -399,61 +418,18 @@ impl SessionStore for DaemonStore {
     }
 
     fn load(&self, sid: &SessionId) -> FetchReply {
-        let r = self.dir.load(sid);
-        if matches!(r, FetchReply::Found(_)) && self.delete.take(sid) {
+        self.dir.load(sid)
+    }
+
+    /// Streamed from the file.
+    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
+        self.dir.fetch(sid, begin, end)
+    }
+
+    fn fetch_complete(&self, sid: &SessionId) {
+        if self.delete.take(sid) {
             let _ = std::fs::remove_file(self.dir.path_of(sid));
         }
-        r
-    }
-
-    /// Streamed from the file; a `delete_on_fetch` session's file goes once every record of
-    /// the answer was read.
-    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
-        match self.dir.fetch(sid, begin, end) {
-            FetchSource::Stream { head, records } if self.delete.take(sid) => {
-                let mut records = DeleteAtEnd {
-                    records,
-                    left: head.num_records,
-                    path: Some(self.dir.path_of(sid)),
-                };
-                records.delete_when_done();
-                FetchSource::Stream {
-                    head,
-                    records: Box::new(records),
-                }
-            }
-            other => other,
-        }
-    }
-}
-
-/// Removes a fetched session's file once the records of the answer have all been read.
-struct DeleteAtEnd {
-    records: owamp_os::store::RecordIter,
-    left: u32,
-    path: Option<PathBuf>,
-}
-
-impl DeleteAtEnd {
-    fn delete_when_done(&mut self) {
-        if self.left == 0 {
-            if let Some(p) = self.path.take() {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-}
-
-impl Iterator for DeleteAtEnd {
-    type Item = Result<owamp_core::wire::DataRecord, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let r = self.records.next();
-        if matches!(r, Some(Ok(_))) {
-            self.left = self.left.saturating_sub(1);
-            self.delete_when_done();
-        }
-        r
     }
 }
 
@@ -701,11 +677,13 @@ fn serve(
     }
 
     let delete = Arc::new(DeleteOnFetch::new(&s.limits));
+    let limits = PerAddrLimits::of(&s.conf);
     let policy = DaemonPolicy {
         limits: s
             .limits
             .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0)),
         delete: delete.clone(),
+        per_addr: SessionsPerAddr::new(limits.sessions),
     };
     let dir = DirectoryStore::new(&s.datadir)
         .map_err(|e| Fatal(format!("Unable to mkdir({}): {e}", s.datadir.display())))?;
@@ -737,7 +715,16 @@ fn serve(
     cfg.endpoint.fine_timer = false;
     cfg.endpoint.max_spin = Duration::ZERO;
     cfg.endpoint.warn = Some(Arc::new(|w: &HostWarning| tracing::warn!("warning: {w}")));
-    cfg.max_connections = max_connections(s.conf.maxcontrolsessions);
+    cfg.max_connections = limits.connections;
+    cfg.max_connections_per_addr = limits.connections_per_addr;
+    cfg.refused = Some(Arc::new(|r: &Refused| tracing::warn!("{r}")));
+    log(&format!(
+        "limits: {} control connections, {} per address, {} test sessions per address \
+         (an IPv4 address or an IPv6 /64; 0: none)",
+        shown(limits.connections),
+        limits.connections_per_addr,
+        limits.sessions
+    ));
     cfg.shutdown_grace = Duration::from_secs(u64::from(s.conf.dieby.unwrap_or(5)));
     let verbose = s.conf.verbose;
     cfg.log = Some(Arc::new(move |c: &ConnectionSummary| {
@@ -746,7 +733,7 @@ fn serve(
             c.close,
             None | Some(CloseReason::Local | CloseReason::PeerClosed)
         );
-        if verbose || c.sessions > 0 || abnormal {
+        if verbose || c.sessions > 0 || abnormal || c.foreign_datagrams > 0 {
             log(&describe(c));
         }
     }));
@@ -877,8 +864,13 @@ fn describe(c: &ConnectionSummary) -> String {
         .as_deref()
         .map(|e| format!(" (last store error: {e})"))
         .unwrap_or_default();
+    let foreign = if c.foreign_datagrams > 0 {
+        format!(" foreign_datagrams_dropped={}", c.foreign_datagrams)
+    } else {
+        String::new()
+    };
     format!(
-        "connection from {}: mode={}{id} sessions={} stored={} store_errors={}{store_error} closed={close}",
+        "connection from {}: mode={}{id} sessions={} stored={} store_errors={}{store_error}{foreign} closed={close}",
         c.peer, c.mode, c.sessions, c.stored, c.store_errors
     )
 }
@@ -897,6 +889,64 @@ fn max_connections(setting: Option<u32>) -> usize {
     }
 }
 
+/// A limit for the log line: "none" for no limit.
+fn shown(n: usize) -> String {
+    if n == usize::MAX {
+        "no limit on".into()
+    } else {
+        n.to_string()
+    }
+}
+
+/// The connection limits and the per-address limits owampd runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PerAddrLimits {
+    /// Control connections at once (`usize::MAX`: no limit).
+    connections: usize,
+    /// Control connections at once per address (0: no limit).
+    connections_per_addr: usize,
+    /// Test sessions at once per address (0: no limit).
+    sessions: usize,
+}
+
+/// Per-address control connections when the configuration does not say: a quarter of the
+/// connection cap, so that one host never takes every slot, and at least 4 (and 64 when
+/// there is no cap).
+fn default_connections_per_addr(connections: usize) -> usize {
+    if connections == usize::MAX {
+        64
+    } else {
+        (connections / 4).max(4)
+    }
+}
+
+impl PerAddrLimits {
+    fn of(conf: &server::ServerConf) -> Self {
+        let connections = max_connections(conf.maxcontrolsessions);
+        let to_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        let connections_per_addr = conf
+            .maxcontrolsessionsperaddr
+            .map_or_else(|| default_connections_per_addr(connections), to_usize);
+        // Unset: two sessions (one each way) for every connection an address may hold, and
+        // no more than a quarter of the test port range (at least 4).
+        let sessions = conf.maxsessionsperaddr.map_or_else(
+            || {
+                let per_conn = default_connections_per_addr(connections).saturating_mul(2);
+                match conf.testports.and_then(server::TestPorts::range) {
+                    Some(r) => per_conn.min((usize::from(r.high - r.low) + 1) / 4).max(4),
+                    None => per_conn,
+                }
+            },
+            to_usize,
+        );
+        Self {
+            connections,
+            connections_per_addr,
+            sessions,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -906,6 +956,25 @@ mod tests {
         assert_eq!(max_connections(None), DEFAULT_MAX_CONTROL_SESSIONS);
         assert_eq!(max_connections(Some(0)), usize::MAX);
         assert_eq!(max_connections(Some(50)), 50);
+    }
+
+    #[test]
+    fn per_address_limits_default_to_a_share_of_the_whole() {
+        let of = |text: &str| PerAddrLimits::of(&server::parse(text).unwrap());
+        assert_eq!(
+            of(""),
+            PerAddrLimits {
+                connections: DEFAULT_MAX_CONTROL_SESSIONS,
+                connections_per_addr: DEFAULT_MAX_CONTROL_SESSIONS / 4,
+                sessions: DEFAULT_MAX_CONTROL_SESSIONS / 2,
+            }
+        );
+        let l = of("maxcontrolsessions 8\ntestports 9000-9009\n");
+        assert_eq!((l.connections_per_addr, l.sessions), (4, 4));
+        let l = of("maxcontrolsessions 0\n");
+        assert_eq!((l.connections, l.connections_per_addr), (usize::MAX, 64));
+        let l = of("maxcontrolsessionsperaddr 0\nmaxsessionsperaddr 3\n");
+        assert_eq!((l.connections_per_addr, l.sessions), (0, 3));
     }
 
     #[test]

@@ -80,7 +80,8 @@ fn pump<M: Machine>(c: &mut Connection<M>, io: &mut Io) -> Vec<Output<M::Event>>
                 };
                 c.socket_opened(now(), id, r);
             }
-            Output::Socket(SocketAction::SetDscp { .. }) => {} // best effort: not here
+            // Best effort: not here (the connection filters datagrams by source itself).
+            Output::Socket(SocketAction::SetDscp { .. } | SocketAction::Connect { .. }) => {}
             Output::Socket(SocketAction::Close(id)) => drop(io.udp.remove(&id)),
             other => app.push(other),
         }

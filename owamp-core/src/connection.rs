@@ -172,6 +172,17 @@ pub enum SocketAction {
         /// The DSCP, 1 to 63.
         dscp: u8,
     },
+    /// Take datagrams only from `peer` (`connect(2)` the socket): the kernel then drops
+    /// datagrams from anyone else before they are queued, so a flood at the port does not
+    /// crowd the session's packets out of the receive buffer. Asked for a receiving socket
+    /// whose peer's port is known; the connection ignores datagrams from anyone but the peer
+    /// in any case, so a host may skip it (or fail to do it) at the cost of that protection.
+    Connect {
+        /// The socket.
+        id: SocketId,
+        /// The sender's address and port, as agreed in Request-Session (RFC 4656 3.5).
+        peer: SocketAddr,
+    },
     /// Close the socket.
     Close(SocketId),
 }
@@ -825,6 +836,15 @@ impl<M: Machine> Connection<M> {
                     self.out.push_back(Output::Socket(SocketAction::SetDscp {
                         id: socket,
                         dscp: session.dscp(),
+                    }));
+                }
+                // RFC 4656 4.2: the receiver takes test packets from the sender's address and
+                // port (TestSession::handle_datagram checks them anyway); the kernel can
+                // apply that filter before anything is queued.
+                if session.role() == Role::Receiver && info.peer.port() != 0 {
+                    self.out.push_back(Output::Socket(SocketAction::Connect {
+                        id: socket,
+                        peer: info.peer,
                     }));
                 }
                 if self.stream && session.role() == Role::Receiver {

@@ -390,7 +390,7 @@ impl Pair {
                 let port = self.open_socket(Side::Client, id, local);
                 self.client.socket_opened(self.now, id, Ok(port));
             }
-            Output::Socket(SocketAction::SetDscp { .. }) => {}
+            Output::Socket(SocketAction::SetDscp { .. } | SocketAction::Connect { .. }) => {}
             Output::Socket(SocketAction::Close(id)) => self.close_socket(Side::Client, id),
             Output::Store(s) => self.out.client_received.push(*s),
             Output::Stream(r) => {
@@ -488,7 +488,7 @@ impl Pair {
                 let port = self.open_socket(Side::Server, id, local);
                 self.server.socket_opened(self.now, id, Ok(port));
             }
-            Output::Socket(SocketAction::SetDscp { .. }) => {}
+            Output::Socket(SocketAction::SetDscp { .. } | SocketAction::Connect { .. }) => {}
             Output::Socket(SocketAction::Close(id)) => self.close_socket(Side::Server, id),
             Output::Store(s) => {
                 self.out.server_stored.insert(s.request.sid, *s);

@@ -33,7 +33,7 @@ use owamp_core::control::{
     SessionRequest,
 };
 use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
-use owamp_core::policy::ServerPolicy;
+use owamp_core::policy::{OverLimit, PerAddr, ServerPolicy};
 use owamp_core::session::{Datagram, Timeout};
 use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
@@ -392,6 +392,8 @@ pub struct ConnectionSummary {
     pub store_error: Option<String>,
     /// Why the connection closed (`None` if it was closed by a server shutdown).
     pub close: Option<CloseReason>,
+    /// Datagrams at its test sockets from others than the sessions' peers, dropped.
+    pub foreign_datagrams: u64,
 }
 
 /// A callback told about each connection when it ends.
@@ -410,6 +412,13 @@ pub struct ServeConfig {
     pub io_timeout: Duration,
     /// Connections served at once; further ones are closed at once.
     pub max_connections: usize,
+    /// Connections served at once from one address (an IPv4 address, or an IPv6 /64:
+    /// [`addr_key`](owamp_core::policy::addr_key)); further ones are closed at once,
+    /// before the Server-Greeting. 0: no limit.
+    pub max_connections_per_addr: usize,
+    /// Told about every connection closed at once by `max_connections` or
+    /// `max_connections_per_addr`, with the peer and the reason.
+    pub refused: Option<RefusalLog>,
     /// After shutdown, how long the adapter's `Server::run` waits for running connections to finish.
     pub shutdown_grace: Duration,
     /// Told about every connection when it ends.
@@ -423,6 +432,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("endpoint", &self.endpoint)
             .field("io_timeout", &self.io_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_addr", &self.max_connections_per_addr)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish_non_exhaustive()
     }
@@ -435,6 +445,8 @@ impl Default for ServeConfig {
             endpoint: EndpointConfig::default(),
             io_timeout: Duration::from_secs(30),
             max_connections: 64,
+            max_connections_per_addr: 16,
+            refused: None,
             shutdown_grace: Duration::from_secs(10),
             log: None,
         }
@@ -475,26 +487,115 @@ pub fn log_connection(config: &ServeConfig, served: &std::io::Result<ConnectionS
     }
 }
 
+/// A callback told about each connection refused at once.
+pub type RefusalLog = Arc<dyn Fn(&Refused) + Send + Sync>;
+
+/// A control connection closed as soon as it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The client.
+    pub peer: SocketAddr,
+    /// Why.
+    pub reason: Refusal,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connection from {} refused: {}",
+            owamp_core::control::canonical(self.peer),
+            self.reason
+        )
+    }
+}
+
+/// Why a control connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// [`ServeConfig::max_connections`] are being served.
+    #[error("{max} control connections are being served (the limit)")]
+    Busy {
+        /// The limit.
+        max: usize,
+    },
+    /// The client's address holds [`ServeConfig::max_connections_per_addr`] already.
+    #[error("per-address limit: {0} control connections")]
+    PerAddr(OverLimit),
+}
+
 /// A server's connection counts, shared by the accept loops of its listeners and their
 /// connections.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConnectionCounts {
     active: Arc<AtomicUsize>,
     accepted: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
+    per_addr: PerAddr,
+}
+
+impl Default for ConnectionCounts {
+    fn default() -> Self {
+        Self {
+            active: Arc::default(),
+            accepted: Arc::default(),
+            refused: Arc::default(),
+            per_addr: PerAddr::new(0),
+        }
+    }
 }
 
 impl ConnectionCounts {
-    /// Admits a new connection unless `max` are being served: it counts as active until the
-    /// guard is dropped. A connection not admitted is counted as refused.
-    pub fn admit(&self, max: usize) -> Option<ActiveGuard> {
+    /// Admits a new connection from `peer` unless `max` are being served or its address
+    /// ([`addr_key`](owamp_core::policy::addr_key)) has `max_per_addr` (0: no limit): it
+    /// counts as active until the guard is dropped. A connection not admitted is counted as
+    /// refused.
+    pub fn admit(
+        &self,
+        max: usize,
+        max_per_addr: usize,
+        peer: IpAddr,
+    ) -> Result<ActiveGuard, Refusal> {
         if self.active.load(Ordering::SeqCst) >= max {
             self.refused.fetch_add(1, Ordering::SeqCst);
-            return None;
+            return Err(Refusal::Busy { max });
+        }
+        if let Err(e) = self.per_addr.acquire_up_to(peer, max_per_addr) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(Refusal::PerAddr(e));
         }
         self.active.fetch_add(1, Ordering::SeqCst);
         self.accepted.fetch_add(1, Ordering::SeqCst);
-        Some(ActiveGuard(self.active.clone()))
+        Ok(ActiveGuard {
+            active: self.active.clone(),
+            per_addr: self.per_addr.clone(),
+            peer,
+        })
+    }
+
+    /// Admits `stream`'s peer as [`admit`](Self::admit) does with the limits of `config`;
+    /// a refusal is told to [`ServeConfig::refused`].
+    pub fn admit_peer(&self, config: &ServeConfig, peer: SocketAddr) -> Option<ActiveGuard> {
+        match self.admit(
+            config.max_connections,
+            config.max_connections_per_addr,
+            peer.ip(),
+        ) {
+            Ok(g) => Some(g),
+            Err(reason) => {
+                if let Some(log) = &config.refused {
+                    log(&Refused { peer, reason });
+                }
+                None
+            }
+        }
+    }
+
+    /// Connections being served now from `addr`'s address (as counted: its IPv4 address or
+    /// IPv6 /64).
+    pub fn active_from(&self, addr: IpAddr) -> usize {
+        self.per_addr.held(addr)
     }
 
     /// Connections being served now.
@@ -513,13 +614,18 @@ impl ConnectionCounts {
     }
 }
 
-/// Decrements the active count when a connection ends, however it ends.
+/// Decrements the active counts when a connection ends, however it ends.
 #[derive(Debug)]
-pub struct ActiveGuard(Arc<AtomicUsize>);
+pub struct ActiveGuard {
+    active: Arc<AtomicUsize>,
+    per_addr: PerAddr,
+    peer: IpAddr,
+}
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.per_addr.release(self.peer);
     }
 }
 
@@ -546,8 +652,16 @@ pub struct Host<M: Machine> {
     sinks: HashMap<SessionId, Box<dyn RecordSink>>,
     /// A Fetch-Session answer being streamed from the store.
     feed: Option<FetchFeed<M>>,
+    /// A Fetch-Session whose session the store is still writing: asked again until then.
+    pending_fetch: Option<PendingFetch>,
+    /// A streamed answer that held every stored record of this session was fed whole: the
+    /// store hears of it once the connection has taken every octet of it without error.
+    fetch_done: Option<SessionId>,
     /// Datagrams that could not be sent (counted as sent: they are lost in the network).
     pub send_errors: u64,
+    /// Datagrams read from a test socket that did not come from its session's peer, and
+    /// were dropped unread (those the kernel dropped for a connected socket are not seen).
+    pub foreign_datagrams: u64,
     /// Why the control connection closed, once it has.
     pub closed: Option<CloseReason>,
     buf: Vec<u8>,
@@ -589,7 +703,10 @@ impl<M: Machine> Host<M> {
             last_store_error: None,
             sinks: HashMap::new(),
             feed: None,
+            pending_fetch: None,
+            fetch_done: None,
             send_errors: 0,
+            foreign_datagrams: 0,
             closed: None,
             buf: vec![0u8; MAX_DATAGRAM],
             // Sized for each socket when it is read.
@@ -617,6 +734,15 @@ impl<M: Machine> Host<M> {
         loop {
             self.transmit_due();
             let Some(o) = self.conn.poll_output() else {
+                // Every action returned before was carried out (the adapter calls again
+                // only then): a complete answer's last octets are with the connection.
+                if let Some(sid) = self.fetch_done.take() {
+                    if !self.conn.is_closed() {
+                        if let Some(store) = &self.store {
+                            store.fetch_complete(&sid);
+                        }
+                    }
+                }
                 // A streamed Fetch-Session answer takes its next batch only once the last
                 // one is on its way: one batch in memory at a time.
                 if self.feed_fetch() {
@@ -688,6 +814,13 @@ impl<M: Machine> Host<M> {
                     let _ = s.set_dscp(dscp);
                 }
             }
+            SocketAction::Connect { id, peer } => {
+                // The connection filters datagrams itself as well: a socket that cannot be
+                // connected still measures, only without the kernel's help against floods.
+                if let Some(s) = self.sockets.get(&id) {
+                    let _ = s.accept_only_from(peer);
+                }
+            }
             SocketAction::Close(id) => {
                 self.sockets.remove(&id);
             }
@@ -734,8 +867,12 @@ impl<M: Machine> Host<M> {
         };
         let remaining = (f.remaining)(&self.conn);
         if remaining == 0 {
+            // Every record was fed (perhaps none): complete, unless the connection broke.
+            if f.covers_all && !self.conn.is_closed() {
+                self.fetch_done = Some(f.sid);
+            }
             self.feed = None;
-            return false;
+            return self.fetch_done.is_some();
         }
         let want = remaining.min(FETCH_FEED_BATCH) as usize;
         let mut batch = Vec::with_capacity(want);
@@ -861,7 +998,10 @@ impl<M: Machine> Host<M> {
                     truncated: r.truncated,
                     payload,
                 };
-                self.conn.handle_datagram(now, id, &d);
+                let outcome = self.conn.handle_datagram(now, id, &d);
+                if outcome == owamp_core::session::DatagramOutcome::Foreign {
+                    self.foreign_datagrams += 1;
+                }
             }
             if got < self.batch.capacity() {
                 break;
@@ -872,7 +1012,11 @@ impl<M: Machine> Host<M> {
 
     /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.
     pub fn poll_timeout(&self) -> Option<Timeout> {
-        self.conn.poll_timeout()
+        let retry = self.pending_fetch.as_ref().map(|p| Timeout {
+            at: p.retry_at,
+            precise: false,
+        });
+        Timeout::earliest(self.conn.poll_timeout(), retry)
     }
 
     /// Time passed: feeds the clock's time (and its error estimate) to the connection.
@@ -945,8 +1089,29 @@ impl<M: Machine> Host<M> {
 /// Records fed to a streamed Fetch-Session answer at a time.
 const FETCH_FEED_BATCH: u32 = 4096;
 
+/// How long a Fetch-Session waits for a session the store is still writing
+/// ([`FetchSource::Pending`]) before it is answered as not found. The wait is for the
+/// server to read the client's Stop-Sessions on the session's own connection, which the
+/// client sent before it could fetch: normally well under a millisecond.
+pub const FETCH_PENDING_WAIT: Duration = Duration::from_secs(2);
+
+/// How often a pending Fetch-Session asks the store again.
+const FETCH_PENDING_RETRY: Duration = Duration::from_millis(5);
+
+/// A Fetch-Session waiting for its session to be written.
+#[derive(Debug, Clone, Copy)]
+struct PendingFetch {
+    sid: SessionId,
+    begin: u32,
+    end: u32,
+    since: OwampTime,
+    retry_at: OwampTime,
+}
+
 /// A Fetch-Session answer streamed from the store into a server connection.
 struct FetchFeed<M: Machine> {
+    sid: SessionId,
+    covers_all: bool,
     records: RecordIter,
     remaining: fn(&Connection<M>) -> u32,
     push: fn(&mut Connection<M>, OwampTime, &[owamp_core::wire::DataRecord]),
@@ -1158,6 +1323,7 @@ pub fn server_connection<P: ServerPolicy>(
         store_errors: 0,
         store_error: None,
         close: None,
+        foreign_datagrams: 0,
     };
     (conn, summary)
 }
@@ -1165,34 +1331,71 @@ pub fn server_connection<P: ServerPolicy>(
 impl<P: ServerPolicy, R: rand_core::RngCore + rand_core::CryptoRng>
     Host<owamp_core::control::Server<P, R>>
 {
-    /// Counts the server's events into `summary` and answers fetch requests from the store.
+    /// Counts the server's events into `summary` and answers fetch requests from the store
+    /// (asking again, while it is due, about a session the store is still writing).
     pub fn serve_events(&mut self, summary: &mut ConnectionSummary) {
         use owamp_core::connection::ServerEvent;
-        use owamp_core::io::FetchReply;
+        if let Some(p) = self.pending_fetch {
+            if self.clock.now() >= p.retry_at {
+                self.pending_fetch = None;
+                self.answer_fetch(p);
+            }
+        }
         while let Some(e) = self.events.pop_front() {
             match e {
                 ServerEvent::SessionAccepted(_) => summary.sessions += 1,
                 ServerEvent::FetchRequest { sid, begin, end } => {
-                    let source = match &self.store {
-                        Some(store) => store.fetch(&sid, begin, end),
-                        None => FetchSource::Reply(FetchReply::NotFound),
-                    };
                     let now = self.clock.now();
-                    match source {
-                        FetchSource::Reply(reply) => self.conn.fetch_reply(now, reply),
-                        FetchSource::Stream { head, records } => {
-                            self.conn
-                                .fetch_reply(now, FetchReply::Streamed(Box::new(head)));
-                            self.feed = Some(FetchFeed {
-                                records,
-                                remaining: |c| c.fetch_remaining(),
-                                push: |c, now, r| c.fetch_records(now, r),
-                                close: |c, now| c.close(now),
-                            });
-                        }
-                    }
+                    self.answer_fetch(PendingFetch {
+                        sid,
+                        begin,
+                        end,
+                        since: now,
+                        retry_at: now,
+                    });
                 }
                 ServerEvent::Started | ServerEvent::TestComplete => {}
+            }
+        }
+    }
+
+    /// Answers a Fetch-Session from the store, or keeps it to ask again when the store is
+    /// still writing the session (at most [`FETCH_PENDING_WAIT`], then it is not found).
+    fn answer_fetch(&mut self, p: PendingFetch) {
+        use owamp_core::io::FetchReply;
+        let source = match &self.store {
+            Some(store) => store.fetch(&p.sid, p.begin, p.end),
+            None => FetchSource::Reply(FetchReply::NotFound),
+        };
+        let now = self.clock.now();
+        match source {
+            FetchSource::Reply(reply) => self.conn.fetch_reply(now, reply),
+            FetchSource::Pending => {
+                let waited = now.duration_since(p.since).unwrap_or(Duration::ZERO);
+                if waited >= FETCH_PENDING_WAIT || self.conn.is_closed() {
+                    self.conn.fetch_reply(now, FetchReply::NotFound);
+                } else {
+                    self.pending_fetch = Some(PendingFetch {
+                        retry_at: now.saturating_add(FETCH_PENDING_RETRY),
+                        ..p
+                    });
+                }
+            }
+            FetchSource::Stream {
+                head,
+                records,
+                covers_all,
+            } => {
+                self.conn
+                    .fetch_reply(now, FetchReply::Streamed(Box::new(head)));
+                self.feed = Some(FetchFeed {
+                    sid: p.sid,
+                    covers_all,
+                    records,
+                    remaining: |c| c.fetch_remaining(),
+                    push: |c, now, r| c.fetch_records(now, r),
+                    close: |c, now| c.close(now),
+                });
             }
         }
     }
@@ -1205,6 +1408,7 @@ impl<P: ServerPolicy, R: rand_core::RngCore + rand_core::CryptoRng>
         summary.store_errors = self.store_errors;
         summary.store_error = self.last_store_error.clone();
         summary.close = self.closed.clone();
+        summary.foreign_datagrams = self.foreign_datagrams;
         summary
     }
 }

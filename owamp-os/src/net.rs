@@ -709,6 +709,13 @@ impl TestSocket {
         Ok(RecvBufferSize { wanted, got })
     }
 
+    /// Takes datagrams only from `peer` from now on (`connect(2)`; an IPv4-mapped address
+    /// as IPv4): the kernel drops the others before they are queued, at no cost to the
+    /// socket's receive buffer. Datagrams already queued stay.
+    pub fn accept_only_from(&self, peer: SocketAddr) -> io::Result<()> {
+        self.sock.connect(&SockAddr::from(canonical(peer)))
+    }
+
     /// Sets the DSCP of packets sent ([`set_dscp`]).
     pub fn set_dscp(&self, dscp: u8) -> io::Result<()> {
         set_dscp(&self.sock, self.local.is_ipv6(), dscp)

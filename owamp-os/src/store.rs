@@ -1,10 +1,10 @@
 //! Where a server keeps the sessions it received, for Fetch-Session (RFC 4656 3.8).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use owamp_core::io::{FetchReply, FetchSelection, FetchStream, Finished, StoredSession};
 use owamp_core::owp::{OwpError, OwpReader, SessionHeader};
@@ -49,6 +49,14 @@ pub trait SessionStore: Send + Sync {
         let _ = (begin, end);
         FetchSource::Reply(self.load(sid))
     }
+
+    /// A streamed answer for `sid` that held every record stored for it
+    /// ([`FetchSource::Stream`] with `covers_all`) was handed whole to the connection, without
+    /// error. A store that deletes sessions once fetched (owampd's `delete_on_fetch`) does it
+    /// here, and only here: a partial, empty or broken-off fetch keeps the session.
+    fn fetch_complete(&self, sid: &SessionId) {
+        let _ = sid;
+    }
 }
 
 /// The records of a streamed Fetch-Session answer, in order.
@@ -64,14 +72,29 @@ pub enum FetchSource {
         head: FetchStream,
         /// Exactly `head.num_records` records.
         records: RecordIter,
+        /// Whether these are every record stored for the session (the range covered them
+        /// all): only such an answer, once handed over whole, is a complete fetch
+        /// ([`SessionStore::fetch_complete`]).
+        covers_all: bool,
     },
+    /// The session is still being written (its connection is reading the peer's
+    /// Stop-Sessions, or it is still running): ask again a little later. The host waits a
+    /// bounded time for it before it answers that there is no such session.
+    Pending,
 }
 
 impl std::fmt::Debug for FetchSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Reply(r) => f.debug_tuple("Reply").field(r).finish(),
-            Self::Stream { head, .. } => f.debug_struct("Stream").field("head", head).finish(),
+            Self::Stream {
+                head, covers_all, ..
+            } => f
+                .debug_struct("Stream")
+                .field("head", head)
+                .field("covers_all", covers_all)
+                .finish(),
+            Self::Pending => f.write_str("Pending"),
         }
     }
 }
@@ -121,18 +144,49 @@ impl RecordSink for Gather {
     }
 }
 
-/// Writes a session's records to its `.owp` file as they come.
-struct FileSink(StreamFile);
+/// Writes a session's records to its `.owp` file as they come. While it lives, its SID is
+/// in the store's set of sessions being written ([`Writing`]).
+struct FileSink {
+    file: Option<StreamFile>,
+    _writing: WritingGuard,
+}
 
 impl RecordSink for FileSink {
     fn append(&mut self, records: &[DataRecord]) -> Result<(), StoreError> {
-        Ok(self.0.append(records)?)
+        match self.file.as_mut() {
+            Some(f) => Ok(f.append(records)?),
+            None => Ok(()),
+        }
     }
 
-    fn finish(self: Box<Self>, end: &StreamEnd) -> Result<Option<StoredSession>, StoreError> {
-        self.0.finish(end)?;
+    fn finish(mut self: Box<Self>, end: &StreamEnd) -> Result<Option<StoredSession>, StoreError> {
+        // The file is renamed into place before the guard leaves the set (when `self`
+        // drops): a fetch that finds the SID no longer being written finds its file.
+        if let Some(f) = self.file.take() {
+            f.finish(end)?;
+        }
         Ok(None)
     }
+}
+
+/// The SIDs of the sessions a [`DirectoryStore`] is writing (shared by its clones).
+type Writing = Arc<Mutex<HashSet<SessionId>>>;
+
+/// Takes a SID out of the set of sessions being written when dropped, however the sink ends.
+struct WritingGuard {
+    set: Writing,
+    sid: SessionId,
+}
+
+impl Drop for WritingGuard {
+    fn drop(&mut self) {
+        lock_writing(&self.set).remove(&self.sid);
+    }
+}
+
+fn lock_writing(set: &Writing) -> MutexGuard<'_, HashSet<SessionId>> {
+    // Every update is one insert or remove: a panic elsewhere leaves the set consistent.
+    set.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
@@ -147,6 +201,9 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     fn load(&self, sid: &SessionId) -> FetchReply {
         (**self).load(sid)
+    }
+    fn fetch_complete(&self, sid: &SessionId) {
+        (**self).fetch_complete(sid)
     }
 }
 
@@ -229,9 +286,14 @@ impl SessionStore for MemoryStore {
 
 /// Sessions kept as perfSONAR-compatible `.owp` files (readable by owstats), one per session,
 /// named by the SID in hexadecimal.
+///
+/// Clones share the set of sessions being written, so a Fetch-Session that comes on another
+/// connection while a session's file is being completed is told to wait
+/// ([`FetchSource::Pending`]) rather than that there is no such session.
 #[derive(Debug, Clone)]
 pub struct DirectoryStore {
     dir: PathBuf,
+    writing: Writing,
 }
 
 impl DirectoryStore {
@@ -239,7 +301,10 @@ impl DirectoryStore {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            writing: Writing::default(),
+        })
     }
 
     /// The directory.
@@ -288,18 +353,38 @@ impl SessionStore for DirectoryStore {
     /// renamed to `<SID>.owp`. After a crash, the `.i` file holds what was received, and
     /// owstats reads it as a session not finished.
     fn begin(&self, request: &RequestSession) -> Result<Box<dyn RecordSink>, StoreError> {
+        lock_writing(&self.writing).insert(request.sid);
+        let guard = WritingGuard {
+            set: self.writing.clone(),
+            sid: request.sid,
+        };
         let f = StreamFile::create(&self.path_of(&request.sid), request)?;
-        Ok(Box::new(FileSink(f)))
+        Ok(Box::new(FileSink {
+            file: Some(f),
+            _writing: guard,
+        }))
     }
 
-    /// Streams the records from the file: the memory used does not grow with the session.
+    /// Streams the records from the file: the memory used does not grow with the session. A
+    /// session still being written is [`FetchSource::Pending`]: when the server sent its
+    /// Stop-Sessions first, the client's answer ends the test on the client before the server
+    /// has read it and completed the file, and the client may then fetch on another
+    /// connection at once.
     fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
+        // The set first: a sink renames its file before it leaves the set.
+        if lock_writing(&self.writing).contains(sid) {
+            return FetchSource::Pending;
+        }
         let path = self.path_of(sid);
         if !path.exists() {
             return FetchSource::Reply(FetchReply::NotFound);
         }
         match stream_file(&path, begin, end) {
-            Ok((head, records)) => FetchSource::Stream { head, records },
+            Ok((head, records, covers_all)) => FetchSource::Stream {
+                head,
+                records,
+                covers_all,
+            },
             Err(_) => FetchSource::Reply(FetchReply::Failed),
         }
     }
@@ -321,8 +406,13 @@ const FETCH_BATCH: u64 = 1024;
 
 /// Opens `path` for a streamed Fetch-Session of `begin..=end`: reads the file once to count
 /// the records served (twice for a session not finished normally, to find its last received
-/// packet), and returns them as an iterator that reads a batch at a time.
-fn stream_file(path: &Path, begin: u32, end: u32) -> Result<(FetchStream, RecordIter), StoreError> {
+/// packet), and returns them as an iterator that reads a batch at a time, and whether they
+/// are every record of the file.
+fn stream_file(
+    path: &Path,
+    begin: u32,
+    end: u32,
+) -> Result<(FetchStream, RecordIter, bool), StoreError> {
     let open = || -> Result<OwpReader<io::BufReader<File>>, StoreError> {
         Ok(OwpReader::new(io::BufReader::new(File::open(path)?))?)
     };
@@ -347,6 +437,7 @@ fn stream_file(path: &Path, begin: u32, end: u32) -> Result<(FetchStream, Record
         }
     }
     let total = r.record_count();
+    let covers_all = u64::from(n) == total;
     let head = FetchStream {
         request: stored.request,
         finished,
@@ -361,7 +452,7 @@ fn stream_file(path: &Path, begin: u32, end: u32) -> Result<(FetchStream, Record
         total,
         batch: Vec::new().into_iter(),
     };
-    Ok((head, Box::new(records)))
+    Ok((head, Box::new(records), covers_all))
 }
 
 /// The selected records of a file, read a batch at a time.
@@ -474,6 +565,48 @@ mod tests {
         assert_eq!((s.next_seqno, s.skips.len()), (40, 1));
         assert_eq!(s.records, recs);
         assert_eq!(s.request.hmac, [0; 16], "no HMAC in files");
+    }
+
+    /// While a session is being written, a fetch is told to wait; once it is done, the
+    /// answer says whether its range covered every stored record.
+    #[test]
+    fn a_session_being_written_is_pending_and_whole_ranges_cover_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirectoryStore::new(dir.path()).unwrap();
+        let req = request();
+        let other = DirectoryStore::clone(&store);
+        let mut sink = store.begin(&req).unwrap();
+        let recs: Vec<_> = (0..40).map(|s| rec(s, false)).collect();
+        sink.append(&recs[..10]).unwrap();
+        assert!(matches!(
+            other.fetch(&req.sid, 0, u32::MAX),
+            FetchSource::Pending
+        ));
+        assert!(matches!(
+            store.fetch(&SessionId([9; 16]), 0, u32::MAX),
+            FetchSource::Reply(FetchReply::NotFound)
+        ));
+        sink.finish(&end(recs[10..].to_vec(), None)).unwrap();
+        let covers = |begin, end| match other.fetch(&req.sid, begin, end) {
+            FetchSource::Stream {
+                head, covers_all, ..
+            } => (head.num_records, covers_all),
+            f => panic!("{f:?}"),
+        };
+        assert_eq!(covers(0, u32::MAX), (40, true));
+        assert_eq!(covers(0, 39), (40, true));
+        assert_eq!(covers(0, 4), (5, false));
+        assert_eq!(covers(5, 3), (0, false));
+        // A sink dropped without finishing (the connection broke) leaves the set too.
+        let req2 = RequestSession {
+            sid: SessionId([8; 16]),
+            ..request()
+        };
+        drop(store.begin(&req2).unwrap());
+        assert!(matches!(
+            other.fetch(&req2.sid, 0, u32::MAX),
+            FetchSource::Reply(FetchReply::NotFound)
+        ));
     }
 
     /// When records already written must go (RFC 4656 3.8), the file is rewritten without

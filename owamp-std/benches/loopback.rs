@@ -333,6 +333,8 @@ fn concurrency(quick: bool) {
             ..ServerConfig::default()
         },
         max_connections: 256,
+        // Every client comes from 127.0.0.1.
+        max_connections_per_addr: 0,
         ..ServeConfig::default()
     };
     let server = Server::bind(SocketAddr::new(lo(), 0), config, AllowAll, store).unwrap();

@@ -7,10 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use owamp_core::control::{ClientConfig, Role};
-use owamp_core::io::Finished;
+use owamp_core::io::{FetchReply, Finished, StoredSession};
 use owamp_core::owp::OwpReader;
 use owamp_core::policy::AllowAll;
-use owamp_os::store::{read_owp, DirectoryStore, MemoryStore};
+use owamp_core::session::StreamEnd;
+use owamp_core::wire::{DataRecord, RequestSession, SessionId};
+use owamp_os::store::{
+    read_owp, DirectoryStore, FetchSource, MemoryStore, RecordSink, SessionStore, StoreError,
+};
 use owamp_std::control::{
     run_test, ClientConnection, ClientOptions, Server, SessionSpec, TestPlan,
 };
@@ -234,4 +238,84 @@ fn shutdown_during_a_test_stops_it_and_keeps_the_records() {
     let kept = store.get(&to.info.sid).unwrap();
     assert_eq!(kept.finished, Finished::Normal);
     assert!(kept.records.len() > 20, "{}", kept.records.len());
+}
+
+/// A store whose sessions take a while to complete (a slow disk): its sinks wait before
+/// they finish their file.
+struct SlowFinish {
+    inner: DirectoryStore,
+    delay: Duration,
+}
+
+struct SlowSink {
+    inner: Box<dyn RecordSink>,
+    delay: Duration,
+}
+
+impl RecordSink for SlowSink {
+    fn append(&mut self, records: &[DataRecord]) -> Result<(), StoreError> {
+        self.inner.append(records)
+    }
+
+    fn finish(self: Box<Self>, end: &StreamEnd) -> Result<Option<StoredSession>, StoreError> {
+        std::thread::sleep(self.delay);
+        self.inner.finish(end)
+    }
+}
+
+impl SessionStore for SlowFinish {
+    fn save(&self, session: &StoredSession) -> Result<(), StoreError> {
+        self.inner.save(session)
+    }
+    fn load(&self, sid: &SessionId) -> FetchReply {
+        self.inner.load(sid)
+    }
+    fn begin(&self, request: &RequestSession) -> Result<Box<dyn RecordSink>, StoreError> {
+        Ok(Box::new(SlowSink {
+            inner: self.inner.begin(request)?,
+            delay: self.delay,
+        }))
+    }
+    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
+        self.inner.fetch(sid, begin, end)
+    }
+}
+
+/// The server sends its Stop-Sessions first (its receive session is over before the
+/// client's end delay), so the client's answer ends the test on the client before the server
+/// has read it and completed the file. A fetch on a second connection at that moment waits
+/// for the file rather than being told there is no such session (RFC 4656 3.9).
+#[test]
+fn fetch_from_another_connection_right_after_the_test_waits_for_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SlowFinish {
+        inner: DirectoryStore::new(dir.path()).unwrap(),
+        delay: Duration::from_millis(400),
+    });
+    let server = Server::bind(lo(), config(Duration::from_secs(5), 4), AllowAll, store).unwrap();
+    let addr = server.local_addr().unwrap();
+    let server = server.spawn().unwrap();
+    let opts = ClientOptions {
+        control: ClientConfig {
+            control_timeout: Duration::from_secs(5),
+            end_delay: Duration::from_millis(500),
+            ..ClientConfig::default()
+        },
+        ..ClientOptions::default()
+    };
+    let mut conn = ClientConnection::connect(addr, &opts).unwrap();
+    let mut other = ClientConnection::connect(addr, &opts).unwrap();
+    let start = conn.now().saturating_add(Duration::from_millis(200));
+    let to = conn
+        .request_session(Role::Sender, &spec(10), start)
+        .unwrap();
+    conn.start().unwrap();
+    let end = conn.wait(None).unwrap();
+    assert!(end.complete);
+    let fetched = other.fetch(to.sid, 0, u32::MAX).unwrap();
+    assert_eq!(fetched.finished, Finished::Normal);
+    assert_eq!(fetched.records.len(), 10);
+    drop(conn);
+    drop(other);
+    server.shutdown().unwrap();
 }

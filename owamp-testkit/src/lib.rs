@@ -118,6 +118,8 @@ pub fn serve_config(control_timeout: Duration, max_connections: usize) -> ServeC
             ..ServerConfig::default()
         },
         max_connections,
+        // Every test client comes from 127.0.0.1.
+        max_connections_per_addr: 0,
         shutdown_grace: Duration::from_secs(5),
         ..ServeConfig::default()
     }

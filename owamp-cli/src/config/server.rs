@@ -3,8 +3,9 @@
 //! The keywords are those perfSONAR owampd 5.x reads (owampd.conf(5) and the daemon's own
 //! parser): `authmode`, `controltimeout`, `datadir`, `dieby`, `diskfudge`, `enddelay`,
 //! `facility`, `group`, `loglevel`, `loglocation`, `maxcontrolsessions`, `pbkdf2_count`,
-//! `rootfolly`, `srcnode`, `syncfuzz`, `testports`, `user`, `vardir`, `verbose`. Any other
-//! keyword is an error, as in the reference.
+//! `rootfolly`, `srcnode`, `syncfuzz`, `testports`, `user`, `vardir`, `verbose`; and two of
+//! ours, `maxcontrolsessionsperaddr` and `maxsessionsperaddr` (limits per client address).
+//! Any other keyword is an error, as in the reference.
 
 use std::path::PathBuf;
 
@@ -87,6 +88,8 @@ pub const KEYWORDS: &[&str] = &[
     "loglevel",
     "loglocation",
     "maxcontrolsessions",
+    "maxcontrolsessionsperaddr",
+    "maxsessionsperaddr",
     "pbkdf2_count",
     "rootfolly",
     "srcnode",
@@ -146,6 +149,12 @@ pub struct ServerConf {
     pub loglocation: bool,
     /// `maxcontrolsessions`: most simultaneous control connections (0: no limit).
     pub maxcontrolsessions: Option<u32>,
+    /// `maxcontrolsessionsperaddr`: most simultaneous control connections from one address
+    /// (an IPv4 address, or an IPv6 /64; 0: no limit). Ours, not perfSONAR's.
+    pub maxcontrolsessionsperaddr: Option<u32>,
+    /// `maxsessionsperaddr`: most test sessions set up or running at once for clients at
+    /// one address (as above; 0: no limit). Ours, not perfSONAR's.
+    pub maxsessionsperaddr: Option<u32>,
     /// `pbkdf2_count`: PBKDF2 iteration count offered in the Server-Greeting.
     pub pbkdf2_count: Option<u32>,
     /// `rootfolly`: allow running as root.
@@ -276,6 +285,10 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
                         c.loglevel = Some(lv);
                     }
                     "maxcontrolsessions" => c.maxcontrolsessions = Some(uint(line, key_raw, v)?),
+                    "maxcontrolsessionsperaddr" => {
+                        c.maxcontrolsessionsperaddr = Some(uint(line, key_raw, v)?)
+                    }
+                    "maxsessionsperaddr" => c.maxsessionsperaddr = Some(uint(line, key_raw, v)?),
                     "pbkdf2_count" => {
                         let n = uint(line, key_raw, v)?;
                         if n == 0 {
@@ -369,6 +382,37 @@ enddelay 1.5\nmaxcontrolsessions 50\nrootfolly\n";
         assert_eq!(c.enddelay, Some(1.5));
         assert_eq!(c.maxcontrolsessions, Some(50));
         assert_eq!(c.vardir, None);
+    }
+
+    #[test]
+    fn per_address_limits() {
+        let c = parse(
+            "maxcontrolsessionsperaddr 8
+MaxSessionsPerAddr 0
+",
+        )
+        .unwrap();
+        assert_eq!(c.maxcontrolsessionsperaddr, Some(8));
+        assert_eq!(c.maxsessionsperaddr, Some(0));
+        let c = parse(
+            "maxcontrolsessions 50
+",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.maxcontrolsessionsperaddr, c.maxsessionsperaddr),
+            (None, None)
+        );
+        assert!(parse(
+            "maxsessionsperaddr -1
+"
+        )
+        .is_err());
+        assert!(parse(
+            "maxcontrolsessionsperaddr
+"
+        )
+        .is_err());
     }
 
     #[test]

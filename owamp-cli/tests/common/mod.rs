@@ -65,9 +65,11 @@ impl Daemon {
             let line = rx
                 .recv_timeout(left)
                 .expect("owampd did not start listening");
-            if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
-                let p: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                break p.parse().unwrap();
+            // "listening on 127.0.0.1:P" or, for a wildcard, "listening on [::]:P, 0.0.0.0:P".
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let first = rest.split([',', ' ']).next().unwrap_or_default();
+                let addr: std::net::SocketAddr = first.parse().unwrap();
+                break addr.port();
             }
         };
         Daemon {

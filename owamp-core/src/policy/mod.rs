@@ -6,6 +6,7 @@
 //! implements owampd-like classes with bandwidth and disk limits shared between connections.
 
 mod limits;
+mod per_addr;
 
 use core::net::IpAddr;
 
@@ -13,6 +14,7 @@ use crate::proto::Role;
 use crate::wire::{AcceptCode, Mode, Modes, RequestSession, SessionId};
 
 pub use limits::{ClassLimits, Limits};
+pub use per_addr::{addr_key, OverLimit, PerAddr, SessionsPerAddr};
 
 /// Who is on the other end of a control connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -190,8 +190,8 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
             if !wait_readable(fd, ACCEPT_POLL)? {
                 continue;
             }
-            let stream = match self.listener.accept() {
-                Ok((s, _)) => s,
+            let (stream, peer) = match self.listener.accept() {
+                Ok(a) => a,
                 // The client may have gone between poll and accept; out of descriptors and
                 // the like are transient too: wait and try again.
                 Err(_) => {
@@ -200,7 +200,7 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
                 }
             };
             // The guard keeps the connection counted as active until its thread ends.
-            let Some(guard) = self.handle.counts.admit(self.parts.config.max_connections) else {
+            let Some(guard) = self.handle.counts.admit_peer(&self.parts.config, peer) else {
                 drop(stream);
                 continue;
             };

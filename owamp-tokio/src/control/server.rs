@@ -190,8 +190,8 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
                 Some(_) = conns.join_next(), if !conns.is_empty() => continue,
                 r = self.listener.accept() => r,
             };
-            let stream = match accepted {
-                Ok((s, _)) => s,
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
                 // The client may have gone already; out of descriptors and the like are
                 // transient too: pause and try again.
                 Err(_) => {
@@ -201,7 +201,7 @@ impl<P: ServerPolicy + Clone + Send + 'static> Server<P> {
             };
             // The guard keeps the connection counted as active until its task ends, however
             // it ends (aborted too).
-            let Some(guard) = self.handle.counts.admit(self.parts.config.max_connections) else {
+            let Some(guard) = self.handle.counts.admit_peer(&self.parts.config, peer) else {
                 drop(stream);
                 continue;
             };
