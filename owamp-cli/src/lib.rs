@@ -17,6 +17,7 @@ pub mod owup;
 pub mod pfstore;
 pub mod plot;
 pub mod powstream;
+pub mod progress;
 pub mod prompt;
 pub mod signals;
 pub mod sys;

@@ -535,7 +535,21 @@ fn execute(
         let _ = out.flush();
     }
 
-    let end = match conn.wait(Some(stop)) {
+    // For people at a terminal: packets so far and the time left, cleared before the results.
+    let progress = {
+        let rate = {
+            let total: f64 = p.slots.iter().map(|s| s.mean.as_secs_f64()).sum();
+            p.slots.len() as f64 / total
+        };
+        let secs = start.diff_secs_f64(conn.now()) + f64::from(p.args.count) / rate;
+        let expected = Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::ZERO);
+        crate::progress::ProgressLine::start(conn.progress(), expected + timeout)
+    };
+    let end = conn.wait(Some(stop));
+    if let Some(line) = progress {
+        line.finish();
+    }
+    let end = match end {
         Ok(e) => e,
         Err(e) => {
             let _ = writeln!(err, "owping: {e}");
