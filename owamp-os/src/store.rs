@@ -23,6 +23,38 @@ pub enum StoreError {
     /// Another I/O error.
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// Writing or reading this file failed.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: OwpError,
+    },
+}
+
+impl StoreError {
+    /// The operating system's error underneath, if there is one.
+    pub fn os_error(&self) -> Option<&io::Error> {
+        match self {
+            StoreError::Io(e)
+            | StoreError::Owp(OwpError::Io(e))
+            | StoreError::File {
+                source: OwpError::Io(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the disk (or the quota) is full: `ENOSPC` or `EDQUOT`.
+    pub fn is_no_space(&self) -> bool {
+        self.os_error().is_some_and(|e| {
+            e.kind() == io::ErrorKind::StorageFull
+                || e.raw_os_error() == Some(libc::EDQUOT)
+                || e.raw_os_error() == Some(libc::ENOSPC)
+        })
+    }
 }
 
 /// Keeps the sessions a server received and answers Fetch-Session from them.
@@ -121,16 +153,22 @@ impl RecordSink for Gather {
     }
 }
 
-/// Writes a session's records to its `.owp` file as they come.
+/// Writes a session's records to its `.owp` file as they come; errors name the file.
 struct FileSink(StreamFile);
 
 impl RecordSink for FileSink {
     fn append(&mut self, records: &[DataRecord]) -> Result<(), StoreError> {
-        Ok(self.0.append(records)?)
+        self.0.append(records).map_err(|source| StoreError::File {
+            path: self.0.partial().to_owned(),
+            source,
+        })
     }
 
     fn finish(self: Box<Self>, end: &StreamEnd) -> Result<Option<StoredSession>, StoreError> {
-        self.0.finish(end)?;
+        let path = self.0.partial().to_owned();
+        self.0
+            .finish(end)
+            .map_err(|source| StoreError::File { path, source })?;
         Ok(None)
     }
 }
@@ -288,7 +326,11 @@ impl SessionStore for DirectoryStore {
     /// renamed to `<SID>.owp`. After a crash, the `.i` file holds what was received, and
     /// owstats reads it as a session not finished.
     fn begin(&self, request: &RequestSession) -> Result<Box<dyn RecordSink>, StoreError> {
-        let f = StreamFile::create(&self.path_of(&request.sid), request)?;
+        let path = self.path_of(&request.sid);
+        let f = StreamFile::create(&path, request).map_err(|source| StoreError::File {
+            path: crate::owp_file::partial_path(&path),
+            source,
+        })?;
         Ok(Box::new(FileSink(f)))
     }
 
