@@ -21,9 +21,7 @@ use owamp_core::io::{
 use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::session::Datagram;
 use owamp_core::time::{Interval, OwampTime};
-use owamp_core::wire::{
-    AcceptCode, DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP,
-};
+use owamp_core::wire::{AcceptCode, DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
