@@ -49,11 +49,9 @@ impl StoreError {
 
     /// Whether the disk (or the quota) is full: `ENOSPC` or `EDQUOT`.
     pub fn is_no_space(&self) -> bool {
-        self.os_error().is_some_and(|e| {
-            e.kind() == io::ErrorKind::StorageFull
-                || e.raw_os_error() == Some(libc::EDQUOT)
-                || e.raw_os_error() == Some(libc::ENOSPC)
-        })
+        self.os_error()
+            .and_then(io::Error::raw_os_error)
+            .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
     }
 }
 
