@@ -26,6 +26,7 @@ use owamp_core::io::SessionInfo;
 use owamp_core::owp::OwpReader;
 use owamp_core::stats::report::EndpointName;
 use owamp_core::time::Interval;
+use owamp_core::wire::AcceptCode;
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 use owamp_os::store::sid_hex;
 use owamp_std::control::{ClientConnection, SessionSpec, StopHandle, TestEnd};
@@ -570,6 +571,13 @@ fn execute(
         return Ok(1);
     }
 
+    let mut status = 0;
+    if let Some(accept) = end.server_failure {
+        // RFC 4656 3.8: the server ended the sessions abnormally, while they ran.
+        let _ = writeln!(err, "owping: {}", server_failure_message(accept));
+        status = 1;
+    }
+
     // Names as owping prints them: the local host by reverse lookup, the peer as written.
     let local_ip: IpAddr = connected.local.ip();
     let local_name = env
@@ -577,7 +585,6 @@ fn execute(
         .unwrap_or_else(|| local_ip.to_string());
     let remote_name = p.test.node.clone();
 
-    let mut status = 0;
     let sessions = collect_sessions(
         p,
         &mut conn,
@@ -598,6 +605,23 @@ fn execute(
     };
     status |= report(p, &results, &mut files, out, err, env);
     Ok(status)
+}
+
+/// What owping says when the server's Stop-Sessions ended the test abnormally: the Accept
+/// code, and what our owampd means by it (it stops a test that way when it cannot store the
+/// records it receives: a full disk is a temporary resource limitation).
+fn server_failure_message(accept: AcceptCode) -> String {
+    let why = match accept {
+        AcceptCode::TemporaryResourceLimit | AcceptCode::PermanentResourceLimit => {
+            ": it ran out of a resource, such as room on its disk for the records"
+        }
+        AcceptCode::InternalError => ": an internal error, such as a failure to store the records",
+        _ => "",
+    };
+    format!(
+        "the server stopped the test early (Stop-Sessions Accept {}, {accept}){why}; the results are incomplete",
+        accept.to_u8()
+    )
 }
 
 /// What a test left to report.
@@ -624,7 +648,14 @@ fn collect_sessions(
     if let (Some(info), Some(dir)) = (to_info, &dirs.to) {
         let wanted = a.to_file.is_some() || !a.output.quiet || a.output.raw || a.json;
         let sid = sid_hex(&info.sid).to_ascii_lowercase();
-        if wanted && end.complete {
+        if wanted && end.server_failure.is_some() {
+            // The server said it could not keep them: there is nothing whole to fetch.
+            let _ = writeln!(
+                err,
+                "owping: Unable to fetch data for sid({sid}): the server could not keep them"
+            );
+            *status = 1;
+        } else if wanted && end.complete {
             // Written to disk as the answer arrives (RFC 4656 3.9).
             let path = dir.join("to.owp");
             match conn.fetch_to(info.sid, 0, u32::MAX, &path) {

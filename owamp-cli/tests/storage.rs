@@ -50,7 +50,9 @@ fn sent(summary: &str) -> u64 {
 /// A receive session of 2^23 packets (over the old in-memory cap of 2^22) is accepted and
 /// runs; killed with SIGKILL midway, owampd leaves `<SID>.owp.i` holding what it received,
 /// which our owstats (and perfSONAR's, when it is at hand) summarise; owping reports the
-/// failure with a non-zero exit.
+/// failure with a non-zero exit. owampd then starts again on the same directories although
+/// the killed one left its pid file behind (only a lock held by a live daemon stops a start),
+/// serves a test, and leaves the partial file as it was.
 #[test]
 fn kill_9_mid_session_leaves_a_partial_file_owstats_reads() {
     let mut d = Daemon::start("", None, None);
@@ -101,6 +103,28 @@ fn kill_9_mid_session_leaves_a_partial_file_owstats_reads() {
     } else {
         eprintln!("perfSONAR owstats not found: comparison skipped");
     }
+
+    // The restart, over the stale pid file.
+    let pid_file = d.path("owamp-server.pid");
+    let stale = std::fs::read_to_string(&pid_file).expect("the killed daemon's pid file");
+    assert_eq!(stale.trim(), d.child.id().to_string());
+    let partial_len = std::fs::metadata(&partial[0]).unwrap().len();
+    d.relaunch();
+    let fresh = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(fresh.trim(), d.child.id().to_string(), "pid file rewritten");
+    let a = args(&["-t", "-c", "20", "-i", "0.01", "-L", "1", &d.addr()]);
+    let o = run(OWPING, &a, "", Duration::from_secs(30));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("20 sent, 0 lost"), "{}", o.stdout);
+    assert_eq!(files(&data, ".owp").len(), 1, "the new session is stored");
+    assert_eq!(
+        std::fs::metadata(&partial[0]).unwrap().len(),
+        partial_len,
+        "the partial file is left as it was"
+    );
+    let (code, log) = d.terminate();
+    assert_eq!(code, 0, "{log:?}");
+    assert!(!pid_file.exists(), "a clean exit removes the pid file");
 }
 
 /// A session that ends normally is stored under its final name, and no partial file is

@@ -187,6 +187,27 @@ pub enum SocketAction {
     Close(SocketId),
 }
 
+/// Why the host could not keep a receive session's records ([`Connection::store_failed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// The disk (or the user's quota) is full: room may come back.
+    NoSpace,
+    /// Any other error.
+    Other,
+}
+
+impl StoreFailure {
+    /// The Accept code of the Stop-Sessions that reports it (RFC 4656 3.8, with the codes
+    /// of 3.3): a full disk is a temporary resource limitation, anything else an internal
+    /// error.
+    pub const fn accept(self) -> AcceptCode {
+        match self {
+            StoreFailure::NoSpace => AcceptCode::TemporaryResourceLimit,
+            StoreFailure::Other => AcceptCode::InternalError,
+        }
+    }
+}
+
 /// Why a socket could not be opened ([`Connection::socket_opened`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenError {
@@ -240,6 +261,13 @@ pub enum ClientEvent {
     Started,
     /// The test is over: the server's records can be fetched.
     TestComplete,
+    /// The server's Stop-Sessions had a non-zero Accept (RFC 4656 3.8): it ended the test
+    /// abnormally (a server of this crate does so when it cannot keep the records it
+    /// receives, [`Connection::store_failed`]). Comes before [`ClientEvent::TestComplete`].
+    TestAborted {
+        /// The Accept code of the server's Stop-Sessions.
+        accept: AcceptCode,
+    },
     /// With [`Connection::with_streamed_records`]: the answer to [`Connection::fetch`] has
     /// reached its records; `head` holds everything else it says, and how many records
     /// follow in [`ClientEvent::FetchedRecords`].
@@ -377,6 +405,7 @@ impl<R: RngCore + CryptoRng> Machine for Client<R> {
             }
             MachineOutput::Fetched(f) => ClientEvent::Fetched(f),
             MachineOutput::FetchDenied { accept } => ClientEvent::FetchDenied { accept },
+            MachineOutput::TestAborted { accept } => ClientEvent::TestAborted { accept },
             _ => return None,
         })
     }
@@ -424,6 +453,9 @@ struct Entry {
     reported: bool,
     /// When its records were last handed out (streaming only).
     flushed_at: OwampTime,
+    /// Its records cannot be kept ([`Connection::store_failed`]): none is handed out any
+    /// more.
+    failed: bool,
 }
 
 /// A socket asked for and not yet attached to a session.
@@ -472,6 +504,8 @@ pub struct Connection<M: Machine> {
     closed: bool,
     /// Receive sessions hand out their records as they come.
     stream: bool,
+    /// Receive sessions whose records the host could not keep ([`Connection::store_failed`]).
+    failed: Vec<SessionId>,
 }
 
 /// The client's side: owping's.
@@ -492,6 +526,7 @@ impl<M: Machine> Connection<M> {
             test_ports: None,
             closed: false,
             stream: false,
+            failed: Vec::new(),
         };
         c.drain(now);
         c
@@ -563,6 +598,31 @@ impl<M: Machine> Connection<M> {
     /// The control connection ended (end of stream, or an error reading or writing it).
     pub fn handle_control_closed(&mut self, now: OwampTime) {
         self.feed(now, Input::PeerClosed);
+    }
+
+    /// The host could not keep the records of receive session `sid` (its store failed: no
+    /// room left, or another error). The session's records are no longer handed out, and
+    /// during the test the test is stopped early with a Stop-Sessions whose Accept says why
+    /// ([`StoreFailure::accept`], RFC 4656 3.8), so the peer learns at once that its results
+    /// are lost rather than when it fetches them; before the test, the test stops as soon
+    /// as it starts. Later failures of the same test change nothing.
+    pub fn store_failed(&mut self, now: OwampTime, sid: SessionId, failure: StoreFailure) {
+        if self.closed {
+            return;
+        }
+        if !self.failed.contains(&sid) {
+            self.failed.push(sid);
+        }
+        if let Some(e) = self.sessions.iter_mut().find(|e| e.session.sid() == sid) {
+            e.failed = true;
+        }
+        self.feed(
+            now,
+            Input::SessionFailed {
+                sid,
+                accept: failure.accept(),
+            },
+        );
     }
 
     /// Time passed: call at [`poll_timeout`](Self::poll_timeout) (early or late calls are
@@ -814,7 +874,8 @@ impl<M: Machine> Connection<M> {
                 self.event(SessionEvent::TestComplete);
             }
             MachineOutput::Close(reason) => self.shut(reason),
-            other @ (MachineOutput::FetchRequest { .. }
+            other @ (MachineOutput::TestAborted { .. }
+            | MachineOutput::FetchRequest { .. }
             | MachineOutput::FetchBegin { .. }
             | MachineOutput::FetchedRecords { .. }
             | MachineOutput::Fetched(_)
@@ -858,6 +919,7 @@ impl<M: Machine> Connection<M> {
                     session,
                     reported: false,
                     flushed_at: OwampTime::ZERO,
+                    failed: self.failed.contains(&info.sid),
                 });
             }
             (socket, _) => {
@@ -888,6 +950,10 @@ impl<M: Machine> Connection<M> {
     /// A receive session is over: with the peer's Stop-Sessions (`end`) or without (the test
     /// broke off: incomplete). Its records go to the host, whole or as the stream's end.
     fn keep(&mut self, e: Entry, end: Option<&SessionEnd>) {
+        if e.failed {
+            // The host gave up on its records: there is nothing to finish.
+            return;
+        }
         let out = if self.stream {
             e.session
                 .finish_stream(end, self.error)
@@ -908,6 +974,11 @@ impl<M: Machine> Connection<M> {
         let Some(e) = self.sessions.get_mut(i) else {
             return;
         };
+        if e.failed {
+            // Records of a session the host gave up on are dropped as they come.
+            drop(e.session.take_records());
+            return;
+        }
         let held = e.session.records_held();
         if held == 0 {
             return;

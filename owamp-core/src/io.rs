@@ -19,6 +19,7 @@
 //!   with [`Input::SessionFinished`].
 //! - [`Output::SessionStopped`] / [`Output::SessionsAborted`]: finish the records of the local
 //!   receive sessions (with the peer's Next-Seqno and skip ranges, or as incomplete).
+//! - [`Output::TestAborted`]: the peer's Stop-Sessions said the test ended abnormally.
 //! - [`Output::FetchRequest`] (server): look up stored records and answer with
 //!   [`Input::FetchReply`].
 //! - [`Output::Fetched`] (client): the answer to a Fetch-Session; with streamed answers
@@ -80,6 +81,17 @@ pub enum Input<'a> {
     /// Stop the test early (either side): the local sessions are stopped
     /// ([`Output::StopLocalSessions`]) and Stop-Sessions is exchanged.
     StopSessions,
+    /// A local receive session cannot go on: its records cannot be kept (the host's store
+    /// failed). During the test, the test is stopped early as with [`Input::StopSessions`]
+    /// and our Stop-Sessions carries `accept` (RFC 4656 3.8: a non-zero Accept ends the
+    /// sessions abnormally); before the test, the test stops as soon as it starts. The first
+    /// failure of a test gives the Accept code.
+    SessionFailed {
+        /// The session.
+        sid: SessionId,
+        /// The Accept code of our Stop-Sessions (non-zero).
+        accept: AcceptCode,
+    },
     /// Client: a command from the application.
     Command(ClientCommand),
 }
@@ -120,6 +132,12 @@ pub enum Output {
     SessionsAborted {
         /// The receive sessions concerned.
         sids: Vec<SessionId>,
+    },
+    /// The peer's Stop-Sessions had a non-zero Accept (RFC 4656 3.8): it ended the test
+    /// abnormally, and its results are suspect. Comes before [`Output::TestComplete`].
+    TestAborted {
+        /// The Accept code of the peer's Stop-Sessions.
+        accept: AcceptCode,
     },
     /// Both Stop-Sessions messages have been exchanged: the test is over.
     TestComplete,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use owamp_core::connection::{
     ClientConnection, ClientEvent, ControlAction, Output, RecordStream, ServerConnection,
-    ServerEvent, SocketAction, SocketId,
+    ServerEvent, SocketAction, SocketId, StoreFailure,
 };
 use owamp_core::control::{
     ClientConfig, CloseReason, Identity, Mode, Modes, PortRange, ProtocolError, Role, ServerConfig,
@@ -21,7 +21,7 @@ use owamp_core::io::{
 use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::session::Datagram;
 use owamp_core::time::{Interval, OwampTime};
-use owamp_core::wire::{DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
+use owamp_core::wire::{AcceptCode, DataRecord, RequestSession, SessionId, Slot, SlotKind, TypeP};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -71,6 +71,9 @@ struct Plan {
     corrupt_fetch_at: Option<usize>,
     /// The client's limit on fetched items (default: the configuration's).
     max_fetch_items: Option<u32>,
+    /// The server's store fails (no room left) at this batch of streamed records, counting
+    /// from 1 (`Some(0)`: when the session begins).
+    server_store_fails_at: Option<usize>,
 }
 
 /// Sizes of the pieces the client reads with `split_reads`, in turn.
@@ -101,6 +104,12 @@ struct Outcome {
     reads: usize,
     /// The receive buffer each side asked for, per socket opened.
     recv_buffers: Vec<(Side, usize)>,
+    /// The Accept code of a server's Stop-Sessions that ended the test abnormally.
+    client_aborted: Option<AcceptCode>,
+    /// When the client saw the test end.
+    completed_at: Option<OwampTime>,
+    /// The server's streamed batches of records.
+    server_batches: usize,
 }
 
 impl Outcome {
@@ -413,7 +422,13 @@ impl Pair {
                             self.next_command();
                         }
                     }
+                    ClientEvent::TestAborted { accept } => {
+                        assert!(self.out.client_aborted.is_none(), "aborted twice");
+                        self.out.client_aborted = Some(accept);
+                    }
+                    ClientEvent::FetchDenied { .. } => self.client.close(self.now),
                     ClientEvent::TestComplete => {
+                        self.out.completed_at = Some(self.now);
                         match self.out.accepted.iter().find(|(r, _)| *r == Role::Sender) {
                             Some(&(_, sid)) => {
                                 self.client.fetch(self.now, sid, 0, u32::MAX).unwrap()
@@ -494,8 +509,22 @@ impl Pair {
                 self.out.server_stored.insert(s.request.sid, *s);
             }
             Output::Stream(r) => {
+                let sid = match &r {
+                    RecordStream::Begin(req) => Some(req.sid),
+                    RecordStream::Records { sid, .. } => {
+                        self.out.server_batches += 1;
+                        Some(*sid)
+                    }
+                    RecordStream::End(_) => None,
+                };
                 if let Some(s) = self.out.stream(r) {
                     self.out.server_stored.insert(s.request.sid, s);
+                }
+                if let (Some(sid), Some(at)) = (sid, self.plan.server_store_fails_at) {
+                    if self.out.server_batches == at {
+                        self.server
+                            .store_failed(self.now, sid, StoreFailure::NoSpace);
+                    }
                 }
             }
             Output::Event(ServerEvent::FetchRequest { sid, begin, end }) if self.stream => {
@@ -779,6 +808,56 @@ fn streamed_records_make_the_same_sessions() {
     assert_eq!(to.records.len(), 1500);
     assert!(to.records.iter().filter(|r| r.is_lost()).count() > 100);
     assert_eq!(streamed.client_received[0].records.len(), 1200);
+}
+
+/// The server's store fails midway (its disk is full): the server stops the test at once
+/// with a Stop-Sessions whose Accept is 5 (RFC 4656 3.8), the client learns it while the
+/// session runs rather than when it fetches, no further records of the session are handed
+/// out, and the Fetch-Session for it is refused.
+#[test]
+fn a_store_failure_stops_the_test_and_tells_the_client() {
+    for fails_at in [0, 3] {
+        let plan = Plan {
+            send: 3000,
+            server_store_fails_at: Some(fails_at),
+            ..Plan::default()
+        };
+        let out = Pair::with(Mode::Authenticated, plan, true).run(Duration::from_secs(120));
+        assert_eq!(
+            out.client_aborted,
+            Some(AcceptCode::TemporaryResourceLimit),
+            "{fails_at}: {:?}",
+            out.events
+        );
+        // 3000 packets at 10 ms take 30 s: the test ended long before.
+        let took = out
+            .completed_at
+            .expect("the test completed")
+            .duration_since(t0())
+            .unwrap();
+        assert!(took < Duration::from_secs(10), "{fails_at}: {took:?}");
+        assert_eq!(out.server_batches, fails_at, "records after the failure");
+        assert!(out.server_stored.is_empty(), "{fails_at}");
+        assert!(out.fetched.is_none(), "{fails_at}");
+        assert!(
+            out.events.iter().any(|e| e.contains("FetchDenied")),
+            "{fails_at}: {:?}",
+            out.events
+        );
+        assert_eq!(out.open_sockets, 0, "{fails_at}");
+    }
+}
+
+/// Without a failure, nothing says the test was aborted.
+#[test]
+fn a_normal_test_is_not_aborted() {
+    let plan = Plan {
+        send: 200,
+        ..Plan::default()
+    };
+    let out = Pair::with(Mode::Open, plan, true).run(Duration::from_secs(120));
+    assert!(out.client_aborted.is_none());
+    assert!(out.fetched.is_some());
 }
 
 /// Packets sent to the server in the fetch tests: three batches, the last one shorter.

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use owamp_core::connection::{
     ClientConnection, ClientEvent, Connection, ControlAction, Machine, OpenError, Output,
-    RecordStream, ServerConnection, SocketAction, SocketId,
+    RecordStream, ServerConnection, SocketAction, SocketId, StoreFailure,
 };
 use owamp_core::control::{
     AcceptCode, ClientConfig, CloseReason, ControlError, Mode, PortRange, Role, ServerConfig,
@@ -321,6 +321,10 @@ pub struct TestEnd {
     pub closed: Option<CloseReason>,
     /// The test was stopped early through the stop handle.
     pub stopped_early: bool,
+    /// The server ended the test abnormally: its Stop-Sessions had this non-zero Accept
+    /// (RFC 4656 3.8; a server of this crate sends one when it cannot keep the records it
+    /// receives: [`StoreFailure::accept`]).
+    pub server_failure: Option<AcceptCode>,
     /// The sessions this client received (finished normally, or incomplete if the test broke
     /// off), in the order they ended.
     pub received: Vec<StoredSession>,
@@ -850,7 +854,7 @@ impl<M: Machine> Host<M> {
         match &self.store {
             Some(store) => match store.save(&s) {
                 Ok(()) => self.stored += 1,
-                Err(e) => self.store_failed(e),
+                Err(e) => self.session_store_failed(s.request.sid, e),
             },
             None => {
                 self.stored += 1;
@@ -909,9 +913,23 @@ impl<M: Machine> Host<M> {
         self.last_store_error = Some(e.to_string());
     }
 
+    /// The records of receive session `sid` could not be kept: counted and kept for the log,
+    /// and told to the connection, which decides what the peer hears (during the test, a
+    /// Stop-Sessions that ends it early, RFC 4656 3.8).
+    fn session_store_failed(&mut self, sid: SessionId, e: StoreError) {
+        let failure = if e.is_no_space() {
+            StoreFailure::NoSpace
+        } else {
+            StoreFailure::Other
+        };
+        self.store_failed(e);
+        let now = self.clock.now();
+        self.conn.store_failed(now, sid, failure);
+    }
+
     /// A receive session's records as they come: to the store's sink for it (or gathered in
     /// memory without a store). A session whose sink failed is counted once as a store
-    /// error and its further records are dropped.
+    /// error and reported to the connection, which hands out no more of its records.
     fn stream(&mut self, r: RecordStream) {
         match r {
             RecordStream::Begin(request) => {
@@ -923,7 +941,7 @@ impl<M: Machine> Host<M> {
                     Ok(sink) => {
                         self.sinks.insert(request.sid, sink);
                     }
-                    Err(e) => self.store_failed(e),
+                    Err(e) => self.session_store_failed(request.sid, e),
                 }
             }
             RecordStream::Records { sid, records } => {
@@ -932,7 +950,7 @@ impl<M: Machine> Host<M> {
                 };
                 if let Err(e) = sink.append(&records) {
                     self.sinks.remove(&sid);
-                    self.store_failed(e);
+                    self.session_store_failed(sid, e);
                 }
             }
             RecordStream::End(end) => {
@@ -942,7 +960,7 @@ impl<M: Machine> Host<M> {
                 match sink.finish(&end) {
                     Ok(Some(whole)) => self.keep(whole),
                     Ok(None) => self.stored += 1,
-                    Err(e) => self.store_failed(e),
+                    Err(e) => self.session_store_failed(end.sid, e),
                 }
             }
         }
@@ -1128,6 +1146,7 @@ pub struct ClientState {
     mode: Mode,
     server_start: OwampTime,
     sessions: Vec<SessionInfo>,
+    server_failure: Option<AcceptCode>,
 }
 
 impl ClientState {
@@ -1141,6 +1160,7 @@ impl ClientState {
             mode: Mode::Open,
             server_start: OwampTime::ZERO,
             sessions: Vec::new(),
+            server_failure: None,
         }
     }
 
@@ -1217,12 +1237,23 @@ impl ClientState {
     }
 
     /// How the test ended, once it has: whether it is complete, or why the connection closed.
-    pub fn on_wait(e: Next) -> Option<(bool, Option<CloseReason>)> {
+    /// A Stop-Sessions from the server that ended the test abnormally is kept for
+    /// [`take_server_failure`](Self::take_server_failure).
+    pub fn on_wait(&mut self, e: Next) -> Option<(bool, Option<CloseReason>)> {
         match e {
             Next::Event(ClientEvent::TestComplete) => Some((true, None)),
+            Next::Event(ClientEvent::TestAborted { accept }) => {
+                self.server_failure.get_or_insert(accept);
+                None
+            }
             Next::Event(_) | Next::Fetched(_) => None,
             Next::Closed(r) => Some((false, Some(r))),
         }
+    }
+
+    /// The non-zero Accept of the server's Stop-Sessions in the last test, if it had one.
+    pub fn take_server_failure(&mut self) -> Option<AcceptCode> {
+        self.server_failure.take()
     }
 
     /// The answer to Fetch-Session, once there is one (the connection's [`ClientRecords`]

@@ -23,6 +23,36 @@ pub enum StoreError {
     /// Another I/O error.
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// Writing or reading this file failed.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: OwpError,
+    },
+}
+
+impl StoreError {
+    /// The operating system's error underneath, if there is one.
+    pub fn os_error(&self) -> Option<&io::Error> {
+        match self {
+            StoreError::Io(e)
+            | StoreError::Owp(OwpError::Io(e))
+            | StoreError::File {
+                source: OwpError::Io(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the disk (or the quota) is full: `ENOSPC` or `EDQUOT`.
+    pub fn is_no_space(&self) -> bool {
+        self.os_error()
+            .and_then(io::Error::raw_os_error)
+            .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
+    }
 }
 
 /// Keeps the sessions a server received and answers Fetch-Session from them.
@@ -144,8 +174,8 @@ impl RecordSink for Gather {
     }
 }
 
-/// Writes a session's records to its `.owp` file as they come. While it lives, its SID is
-/// in the store's set of sessions being written ([`Writing`]).
+/// Writes a session's records to its `.owp` file as they come; errors name the file. While
+/// it lives, its SID is in the store's set of sessions being written ([`Writing`]).
 struct FileSink {
     file: Option<StreamFile>,
     _writing: WritingGuard,
@@ -154,7 +184,10 @@ struct FileSink {
 impl RecordSink for FileSink {
     fn append(&mut self, records: &[DataRecord]) -> Result<(), StoreError> {
         match self.file.as_mut() {
-            Some(f) => Ok(f.append(records)?),
+            Some(f) => f.append(records).map_err(|source| StoreError::File {
+                path: f.partial().to_owned(),
+                source,
+            }),
             None => Ok(()),
         }
     }
@@ -163,7 +196,9 @@ impl RecordSink for FileSink {
         // The file is renamed into place before the guard leaves the set (when `self`
         // drops): a fetch that finds the SID no longer being written finds its file.
         if let Some(f) = self.file.take() {
-            f.finish(end)?;
+            let path = f.partial().to_owned();
+            f.finish(end)
+                .map_err(|source| StoreError::File { path, source })?;
         }
         Ok(None)
     }
@@ -358,7 +393,11 @@ impl SessionStore for DirectoryStore {
             set: self.writing.clone(),
             sid: request.sid,
         };
-        let f = StreamFile::create(&self.path_of(&request.sid), request)?;
+        let path = self.path_of(&request.sid);
+        let f = StreamFile::create(&path, request).map_err(|source| StoreError::File {
+            path: crate::owp_file::partial_path(&path),
+            source,
+        })?;
         Ok(Box::new(FileSink {
             file: Some(f),
             _writing: guard,

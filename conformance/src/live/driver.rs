@@ -293,6 +293,12 @@ impl<M: Machine> Driver<M> {
                     let _ = s.set_dscp(dscp);
                 }
             }
+            Output::Socket(SocketAction::Connect { id, peer }) => {
+                // As the hosts do: the core filters foreign datagrams itself as well.
+                if let Some(s) = self.sockets.get(&id) {
+                    let _ = s.accept_only_from(peer);
+                }
+            }
             Output::Socket(SocketAction::Close(id)) => {
                 self.sockets.remove(&id);
             }

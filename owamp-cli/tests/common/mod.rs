@@ -19,18 +19,53 @@ pub struct Daemon {
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub log: mpsc::Receiver<String>,
+    pub launch: Launch,
+}
+
+/// Where an owampd listens: an address (and the network namespace it runs in, if not ours).
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub ip: String,
+    pub netns: Option<String>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Launch {
+            ip: "127.0.0.1".into(),
+            netns: None,
+        }
+    }
+}
+
+/// The `data` directory of a new temporary configuration directory (the caller may mount
+/// something on it before the daemon starts).
+pub fn config_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    dir
 }
 
 impl Daemon {
     /// Starts owampd with `conf` (plus a listen address and directories) and, when given,
     /// `limits` and `pfs` files in a temporary configuration directory.
     pub fn start(conf: &str, limits: Option<&str>, pfs: Option<&str>) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
+        Self::start_in(config_dir(), conf, limits, pfs, Launch::default())
+    }
+
+    /// As [`start`](Self::start), in `dir` (made by [`config_dir`]), listening as `launch`
+    /// says.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        conf: &str,
+        limits: Option<&str>,
+        pfs: Option<&str>,
+        launch: Launch,
+    ) -> Daemon {
         let text = format!(
-            "srcnode 127.0.0.1:0\ndatadir {}\nvardir {}\n{conf}",
-            data.display(),
+            "srcnode {}:0\ndatadir {}\nvardir {}\n{conf}",
+            launch.ip,
+            dir.path().join("data").display(),
             dir.path().display()
         );
         std::fs::write(dir.path().join("owamp-server.conf"), text).unwrap();
@@ -40,48 +75,52 @@ impl Daemon {
         if let Some(p) = pfs {
             std::fs::write(dir.path().join("owamp-server.pfs"), p).unwrap();
         }
-        let mut child = Command::new(OWAMPD)
-            // -f: the tests may run as root; -Z: in the foreground, logging to standard error.
-            .args(["-f", "-Z", "-c"])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let port = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("owampd did not start listening");
-            // "listening on 127.0.0.1:P" or, for a wildcard, "listening on [::]:P, 0.0.0.0:P".
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let first = rest.split([',', ' ']).next().unwrap_or_default();
-                let addr: std::net::SocketAddr = first.parse().unwrap();
-                break addr.port();
-            }
-        };
+        let (child, port, log) = spawn(dir.path(), &launch);
         Daemon {
             child,
             port,
             dir,
-            log: rx,
+            log,
+            launch,
+        }
+    }
+
+    /// Starts owampd again on the same configuration, after killing the running one if it
+    /// still runs (what it left in its directories stays).
+    pub fn relaunch(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, port, log) = spawn(self.dir.path(), &self.launch);
+        self.child = child;
+        self.port = port;
+        self.log = log;
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The log lines so far, waiting at most `limit` for one containing `want`.
+    pub fn log_until(&self, want: &str, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(l) => {
+                    let found = l.contains(want);
+                    lines.push(l);
+                    if found {
+                        return lines;
+                    }
+                }
+                Err(_) => return lines,
+            }
         }
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.launch.ip, self.port)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -110,6 +149,56 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts owampd on the configuration in `dir` and waits (bounded) until it listens.
+fn spawn(dir: &std::path::Path, launch: &Launch) -> (Child, u16, mpsc::Receiver<String>) {
+    let mut cmd = match &launch.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, OWAMPD]);
+            c
+        }
+        None => Command::new(OWAMPD),
+    };
+    let mut child = cmd
+        // -f: the tests may run as root; -Z: in the foreground, logging to standard error.
+        .args(["-f", "-Z", "-c"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let port = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("owampd did not start listening");
+            }
+        };
+        // "listening on 127.0.0.1:P" or, for a wildcard, "listening on [::]:P, 0.0.0.0:P".
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let first = rest.split([',', ' ']).next().unwrap_or_default();
+            let addr: std::net::SocketAddr = first.parse().unwrap();
+            break addr.port();
+        }
+    };
+    (child, port, rx)
 }
 
 /// Waits for a child at most `limit`, killing it past that (the test then fails on the code).

@@ -219,6 +219,7 @@ impl<R: RngCore + CryptoRng> Client<R> {
             }
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::StopSessions => self.conn.stop_early(now),
+            Input::SessionFailed { sid, accept } => self.conn.session_failed(now, sid, accept),
             Input::EndpointReady { .. }
             | Input::PortInUse { .. }
             | Input::EndpointFailed { .. }

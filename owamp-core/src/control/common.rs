@@ -72,6 +72,11 @@ pub(crate) struct Conn {
     /// SIDs of the last finished test: late reports about them are ignored.
     retired: Vec<SessionId>,
     pub test: Option<TestPhase>,
+    /// A local receive session failed ([`Input::SessionFailed`]): the Accept code of our
+    /// Stop-Sessions for the current sessions.
+    ///
+    /// [`Input::SessionFailed`]: crate::io::Input::SessionFailed
+    failure: Option<AcceptCode>,
     pub control_timeout: Duration,
     pub end_delay: Duration,
 }
@@ -89,6 +94,7 @@ impl Conn {
             ended: Vec::new(),
             retired: Vec::new(),
             test: None,
+            failure: None,
             control_timeout,
             end_delay,
         }
@@ -190,8 +196,42 @@ impl Conn {
         });
         self.out.push_back(Output::StartSessions);
         self.update_test_deadline();
+        if self.failure.is_some() {
+            // A receive session failed before the test: it cannot be measured.
+            self.stop_local(now);
+        }
         // No session at all: nothing to wait for.
         self.maybe_send_stop(now);
+    }
+
+    /// A local receive session cannot go on (its records cannot be kept): the test stops
+    /// early, and our Stop-Sessions will carry `accept` (RFC 4656 3.8). A failure after our
+    /// Stop-Sessions was sent changes nothing on the wire (a Fetch-Session for the session
+    /// is then refused by the store).
+    pub(crate) fn session_failed(
+        &mut self,
+        now: OwampTime,
+        sid: SessionId,
+        accept: AcceptCode,
+    ) -> Result<(), ControlError> {
+        if !self.has_session(&sid) {
+            // A failure crossing the end of the test is not an error.
+            return if self.retired.contains(&sid) {
+                Ok(())
+            } else {
+                Err(ControlError::UnknownSession)
+            };
+        }
+        let accept = if accept == AcceptCode::Ok {
+            AcceptCode::Failure
+        } else {
+            accept
+        };
+        self.failure.get_or_insert(accept);
+        if self.test.is_some() {
+            self.stop_local(now);
+        }
+        Ok(())
     }
 
     /// A local session reported its end.
@@ -259,10 +299,10 @@ impl Conn {
                 }
             })
             .collect();
-        let accept = if failed {
-            AcceptCode::InternalError
-        } else {
-            AcceptCode::Ok
+        let accept = match self.failure {
+            Some(a) => a,
+            None if failed => AcceptCode::InternalError,
+            None => AcceptCode::Ok,
         };
         // RFC 4656 3.8: one description per session this side sent packets for.
         let msg = StopSessions {
@@ -290,6 +330,7 @@ impl Conn {
             .is_some_and(|t| t.sent_stop && t.peer_stop);
         if done {
             self.test = None;
+            self.failure = None;
             let ended = std::mem::take(&mut self.sessions);
             self.retired = ended.iter().map(|s| s.sid).collect();
             self.ended.extend(ended);
@@ -460,6 +501,11 @@ impl Conn {
         t.reader = None;
         t.peer_stop = true;
         let sent = t.sent_stop;
+        if msg.accept != AcceptCode::Ok {
+            // RFC 4656 3.8: the peer ended the sessions abnormally.
+            self.out
+                .push_back(Output::TestAborted { accept: msg.accept });
+        }
         for e in ends {
             self.out.push_back(Output::SessionStopped(e));
         }

@@ -249,6 +249,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             Input::FetchReply(reply) => self.on_fetch_reply(now, reply),
             Input::FetchRecords(records) => self.on_fetch_records(now, records),
             Input::StopSessions => self.conn.stop_early(now),
+            Input::SessionFailed { sid, accept } => self.conn.session_failed(now, sid, accept),
             Input::Command(_) => Err(ControlError::WrongRole("a client command")),
         };
         self.pump(now);

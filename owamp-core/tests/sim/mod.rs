@@ -548,6 +548,8 @@ impl<P: ServerPolicy> Sim<P> {
                 }
                 self.log.aborted.entry(side).or_default().extend(sids);
             }
+            // What follows (the sessions' ends) is checked as for any end.
+            Output::TestAborted { .. } => {}
             Output::TestComplete => {
                 *self.log.test_complete.entry(side).or_default() += 1;
                 self.eps.retain(|(s, _), _| *s != side);

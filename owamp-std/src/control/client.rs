@@ -298,7 +298,8 @@ impl ClientConnection {
     /// once and Stop-Sessions is exchanged; records received so far are kept.
     pub fn wait(&mut self, stop: Option<&StopHandle>) -> Result<TestEnd, ClientError> {
         let (complete, closed) = loop {
-            if let Some(ended) = ClientState::on_wait(self.next(stop)) {
+            let e = self.next(stop);
+            if let Some(ended) = self.st.on_wait(e) {
                 break ended;
             }
         };
@@ -310,6 +311,7 @@ impl ClientConnection {
             complete,
             closed,
             stopped_early: stop.is_some_and(|s| s.is_stopped()),
+            server_failure: self.st.take_server_failure(),
             received: std::mem::take(&mut self.received),
             saved: std::mem::take(&mut self.saved),
         })

@@ -285,7 +285,8 @@ impl ClientConnection {
     /// once and Stop-Sessions is exchanged; records received so far are kept.
     pub async fn wait(&mut self, stop: Option<&StopToken>) -> Result<TestEnd, ClientError> {
         let (complete, closed) = loop {
-            if let Some(ended) = ClientState::on_wait(self.next(stop).await) {
+            let e = self.next(stop).await;
+            if let Some(ended) = self.st.on_wait(e) {
                 break ended;
             }
         };
@@ -297,6 +298,7 @@ impl ClientConnection {
             complete,
             closed,
             stopped_early: stop.is_some_and(StopToken::is_stopped),
+            server_failure: self.st.take_server_failure(),
             received: std::mem::take(&mut self.received),
             saved: std::mem::take(&mut self.saved),
         })
