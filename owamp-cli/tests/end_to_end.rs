@@ -804,3 +804,29 @@ fn errors_say_what_is_wrong() {
         o.stderr
     );
 }
+
+/// At a terminal, owping shows a progress line while the test runs (packets so far, time
+/// left); through a pipe it does not. The terminal is a pseudo-terminal from script(1).
+#[test]
+fn progress_line_only_at_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("script(1) is not installed: skipped");
+        return;
+    }
+    let d = Daemon::start("", None, None);
+    // 40 packets 0.1 s apart: long enough for a line (3 s or more).
+    let cmd = format!("{OWPING} -c 40 -i 0.1f -L 1 {}", d.addr());
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("sent ") && text.contains("s left"), "{text}");
+    assert!(text.contains("40 sent, 0 lost"), "{text}");
+    // Through pipes: no progress line on standard error.
+    let o = owping(&["-c", "40", "-i", "0.1f", "-L", "1"], &d);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(!o.stderr.contains("s left"), "{}", o.stderr);
+}

@@ -19,11 +19,12 @@ fn main() {
         s.stop();
     });
     let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
+    // Standard error is locked per message, not for the whole run: the progress line is drawn
+    // on it from another thread.
     let code = owamp_cli::owping::run(
         std::env::args_os(),
         &mut stdout.lock(),
-        &mut stderr.lock(),
+        &mut std::io::stderr(),
         &owamp_cli::sys::System,
         &stop,
     );
