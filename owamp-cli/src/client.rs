@@ -210,7 +210,8 @@ pub fn parse_authmode(s: Option<&str>) -> Result<Modes, String> {
 
 /// The identity for -u, its pass-phrase from the -k file or asked for. As owping does, a
 /// pass-phrase that cannot be found is reported and the identity dropped (only open mode is
-/// then possible). Errors that stop the tool (an unreadable or invalid file) are `Err`.
+/// then possible). Errors that stop the tool (an unreadable or invalid file) are `Err`. A -k
+/// file that group or others may read or write is used, with a warning naming it and its mode.
 pub fn identity(
     prog: &str,
     user: Option<&str>,
@@ -228,9 +229,12 @@ pub fn identity(
     }
     let passphrase = match pfs_file {
         Some(path) => {
-            let f = config::read_file(path, pfs::parse).map_err(|e| e.to_string())?;
+            let (f, loose) = pfs::read(path).map_err(|e| e.to_string())?;
+            if let Some(w) = loose {
+                let _ = writeln!(err, "{prog}: {w}");
+            }
             match f.get(user) {
-                Some(p) => Some(p.to_vec()),
+                Some(p) => Some(p.clone()),
                 None => {
                     let _ = writeln!(
                         err,
@@ -246,10 +250,7 @@ pub fn identity(
                 .map_err(|e| format!("reading the pass-phrase: {e}"))?
         }
     };
-    Ok(passphrase.map(|p| Identity {
-        key_id: user.as_bytes().to_vec(),
-        passphrase: p,
-    }))
+    Ok(passphrase.map(|p| Identity::new(user.as_bytes(), p)))
 }
 
 /// Client options with the modes of -A and the identity of -u and its pass-phrase (-k).

@@ -122,6 +122,8 @@ pub struct Settings {
     pub vardir: PathBuf,
     /// Allow running as root.
     pub allow_root: bool,
+    /// What to warn about at start-up (a pass-phrase file others may read).
+    pub warnings: Vec<String>,
 }
 
 /// An error that stops owampd, with the message to print.
@@ -201,9 +203,11 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
         }
         None => server::ServerConf::default(),
     };
+    let mut warnings = Vec::new();
     let pfs = match config::find_in_dir(&confdir, &PFS_NAMES) {
         Some(p) => {
-            let f = config::read_file(&p, pfs::parse)?;
+            let (f, loose) = pfs::read(&p)?;
+            warnings.extend(loose.map(|w| w.to_string()));
             f.check_unique()
                 .map_err(|e| Fatal(e.in_file(&p).to_string()))?;
             files.push(p);
@@ -268,6 +272,7 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
         conf,
         limits,
         pfs,
+        warnings,
     })
 }
 
@@ -340,7 +345,7 @@ impl ServerPolicy for DaemonPolicy {
     fn modes(&mut self, addr: IpAddr) -> Modes {
         self.limits.modes(addr)
     }
-    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>> {
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<owamp_core::crypto::Passphrase> {
         self.limits.passphrase(key_id)
     }
     fn allow_control(&mut self, peer: Peer<'_>) -> Result<(), AcceptCode> {
@@ -613,6 +618,9 @@ fn serve(
     ready: &mut dyn FnMut(&[SocketAddr]),
 ) -> Result<(), Fatal> {
     let s = load_settings(args)?;
+    for w in &s.warnings {
+        log(w);
+    }
     if s.conf.verbose {
         for f in &s.files {
             log(&format!("read {}", f.display()));

@@ -113,6 +113,14 @@ pub struct Args {
     /// username to use with Authenticated/Encrypted modes
     #[arg(short = 'u', value_name = "username", help_heading = "Connection Args")]
     pub username: Option<String>,
+    /// largest PBKDF2 count accepted from a server (default 2^20)
+    #[arg(
+        long = "max-pbkdf2-count",
+        value_name = "count",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Connection Args"
+    )]
+    pub max_pbkdf2_count: Option<u32>,
     /// time to wait between failed connections (seconds, default 60)
     #[arg(
         short = 'I',
@@ -953,6 +961,9 @@ fn start(
         a.pfsfile.as_deref(),
         err,
     )?;
+    if let Some(n) = a.max_pbkdf2_count {
+        opts.control.max_kdf_count = n;
+    }
     let lock_path = match &a.dir {
         Some(d) => d.join(LOCK_FILE),
         None => PathBuf::from(LOCK_FILE),

@@ -102,9 +102,18 @@ pub enum ProtocolError {
     /// The Set-Up-Response asks for something that is not exactly one mode.
     #[error("invalid mode {0:#x}")]
     InvalidMode(u32),
-    /// The server asks for a PBKDF2 count above the client's limit.
-    #[error("PBKDF2 count {0} too large")]
-    KdfCount(u32),
+    /// The Server-Greeting asks for a PBKDF2 count above the client's limit
+    /// ([`ClientConfig::max_kdf_count`](crate::control::ClientConfig::max_kdf_count)).
+    #[error(
+        "the server asks for a PBKDF2 iteration count of {count}, above this client's limit of \
+         {max}: refused"
+    )]
+    KdfCount {
+        /// The Count of the Server-Greeting.
+        count: u32,
+        /// The largest count the client accepts.
+        max: u32,
+    },
     /// A Stop-Sessions message does not describe the local receive sessions.
     #[error("Stop-Sessions does not match the sessions: {0}")]
     BadStop(&'static str),
@@ -114,23 +123,31 @@ pub enum ProtocolError {
 }
 
 /// Why a control connection is closed ([`Output::Close`](crate::io::Output::Close)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloseReason {
     /// The application asked for it, or the exchange finished normally.
+    #[error("closed locally")]
     Local,
     /// The peer closed the connection.
+    #[error("the peer closed the connection")]
     PeerClosed,
     /// The peer did not answer in time.
+    #[error("the peer did not answer in time")]
     Timeout,
     /// Client: no mode is allowed by both sides ("No Common Modes").
+    #[error("no common mode")]
     NoCommonMode,
     /// Set-up refused with this Accept code (the server sent it, or the client received it).
+    #[error("set-up refused (Accept = {})", .0.to_u8())]
     SetupRejected(AcceptCode),
     /// Start-Sessions refused with this Accept code.
+    #[error("Start-Sessions refused (Accept = {})", .0.to_u8())]
     StartRejected(AcceptCode),
     /// The local endpoints did not report in time after being stopped.
+    #[error("the local test endpoints did not report in time")]
     SessionsUnreported,
     /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
     Protocol(ProtocolError),
 }
 

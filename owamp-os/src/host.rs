@@ -281,7 +281,7 @@ pub enum ClientError {
     Io(#[from] io::Error),
     /// The control connection closed (set-up refused, no common mode, timeout, protocol
     /// error, peer gone).
-    #[error("control connection closed: {0:?}")]
+    #[error("control connection closed: {0}")]
     Closed(CloseReason),
     /// The server refused a Request-Session.
     #[error("session refused by the server: {0:?}")]

@@ -8,7 +8,9 @@ use rand_core::{CryptoRng, RngCore};
 use super::codec::{self, BLOCK};
 use super::common::{Conn, LocalSession};
 use super::{make_sid, or_fallback, ControlError, PortRange};
-use crate::crypto::{derive_key, open_token, ControlOpener, ControlSealer, SessionKeys};
+use crate::crypto::{
+    derive_key, open_token, ControlOpener, ControlSealer, Passphrase, SessionKeys,
+};
 use crate::io::{
     EndpointSetup, FetchReply, FetchSelection, FetchStream, Finished, Input, Output, SessionInfo,
     StoredSession,
@@ -478,7 +480,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             let pass = self.policy.passphrase(&key_id);
             // Derive and decrypt even for an unknown KeyID, so both cases take as long.
             let derived = derive_key(
-                pass.as_deref().unwrap_or(&[]),
+                pass.as_ref().map_or(&[][..], Passphrase::as_bytes),
                 &self.salt,
                 self.cfg.kdf_count,
             );

@@ -9,6 +9,7 @@ mod limits;
 
 use core::net::IpAddr;
 
+use crate::crypto::Passphrase;
 use crate::proto::Role;
 use crate::wire::{AcceptCode, Mode, Modes, RequestSession, SessionId};
 
@@ -83,7 +84,8 @@ pub trait ServerPolicy {
     fn modes(&mut self, addr: IpAddr) -> Modes;
 
     /// The passphrase of a KeyID (the raw octets, no trailing newline), or `None` if unknown.
-    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>>;
+    /// The server drops it (and so wipes it) as soon as the Token is opened.
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<Passphrase>;
 
     /// Whether the control connection may proceed once set up; `Err` carries the Accept code
     /// for Server-Start.
@@ -118,7 +120,7 @@ impl ServerPolicy for AllowAll {
         Modes::OPEN
     }
 
-    fn passphrase(&mut self, _key_id: &[u8]) -> Option<Vec<u8>> {
+    fn passphrase(&mut self, _key_id: &[u8]) -> Option<Passphrase> {
         None
     }
 
@@ -131,7 +133,7 @@ impl<P: ServerPolicy + ?Sized> ServerPolicy for &mut P {
     fn modes(&mut self, addr: IpAddr) -> Modes {
         (**self).modes(addr)
     }
-    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>> {
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<Passphrase> {
         (**self).passphrase(key_id)
     }
     fn allow_control(&mut self, peer: Peer<'_>) -> Result<(), AcceptCode> {
