@@ -498,6 +498,40 @@ mod tests {
     }
 
     #[test]
+    fn client_options_show_the_identity_but_not_its_pass_phrase() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("alice.pfs");
+        let pass = "s3cret pass phrase";
+        std::fs::write(&f, pfs::format_line("alice", pass.as_bytes()).as_bytes()).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut err = Vec::new();
+        let opts = client_options("owping", Some("AE"), Some("alice"), Some(&f), &mut err).unwrap();
+        assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+        let id = opts.control.identity.as_ref().unwrap();
+        assert_eq!(id.passphrase.as_bytes(), pass.as_bytes());
+        let shown = format!("{opts:?} {opts:#?}");
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(!shown.contains(pass), "{shown}");
+        assert!(!shown.contains(&hex::encode(pass)), "{shown}");
+        let dec = format!("{:?}", &pass.as_bytes()[..4]);
+        assert!(!shown.contains(dec.trim_matches(['[', ']'])), "{shown}");
+
+        // A file others may read: used, with a warning naming it and its mode.
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let opts = client_options("owping", None, Some("alice"), Some(&f), &mut err).unwrap();
+        assert!(opts.control.identity.is_some());
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.starts_with(&format!(
+                "owping: warning: pass-phrase file {} has mode 0644",
+                f.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn mode_letters() {
         assert_eq!(parse_authmode(None), Ok(Modes::ALL));
         assert_eq!(parse_authmode(Some("e")).unwrap().raw(), 4);

@@ -902,4 +902,27 @@ mod tests {
         .unwrap_err();
         assert!(e.0.contains("Unable to open"));
     }
+
+    #[test]
+    fn a_pass_phrase_file_others_can_read_is_used_with_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("owampd.conf"), "srcnode 127.0.0.1:8610\n").unwrap();
+        let pfs = dir.path().join("owampd.pfs");
+        std::fs::write(&pfs, "alice 6162\n").unwrap();
+        let args = Args::try_parse_from(["owampd", "-c", dir.path().to_str().unwrap()]).unwrap();
+        let chmod = |m| std::fs::set_permissions(&pfs, std::fs::Permissions::from_mode(m));
+        chmod(0o604).unwrap();
+        let s = load_settings(&args).unwrap();
+        assert_eq!(s.pfs.get("alice"), Some(&"ab".into()));
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        let w = &s.warnings[0];
+        assert!(w.contains(&pfs.display().to_string()), "{w}");
+        assert!(w.contains("mode 0604 (others can read it)"), "{w}");
+        assert!(!w.contains("6162"), "{w}");
+        chmod(0o600).unwrap();
+        assert!(load_settings(&args).unwrap().warnings.is_empty());
+        chmod(0o640).unwrap();
+        assert!(load_settings(&args).unwrap().warnings[0].contains("group can read it"));
+    }
 }

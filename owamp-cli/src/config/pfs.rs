@@ -381,6 +381,67 @@ sam    3fc763fb270ce6ba6e928bd10d4984dc77d3\n";
     }
 
     #[test]
+    fn loose_modes_are_named() {
+        let f = Path::new("/etc/owamp/owamp-server.pfs");
+        assert_eq!(LooseMode::check(f, 0o100600), None);
+        assert_eq!(LooseMode::check(f, 0o400), None);
+        assert_eq!(LooseMode::check(f, 0o700), None);
+        let w = LooseMode::check(f, 0o100644).unwrap();
+        assert_eq!(w.mode, 0o644);
+        assert_eq!(
+            w.to_string(),
+            "warning: pass-phrase file /etc/owamp/owamp-server.pfs has mode 0644 (group can \
+             read it, others can read it); it holds secrets: chmod go-rwx it (pfstore writes 0600)"
+        );
+        let w = LooseMode::check(f, 0o662).unwrap().to_string();
+        assert!(
+            w.contains("(group can read and write it, others can write it)"),
+            "{w}"
+        );
+        for m in [0o640, 0o620, 0o604, 0o602, 0o666] {
+            assert!(LooseMode::check(f, m).is_some(), "{m:o}");
+        }
+    }
+
+    #[test]
+    fn reading_a_file_wipes_nothing_it_returns_and_names_a_loose_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.pfs");
+        std::fs::write(&p, COOKBOOK).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (f, loose) = read(&p).unwrap();
+        assert_eq!(loose, None);
+        assert_eq!(f, parse(COOKBOOK).unwrap());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (_, loose) = read(&p).unwrap();
+        assert_eq!(loose.unwrap().file, p);
+        // Errors name the file, never a pass-phrase.
+        std::fs::write(&p, "alice 6162zz\n").unwrap();
+        let e = read(&p).unwrap_err().to_string();
+        assert!(e.contains("x.pfs:1") && !e.contains("6162"), "{e}");
+        std::fs::write(&p, b"alice \xff\xfe\n").unwrap();
+        assert!(read(&p).unwrap_err().to_string().contains("not UTF-8"));
+        assert!(read(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn debug_shows_identities_not_pass_phrases() {
+        let f = parse(COOKBOOK).unwrap();
+        let s = format!("{f:?} {f:#?}");
+        assert!(s.contains("joe"), "{s}");
+        for e in &f.entries {
+            let p = e.passphrase.as_bytes();
+            assert!(!s.contains(&hex::encode(p)), "{s}");
+            let dec = format!("{:?}", &p[..4]);
+            assert!(
+                !s.contains(dec.trim_matches(|c| c == '[' || c == ']')),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
     fn identity_checks() {
         assert!(check_identity("alice").is_ok());
         assert!(check_identity("").is_err());
