@@ -6,6 +6,8 @@
 pub mod args;
 pub mod client;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod owampd;
 pub mod owfetch;
 pub mod owping;

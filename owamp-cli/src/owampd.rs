@@ -226,7 +226,27 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
         None => limits::LimitsConf::default(),
     };
 
-    // The command line takes precedence.
+    apply_command_line(&mut conf, args)?;
+    let listen = listen_addrs(conf.srcnode.as_deref())
+        .map_err(|e| Fatal(format!("Invalid source address (srcnode/-S): {e}")))?;
+    Ok(Settings {
+        confdir,
+        files,
+        modes: conf.authmode.unwrap_or(Modes::ALL),
+        listen,
+        datadir: conf.datadir.clone().unwrap_or_else(|| cwd.clone()),
+        vardir: conf.vardir.clone().unwrap_or(cwd),
+        allow_root: args.allow_root || conf.rootfolly,
+        conf,
+        limits,
+        pfs,
+        warnings,
+    })
+}
+
+/// Applies the command line to the configuration file's settings: the command line takes
+/// precedence. Checks what it sets as the file's parser would.
+pub fn apply_command_line(conf: &mut server::ServerConf, args: &Args) -> Result<(), Fatal> {
     if let Some(a) = &args.authmode {
         conf.authmode =
             Some(server::parse_modes(a).map_err(|e| Fatal(format!("Invalid -a authmode: {e}")))?);
@@ -259,21 +279,7 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
         conf.group = args.group.clone();
     }
     conf.verbose |= args.verbose;
-    let listen = listen_addrs(conf.srcnode.as_deref())
-        .map_err(|e| Fatal(format!("Invalid source address (srcnode/-S): {e}")))?;
-    Ok(Settings {
-        confdir,
-        files,
-        modes: conf.authmode.unwrap_or(Modes::ALL),
-        listen,
-        datadir: conf.datadir.clone().unwrap_or_else(|| cwd.clone()),
-        vardir: conf.vardir.clone().unwrap_or(cwd),
-        allow_root: args.allow_root || conf.rootfolly,
-        conf,
-        limits,
-        pfs,
-        warnings,
-    })
+    Ok(())
 }
 
 /// The SIDs of received sessions whose class deletes them once fetched (`delete_on_fetch`).
