@@ -164,11 +164,12 @@ pub fn owstats(argv: Vec<OsString>) -> Result<owstats::Options, String> {
     owstats::parse_options(argv, &mut Vec::new()).map_err(|e| e.to_string())
 }
 
+/// The listening node (`None`: the wildcard) and port of owampd's `-S`.
+pub type Listen = (Option<String>, u16);
+
 /// owampd's command line applied to an empty configuration file, as owampd applies it, and
 /// the listening node and port of its `-S` (not resolved).
-pub fn owampd(
-    argv: Vec<OsString>,
-) -> Result<(server::ServerConf, Option<(Option<String>, u16)>), String> {
+pub fn owampd(argv: Vec<OsString>) -> Result<(server::ServerConf, Option<Listen>), String> {
     let args: owampd::Args = clap::Parser::try_parse_from(argv).map_err(|e| e.to_string())?;
     let mut conf = server::ServerConf::default();
     owampd::apply_command_line(&mut conf, &args).map_err(|e| e.0)?;

@@ -30,7 +30,11 @@ pub struct ServerConfig {
     /// Start-Time of Server-Start: when the server process started (the reference sends the
     /// same value on every connection).
     pub start_time: OwampTime,
-    /// The PBKDF2 iteration Count of Server-Greeting (the reference uses 2048).
+    /// The PBKDF2 iteration Count of Server-Greeting (the reference uses 2048). The server
+    /// derives its own key with the bound clients apply by default,
+    /// [`DEFAULT_MAX_KDF_COUNT`](crate::crypto::DEFAULT_MAX_KDF_COUNT): above it (or at 0)
+    /// every authenticated or encrypted set-up is refused, so owampd's configuration refuses
+    /// such a count.
     pub kdf_count: u32,
     /// Ports for test sessions; `None` lets the system choose (port 0).
     pub test_ports: Option<PortRange>,
