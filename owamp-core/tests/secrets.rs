@@ -435,3 +435,28 @@ fn a_client_refuses_a_huge_pbkdf2_count_before_deriving() {
         })
     );
 }
+
+/// The secret-holding types wipe themselves when dropped: they implement `ZeroizeOnDrop`, and
+/// so do the AES key schedules and CBC chains inside the control and test-packet crypto (the
+/// `zeroize` features of `aes` and `cbc`).
+#[test]
+fn secrets_are_wiped_on_drop() {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<Passphrase>();
+    wiped_on_drop::<DerivedKey>();
+    wiped_on_drop::<SessionKeys>();
+    wiped_on_drop::<Aes128>();
+    wiped_on_drop::<cbc::Encryptor<Aes128>>();
+    wiped_on_drop::<cbc::Decryptor<Aes128>>();
+
+    use zeroize::Zeroize;
+    let mut keys = SessionKeys {
+        aes: [0xa5; 16],
+        hmac: [0x5a; 32],
+    };
+    keys.zeroize();
+    assert_eq!((keys.aes, keys.hmac), ([0; 16], [0; 32]));
+    let mut p = Passphrase::from(PASS);
+    p.zeroize();
+    assert!(p.is_empty());
+}
