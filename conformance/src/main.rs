@@ -126,7 +126,7 @@ fn probe(
             Ok(passphrase) => {
                 cfg.identity = Some(owamp_core::control::Identity {
                     key_id: id.into_bytes(),
-                    passphrase,
+                    passphrase: passphrase.into(),
                 })
             }
             Err(e) => {

@@ -146,8 +146,8 @@ impl ServerPolicy for RecordedPolicy {
         self.modes
     }
 
-    fn passphrase(&mut self, _key_id: &[u8]) -> Option<Vec<u8>> {
-        self.passphrase.clone()
+    fn passphrase(&mut self, _key_id: &[u8]) -> Option<owamp_core::crypto::Passphrase> {
+        self.passphrase.as_deref().map(Into::into)
     }
 
     fn allow_control(&mut self, _peer: Peer<'_>) -> Result<(), AcceptCode> {
@@ -299,7 +299,7 @@ pub fn replay_exchange(ex: &Exchange) -> Result<ReplayOutcome, ReplayError> {
         identity: match (&identity, pass) {
             (Some(k), Some(p)) => Some(Identity {
                 key_id: k.clone(),
-                passphrase: p.clone(),
+                passphrase: p.as_slice().into(),
             }),
             _ => None,
         },

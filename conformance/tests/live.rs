@@ -139,7 +139,7 @@ impl Drop for Daemon {
 fn alice() -> Identity {
     Identity {
         key_id: b"alice".to_vec(),
-        passphrase: PASSPHRASE.to_vec(),
+        passphrase: PASSPHRASE.to_vec().into(),
     }
 }
 

@@ -675,7 +675,204 @@ fn build() -> Seeds {
         state_machine_seeds(sc, &msgs, &mut seeds);
     }
     file_seeds(&mut seeds);
+    cli_seeds(&mut seeds);
     seeds
+}
+
+/// Seeds of the command-line and configuration targets: files and command lines written here
+/// in the shapes perfSONAR's documentation describes (there are no traces of them).
+fn cli_seeds(seeds: &mut Seeds) {
+    let texts: [(&str, &str, &str); 13] = [
+        (
+            "config_server",
+            "full.conf",
+            "# owampd settings\nuser owamp\ngroup owamp\nverbose\nloglevel info\n\
+             facility local5\nsrcnode [::1]:861\ndatadir /var/lib/owamp\nvardir /var/run\n\
+             testports 8760-9960\ndiskfudge 3.0\ndieby 5\ncontroltimeout 1800\n\
+             pbkdf2_count 2048\nauthmode AEO\nenddelay 1.5\nmaxcontrolsessions 50\n\
+             syncfuzz 0.1\nloglocation\nrootfolly\n",
+        ),
+        (
+            "config_server",
+            "continued.conf",
+            "authmode \\\n  E # encrypted only\r\ntestports 0\npbkdf2_count 1048576\n",
+        ),
+        (
+            "config_server",
+            "unknown-keyword.conf",
+            "srcnode 127.0.0.1:0\nbogus value\n",
+        ),
+        (
+            "config_limits",
+            "classes.limits",
+            "limit root with disk=0, bandwidth=0, delete_on_fetch=on, allow_open_mode=on\n\
+             limit regular with parent=root, disk=10G, bandwidth=20M\n\
+             limit authd with parent=root, disk=10G, bandwidth=0\n\
+             assign default regular\nassign user alice authd\n",
+        ),
+        (
+            "config_limits",
+            "nets.limits",
+            "# all\nlimit root with \\\n    disk=100M, \\\n    bandwidth=0, \\\n\
+             \x20   allow_open_mode=off\nlimit hostile with parent=root, disk=1, \\\n\
+             \x20   bandwidth=1, test_sessions=1\nlimit local with parent=root, disk=10G\n\
+             assign net 192.0.2.0/24 hostile\nassign net 2001:db8::/32 local\n\
+             assign net 127.0.0.1 local\nassign default root\n",
+        ),
+        (
+            "config_pfs",
+            "pfstore.pfs",
+            "# written by pfstore\nalice\t636f72726563742068\n",
+        ),
+        (
+            "config_pfs",
+            "several.pfs",
+            "joe    a0167ac6101b360d2f4dd164abba2337\n  # bob's\n\
+             bob    2dc36fc4807894cdfbe180b71d4a0f\nsam 3fc763fb\r\n",
+        ),
+        ("owping_schedule", "exponential", "0.1e"),
+        ("owping_schedule", "mixed", "1f,2e,0.5F,0.25"),
+        ("owping_schedule", "exponent", "1e-3e,2.5E2f"),
+        ("owping_schedule", "zero-slot", "0,0.01"),
+        ("config_pfs", "bad-hex.pfs", "alice 6162zz\n"),
+        (
+            "config_limits",
+            "undefined-parent.limits",
+            "limit a with parent=b\n",
+        ),
+    ];
+    for (target, name, text) in texts {
+        seeds.add(target, name.to_string(), text.as_bytes().to_vec());
+    }
+    let lines: [(&str, u8, &[&str]); 12] = [
+        (
+            "owping-secure",
+            0,
+            &[
+                "-A",
+                "AE",
+                "-u",
+                "alice",
+                "-k",
+                "alice.pfs",
+                "-c",
+                "100",
+                "-i",
+                "0.1e",
+                "-L",
+                "10",
+                "127.0.0.1",
+            ],
+        ),
+        (
+            "owping-schedule",
+            0,
+            &[
+                "-t",
+                "-i",
+                "1f,2e",
+                "-s",
+                "1000",
+                "-D",
+                "AF41",
+                "-P",
+                "8760-8960",
+                "-z",
+                "0.5",
+                "-E",
+                "2",
+                "--max-pbkdf2-count",
+                "4096",
+                "[::1]:861",
+            ],
+        ),
+        (
+            "owping-output",
+            0,
+            &[
+                "-f", "-M", "-a", "95", "-b", "0.001", "-n", "m", "-v20", "-F", "x.owp", "h:861",
+            ],
+        ),
+        (
+            "powstream",
+            1,
+            &[
+                "-c",
+                "600",
+                "-N",
+                "300",
+                "-i",
+                "0.1",
+                "-L",
+                "10",
+                "-p",
+                "-d",
+                "/tmp",
+                "-X",
+                "2",
+                "-t",
+                "127.0.0.1",
+            ],
+        ),
+        (
+            "powstream-auth",
+            1,
+            &[
+                "-A", "A", "-u", "alice", "-k", "a.pfs", "-I", "30", "-b", "0.0001", "h",
+            ],
+        ),
+        (
+            "owfetch",
+            2,
+            &[
+                "-A",
+                "E",
+                "-u",
+                "alice",
+                "-k",
+                "a.pfs",
+                "127.0.0.1",
+                "0123456789abcdef0123456789abcdef",
+                "out.owp",
+            ],
+        ),
+        (
+            "owstats",
+            3,
+            &["-M", "-a", "50,90", "-n", "u", "-v", "x.owp"],
+        ),
+        (
+            "owstats-raw",
+            3,
+            &["-R", "-U", "-b", "0.01", "x.owp", "y.owp"],
+        ),
+        (
+            "owampd",
+            4,
+            &[
+                "-c",
+                "/etc/owamp",
+                "-a",
+                "AE",
+                "-S",
+                "127.0.0.1:8610",
+                "-P",
+                "8760-8960",
+                "-e",
+                "LOG_LOCAL5",
+                "-v",
+                "-f",
+            ],
+        ),
+        ("owampd-v6", 4, &["-S", "[::1]", "-P", "0", "-Z"]),
+        ("pfstore", 5, &["-n", "-f", "owamp-server.pfs", "alice"]),
+        ("pfstore-delete", 5, &["-d", "-f", "x.pfs", "bob"]),
+    ];
+    for (name, tool, argv) in lines {
+        let mut b = vec![tool];
+        b.extend_from_slice(argv.join("\0").as_bytes());
+        seeds.add("cli_argv", name.to_string(), b);
+    }
 }
 
 fn main() -> ExitCode {
@@ -879,7 +1076,11 @@ fn state_machine_seeds(sc: &Scenario, msgs: &[Msg], seeds: &mut Seeds) {
         .commands
         .iter()
         .any(|c| matches!(c, RecordedCommand::FetchSession(_)));
-    seeds.add("control_client", format!("{}-client", sc.name), client.clone());
+    seeds.add(
+        "control_client",
+        format!("{}-client", sc.name),
+        client.clone(),
+    );
     // The same exchange with the Fetch-Session answer read record by record (flag bit 4).
     if fetches {
         client[0] |= 16;

@@ -55,6 +55,14 @@ pub struct ConnectionArgs {
     /// username (identity) to use with Authenticated/Encrypted modes
     #[arg(short = 'u', value_name = "username", help_heading = "Connection Args")]
     pub username: Option<String>,
+    /// largest PBKDF2 count accepted from a server (default 2^20)
+    #[arg(
+        long = "max-pbkdf2-count",
+        value_name = "count",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Connection Args"
+    )]
+    pub max_pbkdf2_count: Option<u32>,
 }
 
 impl ConnectionArgs {
@@ -63,15 +71,20 @@ impl ConnectionArgs {
         client::family(self.ipv4, self.ipv6)
     }
 
-    /// Client options with the modes of -A and the identity of -u and -k.
+    /// Client options with the modes of -A, the identity of -u and -k, and the PBKDF2 bound
+    /// of --max-pbkdf2-count.
     pub fn client_options(&self, prog: &str, err: &mut dyn Write) -> Result<ClientOptions, String> {
-        client::client_options(
+        let mut opts = client::client_options(
             prog,
             self.authmode.as_deref(),
             self.username.as_deref(),
             self.pfsfile.as_deref(),
             err,
-        )
+        )?;
+        if let Some(n) = self.max_pbkdf2_count {
+            opts.control.max_kdf_count = n;
+        }
+        Ok(opts)
     }
 }
 

@@ -210,7 +210,8 @@ pub fn parse_authmode(s: Option<&str>) -> Result<Modes, String> {
 
 /// The identity for -u, its pass-phrase from the -k file or asked for. As owping does, a
 /// pass-phrase that cannot be found is reported and the identity dropped (only open mode is
-/// then possible). Errors that stop the tool (an unreadable or invalid file) are `Err`.
+/// then possible). Errors that stop the tool (an unreadable or invalid file) are `Err`. A -k
+/// file that group or others may read or write is used, with a warning naming it and its mode.
 pub fn identity(
     prog: &str,
     user: Option<&str>,
@@ -228,9 +229,12 @@ pub fn identity(
     }
     let passphrase = match pfs_file {
         Some(path) => {
-            let f = config::read_file(path, pfs::parse).map_err(|e| e.to_string())?;
+            let (f, loose) = pfs::read(path).map_err(|e| e.to_string())?;
+            if let Some(w) = loose {
+                let _ = writeln!(err, "{prog}: {w}");
+            }
             match f.get(user) {
-                Some(p) => Some(p.to_vec()),
+                Some(p) => Some(p.clone()),
                 None => {
                     let _ = writeln!(
                         err,
@@ -246,10 +250,7 @@ pub fn identity(
                 .map_err(|e| format!("reading the pass-phrase: {e}"))?
         }
     };
-    Ok(passphrase.map(|p| Identity {
-        key_id: user.as_bytes().to_vec(),
-        passphrase: p,
-    }))
+    Ok(passphrase.map(|p| Identity::new(user.as_bytes(), p)))
 }
 
 /// Client options with the modes of -A and the identity of -u and its pass-phrase (-k).
@@ -499,6 +500,40 @@ mod tests {
         assert!(resolve_server(&serv, Some(&same), Family::Any).is_ok());
         let e = resolve_server(&serv, Some(&other), Family::Any).unwrap_err();
         assert!(e.contains("other than the server's"), "{e}");
+    }
+
+    #[test]
+    fn client_options_show_the_identity_but_not_its_pass_phrase() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("alice.pfs");
+        let pass = "s3cret pass phrase";
+        std::fs::write(&f, pfs::format_line("alice", pass.as_bytes()).as_bytes()).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut err = Vec::new();
+        let opts = client_options("owping", Some("AE"), Some("alice"), Some(&f), &mut err).unwrap();
+        assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+        let id = opts.control.identity.as_ref().unwrap();
+        assert_eq!(id.passphrase.as_bytes(), pass.as_bytes());
+        let shown = format!("{opts:?} {opts:#?}");
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(!shown.contains(pass), "{shown}");
+        assert!(!shown.contains(&hex::encode(pass)), "{shown}");
+        let dec = format!("{:?}", &pass.as_bytes()[..4]);
+        assert!(!shown.contains(dec.trim_matches(['[', ']'])), "{shown}");
+
+        // A file others may read: used, with a warning naming it and its mode.
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let opts = client_options("owping", None, Some("alice"), Some(&f), &mut err).unwrap();
+        assert!(opts.control.identity.is_some());
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.starts_with(&format!(
+                "owping: warning: pass-phrase file {} has mode 0644",
+                f.display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]

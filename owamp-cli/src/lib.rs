@@ -7,6 +7,8 @@ pub mod args;
 pub mod client;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod logging;
 pub mod man;
 pub mod owampd;

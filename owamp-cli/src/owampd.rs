@@ -128,6 +128,8 @@ pub struct Settings {
     pub vardir: PathBuf,
     /// Allow running as root.
     pub allow_root: bool,
+    /// What to warn about at start-up (a pass-phrase file others may read).
+    pub warnings: Vec<String>,
 }
 
 /// An error that stops owampd, with the message to print.
@@ -216,9 +218,11 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
         }
         None => server::ServerConf::default(),
     };
+    let mut warnings = Vec::new();
     let pfs = match config::find_in_dir(&confdir, &PFS_NAMES) {
         Some(p) => {
-            let f = config::read_file(&p, pfs::parse)?;
+            let (f, loose) = pfs::read(&p)?;
+            warnings.extend(loose.map(|w| w.to_string()));
             f.check_unique()
                 .map_err(|e| Fatal(e.in_file(&p).to_string()))?;
             files.push(p);
@@ -237,7 +241,27 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
         None => limits::LimitsConf::default(),
     };
 
-    // The command line takes precedence.
+    apply_command_line(&mut conf, args)?;
+    let listen = listen_addrs(conf.srcnode.as_deref())
+        .map_err(|e| Fatal(format!("Invalid source address (srcnode/-S): {e}")))?;
+    Ok(Settings {
+        confdir,
+        files,
+        modes: conf.authmode.unwrap_or(Modes::ALL),
+        listen,
+        datadir: conf.datadir.clone().unwrap_or_else(|| cwd.clone()),
+        vardir: conf.vardir.clone().unwrap_or(cwd),
+        allow_root: args.allow_root || conf.rootfolly,
+        conf,
+        limits,
+        pfs,
+        warnings,
+    })
+}
+
+/// Applies the command line to the configuration file's settings: the command line takes
+/// precedence. Checks what it sets as the file's parser would.
+pub fn apply_command_line(conf: &mut server::ServerConf, args: &Args) -> Result<(), Fatal> {
     if let Some(a) = &args.authmode {
         conf.authmode =
             Some(server::parse_modes(a).map_err(|e| Fatal(format!("Invalid -a authmode: {e}")))?);
@@ -270,20 +294,7 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
         conf.group = args.group.clone();
     }
     conf.verbose |= args.verbose;
-    let listen = listen_addrs(conf.srcnode.as_deref())
-        .map_err(|e| Fatal(format!("Invalid source address (srcnode/-S): {e}")))?;
-    Ok(Settings {
-        confdir,
-        files,
-        modes: conf.authmode.unwrap_or(Modes::ALL),
-        listen,
-        datadir: conf.datadir.clone().unwrap_or_else(|| cwd.clone()),
-        vardir: conf.vardir.clone().unwrap_or(cwd),
-        allow_root: args.allow_root || conf.rootfolly,
-        conf,
-        limits,
-        pfs,
-    })
+    Ok(())
 }
 
 /// The SIDs of received sessions whose class deletes them once fetched (`delete_on_fetch`).
@@ -358,7 +369,7 @@ impl ServerPolicy for DaemonPolicy {
     fn modes(&mut self, addr: IpAddr) -> Modes {
         self.limits.modes(addr)
     }
-    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>> {
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<owamp_core::crypto::Passphrase> {
         self.limits.passphrase(key_id)
     }
     fn allow_control(&mut self, peer: Peer<'_>) -> Result<(), AcceptCode> {
@@ -642,6 +653,9 @@ fn serve(
 ) -> Result<(), Fatal> {
     let s = load_settings(args)?;
     configure_log(args, &s, daemon)?;
+    for w in &s.warnings {
+        tracing::warn!("{w}");
+    }
     if s.conf.verbose {
         for f in &s.files {
             log(&format!("read {}", f.display()));
@@ -1056,5 +1070,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.0.contains("Unable to open"));
+    }
+
+    #[test]
+    fn a_pass_phrase_file_others_can_read_is_used_with_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("owampd.conf"), "srcnode 127.0.0.1:8610\n").unwrap();
+        let pfs = dir.path().join("owampd.pfs");
+        std::fs::write(&pfs, "alice 6162\n").unwrap();
+        let args = Args::try_parse_from(["owampd", "-c", dir.path().to_str().unwrap()]).unwrap();
+        let chmod = |m| std::fs::set_permissions(&pfs, std::fs::Permissions::from_mode(m));
+        chmod(0o604).unwrap();
+        let s = load_settings(&args).unwrap();
+        assert_eq!(s.pfs.get("alice"), Some(&"ab".into()));
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        let w = &s.warnings[0];
+        assert!(w.contains(&pfs.display().to_string()), "{w}");
+        assert!(w.contains("mode 0604 (others can read it)"), "{w}");
+        assert!(!w.contains("6162"), "{w}");
+        chmod(0o600).unwrap();
+        assert!(load_settings(&args).unwrap().warnings.is_empty());
+        chmod(0o640).unwrap();
+        assert!(load_settings(&args).unwrap().warnings[0].contains("group can read it"));
     }
 }

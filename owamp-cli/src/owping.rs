@@ -244,25 +244,25 @@ pub fn parse_ports(s: &str) -> Result<Option<PortRange>, String> {
 }
 
 /// Everything owping needs from the command line, checked.
-struct Plan {
-    args: Args,
-    out: owstats::Options,
-    test: client::HostSpec,
-    serv: client::HostSpec,
-    serv_name: String,
-    family: Family,
-    slots: Vec<Slot>,
-    timeout: Option<f64>,
-    delay_start: f64,
-    end_delay: Option<f64>,
-    padding: u32,
-    dscp: u8,
-    ports: Option<PortRange>,
-    to: bool,
-    from: bool,
+pub(crate) struct Plan {
+    pub(crate) args: Args,
+    pub(crate) out: owstats::Options,
+    pub(crate) test: client::HostSpec,
+    pub(crate) serv: client::HostSpec,
+    pub(crate) serv_name: String,
+    pub(crate) family: Family,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) timeout: Option<f64>,
+    pub(crate) delay_start: f64,
+    pub(crate) end_delay: Option<f64>,
+    pub(crate) padding: u32,
+    pub(crate) dscp: u8,
+    pub(crate) ports: Option<PortRange>,
+    pub(crate) to: bool,
+    pub(crate) from: bool,
 }
 
-fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
+pub(crate) fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
     let mut warnings = Vec::new();
     let out = args
         .output

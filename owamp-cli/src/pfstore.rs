@@ -5,7 +5,8 @@
 //! removes the identity (it must be there); otherwise the pass-phrase is asked for (without
 //! echo on a terminal; one line of standard input otherwise) and stored hex-encoded, replacing
 //! any earlier one. The file is rewritten through a temporary file (mode 0600) renamed over
-//! it, under a lock file next to it.
+//! it, under a lock file next to it. The file's old and new text and the pass-phrase are held in
+//! memory that is wiped when dropped.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -15,6 +16,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use owamp_core::crypto::Passphrase;
+use zeroize::Zeroizing;
 
 use crate::config::pfs;
 
@@ -58,7 +61,7 @@ fn lock_path(file: &Path) -> PathBuf {
 pub fn run(
     argv: impl IntoIterator<Item = OsString>,
     err: &mut dyn Write,
-    read_pass: &mut dyn FnMut(&str) -> std::io::Result<Option<Vec<u8>>>,
+    read_pass: &mut dyn FnMut(&str) -> std::io::Result<Option<Passphrase>>,
 ) -> i32 {
     let a = match Args::try_parse_from(argv) {
         Ok(a) => a,
@@ -79,7 +82,7 @@ pub fn run(
 
 fn edit(
     a: &Args,
-    read_pass: &mut dyn FnMut(&str) -> std::io::Result<Option<Vec<u8>>>,
+    read_pass: &mut dyn FnMut(&str) -> std::io::Result<Option<Passphrase>>,
 ) -> Result<(), String> {
     pfs::check_identity(&a.identity).map_err(|e| format!("Identity '{}': {e}", a.identity))?;
     let exists = a.file.exists();
@@ -92,10 +95,11 @@ fn edit(
             a.file.display()
         ));
     }
+    // pfstore rewrites the file with mode 0600, which also mends a loose mode.
     let text = if exists {
-        std::fs::read_to_string(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?
+        pfs::read_text(&a.file).map_err(|e| e.to_string())?.0
     } else {
-        String::new()
+        Zeroizing::new(String::new())
     };
     // Check the file before asking for anything.
     pfs::parse(&text).map_err(|e| e.in_file(&a.file).to_string())?;
@@ -127,8 +131,12 @@ fn edit(
                 _ => return Err("no pass-phrase given".to_string()),
             }
         };
-        let (new, found) = pfs::update(&text, &a.identity, passphrase.as_deref())
-            .map_err(|e| e.in_file(&a.file).to_string())?;
+        let (new, found) = pfs::update(
+            &text,
+            &a.identity,
+            passphrase.as_ref().map(Passphrase::as_bytes),
+        )
+        .map_err(|e| e.in_file(&a.file).to_string())?;
         if a.delete && !found {
             return Err(format!("Identity '{}' not found", a.identity));
         }
@@ -160,7 +168,7 @@ mod tests {
 
     fn go(args: &[&str], pass: Option<&str>) -> (i32, String) {
         let mut err = Vec::new();
-        let mut read = |_: &str| Ok(pass.map(|p| p.as_bytes().to_vec()));
+        let mut read = |_: &str| Ok(pass.map(Passphrase::from));
         let code = run(args.iter().map(OsString::from), &mut err, &mut read);
         (code, String::from_utf8_lossy(&err).into_owned())
     }
@@ -191,8 +199,8 @@ mod tests {
         assert_eq!(go(&["pfstore", "-f", fs, "bob"], Some("bb")).0, 0);
         assert_eq!(go(&["pfstore", "-f", fs, "alice"], Some("new")).0, 0);
         let parsed = pfs::parse(&std::fs::read_to_string(&f).unwrap()).unwrap();
-        assert_eq!(parsed.get("alice"), Some(&b"new"[..]));
-        assert_eq!(parsed.get("bob"), Some(&b"bb"[..]));
+        assert_eq!(parsed.get("alice"), Some(&"new".into()));
+        assert_eq!(parsed.get("bob"), Some(&"bb".into()));
         assert_eq!(go(&["pfstore", "-d", "-f", fs, "alice"], None).0, 0);
         let (code, msg) = go(&["pfstore", "-d", "-f", fs, "alice"], None);
         assert_eq!(code, 1);

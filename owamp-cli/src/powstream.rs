@@ -116,6 +116,14 @@ pub struct Args {
     /// username to use with Authenticated/Encrypted modes
     #[arg(short = 'u', value_name = "username", help_heading = "Connection Args")]
     pub username: Option<String>,
+    /// largest PBKDF2 count accepted from a server (default 2^20)
+    #[arg(
+        long = "max-pbkdf2-count",
+        value_name = "count",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Connection Args"
+    )]
+    pub max_pbkdf2_count: Option<u32>,
     /// time to wait between failed connections (seconds, default 60)
     #[arg(
         short = 'I',
@@ -225,20 +233,20 @@ pub struct Args {
 
 /// Everything powstream needs from the command line, checked.
 #[derive(Debug)]
-struct Plan {
-    args: Args,
-    test: client::HostSpec,
-    serv: client::HostSpec,
-    serv_name: String,
-    family: Family,
-    role: Role,
-    spec: SessionSpec,
-    end_delay: Option<Duration>,
-    delay_start: Duration,
-    retry: Duration,
-    bucket_width: f64,
-    sub_count: u32,
-    ports: Option<PortRange>,
+pub(crate) struct Plan {
+    pub(crate) args: Args,
+    pub(crate) test: client::HostSpec,
+    pub(crate) serv: client::HostSpec,
+    pub(crate) serv_name: String,
+    pub(crate) family: Family,
+    pub(crate) role: Role,
+    pub(crate) spec: SessionSpec,
+    pub(crate) end_delay: Option<Duration>,
+    pub(crate) delay_start: Duration,
+    pub(crate) retry: Duration,
+    pub(crate) bucket_width: f64,
+    pub(crate) sub_count: u32,
+    pub(crate) ports: Option<PortRange>,
 }
 
 fn positive_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String> {
@@ -255,7 +263,7 @@ fn positive_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String
     }
 }
 
-fn plan(args: Args) -> Result<Plan, String> {
+pub(crate) fn plan(args: Args) -> Result<Plan, String> {
     let family = client::family(args.ipv4, args.ipv6)?;
     if args.interface.is_some() {
         return Err("-B (interface) is not supported by this implementation; use -S".into());
@@ -958,6 +966,9 @@ fn start(
         a.pfsfile.as_deref(),
         err,
     )?;
+    if let Some(n) = a.max_pbkdf2_count {
+        opts.control.max_kdf_count = n;
+    }
     let lock_path = match &a.dir {
         Some(d) => d.join(LOCK_FILE),
         None => PathBuf::from(LOCK_FILE),

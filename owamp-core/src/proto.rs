@@ -102,9 +102,18 @@ pub enum ProtocolError {
     /// The Set-Up-Response asks for something that is not exactly one mode.
     #[error("invalid mode {0:#x}")]
     InvalidMode(u32),
-    /// The server asks for a PBKDF2 count above the client's limit.
-    #[error("PBKDF2 count {0} too large")]
-    KdfCount(u32),
+    /// The Server-Greeting asks for a PBKDF2 count above the client's limit
+    /// ([`ClientConfig::max_kdf_count`](crate::control::ClientConfig::max_kdf_count)).
+    #[error(
+        "the server asks for a PBKDF2 iteration count of {count}, above this client's limit of \
+         {max}: refused"
+    )]
+    KdfCount {
+        /// The Count of the Server-Greeting.
+        count: u32,
+        /// The largest count the client accepts.
+        max: u32,
+    },
     /// A Stop-Sessions message does not describe the local receive sessions.
     #[error("Stop-Sessions does not match the sessions: {0}")]
     BadStop(&'static str),

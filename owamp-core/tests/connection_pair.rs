@@ -195,7 +195,7 @@ impl Pair {
             modes: Modes::from(mode),
             identity: mode.is_secure().then(|| Identity {
                 key_id: ALICE.to_vec(),
-                passphrase: PASS.to_vec(),
+                passphrase: PASS.into(),
             }),
             control_timeout: Duration::from_secs(30),
             max_fetch_items: plan

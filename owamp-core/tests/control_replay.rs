@@ -131,7 +131,7 @@ fn replay_client(name: &str, modes: Modes, pass: Option<&[u8]>) -> (Replayed, Ve
         modes,
         identity: pass.map(|p| Identity {
             key_id: ALICE.to_vec(),
-            passphrase: p.to_vec(),
+            passphrase: p.into(),
         }),
         end_delay: Duration::ZERO,
         ..ClientConfig::default()

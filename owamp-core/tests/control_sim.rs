@@ -35,7 +35,7 @@ fn client_for(mode: Mode, pass: &[u8]) -> ClientConfig {
         modes: Modes::from(mode),
         identity: mode.is_secure().then(|| Identity {
             key_id: ALICE.to_vec(),
-            passphrase: pass.to_vec(),
+            passphrase: pass.into(),
         }),
         ..client_config()
     }
@@ -551,7 +551,7 @@ impl ServerPolicy for Refuse {
     fn modes(&mut self, _addr: std::net::IpAddr) -> Modes {
         Modes::ALL
     }
-    fn passphrase(&mut self, _key_id: &[u8]) -> Option<Vec<u8>> {
+    fn passphrase(&mut self, _key_id: &[u8]) -> Option<owamp_core::crypto::Passphrase> {
         None
     }
     fn admit_test(&mut self, _test: &TestAdmission<'_>) -> Result<(), AcceptCode> {

@@ -133,7 +133,7 @@ pub fn client(identity: Option<(&str, &str)>, modes: Modes) -> ClientOptions {
             modes,
             identity: identity.map(|(k, p)| Identity {
                 key_id: k.as_bytes().to_vec(),
-                passphrase: p.as_bytes().to_vec(),
+                passphrase: p.into(),
             }),
             control_timeout: Duration::from_secs(5),
             end_delay: Duration::from_millis(200),

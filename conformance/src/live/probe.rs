@@ -195,7 +195,7 @@ impl Probe {
         match identity {
             Some(id) => {
                 headers.push(("identity", String::from_utf8_lossy(&id.key_id).into_owned()));
-                headers.push(("passphrase-hex", hex::encode(&id.passphrase)));
+                headers.push(("passphrase-hex", hex::encode(id.passphrase.as_bytes())));
             }
             None => {
                 headers.push(("identity", "<none>".into()));
@@ -627,7 +627,9 @@ impl Probe {
         match &self.cfg.identity {
             Some(id) => {
                 let mut wrong = id.clone();
-                wrong.passphrase.extend_from_slice(b"-wrong");
+                let mut octets = wrong.passphrase.as_bytes().to_vec();
+                octets.extend_from_slice(b"-wrong");
+                wrong.passphrase = octets.into();
                 cases.push(("set-up/wrong-passphrase", wrong));
             }
             None => self
@@ -639,7 +641,7 @@ impl Probe {
             "set-up/unknown-identity",
             Identity {
                 key_id: b"conformance-probe-unknown".to_vec(),
-                passphrase: b"no such identity".to_vec(),
+                passphrase: b"no such identity".to_vec().into(),
             },
         ));
         for (name, id) in cases {

@@ -85,11 +85,11 @@ impl ServerPolicy for Strict {
     fn modes(&mut self, _addr: IpAddr) -> Modes {
         self.modes
     }
-    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>> {
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<owamp_core::crypto::Passphrase> {
         self.identities
             .iter()
             .find(|(id, _)| id.as_bytes() == key_id)
-            .map(|(_, p)| p.clone())
+            .map(|(_, p)| owamp_core::crypto::Passphrase::new(p.clone()))
     }
     fn admit_test(&mut self, _test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
         Ok(())

@@ -55,8 +55,8 @@ impl ServerPolicy for Policy {
         self.modes
     }
 
-    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>> {
-        (key_id == KEY_ID).then(|| PASSPHRASE.to_vec())
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<owamp_core::crypto::Passphrase> {
+        (key_id == KEY_ID).then(|| PASSPHRASE.into())
     }
 
     fn admit_test(&mut self, _test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
@@ -436,7 +436,7 @@ pub fn control_client(data: &[u8]) {
         modes: Modes::from_raw(u32::from(s.flags & 7)),
         identity: (s.flags & 8 != 0).then(|| Identity {
             key_id: KEY_ID.to_vec(),
-            passphrase: PASSPHRASE.to_vec(),
+            passphrase: PASSPHRASE.into(),
         }),
         control_timeout: Duration::from_secs(10),
         end_delay: Duration::from_secs(1),

@@ -7,6 +7,7 @@
 //! Targets that need more than one value (a mode, keys, counts) read them from the front of
 //! the input with [`Input`]; missing octets read as zero, so every input is usable.
 
+mod cli;
 mod conformance;
 mod control;
 mod crypto;
@@ -16,6 +17,7 @@ mod session;
 mod time;
 mod wire;
 
+pub use self::cli::{cli_argv, config_limits, config_pfs, config_server, owping_schedule};
 pub use self::conformance::{
     conformance_frame, conformance_pcap, conformance_replay, conformance_trace, FRAME_KINDS,
 };
@@ -63,6 +65,11 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("owp_reader", owp_reader),
     ("control_server", control_server),
     ("control_client", control_client),
+    ("config_server", config_server),
+    ("config_limits", config_limits),
+    ("config_pfs", config_pfs),
+    ("cli_argv", cli_argv),
+    ("owping_schedule", owping_schedule),
 ];
 
 /// Reads typed values off the front of a fuzz input. Past the end, values read as zero and

@@ -180,7 +180,7 @@ impl LimitsConf {
             }
         }
         for e in &pfs.entries {
-            p.set_passphrase(e.identity.as_bytes(), &e.passphrase);
+            p.set_passphrase(e.identity.as_bytes(), e.passphrase.clone());
         }
         p.set_disk_fudge(disk_fudge);
         p
@@ -574,7 +574,7 @@ assign net 10.0.0.0/16 hostile
         assert!(!p.modes(ip("10.0.3.4")).contains(Mode::Open));
         assert_eq!(p.class_for(ip("198.32.11.1"), None), "noc");
         assert_eq!(p.class_for(ip("10.0.3.4"), Some(b"joe")), "root");
-        assert_eq!(p.passphrase(b"boote"), Some(b"ab".to_vec()));
+        assert_eq!(p.passphrase(b"boote"), Some(b"ab".into()));
         // The hostile class's 1 bit/s refuses any test.
         let r = request();
         let t = TestAdmission {

@@ -8,7 +8,10 @@ use rand_core::{CryptoRng, RngCore};
 use super::codec::{self, BLOCK};
 use super::common::{Conn, LocalSession};
 use super::{make_sid, ControlError};
-use crate::crypto::{derive_key_with_limit, seal_token, ControlOpener, ControlSealer, SessionKeys};
+use crate::crypto::{
+    derive_key_with_limit, seal_token, ControlOpener, ControlSealer, CryptoError, Passphrase,
+    SessionKeys,
+};
 use crate::io::{FetchStream, FetchedSession, Finished, Input, Output, SessionInfo, FETCH_BATCH};
 use crate::proto::{ClientCommand, CloseReason, ProtocolError, Role, SessionRequest};
 use crate::time::OwampTime;
@@ -19,12 +22,24 @@ use crate::wire::{
 };
 
 /// An identity: a KeyID (at most 80 octets) and its shared passphrase.
+///
+/// `Debug` shows the KeyID and not the passphrase, which is wiped when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The KeyID sent in Set-Up-Response (the reference calls it the user name).
     pub key_id: Vec<u8>,
     /// The passphrase, raw octets without a trailing newline.
-    pub passphrase: Vec<u8>,
+    pub passphrase: Passphrase,
+}
+
+impl Identity {
+    /// An identity from its KeyID and passphrase.
+    pub fn new(key_id: impl Into<Vec<u8>>, passphrase: impl Into<Passphrase>) -> Self {
+        Self {
+            key_id: key_id.into(),
+            passphrase: passphrase.into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Identity {
@@ -48,7 +63,11 @@ pub struct ClientConfig {
     /// How long a sender waits after its last packet and the loss timeout before
     /// Stop-Sessions (the reference's default is 1 s).
     pub end_delay: Duration,
-    /// The largest PBKDF2 count accepted from a Server-Greeting.
+    /// The largest PBKDF2 count accepted from a Server-Greeting (RFC 4656 3.1: the server
+    /// chooses it, so it bounds the work a server can make the client do). Default:
+    /// [`DEFAULT_MAX_KDF_COUNT`](crate::crypto::DEFAULT_MAX_KDF_COUNT), the largest count
+    /// owampd offers. A greeting above it closes the connection with
+    /// [`ProtocolError::KdfCount`] before anything is derived or sent.
     pub max_kdf_count: u32,
     /// The most slots, skip ranges or records accepted in a fetched session.
     pub max_fetch_items: u32,
@@ -683,9 +702,19 @@ impl<R: RngCore + CryptoRng> Client<R> {
         let mut setup = SetUpResponse::open();
         setup.mode = mode;
         if let (true, Some(id)) = (mode.is_secure(), &self.cfg.identity) {
-            let key =
-                derive_key_with_limit(&id.passphrase, &g.salt, g.count, self.cfg.max_kdf_count)
-                    .map_err(|_| ProtocolError::KdfCount(g.count))?;
+            // RFC 4656 3.1: the Count is the server's choice; refuse one above our bound
+            // rather than spend hours deriving (and refuse 0, which PBKDF2 does not define).
+            let max = self.cfg.max_kdf_count;
+            let key = derive_key_with_limit(id.passphrase.as_bytes(), &g.salt, g.count, max)
+                .map_err(|e| match e {
+                    CryptoError::ZeroIterationCount => {
+                        ProtocolError::Malformed("Server-Greeting asks for a PBKDF2 count of 0")
+                    }
+                    _ => ProtocolError::KdfCount {
+                        count: g.count,
+                        max,
+                    },
+                })?;
             // Order of the draws: AES key, HMAC key, Client-IV (as the reference).
             let mut keys = SessionKeys {
                 aes: [0; 16],

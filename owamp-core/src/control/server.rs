@@ -8,7 +8,9 @@ use rand_core::{CryptoRng, RngCore};
 use super::codec::{self, BLOCK};
 use super::common::{Conn, LocalSession};
 use super::{make_sid, or_fallback, ControlError, PortRange};
-use crate::crypto::{derive_key, open_token, ControlOpener, ControlSealer, SessionKeys};
+use crate::crypto::{
+    derive_key, open_token, ControlOpener, ControlSealer, Passphrase, SessionKeys,
+};
 use crate::io::{
     EndpointSetup, FetchReply, FetchSelection, FetchStream, Finished, Input, Output, SessionInfo,
     StoredSession,
@@ -28,7 +30,11 @@ pub struct ServerConfig {
     /// Start-Time of Server-Start: when the server process started (the reference sends the
     /// same value on every connection).
     pub start_time: OwampTime,
-    /// The PBKDF2 iteration Count of Server-Greeting (the reference uses 2048).
+    /// The PBKDF2 iteration Count of Server-Greeting (the reference uses 2048). The server
+    /// derives its own key with the bound clients apply by default,
+    /// [`DEFAULT_MAX_KDF_COUNT`](crate::crypto::DEFAULT_MAX_KDF_COUNT): above it (or at 0)
+    /// every authenticated or encrypted set-up is refused, so owampd's configuration refuses
+    /// such a count.
     pub kdf_count: u32,
     /// Ports for test sessions; `None` lets the system choose (port 0).
     pub test_ports: Option<PortRange>,
@@ -479,7 +485,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             let pass = self.policy.passphrase(&key_id);
             // Derive and decrypt even for an unknown KeyID, so both cases take as long.
             let derived = derive_key(
-                pass.as_deref().unwrap_or(&[]),
+                pass.as_ref().map_or(&[][..], Passphrase::as_bytes),
                 &self.salt,
                 self.cfg.kdf_count,
             );

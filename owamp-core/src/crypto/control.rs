@@ -7,6 +7,7 @@ use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit};
 use aes::Aes128;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use zeroize::Zeroize;
 
 use super::{CryptoError, SessionKeys, BLOCK_LEN};
 
@@ -18,13 +19,14 @@ type HmacSha1 = Hmac<Sha1>;
 /// HMAC-SHA1 keyed with `key`, built without a fallible constructor.
 ///
 /// RFC 2104 pads a key shorter than the hash block (64 octets for SHA-1) with zeros, so padding
-/// it here gives the same MAC as keying with the short key directly.
+/// it here gives the same MAC as keying with the short key directly. The padded copy is wiped;
+/// the keyed SHA-1 states inside the returned value are not (the `hmac` 0.12 and `sha1` 0.10
+/// crates offer no way to wipe them).
 pub(crate) fn hmac_sha1(key: &[u8; 32]) -> HmacSha1 {
-    let mut block = [0u8; 64];
+    let mut block: GenericArray<u8, _> = GenericArray::default();
     block[..32].copy_from_slice(key);
-    let mac = <HmacSha1 as KeyInit>::new(&GenericArray::from(block));
-    block = [0; 64];
-    core::hint::black_box(&block);
+    let mac = <HmacSha1 as KeyInit>::new(&block);
+    block.as_mut_slice().zeroize();
     mac
 }
 

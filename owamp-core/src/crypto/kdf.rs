@@ -4,21 +4,25 @@ use core::fmt;
 
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::CryptoError;
 
 /// Default upper bound on the PBKDF2 iteration count accepted by [`derive_key`].
 ///
 /// The Count comes from the Server-Greeting, so a client must bound the work a server can make
-/// it do. The reference server uses 2048 and RFC 4656 asks for at least 1024. 2^20 leaves room
-/// for operators who raise the count for stronger keys while capping the derivation at about a
-/// second of one core's time.
+/// it do: a hostile server could ask for 2^32 - 1 iterations, hours of one core's time. The
+/// reference server uses 2048 (perfSONAR's `pbkdf2_count` default) and RFC 4656 3.1 asks for
+/// at least 1024. 2^20 leaves room for operators who raise the count for stronger keys while
+/// capping the derivation at about a second of one core's time. owampd refuses a
+/// `pbkdf2_count` above it, so a client with the default bound accepts every count our server
+/// can offer.
 pub const DEFAULT_MAX_KDF_COUNT: u32 = 1 << 20;
 
 /// The 16-octet key derived from the passphrase; it encrypts the Token.
 ///
-/// `Debug` does not print the key.
-#[derive(Clone)]
+/// `Debug` does not print the key; it is wiped when dropped.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct DerivedKey([u8; 16]);
 
 impl DerivedKey {
@@ -46,14 +50,6 @@ impl PartialEq for DerivedKey {
 }
 
 impl Eq for DerivedKey {}
-
-impl Drop for DerivedKey {
-    fn drop(&mut self) {
-        // Best effort only: without volatile writes the compiler may still elide this.
-        self.0 = [0; 16];
-        core::hint::black_box(&self.0);
-    }
-}
 
 /// Derives the Token key: PBKDF2-HMAC-SHA1(passphrase, salt, count), 16 octets
 /// (RFC 4656 3.1), accepting counts up to [`DEFAULT_MAX_KDF_COUNT`].

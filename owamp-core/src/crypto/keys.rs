@@ -4,12 +4,13 @@ use core::fmt;
 
 use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// The AES and HMAC session keys chosen by the client and sent in the Token
 /// (RFC 4656 3.1).
 ///
-/// `Debug` does not print the keys.
-#[derive(Clone)]
+/// `Debug` does not print the keys; they are wiped when dropped.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SessionKeys {
     /// AES-128 session key: encrypts the control connection and derives test packet keys.
     pub aes: [u8; 16],
@@ -44,15 +45,6 @@ impl PartialEq for SessionKeys {
 }
 
 impl Eq for SessionKeys {}
-
-impl Drop for SessionKeys {
-    fn drop(&mut self) {
-        // Best effort only: without volatile writes the compiler may still elide this.
-        self.aes = [0; 16];
-        self.hmac = [0; 32];
-        core::hint::black_box((&self.aes, &self.hmac));
-    }
-}
 
 #[cfg(test)]
 mod tests {

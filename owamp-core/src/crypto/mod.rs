@@ -9,6 +9,15 @@
 //!   the Salt and Count of the Server-Greeting (RFC 4656 3.1), bounded by a maximum Count.
 //! - [`seal_token`] / [`open_token`]: the 64-octet Token of Set-Up-Response (RFC 4656 3.1).
 //! - [`SessionKeys`]: the AES and HMAC session keys carried in the Token.
+//! - [`Passphrase`]: the shared secret an identity authenticates with.
+//!
+//! # Secrets
+//!
+//! [`Passphrase`], [`DerivedKey`] and [`SessionKeys`] are wiped when dropped (`zeroize`) and
+//! print `<redacted>` in `Debug`, as do the types keyed from them ([`ControlSealer`],
+//! [`ControlOpener`], [`TestPacketCrypto`]); the AES key schedules and CBC chaining values
+//! inside those are wiped by the `aes` and `cbc` crates (their `zeroize` feature). The keyed
+//! HMAC-SHA1 states are not: the `hmac` 0.12 and `sha1` 0.10 crates cannot wipe them.
 //! - [`ControlEncryptor`] / [`ControlDecryptor`]: AES-128-CBC continued across calls for one
 //!   direction of the control connection; [`ControlHmac`]: the running, truncated HMAC-SHA1.
 //! - [`ControlSealer`] / [`ControlOpener`]: the two combined, and a no-op in open mode.
@@ -91,6 +100,7 @@
 mod control;
 mod kdf;
 mod keys;
+mod secret;
 mod test_packet;
 mod token;
 
@@ -99,6 +109,7 @@ pub use control::{
 };
 pub use kdf::{derive_key, derive_key_with_limit, DerivedKey, DEFAULT_MAX_KDF_COUNT};
 pub use keys::SessionKeys;
+pub use secret::Passphrase;
 pub use test_packet::{SecureMode, TestPacketCrypto, SECURE_TEST_PACKET_MIN_LEN};
 pub use token::{decrypt_token, open_token, seal_token, TOKEN_LEN};
 

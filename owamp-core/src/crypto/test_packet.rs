@@ -9,6 +9,7 @@ use aes::cipher::{
 use aes::Aes128;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use zeroize::Zeroize;
 
 use super::control::hmac_sha1;
 use super::{CryptoError, SessionKeys, BLOCK_LEN, HMAC_LEN};
@@ -70,9 +71,8 @@ impl TestPacketCrypto {
             cipher: Aes128::new(&aes_key),
             mac: hmac_sha1(&hmac_key),
         };
-        aes_key = GenericArray::default();
-        hmac_key = [0; 32];
-        core::hint::black_box((&aes_key, &hmac_key));
+        aes_key.as_mut_slice().zeroize();
+        hmac_key.zeroize();
         this
     }
 

@@ -3,6 +3,7 @@
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use aes::Aes128;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use super::{CryptoError, DerivedKey, SessionKeys, BLOCK_LEN};
 
@@ -43,8 +44,7 @@ pub fn decrypt_token(key: &DerivedKey, token: &[u8; TOKEN_LEN]) -> ([u8; 16], Se
     challenge.copy_from_slice(&plain[..16]);
     keys.aes.copy_from_slice(&plain[16..32]);
     keys.hmac.copy_from_slice(&plain[32..]);
-    plain = [0; TOKEN_LEN];
-    core::hint::black_box(&plain);
+    plain.zeroize();
     (challenge, keys)
 }
 

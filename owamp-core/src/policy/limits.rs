@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Peer, ServerPolicy, TestAdmission};
+use crate::crypto::Passphrase;
 use crate::proto::Role;
 use crate::wire::{AcceptCode, Mode, Modes, SessionId};
 
@@ -42,7 +43,7 @@ struct Inner {
     /// `assign net` lines: network address (host bits zero), prefix length, class.
     nets: Vec<(IpAddr, u8, String)>,
     parents: HashMap<String, String>,
-    passphrases: HashMap<Vec<u8>, Vec<u8>>,
+    passphrases: HashMap<Vec<u8>, Passphrase>,
     used: HashMap<String, (f64, u64)>,
     /// What each admitted session reserved, and on which classes (its class and ancestors).
     reserved: HashMap<(SessionId, bool), (Vec<String>, f64, u64)>,
@@ -140,11 +141,12 @@ impl Limits {
         self.lock().class_of(addr, key_id)
     }
 
-    /// Sets the passphrase of an identity (a line of the pfs file).
-    pub fn set_passphrase(&self, key_id: &[u8], passphrase: &[u8]) {
+    /// Sets the passphrase of an identity (a line of the pfs file). A passphrase it replaces
+    /// is wiped.
+    pub fn set_passphrase(&self, key_id: &[u8], passphrase: impl Into<Passphrase>) {
         self.lock()
             .passphrases
-            .insert(key_id.to_vec(), passphrase.to_vec());
+            .insert(key_id.to_vec(), passphrase.into());
     }
 
     /// Multiplies the disk estimate of each session (owampd's `diskfudge`).
@@ -228,7 +230,7 @@ impl ServerPolicy for Limits {
         }
     }
 
-    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>> {
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<Passphrase> {
         self.lock().passphrases.get(key_id).cloned()
     }
 

@@ -10,6 +10,7 @@ mod per_addr;
 
 use core::net::IpAddr;
 
+use crate::crypto::Passphrase;
 use crate::proto::Role;
 use crate::wire::{AcceptCode, Mode, Modes, RequestSession, SessionId};
 
@@ -85,7 +86,8 @@ pub trait ServerPolicy {
     fn modes(&mut self, addr: IpAddr) -> Modes;
 
     /// The passphrase of a KeyID (the raw octets, no trailing newline), or `None` if unknown.
-    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>>;
+    /// The server drops it (and so wipes it) as soon as the Token is opened.
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<Passphrase>;
 
     /// Whether the control connection may proceed once set up; `Err` carries the Accept code
     /// for Server-Start.
@@ -120,7 +122,7 @@ impl ServerPolicy for AllowAll {
         Modes::OPEN
     }
 
-    fn passphrase(&mut self, _key_id: &[u8]) -> Option<Vec<u8>> {
+    fn passphrase(&mut self, _key_id: &[u8]) -> Option<Passphrase> {
         None
     }
 
@@ -133,7 +135,7 @@ impl<P: ServerPolicy + ?Sized> ServerPolicy for &mut P {
     fn modes(&mut self, addr: IpAddr) -> Modes {
         (**self).modes(addr)
     }
-    fn passphrase(&mut self, key_id: &[u8]) -> Option<Vec<u8>> {
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<Passphrase> {
         (**self).passphrase(key_id)
     }
     fn allow_control(&mut self, peer: Peer<'_>) -> Result<(), AcceptCode> {
