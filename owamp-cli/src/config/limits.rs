@@ -239,12 +239,13 @@ fn parse_limit(line: usize, rest: &str, classes: &[ClassDef]) -> Result<ClassDef
     if classes.iter().any(|c| c.name == name) {
         return Err(syntax(line, format!("class \"{name}\" defined twice")));
     }
-    if name.contains('/') || name.contains('*') {
+    // Each class is a directory of datadir/hierarchy: "." and ".." cannot be one.
+    if name.contains('/') || name.contains('*') || name == "." || name == ".." {
         return Err(ConfigError::invalid(
             line,
             "class name",
             name,
-            "'/' and '*' are not allowed",
+            "'/', '*', \".\" and \"..\" are not allowed",
         ));
     }
     let rest = rest.trim_start();
