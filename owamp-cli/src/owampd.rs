@@ -24,8 +24,8 @@ use clap::Parser;
 use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
 use owamp_core::policy::{Limits, Peer, ServerPolicy, SessionsPerAddr, TestAdmission};
 use owamp_core::wire::SessionId;
-use owamp_os::host::{ConnectionSummary, HostWarning, Refused, ServeConfig, StopHandle};
 use owamp_os::hierarchy::{HierarchyStore, Placement};
+use owamp_os::host::{ConnectionSummary, HostWarning, Refused, ServeConfig, StopHandle};
 use owamp_os::store::SessionStore;
 
 use crate::client::CONTROL_PORT;
@@ -790,9 +790,8 @@ fn run_servers(
                     // A walk of the data directory: off the runtime's worker threads.
                     let store = r.store.clone();
                     let keep = r.keep;
-                    let sweep = tokio::task::spawn_blocking(move || {
-                        Retention { store, keep }.sweep()
-                    });
+                    let sweep =
+                        tokio::task::spawn_blocking(move || Retention { store, keep }.sweep());
                     if let Err(e) = sweep.await {
                         log(&format!("keepfor: {e}"));
                     }
@@ -1011,7 +1010,8 @@ mod tests {
     fn retention_looks_at_a_tenth_of_the_age_within_bounds() {
         let every = |secs| {
             let dir = tempfile::tempdir().unwrap();
-            let limits = limits::LimitsConf::default().to_policy(Modes::ALL, &Default::default(), 1.0);
+            let limits =
+                limits::LimitsConf::default().to_policy(Modes::ALL, &Default::default(), 1.0);
             Retention {
                 store: HierarchyStore::new(dir.path(), limits),
                 keep: Duration::from_secs(secs),

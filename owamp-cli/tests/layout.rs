@@ -19,7 +19,17 @@ const OWFETCH: &str = env!("CARGO_BIN_EXE_owfetch");
 
 /// A short session to the daemon (the daemon receives it), its results not fetched.
 fn session(d: &Daemon, packets: &str) -> Output {
-    let a = args(&["-t", "-Q", "-c", packets, "-i", "0.01", "-L", "1", &d.addr()]);
+    let a = args(&[
+        "-t",
+        "-Q",
+        "-c",
+        packets,
+        "-i",
+        "0.01",
+        "-L",
+        "1",
+        &d.addr(),
+    ]);
     run(OWPING, &a, "", Duration::from_secs(30))
 }
 
@@ -51,7 +61,10 @@ fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 fn stored(data: &Path, n: usize) -> Vec<PathBuf> {
     let linked = || {
         let files = session_files(data, ".owp");
-        files.len() == n && files.iter().all(|f| catalog_link(data, &sid_of(f)).is_file())
+        files.len() == n
+            && files
+                .iter()
+                .all(|f| catalog_link(data, &sid_of(f)).is_file())
     };
     eventually(Duration::from_secs(5), linked);
     let files = session_files(data, ".owp");
@@ -65,7 +78,17 @@ struct Background(Child);
 impl Background {
     fn start(d: &Daemon) -> Self {
         let child = Command::new(OWPING)
-            .args(["-t", "-Q", "-c", "100000", "-i", "0.01", "-L", "1", &d.addr()])
+            .args([
+                "-t",
+                "-Q",
+                "-c",
+                "100000",
+                "-i",
+                "0.01",
+                "-L",
+                "1",
+                &d.addr(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -109,8 +132,16 @@ fn a_session_is_filed_by_class_and_linked_in_the_catalog() {
     let sid = sid_of(&files[0]);
     assert_eq!(sid.len(), 32);
     assert_eq!(sid, sid.to_ascii_lowercase(), "named as perfSONAR names it");
-    for dir in ["hierarchy", "hierarchy/root", "hierarchy/root/mid", "hierarchy/root/mid/leaf"] {
-        let mode = std::fs::metadata(data.join(dir)).unwrap().permissions().mode();
+    for dir in [
+        "hierarchy",
+        "hierarchy/root",
+        "hierarchy/root/mid",
+        "hierarchy/root/mid/leaf",
+    ] {
+        let mode = std::fs::metadata(data.join(dir))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777 & !0o755, 0, "{dir}: {mode:o}");
     }
     let link = catalog_link(&data, &sid);
@@ -155,7 +186,11 @@ assign default keep\n";
     let sid = sid_of(&files[0]);
     let f = owfetch(&d, &sid, &d.path("first.owp"));
     assert_eq!(f.code, 0, "{}", f.stderr);
-    assert_eq!(session_files(&data, ""), files, "class keep keeps its files");
+    assert_eq!(
+        session_files(&data, ""),
+        files,
+        "class keep keeps its files"
+    );
 
     // The file moves to gone's directory; the catalog follows.
     let gone_dir = data.join("hierarchy/root/gone");
@@ -189,7 +224,11 @@ fn a_restart_rebuilds_the_catalog_and_the_disk_usage() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     let files = stored(&data, 1);
     let o = session(&d, "100");
-    assert_ne!(o.code, 0, "the disk limit holds beside a stored file: {}", o.stdout);
+    assert_ne!(
+        o.code, 0,
+        "the disk limit holds beside a stored file: {}",
+        o.stdout
+    );
 
     // Strays, and a stale link.
     std::fs::write(data.join("hierarchy/root/notes.txt"), "x").unwrap();
@@ -200,10 +239,17 @@ fn a_restart_rebuilds_the_catalog_and_the_disk_usage() {
     std::fs::remove_file(&link).unwrap();
     d.relaunch();
     assert!(link.is_file(), "the link is made again");
-    assert!(std::fs::symlink_metadata(&stale).is_err(), "the stale link goes");
+    assert!(
+        std::fs::symlink_metadata(&stale).is_err(),
+        "the stale link goes"
+    );
     assert!(data.join("hierarchy/root/notes.txt").exists());
     let o = session(&d, "100");
-    assert_ne!(o.code, 0, "the limit still holds after a restart: {}", o.stdout);
+    assert_ne!(
+        o.code, 0,
+        "the limit still holds after a restart: {}",
+        o.stdout
+    );
 
     std::fs::remove_file(&files[0]).unwrap();
     d.relaunch();
@@ -265,7 +311,11 @@ fn the_perfsonar_cleanup_script_works_on_our_datadir() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!done[0].exists(), "the old file goes: {text}");
     assert!(
         std::fs::symlink_metadata(&done_link).is_err(),
@@ -281,7 +331,8 @@ fn the_perfsonar_cleanup_script_works_on_our_datadir() {
     drop(running);
     let sid = sid_of(&open);
     assert!(
-        eventually(Duration::from_secs(10), || catalog_link(&data, &sid).is_file()),
+        eventually(Duration::from_secs(10), || catalog_link(&data, &sid)
+            .is_file()),
         "{:?}",
         session_files(&data, "")
     );
@@ -313,8 +364,43 @@ fn keepfor_deletes_old_sessions_but_not_one_being_written() {
         .status();
     if s.is_ok_and(|s| s.success()) {
         std::thread::sleep(Duration::from_millis(2500));
-        assert!(partial[0].exists(), "a session being written is never deleted");
+        assert!(
+            partial[0].exists(),
+            "a session being written is never deleted"
+        );
     }
     let log = d.log_until("keepfor: 1 sessions", Duration::from_secs(2));
-    assert!(log.iter().any(|l| l.contains("keepfor: 1 sessions")), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("keepfor: 1 sessions")),
+        "{log:?}"
+    );
+}
+
+/// A session of the older flat layout (`datadir/<SID>.owp`, uppercase) is still served after
+/// an upgrade, with a log line naming the old place.
+#[test]
+fn sessions_of_the_flat_layout_are_still_served() {
+    let mut d = Daemon::start("", None, None);
+    let data = d.path("data");
+    let o = session(&d, "10");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let files = stored(&data, 1);
+    let sid = sid_of(&files[0]);
+    let flat = data.join(format!("{}.owp", sid.to_ascii_uppercase()));
+    std::fs::rename(&files[0], &flat).unwrap();
+    d.relaunch();
+    assert!(
+        std::fs::symlink_metadata(catalog_link(&data, &sid)).is_err(),
+        "not in the catalog"
+    );
+    let fetched = d.path("fetched.owp");
+    let f = owfetch(&d, &sid, &fetched);
+    assert_eq!(f.code, 0, "{}", f.stderr);
+    let log = d.log_until("old flat layout", Duration::from_secs(5));
+    assert!(
+        log.iter()
+            .any(|l| l.contains("old flat layout") && l.contains(&flat.display().to_string())),
+        "{log:?}"
+    );
+    assert!(flat.exists(), "left where it is");
 }

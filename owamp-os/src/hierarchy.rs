@@ -57,12 +57,14 @@ const MAX_PLACED: usize = 100_000;
 /// when the session's records begin. Clones share their state.
 #[derive(Debug, Clone, Default)]
 pub struct Placement {
-    inner: Arc<Mutex<(HashMap<SessionId, String>, VecDeque<SessionId>)>>,
+    inner: Arc<Mutex<Placed>>,
 }
 
+/// The class of each session placed, and the sessions in the order they were placed.
+type Placed = (HashMap<SessionId, String>, VecDeque<SessionId>);
+
 impl Placement {
-    #[allow(clippy::type_complexity)]
-    fn lock(&self) -> MutexGuard<'_, (HashMap<SessionId, String>, VecDeque<SessionId>)> {
+    fn lock(&self) -> MutexGuard<'_, Placed> {
         // Every update is one insert or remove: a panic elsewhere leaves it consistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -396,10 +398,18 @@ impl HierarchyStore {
         for entry in fs::read_dir(&catalog)?.flatten() {
             let p = entry.path();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                (self.log)(&format!("{}: a directory in the catalog: left alone", p.display()));
+                (self.log)(&format!(
+                    "{}: a directory in the catalog: left alone",
+                    p.display()
+                ));
                 continue;
             }
-            fs::remove_file(&p)?;
+            if let Err(e) = fs::remove_file(&p) {
+                (self.log)(&format!(
+                    "{}: cannot remove it from the catalog: {e}",
+                    p.display()
+                ));
+            }
         }
         let log = self.log.clone();
         let mut files = Vec::new();
@@ -421,7 +431,14 @@ impl HierarchyStore {
                     out.ignored += 1;
                     continue;
                 }
-                fs::rename(&f.path, &done)?;
+                if let Err(e) = fs::rename(&f.path, &done) {
+                    (self.log)(&format!(
+                        "{}: cannot rename it: {e}: ignored",
+                        f.path.display()
+                    ));
+                    out.ignored += 1;
+                    continue;
+                }
                 (self.log)(&format!(
                     "{}: left by a crash, kept as {} (a session not finished)",
                     f.path.display(),
@@ -603,7 +620,10 @@ mod tests {
             assert!(partial.is_file(), "written under a temporary name");
             assert!(!store.catalog_link(&sid).exists(), "no link while written");
         }
-        assert!(matches!(store.fetch(&sid, 0, u32::MAX), FetchSource::Pending));
+        assert!(matches!(
+            store.fetch(&sid, 0, u32::MAX),
+            FetchSource::Pending
+        ));
         sink.finish(&end(sid)).unwrap();
     }
 
@@ -634,7 +654,10 @@ mod tests {
         store_session(&store, a, "mid");
         store_session(&store, b, "nosuchclass");
         let fa = dir.path().join("hierarchy/root/mid").join(file_name(&a));
-        let fb = dir.path().join("hierarchy/root/mid/leaf").join(file_name(&b));
+        let fb = dir
+            .path()
+            .join("hierarchy/root/mid/leaf")
+            .join(file_name(&b));
         assert!(fa.is_file() && fb.is_file());
         assert_eq!(
             fs::read_link(store.catalog_link(&a)).unwrap(),
@@ -673,7 +696,8 @@ mod tests {
     fn delete_on_fetch_retention_and_the_flat_layout() {
         let dir = tempfile::tempdir().unwrap();
         let l = limits();
-        let store = HierarchyStore::new(dir.path(), l.clone()).with_delete_on_fetch(["leaf".into()]);
+        let store =
+            HierarchyStore::new(dir.path(), l.clone()).with_delete_on_fetch(["leaf".into()]);
         store.rebuild().unwrap();
         let (a, b) = (SessionId([1; 16]), SessionId([2; 16]));
         store_session(&store, a, "mid");
@@ -682,7 +706,11 @@ mod tests {
         store.fetch_complete(&b);
         assert!(store.catalog_link(&a).is_file(), "mid keeps its files");
         assert!(fs::symlink_metadata(store.catalog_link(&b)).is_err());
-        assert!(!dir.path().join("hierarchy/root/mid/leaf").join(file_name(&b)).exists());
+        assert!(!dir
+            .path()
+            .join("hierarchy/root/mid/leaf")
+            .join(file_name(&b))
+            .exists());
         let fa = fs::metadata(store.catalog_link(&a)).unwrap().len();
         assert_eq!(l.in_use("root").1, fa);
 

@@ -497,6 +497,17 @@ assign net 10.0.0.0/16 hostile
         super::super::pfs::parse(&text).unwrap()
     }
 
+    /// Each class is a directory of the data directory's hierarchy: names that cannot be
+    /// one are refused.
+    #[test]
+    fn class_names_must_name_a_directory() {
+        for bad in ["a/b", "*", ".", ".."] {
+            let text = format!("limit {bad} with disk=1\n");
+            assert!(parse(&text).is_err(), "{bad}");
+        }
+        assert!(parse("limit .hidden with disk=1\n").is_ok());
+    }
+
     #[test]
     fn reference_limits() {
         let l = parse(REFERENCE).unwrap();

@@ -382,7 +382,12 @@ datadir /srv/owamp/data\nvardir /run/owamp\ndiskfudge 3.0\n";
         assert_eq!(parse("keepfor 86400\n").unwrap().keepfor, Some(86400));
         assert_eq!(parse("keepfor 0\n").unwrap().keepfor, Some(0));
         assert_eq!(parse("").unwrap().keepfor, None);
-        for bad in ["keepfor -1\n", "keepfor 1.5\n", "keepfor\n", "keepfor 1 2\n"] {
+        for bad in [
+            "keepfor -1\n",
+            "keepfor 1.5\n",
+            "keepfor\n",
+            "keepfor 1 2\n",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
