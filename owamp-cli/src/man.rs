@@ -147,8 +147,8 @@ fn extra_sections(name: &str) -> &'static [(&'static str, &'static [&'static str
         "owampd" => &[
             ("FILES", &[
                 "In the configuration directory (-c): owamp-server.conf, owamp-server.limits and owamp-server.pfs (or the older owampd.conf, owampd.limits and owampd.pfs).",
-                "In the var directory (-R, or vardir): owamp-server.pid, locked while owampd runs, and owamp-server.info with its start time.",
-                "In the data directory (-d, or datadir): the received sessions as .owp files; a session being received is written to a .owp.i file that is renamed when it ends.",
+                "In the var directory (-R, or vardir): owamp-server.pid, locked while owampd runs, and owamp-server.info with START= its start time (a 64-bit NTP timestamp in decimal) and PID= its process id, as perfSONAR's owampd writes it.",
+                "In the data directory (-d, or datadir), perfSONAR's layout: hierarchy/ROOT/CLASS/.../SID.owp, the received sessions in a directory per limits class, nested as the classes are (SID in 32 lowercase hexadecimal digits); a session being received is written to SID.owp.i there and renamed when it ends. catalog/SID.owp, a link to each session's file, through which Fetch-Session opens it; the file's directory decides whose delete_on_fetch applies. At start-up the catalog is rebuilt from hierarchy/ and each class is charged the size of its files, so disk limits hold across restarts. Sessions of the older flat layout (datadir/SID.owp) are still served. perfSONAR's owampd-cleanup script works on these directories; keepfor in owamp-server.conf(5) deletes old sessions from owampd itself.",
             ]),
             ("SIGNALS", &["SIGTERM and SIGINT stop the running sessions, keep their records and end owampd; SIGHUP does the same."]),
             ("EXIT STATUS", &["0 after a signal stopped it; 1 when it could not start (bad configuration, address in use, another owampd holding the pid file)."]),

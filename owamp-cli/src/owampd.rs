@@ -4,29 +4,29 @@
 //! older `owampd.*` names); command-line flags take precedence over `owamp-server.conf`. The
 //! daemon runs in the foreground and logs to standard error (`-Z` and `-e` are accepted for
 //! compatibility; see the user guide). It writes `owamp-server.pid` (locked while it runs) and
-//! `owamp-server.info` (its start time) in the var directory, keeps received sessions as
-//! `<SID>.owp` files in the data directory (written as the records arrive, as `<SID>.owp.i`
-//! until the session ends), and shuts down cleanly on SIGINT, SIGTERM or SIGHUP: running tests
-//! are stopped, their records stored, and the pid file removed. Connections are served as
-//! tasks on a Tokio runtime of two worker threads.
+//! `owamp-server.info` (`START=` its start time, `PID=`) in the var directory, keeps received
+//! sessions in perfSONAR's layout in the data directory (`hierarchy/<class>/.../<sid>.owp`, a
+//! `catalog/<sid>.owp` link each: [`owamp_os::hierarchy`]), deletes those older than
+//! `keepfor` seconds when set, and shuts down cleanly on SIGINT, SIGTERM or SIGHUP: running
+//! tests are stopped, their records stored, and the pid file removed. Connections are served
+//! as tasks on a Tokio runtime of two worker threads.
 
-use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
-use owamp_core::io::FetchReply;
 use owamp_core::policy::{Limits, Peer, ServerPolicy, SessionsPerAddr, TestAdmission};
 use owamp_core::wire::SessionId;
+use owamp_os::hierarchy::{HierarchyStore, Placement};
 use owamp_os::host::{ConnectionSummary, HostWarning, Refused, ServeConfig, StopHandle};
-use owamp_os::store::{DirectoryStore, FetchSource, SessionStore, StoreError};
+use owamp_os::store::SessionStore;
 
 use crate::client::CONTROL_PORT;
 use crate::config::{self, limits, pfs, server, FileError};
@@ -41,7 +41,8 @@ pub const LIMITS_NAMES: [&str; 2] = ["owamp-server.limits", "owampd.limits"];
 pub const PFS_NAMES: [&str; 2] = ["owamp-server.pfs", "owampd.pfs"];
 /// The pid file in the var directory.
 pub const PID_FILE: &str = "owamp-server.pid";
-/// The info file (start time) in the var directory.
+/// The info file (`START=` the start time as a 64-bit OWAMP timestamp in decimal, `PID=`) in
+/// the var directory, as perfSONAR's owampd writes it.
 pub const INFO_FILE: &str = "owamp-server.info";
 
 /// Command-line arguments (perfSONAR owampd's flags).
@@ -297,70 +298,14 @@ pub fn apply_command_line(conf: &mut server::ServerConf, args: &Args) -> Result<
     Ok(())
 }
 
-/// The SIDs of received sessions whose class deletes them once fetched (`delete_on_fetch`).
-#[derive(Debug, Default)]
-pub struct DeleteOnFetch {
-    classes: HashSet<String>,
-    sessions: Mutex<(HashSet<SessionId>, VecDeque<SessionId>)>,
-}
-
-/// Sessions remembered for `delete_on_fetch` (the oldest are forgotten beyond this; their
-/// files are then kept).
-const MAX_TRACKED: usize = 100_000;
-
-impl DeleteOnFetch {
-    /// Tracks sessions of the classes whose limits say `delete_on_fetch`.
-    pub fn new(l: &limits::LimitsConf) -> Self {
-        Self {
-            classes: l
-                .classes
-                .iter()
-                .filter(|c| c.settings.delete_on_fetch)
-                .map(|c| c.name.clone())
-                .collect(),
-            sessions: Mutex::default(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HashSet<SessionId>, VecDeque<SessionId>)> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn track(&self, class: &str, sid: SessionId) {
-        if !self.classes.contains(class) {
-            return;
-        }
-        let mut g = self.lock();
-        if g.0.insert(sid) {
-            g.1.push_back(sid);
-        }
-        while g.1.len() > MAX_TRACKED {
-            if let Some(old) = g.1.pop_front() {
-                g.0.remove(&old);
-            }
-        }
-    }
-
-    fn take(&self, sid: &SessionId) -> bool {
-        let mut g = self.lock();
-        if g.0.remove(sid) {
-            g.1.retain(|s| s != sid);
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// The daemon's policy: the limits, the test sessions per client address, plus the
-/// bookkeeping `delete_on_fetch` needs (the class of the connection that set each receive
-/// session up).
+/// The daemon's policy: the limits, the test sessions per client address, and where each
+/// receive session's file goes (the class of the connection that set it up).
 #[derive(Debug, Clone)]
 pub struct DaemonPolicy {
     /// The limits (shared by every connection).
     pub limits: Limits,
-    /// Sessions to delete once fetched.
-    pub delete: Arc<DeleteOnFetch>,
+    /// The class of each receive session, for the store's directory of it.
+    pub placement: Placement,
     /// Test sessions per client address (`maxsessionsperaddr`, shared by every connection).
     pub per_addr: SessionsPerAddr,
 }
@@ -391,7 +336,7 @@ impl ServerPolicy for DaemonPolicy {
         }
         if test.role == Role::Receiver {
             let class = self.limits.class_for(test.peer.addr, test.peer.key_id);
-            self.delete.track(&class, test.sid);
+            self.placement.place(test.sid, &class);
         }
         Ok(())
     }
@@ -401,46 +346,6 @@ impl ServerPolicy for DaemonPolicy {
     }
     fn allow_fetch(&mut self, peer: Peer<'_>, sid: &SessionId) -> Result<(), AcceptCode> {
         self.limits.allow_fetch(peer, sid)
-    }
-}
-
-/// `.owp` files in the data directory; files of `delete_on_fetch` classes go once fetched
-/// completely: every stored record answered and the whole answer handed to the connection
-/// ([`SessionStore::fetch_complete`]). A partial or empty-range fetch, or one that broke off,
-/// keeps the file, as perfSONAR's owampd does.
-#[derive(Debug)]
-pub struct DaemonStore {
-    /// The files.
-    pub dir: DirectoryStore,
-    /// Sessions to delete once fetched.
-    pub delete: Arc<DeleteOnFetch>,
-}
-
-impl SessionStore for DaemonStore {
-    fn save(&self, session: &owamp_core::io::StoredSession) -> Result<(), StoreError> {
-        self.dir.save(session)
-    }
-
-    fn begin(
-        &self,
-        request: &owamp_core::wire::RequestSession,
-    ) -> Result<Box<dyn owamp_os::store::RecordSink>, StoreError> {
-        self.dir.begin(request)
-    }
-
-    fn load(&self, sid: &SessionId) -> FetchReply {
-        self.dir.load(sid)
-    }
-
-    /// Streamed from the file.
-    fn fetch(&self, sid: &SessionId, begin: u32, end: u32) -> FetchSource {
-        self.dir.fetch(sid, begin, end)
-    }
-
-    fn fetch_complete(&self, sid: &SessionId) {
-        if self.delete.take(sid) {
-            let _ = std::fs::remove_file(self.dir.path_of(sid));
-        }
     }
 }
 
@@ -682,27 +587,40 @@ fn serve(
     let clock = owamp_os::clock::SystemClock::shared();
     let start = owamp_os::clock::Clock::now(&clock);
     let info = s.vardir.join(INFO_FILE);
-    std::fs::write(&info, format!("{:020}\n", start.raw()))
-        .map_err(|e| Fatal(format!("{}: {e}", info.display())))?;
+    std::fs::write(
+        &info,
+        format!("START={}\nPID={}\n", start.raw(), std::process::id()),
+    )
+    .map_err(|e| Fatal(format!("{}: {e}", info.display())))?;
     // The data directory is created and written as the user owampd runs as.
     if let Some((uid, gid)) = ids {
         drop_privileges(uid, gid)?;
         log(&format!("running as uid {uid}, gid {gid}"));
     }
 
-    let delete = Arc::new(DeleteOnFetch::new(&s.limits));
     let limits = PerAddrLimits::of(&s.conf);
+    let class_limits = s
+        .limits
+        .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0));
+    let files = open_store(&s, class_limits.clone())?;
     let policy = DaemonPolicy {
-        limits: s
-            .limits
-            .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0)),
-        delete: delete.clone(),
+        limits: class_limits,
+        placement: files.placement(),
         per_addr: SessionsPerAddr::new(limits.sessions),
     };
-    let dir = DirectoryStore::new(&s.datadir)
-        .map_err(|e| Fatal(format!("Unable to mkdir({}): {e}", s.datadir.display())))?;
-    check_writable(&s.datadir)?;
-    let store: Arc<dyn SessionStore> = Arc::new(DaemonStore { dir, delete });
+    let retention = match s.conf.keepfor {
+        None | Some(0) => None,
+        Some(secs) => {
+            log(&format!(
+                "keepfor: sessions are deleted {secs} s after they were last written"
+            ));
+            Some(Retention {
+                store: files.clone(),
+                keep: Duration::from_secs(secs),
+            })
+        }
+    };
+    let store: Arc<dyn SessionStore> = Arc::new(files);
 
     let mut cfg = ServeConfig::default();
     cfg.control.start_time = start;
@@ -752,18 +670,90 @@ fn serve(
         }
     }));
 
-    run_servers(listeners, cfg, policy, store, stop, ready, &s.datadir, pid)
+    run_servers(
+        listeners,
+        cfg,
+        (policy, store, retention),
+        stop,
+        ready,
+        &s.datadir,
+        pid,
+    )
+}
+
+/// The session store in the data directory, in perfSONAR's layout, with its catalog rebuilt
+/// and its classes charged for the files already there.
+fn open_store(s: &Settings, limits: Limits) -> Result<HierarchyStore, Fatal> {
+    let store = HierarchyStore::new(&s.datadir, limits)
+        .with_delete_on_fetch(
+            s.limits
+                .classes
+                .iter()
+                .filter(|c| c.settings.delete_on_fetch)
+                .map(|c| c.name.clone()),
+        )
+        .with_log(Arc::new(|m: &str| tracing::warn!("{m}")));
+    std::fs::create_dir_all(&s.datadir)
+        .map_err(|e| Fatal(format!("Unable to mkdir({}): {e}", s.datadir.display())))?;
+    check_writable(&s.datadir)?;
+    let found = store
+        .rebuild()
+        .map_err(|e| Fatal(format!("datadir {}: {e}", s.datadir.display())))?;
+    log(&format!(
+        "catalog rebuilt: {} sessions ({} octets) in {}{}",
+        found.sessions,
+        found.octets,
+        store.hierarchy_dir().display(),
+        if found.recovered > 0 {
+            format!(", {} partial files left by a crash kept", found.recovered)
+        } else {
+            String::new()
+        }
+    ));
+    if found.legacy > 0 {
+        log(&format!(
+            "{} sessions of the older flat layout in {} are still served from there",
+            found.legacy,
+            s.datadir.display()
+        ));
+    }
+    Ok(store)
+}
+
+/// `keepfor`: sessions older than `keep` are deleted, checked every [`Retention::every`].
+struct Retention {
+    store: HierarchyStore,
+    keep: Duration,
+}
+
+impl Retention {
+    /// How often to look: a tenth of the age kept, between a second and a minute.
+    fn every(&self) -> Duration {
+        (self.keep / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// Deletes what is older than the age kept.
+    fn sweep(&self) {
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(self.keep) else {
+            return;
+        };
+        let n = self.store.remove_older_than(cutoff);
+        if n > 0 {
+            log(&format!(
+                "keepfor: {n} sessions older than {} s deleted",
+                self.keep.as_secs()
+            ));
+        }
+    }
 }
 
 /// Serves every listener on one Tokio runtime of two worker threads: connections and their
 /// test sessions are tasks, not threads, so a thousand clients cost a few threads (measured
 /// with scripts/bench-many-clients.sh: docs/performance.md).
-#[allow(clippy::too_many_arguments)]
 fn run_servers(
     listeners: Vec<TcpListener>,
     cfg: ServeConfig,
-    policy: DaemonPolicy,
-    store: Arc<dyn SessionStore>,
+    (policy, store, retention): (DaemonPolicy, Arc<dyn SessionStore>, Option<Retention>),
     stop: &StopHandle,
     ready: &mut dyn FnMut(&[SocketAddr]),
     datadir: &Path,
@@ -806,7 +796,21 @@ fn run_servers(
             datadir.display()
         ));
         ready(&bound);
+        let mut last_sweep: Option<tokio::time::Instant> = None;
         while !stop.is_stopped() && !handle.is_shutdown() {
+            if let Some(r) = &retention {
+                if last_sweep.map_or(true, |t| t.elapsed() >= r.every()) {
+                    last_sweep = Some(tokio::time::Instant::now());
+                    // A walk of the data directory: off the runtime's worker threads.
+                    let store = r.store.clone();
+                    let keep = r.keep;
+                    let sweep =
+                        tokio::task::spawn_blocking(move || Retention { store, keep }.sweep());
+                    if let Err(e) = sweep.await {
+                        log(&format!("keepfor: {e}"));
+                    }
+                }
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         log("shutting down");
@@ -1017,17 +1021,20 @@ mod tests {
     }
 
     #[test]
-    fn delete_on_fetch_tracks_only_its_classes() {
-        let l = limits::parse(
-            "limit root with delete_on_fetch=off\nlimit keep with parent=root\nlimit gone with parent=root, delete_on_fetch=on\n",
-        )
-        .unwrap();
-        let d = DeleteOnFetch::new(&l);
-        d.track("keep", SessionId([1; 16]));
-        d.track("gone", SessionId([2; 16]));
-        assert!(!d.take(&SessionId([1; 16])));
-        assert!(d.take(&SessionId([2; 16])));
-        assert!(!d.take(&SessionId([2; 16])));
+    fn retention_looks_at_a_tenth_of_the_age_within_bounds() {
+        let every = |secs| {
+            let dir = tempfile::tempdir().unwrap();
+            let limits =
+                limits::LimitsConf::default().to_policy(Modes::ALL, &Default::default(), 1.0);
+            Retention {
+                store: HierarchyStore::new(dir.path(), limits),
+                keep: Duration::from_secs(secs),
+            }
+            .every()
+        };
+        assert_eq!(every(2), Duration::from_secs(1));
+        assert_eq!(every(100), Duration::from_secs(10));
+        assert_eq!(every(86400), Duration::from_secs(60));
     }
 
     #[test]

@@ -141,11 +141,9 @@ fn open_mode_both_directions_with_saved_files() {
         assert_eq!(sb.len(), 1);
         assert_eq!(&sb[0][1..9], &block[1..9], "{}", file.display());
     }
-    // The server kept the "to" session, named by its SID.
+    // The server kept the "to" session, named by its SID, linked in its catalog.
     let sid = b[0][1].strip_prefix("SID:\t").unwrap();
-    let stored = d
-        .path("data")
-        .join(format!("{}.owp", sid.to_ascii_uppercase()));
+    let stored = common::catalog_link(&d.path("data"), sid);
     assert!(stored.exists(), "{}", stored.display());
     assert_eq!(
         std::fs::read(&stored).unwrap().len(),
@@ -542,12 +540,12 @@ fn root_drops_to_the_configured_user() {
     let code = wait_bounded(&mut child, Duration::from_secs(20));
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(code, 0);
-    let files: Vec<_> = std::fs::read_dir(d.path().join("data"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files = common::session_files(&d.path().join("data"), "");
     assert_eq!(files.len(), 1);
     assert_eq!(std::fs::metadata(&files[0]).unwrap().uid(), nobody);
+    // The class's directory too, made when first needed.
+    let class_dir = files[0].parent().unwrap();
+    assert_eq!(std::fs::metadata(class_dir).unwrap().uid(), nobody);
 }
 
 #[test]
@@ -583,13 +581,15 @@ assign default gone\n";
     let o = owping(&["-t"], &d);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(blocks(&o.stdout).len(), 1);
-    let left = std::fs::read_dir(d.path("data")).unwrap().count();
+    let left = common::session_files(&d.path("data"), "").len();
     assert_eq!(left, 0, "the fetched session should be gone");
+    let links = std::fs::read_dir(d.path("data/catalog")).unwrap().count();
+    assert_eq!(links, 0, "and its catalog link");
     // -Q without -T: nothing is fetched, so the session stays.
     let o = owping(&["-t", "-Q"], &d);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.is_empty(), "{}", o.stdout);
-    let left = std::fs::read_dir(d.path("data")).unwrap().count();
+    let left = common::session_files(&d.path("data"), "").len();
     assert_eq!(left, 1);
 }
 
@@ -604,7 +604,7 @@ fn owfetch_to_a_bad_path_leaves_the_session_on_the_server() {
     );
     let o = owping(&["-t", "-Q"], &d);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    let stored = entries(&d.path("data"));
+    let stored = entries(&d.path("data/catalog"));
     assert_eq!(stored.len(), 1, "{stored:?}");
     let sid = stored[0].trim_end_matches(".owp").to_owned();
     for bad in ["/nonexistent-dir/s.owp", d.path("data").to_str().unwrap()] {
@@ -616,7 +616,11 @@ fn owfetch_to_a_bad_path_leaves_the_session_on_the_server() {
         );
         assert_eq!(o.code, 1, "{}", o.stderr);
         assert!(o.stderr.contains(bad), "{}", o.stderr);
-        assert_eq!(entries(&d.path("data")), stored, "the session must stay");
+        assert_eq!(
+            entries(&d.path("data/catalog")),
+            stored,
+            "the session must stay"
+        );
     }
     let good = d.path("fetched.owp");
     let o = run(

@@ -17,14 +17,9 @@ use std::time::{Duration, Instant};
 const OWPING: &str = env!("CARGO_BIN_EXE_owping");
 const OWFETCH: &str = env!("CARGO_BIN_EXE_owfetch");
 
-fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(ext))
-        .collect();
-    v.sort();
-    v
+/// The session files of owampd's data directory `data` (under `data/hierarchy`).
+fn files(data: &Path, ext: &str) -> Vec<PathBuf> {
+    common::session_files(data, ext)
 }
 
 /// Our owstats on a file: exit status and output.

@@ -47,7 +47,7 @@ fn send_session(conn: &mut ClientConnection, packets: u32) -> SessionId {
 /// Whether the server still keeps the session's file: it goes just after the answer's last
 /// octets were written, so a file still there is looked at again for half a second.
 fn stored(data: &Path, sid: &SessionId) -> bool {
-    let path = data.join(format!("{}.owp", sid_hex(sid)));
+    let path = common::catalog_link(data, &sid_hex(sid));
     for _ in 0..50 {
         if !path.exists() {
             return false;

@@ -13,14 +13,9 @@ use std::time::Duration;
 
 const OWPING: &str = env!("CARGO_BIN_EXE_owping");
 
-fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(ext))
-        .collect();
-    v.sort();
-    v
+/// The session files of owampd's data directory `data` (under `data/hierarchy`).
+fn files(data: &Path, ext: &str) -> Vec<PathBuf> {
+    common::session_files(data, ext)
 }
 
 fn owstats(path: &Path) -> (i32, String) {
@@ -48,11 +43,13 @@ fn sent(summary: &str) -> u64 {
 }
 
 /// A receive session of 2^23 packets (over the old in-memory cap of 2^22) is accepted and
-/// runs; killed with SIGKILL midway, owampd leaves `<SID>.owp.i` holding what it received,
-/// which our owstats (and perfSONAR's, when it is at hand) summarise; owping reports the
-/// failure with a non-zero exit. owampd then starts again on the same directories although
-/// the killed one left its pid file behind (only a lock held by a live daemon stops a start),
-/// serves a test, and leaves the partial file as it was.
+/// runs; killed with SIGKILL midway, owampd leaves `hierarchy/<class>/<sid>.owp.i` holding
+/// what it received, which our owstats (and perfSONAR's, when it is at hand) summarise;
+/// owping reports the failure with a non-zero exit. owampd then starts again on the same
+/// directories although the killed one left its pid file behind (only a lock held by a live
+/// daemon stops a start), keeps the partial file, unchanged, under its final name and linked
+/// in the catalog, as perfSONAR's owampd keeps it (a session not finished: a whole fetch of
+/// it is refused, RFC 4656 3.9, a range of records is served), and serves a test.
 #[test]
 fn kill_9_mid_session_leaves_a_partial_file_owstats_reads() {
     let mut d = Daemon::start("", None, None);
@@ -108,20 +105,26 @@ fn kill_9_mid_session_leaves_a_partial_file_owstats_reads() {
     let pid_file = d.path("owamp-server.pid");
     let stale = std::fs::read_to_string(&pid_file).expect("the killed daemon's pid file");
     assert_eq!(stale.trim(), d.child.id().to_string());
-    let partial_len = std::fs::metadata(&partial[0]).unwrap().len();
+    let partial_bytes = std::fs::read(&partial[0]).unwrap();
     d.relaunch();
+    let kept = PathBuf::from(partial[0].to_string_lossy().trim_end_matches(".i"));
+    assert!(!partial[0].exists());
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        partial_bytes,
+        "the partial file is kept as it was, under its final name"
+    );
+    let sid = kept.file_stem().unwrap().to_str().unwrap().to_owned();
+    assert!(common::catalog_link(&data, &sid).is_file(), "linked");
     let fresh = std::fs::read_to_string(&pid_file).unwrap();
     assert_eq!(fresh.trim(), d.child.id().to_string(), "pid file rewritten");
     let a = args(&["-t", "-c", "20", "-i", "0.01", "-L", "1", &d.addr()]);
     let o = run(OWPING, &a, "", Duration::from_secs(30));
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains("20 sent, 0 lost"), "{}", o.stdout);
-    assert_eq!(files(&data, ".owp").len(), 1, "the new session is stored");
-    assert_eq!(
-        std::fs::metadata(&partial[0]).unwrap().len(),
-        partial_len,
-        "the partial file is left as it was"
-    );
+    assert_eq!(files(&data, ".owp").len(), 2, "the new session is stored");
+    let (code, summary) = owstats(&kept);
+    assert_eq!((code, sent(&summary)), (0, n), "{summary}");
     let (code, log) = d.terminate();
     assert_eq!(code, 0, "{log:?}");
     assert!(!pid_file.exists(), "a clean exit removes the pid file");

@@ -10,6 +10,8 @@
 //! - [`rng`]: the operating system's random generator for the control state machines.
 //! - [`store`]: where a server keeps the sessions it received ([`store::SessionStore`]), in
 //!   memory or as perfSONAR-compatible `.owp` files, which [`owp_file`] writes atomically.
+//! - [`hierarchy`]: perfSONAR owampd's layout of a server's sessions: a directory per limits
+//!   class, a catalog of links by SID, rebuilt at start-up.
 //! - [`host`]: a core connection hosted with its test sockets, for either adapter's loop.
 //! - [`client_records`]: where a client's fetched and received records go, in memory or
 //!   into `.owp` files as they come.
@@ -31,6 +33,7 @@
 
 pub mod client_records;
 pub mod clock;
+pub mod hierarchy;
 pub mod host;
 pub mod net;
 pub mod owp_file;

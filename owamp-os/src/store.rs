@@ -174,11 +174,16 @@ impl RecordSink for Gather {
     }
 }
 
+/// What a store does with a session's file once it is complete under its final name, before
+/// the session leaves the set of those being written (a catalog link, disk accounting).
+pub(crate) type OnStored = Box<dyn FnOnce(&Path) + Send>;
+
 /// Writes a session's records to its `.owp` file as they come; errors name the file. While
 /// it lives, its SID is in the store's set of sessions being written ([`Writing`]).
-struct FileSink {
-    file: Option<StreamFile>,
-    _writing: WritingGuard,
+pub(crate) struct FileSink {
+    pub(crate) file: Option<StreamFile>,
+    pub(crate) on_stored: Option<OnStored>,
+    pub(crate) _writing: WritingGuard,
 }
 
 impl RecordSink for FileSink {
@@ -197,20 +202,35 @@ impl RecordSink for FileSink {
         // drops): a fetch that finds the SID no longer being written finds its file.
         if let Some(f) = self.file.take() {
             let path = f.partial().to_owned();
-            f.finish(end)
+            let done = f
+                .finish(end)
                 .map_err(|source| StoreError::File { path, source })?;
+            if let Some(on_stored) = self.on_stored.take() {
+                on_stored(&done);
+            }
         }
         Ok(None)
     }
 }
 
 /// The SIDs of the sessions a [`DirectoryStore`] is writing (shared by its clones).
-type Writing = Arc<Mutex<HashSet<SessionId>>>;
+pub(crate) type Writing = Arc<Mutex<HashSet<SessionId>>>;
 
 /// Takes a SID out of the set of sessions being written when dropped, however the sink ends.
-struct WritingGuard {
+pub(crate) struct WritingGuard {
     set: Writing,
     sid: SessionId,
+}
+
+impl WritingGuard {
+    /// Puts `sid` in `set` until the guard drops.
+    pub(crate) fn enter(set: &Writing, sid: SessionId) -> Self {
+        lock_writing(set).insert(sid);
+        Self {
+            set: set.clone(),
+            sid,
+        }
+    }
 }
 
 impl Drop for WritingGuard {
@@ -219,7 +239,7 @@ impl Drop for WritingGuard {
     }
 }
 
-fn lock_writing(set: &Writing) -> MutexGuard<'_, HashSet<SessionId>> {
+pub(crate) fn lock_writing(set: &Writing) -> MutexGuard<'_, HashSet<SessionId>> {
     // Every update is one insert or remove: a panic elsewhere leaves the set consistent.
     set.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -388,11 +408,7 @@ impl SessionStore for DirectoryStore {
     /// renamed to `<SID>.owp`. After a crash, the `.i` file holds what was received, and
     /// owstats reads it as a session not finished.
     fn begin(&self, request: &RequestSession) -> Result<Box<dyn RecordSink>, StoreError> {
-        lock_writing(&self.writing).insert(request.sid);
-        let guard = WritingGuard {
-            set: self.writing.clone(),
-            sid: request.sid,
-        };
+        let guard = WritingGuard::enter(&self.writing, request.sid);
         let path = self.path_of(&request.sid);
         let f = StreamFile::create(&path, request).map_err(|source| StoreError::File {
             path: crate::owp_file::partial_path(&path),
@@ -400,6 +416,7 @@ impl SessionStore for DirectoryStore {
         })?;
         Ok(Box::new(FileSink {
             file: Some(f),
+            on_stored: None,
             _writing: guard,
         }))
     }
@@ -447,7 +464,7 @@ const FETCH_BATCH: u64 = 1024;
 /// the records served (twice for a session not finished normally, to find its last received
 /// packet), and returns them as an iterator that reads a batch at a time, and whether they
 /// are every record of the file.
-fn stream_file(
+pub(crate) fn stream_file(
     path: &Path,
     begin: u32,
     end: u32,

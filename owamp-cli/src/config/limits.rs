@@ -239,12 +239,13 @@ fn parse_limit(line: usize, rest: &str, classes: &[ClassDef]) -> Result<ClassDef
     if classes.iter().any(|c| c.name == name) {
         return Err(syntax(line, format!("class \"{name}\" defined twice")));
     }
-    if name.contains('/') || name.contains('*') {
+    // Each class is a directory of datadir/hierarchy: "." and ".." cannot be one.
+    if name.contains('/') || name.contains('*') || name == "." || name == ".." {
         return Err(ConfigError::invalid(
             line,
             "class name",
             name,
-            "'/' and '*' are not allowed",
+            "'/', '*', \".\" and \"..\" are not allowed",
         ));
     }
     let rest = rest.trim_start();
@@ -494,6 +495,17 @@ assign net 10.0.0.0/16 hostile
     fn pfs(ids: &[&str]) -> PfsFile {
         let text: String = ids.iter().map(|i| format!("{i} 6162\n")).collect();
         super::super::pfs::parse(&text).unwrap()
+    }
+
+    /// Each class is a directory of the data directory's hierarchy: names that cannot be
+    /// one are refused.
+    #[test]
+    fn class_names_must_name_a_directory() {
+        for bad in ["a/b", "*", ".", ".."] {
+            let text = format!("limit {bad} with disk=1\n");
+            assert!(parse(&text).is_err(), "{bad}");
+        }
+        assert!(parse("limit .hidden with disk=1\n").is_ok());
     }
 
     #[test]

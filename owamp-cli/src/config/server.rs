@@ -85,6 +85,7 @@ pub const KEYWORDS: &[&str] = &[
     "enddelay",
     "facility",
     "group",
+    "keepfor",
     "loglevel",
     "loglocation",
     "maxcontrolsessions",
@@ -143,6 +144,9 @@ pub struct ServerConf {
     pub facility: Option<String>,
     /// `group`: group to run as when started as root.
     pub group: Option<String>,
+    /// `keepfor`: seconds received sessions are kept before owampd deletes them (0: for ever).
+    /// Ours, not perfSONAR's (whose owampd-cleanup script does this from cron).
+    pub keepfor: Option<u64>,
     /// `loglevel`.
     pub loglevel: Option<String>,
     /// `loglocation`: add source locations to messages.
@@ -272,6 +276,16 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
                         )
                     }
                     "group" => c.group = Some(v.to_owned()),
+                    "keepfor" => {
+                        c.keepfor = Some(v.parse::<u64>().map_err(|_| {
+                            ConfigError::invalid(
+                                line,
+                                key_raw,
+                                v,
+                                "expected a whole number of seconds (0: keep for ever)",
+                            )
+                        })?)
+                    }
                     "loglevel" => {
                         let lv = v.to_ascii_lowercase();
                         if !LOG_LEVELS.contains(&lv.as_str()) {
@@ -360,6 +374,22 @@ datadir /srv/owamp/data\nvardir /run/owamp\ndiskfudge 3.0\n";
         assert_eq!(c.vardir, Some(PathBuf::from("/run/owamp")));
         assert_eq!(c.diskfudge, Some(3.0));
         assert!(!c.verbose);
+    }
+
+    /// `keepfor` (ours): whole seconds, 0 meaning for ever.
+    #[test]
+    fn keepfor_takes_whole_seconds() {
+        assert_eq!(parse("keepfor 86400\n").unwrap().keepfor, Some(86400));
+        assert_eq!(parse("keepfor 0\n").unwrap().keepfor, Some(0));
+        assert_eq!(parse("").unwrap().keepfor, None);
+        for bad in [
+            "keepfor -1\n",
+            "keepfor 1.5\n",
+            "keepfor\n",
+            "keepfor 1 2\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     /// The annotated example shipped with owamp (conf/owampd.conf), its settings uncommented.

@@ -265,3 +265,32 @@ pub fn run_with(cmd: &mut Command, input: &str, limit: Duration) -> Output {
 pub fn args(v: &[&str]) -> Vec<OsString> {
     v.iter().map(OsString::from).collect()
 }
+
+/// The session files owampd keeps in its data directory `data` (perfSONAR's layout: under
+/// `data/hierarchy`, a directory per limits class) whose names end with `ext`, sorted.
+pub fn session_files(data: &std::path::Path, ext: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![data.join("hierarchy")];
+    // Bounded by the test's own directories.
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(p);
+            } else if p.to_string_lossy().ends_with(ext) {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The catalog link of the session whose SID is `sid_hex` (either case) in `data`.
+pub fn catalog_link(data: &std::path::Path, sid_hex: &str) -> PathBuf {
+    data.join("catalog")
+        .join(format!("{}.owp", sid_hex.to_ascii_lowercase()))
+}

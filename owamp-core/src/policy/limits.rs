@@ -154,9 +154,48 @@ impl Limits {
         self.lock().disk_fudge = fudge;
     }
 
-    /// Bandwidth (bits per second) and disk (octets) reserved by a class's running sessions.
+    /// Bandwidth (bits per second) and disk (octets) a class holds: what its running
+    /// sessions reserved, and the session files it keeps ([`add_stored`](Self::add_stored)).
     pub fn in_use(&self, class: &str) -> (f64, u64) {
         self.lock().used.get(class).copied().unwrap_or((0.0, 0))
+    }
+
+    /// Whether `class` is defined.
+    pub fn has_class(&self, class: &str) -> bool {
+        self.lock().classes.contains_key(class)
+    }
+
+    /// The class of clients no `assign` line matches.
+    pub fn default_class(&self) -> String {
+        self.lock().default_class.clone()
+    }
+
+    /// `class` and its ancestors, nearest first, as its sessions count against them (a
+    /// parent cycle is cut where it repeats).
+    pub fn chain(&self, class: &str) -> Vec<String> {
+        self.lock().chain(class)
+    }
+
+    /// A session file of `class` of `octets` is kept: it counts against the `disk` limits of
+    /// the class and its ancestors until [`remove_stored`](Self::remove_stored), as owampd
+    /// counts the files it holds (so a limit holds across restarts once the files found at
+    /// start-up are added).
+    pub fn add_stored(&self, class: &str, octets: u64) {
+        let mut inner = self.lock();
+        for c in inner.chain(class) {
+            let u = inner.used.entry(c).or_insert((0.0, 0));
+            u.1 = u.1.saturating_add(octets);
+        }
+    }
+
+    /// A session file counted by [`add_stored`](Self::add_stored) is gone.
+    pub fn remove_stored(&self, class: &str, octets: u64) {
+        let mut inner = self.lock();
+        for c in inner.chain(class) {
+            if let Some(u) = inner.used.get_mut(&c) {
+                u.1 = u.1.saturating_sub(octets);
+            }
+        }
     }
 }
 
@@ -438,5 +477,43 @@ mod tests {
             },
         );
         assert_eq!(p.modes(IpAddr::V4(Ipv4Addr::LOCALHOST)), Modes::from_raw(6));
+    }
+
+    /// Stored files count against the disk limits of their class and its ancestors until
+    /// they are removed: a session that would not fit beside them is refused.
+    #[test]
+    fn stored_files_count_against_disk_limits_until_removed() {
+        let mut p = Limits::new(Modes::ALL, "child", ClassLimits::default());
+        p.add_class(
+            "root",
+            ClassLimits {
+                disk_octets: 10_000,
+                ..ClassLimits::default()
+            },
+        );
+        p.set_parent("child", "root");
+        assert_eq!(p.chain("child"), ["child", "root"]);
+        assert!(p.has_class("root") && !p.has_class("nope"));
+        assert_eq!(p.default_class(), "child");
+        let r = request(0x1999_9999, 100);
+        let t = TestAdmission {
+            peer: Peer {
+                addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                mode: Mode::Open,
+                key_id: None,
+            },
+            sid: SessionId([1; 16]),
+            role: Role::Receiver,
+            request: &r,
+        };
+        let need = t.disk_octets();
+        p.add_stored("child", 10_000 - need + 1);
+        assert_eq!(p.in_use("root").1, 10_000 - need + 1);
+        assert_eq!(p.admit_test(&t), Err(AcceptCode::Failure));
+        p.remove_stored("child", 1);
+        assert!(p.admit_test(&t).is_ok());
+        p.release_test(&t.sid, Role::Receiver);
+        p.remove_stored("child", 10_000);
+        assert_eq!((p.in_use("child").1, p.in_use("root").1), (0, 0));
     }
 }
