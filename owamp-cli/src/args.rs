@@ -53,7 +53,11 @@ pub struct ConnectionArgs {
     #[arg(short = 'S', value_name = "srcaddr", help_heading = "Connection Args")]
     pub srcaddr: Option<String>,
     /// specify the interface to use for control connection and tests
-    #[arg(short = 'B', value_name = "interface", help_heading = "Connection Args")]
+    #[arg(
+        short = 'B',
+        value_name = "interface",
+        help_heading = "Connection Args"
+    )]
     pub interface: Option<String>,
     /// username (identity) to use with Authenticated/Encrypted modes
     #[arg(short = 'u', value_name = "username", help_heading = "Connection Args")]

@@ -1047,6 +1047,23 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_example_configuration_is_read() {
+        // packaging/etc: what the Debian package installs in /etc/owamp-server.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/etc");
+        let args =
+            Args::try_parse_from([OsString::from("owampd"), "-c".into(), dir.into_os_string()])
+                .unwrap();
+        let s = load_settings(&args).unwrap();
+        assert_eq!(s.files.len(), 2);
+        assert_eq!(s.datadir, Path::new("/var/lib/owamp"));
+        assert_eq!(s.modes, Modes::ALL);
+        // The standard port on every address, as a server should.
+        assert_eq!(s.listen.len(), 2);
+        assert!(s.listen.iter().all(|a| a.port() == CONTROL_PORT));
+        assert_eq!(s.limits.classes.len(), 2);
+    }
+
+    #[test]
     fn srcnode_forms() {
         assert_eq!(
             parse_srcnode("127.0.0.1:8610"),

@@ -277,14 +277,15 @@ fn wrong_passphrase_is_denied() {
         .find(|l| l.contains("set-up refused"))
         .unwrap_or_else(|| panic!("no refusal logged: {log:?}"));
     assert!(
-        line.contains(
-            "connection from 127.0.0.1:"
-        ) && line.ends_with(
-            ": set-up refused: wrong passphrase for identity \"alice\" (mode authenticated)"
-        ),
+        line.contains("connection from 127.0.0.1:")
+            && line.ends_with(
+                ": set-up refused: wrong passphrase for identity \"alice\" (mode authenticated)"
+            ),
         "{line}"
     );
-    assert!(!log.iter().any(|l| l.contains("wrong passphrase\"") || l.contains(PASS)));
+    assert!(!log
+        .iter()
+        .any(|l| l.contains("wrong passphrase\"") || l.contains(PASS)));
 }
 
 #[test]
@@ -296,8 +297,8 @@ fn unknown_identity_is_denied_and_logged() {
     assert!(o.stderr.contains("Server denied access"), "{}", o.stderr);
     let (_, log) = d.terminate();
     assert!(
-        log.iter().any(|l| l
-            .ends_with(": set-up refused: unknown identity \"bob\" (mode encrypted)")),
+        log.iter()
+            .any(|l| l.ends_with(": set-up refused: unknown identity \"bob\" (mode encrypted)")),
         "{log:?}"
     );
 }
@@ -316,7 +317,9 @@ fn open_mode_refused_by_the_limits_is_logged() {
     let (_, log) = d.terminate();
     assert!(
         log.iter().any(|l| l.contains("connection from 127.0.0.1:")
-            && l.ends_with(": set-up refused: no mode is offered to this address (the limits allow it none)")),
+            && l.ends_with(
+                ": set-up refused: no mode is offered to this address (the limits allow it none)"
+            )),
         "{log:?}"
     );
 }

@@ -288,8 +288,11 @@ fn refusals_by_the_policy_and_for_modes_are_told() {
         SetupRefusal::Policy(AcceptCode::PermanentResourceLimit)
     );
     assert!(
-        why.to_string().starts_with("refused by the limits for identity \"alice\": ")
-            && why.to_string().ends_with("(Accept = 4) (mode authenticated)"),
+        why.to_string()
+            .starts_with("refused by the limits for identity \"alice\": ")
+            && why
+                .to_string()
+                .ends_with("(Accept = 4) (mode authenticated)"),
         "{why}"
     );
     // Open mode only, from an address whose class may not use it: nothing is offered.

@@ -562,7 +562,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         let mut keys: Option<SessionKeys> = None;
         let mut server_iv = [0u8; 16];
         if let Some(key_id) = &key_id {
-            let pass = self.policy.passphrase(&key_id);
+            let pass = self.policy.passphrase(key_id);
             // Derive and decrypt even for an unknown KeyID, so both cases take as long.
             let derived = derive_key(
                 pass.as_deref().unwrap_or(&[]),
@@ -579,10 +579,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                     return Ok(());
                 }
                 (Some(_), None) => {
-                    self.reject_setup(
-                        AcceptCode::Failure,
-                        refused(SetupRefusal::WrongPassphrase),
-                    );
+                    self.reject_setup(AcceptCode::Failure, refused(SetupRefusal::WrongPassphrase));
                     return Ok(());
                 }
             }
