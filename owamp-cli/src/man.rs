@@ -5,7 +5,7 @@
 //! 8 manual pages are generated from the same clap definitions that parse the command lines
 //! (`clap_mangen`), so a flag can not be documented differently from how it is parsed; the
 //! sections clap knows nothing of (exit status, files, signals, see also) come from
-//! [`extra_sections`]. The pages are committed under `docs/man/manN/`; the `man_pages` test
+//! `extra_sections`. The pages are committed under `docs/man/manN/`; the `man_pages` test
 //! fails when they are stale and rewrites them with `OWAMP_UPDATE_MAN=1`.
 
 use clap::{Arg, ArgAction, Command, CommandFactory};
