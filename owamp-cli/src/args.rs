@@ -29,7 +29,7 @@ pub fn packet_count(s: &str) -> Result<u32, String> {
     })
 }
 
-/// The connection and authentication flags (-4, -6, -A, -k, -S, -u).
+/// The connection and authentication flags (-4, -6, -A, -k, -S, -B, -u).
 #[derive(Debug, clap::Args)]
 pub struct ConnectionArgs {
     /// connect using IPv4 addresses only
@@ -52,6 +52,13 @@ pub struct ConnectionArgs {
     /// local address for the control connection
     #[arg(short = 'S', value_name = "srcaddr", help_heading = "Connection Args")]
     pub srcaddr: Option<String>,
+    /// specify the interface to use for control connection and tests
+    #[arg(
+        short = 'B',
+        value_name = "interface",
+        help_heading = "Connection Args"
+    )]
+    pub interface: Option<String>,
     /// username (identity) to use with Authenticated/Encrypted modes
     #[arg(short = 'u', value_name = "username", help_heading = "Connection Args")]
     pub username: Option<String>,
@@ -71,14 +78,15 @@ impl ConnectionArgs {
         client::family(self.ipv4, self.ipv6)
     }
 
-    /// Client options with the modes of -A, the identity of -u and -k, and the PBKDF2 bound
-    /// of --max-pbkdf2-count.
+    /// Client options with the modes of -A, the identity of -u and -k, the interface of -B
+    /// and the PBKDF2 bound of --max-pbkdf2-count.
     pub fn client_options(&self, prog: &str, err: &mut dyn Write) -> Result<ClientOptions, String> {
         let mut opts = client::client_options(
             prog,
             self.authmode.as_deref(),
             self.username.as_deref(),
             self.pfsfile.as_deref(),
+            self.interface.as_deref(),
             err,
         )?;
         if let Some(n) = self.max_pbkdf2_count {

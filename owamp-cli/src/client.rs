@@ -170,18 +170,25 @@ pub fn resolve_server(
     Ok(serv_addrs)
 }
 
-/// Connects a TCP stream to `server`, from `source` if given, within `timeout`.
+/// Connects a TCP stream to `server`, from `source` if given and by the network interface
+/// `device` if given (`-B`: `SO_BINDTODEVICE`), within `timeout`.
 pub fn connect_stream(
     server: SocketAddr,
     source: Option<IpAddr>,
+    device: Option<&str>,
     timeout: Duration,
 ) -> std::io::Result<TcpStream> {
-    let Some(src) = source else {
+    if source.is_none() && device.is_none() {
         return TcpStream::connect_timeout(&server, timeout);
-    };
+    }
     let domain = socket2::Domain::for_address(server);
     let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    sock.bind(&SocketAddr::new(src, 0).into())?;
+    if let Some(d) = device {
+        owamp_os::net::bind_device(&sock, d)?;
+    }
+    if let Some(src) = source {
+        sock.bind(&SocketAddr::new(src, 0).into())?;
+    }
     sock.connect_timeout(&server.into(), timeout)?;
     Ok(sock.into())
 }
@@ -253,16 +260,28 @@ pub fn identity(
     Ok(passphrase.map(|p| Identity::new(user.as_bytes(), p)))
 }
 
-/// Client options with the modes of -A and the identity of -u and its pass-phrase (-k).
+/// Client options with the modes of -A, the identity of -u and its pass-phrase (-k), and the
+/// interface of -B (for the control connection and the test sockets).
 pub fn client_options(
     prog: &str,
     authmode: Option<&str>,
     user: Option<&str>,
     pfs_file: Option<&Path>,
+    interface: Option<&str>,
     err: &mut dyn Write,
 ) -> Result<ClientOptions, String> {
     let mut opts = ClientOptions::default();
     opts.control.modes = parse_authmode(authmode)?;
+    if let Some(i) = interface {
+        // Checked before anything connects: a name that is wrong is not a network problem.
+        if !owamp_os::net::interface_exists(i) {
+            return Err(format!(
+                "-B {}: no such network interface",
+                i.escape_debug()
+            ));
+        }
+        opts.endpoint.bind_device = Some(i.to_owned());
+    }
     opts.control.identity = identity(prog, user, pfs_file, err)?;
     Ok(opts)
 }
@@ -333,7 +352,8 @@ pub fn open_control(
             }
         };
         let t0 = Instant::now();
-        let stream = match connect_stream(server, src, opts.connect_timeout) {
+        let device = opts.endpoint.bind_device.as_deref();
+        let stream = match connect_stream(server, src, device, opts.connect_timeout) {
             Ok(s) => s,
             Err(e) => {
                 last = Some(format!("{server}: {e}"));
@@ -511,7 +531,15 @@ mod tests {
         std::fs::write(&f, pfs::format_line("alice", pass.as_bytes()).as_bytes()).unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mut err = Vec::new();
-        let opts = client_options("owping", Some("AE"), Some("alice"), Some(&f), &mut err).unwrap();
+        let opts = client_options(
+            "owping",
+            Some("AE"),
+            Some("alice"),
+            Some(&f),
+            None,
+            &mut err,
+        )
+        .unwrap();
         assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
         let id = opts.control.identity.as_ref().unwrap();
         assert_eq!(id.passphrase.as_bytes(), pass.as_bytes());
@@ -524,7 +552,7 @@ mod tests {
 
         // A file others may read: used, with a warning naming it and its mode.
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let opts = client_options("owping", None, Some("alice"), Some(&f), &mut err).unwrap();
+        let opts = client_options("owping", None, Some("alice"), Some(&f), None, &mut err).unwrap();
         assert!(opts.control.identity.is_some());
         let err = String::from_utf8(err).unwrap();
         assert!(

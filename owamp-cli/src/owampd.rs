@@ -25,7 +25,7 @@ use owamp_core::control::{AcceptCode, CloseReason, Modes, Role};
 use owamp_core::policy::{Limits, Peer, ServerPolicy, SessionsPerAddr, TestAdmission};
 use owamp_core::wire::SessionId;
 use owamp_os::hierarchy::{HierarchyStore, Placement};
-use owamp_os::host::{ConnectionSummary, HostWarning, Refused, ServeConfig, StopHandle};
+use owamp_os::host::{ConnectionSummary, HostWarning, Refusal, Refused, ServeConfig, StopHandle};
 use owamp_os::store::SessionStore;
 
 use crate::client::CONTROL_PORT;
@@ -598,7 +598,7 @@ fn serve(
         log(&format!("running as uid {uid}, gid {gid}"));
     }
 
-    let limits = PerAddrLimits::of(&s.conf);
+    let limits = PerAddrLimits::of(&s.conf, nofile_limit());
     let class_limits = s
         .limits
         .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0));
@@ -649,11 +649,19 @@ fn serve(
     cfg.endpoint.warn = Some(Arc::new(|w: &HostWarning| tracing::warn!("warning: {w}")));
     cfg.max_connections = limits.connections;
     cfg.max_connections_per_addr = limits.connections_per_addr;
-    cfg.refused = Some(Arc::new(|r: &Refused| tracing::warn!("{r}")));
+    cfg.refused = Some(Arc::new(|r: &Refused| {
+        let setting = match r.reason {
+            Refusal::Busy { .. } => " (maxcontrolsessions)",
+            Refusal::PerAddr(_) => " (maxcontrolsessionsperaddr)",
+            _ => "",
+        };
+        tracing::warn!("{r}{setting}")
+    }));
     log(&format!(
-        "limits: {} control connections, {} per address, {} test sessions per address \
+        "limits: {} control connections ({}), {} per address, {} test sessions per address \
          (an IPv4 address or an IPv6 /64; 0: none)",
         shown(limits.connections),
+        limits.connections_from,
         limits.connections_per_addr,
         limits.sessions
     ));
@@ -866,15 +874,19 @@ fn check_writable(datadir: &Path) -> Result<(), Fatal> {
         })
 }
 
-/// One log line for a finished connection.
+/// One log line for a finished connection. A refused set-up says what was asked for and
+/// why (never a secret: the pass-phrase, keys and Token stay out of the log).
 fn describe(c: &ConnectionSummary) -> String {
+    if let Some(r) = &c.setup_refused {
+        return format!("connection from {}: set-up refused: {r}", c.peer);
+    }
     let id = c
         .key_id
         .as_deref()
-        .map(|k| format!(" identity={}", String::from_utf8_lossy(k)))
+        .map(|k| format!(" identity={:?}", String::from_utf8_lossy(k)))
         .unwrap_or_default();
     let close = match &c.close {
-        Some(r) => format!("{r:?}"),
+        Some(r) => r.to_string(),
         None => "server shutdown".into(),
     };
     let store_error = c
@@ -888,23 +900,71 @@ fn describe(c: &ConnectionSummary) -> String {
         String::new()
     };
     format!(
-        "connection from {}: mode={}{id} sessions={} stored={} store_errors={}{store_error}{foreign} closed={close}",
+        "connection from {}: mode={}{id} sessions={} stored={} store_errors={}{store_error}{foreign}; {close}",
         c.peer, c.mode, c.sessions, c.stored, c.store_errors
     )
 }
 
-/// Control connections served at once when the configuration does not say: each one holds
-/// descriptors and may hold test sockets, so an unconfigured daemon still has a bound (perfSONAR's
-/// has none). `maxcontrolsessions 0` asks for no limit.
-const DEFAULT_MAX_CONTROL_SESSIONS: usize = 256;
+/// Descriptors kept for the daemon itself (listeners, standard streams, the log, the pid
+/// file, the runtime's own) before the rest of `RLIMIT_NOFILE` is shared out.
+const FD_RESERVE: u64 = 32;
+/// Descriptors one control connection may hold: its socket, a test socket for each of the
+/// two sessions (one each way) a client usually runs, and a received session's file.
+const FDS_PER_CONNECTION: u64 = 4;
+/// The least default cap, however low the descriptor limit.
+const MIN_MAX_CONTROL_SESSIONS: usize = 16;
+/// The most default cap, however high (or unlimited) the descriptor limit.
+const MAX_DEFAULT_CONTROL_SESSIONS: usize = 16_384;
 
-/// The connection cap for a `maxcontrolsessions` setting.
-fn max_connections(setting: Option<u32>) -> usize {
+/// The connection cap for a `maxcontrolsessions` setting, and how it was found (for the
+/// start-up log). Unset, it follows the soft descriptor limit (`nofile`, `None` when it can
+/// not be read or is unlimited): each connection costs [`FDS_PER_CONNECTION`] descriptors
+/// after a reserve of [`FD_RESERVE`], so that an unconfigured daemon runs out of connection
+/// slots, which it refuses cleanly, before it runs out of descriptors (perfSONAR's has no
+/// cap). `maxcontrolsessions 0` asks for no limit.
+fn max_connections(setting: Option<u32>, nofile: Option<u64>) -> (usize, String) {
     match setting {
-        Some(0) => usize::MAX,
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        None => DEFAULT_MAX_CONTROL_SESSIONS,
+        Some(0) => (usize::MAX, "maxcontrolsessions 0: no limit".into()),
+        Some(n) => (
+            usize::try_from(n).unwrap_or(usize::MAX),
+            "from maxcontrolsessions".into(),
+        ),
+        None => {
+            let Some(soft) = nofile else {
+                return (
+                    MAX_DEFAULT_CONTROL_SESSIONS,
+                    "maxcontrolsessions not set, no descriptor limit".into(),
+                );
+            };
+            let share = soft.saturating_sub(FD_RESERVE) / FDS_PER_CONNECTION;
+            let n = usize::try_from(share)
+                .unwrap_or(usize::MAX)
+                .clamp(MIN_MAX_CONTROL_SESSIONS, MAX_DEFAULT_CONTROL_SESSIONS);
+            (
+                n,
+                format!(
+                    "maxcontrolsessions not set: (RLIMIT_NOFILE {soft} - {FD_RESERVE} reserved) \
+                     / {FDS_PER_CONNECTION} descriptors per connection, within \
+                     {MIN_MAX_CONTROL_SESSIONS}..={MAX_DEFAULT_CONTROL_SESSIONS}"
+                ),
+            )
+        }
     }
+}
+
+/// The soft limit on open descriptors (`None`: unlimited, or it can not be read).
+fn nofile_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the local struct it is given a valid pointer to.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0
+        || r.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(r.rlim_cur)
 }
 
 /// A limit for the log line: "none" for no limit.
@@ -917,7 +977,7 @@ fn shown(n: usize) -> String {
 }
 
 /// The connection limits and the per-address limits owampd runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PerAddrLimits {
     /// Control connections at once (`usize::MAX`: no limit).
     connections: usize,
@@ -925,6 +985,8 @@ struct PerAddrLimits {
     connections_per_addr: usize,
     /// Test sessions at once per address (0: no limit).
     sessions: usize,
+    /// How `connections` was found.
+    connections_from: String,
 }
 
 /// Per-address control connections when the configuration does not say: a quarter of the
@@ -939,8 +1001,9 @@ fn default_connections_per_addr(connections: usize) -> usize {
 }
 
 impl PerAddrLimits {
-    fn of(conf: &server::ServerConf) -> Self {
-        let connections = max_connections(conf.maxcontrolsessions);
+    /// The limits of `conf`, with the soft descriptor limit `nofile` for the default cap.
+    fn of(conf: &server::ServerConf, nofile: Option<u64>) -> Self {
+        let (connections, connections_from) = max_connections(conf.maxcontrolsessions, nofile);
         let to_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
         let connections_per_addr = conf
             .maxcontrolsessionsperaddr
@@ -961,6 +1024,7 @@ impl PerAddrLimits {
             connections,
             connections_per_addr,
             sessions,
+            connections_from,
         }
     }
 }
@@ -970,22 +1034,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unconfigured_daemon_still_caps_its_connections() {
-        assert_eq!(max_connections(None), DEFAULT_MAX_CONTROL_SESSIONS);
-        assert_eq!(max_connections(Some(0)), usize::MAX);
-        assert_eq!(max_connections(Some(50)), 50);
+    fn an_unconfigured_daemon_caps_its_connections_by_its_descriptors() {
+        assert_eq!(max_connections(Some(0), Some(1024)).0, usize::MAX);
+        assert_eq!(max_connections(Some(50), Some(1024)).0, 50);
+        // (1024 - 32) / 4, (4096 - 32) / 4: a connection's socket, two test sockets, a file.
+        assert_eq!(max_connections(None, Some(1024)).0, 248);
+        let (n, why) = max_connections(None, Some(4096));
+        assert_eq!(n, 1016);
+        assert!(why.contains("RLIMIT_NOFILE 4096"), "{why}");
+        // Never below 16 nor above 16384, and bounded when nothing limits descriptors.
+        assert_eq!(max_connections(None, Some(20)).0, 16);
+        assert_eq!(max_connections(None, Some(1 << 40)).0, 16_384);
+        assert_eq!(max_connections(None, None).0, 16_384);
     }
 
     #[test]
     fn per_address_limits_default_to_a_share_of_the_whole() {
-        let of = |text: &str| PerAddrLimits::of(&server::parse(text).unwrap());
+        let of = |text: &str| PerAddrLimits::of(&server::parse(text).unwrap(), Some(1056));
+        let l = of("");
         assert_eq!(
-            of(""),
-            PerAddrLimits {
-                connections: DEFAULT_MAX_CONTROL_SESSIONS,
-                connections_per_addr: DEFAULT_MAX_CONTROL_SESSIONS / 4,
-                sessions: DEFAULT_MAX_CONTROL_SESSIONS / 2,
-            }
+            (l.connections, l.connections_per_addr, l.sessions),
+            (256, 64, 128)
         );
         let l = of("maxcontrolsessions 8\ntestports 9000-9009\n");
         assert_eq!((l.connections_per_addr, l.sessions), (4, 4));
@@ -993,6 +1062,23 @@ mod tests {
         assert_eq!((l.connections, l.connections_per_addr), (usize::MAX, 64));
         let l = of("maxcontrolsessionsperaddr 0\nmaxsessionsperaddr 3\n");
         assert_eq!((l.connections_per_addr, l.sessions), (0, 3));
+    }
+
+    #[test]
+    fn the_packaged_example_configuration_is_read() {
+        // packaging/etc: what the Debian package installs in /etc/owamp-server.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/etc");
+        let args =
+            Args::try_parse_from([OsString::from("owampd"), "-c".into(), dir.into_os_string()])
+                .unwrap();
+        let s = load_settings(&args).unwrap();
+        assert_eq!(s.files.len(), 2);
+        assert_eq!(s.datadir, Path::new("/var/lib/owamp"));
+        assert_eq!(s.modes, Modes::ALL);
+        // The standard port on every address, as a server should.
+        assert_eq!(s.listen.len(), 2);
+        assert!(s.listen.iter().all(|a| a.port() == CONTROL_PORT));
+        assert_eq!(s.limits.classes.len(), 2);
     }
 
     #[test]

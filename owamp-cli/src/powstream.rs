@@ -106,7 +106,7 @@ pub struct Args {
     /// local address for the control connections and tests
     #[arg(short = 'S', value_name = "srcaddr", help_heading = "Connection Args")]
     pub srcaddr: Option<String>,
-    /// interface for the control connections and tests (not supported here; use -S)
+    /// specify the interface to use for control connection and tests
     #[arg(
         short = 'B',
         value_name = "interface",
@@ -265,9 +265,6 @@ fn positive_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String
 
 pub(crate) fn plan(args: Args) -> Result<Plan, String> {
     let family = client::family(args.ipv4, args.ipv6)?;
-    if args.interface.is_some() {
-        return Err("-B (interface) is not supported by this implementation; use -S".into());
-    }
     if let Some(f) = &args.facility {
         check_facility(f).map_err(|e| format!("Invalid -e: Syslog facility \"{f}\": {e}"))?;
     }
@@ -964,6 +961,7 @@ fn start(
         a.authmode.as_deref(),
         a.username.as_deref(),
         a.pfsfile.as_deref(),
+        a.interface.as_deref(),
         err,
     )?;
     if let Some(n) = a.max_pbkdf2_count {
@@ -1076,7 +1074,6 @@ mod tests {
             &["powstream", "-c", "30", "-N", "60", "h"],
             &["powstream", "-P", "9000-9000", "h"],
             &["powstream", "-P", "9010-9000", "h"],
-            &["powstream", "-B", "eth0", "h"],
             &["powstream", "-e", "nosuch", "h"],
             &["powstream", "-g", "loud", "h"],
             &["powstream", "-X", "0", "h"],

@@ -234,12 +234,12 @@ fn authenticated_and_encrypted_modes() {
     assert_eq!(code, 0);
     assert!(
         log.iter()
-            .any(|l| l.contains("mode=authenticated identity=alice")),
+            .any(|l| l.contains("mode=authenticated identity=\"alice\"")),
         "{log:?}"
     );
     assert!(
         log.iter()
-            .any(|l| l.contains("mode=encrypted identity=alice")),
+            .any(|l| l.contains("mode=encrypted identity=\"alice\"")),
         "{log:?}"
     );
 }
@@ -267,6 +267,58 @@ fn wrong_passphrase_is_denied() {
         )),
         "{}",
         o.stderr
+    );
+    // The daemon says who asked for what and why it refused, and nothing secret.
+    let (_, log) = d.terminate();
+    let line = log
+        .iter()
+        .find(|l| l.contains("set-up refused"))
+        .unwrap_or_else(|| panic!("no refusal logged: {log:?}"));
+    assert!(
+        line.contains("connection from 127.0.0.1:")
+            && line.ends_with(
+                ": set-up refused: wrong passphrase for identity \"alice\" (mode authenticated)"
+            ),
+        "{line}"
+    );
+    assert!(!log
+        .iter()
+        .any(|l| l.contains("wrong passphrase\"") || l.contains(PASS)));
+}
+
+#[test]
+fn unknown_identity_is_denied_and_logged() {
+    let (d, keys) = secure_daemon();
+    let bob = pfs_file(keys.path(), "bob.pfs", "bob", PASS);
+    let o = owping(&["-A", "E", "-u", "bob", "-k", bob.to_str().unwrap()], &d);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("Server denied access"), "{}", o.stderr);
+    let (_, log) = d.terminate();
+    assert!(
+        log.iter()
+            .any(|l| l.ends_with(": set-up refused: unknown identity \"bob\" (mode encrypted)")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn open_mode_refused_by_the_limits_is_logged() {
+    // The server offers open mode only, and the limits do not allow it to this address:
+    // it offers nothing and closes after the greeting.
+    let d = Daemon::start(
+        "authmode O\n",
+        Some("limit root with allow_open_mode=off\nassign default root\n"),
+        None,
+    );
+    let o = owping(&["-A", "O"], &d);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let (_, log) = d.terminate();
+    assert!(
+        log.iter().any(|l| l.contains("connection from 127.0.0.1:")
+            && l.ends_with(
+                ": set-up refused: no mode is offered to this address (the limits allow it none)"
+            )),
+        "{log:?}"
     );
 }
 
@@ -833,4 +885,42 @@ fn progress_line_only_at_a_terminal() {
     let o = owping(&["-c", "40", "-i", "0.1f", "-L", "1"], &d);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(!o.stderr.contains("s left"), "{}", o.stderr);
+}
+
+#[test]
+fn b_binds_the_control_connection_and_the_tests_to_an_interface() {
+    let d = Daemon::start("", None, None);
+    let o = owping(&["-B", "lo"], &d);
+    if o.code != 0 && o.stderr.contains("Operation not permitted") {
+        // Kernels before 5.7 let only CAP_NET_RAW bind to a device.
+        eprintln!("skipped: SO_BINDTODEVICE not permitted: {}", o.stderr);
+        return;
+    }
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(blocks(&o.stdout).len(), 2, "{}", o.stdout);
+    assert!(o.stdout.contains("20 sent, 0 lost"), "{}", o.stdout);
+    // owup takes it too.
+    let up = run(
+        env!("CARGO_BIN_EXE_owup"),
+        &args(&["-B", "lo", &d.addr()]),
+        "",
+        Duration::from_secs(30),
+    );
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    // An interface that does not exist stops each tool before it connects.
+    for bin in [OWPING, OWFETCH, env!("CARGO_BIN_EXE_owup")] {
+        let name = Path::new(bin).file_name().unwrap().to_str().unwrap();
+        let mut a = args(&["-B", "nosuchif0", &d.addr()]);
+        if name == "owfetch" {
+            a.push("00000000000000000000000000000000".into());
+            a.push(d.path("fetched.owp").into());
+        }
+        let o = run(bin, &a, "", Duration::from_secs(30));
+        assert_eq!(o.code, 1, "{name}: {}", o.stderr);
+        assert_eq!(
+            o.stderr,
+            format!("{name}: -B nosuchif0: no such network interface\n"),
+            "{name}"
+        );
+    }
 }

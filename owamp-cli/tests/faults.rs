@@ -153,7 +153,7 @@ fn kill_9_of_the_client_frees_its_resources_at_once() {
     let log = d.log_until("connection from", Duration::from_secs(5));
     let line = log.last().cloned().unwrap_or_default();
     assert!(
-        line.contains("sessions=2") && line.contains("closed=PeerClosed"),
+        line.contains("sessions=2") && line.contains("; the peer closed the connection"),
         "{log:?}"
     );
     // What the server received until then is kept (as a session not finished), beside

@@ -110,3 +110,61 @@ fn test_sessions_per_address_are_limited() {
     let start = second.now().saturating_add(Duration::from_millis(200));
     second.request_session(Role::Sender, &spec, start).unwrap();
 }
+
+#[test]
+fn the_connection_cap_refuses_and_logs() {
+    // No per-address limit: only maxcontrolsessions stands in the way.
+    let d = Daemon::start(
+        "maxcontrolsessions 2\nmaxcontrolsessionsperaddr 0\n",
+        None,
+        None,
+    );
+    let addr: SocketAddr = d.addr().parse().unwrap();
+    let (_a, ok_a) = greeted(addr);
+    let (_b, ok_b) = greeted(addr);
+    assert!(ok_a && ok_b);
+    let (_c, ok_c) = greeted(addr);
+    assert!(!ok_c, "a third connection is refused before the greeting");
+    let line = logged(&d, "refused").expect("the refusal is logged");
+    assert!(
+        line.contains("connection from 127.0.0.1:")
+            && line.contains("2 control connections are being served")
+            && line.ends_with("(maxcontrolsessions)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn the_default_cap_follows_the_descriptor_limit_and_is_logged() {
+    // owampd under a soft limit of 200 descriptors: (200 - 32) / 4 = 42 connections.
+    let dir = common::config_dir();
+    std::fs::write(
+        dir.path().join("owamp-server.conf"),
+        format!(
+            "srcnode 127.0.0.1:0\ndatadir {}\nvardir {}\n",
+            dir.path().join("data").display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let o = common::run_with(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -Sn 200 && exec timeout -s INT 2 \"$0\" -f -Z -c \"$1\"")
+            .arg(common::OWAMPD)
+            .arg(dir.path()),
+        "",
+        Duration::from_secs(20),
+    );
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.contains("limits: "))
+        .unwrap_or_else(|| panic!("no limits line: {}", o.stderr));
+    assert!(
+        line.contains("limits: 42 control connections (maxcontrolsessions not set: (RLIMIT_NOFILE 200 - 32 reserved) / 4"),
+        "{line}"
+    );
+    // A quarter of them per address.
+    assert!(line.contains(", 10 per address,"), "{line}");
+}

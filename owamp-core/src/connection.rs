@@ -1202,6 +1202,12 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Connection<Server<P, R>> {
         self.machine.key_id()
     }
 
+    /// Why the set-up was refused, if it was: the mode and KeyID asked for and the reason,
+    /// for the operator's log.
+    pub fn setup_refused(&self) -> Option<&crate::control::SetupRefused> {
+        self.machine.setup_refused()
+    }
+
     /// The answer to [`ServerEvent::FetchRequest`]: the stored session, or why not.
     pub fn fetch_reply(&mut self, now: OwampTime, reply: FetchReply) {
         self.feed(now, Input::FetchReply(reply));

@@ -6,9 +6,11 @@ mod sim;
 
 use std::time::Duration;
 
-use owamp_core::control::{AcceptCode, ClientConfig, CloseReason, Identity, Mode, Modes, Role};
+use owamp_core::control::{
+    AcceptCode, ClientConfig, CloseReason, Identity, Mode, Modes, Role, SetupRefusal, SetupRefused,
+};
 use owamp_core::io::{Finished, SkipRange};
-use owamp_core::policy::{ClassLimits, Limits, ServerPolicy, TestAdmission};
+use owamp_core::policy::{ClassLimits, Limits, Peer, ServerPolicy, TestAdmission};
 use sim::{after, client_config, server_config, t0, NetConfig, Side, Sim, Step};
 
 const ALICE: &[u8] = b"alice";
@@ -214,6 +216,111 @@ fn wrong_passphrase_is_refused_with_accept_1() {
         log.closed.get(&Side::Server),
         Some(&CloseReason::SetupRejected(AcceptCode::Failure))
     );
+    let why = sim.server.setup_refused().expect("the server says why");
+    assert_eq!(why.reason, SetupRefusal::WrongPassphrase);
+    assert_eq!(why.mode, Some(Mode::Authenticated));
+    assert_eq!(why.key_id.as_deref(), Some(ALICE));
+    let line = why.to_string();
+    assert_eq!(
+        line,
+        "wrong passphrase for identity \"alice\" (mode authenticated)"
+    );
+    assert!(!line.contains("wrong passphrase\""));
+}
+
+/// How a refused set-up is told, for a client of `cfg` against `policy`.
+fn refusal_of<P: ServerPolicy>(seed: u64, cfg: ClientConfig, policy: P) -> Option<SetupRefused> {
+    let mut sim = Sim::new(
+        seed,
+        t0(),
+        cfg,
+        server_config(t0()),
+        policy,
+        NetConfig::default(),
+        full_session(Role::Sender, 10),
+    );
+    let log = sim.run(Duration::from_secs(60));
+    assert_eq!(log.connected, None);
+    sim.server.setup_refused().cloned()
+}
+
+#[test]
+fn an_unknown_identity_is_told_apart_from_a_wrong_passphrase() {
+    let cfg = ClientConfig {
+        identity: Some(Identity {
+            key_id: b"mallory\n".to_vec(),
+            passphrase: PASS.into(),
+        }),
+        ..client_for(Mode::Encrypted, PASS)
+    };
+    let why = refusal_of(31, cfg, limits()).expect("refused");
+    assert_eq!(why.reason, SetupRefusal::UnknownKeyId);
+    // The KeyID comes from the network: its control characters are escaped.
+    assert_eq!(
+        why.to_string(),
+        "unknown identity \"mallory\\n\" (mode encrypted)"
+    );
+}
+
+/// Offers every mode and knows alice, but refuses every connection once set up.
+struct NoControl;
+
+impl ServerPolicy for NoControl {
+    fn modes(&mut self, _addr: std::net::IpAddr) -> Modes {
+        Modes::ALL
+    }
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<owamp_core::crypto::Passphrase> {
+        (key_id == ALICE).then(|| PASS.into())
+    }
+    fn allow_control(&mut self, _peer: Peer<'_>) -> Result<(), AcceptCode> {
+        Err(AcceptCode::PermanentResourceLimit)
+    }
+    fn admit_test(&mut self, _test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
+        Ok(())
+    }
+}
+
+#[test]
+fn refusals_by_the_policy_and_for_modes_are_told() {
+    let why = refusal_of(32, client_for(Mode::Authenticated, PASS), NoControl).unwrap();
+    assert_eq!(
+        why.reason,
+        SetupRefusal::Policy(AcceptCode::PermanentResourceLimit)
+    );
+    assert!(
+        why.to_string()
+            .starts_with("refused by the limits for identity \"alice\": ")
+            && why
+                .to_string()
+                .ends_with("(Accept = 4) (mode authenticated)"),
+        "{why}"
+    );
+    // Open mode only, from an address whose class may not use it: nothing is offered.
+    let policy = Limits::new(
+        Modes::OPEN,
+        "regular",
+        ClassLimits {
+            allow_open_mode: false,
+            ..ClassLimits::default()
+        },
+    );
+    let why = refusal_of(33, client_for(Mode::Open, b""), policy).unwrap();
+    assert_eq!(
+        (why.reason, why.mode, why.key_id),
+        (SetupRefusal::NoModeOffered, None, None)
+    );
+    // A completed set-up is no refusal.
+    let mut sim = Sim::new(
+        34,
+        t0(),
+        client_for(Mode::Open, b""),
+        server_config(t0()),
+        limits(),
+        NetConfig::default(),
+        full_session(Role::Sender, 3),
+    );
+    sim.run(Duration::from_secs(60));
+    assert_eq!(sim.server.setup_refused(), None);
 }
 
 #[test]

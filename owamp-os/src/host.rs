@@ -30,7 +30,7 @@ use owamp_core::connection::{
 };
 use owamp_core::control::{
     AcceptCode, ClientConfig, CloseReason, ControlError, Mode, PortRange, Role, ServerConfig,
-    SessionRequest,
+    SessionRequest, SetupRefused,
 };
 use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
 use owamp_core::policy::{OverLimit, PerAddr, ServerPolicy};
@@ -111,6 +111,9 @@ pub struct EndpointConfig {
     /// buffer smaller than the session's rate wants). Called on the thread or task that runs
     /// the connection: it should not block.
     pub warn: Option<WarningLog>,
+    /// The network interface test sockets are bound to (`SO_BINDTODEVICE`, the clients'
+    /// `-B`): their packets leave and arrive by it only. `None`: any interface.
+    pub bind_device: Option<String>,
 }
 
 /// A callback told about [`HostWarning`]s.
@@ -144,6 +147,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("fine_timer", &self.fine_timer)
             .field("record_send_lateness", &self.record_send_lateness)
             .field("warn", &self.warn.is_some())
+            .field("bind_device", &self.bind_device)
             .finish_non_exhaustive()
     }
 }
@@ -159,6 +163,7 @@ impl Default for EndpointConfig {
             fine_timer: true,
             record_send_lateness: false,
             warn: None,
+            bind_device: None,
         }
     }
 }
@@ -396,6 +401,8 @@ pub struct ConnectionSummary {
     pub store_error: Option<String>,
     /// Why the connection closed (`None` if it was closed by a server shutdown).
     pub close: Option<CloseReason>,
+    /// When the set-up was refused: the mode and KeyID asked for, and why (never a secret).
+    pub setup_refused: Option<SetupRefused>,
     /// Datagrams at its test sockets from others than the sessions' peers, dropped.
     pub foreign_datagrams: u64,
 }
@@ -799,7 +806,7 @@ impl<M: Machine> Host<M> {
                 recv_buffer,
             } => {
                 self.sockets.remove(&id);
-                let r = match TestSocket::bind(local) {
+                let r = match TestSocket::bind_on(local, self.cfg.bind_device.as_deref()) {
                     Ok(s) => {
                         self.size_recv_buffer(&s, recv_buffer);
                         let port = s.local_addr().port();
@@ -1354,6 +1361,7 @@ pub fn server_connection<P: ServerPolicy>(
         store_errors: 0,
         store_error: None,
         close: None,
+        setup_refused: None,
         foreign_datagrams: 0,
     };
     (conn, summary)
@@ -1439,6 +1447,7 @@ impl<P: ServerPolicy, R: rand_core::RngCore + rand_core::CryptoRng>
         summary.store_errors = self.store_errors;
         summary.store_error = self.last_store_error.clone();
         summary.close = self.closed.clone();
+        summary.setup_refused = self.conn.setup_refused().cloned();
         summary.foreign_datagrams = self.foreign_datagrams;
         summary
     }

@@ -601,6 +601,30 @@ pub enum BindError {
     Io(#[from] io::Error),
 }
 
+/// Binds `sock` to the network interface `name` (`SO_BINDTODEVICE`): what it sends leaves by
+/// that interface and it receives only what arrived there. The name is checked first, so
+/// that an interface that does not exist is named as such (kind
+/// [`io::ErrorKind::NotFound`]) rather than as the kernel's "No such device".
+pub fn bind_device(sock: &Socket, name: &str) -> io::Result<()> {
+    if !interface_exists(name) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no network interface named \"{}\"", name.escape_debug()),
+        ));
+    }
+    sock.bind_device(Some(name.as_bytes()))
+        .map_err(|e| io::Error::new(e.kind(), format!("SO_BINDTODEVICE {name}: {e}")))
+}
+
+/// Whether a network interface of this name exists (`if_nametoindex`).
+pub fn interface_exists(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: if_nametoindex reads the NUL-terminated string it is given and keeps nothing.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+}
+
 /// A UDP socket for one OWAMP test session.
 #[derive(Debug)]
 pub struct TestSocket {
@@ -620,11 +644,21 @@ impl TestSocket {
     /// (what a dual-stack listener reports for IPv4 clients) gives an IPv4 socket. A port in
     /// use gives an error of kind [`io::ErrorKind::AddrInUse`] (see [`is_addr_in_use`]).
     pub fn bind(addr: SocketAddr) -> io::Result<TestSocket> {
+        Self::bind_on(addr, None)
+    }
+
+    /// As [`bind`](Self::bind), on the network interface `device` when given
+    /// (`SO_BINDTODEVICE`, set before the bind so that the port is taken on that interface):
+    /// an interface that does not exist gives an error of kind [`io::ErrorKind::NotFound`].
+    pub fn bind_on(addr: SocketAddr, device: Option<&str>) -> io::Result<TestSocket> {
         let addr = canonical(addr);
         let ipv6 = addr.is_ipv6();
         let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if ipv6 {
             sock.set_only_v6(true)?;
+        }
+        if let Some(d) = device {
+            bind_device(&sock, d)?;
         }
         sock.bind(&SockAddr::from(addr))?;
         let features = configure_test_socket(&sock, ipv6)?;
@@ -997,5 +1031,27 @@ mod tests {
         }
         let e = TestSocket::bind(SocketAddr::new(lo, p)).unwrap_err();
         assert!(is_addr_in_use(&e));
+    }
+
+    #[test]
+    fn test_sockets_bind_to_an_interface_that_exists() {
+        let lo = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let e = TestSocket::bind_on(lo, Some("nosuchif0")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("nosuchif0"), "{e}");
+        match TestSocket::bind_on(lo, Some("lo")) {
+            Ok(a) => {
+                // It still carries datagrams over loopback.
+                let b = TestSocket::bind(lo).unwrap();
+                a.send_to(b"x", b.local_addr()).unwrap();
+                let got = b.recv(&mut [0u8; 8], Duration::from_secs(5)).unwrap();
+                assert_eq!(got.map(|r| r.len), Some(1));
+            }
+            // Kernels before 5.7 let only CAP_NET_RAW bind to a device.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                eprintln!("skipped: SO_BINDTODEVICE not permitted: {e}")
+            }
+            Err(e) => panic!("{e}"),
+        }
     }
 }

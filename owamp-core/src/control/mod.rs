@@ -87,7 +87,7 @@ use core::net::IpAddr;
 use core::time::Duration;
 
 pub use client::{Client, ClientConfig, Identity};
-pub use server::{Server, ServerConfig};
+pub use server::{Server, ServerConfig, SetupRefusal, SetupRefused};
 
 // What the state machines share with the layers below them (`proto`, `session`, `wire`),
 // re-exported here, where the machines' users have always found it.

@@ -120,6 +120,75 @@ struct Pending {
     first_port: u16,
 }
 
+/// Why a server refused a control connection's set-up (RFC 4656 3.1: a Server-Start whose
+/// Accept is not zero, or a close right after a Server-Greeting that offers no mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetupRefusal {
+    /// The policy offers this client's address no mode (Modes zero in the Server-Greeting),
+    /// as when its limits class does not allow open mode and open is all the server offers.
+    NoModeOffered,
+    /// The Set-Up-Response asks for a mode the Server-Greeting did not offer.
+    ModeNotOffered,
+    /// The KeyID has no pass-phrase here.
+    UnknownKeyId,
+    /// The KeyID is known but the Token does not open with its pass-phrase (RFC 4656 3.1:
+    /// a wrong pass-phrase on the client's side).
+    WrongPassphrase,
+    /// The policy refused the connection once set up ([`ServerPolicy::allow_control`]), with
+    /// the Accept code sent.
+    Policy(AcceptCode),
+}
+
+/// A refused set-up as the operator's log tells it: what was asked for and why it was
+/// refused. It holds no secret (no pass-phrase, key or Token): only the mode and the KeyID,
+/// which travel in the clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupRefused {
+    /// The mode the client asked for (`None` when it was not asked: no mode was offered).
+    pub mode: Option<Mode>,
+    /// The KeyID the client gave (authenticated and encrypted modes), up to its first NUL.
+    pub key_id: Option<Vec<u8>>,
+    /// Why.
+    pub reason: SetupRefusal,
+}
+
+impl core::fmt::Display for SetupRefused {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The KeyID comes from the network: quoted with its control characters escaped.
+        let id = self
+            .key_id
+            .as_deref()
+            .map(|k| format!("{:?}", String::from_utf8_lossy(k)));
+        match (self.reason, &id) {
+            (SetupRefusal::NoModeOffered, _) => {
+                f.write_str("no mode is offered to this address (the limits allow it none)")?
+            }
+            (SetupRefusal::ModeNotOffered, _) => f.write_str("mode not offered")?,
+            (SetupRefusal::UnknownKeyId, Some(id)) => write!(f, "unknown identity {id}")?,
+            (SetupRefusal::UnknownKeyId, None) => f.write_str("unknown identity")?,
+            (SetupRefusal::WrongPassphrase, Some(id)) => {
+                write!(f, "wrong passphrase for identity {id}")?
+            }
+            (SetupRefusal::WrongPassphrase, None) => f.write_str("wrong passphrase")?,
+            (SetupRefusal::Policy(code), Some(id)) => write!(
+                f,
+                "refused by the limits for identity {id}: {code} (Accept = {})",
+                code.to_u8()
+            )?,
+            (SetupRefusal::Policy(code), None) => write!(
+                f,
+                "refused by the limits: {code} (Accept = {})",
+                code.to_u8()
+            )?,
+        }
+        if let Some(m) = self.mode {
+            write!(f, " (mode {m})")?;
+        }
+        Ok(())
+    }
+}
+
 /// The server side of one control connection.
 ///
 /// Built when a connection is accepted; it queues the Server-Greeting at once. See
@@ -136,6 +205,7 @@ pub struct Server<P, R> {
     challenge: [u8; 16],
     salt: [u8; 16],
     key_id: Option<Vec<u8>>,
+    refused: Option<SetupRefused>,
     state: State,
 }
 
@@ -176,10 +246,16 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             challenge,
             salt,
             key_id: None,
+            refused: None,
             state: State::Setup,
         };
         if offered.is_empty() {
             // Nothing to offer: the reference closes right after the greeting.
+            s.refused = Some(SetupRefused {
+                mode: None,
+                key_id: None,
+                reason: SetupRefusal::NoModeOffered,
+            });
             s.conn
                 .close(CloseReason::SetupRejected(AcceptCode::Failure));
         } else {
@@ -202,6 +278,11 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     /// Whether the connection is closed.
     pub fn is_closed(&self) -> bool {
         self.conn.closed
+    }
+
+    /// Why the set-up was refused, if it was.
+    pub fn setup_refused(&self) -> Option<&SetupRefused> {
+        self.refused.as_ref()
     }
 
     /// When to feed [`Input::Timer`] at the latest (the connection's deadline); `None` once
@@ -474,15 +555,20 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         // answering.
         let setup = SetUpResponse::parse(b)?;
         let mode = setup.mode;
+        let key_id = mode.is_secure().then(|| setup.key_id_name().to_vec());
+        let refused = |reason| SetupRefused {
+            mode: Some(mode),
+            key_id: key_id.clone(),
+            reason,
+        };
         if !self.offered.contains(mode) {
-            self.reject_setup(AcceptCode::Failure);
+            self.reject_setup(AcceptCode::Failure, refused(SetupRefusal::ModeNotOffered));
             return Ok(());
         }
         let mut keys: Option<SessionKeys> = None;
         let mut server_iv = [0u8; 16];
-        if mode.is_secure() {
-            let key_id = setup.key_id_name().to_vec();
-            let pass = self.policy.passphrase(&key_id);
+        if let Some(key_id) = &key_id {
+            let pass = self.policy.passphrase(key_id);
             // Derive and decrypt even for an unknown KeyID, so both cases take as long.
             let derived = derive_key(
                 pass.as_ref().map_or(&[][..], Passphrase::as_bytes),
@@ -494,13 +580,17 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 .and_then(|k| open_token(&k, &setup.token, &self.challenge).ok());
             match (pass, opened) {
                 (Some(_), Some(k)) => keys = Some(k),
-                _ => {
-                    self.reject_setup(AcceptCode::Failure);
+                (None, _) => {
+                    self.reject_setup(AcceptCode::Failure, refused(SetupRefusal::UnknownKeyId));
+                    return Ok(());
+                }
+                (Some(_), None) => {
+                    self.reject_setup(AcceptCode::Failure, refused(SetupRefusal::WrongPassphrase));
                     return Ok(());
                 }
             }
             self.rng.fill_bytes(&mut server_iv);
-            self.key_id = Some(key_id);
+            self.key_id = Some(key_id.clone());
         }
         self.conn.mode = mode;
         let peer = Peer {
@@ -515,7 +605,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 code
             };
             self.conn.mode = Mode::Open;
-            self.reject_setup(code);
+            self.reject_setup(code, refused(SetupRefusal::Policy(code)));
             return Ok(());
         }
         let msg = ServerStart {
@@ -544,7 +634,8 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     }
 
     /// Server-Start with a non-zero Accept: Server-IV, Start-Time and MBZ zero, in the clear.
-    fn reject_setup(&mut self, code: AcceptCode) {
+    fn reject_setup(&mut self, code: AcceptCode, why: SetupRefused) {
+        self.refused = Some(why);
         let msg = ServerStart {
             accept: code,
             server_iv: [0; 16],
