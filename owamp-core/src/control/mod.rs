@@ -92,7 +92,7 @@ pub use server::{Server, ServerConfig};
 // What the state machines share with the layers below them (`proto`, `session`, `wire`),
 // re-exported here, where the machines' users have always found it.
 pub use crate::proto::{
-    canonical, ClientCommand, CloseReason, ProtocolError, Role, SessionRequest,
+    canonical, ClientCommand, CloseReason, Protocol, ProtocolError, Role, SessionRequest,
 };
 pub use crate::session::session_end_bound;
 pub use crate::wire::{AcceptCode, Mode, Modes, RequestSession};

@@ -17,6 +17,10 @@ use super::error::{check_mbz, WireError};
 use super::{raw, read_layout, AcceptCode, Hmac, Mode, RequestSession, SessionId, TypeP};
 use crate::time::{ErrorEstimate, Interval, OwampTime};
 
+/// The Modes bit of RFC 5618's mixed mode (authenticated or encrypted TWAMP-Control, open
+/// TWAMP-Test), which twampd 5.2.3 offers. This implementation does not choose it yet.
+pub const MIXED_MODE_BIT: u32 = 8;
+
 /// Request-TW-Session: the control-client asks for one TWAMP test session (RFC 5357 3.5).
 ///
 /// The same 112 octets as OWAMP's Request-Session without schedule slots and without the
