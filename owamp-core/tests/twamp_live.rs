@@ -4,6 +4,11 @@
 //! clock) drives `control::Client` with `Protocol::Twamp` and `session::twamp::SessionSender`,
 //! and every packet comes back reflected, with twampd's timestamps between ours.
 //!
+//! The other way round, the reference twping against the core's TWAMP server and reflector
+//! (`control::Server` with `Protocol::Twamp`, `session::twamp::Reflector`), open and encrypted:
+//! twping must finish, with every packet reflected (`-R` output). The host cannot read TTLs
+//! with std sockets and reports 255.
+//!
 //! Every wait is bounded: socket timeouts of at most 500 ms and a 20 s limit per test.
 
 use std::io::{Read, Write};
@@ -13,9 +18,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use owamp_core::control::{
-    Client, ClientCommand, ClientConfig, Identity, Mode, Modes, Protocol, Role, SessionRequest,
+    Client, ClientCommand, ClientConfig, Identity, Mode, Modes, Protocol, Role, Server,
+    ServerConfig, SessionRequest,
 };
 use owamp_core::io::{Input, Output, SessionReport};
+use owamp_core::policy::{ClassLimits, Limits};
+use owamp_core::session::twamp::Reflector;
 use owamp_core::session::twamp::{default_padding, SessionSender};
 use owamp_core::stats::twamp::TwoWaySummary;
 use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
@@ -290,4 +298,154 @@ fn core_client_against_reference_twampd_encrypted() {
 #[test]
 fn core_client_against_reference_twampd_authenticated() {
     run_against_twampd(Mode::Authenticated);
+}
+
+fn twping() -> Option<PathBuf> {
+    twampd()
+        .map(|p| p.with_file_name("twping"))
+        .filter(|p| p.exists())
+}
+
+/// Serves one TWAMP control connection on `listener` with the core's server and reflector,
+/// until the client closes or `limit`.
+fn serve_one(listener: TcpListener, limit: Instant) {
+    listener.set_nonblocking(true).unwrap();
+    let (mut tcp, peer) = loop {
+        match listener.accept() {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < limit => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("twping did not connect: {e}"),
+        }
+    };
+    tcp.set_nonblocking(false).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    tcp.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let policy = Limits::new(Modes::ALL, "root", ClassLimits::default());
+    policy.set_passphrase(b"alice", PASS);
+    let cfg = ServerConfig {
+        start_time: now(),
+        control_timeout: Duration::from_secs(10),
+        protocol: Protocol::Twamp,
+        ..ServerConfig::default()
+    };
+    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(now().raw());
+    let local = tcp.local_addr().unwrap();
+    let mut server = Server::new(now(), cfg, policy, rng, local, peer);
+    let mut socket: Option<UdpSocket> = None;
+    let mut reflector: Option<(Reflector, SocketAddr)> = None;
+    let mut started = false;
+    let (mut buf, mut dgram, mut reply) = ([0u8; 4096], [0u8; 4096], Vec::new());
+    let ee = ErrorEstimate::from_raw(1);
+    while Instant::now() < limit {
+        let mut inputs = Vec::new();
+        while let Some(o) = server.poll_output() {
+            match o {
+                Output::Transmit(b) => tcp.write_all(&b).unwrap(),
+                Output::PrepareTestEndpoint(e) => {
+                    let u = UdpSocket::bind(e.local).unwrap();
+                    u.set_nonblocking(true).unwrap();
+                    let port = u.local_addr().unwrap().port();
+                    socket = Some(u);
+                    inputs.push(Input::EndpointReady { sid: e.sid, port });
+                }
+                Output::SessionAccepted(info) => {
+                    reflector = Some((Reflector::new(&info).unwrap(), info.peer));
+                }
+                Output::StartSessions => started = true,
+                Output::StopLocalSessions => started = false,
+                Output::Close(_) => return,
+                _ => {}
+            }
+        }
+        for i in inputs {
+            server.handle_input(now(), i).unwrap();
+        }
+        if let (true, Some(u), Some((r, peer))) = (started, &socket, &mut reflector) {
+            while let Ok((n, from)) = u.recv_from(&mut dgram) {
+                let at = now();
+                if from == *peer
+                    && r.reflect(at, 255, &dgram[..n], now(), ee, &mut reply)
+                        .is_ok()
+                {
+                    u.send_to(&reply, from).unwrap();
+                }
+            }
+        }
+        if server.poll_timeout().is_some_and(|t| now() >= t) {
+            server.handle_input(now(), Input::Timer).unwrap();
+        }
+        match tcp.read(&mut buf) {
+            Ok(0) => {
+                server.handle_input(now(), Input::PeerClosed).unwrap();
+                return;
+            }
+            Ok(n) => server
+                .handle_input(now(), Input::Received(&buf[..n]))
+                .unwrap(),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+    panic!("the connection outlived its limit");
+}
+
+fn reference_twping_against_core(extra: &[&str]) {
+    let Some(bin) = twping() else {
+        eprintln!("skipped: the reference twping is not in ../shared/reference");
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limit = Instant::now() + Duration::from_secs(20);
+    let server = std::thread::spawn(move || serve_one(listener, limit));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alice.pfs"),
+        format!("alice\t{}\n", hex::encode(PASS)),
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .current_dir(dir.path())
+        .args(extra)
+        .args(["-R", "-c", "5", "-i", "0.05"])
+        .arg(addr.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    server.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "twping failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{stdout}");
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.len(), 16, "{stdout}");
+        // SSEQ and RSEQ; the reflector's receive time is not before the send time, nor its send
+        // time before its receive time (one clock).
+        assert_eq!(r[0], i.to_string());
+        assert_eq!(r[8], i.to_string());
+        let t = |k: usize| r[k].parse::<u64>().unwrap();
+        assert!(t(4) >= t(1) && t(9) >= t(4) && t(12) >= t(9), "{stdout}");
+    }
+}
+
+#[test]
+fn reference_twping_against_core_server_open() {
+    reference_twping_against_core(&[]);
+}
+
+#[test]
+fn reference_twping_against_core_server_encrypted() {
+    reference_twping_against_core(&["-A", "E", "-u", "alice", "-k", "alice.pfs"]);
 }
