@@ -319,3 +319,42 @@ fn twamp_client_has_no_fetch_and_only_sends() {
         .unwrap_err();
     assert!(matches!(e, ControlError::InvalidRequest(_)));
 }
+
+/// A TWAMP server whose client never sends Stop-Sessions (found by the `control_server` fuzz
+/// target): its reflector reporting does not end the test; once the test's bound passes the
+/// reflectors are stopped, and a control timeout later the connection closes. Every deadline
+/// makes progress, so a host never spins on a past deadline.
+#[test]
+fn twamp_server_without_stop_sessions_times_out() {
+    let (mut s, wire, rec) = open_server();
+    let t = rec.requests[0].request_time();
+    s.handle_input(t, Input::Received(&wire.cs[1])).unwrap();
+    let sid = std::iter::from_fn(|| s.poll_output())
+        .find_map(|o| match o {
+            Output::PrepareTestEndpoint(e) => Some(e.sid),
+            _ => None,
+        })
+        .unwrap();
+    s.handle_input(t, Input::EndpointReady { sid, port: 8816 })
+        .unwrap();
+    s.handle_input(t, Input::Received(&wire.cs[2])).unwrap();
+    s.handle_input(
+        t,
+        Input::SessionFinished(owamp_core::io::SessionReport::completed(sid, 0)),
+    )
+    .unwrap();
+    while s.poll_output().is_some() {}
+    let mut stopped = false;
+    let mut last = None;
+    for _ in 0..4 {
+        let Some(d) = s.poll_timeout() else { break };
+        assert!(last.map_or(true, |l| d > l), "a deadline that does not move");
+        last = Some(d);
+        s.handle_input(d, Input::Timer).unwrap();
+        while let Some(o) = s.poll_output() {
+            stopped |= matches!(o, Output::StopLocalSessions);
+        }
+    }
+    assert!(stopped);
+    assert!(s.is_closed());
+}

@@ -373,7 +373,11 @@ impl Conn {
     /// Sets the deadline of the test phase from its progress.
     pub(crate) fn update_test_deadline(&mut self) {
         let Some(t) = &self.test else { return };
-        let d = if let Some(at) = t.stop_sent_at {
+        let d = if self.flavour == Flavour::TwampServer {
+            // The client ends a TWAMP test; the reflectors' reports do not (RFC 5357 3.8).
+            t.stopping
+                .map_or(t.bound, |at| deadline_after(at, self.control_timeout))
+        } else if let Some(at) = t.stop_sent_at {
             deadline_after(at, self.control_timeout)
         } else if let Some(at) = t.stopping {
             deadline_after(at, self.control_timeout)
@@ -388,6 +392,17 @@ impl Conn {
     /// The test phase's deadline passed.
     pub(crate) fn test_timer(&mut self, now: OwampTime) {
         let Some(t) = self.test.clone() else { return };
+        if self.flavour == Flavour::TwampServer {
+            if t.stopping.is_none() {
+                // The test outlived any plausible schedule: stop reflecting.
+                self.stop_local(now);
+            } else {
+                // The client never sent its Stop-Sessions.
+                self.abort_receivers();
+                self.close(CloseReason::Timeout);
+            }
+            return;
+        }
         if t.sent_stop {
             // The peer never sent its Stop-Sessions.
             self.abort_receivers();
