@@ -348,7 +348,10 @@ fn twamp_server_without_stop_sessions_times_out() {
     let mut last = None;
     for _ in 0..4 {
         let Some(d) = s.poll_timeout() else { break };
-        assert!(last.map_or(true, |l| d > l), "a deadline that does not move");
+        assert!(
+            last.map_or(true, |l| d > l),
+            "a deadline that does not move"
+        );
         last = Some(d);
         s.handle_input(d, Input::Timer).unwrap();
         while let Some(o) = s.poll_output() {
