@@ -26,7 +26,7 @@ use owamp_core::crypto::{
 use owamp_core::session::{PacketProtection, Receiver, Schedule, SessionParams};
 use owamp_core::time::{ErrorEstimate, OwampTime};
 use owamp_core::wire::{
-    AcceptSession, FetchAck, FetchData, Mode, RequestSession, SkipRange, BLOCK_LEN,
+    AcceptSession, FetchAck, FetchData, Mode, RequestSession, SkipRange, TestPacket, BLOCK_LEN,
 };
 
 /// The most seeds kept per target.
@@ -70,7 +70,11 @@ struct Scenario {
 
 impl Scenario {
     fn load(name: &'static str, mode: Mode, encrypted: bool) -> Self {
-        let dir = root().join("testdata/traces/reference");
+        Self::load_from("testdata/traces/reference", name, mode, encrypted)
+    }
+
+    fn load_from(dir: &str, name: &'static str, mode: Mode, encrypted: bool) -> Self {
+        let dir = root().join(dir);
         let read = |file: String| {
             let text =
                 fs::read_to_string(dir.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -676,6 +680,13 @@ fn build() -> Seeds {
     }
     file_seeds(&mut seeds);
     cli_seeds(&mut seeds);
+    for sc in [
+        Scenario::load_from(TWAMP_DIR, "a_open", Mode::Open, false),
+        Scenario::load_from(TWAMP_DIR, "b_auth", Mode::Authenticated, true),
+        Scenario::load_from(TWAMP_DIR, "c_encrypted", Mode::Encrypted, true),
+    ] {
+        twamp_seeds(&sc, &mut seeds);
+    }
     seeds
 }
 
@@ -873,6 +884,139 @@ fn cli_seeds(seeds: &mut Seeds) {
         b.extend_from_slice(argv.join("\0").as_bytes());
         seeds.add("cli_argv", name.to_string(), b);
     }
+}
+
+/// The TWAMP reference traces (twampd/twping 5.2.3).
+const TWAMP_DIR: &str = "testdata/traces/twamp";
+
+/// One direction's control segments.
+fn segments(t: &Trace, dir: Direction) -> Vec<Vec<u8>> {
+    t.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Control { dir: d, bytes, .. } if *d == dir => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Seeds for the TWAMP targets from a TWAMP trace: its messages, packets, and its control
+/// exchange for the state machines in TWAMP mode (flag bit 5).
+fn twamp_seeds(sc: &Scenario, seeds: &mut Seeds) {
+    let cs = segments(&sc.plain, Direction::ClientToServer);
+    let s2c = segments(&sc.plain, Direction::ServerToClient);
+    let name = format!("twamp-{}", sc.name);
+    if let [_, request, _, stop] = cs.as_slice() {
+        seeds.add("wire_request_tw_session", name.clone(), request.clone());
+        seeds.add("wire_twamp_stop_sessions", name.clone(), stop.clone());
+    }
+    let plain = test_packets(&sc.plain);
+    let wire = test_packets(sc.wire());
+    // Packets alternate: the sender's, then the reflector's answer.
+    for (i, (p, _, _)) in plain.iter().skip(1).step_by(2).enumerate().take(2) {
+        seeds.add(
+            "wire_reflector_packet",
+            format!("{name}-reply{i}"),
+            cat(&[&[mode_index(sc.mode)], p]),
+        );
+    }
+    let keys = sc.keys().unwrap_or(SessionKeys {
+        aes: [0; 16],
+        hmac: [0; 32],
+    });
+    let sid: [u8; 16] = sc
+        .header_hex("session:", "sid=")
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or_default();
+    if let Some(mode) = secure_mode(sc.mode) {
+        let c = TestPacketCrypto::new(mode, &sid, &keys);
+        for (i, (w, _, _)) in wire.iter().skip(1).step_by(2).enumerate().take(2) {
+            let mut opened = w.clone();
+            if c.open_reflector(&mut opened).is_err() {
+                eprintln!("{}: reply {i} does not open with the trace's keys", sc.name);
+                continue;
+            }
+            let mode_octet = u8::from(mode == SecureMode::Encrypted);
+            seeds.add(
+                "crypto_reflector_packet",
+                format!("{name}-reply{i}"),
+                cat(&[&[mode_octet], &sid, &keys.aes, &keys.hmac, w]),
+            );
+        }
+    }
+    // The session: the sender's padding, then the recorded datagrams of both directions.
+    let padding = wire
+        .first()
+        .and_then(|(p, _, _)| p.get(TestPacket::header_len(sc.mode)..))
+        .unwrap_or_default();
+    let mut v = cat(&[&[mode_index(sc.mode)], &sid, &keys.aes, &keys.hmac]);
+    v.push(padding.len() as u8);
+    v.extend_from_slice(padding);
+    for (p, _, _) in wire.iter().take(6) {
+        v.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        v.extend_from_slice(p);
+    }
+    seeds.add("session_twamp", name.clone(), v);
+
+    let Ok(rec) = Recorded::from_twamp_plaintext(&cs.concat(), &s2c.concat()) else {
+        eprintln!("{}: not a complete TWAMP exchange", sc.name);
+        return;
+    };
+    let Some(req) = rec.requests.first() else {
+        return;
+    };
+    let now = rec.server_start.start_time.raw();
+    let secure = rec.setup.mode.is_secure();
+    // Server: Challenge, Salt, Server-IV, the SID's octets, the port draw.
+    let mut rng = cat(&[&rec.greeting.challenge, &rec.greeting.salt]);
+    if secure {
+        rng.extend_from_slice(&rec.server_start.server_iv);
+    }
+    rng.extend_from_slice(&req.accept.sid.0[12..]);
+    rng.extend_from_slice(&port_draw(owamp_fuzz::TEST_PORTS, req.accept.port).unwrap_or_default());
+    let Some(mut server) = control_header(7 | 8 | 32, 2048, now, now, &rng) else {
+        return;
+    };
+    for (i, seg) in segments(sc.wire(), Direction::ClientToServer)
+        .iter()
+        .enumerate()
+    {
+        if i == 1 {
+            // Request-TW-Session: the SID's time.
+            server.push(4);
+            server.extend_from_slice(&req.request_time().raw().to_be_bytes());
+        }
+        if received(&mut server, seg).is_none() {
+            return;
+        }
+    }
+    seeds.add("control_server", format!("{name}-server"), server);
+
+    // Client: session keys and Client-IV; Request-TW-Session after Server-Start, Start-Sessions
+    // after Accept-Session, then timers until its Stop-Sessions.
+    let mut rng = Vec::new();
+    if let (true, Some(k)) = (secure, sc.keys()) {
+        rng = cat(&[&k.aes, &k.hmac, &rec.setup.client_iv]);
+    }
+    let flags = if secure { 7 | 8 | 32 } else { 7 | 32 };
+    let Some(mut client) = control_header(flags, 4096, now, 0, &rng) else {
+        return;
+    };
+    for (i, seg) in segments(sc.wire(), Direction::ServerToClient)
+        .iter()
+        .enumerate()
+    {
+        if received(&mut client, seg).is_none() {
+            return;
+        }
+        match i {
+            1 => command(&mut client, &rec, &RecordedCommand::RequestSession(0)),
+            2 => command(&mut client, &rec, &RecordedCommand::StartSessions),
+            _ => {}
+        }
+    }
+    client.extend_from_slice(&[1, 1, 1]);
+    seeds.add("control_client", format!("{name}-client"), client);
 }
 
 fn main() -> ExitCode {

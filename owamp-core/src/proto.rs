@@ -19,6 +19,21 @@ use core::net::{IpAddr, SocketAddr};
 use crate::time::{Interval, OwampTime};
 use crate::wire::{AcceptCode, SessionId, Slot, TypeP, WireError};
 
+/// The protocol a control connection speaks. TWAMP-Control (RFC 5357 3) is OWAMP-Control
+/// with Request-TW-Session (command 5) for Request-Session, a Stop-Sessions without session
+/// descriptions that only the client sends, and no Fetch-Session; the set-up, Accept-Session,
+/// Start-Sessions and Start-Ack are OWAMP's, so one pair of state machines speaks both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// OWAMP (RFC 4656).
+    #[default]
+    Owamp,
+    /// TWAMP (RFC 5357): the client is the session-sender, the server the session-reflector.
+    /// A session's [`Role`] is [`Role::Sender`] at the client and [`Role::Receiver`] at the
+    /// server (the reflector receives first, and makes the SID, as an OWAMP receiver does).
+    Twamp,
+}
+
 /// Which end of a test session a side is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use owamp_core::control::replay::InsecureScriptedRng;
 use owamp_core::control::{
     AcceptCode, Client, ClientCommand, ClientConfig, ControlError, Identity, Modes, PortRange,
-    Role, Server, ServerConfig, SessionRequest,
+    Protocol, Role, Server, ServerConfig, SessionRequest,
 };
 use owamp_core::io::{
     FetchReply, Finished, Input, Output, SessionInfo, SessionReport, StoredSession, FETCH_BATCH,
@@ -292,6 +292,15 @@ impl<M: Machine> Driver<M> {
     }
 }
 
+/// Flag bit 5: the machine speaks TWAMP (RFC 5357).
+fn protocol(flags: u8) -> Protocol {
+    if flags & 32 != 0 {
+        Protocol::Twamp
+    } else {
+        Protocol::Owamp
+    }
+}
+
 /// The header common to both targets: flags, PBKDF2 count (server) or limit (client), the
 /// start time, and the RNG script.
 struct Setup {
@@ -321,7 +330,7 @@ fn setup(input: &mut Bytes<'_>) -> Setup {
 /// The server fed a client's octets (RFC 4656 3).
 ///
 /// Input: flags (bits 0-2: the modes offered; bit 3: a test port range; bit 4: test endpoints
-/// fail), PBKDF2 count (u16, at most 4096), the time at the start (u64), Server-Start's
+/// fail; bit 5: TWAMP), PBKDF2 count (u16, at most 4096), the time at the start (u64), Server-Start's
 /// Start-Time (u64), RNG script (length octet and octets), then events: `0` octets from the
 /// client (u16 length, octets, u16 time step), `1` the timer fires at the deadline, `2` the
 /// client closes, `3` the application stops the test, `4` the clock jumps to a u64 time.
@@ -342,6 +351,7 @@ pub fn control_server(data: &[u8]) {
         test_ports: (s.flags & 8 != 0).then_some(TEST_PORTS),
         control_timeout: Duration::from_secs(10),
         end_delay: Duration::from_secs(1),
+        protocol: protocol(s.flags),
         ..ServerConfig::default()
     };
     let server = Server::new(s.now, cfg, Policy { modes }, s.rng, addr(861), addr(40000));
@@ -412,7 +422,7 @@ fn session_request(input: &mut Bytes<'_>) -> SessionRequest {
 /// The client fed a server's octets (RFC 4656 3).
 ///
 /// Input: flags (bits 0-2: the modes the client accepts; bit 3: it has the identity; bit 4:
-/// it reads Fetch-Session answers record by record), the
+/// it reads Fetch-Session answers record by record; bit 5: TWAMP), the
 /// largest PBKDF2 count it accepts (u16, at most 4096), the time at the start (u64), an unused
 /// u64, RNG script (length octet and octets), then events: `0` octets from the server (u16
 /// length, octets, u16 time step), `1` the timer fires at the deadline, `2` the server
@@ -442,6 +452,7 @@ pub fn control_client(data: &[u8]) {
         end_delay: Duration::from_secs(1),
         max_kdf_count: s.kdf,
         max_fetch_items: MAX_FETCH_ITEMS,
+        protocol: protocol(s.flags),
     };
     let mut client = Client::new(s.now, cfg, s.rng);
     if s.flags & 16 != 0 {

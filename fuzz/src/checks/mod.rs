@@ -15,6 +15,7 @@ mod owp;
 pub mod replay;
 mod session;
 mod time;
+mod twamp;
 mod wire;
 
 pub use self::cli::{cli_argv, config_limits, config_pfs, config_server, owping_schedule};
@@ -26,6 +27,10 @@ pub use self::crypto::{crypto_control, crypto_test_packet, crypto_token};
 pub use self::owp::owp_reader;
 pub use self::session::session_receiver;
 pub use self::time::time_conversions;
+pub use self::twamp::{
+    crypto_reflector_packet, session_twamp, wire_reflector_packet, wire_request_tw_session,
+    wire_twamp_stop_sessions,
+};
 pub use self::wire::{
     wire_accept_session, wire_data_record, wire_fetch_ack, wire_fetch_data, wire_fetch_session,
     wire_framing, wire_request_session, wire_server_greeting, wire_server_start,
@@ -70,6 +75,11 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("config_pfs", config_pfs),
     ("cli_argv", cli_argv),
     ("owping_schedule", owping_schedule),
+    ("wire_request_tw_session", wire_request_tw_session),
+    ("wire_twamp_stop_sessions", wire_twamp_stop_sessions),
+    ("wire_reflector_packet", wire_reflector_packet),
+    ("crypto_reflector_packet", crypto_reflector_packet),
+    ("session_twamp", session_twamp),
 ];
 
 /// Reads typed values off the front of a fuzz input. Past the end, values read as zero and

@@ -6,19 +6,19 @@ use core::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::codec::{self, BLOCK};
-use super::common::{Conn, LocalSession};
+use super::common::{Conn, Flavour, LocalSession};
 use super::{make_sid, ControlError};
 use crate::crypto::{
     derive_key_with_limit, seal_token, ControlOpener, ControlSealer, CryptoError, Passphrase,
     SessionKeys,
 };
 use crate::io::{FetchStream, FetchedSession, Finished, Input, Output, SessionInfo, FETCH_BATCH};
-use crate::proto::{ClientCommand, CloseReason, ProtocolError, Role, SessionRequest};
+use crate::proto::{ClientCommand, CloseReason, Protocol, ProtocolError, Role, SessionRequest};
 use crate::time::OwampTime;
 use crate::wire::{
     framing, AcceptSession, DataRecord, FetchAck, FetchData, FetchSession, Mode, Modes,
-    RequestSession, ServerGreeting, ServerStart, SessionId, SetUpResponse, SkipRange, StartAck,
-    StartSessions,
+    RequestSession, RequestTwSession, ServerGreeting, ServerStart, SessionId, SetUpResponse,
+    SkipRange, StartAck, StartSessions,
 };
 
 /// An identity: a KeyID (at most 80 octets) and its shared passphrase.
@@ -71,6 +71,10 @@ pub struct ClientConfig {
     pub max_kdf_count: u32,
     /// The most slots, skip ranges or records accepted in a fetched session.
     pub max_fetch_items: u32,
+    /// OWAMP or TWAMP. A TWAMP client sends Request-TW-Session for a
+    /// [`SessionRequest`] whose role is [`Role::Sender`] (the schedule and packet count stay
+    /// local), has no Fetch-Session, and ends the test with the only Stop-Sessions.
+    pub protocol: Protocol,
 }
 
 impl Default for ClientConfig {
@@ -82,6 +86,7 @@ impl Default for ClientConfig {
             end_delay: Duration::from_secs(1),
             max_kdf_count: crate::crypto::DEFAULT_MAX_KDF_COUNT,
             max_fetch_items: 1 << 24,
+            protocol: Protocol::Owamp,
         }
     }
 }
@@ -142,7 +147,11 @@ pub struct Client<R> {
 impl<R: RngCore + CryptoRng> Client<R> {
     /// A client on a connection just established at `now`.
     pub fn new(now: OwampTime, cfg: ClientConfig, rng: R) -> Self {
-        let mut conn = Conn::new(cfg.control_timeout, cfg.end_delay);
+        let flavour = match cfg.protocol {
+            Protocol::Owamp => Flavour::Owamp,
+            Protocol::Twamp => Flavour::TwampClient,
+        };
+        let mut conn = Conn::new(cfg.control_timeout, cfg.end_delay, flavour);
         conn.wait_peer(now);
         let mut c = Self {
             conn,
@@ -295,6 +304,10 @@ impl<R: RngCore + CryptoRng> Client<R> {
             self.conn.close(CloseReason::Local);
             return Ok(());
         }
+        if self.cfg.protocol == Protocol::Twamp && matches!(cmd, ClientCommand::Fetch { .. }) {
+            // RFC 5357 3.4: TWAMP-Control has no Fetch-Session.
+            return Err(ControlError::InvalidRequest("TWAMP has no Fetch-Session"));
+        }
         if !self.is_ready() {
             return Err(ControlError::WrongState {
                 input: cmd.name(),
@@ -304,11 +317,16 @@ impl<R: RngCore + CryptoRng> Client<R> {
         let sent = match cmd {
             ClientCommand::RequestSession(req) => {
                 let (tr, local) = self.build_request(now, &req)?;
-                let (fixed, slots) =
-                    codec::split_at_first_hmac(tr.to_bytes(), codec::REQUEST_BODY_LEN);
                 let s = &mut self.conn.stream;
-                // RFC 4656 3.5: first part and its HMAC, then the slots and theirs.
-                let r = s.send_sealed(fixed).and_then(|()| s.send_sealed(slots));
+                let r = if self.cfg.protocol == Protocol::Twamp {
+                    // RFC 5357 3.5: one message, one HMAC, no slots.
+                    s.send_sealed(RequestTwSession::from_request(&tr).to_bytes())
+                } else {
+                    let (fixed, slots) =
+                        codec::split_at_first_hmac(tr.to_bytes(), codec::REQUEST_BODY_LEN);
+                    // RFC 4656 3.5: first part and its HMAC, then the slots and theirs.
+                    s.send_sealed(fixed).and_then(|()| s.send_sealed(slots))
+                };
                 self.state = State::AcceptSession(Vec::new(), Box::new(tr), local);
                 r
             }
@@ -346,6 +364,11 @@ impl<R: RngCore + CryptoRng> Client<R> {
     ) -> Result<(RequestSession, SocketAddr), ControlError> {
         if req.slots.is_empty() || req.packets == 0 {
             return Err(ControlError::InvalidRequest("no slots or no packets"));
+        }
+        if self.cfg.protocol == Protocol::Twamp && req.role != Role::Sender {
+            return Err(ControlError::InvalidRequest(
+                "a TWAMP control-client is the session-sender",
+            ));
         }
         if req.slots.len() > RequestSession::MAX_SLOTS as usize {
             return Err(ControlError::InvalidRequest("too many slots"));
@@ -454,8 +477,9 @@ impl<R: RngCore + CryptoRng> Client<R> {
                 if s.available() == 0 {
                     return self.keep(State::Idle);
                 }
-                if self.conn.test.is_none() {
-                    // The server speaks only when asked, except Stop-Sessions in a test.
+                if self.conn.test.is_none() || self.cfg.protocol == Protocol::Twamp {
+                    // The server speaks only when asked, except Stop-Sessions in an OWAMP
+                    // test (a TWAMP server sends none, RFC 5357 3.8).
                     return Err(ProtocolError::Unexpected(0));
                 }
                 let Some(b) = s.take_body(BLOCK) else {

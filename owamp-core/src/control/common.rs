@@ -13,7 +13,9 @@ use crate::proto::{CloseReason, ProtocolError, Role};
 use crate::session::session_end_bound;
 use crate::time::OwampTime;
 use crate::wire::SessionId;
-use crate::wire::{framing, AcceptCode, Frame, Mode, RequestSession, SessionStop, StopSessions};
+use crate::wire::{
+    framing, AcceptCode, Frame, Mode, RequestSession, SessionStop, StopSessions, TwampStopSessions,
+};
 
 /// Octets a peer may send ahead of what the state machine reads: room for the messages the
 /// reference pipelines (Stop-Sessions with Fetch-Session) many times over, while a peer that
@@ -57,6 +59,18 @@ pub(crate) struct TestPhase {
     pub reader: Option<StopReader>,
 }
 
+/// Which end of which protocol a connection is: it decides who sends Stop-Sessions and what
+/// it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavour {
+    /// OWAMP, either side: both send Stop-Sessions with their senders' descriptions.
+    Owamp,
+    /// TWAMP control-client: sends the only Stop-Sessions, without descriptions (RFC 5357 3.8).
+    TwampClient,
+    /// TWAMP server: sends no Stop-Sessions; the client's ends the test.
+    TwampServer,
+}
+
 /// State shared by both roles.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -79,11 +93,13 @@ pub(crate) struct Conn {
     failure: Option<AcceptCode>,
     pub control_timeout: Duration,
     pub end_delay: Duration,
+    pub flavour: Flavour,
 }
 
 impl Conn {
-    pub(crate) fn new(control_timeout: Duration, end_delay: Duration) -> Self {
+    pub(crate) fn new(control_timeout: Duration, end_delay: Duration, flavour: Flavour) -> Self {
         Self {
+            flavour,
             stream: Stream::new(),
             out: VecDeque::new(),
             deadline: None,
@@ -268,7 +284,7 @@ impl Conn {
     /// Sends our Stop-Sessions when it is due (RFC 4656 3.8).
     pub(crate) fn maybe_send_stop(&mut self, now: OwampTime) {
         let Some(t) = &self.test else { return };
-        if t.sent_stop {
+        if t.sent_stop || self.flavour == Flavour::TwampServer {
             return;
         }
         let ready = if t.peer_stop || t.stopping.is_some() {
@@ -304,13 +320,24 @@ impl Conn {
             None if failed => AcceptCode::InternalError,
             None => AcceptCode::Ok,
         };
-        // RFC 4656 3.8: one description per session this side sent packets for.
-        let msg = StopSessions {
-            accept,
-            sessions,
-            hmac: [0; 16],
-        }
-        .to_bytes();
+        let twamp = self.flavour == Flavour::TwampClient;
+        let msg = if twamp {
+            // RFC 5357 3.8: the number of sessions and no descriptions.
+            TwampStopSessions {
+                accept,
+                num_sessions: u32::try_from(self.sessions.len()).unwrap_or(u32::MAX),
+                hmac: [0; 16],
+            }
+            .to_bytes()
+        } else {
+            // RFC 4656 3.8: one description per session this side sent packets for.
+            StopSessions {
+                accept,
+                sessions,
+                hmac: [0; 16],
+            }
+            .to_bytes()
+        };
         if let Err(_e) = self.stream.send_sealed(msg) {
             self.close(CloseReason::Local);
             return;
@@ -318,6 +345,8 @@ impl Conn {
         if let Some(t) = &mut self.test {
             t.sent_stop = true;
             t.stop_sent_at = Some(now);
+            // RFC 5357 3.8: the server answers nothing; the test is over once it is sent.
+            t.peer_stop |= twamp;
         }
         self.finish_test_if_done(now);
     }
@@ -344,7 +373,11 @@ impl Conn {
     /// Sets the deadline of the test phase from its progress.
     pub(crate) fn update_test_deadline(&mut self) {
         let Some(t) = &self.test else { return };
-        let d = if let Some(at) = t.stop_sent_at {
+        let d = if self.flavour == Flavour::TwampServer {
+            // The client ends a TWAMP test; the reflectors' reports do not (RFC 5357 3.8).
+            t.stopping
+                .map_or(t.bound, |at| deadline_after(at, self.control_timeout))
+        } else if let Some(at) = t.stop_sent_at {
             deadline_after(at, self.control_timeout)
         } else if let Some(at) = t.stopping {
             deadline_after(at, self.control_timeout)
@@ -359,6 +392,17 @@ impl Conn {
     /// The test phase's deadline passed.
     pub(crate) fn test_timer(&mut self, now: OwampTime) {
         let Some(t) = self.test.clone() else { return };
+        if self.flavour == Flavour::TwampServer {
+            if t.stopping.is_none() {
+                // The test outlived any plausible schedule: stop reflecting.
+                self.stop_local(now);
+            } else {
+                // The client never sent its Stop-Sessions.
+                self.abort_receivers();
+                self.close(CloseReason::Timeout);
+            }
+            return;
+        }
         if t.sent_stop {
             // The peer never sent its Stop-Sessions.
             self.abort_receivers();
@@ -456,6 +500,34 @@ impl Conn {
             self.complete_stop(now, msg)?;
             return Ok(true);
         }
+    }
+
+    /// TWAMP server: the client's Stop-Sessions (RFC 5357 3.8) is complete and verified. The
+    /// reflectors are stopped (the host keeps reflecting for the request's Timeout, RFC 5357
+    /// 3.8) and the test is over: the server sends nothing back.
+    pub(crate) fn twamp_stop(
+        &mut self,
+        now: OwampTime,
+        msg: TwampStopSessions,
+    ) -> Result<(), ProtocolError> {
+        if msg.num_sessions as usize != self.sessions.len() {
+            return Err(ProtocolError::BadStop("number of sessions"));
+        }
+        let Some(t) = &mut self.test else {
+            return Err(ProtocolError::Unexpected(codec::MSG_STOP_SESSIONS));
+        };
+        t.peer_stop = true;
+        t.sent_stop = true;
+        let stopping = t.stopping.is_none();
+        if msg.accept != AcceptCode::Ok {
+            self.out
+                .push_back(Output::TestAborted { accept: msg.accept });
+        }
+        if stopping {
+            self.out.push_back(Output::StopLocalSessions);
+        }
+        self.finish_test_if_done(now);
+        Ok(())
     }
 
     /// The peer's Stop-Sessions is complete and verified.

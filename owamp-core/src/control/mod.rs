@@ -35,6 +35,43 @@
 //!   before the HMAC after the last one is checked.
 //! - A connection with nothing to wait for but the peer is closed after `control_timeout`.
 //!
+//! # TWAMP (RFC 5357)
+//!
+//! With [`Protocol::Twamp`] in [`ServerConfig::protocol`] and [`ClientConfig::protocol`] the
+//! same machines speak TWAMP-Control: the set-up, Accept-Session, Start-Sessions and Start-Ack
+//! are OWAMP's octets; the client sends Request-TW-Session (command 5, one HMAC, no slots) for a
+//! [`SessionRequest`] whose role is [`Role::Sender`] (its slots and packet count stay local and
+//! bound the test's deadlines); the server is the session-reflector: it makes the SID, picks a
+//! port from its range ([`Output::PrepareTestEndpoint`] with [`Role::Receiver`]) and answers
+//! Accept-Session with it. The client ends the test: once its sender has reported
+//! ([`Input::SessionFinished`]) and the loss timeout plus `end_delay` has passed, it sends the
+//! only Stop-Sessions (32 octets, the number of sessions, no descriptions) and reports
+//! [`Output::TestComplete`]; the server answers nothing, asks for
+//! [`Output::StopLocalSessions`] (a reflector host keeps answering for the request's Timeout,
+//! RFC 5357 3.8) and reports `TestComplete`. There is no Fetch-Session: a TWAMP server closes
+//! on it (and on OWAMP's Request-Session), a TWAMP client refuses the command. The session's
+//! packets are [`crate::session::twamp`]'s; RFC 5618 mixed mode is offered when the policy
+//! gives its bit (as twampd does) but not yet chosen or served.
+//!
+//! A twping-like host: connect, drive a [`Client`] until [`Client::is_ready`], bind a UDP socket
+//! (TTL 255, as twping, so that the reflector's Sender TTL counts hops), issue
+//! `RequestSession`, build a [`SessionSender`](crate::session::twamp::SessionSender) from the
+//! [`SessionInfo`](crate::io::SessionInfo) of `SessionAccepted`, `StartSessions`, send on its own
+//! schedule to `SessionInfo::peer`, read replies into
+//! [`TwoWayRecord`](crate::session::twamp::TwoWayRecord)s, report `SessionFinished` after the
+//! last packet, feed timers until `TestComplete`, and summarize with
+//! [`TwoWaySummary`](crate::stats::twamp::TwoWaySummary). A twampd-like host: one [`Server`] per
+//! connection, bind what `PrepareTestEndpoint` asks for, build a
+//! [`Reflector`](crate::session::twamp::Reflector) on `SessionAccepted`, answer every datagram
+//! from `SessionInfo::peer` once `StartSessions` came, stop after `StopLocalSessions` plus the
+//! Timeout. `owamp-core/tests/twamp_live.rs` is such a client against the reference twampd;
+//! `tests/twamp_sim.rs` runs both sides in memory.
+//!
+//! [`Output::PrepareTestEndpoint`]: crate::io::Output::PrepareTestEndpoint
+//! [`Output::TestComplete`]: crate::io::Output::TestComplete
+//! [`Output::StopLocalSessions`]: crate::io::Output::StopLocalSessions
+//! [`Input::SessionFinished`]: crate::io::Input::SessionFinished
+//!
 //! # Encryption and HMAC
 //!
 //! As observed in perfSONAR owamp 5.2.3 (see [`crate::crypto`]): the HMAC of each message covers
@@ -92,7 +129,7 @@ pub use server::{Server, ServerConfig, SetupRefusal, SetupRefused};
 // What the state machines share with the layers below them (`proto`, `session`, `wire`),
 // re-exported here, where the machines' users have always found it.
 pub use crate::proto::{
-    canonical, ClientCommand, CloseReason, ProtocolError, Role, SessionRequest,
+    canonical, ClientCommand, CloseReason, Protocol, ProtocolError, Role, SessionRequest,
 };
 pub use crate::session::session_end_bound;
 pub use crate::wire::{AcceptCode, Mode, Modes, RequestSession};

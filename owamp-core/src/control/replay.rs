@@ -33,12 +33,12 @@ use super::{Client, ClientConfig, ControlError, PortRange, Server, ServerConfig}
 use crate::crypto::{decrypt_token, derive_key, SessionKeys};
 use crate::io::{FetchReply, Input, Output, SessionInfo, SessionReport, StoredSession};
 use crate::policy::ServerPolicy;
-use crate::proto::{ClientCommand, CloseReason, Role, SessionRequest};
+use crate::proto::{ClientCommand, CloseReason, Protocol, Role, SessionRequest};
 use crate::time::OwampTime;
 use crate::wire::{
     framing, AcceptCode, AcceptSession, FetchAck, FetchData, FetchSession, RequestSession,
-    ServerGreeting, ServerStart, SessionId, SetUpResponse, StartAck, StartSessions, StopSessions,
-    WireError,
+    RequestTwSession, ServerGreeting, ServerStart, SessionId, SetUpResponse, Slot, SlotKind,
+    StartAck, StartSessions, StopSessions, TwampStopSessions, WireError,
 };
 
 /// An RNG that returns octets given in advance, in order, then zeros. **Not random and not
@@ -181,12 +181,21 @@ impl RecordedRequest {
                 r.sender_address,
             )
         };
+        // A Request-TW-Session carries no schedule (RFC 5357 3.5): any one does.
+        let slots = if r.slots.is_empty() {
+            vec![Slot {
+                kind: SlotKind::Fixed,
+                mean: crate::time::Interval::from_raw(1 << 32),
+            }]
+        } else {
+            r.slots.clone()
+        };
         SessionRequest {
             role,
             local,
             peer,
-            slots: r.slots.clone(),
-            packets: r.num_packets,
+            slots,
+            packets: r.num_packets.max(1),
             padding: r.padding_length,
             start_time: r.start_time,
             timeout: r.timeout,
@@ -370,6 +379,58 @@ impl Recorded {
                     rec.fetches.push(RecordedFetch { fetch, ack, data });
                     RecordedCommand::FetchSession(rec.fetches.len() - 1)
                 }
+            };
+            rec.commands.push(cmd);
+        }
+        Ok(rec)
+    }
+
+    /// Reads a recorded TWAMP exchange (RFC 5357) from its plaintext streams: the set-up as
+    /// OWAMP's, then Request-TW-Session (kept as [`RequestTwSession::to_request`]) with its
+    /// Accept-Session, Start-Sessions with its Start-Ack, and the client's Stop-Sessions
+    /// (kept as a [`StopSessions`] without descriptions).
+    pub fn from_twamp_plaintext(cs: &[u8], sc: &[u8]) -> Result<Self, WireError> {
+        let mut rec = Self::from_plaintext(
+            cut(cs, 0, SetUpResponse::LEN)?,
+            cut(sc, 0, ServerGreeting::LEN + ServerStart::LEN)?,
+        )?;
+        if !rec.server_start.accept.is_ok() {
+            return Ok(rec);
+        }
+        let mut at = SetUpResponse::LEN;
+        let mut sc_at = ServerGreeting::LEN + ServerStart::LEN;
+        while at < cs.len() {
+            let command = cs.get(at).copied().unwrap_or(0);
+            let cmd = match command {
+                RequestTwSession::COMMAND => {
+                    let request = RequestTwSession::parse(cut(cs, at, RequestTwSession::LEN)?)?;
+                    at += RequestTwSession::LEN;
+                    let accept = AcceptSession::parse(cut(sc, sc_at, AcceptSession::LEN)?)?;
+                    sc_at += AcceptSession::LEN;
+                    rec.requests.push(RecordedRequest {
+                        request: request.to_request(),
+                        accept,
+                        end: at,
+                    });
+                    RecordedCommand::RequestSession(rec.requests.len() - 1)
+                }
+                StartSessions::COMMAND => {
+                    StartSessions::parse(cut(cs, at, StartSessions::LEN)?)?;
+                    at += StartSessions::LEN;
+                    StartAck::parse(cut(sc, sc_at, StartAck::LEN)?)?;
+                    sc_at += StartAck::LEN;
+                    RecordedCommand::StartSessions
+                }
+                TwampStopSessions::COMMAND => {
+                    let stop = TwampStopSessions::parse(cut(cs, at, TwampStopSessions::LEN)?)?;
+                    at += TwampStopSessions::LEN;
+                    RecordedCommand::StopSessions(StopSessions {
+                        accept: stop.accept,
+                        sessions: Vec::new(),
+                        hmac: stop.hmac,
+                    })
+                }
+                other => return Err(WireError::invalid("TWAMP request", "command", at, other)),
             };
             rec.commands.push(cmd);
         }
@@ -577,6 +638,7 @@ impl Recorded {
         segments: &[&[u8]],
     ) -> Replayed {
         let base = self.base_time();
+        let twamp = cfg.protocol == Protocol::Twamp;
         let mut client = Client::new(base, cfg, self.client_rng(keys));
         let stops: Vec<&StopSessions> = self
             .commands
@@ -607,38 +669,55 @@ impl Recorded {
         let mut out = Replayed::default();
         let mut sessions: Vec<SessionInfo> = Vec::new();
         let mut pending: VecDeque<Input<'static>> = VecDeque::new();
-        for seg in segments {
-            let mut next = Some((base, Input::Received(seg)));
-            while let Some((t, input)) = next.take() {
-                if let Err(e) = client.handle_input(t, input) {
-                    out.errors.push(e);
-                }
-                while let Some(o) = client.poll_output() {
-                    match o {
-                        Output::Transmit(b) => out.sent.extend_from_slice(&b),
-                        Output::SessionAccepted(info) => sessions.push(*info),
-                        Output::StartSessions | Output::StopLocalSessions => {
-                            for s in &sessions {
-                                pending.push_back(Input::SessionFinished(Self::report(
-                                    &stops,
-                                    s.sid,
-                                    s.request.num_packets,
-                                )));
+        let mut feed =
+            |client: &mut Client<InsecureScriptedRng>,
+             first: (OwampTime, Input<'_>),
+             commands: &mut dyn Iterator<Item = (Option<OwampTime>, ClientCommand)>| {
+                let mut next = Some(first);
+                while let Some((t, input)) = next.take() {
+                    if let Err(e) = client.handle_input(t, input) {
+                        out.errors.push(e);
+                    }
+                    while let Some(o) = client.poll_output() {
+                        match o {
+                            Output::Transmit(b) => out.sent.extend_from_slice(&b),
+                            Output::SessionAccepted(info) => sessions.push(*info),
+                            Output::StartSessions | Output::StopLocalSessions => {
+                                for s in &sessions {
+                                    pending.push_back(Input::SessionFinished(Self::report(
+                                        &stops,
+                                        s.sid,
+                                        s.request.num_packets,
+                                    )));
+                                }
                             }
+                            Output::TestComplete => sessions.clear(),
+                            Output::Close(r) => out.closed = Some(r),
+                            _ => {}
                         }
-                        Output::TestComplete => sessions.clear(),
-                        Output::Close(r) => out.closed = Some(r),
-                        _ => {}
+                    }
+                    if let Some(input) = pending.pop_front() {
+                        next = Some((base, input));
+                    } else if client.is_ready() {
+                        next = commands
+                            .next()
+                            .map(|(t, c)| (t.unwrap_or(base), Input::Command(c)));
                     }
                 }
-                if let Some(input) = pending.pop_front() {
-                    next = Some((base, input));
-                } else if client.is_ready() {
-                    next = commands
-                        .next()
-                        .map(|(t, c)| (t.unwrap_or(base), Input::Command(c)));
-                }
+            };
+        for seg in segments {
+            feed(&mut client, (base, Input::Received(seg)), &mut commands);
+        }
+        // A TWAMP server sends nothing during the test (RFC 5357 3.8): the client's
+        // Stop-Sessions comes when its timer says the sessions are over.
+        for _ in 0..8 {
+            if !twamp || !client.in_test() {
+                break;
             }
+            let Some(t) = client.poll_timeout() else {
+                break;
+            };
+            feed(&mut client, (t, Input::Timer), &mut commands);
         }
         out
     }

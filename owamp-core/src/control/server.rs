@@ -6,7 +6,7 @@ use core::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::codec::{self, BLOCK};
-use super::common::{Conn, LocalSession};
+use super::common::{Conn, Flavour, LocalSession};
 use super::{make_sid, or_fallback, ControlError, PortRange};
 use crate::crypto::{
     derive_key, open_token, ControlOpener, ControlSealer, Passphrase, SessionKeys,
@@ -16,12 +16,12 @@ use crate::io::{
     StoredSession,
 };
 use crate::policy::{Peer, ServerPolicy, TestAdmission};
-use crate::proto::{CloseReason, ProtocolError, Role};
+use crate::proto::{CloseReason, Protocol, ProtocolError, Role};
 use crate::time::OwampTime;
 use crate::wire::{
     framing, AcceptCode, AcceptSession, FetchAck, FetchData, FetchSession, Mode, Modes,
-    RequestSession, ServerGreeting, ServerStart, SessionId, SetUpResponse, SkipRange, StartAck,
-    StartSessions,
+    RequestSession, RequestTwSession, ServerGreeting, ServerStart, SessionId, SetUpResponse,
+    SkipRange, StartAck, StartSessions, TwampStopSessions,
 };
 
 /// Settings of a [`Server`].
@@ -48,6 +48,12 @@ pub struct ServerConfig {
     /// client asks for is memory the server gives out; larger requests are refused with
     /// Accept = 4 (permanent resource limitation) whatever the policy says.
     pub max_receive_packets: u32,
+    /// OWAMP or TWAMP. A TWAMP server answers Request-TW-Session only (the client sends,
+    /// the server reflects), refuses Fetch-Session by closing, and ends a test on the client's
+    /// Stop-Sessions without sending one. It offers the policy's modes, RFC 5618's mixed-mode
+    /// bit included when the policy gives it (as twampd does), though it cannot run mixed
+    /// mode yet: a client that chooses it is disconnected.
+    pub protocol: Protocol,
 }
 
 impl ServerConfig {
@@ -65,6 +71,7 @@ impl Default for ServerConfig {
             control_timeout: Duration::from_secs(1800),
             end_delay: Duration::from_secs(1),
             max_receive_packets: Self::DEFAULT_MAX_RECEIVE_PACKETS,
+            protocol: Protocol::Owamp,
         }
     }
 }
@@ -86,6 +93,8 @@ enum State {
     AwaitEndpoint(Box<Pending>),
     /// The HMAC of Start-Sessions.
     StartHmac { first: Vec<u8> },
+    /// TWAMP: the HMAC of the client's Stop-Sessions (RFC 5357 3.8).
+    TwampStopHmac { first: Vec<u8> },
     /// The rest of Fetch-Session.
     FetchRest { first: Vec<u8> },
     /// The HMAC of Fetch-Session.
@@ -219,12 +228,22 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         local: SocketAddr,
         peer: SocketAddr,
     ) -> Self {
-        let offered = policy.modes(peer.ip()).known();
+        let offered = match cfg.protocol {
+            Protocol::Owamp => policy.modes(peer.ip()).known(),
+            // RFC 5618: twampd offers the mixed-mode bit too.
+            Protocol::Twamp => policy.modes(peer.ip()).intersection(Modes::from_raw(
+                Modes::ALL.raw() | crate::wire::twamp::MIXED_MODE_BIT,
+            )),
+        };
         let mut challenge = [0u8; 16];
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut challenge);
         rng.fill_bytes(&mut salt);
-        let mut conn = Conn::new(cfg.control_timeout, cfg.end_delay);
+        let flavour = match cfg.protocol {
+            Protocol::Owamp => Flavour::Owamp,
+            Protocol::Twamp => Flavour::TwampServer,
+        };
+        let mut conn = Conn::new(cfg.control_timeout, cfg.end_delay, flavour);
         // RFC 4656 3.1: the server speaks first.
         conn.stream.send_clear(
             &ServerGreeting {
@@ -370,7 +389,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             State::FetchRest { .. } | State::FetchHmac { .. } => "reading Fetch-Session",
             State::AwaitFetch { .. } => "waiting for a fetch reply",
             State::Fetching { .. } => "sending fetched records",
-            State::Stop => "reading the client's Stop-Sessions",
+            State::Stop | State::TwampStopHmac { .. } => "reading the client's Stop-Sessions",
         };
         ControlError::WrongState { input, state }
     }
@@ -466,6 +485,12 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 Some(r) => {
                     let h = r.map_err(|_| ProtocolError::BadHmac("Request-Session"))?;
                     body.extend_from_slice(&h);
+                    if body.first() == Some(&RequestTwSession::COMMAND) {
+                        // RFC 5357 3.5: one HMAC, no slots.
+                        let req = RequestTwSession::parse(&body)?;
+                        self.on_twamp_request(now, req);
+                        return Ok(true);
+                    }
                     // The slot count says how long the message is (at most 2^16 slots).
                     let len = framing::request_session(&body)?.need();
                     self.state = State::RequestSlots { buf: body, len };
@@ -502,6 +527,19 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                     first.extend_from_slice(&h);
                     StartSessions::parse(&first)?;
                     self.on_start(now)?;
+                    Ok(true)
+                }
+            },
+            State::TwampStopHmac { mut first } => match s.take_hmac() {
+                None => self.keep(State::TwampStopHmac { first }),
+                Some(r) => {
+                    let h = r.map_err(|_| ProtocolError::BadHmac("Stop-Sessions"))?;
+                    first.extend_from_slice(&h);
+                    let msg = TwampStopSessions::parse(&first)?;
+                    self.conn.twamp_stop(now, msg)?;
+                    if self.conn.test.is_none() {
+                        self.after_test();
+                    }
                     Ok(true)
                 }
             },
@@ -653,7 +691,14 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         if in_test != (kind == codec::MSG_STOP_SESSIONS) {
             return Err(ProtocolError::Unexpected(kind));
         }
+        let twamp = self.cfg.protocol == Protocol::Twamp;
         match kind {
+            // RFC 5357 3.4: TWAMP has Request-TW-Session instead, and no Fetch-Session.
+            codec::MSG_REQUEST_SESSION | codec::MSG_FETCH_SESSION if twamp => {
+                return Err(ProtocolError::Unexpected(kind))
+            }
+            RequestTwSession::COMMAND if twamp => self.state = State::RequestRest { first },
+            codec::MSG_STOP_SESSIONS if twamp => self.state = State::TwampStopHmac { first },
             codec::MSG_REQUEST_SESSION => self.state = State::RequestRest { first },
             codec::MSG_START_SESSIONS => self.state = State::StartHmac { first },
             codec::MSG_STOP_SESSIONS => {
@@ -687,17 +732,13 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     }
 
     /// A complete, authenticated Request-Session (RFC 4656 3.5).
-    fn on_request(&mut self, now: OwampTime, mut req: RequestSession) {
+    fn on_request(&mut self, now: OwampTime, req: RequestSession) {
         self.state = State::Idle;
         // This server configures its own endpoint only: exactly one role (as the reference).
         if req.conf_sender == req.conf_receiver
             || req.slots.is_empty()
             || req.num_packets == 0
-            // Only a DSCP in Type-P is supported (as the reference).
-            || req.type_p.0 & !0x3F00_0000 != 0
-            // A test packet must fit in one UDP datagram (RFC 4656 4.1.2); a larger padding
-            // would also make the sender allocate a buffer of the client's choosing.
-            || !fits_in_datagram(&req, self.conn.mode)
+            || !supported_packets(&req, self.conn.mode)
         {
             return self.refuse(now, AcceptCode::NotSupported);
         }
@@ -710,6 +751,30 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         if role == Role::Receiver && req.num_packets > self.cfg.max_receive_packets {
             return self.refuse(now, AcceptCode::PermanentResourceLimit);
         }
+        self.admit_session(now, req, role);
+    }
+
+    /// A complete, authenticated Request-TW-Session (RFC 5357 3.5): the server is the
+    /// session-reflector. The session is kept as an OWAMP request in which the server
+    /// receives ([`RequestTwSession::to_request`]): no slots, the SID made here.
+    fn on_twamp_request(&mut self, now: OwampTime, tw: RequestTwSession) {
+        self.state = State::Idle;
+        let req = tw.to_request();
+        if !supported_packets(&req, self.conn.mode) {
+            return self.refuse(now, AcceptCode::NotSupported);
+        }
+        // As RFC 4656 7 for an OWAMP sender: in open mode the reflector only sends to the
+        // client itself, so that it cannot be aimed at a third party.
+        if self.conn.mode == Mode::Open
+            && or_fallback(req.sender_address, self.peer.ip()) != self.peer.ip()
+        {
+            return self.refuse(now, AcceptCode::Failure);
+        }
+        self.admit_session(now, req, Role::Receiver);
+    }
+
+    /// A request the server can serve: make the SID, ask the policy, pick the port.
+    fn admit_session(&mut self, now: OwampTime, mut req: RequestSession, role: Role) {
         let local_ip = match role {
             Role::Receiver => or_fallback(req.receiver_address, self.local.ip()),
             Role::Sender => or_fallback(req.sender_address, self.local.ip()),
@@ -1144,6 +1209,14 @@ fn fits_in_datagram(req: &RequestSession, mode: Mode) -> bool {
     };
     let header = crate::wire::TestPacket::header_len(mode) as u64;
     header + u64::from(req.padding_length) <= max
+}
+
+/// Whether the server can send and receive the session's packets: only a DSCP in Type-P (as the
+/// reference), and a test packet that fits in one UDP datagram (RFC 4656 4.1.2; a larger
+/// padding would also make the sender allocate a buffer of the client's choosing). A TWAMP
+/// reflector's packet is no longer than the sender's or its own header (RFC 5357 4.2.1).
+fn supported_packets(req: &RequestSession, mode: Mode) -> bool {
+    req.type_p.0 & !0x3F00_0000 == 0 && fits_in_datagram(req, mode)
 }
 
 /// The records a Fetch-Session gets (RFC 4656 3.9): those numbered `begin..=end`; for a

@@ -30,16 +30,6 @@ pub enum SecureMode {
     Encrypted,
 }
 
-impl SecureMode {
-    /// Octets at the start of the packet that are encrypted and covered by the HMAC.
-    fn protected_len(self) -> usize {
-        match self {
-            SecureMode::Authenticated => BLOCK_LEN,
-            SecureMode::Encrypted => 2 * BLOCK_LEN,
-        }
-    }
-}
-
 /// Per-session test packet keys, ready to seal and open packets without allocating.
 ///
 /// Built once per session from its SID and the session keys; [`seal`](Self::seal) and
@@ -81,17 +71,6 @@ impl TestPacketCrypto {
         self.mode
     }
 
-    fn head(packet: &mut [u8]) -> Result<&mut [u8; SECURE_TEST_PACKET_MIN_LEN], CryptoError> {
-        let len = packet.len();
-        packet
-            .get_mut(..SECURE_TEST_PACKET_MIN_LEN)
-            .and_then(|head| head.try_into().ok())
-            .ok_or(CryptoError::TooShort {
-                len,
-                min: SECURE_TEST_PACKET_MIN_LEN,
-            })
-    }
-
     fn tag(&self, plaintext: &[u8]) -> hmac::digest::Output<Hmac<Sha1>> {
         // Cloning the pre-keyed state skips re-hashing the key pads for every packet.
         let mut mac = self.mac.clone();
@@ -103,11 +82,55 @@ impl TestPacketCrypto {
     /// the first block (mode A, ECB) or the first two blocks (mode E, CBC with IV = 0). Padding
     /// after octet 48 is left as it is.
     pub fn seal(&self, packet: &mut [u8]) -> Result<(), CryptoError> {
-        let head = Self::head(packet)?;
-        let (body, rest) = head.split_at_mut(HMAC_AT);
-        let covered = &mut body[..self.mode.protected_len()];
+        self.seal_layout(packet, PacketLayout::SENDER)
+    }
+
+    /// Opens a received test packet in place: decrypts the protected blocks and checks the HMAC
+    /// in octets 32..48 in constant time. On [`CryptoError::HmacMismatch`] the buffer holds the
+    /// (untrustworthy) decrypted bytes.
+    pub fn open(&self, packet: &mut [u8]) -> Result<(), CryptoError> {
+        self.open_layout(packet, PacketLayout::SENDER)
+    }
+
+    /// Seals a plaintext TWAMP reflector packet (RFC 5357 4.2.1, as observed in twampd 5.2.3):
+    /// the HMAC goes into octets 96..112 and covers block 0 (mode A, which encrypts block 0
+    /// with ECB) or blocks 0-5 (mode E, CBC with IV = 0). Padding after octet 112 is left as it
+    /// is. The keys are the session's, the same as for the sender's packets.
+    pub fn seal_reflector(&self, packet: &mut [u8]) -> Result<(), CryptoError> {
+        self.seal_layout(packet, PacketLayout::REFLECTOR)
+    }
+
+    /// Opens a received TWAMP reflector packet in place (see
+    /// [`seal_reflector`](Self::seal_reflector)).
+    pub fn open_reflector(&self, packet: &mut [u8]) -> Result<(), CryptoError> {
+        self.open_layout(packet, PacketLayout::REFLECTOR)
+    }
+
+    fn protected_len(&self, layout: PacketLayout) -> usize {
+        match self.mode {
+            SecureMode::Authenticated => BLOCK_LEN,
+            SecureMode::Encrypted => layout.hmac_at,
+        }
+    }
+
+    fn split(
+        packet: &mut [u8],
+        layout: PacketLayout,
+    ) -> Result<(&mut [u8], &mut [u8]), CryptoError> {
+        let len = packet.len();
+        let min = layout.hmac_at + HMAC_LEN;
+        let head = packet
+            .get_mut(..min)
+            .ok_or(CryptoError::TooShort { len, min })?;
+        Ok(head.split_at_mut(layout.hmac_at))
+    }
+
+    fn seal_layout(&self, packet: &mut [u8], layout: PacketLayout) -> Result<(), CryptoError> {
+        let n = self.protected_len(layout);
+        let (body, rest) = Self::split(packet, layout)?;
+        let covered = &mut body[..n];
         let tag = self.tag(covered);
-        rest[..HMAC_LEN].copy_from_slice(&tag[..HMAC_LEN]);
+        rest.copy_from_slice(&tag[..HMAC_LEN]);
         match self.mode {
             SecureMode::Authenticated => self.cipher.encrypt_block(covered.into()),
             SecureMode::Encrypted => {
@@ -121,13 +144,10 @@ impl TestPacketCrypto {
         Ok(())
     }
 
-    /// Opens a received test packet in place: decrypts the protected blocks and checks the HMAC
-    /// in octets 32..48 in constant time. On [`CryptoError::HmacMismatch`] the buffer holds the
-    /// (untrustworthy) decrypted bytes.
-    pub fn open(&self, packet: &mut [u8]) -> Result<(), CryptoError> {
-        let head = Self::head(packet)?;
-        let (body, rest) = head.split_at_mut(HMAC_AT);
-        let covered = &mut body[..self.mode.protected_len()];
+    fn open_layout(&self, packet: &mut [u8], layout: PacketLayout) -> Result<(), CryptoError> {
+        let n = self.protected_len(layout);
+        let (body, rest) = Self::split(packet, layout)?;
+        let covered = &mut body[..n];
         match self.mode {
             SecureMode::Authenticated => self.cipher.decrypt_block(covered.into()),
             SecureMode::Encrypted => {
@@ -140,9 +160,22 @@ impl TestPacketCrypto {
         }
         let mut mac = self.mac.clone();
         mac.update(covered);
-        mac.verify_truncated_left(&rest[..HMAC_LEN])
+        mac.verify_truncated_left(rest)
             .map_err(|_| CryptoError::HmacMismatch)
     }
+}
+
+/// Where a protected test packet's HMAC sits; in mode E everything before it is encrypted.
+#[derive(Debug, Clone, Copy)]
+struct PacketLayout {
+    hmac_at: usize,
+}
+
+impl PacketLayout {
+    /// OWAMP test packets and TWAMP sender packets (RFC 4656 4.1.2).
+    const SENDER: Self = Self { hmac_at: HMAC_AT };
+    /// TWAMP reflector packets (RFC 5357 4.2.1).
+    const REFLECTOR: Self = Self { hmac_at: 96 };
 }
 
 impl fmt::Debug for TestPacketCrypto {
@@ -178,7 +211,7 @@ mod tests {
             let plain = packet(80);
             let mut p = plain.clone();
             c.seal(&mut p).unwrap();
-            let n = mode.protected_len();
+            let n = c.protected_len(PacketLayout::SENDER);
             assert_ne!(p[..n], plain[..n]);
             assert_eq!(p[n..32], plain[n..32], "unprotected part stays clear");
             assert_ne!(p[32..48], [0u8; 16]);
@@ -201,7 +234,7 @@ mod tests {
                 let mut t = sealed.clone();
                 t[i] ^= 0x01;
                 let r = c.open(&mut t);
-                let covered = i < mode.protected_len() || (32..48).contains(&i);
+                let covered = i < c.protected_len(PacketLayout::SENDER) || (32..48).contains(&i);
                 if covered {
                     assert_eq!(r, Err(CryptoError::HmacMismatch), "mode {mode:?} octet {i}");
                 } else {

@@ -52,7 +52,12 @@ impl TestAdmission<'_> {
     }
 
     /// Mean packets per second of the schedule: slots divided by the sum of their means.
+    /// A TWAMP request has no schedule (RFC 5357 3.5): its rate is unknown and counts as 0, so
+    /// only the classes' other limits apply to it.
     pub fn packet_rate(&self) -> f64 {
+        if self.request.slots.is_empty() {
+            return 0.0;
+        }
         let sum: u128 = self
             .request
             .slots

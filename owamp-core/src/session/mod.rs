@@ -5,12 +5,14 @@
 //! - [`Receiver`]: validates datagrams, detects loss and duplicates, and produces the
 //!   session's [`DataRecord`](crate::wire::DataRecord)s in the reference implementation's
 //!   order.
+//! - [`twamp`]: TWAMP's session-sender and session-reflector (RFC 5357 4).
 
 pub mod packet;
 pub mod receiver;
 pub mod schedule;
 pub mod sender;
 pub mod test_session;
+pub mod twamp;
 
 pub use packet::PacketProtection;
 pub use receiver::{

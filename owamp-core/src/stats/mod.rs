@@ -12,6 +12,7 @@ mod engine;
 pub mod fmt;
 mod num;
 pub mod report;
+pub mod twamp;
 
 pub use engine::{
     PacketEvent, SessionMeta, Stats, StatsConfig, StatsError, Summarizer, Summary,

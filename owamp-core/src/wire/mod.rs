@@ -20,6 +20,7 @@ pub mod request;
 pub mod sid;
 pub mod slot;
 pub mod test_packet;
+pub mod twamp;
 pub mod typep;
 
 pub use accept::AcceptCode;
@@ -36,6 +37,7 @@ pub use request::{AcceptSession, RequestSession};
 pub use sid::SessionId;
 pub use slot::{Slot, SlotKind};
 pub use test_packet::TestPacket;
+pub use twamp::{ReflectorPacket, RequestTwSession, TwampStopSessions};
 pub use typep::TypeP;
 
 /// Octets of one AES block: every OWAMP-Control message is a whole number of blocks.

@@ -309,6 +309,87 @@ pub struct AuthTestPacket {
     pub hmac: [u8; 16],
 }
 
+/// TWAMP Stop-Sessions, 32 octets (RFC 5357 3.8): the OWAMP header without session
+/// descriptions, then the HMAC.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct TwampStopSessions {
+    /// 0: the OWAMP Stop-Sessions header (command 3, Accept, MBZ, Number of Sessions, MBZ).
+    pub header: StopSessionsHeader,
+    /// 16: HMAC.
+    pub hmac: [u8; 16],
+}
+
+/// TWAMP-Test reflector packet in unauthenticated mode, 41 octets before the padding
+/// (RFC 5357 4.2.1).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct OpenReflectorPacket {
+    /// 0: Sequence Number (the reflector's own).
+    pub seq: U32,
+    /// 4: Timestamp (when the reflector sent it).
+    pub timestamp: U64,
+    /// 12: Error Estimate.
+    pub error_estimate: U16,
+    /// 14: MBZ.
+    pub mbz1: [u8; 2],
+    /// 16: Receive Timestamp.
+    pub receive_timestamp: U64,
+    /// 24: Sender Sequence Number.
+    pub sender_seq: U32,
+    /// 28: Sender Timestamp.
+    pub sender_timestamp: U64,
+    /// 36: Sender Error Estimate.
+    pub sender_error_estimate: U16,
+    /// 38: MBZ.
+    pub mbz2: [u8; 2],
+    /// 40: Sender TTL.
+    pub sender_ttl: u8,
+}
+
+/// TWAMP-Test reflector packet in authenticated and encrypted modes, 112 octets of plaintext
+/// before the padding (RFC 5357 4.2.1).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct AuthReflectorPacket {
+    /// 0: Sequence Number.
+    pub seq: U32,
+    /// 4: MBZ.
+    pub mbz1: [u8; 12],
+    /// 16: Timestamp.
+    pub timestamp: U64,
+    /// 24: Error Estimate.
+    pub error_estimate: U16,
+    /// 26: MBZ.
+    pub mbz2: [u8; 6],
+    /// 32: Receive Timestamp.
+    pub receive_timestamp: U64,
+    /// 40: MBZ.
+    pub mbz3: [u8; 8],
+    /// 48: Sender Sequence Number.
+    pub sender_seq: U32,
+    /// 52: MBZ.
+    pub mbz4: [u8; 12],
+    /// 64: Sender Timestamp.
+    pub sender_timestamp: U64,
+    /// 72: Sender Error Estimate.
+    pub sender_error_estimate: U16,
+    /// 74: MBZ.
+    pub mbz5: [u8; 6],
+    /// 80: Sender TTL.
+    pub sender_ttl: u8,
+    /// 81: MBZ.
+    pub mbz6: [u8; 15],
+    /// 96: HMAC.
+    pub hmac: [u8; 16],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +413,8 @@ mod tests {
         assert_eq!(size_of::<DataRecord>(), 25);
         assert_eq!(size_of::<OpenTestPacket>(), 14);
         assert_eq!(size_of::<AuthTestPacket>(), 48);
+        assert_eq!(size_of::<TwampStopSessions>(), 32);
+        assert_eq!(size_of::<OpenReflectorPacket>(), 41);
+        assert_eq!(size_of::<AuthReflectorPacket>(), 112);
     }
 }

@@ -1,0 +1,263 @@
+//! TWAMP-Test (RFC 5357 4): the session-sender and the session-reflector, per packet, sans-IO.
+//!
+//! Both are built from the [`SessionInfo`] a control machine speaking TWAMP hands out
+//! ([`Output::SessionAccepted`](crate::io::Output::SessionAccepted)): at the server (role
+//! `Receiver`) build a [`Reflector`], at the client (role `Sender`) a [`SessionSender`]. Neither
+//! reads a clock or draws randomness: the host passes the times it read (the send time just
+//! before sending, the receive time with the datagram, preferably the kernel's) and the
+//! sender's padding.
+//!
+//! ```text
+//! sender host                                   reflector host
+//! SessionSender::build(now, ee, &mut buf) --->  Reflector::reflect(recv_time, ttl, datagram,
+//!                                                                  send_now, ee, &mut out)
+//! SessionSender::handle_reply(recv_time, <---   (out is sent back to the datagram's source)
+//!     ttl, ee, datagram) -> TwoWayRecord
+//! ```
+//!
+//! The records go to [`crate::stats::twamp::TwoWaySummary`], which computes what twping prints.
+//! When the sender's session is over (its schedule is the host's: TWAMP does not send it, RFC
+//! 5357 3.5), the host reports it to the control client with `Input::SessionFinished`, which
+//! sends Stop-Sessions once the loss timeout has passed. The reflector keeps answering until the
+//! control server asks for `StopLocalSessions`, and for the request's Timeout after that (RFC
+//! 5357 3.8).
+
+use crate::crypto::CryptoError;
+use crate::io::SessionInfo;
+use crate::time::{ErrorEstimate, OwampTime};
+use crate::wire::{Mode, ReflectorPacket, TestPacket, WireError};
+
+use super::packet::PacketProtection;
+use super::test_session::{packet_protection, SessionSetupError};
+
+/// Why a TWAMP test datagram was not accepted. Such datagrams are dropped (and may be
+/// counted); they never end a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TwampPacketError {
+    /// The datagram is not a valid packet of the session's mode.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// Too short to open, or its HMAC does not match.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A reply to a packet this sender never sent.
+    #[error("reply to sequence number {0}, which was not sent")]
+    NotSent(u32),
+}
+
+/// The padding twping uses by default: the difference of the reflector's and the sender's
+/// headers, so that both directions carry packets of the same size (27 octets in open mode, 64
+/// in authenticated and encrypted modes).
+pub const fn default_padding(mode: Mode) -> u32 {
+    (ReflectorPacket::header_len(mode) - TestPacket::header_len(mode)) as u32
+}
+
+/// The session-reflector of one TWAMP session (RFC 5357 4.2).
+#[derive(Debug, Clone)]
+pub struct Reflector {
+    protection: PacketProtection,
+    next_seq: u32,
+}
+
+impl Reflector {
+    /// The reflector for a session the control server accepted.
+    pub fn new(info: &SessionInfo) -> Result<Self, SessionSetupError> {
+        Ok(Self::with_protection(packet_protection(info)?))
+    }
+
+    /// The reflector for packets protected as `protection`.
+    pub fn with_protection(protection: PacketProtection) -> Self {
+        Self {
+            protection,
+            next_seq: 0,
+        }
+    }
+
+    /// Packets reflected so far (the next reflector sequence number).
+    pub fn reflected(&self) -> u32 {
+        self.next_seq
+    }
+
+    /// Answers one sender packet (RFC 5357 4.2.1): `datagram` arrived at `received` with TTL
+    /// `ttl`; the reply, stamped `send_time` with `error_estimate`, replaces the contents of
+    /// `out`. Returns the sender's fields.
+    ///
+    /// The reply is as long as the sender's packet, or the reflector header if that is longer;
+    /// its padding is a copy of the start of the sender's padding (as twampd does). An invalid
+    /// packet leaves `out` empty and the sequence number unused.
+    pub fn reflect(
+        &mut self,
+        received: OwampTime,
+        ttl: u8,
+        datagram: &[u8],
+        send_time: OwampTime,
+        error_estimate: ErrorEstimate,
+        out: &mut Vec<u8>,
+    ) -> Result<TestPacket, TwampPacketError> {
+        out.clear();
+        let mode = self.protection.mode();
+        let sent = match &self.protection {
+            PacketProtection::Open => TestPacket::parse(mode, datagram)?.0,
+            PacketProtection::Sealed(c) => {
+                // The opened packet is parsed from `out`, which then holds the reply.
+                out.extend_from_slice(datagram);
+                let opened = c
+                    .open(out)
+                    .map_err(TwampPacketError::from)
+                    .and_then(|()| Ok(TestPacket::parse(mode, out)?.0));
+                out.clear();
+                opened?
+            }
+        };
+        let sender_len = datagram.len();
+        let header = ReflectorPacket::header_len(mode);
+        let sender_header = TestPacket::header_len(mode);
+        // RFC 5357 4.2.1: the reflector's padding comes from the sender's.
+        let pad_len = sender_len.saturating_sub(header);
+        let padding_start = sender_header;
+        let reply = ReflectorPacket {
+            seq: self.next_seq,
+            timestamp: send_time,
+            error_estimate,
+            receive_timestamp: received,
+            sender_seq: sent.seq,
+            sender_timestamp: sent.timestamp,
+            sender_error_estimate: sent.error_estimate,
+            sender_ttl: ttl,
+            hmac: [0; 16],
+        };
+        let mut buf = Vec::with_capacity(header + pad_len);
+        let padding = datagram
+            .get(padding_start..padding_start + pad_len)
+            .unwrap_or_default();
+        reply.write_to(mode, padding, &mut buf);
+        if let PacketProtection::Sealed(c) = &self.protection {
+            c.seal_reflector(&mut buf)?;
+        }
+        *out = buf;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        Ok(sent)
+    }
+}
+
+/// One reflected packet as the session-sender saw it: everything twping `-R` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwoWayRecord {
+    /// The sender's sequence number.
+    pub sender_seq: u32,
+    /// When the sender sent it.
+    pub send_time: OwampTime,
+    /// The sender's error estimate.
+    pub send_error: ErrorEstimate,
+    /// When the reflector received it.
+    pub reflector_recv_time: OwampTime,
+    /// The reflector's error estimate (for both of its timestamps).
+    pub reflector_error: ErrorEstimate,
+    /// The TTL the reflector saw.
+    pub sender_ttl: u8,
+    /// The reflector's sequence number.
+    pub reflector_seq: u32,
+    /// When the reflector sent the reply.
+    pub reflector_send_time: OwampTime,
+    /// When the sender received the reply.
+    pub recv_time: OwampTime,
+    /// The sender's error estimate at reception.
+    pub recv_error: ErrorEstimate,
+    /// The TTL of the reply as the sender received it.
+    pub reply_ttl: u8,
+}
+
+/// The session-sender of one TWAMP session (RFC 5357 4.1): builds packets and reads the
+/// reflector's replies. The schedule is the host's (it decides when to call
+/// [`build`](Self::build)).
+#[derive(Debug, Clone)]
+pub struct SessionSender {
+    protection: PacketProtection,
+    padding: Vec<u8>,
+    next_seq: u32,
+}
+
+impl SessionSender {
+    /// The sender for a session the control client set up, with this padding (random octets
+    /// from the host, of the request's padding length: see [`default_padding`]).
+    pub fn new(info: &SessionInfo, padding: Vec<u8>) -> Result<Self, SessionSetupError> {
+        Ok(Self::with_protection(packet_protection(info)?, padding))
+    }
+
+    /// The sender for packets protected as `protection`.
+    pub fn with_protection(protection: PacketProtection, padding: Vec<u8>) -> Self {
+        Self {
+            protection,
+            padding,
+            next_seq: 0,
+        }
+    }
+
+    /// Packets built so far (the next sequence number).
+    pub fn sent(&self) -> u32 {
+        self.next_seq
+    }
+
+    /// Builds the next packet (RFC 5357 4.1.2: an OWAMP test packet), stamped `now` with
+    /// `error_estimate`, into `out` (replacing its contents); returns its sequence number.
+    pub fn build(
+        &mut self,
+        now: OwampTime,
+        error_estimate: ErrorEstimate,
+        out: &mut Vec<u8>,
+    ) -> Result<u32, CryptoError> {
+        out.clear();
+        let seq = self.next_seq;
+        let p = TestPacket {
+            seq,
+            timestamp: now,
+            error_estimate,
+            hmac: [0; 16],
+        };
+        p.write_to(self.protection.mode(), &self.padding, out);
+        if let PacketProtection::Sealed(c) = &self.protection {
+            c.seal(out)?;
+        }
+        self.next_seq = self.next_seq.wrapping_add(1);
+        Ok(seq)
+    }
+
+    /// Reads a reply that arrived at `received` with TTL `ttl` (the host has checked that it
+    /// came from the reflector's address and port).
+    pub fn handle_reply(
+        &self,
+        received: OwampTime,
+        ttl: u8,
+        error_estimate: ErrorEstimate,
+        datagram: &[u8],
+    ) -> Result<TwoWayRecord, TwampPacketError> {
+        let mode = self.protection.mode();
+        let mut plain;
+        let bytes = match &self.protection {
+            PacketProtection::Open => datagram,
+            PacketProtection::Sealed(c) => {
+                plain = datagram.to_vec();
+                c.open_reflector(&mut plain)?;
+                &plain[..]
+            }
+        };
+        let (r, _) = ReflectorPacket::parse(mode, bytes)?;
+        if r.sender_seq >= self.next_seq {
+            return Err(TwampPacketError::NotSent(r.sender_seq));
+        }
+        Ok(TwoWayRecord {
+            sender_seq: r.sender_seq,
+            send_time: r.sender_timestamp,
+            send_error: r.sender_error_estimate,
+            reflector_recv_time: r.receive_timestamp,
+            reflector_error: r.error_estimate,
+            sender_ttl: r.sender_ttl,
+            reflector_seq: r.seq,
+            reflector_send_time: r.timestamp,
+            recv_time: received,
+            recv_error: error_estimate,
+            reply_ttl: ttl,
+        })
+    }
+}
