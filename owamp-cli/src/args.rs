@@ -73,6 +73,28 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
+    /// Resolves `servaddr` (default port 861) and sets a control connection up with these
+    /// flags. `Ok(None)`: it failed, and what perfSONAR's tools print about it is printed.
+    pub fn open(
+        &self,
+        prog: &str,
+        servaddr: &str,
+        err: &mut dyn Write,
+    ) -> Result<Option<client::Connected>, String> {
+        let serv = client::parse_host(servaddr, client::CONTROL_PORT)?;
+        let addrs = client::resolve(&serv, self.family()?)?;
+        let opts = self.client_options(prog, err)?;
+        Ok(client::open_control(
+            prog,
+            &addrs,
+            self.srcaddr.as_deref(),
+            servaddr,
+            &serv.node,
+            &opts,
+            err,
+        ))
+    }
+
     /// The address family of -4 and -6.
     pub fn family(&self) -> Result<Family, String> {
         client::family(self.ipv4, self.ipv6)

@@ -89,19 +89,7 @@ fn fetch_all(
     for w in warnings {
         let _ = writeln!(err, "owfetch: {w}");
     }
-    let family = a.conn.family()?;
-    let serv = client::parse_host(&a.servaddr, client::CONTROL_PORT)?;
-    let addrs = client::resolve(&serv, family)?;
-    let opts = a.conn.client_options("owfetch", err)?;
-    let Some(c) = client::open_control(
-        "owfetch",
-        &addrs,
-        a.conn.srcaddr.as_deref(),
-        &a.servaddr,
-        &serv.node,
-        &opts,
-        err,
-    ) else {
+    let Some(c) = a.conn.open("owfetch", &a.servaddr, err)? else {
         return Ok(1);
     };
     let mut conn = c.conn;

@@ -55,19 +55,7 @@ fn query(
     err: &mut dyn Write,
     env: &dyn Environment,
 ) -> Result<i32, String> {
-    let family = a.conn.family()?;
-    let serv = client::parse_host(&a.servaddr, client::CONTROL_PORT)?;
-    let addrs = client::resolve(&serv, family)?;
-    let opts = a.conn.client_options("owup", err)?;
-    let Some(c) = client::open_control(
-        "owup",
-        &addrs,
-        a.conn.srcaddr.as_deref(),
-        &a.servaddr,
-        &serv.node,
-        &opts,
-        err,
-    ) else {
+    let Some(c) = a.conn.open("owup", &a.servaddr, err)? else {
         return Ok(1);
     };
     let since = c.conn.server_start();

@@ -164,7 +164,7 @@ fn an_encrypted_session_at_full_verbosity_prints_no_secret() {
     assert_eq!(code, 0, "{log:?}");
     assert!(
         log.iter()
-            .any(|l| l.contains("mode=encrypted identity=alice")),
+            .any(|l| l.contains("mode=encrypted identity=\"alice\"")),
         "{log:?}"
     );
 
