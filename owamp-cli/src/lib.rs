@@ -23,3 +23,4 @@ pub mod progress;
 pub mod prompt;
 pub mod signals;
 pub mod sys;
+pub mod twping;
