@@ -295,7 +295,8 @@ fn connection(
         }
         for i in inputs {
             if let Err(e) = server.handle_input(clock.now(), i) {
-                break_err(&e.to_string(), peer);
+                // The state machine queued its Close; the next round writes it out.
+                tracing::info!("{peer}: {e}");
             }
         }
         if server.poll_timeout().is_some_and(|t| clock.now() >= t) {
@@ -323,10 +324,6 @@ fn connection(
     };
     stop_all(&mut running);
     result
-}
-
-fn break_err(e: &str, peer: SocketAddr) {
-    tracing::info!("{peer}: {e}");
 }
 
 fn stop_all(running: &mut Vec<Running>) {
@@ -380,4 +377,32 @@ fn reflect(
         }
     });
     Running { stop, thread }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_port_is_862() {
+        let a = owampd::listen_addrs_on(Some("127.0.0.1"), TWAMPD_NAMES.port).unwrap();
+        assert_eq!(a, vec!["127.0.0.1:862".parse().unwrap()]);
+        let a = owampd::listen_addrs_on(Some("127.0.0.1:9000"), TWAMPD_NAMES.port).unwrap();
+        assert_eq!(a, vec!["127.0.0.1:9000".parse().unwrap()]);
+        let a = owampd::listen_addrs_on(None, TWAMPD_NAMES.port).unwrap();
+        assert!(a.iter().all(|a| a.port() == 862) && a.len() == 2);
+        // owampd keeps 861.
+        let a = owampd::listen_addrs(Some("127.0.0.1")).unwrap();
+        assert_eq!(a[0].port(), 861);
+    }
+
+    #[test]
+    fn command_line_is_owampds_under_twampds_name() {
+        let a = parse(["twampd", "-Z", "-c", "/x"].map(OsString::from)).unwrap();
+        assert!(a.foreground);
+        assert!(!wants_daemon(&["twampd", "-Z"].map(OsString::from)));
+        assert!(wants_daemon(&["twampd"].map(OsString::from)));
+        assert!(parse(["twampd", "-q"].map(OsString::from)).is_err());
+        assert_eq!(command().get_name(), "twampd");
+    }
 }

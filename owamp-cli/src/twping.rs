@@ -720,3 +720,91 @@ pub fn json(t: &TestResult, s: &TwoWaySummary) -> String {
     });
     format!("{v}\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u32) -> TwoWayRecord {
+        let t = |s: u64| OwampTime::from_raw(s << 32);
+        let ee = ErrorEstimate::from_raw(1);
+        TwoWayRecord {
+            sender_seq: seq,
+            send_time: t(100),
+            send_error: ee,
+            reflector_recv_time: t(101),
+            reflector_error: ee,
+            sender_ttl: 254,
+            reflector_seq: seq,
+            reflector_send_time: t(102),
+            recv_time: t(103),
+            recv_error: ee,
+            reply_ttl: 255,
+        }
+    }
+
+    #[test]
+    fn raw_lines_have_twpings_sixteen_fields() {
+        let o = raw(&[record(0), record(1)]);
+        let rows: Vec<Vec<&str>> = o.lines().map(|l| l.split(' ').collect()).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].len(), 16);
+        assert_eq!(rows[1][0], "1");
+        assert_eq!(rows[1][1], (100u64 << 32).to_string());
+        assert_eq!(rows[1][2], "0");
+        assert_eq!(rows[1][3], "2.32831e-10");
+        assert_eq!(rows[1][7], "254");
+        assert_eq!(rows[1][12], (103u64 << 32).to_string());
+        assert_eq!(rows[1][15], "255");
+    }
+
+    #[test]
+    fn hops_lines() {
+        let mut o = String::new();
+        hops_line(&mut o, "send", None);
+        hops_line(
+            &mut o,
+            "send",
+            Some(owamp_core::stats::twamp::Hops { min: 1, max: 1 }),
+        );
+        hops_line(
+            &mut o,
+            "send",
+            Some(owamp_core::stats::twamp::Hops { min: 1, max: 3 }),
+        );
+        assert_eq!(
+            o,
+            "send hops = nan\nsend hops = 1 (consistently)\n\
+             send hops takes 3 values; min hops = 1, max hops = 3\n"
+        );
+    }
+
+    #[test]
+    fn arguments() {
+        let a = Args::try_parse_from(["twping", "-c", "5", "-R", "host"]).unwrap();
+        assert_eq!((a.count, a.raw, a.machine), (5, true, false));
+        assert_eq!(client::parse_host(&a.host, CONTROL_PORT).unwrap().port, 862);
+        assert!(Args::try_parse_from(["twping"]).is_err());
+        assert!(Args::try_parse_from(["twping", "-c", "-1", "h"]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_errors_with_status_1() {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        for bad in [
+            &["twping", "-L", "x", "127.0.0.1"][..],
+            &["twping", "-s", "70000", "127.0.0.1"],
+            &["twping", "-i", "0.1q", "127.0.0.1"],
+            &["twping", "127.0.0.1:0"],
+        ] {
+            let code = run(
+                bad.iter().map(OsString::from),
+                &mut out,
+                &mut err,
+                &crate::sys::System,
+            );
+            assert_eq!(code, 1, "{bad:?}: {}", String::from_utf8_lossy(&err));
+        }
+    }
+}
