@@ -6,8 +6,8 @@
 //! `control::Server` and reflects every accepted session's packets with
 //! `session::twamp::Reflector` (RFC 5357 4.2). Each control connection is served by its own
 //! thread (at most `maxcontrolsessions`, default 64), each started session by a reflector
-//! thread; every wait is bounded by a short socket timeout, and a connection by the control
-//! timeout (`controltimeout`, default 1800 s). Without `-Z` it detaches ([`crate::daemon`])
+//! thread (at most 16 sessions a connection); every wait is bounded by a short socket
+//! timeout, and a connection by the control timeout (`controltimeout`, default 1800 s). Without `-Z` it detaches ([`crate::daemon`])
 //! and logs to syslog.
 //!
 //! Not (yet) done: the pid and info files, received TTLs (std sockets cannot read them: 255
@@ -200,6 +200,9 @@ fn serve(
     Ok(())
 }
 
+/// Test sessions (sockets and reflector threads) one control connection may hold.
+const MAX_SESSIONS_PER_CONNECTION: usize = 16;
+
 /// A reflector thread and its stop flag.
 struct Running {
     stop: Arc<AtomicBool>,
@@ -246,6 +249,14 @@ fn connection(
                         closed = true;
                         tracing::info!("{peer}: {e}");
                     }
+                }
+                Output::PrepareTestEndpoint(e)
+                    if sessions.len() + running.len() >= MAX_SESSIONS_PER_CONNECTION =>
+                {
+                    inputs.push(Input::EndpointFailed {
+                        sid: e.sid,
+                        accept: AcceptCode::TemporaryResourceLimit,
+                    })
                 }
                 Output::PrepareTestEndpoint(e) => inputs.push(match UdpSocket::bind(e.local) {
                     Ok(u) => {
