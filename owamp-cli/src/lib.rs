@@ -23,3 +23,5 @@ pub mod progress;
 pub mod prompt;
 pub mod signals;
 pub mod sys;
+pub mod twampd;
+pub mod twping;

@@ -52,6 +52,8 @@ pub fn commands() -> Vec<(&'static str, u8, Command)> {
         ("powstream", 1, crate::powstream::Args::command()),
         ("pfstore", 1, crate::pfstore::Args::command()),
         ("owampd", 8, crate::owampd::Args::command()),
+        ("twping", 1, crate::twping::Args::command()),
+        ("twampd", 8, crate::twampd::command()),
     ]
 }
 
@@ -108,6 +110,8 @@ fn description(name: &str) -> &'static str {
         "powstream" => "powstream runs one-way latency sessions with an OWAMP server without end, each of a fixed number of packets, and saves each session and its summary in the output directory as soon as it is over.",
         "pfstore" => "pfstore creates and edits a pass-phrase store: the file of identities and pass-phrases that owampd and the clients read for authenticated and encrypted modes (see owamp-server.pfs(5)). It asks for the pass-phrase without echo on a terminal and reads a line of standard input otherwise.",
         "owampd" => "owampd is an OWAMP server (RFC 4656): it accepts control connections, runs the one-way test sessions clients ask for within the limits of their class, stores the sessions it receives, and serves them to clients that fetch them. Its settings come from owamp-server.conf(5), owamp-server.limits(5) and owamp-server.pfs(5) in the configuration directory; a flag wins over the file.",
+        "twping" => "twping runs a two-way latency test (TWAMP, RFC 5357) against a TWAMP server: it asks for one session with Request-TW-Session, sends the test packets itself and times the replies of the server's reflector. It prints the round-trip, send and reflect delays, the reflector's processing time, jitter, loss, duplicates and hops as perfSONAR's twping does, each reply's timestamps (-R), the machine-readable summary (-M) or JSON (--json). HOST is host, host:port, [v6addr] or [v6addr]:port; the port defaults to 862.",
+        "twampd" => "twampd is a TWAMP server (RFC 5357): it accepts TWAMP-Control connections and reflects the test packets of the sessions clients ask for. It takes owampd(8)'s flags and file formats; its files are twamp-server.conf, twamp-server.limits and twamp-server.pfs in the configuration directory, and it listens on port 862 unless srcnode says otherwise.",
         _ => "",
     }
 }
@@ -153,6 +157,16 @@ fn extra_sections(name: &str) -> &'static [(&'static str, &'static [&'static str
             ("SIGNALS", &["SIGTERM and SIGINT stop the running sessions, keep their records and end owampd; SIGHUP does the same."]),
             ("EXIT STATUS", &["0 after a signal stopped it; 1 when it could not start (bad configuration, address in use, another owampd holding the pid file)."]),
             ("SEE ALSO", &["owamp-server.conf(5), owamp-server.limits(5), owamp-server.pfs(5), owping(1), owfetch(1), pfstore(1). RFC 4656."]),
+        ],
+        "twping" => &[
+            ("EXIT STATUS", &["0 when the test ran to its end; 1 on any failure (no connection, refused, a control error)."]),
+            ("SEE ALSO", &["twampd(8), owping(1). RFC 5357."]),
+        ],
+        "twampd" => &[
+            ("FILES", &["In the configuration directory (-c): twamp-server.conf, twamp-server.limits and twamp-server.pfs (or twampd.conf, twampd.limits and twampd.pfs), in the formats of owamp-server.conf(5), owamp-server.limits(5) and owamp-server.pfs(5). No pid or info file is written."]),
+            ("SIGNALS", &["SIGTERM, SIGINT and SIGHUP stop the reflectors and end twampd."]),
+            ("EXIT STATUS", &["0 after a signal stopped it; 1 when it could not start."]),
+            ("SEE ALSO", &["twping(1), owampd(8). RFC 5357."]),
         ],
         _ => &[],
     }

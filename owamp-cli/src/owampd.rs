@@ -163,9 +163,22 @@ pub fn parse_srcnode(s: &str) -> Result<(Option<String>, u16), String> {
 
 /// The addresses to listen on for a `srcnode` value (`None`: the wildcard on port 861).
 pub fn listen_addrs(srcnode: Option<&str>) -> Result<Vec<SocketAddr>, String> {
+    listen_addrs_on(srcnode, CONTROL_PORT)
+}
+
+/// [`listen_addrs`] with another default port (twampd's 862).
+pub fn listen_addrs_on(
+    srcnode: Option<&str>,
+    default_port: u16,
+) -> Result<Vec<SocketAddr>, String> {
     let (node, port) = match srcnode {
-        Some(s) => parse_srcnode(s)?,
-        None => (None, CONTROL_PORT),
+        Some(s) => {
+            let (node, port) = parse_srcnode(s)?;
+            // A node without a port: the default port of this daemon.
+            let written = s.ends_with(&format!(":{port}"));
+            (node, if written { port } else { default_port })
+        }
+        None => (None, default_port),
     };
     match node {
         // The wildcard: both families, each on its own socket.
@@ -188,8 +201,34 @@ pub fn listen_addrs(srcnode: Option<&str>) -> Result<Vec<SocketAddr>, String> {
     }
 }
 
+/// The names of a daemon's configuration files (current name first) and its default port.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfNames {
+    /// The configuration file.
+    pub conf: &'static [&'static str],
+    /// The limits file.
+    pub limits: &'static [&'static str],
+    /// The pass-phrase file.
+    pub pfs: &'static [&'static str],
+    /// The control port when `srcnode`/`-S` names none.
+    pub port: u16,
+}
+
+/// owampd's files and port.
+pub const OWAMPD_NAMES: ConfNames = ConfNames {
+    conf: &CONF_NAMES,
+    limits: &LIMITS_NAMES,
+    pfs: &PFS_NAMES,
+    port: CONTROL_PORT,
+};
+
 /// Reads the configuration directory and applies the command line.
 pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
+    load_settings_named(args, &OWAMPD_NAMES)
+}
+
+/// [`load_settings`] for a daemon whose files have other names (twampd).
+pub fn load_settings_named(args: &Args, names: &ConfNames) -> Result<Settings, Fatal> {
     let cwd = std::env::current_dir().map_err(|e| Fatal(format!("getcwd(): {e}")))?;
     let confdir = args.confdir.clone().unwrap_or_else(|| cwd.clone());
     if args.confdir.is_some() {
@@ -202,7 +241,7 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
         })?;
     }
     let mut files = Vec::new();
-    let mut conf = match config::find_in_dir(&confdir, &CONF_NAMES) {
+    let mut conf = match config::find_in_dir(&confdir, names.conf) {
         Some(p) => {
             let c = config::read_file(&p, server::parse)?;
             files.push(p);
@@ -213,14 +252,14 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
             return Err(Fatal(format!(
                 "Unable to open {}: no {} or {} there",
                 confdir.display(),
-                CONF_NAMES[0],
-                CONF_NAMES[1]
+                names.conf[0],
+                names.conf[1]
             )))
         }
         None => server::ServerConf::default(),
     };
     let mut warnings = Vec::new();
-    let pfs = match config::find_in_dir(&confdir, &PFS_NAMES) {
+    let pfs = match config::find_in_dir(&confdir, names.pfs) {
         Some(p) => {
             let (f, loose) = pfs::read(&p)?;
             warnings.extend(loose.map(|w| w.to_string()));
@@ -231,7 +270,7 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
         }
         None => pfs::PfsFile::default(),
     };
-    let limits = match config::find_in_dir(&confdir, &LIMITS_NAMES) {
+    let limits = match config::find_in_dir(&confdir, names.limits) {
         Some(p) => {
             let l = config::read_file(&p, limits::parse)?;
             l.check_users(&pfs)
@@ -243,7 +282,7 @@ pub fn load_settings(args: &Args) -> Result<Settings, Fatal> {
     };
 
     apply_command_line(&mut conf, args)?;
-    let listen = listen_addrs(conf.srcnode.as_deref())
+    let listen = listen_addrs_on(conf.srcnode.as_deref(), names.port)
         .map_err(|e| Fatal(format!("Invalid source address (srcnode/-S): {e}")))?;
     Ok(Settings {
         confdir,
@@ -350,7 +389,7 @@ impl ServerPolicy for DaemonPolicy {
 }
 
 /// A line of the daemon's log (standard error or syslog: [`crate::logging`]).
-fn log(msg: &str) {
+pub(crate) fn log(msg: &str) {
     tracing::info!("{msg}");
 }
 
@@ -433,7 +472,7 @@ fn lookup_group(g: &str) -> Result<libc::gid_t, Fatal> {
 /// When started as root: the user and group to switch to (`None` to stay root, only allowed
 /// with `-f` or `rootfolly`). When not root, `user` and `group` are ignored, as in the
 /// reference.
-fn privileges(s: &Settings) -> Result<Option<(libc::uid_t, libc::gid_t)>, Fatal> {
+pub(crate) fn privileges(s: &Settings) -> Result<Option<(libc::uid_t, libc::gid_t)>, Fatal> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
@@ -455,7 +494,7 @@ fn privileges(s: &Settings) -> Result<Option<(libc::uid_t, libc::gid_t)>, Fatal>
 }
 
 /// Switches to `uid`/`gid` for good.
-fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) -> Result<(), Fatal> {
+pub(crate) fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) -> Result<(), Fatal> {
     // SAFETY: plain system calls on ids; the order (groups, gid, then uid) keeps the right to
     // change the groups until the uid changes.
     unsafe {
@@ -476,7 +515,7 @@ fn drop_privileges(uid: libc::uid_t, gid: libc::gid_t) -> Result<(), Fatal> {
 }
 
 /// Binds a listening socket (IPv6 sockets accept IPv6 only: IPv4 has its own socket).
-fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     if addr.is_ipv6() {
@@ -837,7 +876,7 @@ fn run_servers(
 /// The log's level and facility from the settings. A daemon checks that syslog answers
 /// before it detaches (it would otherwise lose every line); in the foreground, `-e` on the
 /// command line sends the log to syslog, and standard error is used otherwise.
-fn configure_log(args: &Args, s: &Settings, daemon: bool) -> Result<(), Fatal> {
+pub(crate) fn configure_log(args: &Args, s: &Settings, daemon: bool) -> Result<(), Fatal> {
     let level = match &s.conf.loglevel {
         Some(l) => logging::parse_level(l).map_err(|e| Fatal(format!("loglevel: {e}")))?,
         None => Some(tracing::Level::INFO),

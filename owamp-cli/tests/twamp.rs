@@ -1,0 +1,308 @@
+//! twping and twampd over loopback: our twping against the perfSONAR twampd 5.2.3 (the
+//! reference binaries in ../shared/reference, skipped with a message when absent), the
+//! reference twping against our twampd, and ours against ours, in open and encrypted (or
+//! authenticated) modes. twping's output is compared in shape with the recorded reference
+//! output in testdata/traces/twamp: the numbers differ, the lines and labels must not.
+//!
+//! Every process runs under a time limit (common::run, the daemons are killed on drop).
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run, run_with};
+
+const TWPING: &str = env!("CARGO_BIN_EXE_twping");
+const TWAMPD: &str = env!("CARGO_BIN_EXE_twampd");
+const PASS: &str = "correct horse battery staple";
+const LIMIT: Duration = Duration::from_secs(15);
+
+fn reference(name: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/perfsonar-owamp-5.2.3/bin")
+        .join(name);
+    p.exists().then_some(p)
+}
+
+fn recorded(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testdata/traces/twamp")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A twampd (ours or the reference) on 127.0.0.1 with a temporary configuration directory
+/// that also holds `alice.pfs` for the clients; killed when dropped.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(bin: &Path) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The reference drops privileges to nobody when run as root.
+            let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777));
+        }
+        let port = free_port();
+        let low = 20000 + (port % 20000);
+        std::fs::write(
+            dir.path().join("twamp-server.conf"),
+            format!(
+                "srcnode 127.0.0.1:{port}\ntestports {low}-{}\ndatadir {d}\nvardir {d}\n",
+                low + 100,
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("twamp-server.limits"),
+            "limit root with disk=0, bandwidth=0, allow_open_mode=on\nassign default root\n",
+        )
+        .unwrap();
+        let line = format!("alice\t{}\n", hex::encode(PASS));
+        for f in ["twamp-server.pfs", "alice.pfs"] {
+            let p = dir.path().join(f);
+            std::fs::write(&p, &line).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let child = Command::new(bin)
+            .args(["-Z", "-f", "-c"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "twampd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Daemon { child, addr, dir }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A line with every word holding a digit replaced by `#` (words end at spaces, tabs and
+/// `/:()=,[]%`), so that outputs with different numbers compare equal.
+fn shape(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            let mut out = String::new();
+            let mut word = String::new();
+            let flush = |w: &mut String, out: &mut String| {
+                if w.chars().any(|c| c.is_ascii_digit()) {
+                    out.push('#');
+                } else {
+                    out.push_str(w);
+                }
+                w.clear();
+            };
+            for c in l.chars() {
+                if " \t/:()=,[]%".contains(c) {
+                    flush(&mut word, &mut out);
+                    out.push(c);
+                } else {
+                    word.push(c);
+                }
+            }
+            flush(&mut word, &mut out);
+            out
+        })
+        .collect()
+}
+
+/// The keys of a -M output (lines not starting with a tab).
+fn machine_keys(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('\t'))
+        .map(|l| shape(l.split('\t').next().unwrap_or(""))[0].clone())
+        .collect()
+}
+
+fn twping(cwd: &Path, extra: &[&str], addr: SocketAddr) -> common::Output {
+    run_with(
+        Command::new(TWPING)
+            .current_dir(cwd)
+            .args(extra)
+            .args(["-c", "5", "-i", "0.05", "-L", "1"])
+            .arg(addr.to_string()),
+        "",
+        LIMIT,
+    )
+}
+
+fn reference_twping(bin: &Path, cwd: &Path, extra: &[&str], addr: SocketAddr) -> common::Output {
+    run_with(
+        Command::new(bin)
+            .current_dir(cwd)
+            .args(extra)
+            .args(["-c", "5", "-i", "0.05", "-L", "1"])
+            .arg(addr.to_string()),
+        "",
+        LIMIT,
+    )
+}
+
+/// Checks a -R output of `n` packets: 16 fields a line, both sequence numbers counting up,
+/// the reflector's timestamps between the sender's.
+fn check_raw(stdout: &str, n: usize) {
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), n, "{stdout}");
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.len(), 16, "{stdout}");
+        assert_eq!(r[0], i.to_string());
+        assert_eq!(r[8], i.to_string());
+        let t = |k: usize| r[k].parse::<u64>().unwrap();
+        assert!(t(4) >= t(1) && t(9) >= t(4) && t(12) >= t(9), "{stdout}");
+    }
+    // The same layout as the reference's.
+    let reference = recorded("r_open_raw.twping.stdout.txt");
+    assert_eq!(shape(stdout)[0], shape(&reference)[0]);
+}
+
+/// Our twping's three outputs against a server, compared with the recorded reference's.
+fn our_twping_outputs(d: &Daemon, auth: &[&str], reference_default: &str) {
+    let out = twping(d.dir.path(), auth, d.addr);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        shape(&out.stdout),
+        shape(&recorded(reference_default)),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("5 sent, 0 lost"), "{}", out.stdout);
+
+    let mut raw_args = auth.to_vec();
+    raw_args.push("-R");
+    let out = twping(d.dir.path(), &raw_args, d.addr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    check_raw(&out.stdout, 5);
+
+    let mut m_args = auth.to_vec();
+    m_args.push("-M");
+    let out = twping(d.dir.path(), &m_args, d.addr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        machine_keys(&out.stdout),
+        machine_keys(&recorded("m_open_machine.twping.stdout.txt")),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("\nSENT\t5\n"), "{}", out.stdout);
+}
+
+#[test]
+fn twping_against_reference_twampd_open() {
+    let Some(bin) = reference("twampd") else {
+        eprintln!("skipped: the reference twampd is not in ../shared/reference");
+        return;
+    };
+    let d = Daemon::start(&bin);
+    our_twping_outputs(&d, &[], "a_open.twping.stdout.txt");
+}
+
+#[test]
+fn twping_against_reference_twampd_encrypted() {
+    let Some(bin) = reference("twampd") else {
+        eprintln!("skipped: the reference twampd is not in ../shared/reference");
+        return;
+    };
+    let d = Daemon::start(&bin);
+    our_twping_outputs(
+        &d,
+        &["-A", "E", "-u", "alice", "-k", "alice.pfs"],
+        "c_encrypted.twping.stdout.txt",
+    );
+}
+
+fn reference_twping_against_twampd(auth: &[&str]) {
+    let Some(bin) = reference("twping") else {
+        eprintln!("skipped: the reference twping is not in ../shared/reference");
+        return;
+    };
+    let d = Daemon::start(Path::new(TWAMPD));
+    let mut raw_args = auth.to_vec();
+    raw_args.push("-R");
+    let out = reference_twping(&bin, d.dir.path(), &raw_args, d.addr);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    check_raw(&out.stdout, 5);
+    let out = reference_twping(&bin, d.dir.path(), auth, d.addr);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("5 sent, 0 lost"), "{}", out.stdout);
+}
+
+#[test]
+fn reference_twping_against_twampd_open() {
+    reference_twping_against_twampd(&[]);
+}
+
+#[test]
+fn reference_twping_against_twampd_encrypted() {
+    reference_twping_against_twampd(&["-A", "E", "-u", "alice", "-k", "alice.pfs"]);
+}
+
+#[test]
+fn twping_against_twampd_open_and_authenticated() {
+    let d = Daemon::start(Path::new(TWAMPD));
+    our_twping_outputs(&d, &[], "a_open.twping.stdout.txt");
+    our_twping_outputs(
+        &d,
+        &["-A", "A", "-u", "alice", "-k", "alice.pfs"],
+        "b_auth.twping.stdout.txt",
+    );
+}
+
+#[test]
+fn twping_fails_with_status_1() {
+    // Nothing listens on a port just released.
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let out = run(TWPING, &[addr.to_string().into()], "", LIMIT);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Unable to open control connection"),
+        "{}",
+        out.stderr
+    );
+    // A wrong pass-phrase: the server refuses the connection.
+    let d = Daemon::start(Path::new(TWAMPD));
+    std::fs::write(
+        d.dir.path().join("wrong.pfs"),
+        format!("alice\t{}\n", hex::encode("wrong")),
+    )
+    .unwrap();
+    let out = twping(
+        d.dir.path(),
+        &["-A", "E", "-u", "alice", "-k", "wrong.pfs"],
+        d.addr,
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+}
