@@ -24,7 +24,7 @@ use owamp_core::control::{Client, ClientCommand, ClientConfig, Protocol, Role, S
 use owamp_core::io::{Input, Output, SessionInfo, SessionReport};
 use owamp_core::session::twamp::{default_padding, SessionSender, TwoWayRecord};
 use owamp_core::stats::fmt::{f, g, g6};
-use owamp_core::stats::report::utc_time;
+use owamp_core::stats::report::{utc_time, UNREPRESENTABLE_DATE};
 use owamp_core::stats::twamp::{DelayStats, TwoWaySummary};
 use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
 use owamp_core::wire::{Slot, SlotKind, TypeP};
@@ -521,7 +521,7 @@ fn time_of(t: OwampTime) -> String {
     let date = u32::try_from(d.as_secs())
         .ok()
         .and_then(utc_time)
-        .unwrap_or_else(|| "XXX".into());
+        .unwrap_or_else(|| UNREPRESENTABLE_DATE.into());
     format!("{date}.{:03}", d.subsec_millis())
 }
 

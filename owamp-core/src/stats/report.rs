@@ -200,8 +200,9 @@ pub fn raw_line(r: &DataRecord) -> String {
     )
 }
 
-/// What "first:"/"last:" show for a time the caller cannot turn into a calendar date.
-const UNREPRESENTABLE_DATE: &str = "XXX";
+/// What "first:"/"last:" show for a time the caller cannot turn into a calendar date (as
+/// perfSONAR's owstats and twping print it).
+pub const UNREPRESENTABLE_DATE: &str = "XXX";
 
 /// "first:"/"last:" time: calendar time and milliseconds, the way owstats rounds them.
 fn time_of(t: u64, ctx: &ReportContext<'_>) -> String {
