@@ -63,36 +63,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# start_server NAME BIN_DIR PORTS: sets $port and $server_pid.
-start_server() {
-    local name=$1 bin=$2 ports=$3 dir="$work/$1"
-    mkdir -p "$dir/data"
-    chmod 755 "$dir"
-    chmod 777 "$dir/data"
-    port=$(free_port)
-    printf 'srcnode 127.0.0.1:%s\ndatadir %s/data\nvardir %s\ntestports %s\n' \
-        "$port" "$dir" "$dir" "$ports" > "$dir/owamp-server.conf"
-    printf 'limit root with disk=0, bandwidth=0, delete_on_fetch=on, allow_open_mode=on\nassign default root\n' \
-        > "$dir/owamp-server.limits"
-    "$bin/owampd" -Z -f -c "$dir" > "$dir/daemon.log" 2>&1 &
-    server_pid=$!
-    pids+=("$server_pid")
-    for _ in $(seq 1 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "bench-cpu: $name owampd did not start"; cat "$dir/daemon.log"
-    return 1
-}
-
-# CPU seconds (user+sys, reaped children included) of a process so far.
-proc_cpu() {
-    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh"
 
 # owping_cpu BIN PORT COUNT LABEL: prints "user+sys" seconds of one owping run, or "fail";
 # the sessions are kept as $work/LABEL-to.owp and $work/LABEL-from.owp.
@@ -122,18 +94,18 @@ server_cpu() {
     awk -v a="$after" -v b="$before" 'BEGIN { printf "%.3f", a - b }'
 }
 
-start_server ours "$ours" 9500-9700 || exit 1
+start_owampd ours "$ours" 9500-9700 "$work" || exit 1
 our_port=$port
 our_pid=$server_pid
 if [ -n "$base" ]; then
-    start_server base "$base" 9300-9499 || exit 1
+    start_owampd base "$base" 9300-9499 "$work" || exit 1
     base_port=$port
     base_pid=$server_pid
 fi
 client_port=$our_port
 client_server=ours
 if [ "$have_ref" = 1 ]; then
-    start_server reference "$ref" 9800-9999 || exit 1
+    start_owampd reference "$ref" 9800-9999 "$work" || exit 1
     ref_port=$port
     ref_pid=$server_pid
     client_port=$ref_port
