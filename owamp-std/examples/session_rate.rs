@@ -29,11 +29,13 @@ fn rate(path: &str) -> Result<String, String> {
             lost += 1;
             continue;
         }
-        if first.is_none_or(|(s, _)| rec.seq < s) {
-            first = Some((rec.seq, rec.send_time));
+        match first {
+            Some((s, _)) if s <= rec.seq => {}
+            _ => first = Some((rec.seq, rec.send_time)),
         }
-        if last.is_none_or(|(s, _)| rec.seq > s) {
-            last = Some((rec.seq, rec.send_time));
+        match last {
+            Some((s, _)) if s >= rec.seq => {}
+            _ => last = Some((rec.seq, rec.send_time)),
         }
     }
     // Packets the file has no record of (a session cut short) count as lost.
