@@ -29,6 +29,7 @@ use owamp_os::host::{ConnectionSummary, HostWarning, Refusal, Refused, ServeConf
 use owamp_os::store::SessionStore;
 
 use crate::client::CONTROL_PORT;
+use crate::config::server::SendTiming;
 use crate::config::{self, limits, pfs, server, FileError};
 use crate::daemon::Detached;
 use crate::logging;
@@ -681,10 +682,14 @@ fn serve(
     // Many connections share the runtime's two threads: a spinning or finely timed wait for
     // one costs all the others. Measured with scripts/bench-many-clients.sh (500 clients):
     // 2.2 s of CPU with Tokio's timer and no spin, 4.5 s with a timerfd per connection, 6.3 s
-    // with the timerfd and the spin. Test packets leave up to about a millisecond late; each
-    // is stamped with the time it left, so the measurement stays exact.
-    cfg.endpoint.fine_timer = false;
-    cfg.endpoint.max_spin = Duration::ZERO;
+    // with the timerfd and the spin. So by default test packets leave up to about a
+    // millisecond late; each is stamped with the time it left, so the measurement stays
+    // exact. `sendtiming` buys precision with CPU for a server of few clients.
+    let timing = s.conf.sendtiming.unwrap_or_default();
+    cfg.endpoint.fine_timer = timing != SendTiming::Coarse;
+    if timing != SendTiming::Precise {
+        cfg.endpoint.max_spin = Duration::ZERO;
+    }
     cfg.endpoint.warn = Some(Arc::new(|w: &HostWarning| tracing::warn!("warning: {w}")));
     cfg.max_connections = limits.connections;
     cfg.max_connections_per_addr = limits.connections_per_addr;

@@ -322,6 +322,22 @@ fn open_mode_refused_by_the_limits_is_logged() {
     );
 }
 
+/// The finer `sendtiming`s serve packets from the server as the default does.
+#[test]
+fn send_timing_settings() {
+    for timing in ["fine", "precise"] {
+        let d = Daemon::start(&format!("sendtiming {timing}\n"), None, None);
+        let o = owping(&["--json", "-f"], &d);
+        assert_eq!(o.code, 0, "{timing}: {}", o.stderr);
+        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        let s = &v["sessions"][0];
+        assert_eq!(
+            (s["sent"].as_u64(), s["lost"].as_u64()),
+            (Some(20), Some(0))
+        );
+    }
+}
+
 #[test]
 fn json_output() {
     let d = Daemon::start("", None, None);

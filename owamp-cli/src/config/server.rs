@@ -3,8 +3,9 @@
 //! The keywords are those perfSONAR owampd 5.x reads (owampd.conf(5) and the daemon's own
 //! parser): `authmode`, `controltimeout`, `datadir`, `dieby`, `diskfudge`, `enddelay`,
 //! `facility`, `group`, `loglevel`, `loglocation`, `maxcontrolsessions`, `pbkdf2_count`,
-//! `rootfolly`, `srcnode`, `syncfuzz`, `testports`, `user`, `vardir`, `verbose`; and two of
-//! ours, `maxcontrolsessionsperaddr` and `maxsessionsperaddr` (limits per client address).
+//! `rootfolly`, `srcnode`, `syncfuzz`, `testports`, `user`, `vardir`, `verbose`; and some of
+//! ours: `keepfor`, `maxcontrolsessionsperaddr` and `maxsessionsperaddr` (limits per client
+//! address), `sendtiming` (how precisely test packets leave).
 //! Any other keyword is an error, as in the reference.
 
 use std::path::PathBuf;
@@ -93,6 +94,7 @@ pub const KEYWORDS: &[&str] = &[
     "maxsessionsperaddr",
     "pbkdf2_count",
     "rootfolly",
+    "sendtiming",
     "srcnode",
     "syncfuzz",
     "testports",
@@ -100,6 +102,37 @@ pub const KEYWORDS: &[&str] = &[
     "vardir",
     "verbose",
 ];
+
+/// How the server's senders keep their schedule (`sendtiming`, ours). Every packet is stamped
+/// with the time it actually left whatever this says; it decides how close to its scheduled
+/// time that is, and what that costs in CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendTiming {
+    /// The runtime's millisecond timer, no spinning (the default): packets leave up to about a
+    /// millisecond late; cheapest with many clients.
+    #[default]
+    Coarse,
+    /// A nanosecond timer per connection (`timerfd`), no spinning: tens of microseconds late
+    /// on a typical virtual machine.
+    Fine,
+    /// The nanosecond timer and a short spin before each packet, learnt from how late the
+    /// timer wakes: a few microseconds late, at the most CPU.
+    Precise,
+}
+
+impl SendTiming {
+    /// The keyword's values, in order of precision.
+    pub const NAMES: [&'static str; 3] = ["coarse", "fine", "precise"];
+
+    fn parse(v: &str) -> Option<Self> {
+        match v.to_ascii_lowercase().as_str() {
+            "coarse" => Some(SendTiming::Coarse),
+            "fine" => Some(SendTiming::Fine),
+            "precise" => Some(SendTiming::Precise),
+            _ => None,
+        }
+    }
+}
 
 /// Syslog facility names owampd accepts (`facility`, `-e`).
 pub const FACILITIES: &[&str] = &[
@@ -163,6 +196,8 @@ pub struct ServerConf {
     pub pbkdf2_count: Option<u32>,
     /// `rootfolly`: allow running as root.
     pub rootfolly: bool,
+    /// `sendtiming`: how precisely the server's test packets keep their schedule. Ours.
+    pub sendtiming: Option<SendTiming>,
     /// `srcnode`: `node:port`, `node`, `:port` or `[v6addr]:port` to listen on.
     pub srcnode: Option<String>,
     /// `syncfuzz`: seconds added to error estimates (older releases).
@@ -326,6 +361,16 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
                         }
                         c.pbkdf2_count = Some(n)
                     }
+                    "sendtiming" => {
+                        c.sendtiming = Some(SendTiming::parse(v).ok_or_else(|| {
+                            ConfigError::invalid(
+                                line,
+                                key_raw,
+                                v,
+                                format!("expected one of {}", SendTiming::NAMES.join(", ")),
+                            )
+                        })?)
+                    }
                     "srcnode" => c.srcnode = Some(v.to_owned()),
                     "syncfuzz" => {
                         c.syncfuzz = Some(float_in(
@@ -412,6 +457,24 @@ enddelay 1.5\nmaxcontrolsessions 50\nrootfolly\n";
         assert_eq!(c.enddelay, Some(1.5));
         assert_eq!(c.maxcontrolsessions, Some(50));
         assert_eq!(c.vardir, None);
+    }
+
+    #[test]
+    fn send_timing() {
+        assert_eq!(parse("").unwrap().sendtiming, None);
+        for (v, want) in [
+            ("coarse", SendTiming::Coarse),
+            ("Fine", SendTiming::Fine),
+            ("PRECISE", SendTiming::Precise),
+        ] {
+            assert_eq!(
+                parse(&format!("sendtiming {v}\n")).unwrap().sendtiming,
+                Some(want)
+            );
+        }
+        let e = parse("sendtiming exact\n").unwrap_err().to_string();
+        assert!(e.contains("coarse, fine, precise"), "{e}");
+        assert!(parse("sendtiming\n").is_err());
     }
 
     #[test]
