@@ -262,6 +262,15 @@ pub(crate) struct Plan {
     pub(crate) from: bool,
 }
 
+impl Plan {
+    /// The mean time between packets, in seconds: the mean of the slots' means (RFC 4656
+    /// 3.5: the schedule cycles through its slots). Positive: `plan` refuses all-zero slots.
+    pub(crate) fn mean_interval(&self) -> f64 {
+        let total: f64 = self.slots.iter().map(|s| s.mean.as_secs_f64()).sum();
+        total / self.slots.len().max(1) as f64
+    }
+}
+
 pub(crate) fn plan(args: Args, err: &mut dyn Write) -> Result<Plan, String> {
     let mut warnings = Vec::new();
     let out = args
@@ -415,6 +424,8 @@ fn execute(
 ) -> Result<i32, String> {
     let a = &p.args;
     let mut opts = a.conn.client_options("owping", err)?;
+    opts.endpoint.max_spin =
+        owamp_os::timing::max_spin_for(Duration::from_secs_f64(p.mean_interval().clamp(0.0, 1e9)));
     if client::clock_unsynchronized() {
         let _ = writeln!(err, "owping: {}", client::NTP_UNSYNC);
     }
@@ -523,10 +534,7 @@ fn execute(
     if !quiet && !a.json {
         // When the results should be ready: the schedule, the loss timeout and one round trip
         // for Stop-Sessions, from the start time.
-        let rate = {
-            let total: f64 = p.slots.iter().map(|s| s.mean.as_secs_f64()).sum();
-            p.slots.len() as f64 / total
-        };
+        let rate = 1.0 / p.mean_interval();
         let duration = f64::from(p.args.count) / rate + timeout.as_secs_f64() + rtt.as_secs_f64();
         let remaining = start.diff_secs_f64(conn.now()) + duration;
         let _ = writeln!(
@@ -538,10 +546,7 @@ fn execute(
 
     // For people at a terminal: packets so far and the time left, cleared before the results.
     let progress = {
-        let rate = {
-            let total: f64 = p.slots.iter().map(|s| s.mean.as_secs_f64()).sum();
-            p.slots.len() as f64 / total
-        };
+        let rate = 1.0 / p.mean_interval();
         let secs = start.diff_secs_f64(conn.now()) + f64::from(p.args.count) / rate;
         let expected = Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::ZERO);
         crate::progress::ProgressLine::start(conn.progress(), expected + timeout)

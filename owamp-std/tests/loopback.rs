@@ -336,3 +336,33 @@ fn records_written_as_they_come_match_records_in_memory() {
     check_complete(r.to.unwrap().data.as_ref().unwrap());
     server.shutdown().unwrap();
 }
+
+/// No end delay either way, at 1,000 packets/s: Stop-Sessions follows the last packet at
+/// once, while a receiving socket is read in batches (every few milliseconds, not as each
+/// packet arrives); still every packet is received, on the server's side and the client's.
+#[test]
+fn stop_right_after_the_last_packet_loses_nothing_queued() {
+    let store = Arc::new(MemoryStore::new());
+    let mut config = serve_config(Duration::from_secs(5), 8);
+    config.control.end_delay = Duration::ZERO;
+    let server = Server::bind(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        config,
+        AllowAll,
+        store,
+    )
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let server = server.spawn().unwrap();
+    let mut opts = client(None, Modes::OPEN);
+    opts.control.end_delay = Duration::ZERO;
+    let plan = TestPlan {
+        send: Some(owamp_testkit::spec(200, Duration::from_millis(1))),
+        receive: Some(owamp_testkit::spec(200, Duration::from_millis(1))),
+        start_delay: Duration::from_millis(300),
+    };
+    let r = run_test(addr, &opts, &plan, None).unwrap();
+    owamp_testkit::check_complete(r.to.unwrap().data.as_ref().unwrap(), 200);
+    owamp_testkit::check_complete(r.from.unwrap().data.as_ref().unwrap(), 200);
+    server.shutdown().unwrap();
+}

@@ -7,6 +7,11 @@
 //! ends a few to a few tens of µs after it was asked to; the host learns how many from the
 //! waits that end by their timer and wakes that much early before a packet is due
 //! ([`owamp_os::timing::SpinWindow`]).
+//!
+//! The sockets of sessions in which this end only receives, stamped by the kernel, are not
+//! polled ([`Host::is_batched`]): they are read after every wait, and a wait lasts at most
+//! [`RECV_BATCH_WAIT`] while there is one, so a receiver wakes a hundred times a second
+//! rather than once a packet.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -16,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use owamp_core::connection::{Connection, ControlAction, Machine, SocketId};
-use owamp_os::host::{EndpointConfig, Host};
+use owamp_os::host::{EndpointConfig, Host, RECV_BATCH_WAIT};
 use owamp_os::net::wait_any_readable;
 use owamp_os::store::SessionStore;
 
@@ -113,12 +118,25 @@ impl<M: Machine> Driver<M> {
         if self.is_closed() {
             return;
         }
-        let timeout = self.h.poll_timeout();
-        let wait = self.h.wait_for(timeout, self.poll_interval);
-        // The control connection, the test sockets, and the wake-up socket last.
+        // The control connection, the test sockets, and the wake-up socket last. Batched
+        // sockets are not polled: they are read after every wait, which lasts at most
+        // RECV_BATCH_WAIT while there is one.
         self.ids.clear();
-        self.ids
-            .extend(self.h.sockets().map(|(id, s)| (id, s.as_raw_fd())));
+        let mut batched = false;
+        for (id, s) in self.h.sockets() {
+            if self.h.is_batched(id) {
+                batched = true;
+            } else {
+                self.ids.push((id, s.as_raw_fd()));
+            }
+        }
+        let max = if batched {
+            self.poll_interval.min(RECV_BATCH_WAIT)
+        } else {
+            self.poll_interval
+        };
+        let timeout = self.h.poll_timeout();
+        let wait = self.h.wait_for(timeout, max);
         self.fds.clear();
         self.fds.push(self.stream.as_raw_fd());
         self.fds.extend(self.ids.iter().map(|(_, fd)| *fd));
@@ -131,6 +149,11 @@ impl<M: Machine> Driver<M> {
             Ok(true) => {}
             // ppoll(2) fails only on resource exhaustion: do not spin through it.
             Err(_) => std::thread::sleep(wait.min(Duration::from_millis(1))),
+        }
+        // First: a packet that arrived before a control message (Stop-Sessions) or a timeout
+        // (a loss deadline) is handed over before it, as if it had been read on arrival.
+        if batched {
+            self.h.receive_batched();
         }
         if self.ready.first() == Some(&true) {
             self.read_control();

@@ -9,6 +9,10 @@
 //! and the host learns how many from the waits that end by the timer and wakes that much
 //! early before a packet is due, then spins ([`owamp_os::timing::SpinWindow`], at most
 //! [`EndpointConfig::max_spin`]). Where no timerfd can be made, Tokio's sleep is used.
+//!
+//! The sockets of sessions in which this end only receives, stamped by the kernel, are not
+//! waited for ([`Host::is_batched`]): they are read after every wait, and a wait lasts at
+//! most [`RECV_BATCH_WAIT`] while there is one.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,7 +22,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use owamp_core::connection::{Connection, ControlAction, Machine, SocketId};
-use owamp_os::host::{EndpointConfig, Host};
+use owamp_os::host::{EndpointConfig, Host, RECV_BATCH_WAIT};
 use owamp_os::store::SessionStore;
 use owamp_os::timing::TimerFd;
 use socket2::Socket;
@@ -165,8 +169,16 @@ impl<M: Machine> Driver<M> {
         if self.is_closed() {
             return;
         }
+        // Batched test sockets are not waited for: they are read after every wait, which lasts
+        // at most RECV_BATCH_WAIT while there is one.
+        let batched = self.h.sockets().any(|(id, _)| self.h.is_batched(id));
+        let max = if batched {
+            self.poll_interval.min(RECV_BATCH_WAIT)
+        } else {
+            self.poll_interval
+        };
         let timeout = self.h.poll_timeout();
-        let wait = self.h.wait_for(timeout, self.poll_interval);
+        let wait = self.h.wait_for(timeout, max);
         for id in &self.unwatched {
             self.h.receive(*id);
         }
@@ -185,6 +197,11 @@ impl<M: Machine> Driver<M> {
             () = receive_ready(&mut self.h, &self.watched) => Wake::Datagrams,
             () = sleep(timer, wait) => Wake::Timer,
         };
+        // First: a packet that arrived before a control message (Stop-Sessions) or a timeout
+        // (a loss deadline) is handed over before it, as if it had been read on arrival.
+        if batched {
+            self.h.receive_batched();
+        }
         match wake {
             Wake::Control(Ok(0)) | Wake::Control(Err(_)) => self.h.handle_control_closed(),
             Wake::Control(Ok(n)) => {
@@ -242,6 +259,9 @@ fn receive_ready<'a, M: Machine>(
     std::future::poll_fn(move |cx| {
         let mut read = false;
         for (id, fd) in watched {
+            if h.is_batched(*id) {
+                continue;
+            }
             // Ends with a read that found something, or with `Pending` (the task is then woken
             // when the socket next becomes readable); each round needs a new readiness event.
             while let Poll::Ready(Ok(mut ready)) = fd.poll_read_ready(cx) {
