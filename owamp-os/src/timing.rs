@@ -92,6 +92,10 @@ impl SpinWindow {
     /// A timed sleep ended by its timer `late` after the time it was asked to end (zero if it
     /// ended early).
     pub fn record(&mut self, late: Duration) {
+        // A window that never spins has nothing to learn (and each sample costs a sort).
+        if self.max.is_zero() {
+            return;
+        }
         let ns = u32::try_from(late.as_nanos()).unwrap_or(u32::MAX);
         self.samples[self.next] = ns;
         self.next = (self.next + 1) % SAMPLES;
