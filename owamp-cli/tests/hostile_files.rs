@@ -146,10 +146,9 @@ fn owping_json_summary_bounds_the_schedule_it_derives() {
         addr: "127.0.0.1".into(),
         port: "1".into(),
     };
-    let t0 = Instant::now();
+    // Refused for the bound on schedule steps (2^26 and 8 per record), before stepping: the
+    // whole schedule would take many minutes.
     let r = owamp_cli::owping::json_summary("to", &bytes, &peer, &peer, 0.0001);
-    let took = t0.elapsed();
-    assert!(r.is_err(), "{r:?}");
-    // The bound (2^26 steps and 8 per record) takes seconds; the whole schedule, many minutes.
-    assert!(took < Duration::from_secs(90), "took {took:?}");
+    let e = r.unwrap_err();
+    assert!(e.contains("schedule"), "{e}");
 }

@@ -319,6 +319,20 @@ impl Stats {
         self.bucket_width
     }
 
+    /// Fails at once if `n` more schedule steps would pass the limit: a corrupt packet count
+    /// is refused before the work, not after `limit` steps of it.
+    fn check_steps(&self, n: u64) -> Result<(), StatsError> {
+        match self.schedule_limit {
+            Some(limit) if self.steps.saturating_add(n) > limit => {
+                Err(StatsError::ScheduleTooLong {
+                    limit,
+                    packets: self.info.num_packets,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn count_step(&mut self) -> Result<(), StatsError> {
         self.steps += 1;
         match self.schedule_limit {
@@ -353,6 +367,7 @@ impl Stats {
             self.sched_count = 0;
             self.end_time = self.info.start_time.raw();
         }
+        self.check_steps((u64::from(first) + 1).saturating_sub(self.sched_count))?;
         while self.sched_count <= u64::from(first) {
             self.count_step()?;
             self.end_time = self
@@ -535,6 +550,8 @@ impl Summarizer<'_> {
 
     /// Extends the known send times to packet `seq`.
     fn extend_to(&mut self, seq: u32) -> Result<(), StatsError> {
+        self.stats
+            .check_steps(u64::from(seq.saturating_sub(self.end_seq)))?;
         while self.end_seq < seq {
             self.stats.count_step()?;
             let d = next_delta(&mut self.stats.sched, &self.stats.schedule);
