@@ -212,6 +212,9 @@ pub struct ConfNames {
     pub pfs: &'static [&'static str],
     /// The control port when `srcnode`/`-S` names none.
     pub port: u16,
+    /// Whether the daemon speaks TWAMP: it offers RFC 5618's mixed mode (M) by default and
+    /// accepts it in `authmode`; owampd refuses M.
+    pub twamp: bool,
 }
 
 /// owampd's files and port.
@@ -220,6 +223,7 @@ pub const OWAMPD_NAMES: ConfNames = ConfNames {
     limits: &LIMITS_NAMES,
     pfs: &PFS_NAMES,
     port: CONTROL_PORT,
+    twamp: false,
 };
 
 /// Reads the configuration directory and applies the command line.
@@ -284,10 +288,17 @@ pub fn load_settings_named(args: &Args, names: &ConfNames) -> Result<Settings, F
     apply_command_line(&mut conf, args)?;
     let listen = listen_addrs_on(conf.srcnode.as_deref(), names.port)
         .map_err(|e| Fatal(format!("Invalid source address (srcnode/-S): {e}")))?;
+    let modes = match conf.authmode {
+        Some(m) if names.twamp => m,
+        Some(m) => server::owamp_modes(m).map_err(|e| Fatal(format!("Invalid authmode: {e}")))?,
+        // twampd offers E, A, M and O by default (RFC 5618 mixed mode included).
+        None if names.twamp => owamp_core::wire::twamp::with_mixed(Modes::ALL),
+        None => Modes::ALL,
+    };
     Ok(Settings {
         confdir,
         files,
-        modes: conf.authmode.unwrap_or(Modes::ALL),
+        modes,
         listen,
         datadir: conf.datadir.clone().unwrap_or_else(|| cwd.clone()),
         vardir: conf.vardir.clone().unwrap_or(cwd),

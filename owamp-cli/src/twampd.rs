@@ -42,6 +42,7 @@ pub const TWAMPD_NAMES: ConfNames = ConfNames {
     limits: &["twamp-server.limits", "twampd.limits"],
     pfs: &["twamp-server.pfs", "twampd.pfs"],
     port: crate::twping::CONTROL_PORT,
+    twamp: true,
 };
 
 /// Control connections served at once when `maxcontrolsessions` is not set.
@@ -53,6 +54,9 @@ pub fn command() -> clap::Command {
         .name("twampd")
         .bin_name("twampd")
         .about("Two-way latency (TWAMP) server (perfSONAR twampd compatible)")
+        .mut_arg("authmode", |a| {
+            a.help("authentication modes offered: [E]ncrypted, [A]uthenticated, [M]ixed, [O]pen")
+        })
 }
 
 fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Args, clap::Error> {

@@ -61,7 +61,8 @@ const START_DELAY: Duration = Duration::from_millis(500);
     disable_version_flag = true,
     arg = crate::man::version_flag(),
     after_help = crate::man::VERSION_LINE,
-    args_override_self = true
+    args_override_self = true,
+    mut_arg("authmode", |a| a.help("requested modes: [A]uthenticated, [E]ncrypted, [M]ixed, [O]pen"))
 )]
 pub struct Args {
     #[command(flatten)]
@@ -332,7 +333,8 @@ fn test(
     let udp =
         UdpSocket::bind(SocketAddr::new(local.ip(), 0)).map_err(|e| format!("test socket: {e}"))?;
     set_ttl_255(&udp).map_err(|e| format!("test socket TTL: {e}"))?;
-    let mode = c.mode();
+    // The test packets' mode: open in mixed mode (RFC 5618).
+    let mode = c.packet_mode();
     let padding = args.padding.unwrap_or_else(|| default_padding(mode));
     let req = SessionRequest {
         role: Role::Sender,

@@ -1,7 +1,7 @@
 //! twping and twampd over loopback: our twping against the perfSONAR twampd 5.2.3 (the
 //! reference binaries in ../shared/reference, skipped with a message when absent), the
-//! reference twping against our twampd, and ours against ours, in open and encrypted (or
-//! authenticated) modes. twping's output is compared in shape with the recorded reference
+//! reference twping against our twampd, and ours against ours, in the four modes (open,
+//! authenticated, encrypted and RFC 5618 mixed). twping's output is compared in shape with the recorded reference
 //! output in testdata/traces/twamp: the numbers differ, the lines and labels must not.
 //!
 //! Every process runs under a time limit (common::run, the daemons are killed on drop).
@@ -220,35 +220,58 @@ fn our_twping_outputs(d: &Daemon, auth: &[&str], reference_default: &str) {
     assert!(out.stdout.contains("\nSENT\t5\n"), "{}", out.stdout);
 }
 
-#[test]
-fn twping_against_reference_twampd_open() {
+/// The four modes (RFC 5357 3.1 and RFC 5618 mixed mode): the -A flags of either twping.
+const MODES: [(&str, &[&str]); 4] = [
+    ("open", &[]),
+    (
+        "authenticated",
+        &["-A", "A", "-u", "alice", "-k", "alice.pfs"],
+    ),
+    ("encrypted", &["-A", "E", "-u", "alice", "-k", "alice.pfs"]),
+    ("mixed", &["-A", "M", "-u", "alice", "-k", "alice.pfs"]),
+];
+
+fn mode_flags(name: &str) -> &'static [&'static str] {
+    MODES.iter().find(|m| m.0 == name).unwrap().1
+}
+
+/// Our twping against the reference twampd in `mode`: the default, -R and -M outputs. A mode
+/// the two sides understood differently loses every packet, which the checks catch.
+fn twping_against_reference_twampd(mode: &str) {
     let Some(bin) = reference("twampd") else {
         eprintln!("skipped: the reference twampd is not in ../shared/reference");
         return;
     };
     let d = Daemon::start(&bin);
-    our_twping_outputs(&d, &[], "a_open.twping.stdout.txt");
+    our_twping_outputs(&d, mode_flags(mode), "a_open.twping.stdout.txt");
+}
+
+#[test]
+fn twping_against_reference_twampd_open() {
+    twping_against_reference_twampd("open");
+}
+
+#[test]
+fn twping_against_reference_twampd_authenticated() {
+    twping_against_reference_twampd("authenticated");
 }
 
 #[test]
 fn twping_against_reference_twampd_encrypted() {
-    let Some(bin) = reference("twampd") else {
-        eprintln!("skipped: the reference twampd is not in ../shared/reference");
-        return;
-    };
-    let d = Daemon::start(&bin);
-    our_twping_outputs(
-        &d,
-        &["-A", "E", "-u", "alice", "-k", "alice.pfs"],
-        "c_encrypted.twping.stdout.txt",
-    );
+    twping_against_reference_twampd("encrypted");
 }
 
-fn reference_twping_against_twampd(auth: &[&str]) {
+#[test]
+fn twping_against_reference_twampd_mixed() {
+    twping_against_reference_twampd("mixed");
+}
+
+fn reference_twping_against_twampd(mode: &str) {
     let Some(bin) = reference("twping") else {
         eprintln!("skipped: the reference twping is not in ../shared/reference");
         return;
     };
+    let auth = mode_flags(mode);
     let d = Daemon::start(Path::new(TWAMPD));
     let mut raw_args = auth.to_vec();
     raw_args.push("-R");
@@ -262,23 +285,47 @@ fn reference_twping_against_twampd(auth: &[&str]) {
 
 #[test]
 fn reference_twping_against_twampd_open() {
-    reference_twping_against_twampd(&[]);
+    reference_twping_against_twampd("open");
+}
+
+#[test]
+fn reference_twping_against_twampd_authenticated() {
+    reference_twping_against_twampd("authenticated");
 }
 
 #[test]
 fn reference_twping_against_twampd_encrypted() {
-    reference_twping_against_twampd(&["-A", "E", "-u", "alice", "-k", "alice.pfs"]);
+    reference_twping_against_twampd("encrypted");
 }
 
 #[test]
-fn twping_against_twampd_open_and_authenticated() {
+fn reference_twping_against_twampd_mixed() {
+    reference_twping_against_twampd("mixed");
+}
+
+fn twping_against_twampd(mode: &str) {
     let d = Daemon::start(Path::new(TWAMPD));
-    our_twping_outputs(&d, &[], "a_open.twping.stdout.txt");
-    our_twping_outputs(
-        &d,
-        &["-A", "A", "-u", "alice", "-k", "alice.pfs"],
-        "b_auth.twping.stdout.txt",
-    );
+    our_twping_outputs(&d, mode_flags(mode), "a_open.twping.stdout.txt");
+}
+
+#[test]
+fn twping_against_twampd_open() {
+    twping_against_twampd("open");
+}
+
+#[test]
+fn twping_against_twampd_authenticated() {
+    twping_against_twampd("authenticated");
+}
+
+#[test]
+fn twping_against_twampd_encrypted() {
+    twping_against_twampd("encrypted");
+}
+
+#[test]
+fn twping_against_twampd_mixed() {
+    twping_against_twampd("mixed");
 }
 
 #[test]
