@@ -10,13 +10,16 @@
 //! timeout, and a connection by the control timeout (`controltimeout`, default 1800 s). Without `-Z` it detaches ([`crate::daemon`])
 //! and logs to syslog.
 //!
-//! Not (yet) done: the pid and info files, received TTLs (std sockets cannot read them: 255
-//! is reported), per-address limits.
+//! The reflector's sockets are the OS layer's `TestSocket`s: replies go out with TTL 255,
+//! and the TTL of each sender packet as received goes into the reply's Sender TTL (RFC 5357
+//! 4.2.1), so that twping reports the hops; the kernel's receive time stamps the packet.
+//!
+//! Not (yet) done: the pid and info files, per-address limits.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,8 +31,10 @@ use owamp_core::io::{Input, Output};
 use owamp_core::policy::Limits;
 use owamp_core::session::twamp::Reflector;
 use owamp_core::wire::SessionId;
+use owamp_os::clock::SystemTimeExt;
 use owamp_os::clock::{Clock, SystemClock};
 use owamp_os::host::StopHandle;
+use owamp_os::net::{canonical, TestSocket};
 use owamp_os::rng::OsRng;
 
 use crate::daemon::Detached;
@@ -215,7 +220,7 @@ struct Running {
 
 /// An accepted session's socket and reflector, until Start-Sessions.
 struct Session {
-    socket: UdpSocket,
+    socket: TestSocket,
     reflector: Option<(Reflector, SocketAddr)>,
 }
 
@@ -262,9 +267,9 @@ fn connection(
                         accept: AcceptCode::TemporaryResourceLimit,
                     })
                 }
-                Output::PrepareTestEndpoint(e) => inputs.push(match UdpSocket::bind(e.local) {
+                Output::PrepareTestEndpoint(e) => inputs.push(match TestSocket::bind(e.local) {
                     Ok(u) => {
-                        let port = u.local_addr().map_or(0, |a| a.port());
+                        let port = u.local_addr().port();
                         sessions.insert(
                             e.sid,
                             Session {
@@ -352,7 +357,7 @@ fn stop_all(running: &mut Vec<Running>) {
 
 /// Reflects the packets from `to` arriving on `socket` (RFC 5357 4.2.1) until stopped.
 fn reflect(
-    socket: UdpSocket,
+    socket: TestSocket,
     mut r: Reflector,
     to: SocketAddr,
     clock: Arc<SystemClock>,
@@ -360,34 +365,37 @@ fn reflect(
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::spawn(move || {
-        let _ = socket.set_read_timeout(Some(Duration::from_millis(50)));
-        let s = socket2::SockRef::from(&socket);
-        // Replies go out with TTL 255, as twampd's (RFC 5357 4.2.1).
-        let _ = if to.is_ipv4() {
-            s.set_ttl_v4(255)
-        } else {
-            s.set_unicast_hops_v6(255)
-        };
+        // Replies go out with TTL 255, as twampd's (TestSocket's configuration).
+        let to = canonical(to);
         let (mut buf, mut reply) = (vec![0u8; 66_000], Vec::new());
         while !flag.load(Ordering::SeqCst) {
-            if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                let at = clock.now();
-                if from != to {
-                    continue;
-                }
-                // std sockets cannot read the TTL received: 255 stands for "unknown".
-                if r.reflect(
-                    at,
-                    255,
-                    &buf[..n],
-                    clock.now(),
-                    clock.error_estimate(),
-                    &mut reply,
-                )
-                .is_ok()
-                {
-                    let _ = socket.send_to(&reply, from);
-                }
+            let Ok(Some(got)) = socket.recv(&mut buf, Duration::from_millis(50)) else {
+                continue;
+            };
+            let at = got
+                .kernel_time
+                .and_then(|t| t.to_owamp_time())
+                .unwrap_or_else(|| clock.now());
+            if canonical(got.source) != to || got.truncated {
+                continue;
+            }
+            let Some(datagram) = buf.get(..got.len) else {
+                continue;
+            };
+            // RFC 5357 4.2.1: Sender TTL is the TTL the packet arrived with (255 when the
+            // kernel does not tell it).
+            let ttl = got.ttl.unwrap_or(255);
+            if r.reflect(
+                at,
+                ttl,
+                datagram,
+                clock.now(),
+                clock.error_estimate(),
+                &mut reply,
+            )
+            .is_ok()
+            {
+                let _ = socket.send_to(&reply, got.source);
             }
         }
     });

@@ -328,6 +328,35 @@ fn twping_against_twampd_mixed() {
     twping_against_twampd("mixed");
 }
 
+/// -P, -D, -z and a second operand naming the server: the test port comes from the range,
+/// the DSCP is reported, and the start waits for -z.
+#[test]
+fn twping_test_flags() {
+    let d = Daemon::start(Path::new(TWAMPD));
+    let low = 30000 + (d.addr.port() % 20000);
+    let range = format!("{low}-{}", low + 5);
+    let t0 = Instant::now();
+    let out = twping(
+        d.dir.path(),
+        &["-M", "-P", &range, "-D", "EF", "-z", "0.5", "127.0.0.1"],
+        d.addr,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(t0.elapsed() >= Duration::from_millis(500));
+    let value = |k: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}\t")))
+            .unwrap_or_else(|| panic!("{k} in {}", out.stdout))
+            .to_string()
+    };
+    let port: u16 = value("FROM_PORT").parse().unwrap();
+    assert!((low..=low + 5).contains(&port), "{port} in {range}");
+    assert_eq!(value("DSCP"), "0x2e");
+    assert_eq!(value("SENT"), "5");
+    assert_eq!(value("LOST"), "0");
+}
+
 #[test]
 fn twping_fails_with_status_1() {
     // Nothing listens on a port just released.
