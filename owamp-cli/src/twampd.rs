@@ -14,7 +14,11 @@
 //! and the TTL of each sender packet as received goes into the reply's Sender TTL (RFC 5357
 //! 4.2.1), so that twping reports the hops; the kernel's receive time stamps the packet.
 //!
-//! Not (yet) done: the pid and info files, per-address limits.
+//! As owampd it writes `twamp-server.pid` (locked while it runs) and `twamp-server.info` in
+//! the var directory (`-R`, `vardir`), and keeps owampd's per-address limits:
+//! `maxcontrolsessionsperaddr` control connections and `maxsessionsperaddr` test sessions
+//! per client address (an IPv4 address or an IPv6 /64), checked with the class limits of
+//! `twamp-server.limits` (`allow_open_mode`, `bandwidth`, ...) before a test port is bound.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -26,9 +30,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, FromArgMatches};
-use owamp_core::control::{AcceptCode, Protocol, Server, ServerConfig};
+use owamp_core::control::{AcceptCode, Modes, Protocol, Role, Server, ServerConfig};
 use owamp_core::io::{Input, Output};
-use owamp_core::policy::Limits;
+use owamp_core::policy::{Limits, Peer, PerAddr, ServerPolicy, SessionsPerAddr, TestAdmission};
 use owamp_core::session::twamp::Reflector;
 use owamp_core::wire::SessionId;
 use owamp_os::clock::SystemTimeExt;
@@ -39,7 +43,7 @@ use owamp_os::rng::OsRng;
 
 use crate::daemon::Detached;
 use crate::logging;
-use crate::owampd::{self, Args, ConfNames, Fatal};
+use crate::owampd::{self, Args, ConfNames, Fatal, PerAddrLimits, PidFile};
 
 /// twampd's files, current name first, and its port (RFC 5357 3.1).
 pub const TWAMPD_NAMES: ConfNames = ConfNames {
@@ -48,10 +52,65 @@ pub const TWAMPD_NAMES: ConfNames = ConfNames {
     pfs: &["twamp-server.pfs", "twampd.pfs"],
     port: crate::twping::CONTROL_PORT,
     twamp: true,
+    daemon: "twampd",
+    pid: "twamp-server.pid",
+    info: "twamp-server.info",
 };
 
-/// Control connections served at once when `maxcontrolsessions` is not set.
+/// Control connections served at once when `maxcontrolsessions` is not set (each has a
+/// thread): at most this, fewer if the descriptor limit says so.
 const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// twampd's policy: the class limits of `twamp-server.limits` and the test sessions per
+/// client address (`maxsessionsperaddr`), both shared by every connection.
+#[derive(Debug, Clone)]
+struct TwampPolicy {
+    limits: Limits,
+    per_addr: SessionsPerAddr,
+}
+
+impl ServerPolicy for TwampPolicy {
+    fn modes(&mut self, addr: std::net::IpAddr) -> Modes {
+        self.limits.modes(addr)
+    }
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<owamp_core::crypto::Passphrase> {
+        self.limits.passphrase(key_id)
+    }
+    fn allow_control(&mut self, peer: Peer<'_>) -> Result<(), AcceptCode> {
+        let r = self.limits.allow_control(peer);
+        if r.is_err() {
+            tracing::info!(
+                "{}: control connection refused by the limits (allow_open_mode)",
+                peer.addr
+            );
+        }
+        r
+    }
+    fn admit_test(&mut self, test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
+        // Before the class limits and before any test port is bound (Accept 5, a temporary
+        // resource limitation, as owampd).
+        if let Err(e) = self.per_addr.admit(test.peer.addr, test.sid, test.role) {
+            tracing::info!(
+                "session request from {} refused: per-address limit: {e} test sessions",
+                test.peer.addr
+            );
+            return Err(AcceptCode::TemporaryResourceLimit);
+        }
+        if let Err(code) = self.limits.admit_test(test) {
+            self.per_addr.release(&test.sid, test.role);
+            tracing::info!(
+                "session request from {} refused by the limits: {code:?}",
+                test.peer.addr
+            );
+            return Err(code);
+        }
+        Ok(())
+    }
+    fn release_test(&mut self, sid: &owamp_core::wire::SessionId, role: Role) {
+        self.per_addr.release(sid, role);
+        self.limits.release_test(sid, role)
+    }
+}
 
 /// twampd's command line: owampd's flags under twampd's name.
 pub fn command() -> clap::Command {
@@ -138,13 +197,21 @@ fn serve(
             last_err.unwrap_or_else(|| "no address".into())
         )));
     }
+    // As owampd: listen first (the port may be privileged), then the pid and info files,
+    // then drop root.
+    let pid = PidFile::create_named(&s.vardir, &TWAMPD_NAMES)?;
+    let clock = SystemClock::new();
+    owampd::write_info_file(&s, clock.now())?;
     if let Some((uid, gid)) = ids {
         owampd::drop_privileges(uid, gid)?;
     }
-    let policy = s
-        .limits
-        .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0));
-    let clock = SystemClock::new();
+    let per_addr = PerAddrLimits::of(&s.conf, owampd::nofile_limit());
+    let policy = TwampPolicy {
+        limits: s
+            .limits
+            .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0)),
+        per_addr: SessionsPerAddr::new(per_addr.sessions),
+    };
     let cfg = ServerConfig {
         start_time: clock.now(),
         test_ports: s
@@ -155,10 +222,18 @@ fn serve(
         protocol: Protocol::Twamp,
         ..ServerConfig::default()
     };
-    let max = s
-        .conf
-        .maxcontrolsessions
-        .map_or(DEFAULT_MAX_CONNECTIONS, |n| n as usize);
+    let max = match s.conf.maxcontrolsessions {
+        Some(_) => per_addr.connections,
+        None => per_addr.connections.min(DEFAULT_MAX_CONNECTIONS),
+    };
+    let connections_per_addr = PerAddr::new(per_addr.connections_per_addr);
+    owampd::log(&format!(
+        "limits: {} control connections, {} per address, {} test sessions per address \
+         (an IPv4 address or an IPv6 /64; 0: none)",
+        owampd::shown(max),
+        per_addr.connections_per_addr,
+        per_addr.sessions
+    ));
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -184,16 +259,30 @@ fn serve(
             if let Ok((tcp, peer)) = l.accept() {
                 idle = false;
                 if active.load(Ordering::SeqCst) >= max {
-                    tracing::warn!("{peer}: refused, {max} control connections already");
+                    tracing::warn!(
+                        "{peer}: refused, {max} control connections already (maxcontrolsessions)"
+                    );
+                    continue;
+                }
+                if let Err(e) = connections_per_addr.acquire(peer.ip()) {
+                    tracing::warn!(
+                        "{peer}: refused, {e} control connections (maxcontrolsessionsperaddr)"
+                    );
                     continue;
                 }
                 active.fetch_add(1, Ordering::SeqCst);
-                let (cfg, policy, active, stop) =
-                    (cfg.clone(), policy.clone(), active.clone(), stop.clone());
+                let (cfg, policy, active, stop, per_addr) = (
+                    cfg.clone(),
+                    policy.clone(),
+                    active.clone(),
+                    stop.clone(),
+                    connections_per_addr.clone(),
+                );
                 workers.push(std::thread::spawn(move || {
                     if let Err(e) = connection(tcp, peer, cfg, policy, &stop) {
                         tracing::info!("{peer}: {e}");
                     }
+                    per_addr.release(peer.ip());
                     active.fetch_sub(1, Ordering::SeqCst);
                 }));
             }
@@ -206,6 +295,7 @@ fn serve(
     for w in workers {
         let _ = w.join();
     }
+    drop(pid);
     Ok(())
 }
 
@@ -229,7 +319,7 @@ fn connection(
     mut tcp: TcpStream,
     peer: SocketAddr,
     cfg: ServerConfig,
-    policy: Limits,
+    policy: TwampPolicy,
     stop: &StopHandle,
 ) -> Result<(), String> {
     tcp.set_nonblocking(false).map_err(|e| e.to_string())?;
@@ -417,6 +507,28 @@ mod tests {
         // owampd keeps 861.
         let a = owampd::listen_addrs(Some("127.0.0.1")).unwrap();
         assert_eq!(a[0].port(), 861);
+    }
+
+    #[test]
+    fn mixed_mode_is_offered_by_default_and_only_by_twampd() {
+        use owamp_core::wire::twamp::offers_mixed;
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["twamp-server.conf", "owamp-server.conf"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let d = dir.path().to_str().unwrap();
+        let load = |v: &[&str]| {
+            let a = parse(v.iter().map(OsString::from)).unwrap();
+            owampd::load_settings_named(&a, &TWAMPD_NAMES)
+        };
+        let s = load(&["twampd", "-c", d]).unwrap();
+        assert!(offers_mixed(s.modes) && s.modes.known() == Modes::ALL);
+        let s = load(&["twampd", "-c", d, "-a", "AM"]).unwrap();
+        assert!(offers_mixed(s.modes) && s.modes.known() == Modes::AUTHENTICATED);
+        let s = load(&["twampd", "-c", d, "-a", "O"]).unwrap();
+        assert!(!offers_mixed(s.modes));
+        let a = <Args as clap::Parser>::try_parse_from(["owampd", "-c", d, "-a", "M"]).unwrap();
+        assert!(owampd::load_settings(&a).is_err());
     }
 
     #[test]

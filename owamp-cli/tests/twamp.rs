@@ -52,8 +52,16 @@ struct Daemon {
     dir: tempfile::TempDir,
 }
 
+const OPEN_LIMITS: &str =
+    "limit root with disk=0, bandwidth=0, allow_open_mode=on\nassign default root\n";
+
 impl Daemon {
     fn start(bin: &Path) -> Daemon {
+        Self::start_with(bin, "", OPEN_LIMITS)
+    }
+
+    /// A daemon with `conf` added to its configuration and `limits` as its limits file.
+    fn start_with(bin: &Path, conf: &str, limits: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         {
             use std::os::unix::fs::PermissionsExt;
@@ -65,17 +73,13 @@ impl Daemon {
         std::fs::write(
             dir.path().join("twamp-server.conf"),
             format!(
-                "srcnode 127.0.0.1:{port}\ntestports {low}-{}\ndatadir {d}\nvardir {d}\n",
+                "srcnode 127.0.0.1:{port}\ntestports {low}-{}\ndatadir {d}\nvardir {d}\n{conf}",
                 low + 100,
                 d = dir.path().display()
             ),
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("twamp-server.limits"),
-            "limit root with disk=0, bandwidth=0, allow_open_mode=on\nassign default root\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("twamp-server.limits"), limits).unwrap();
         let line = format!("alice\t{}\n", hex::encode(PASS));
         for f in ["twamp-server.pfs", "alice.pfs"] {
             let p = dir.path().join(f);
@@ -355,6 +359,70 @@ fn twping_test_flags() {
     assert_eq!(value("DSCP"), "0x2e");
     assert_eq!(value("SENT"), "5");
     assert_eq!(value("LOST"), "0");
+}
+
+/// twampd writes its pid and info files in the var directory, as owampd does.
+#[test]
+fn twampd_pid_and_info_files() {
+    let d = Daemon::start(Path::new(TWAMPD));
+    let pid = std::fs::read_to_string(d.dir.path().join("twamp-server.pid")).unwrap();
+    assert_eq!(pid.trim(), d.child.id().to_string());
+    let info = std::fs::read_to_string(d.dir.path().join("twamp-server.info")).unwrap();
+    assert!(info.starts_with("START="), "{info}");
+    assert!(
+        info.contains(&format!("\nPID={}\n", d.child.id())),
+        "{info}"
+    );
+}
+
+/// The limits file's allow_open_mode=off refuses open mode and not the others; one control
+/// connection per address (maxcontrolsessionsperaddr 1) refuses a second.
+#[test]
+fn twampd_enforces_its_limits() {
+    let d = Daemon::start_with(
+        Path::new(TWAMPD),
+        "",
+        "limit root with disk=0, bandwidth=0, allow_open_mode=off\nassign default root\n",
+    );
+    let out = twping(d.dir.path(), mode_flags("open"), d.addr);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let out = twping(
+        d.dir.path(),
+        &["-Q", "-A", "A", "-u", "alice", "-k", "alice.pfs"],
+        d.addr,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = twping(
+        d.dir.path(),
+        &["-Q", "-A", "M", "-u", "alice", "-k", "alice.pfs"],
+        d.addr,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // Hold the only connection this address may have.
+    let d = Daemon::start_with(
+        Path::new(TWAMPD),
+        "maxcontrolsessionsperaddr 1\n",
+        OPEN_LIMITS,
+    );
+    // (The daemon may still be closing the connection of its start-up probe: retry.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let held = loop {
+        let held = TcpStream::connect(d.addr).unwrap();
+        held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut greeting = [0u8; 64];
+        if std::io::Read::read_exact(&mut &held, &mut greeting).is_ok() {
+            break held;
+        }
+        assert!(Instant::now() < deadline, "no greeting");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = twping(
+        d.dir.path(),
+        &["-A", "A", "-u", "alice", "-k", "alice.pfs"],
+        d.addr,
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    drop(held);
 }
 
 #[test]

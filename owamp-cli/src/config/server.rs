@@ -369,6 +369,17 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn mixed_mode_letter_is_twamps() {
+        let m = parse_modes("aeMo").unwrap();
+        assert!(owamp_core::wire::twamp::offers_mixed(m));
+        assert_eq!(m.known(), Modes::ALL);
+        assert!(owamp_modes(m).is_err());
+        assert_eq!(owamp_modes(Modes::ALL), Ok(Modes::ALL));
+        assert!(parse_modes("X").is_err() && parse_modes("").is_err());
+    }
+
     use super::*;
 
     /// The configuration of the server that recorded the reference traces.
