@@ -69,7 +69,10 @@ const START_DELAY: Duration = Duration::from_millis(500);
     arg = crate::man::version_flag(),
     after_help = crate::man::VERSION_LINE,
     args_override_self = true,
-    mut_arg("authmode", |a| a.help("requested modes: [A]uthenticated, [E]ncrypted, [M]ixed, [O]pen"))
+    mut_arg("authmode", |a| a.help("requested modes: [A]uthenticated, [E]ncrypted, [M]ixed, [O]pen")),
+    mut_arg("srcaddr", |a| a.help("local address for the control connection and tests")),
+    mut_arg("pfsfile", |a| a.help("passphrase file to use with Authenticated/Encrypted/Mixed modes")),
+    mut_arg("username", |a| a.help("username to use with Authenticated/Encrypted/Mixed modes"))
 )]
 pub struct Args {
     #[command(flatten)]
