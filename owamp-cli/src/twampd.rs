@@ -121,9 +121,13 @@ pub fn command() -> clap::Command {
         .mut_arg("authmode", |a| {
             a.help("authentication modes offered: [E]ncrypted, [A]uthenticated, [M]ixed, [O]pen")
         })
-        .mut_arg("datadir", |a| a.help("data directory (twampd stores no sessions)"))
+        .mut_arg("datadir", |a| {
+            a.help("data directory (twampd stores no sessions)")
+        })
         .mut_arg("allow_root", |a| a.help("allow twampd to run as root"))
-        .mut_arg("vardir", |a| a.help("directory for the twamp-server.pid and .info files"))
+        .mut_arg("vardir", |a| {
+            a.help("directory for the twamp-server.pid and .info files")
+        })
         .mut_arg("foreground", |a| {
             a.help(
                 "run in the foreground, logging to standard error (without it twampd detaches \

@@ -10,8 +10,7 @@
 //! each reply comes with its TTL and the kernel's receive time.
 //!
 //! Flags of twping 5.2.3 this implementation refuses with a message (exit status 1): `-F`
-//! (save results), `-Z` (NAT traversal), and the output options `-a`, `-b`, `-n`, `-N`,
-//! `-v`, `-U`.
+//! (save results), `-Z` (NAT traversal), and the output options `-a`, `-b`, `-n`, `-N`.
 //!
 //! Output: the statistics as twping prints them (default), each reflected packet's
 //! timestamps (`-R`), the machine-readable summary (`-M`), or `--json` (an extension).
@@ -150,10 +149,12 @@ pub struct Args {
     /// run the test and exit without reporting statistics
     #[arg(short = 'Q', help_heading = "Output Args")]
     pub quiet: bool,
-    /// print out individual delays (not supported)
+    /// print out individual delays (-vN: of the first N packets)
     #[arg(short = 'v', help_heading = "Output Args")]
     pub verbose: bool,
-    /// add UNIX timestamps when printing individual delays (not supported)
+    #[arg(long = "verbose-limit", hide = true, value_name = "N")]
+    pub verbose_limit: Option<u32>,
+    /// add UNIX timestamps when printing individual delays
     #[arg(short = 'U', help_heading = "Output Args")]
     pub unix: bool,
 
@@ -185,8 +186,6 @@ impl Args {
             (self.bucket_width.is_some(), "-b (histogram bucket width)"),
             (self.units.is_some(), "-n (units)"),
             (self.sub_count.is_some(), "-N (sub-session summaries)"),
-            (self.verbose, "-v (individual delays)"),
-            (self.unix, "-U (UNIX timestamps)"),
         ];
         flags.into_iter().find(|f| f.0).map(|f| f.1)
     }
@@ -218,6 +217,7 @@ pub fn run(
     err: &mut dyn Write,
     env: &dyn Environment,
 ) -> i32 {
+    let argv = crate::owstats::split_attached_verbose(argv);
     let args: Args = match client::parse_args(argv, err) {
         Ok(a) => a,
         Err(code) => return code,
@@ -285,7 +285,9 @@ fn run_args(
         None => None,
     };
     let mean: f64 = slots.iter().map(|s| s.mean.as_secs_f64()).sum::<f64>() / slots.len() as f64;
-    let approx = f64::from(args.count) * mean + timeout.as_secs_f64() + 1.0;
+    // As owping: the time until the start (-z) counts too.
+    let approx =
+        f64::from(args.count) * mean + timeout.as_secs_f64() + 1.0 + delay_start.as_secs_f64();
     // twping prints this before the summaries, not before -R's lines.
     if !args.raw && !args.json && !args.quiet {
         let _ = writeln!(
@@ -316,6 +318,12 @@ fn run_args(
         machine(&t, &s, &local_name, &to_name)
     } else if args.json {
         json(&t, &s)
+    } else if args.verbose {
+        let limit = args.verbose_limit.map_or(usize::MAX, |n| n as usize);
+        let mut o = header(&t, &local_name, &to_name);
+        o.push_str(&individual(&t.records, limit, args.unix));
+        o.push_str(&summary(&t, &s, &local_name, &to_name, env));
+        o
     } else {
         summary(&t, &s, &local_name, &to_name, env)
     };
@@ -695,6 +703,83 @@ fn hops_line(o: &mut String, label: &str, h: Option<owamp_core::stats::twamp::Ho
     }
 }
 
+/// The two lines that start twping's summaries.
+fn header(t: &TestResult, from: &str, to: &str) -> String {
+    format!(
+        "\n--- twping statistics from [{from}]:{} to [{to}]:{} ---\nSID:\t{}\n",
+        t.info.local.port(),
+        t.info.peer.port(),
+        hex::encode(t.info.sid.0)
+    )
+}
+
+/// C's `%e`: six decimals, a signed exponent of at least two digits.
+fn c_exp(x: f64) -> String {
+    let s = format!("{x:.6e}");
+    match s.split_once('e') {
+        Some((m, e)) => {
+            let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
+            format!("{m}e{sign}{digits:0>2}")
+        }
+        None => s,
+    }
+}
+
+/// UNIX time with microseconds, as `-U` prints it.
+fn unix_secs(t: OwampTime) -> String {
+    let d = SystemTime::from_owamp_time(t)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+/// `-v`: each reply's delays (milliseconds), the first `limit` of them, as twping prints
+/// them; with `unix` (`-U`) in `%e` and followed by the four timestamps.
+pub fn individual(records: &[TwoWayRecord], limit: usize, unix: bool) -> String {
+    let mut o = String::new();
+    for r in records.iter().take(limit) {
+        let ms = |a: OwampTime, b: OwampTime| a.diff_secs_f64(b) * 1e3;
+        let fwd = ms(r.reflector_recv_time, r.send_time);
+        let bck = ms(r.recv_time, r.reflector_send_time);
+        let proc = ms(r.reflector_send_time, r.reflector_recv_time);
+        // The round trip's error: both ends' and twice the reflector's.
+        let err = (r.send_error.error_secs_f64()
+            + 2.0 * r.reflector_error.error_secs_f64()
+            + r.recv_error.error_secs_f64())
+            * 1e3;
+        if unix {
+            let _ = writeln!(
+                o,
+                "seq_no={} fwd_delay={} ms bck_delay={} ms delay={} ms proc_delay={} ms \
+                 (err={} ms) sent={} recv={} reflected={} recv={}",
+                r.sender_seq,
+                c_exp(fwd),
+                c_exp(bck),
+                c_exp(fwd + bck),
+                c_exp(proc),
+                g(err, 3),
+                unix_secs(r.send_time),
+                unix_secs(r.reflector_recv_time),
+                unix_secs(r.reflector_send_time),
+                unix_secs(r.recv_time),
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "seq_no={:<10} fwd_delay={} ms bck_delay={} ms delay={} ms proc_delay={} ms\t\
+                 (err={} ms)",
+                r.sender_seq,
+                g(fwd, 3),
+                g(bck, 3),
+                g(fwd + bck, 3),
+                g(proc, 3),
+                g(err, 3),
+            );
+        }
+    }
+    o
+}
+
 /// The default output, laid out as twping's; first and last in local time (`env`).
 pub fn summary(
     t: &TestResult,
@@ -703,14 +788,7 @@ pub fn summary(
     to: &str,
     env: &dyn Environment,
 ) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "\n--- twping statistics from [{from}]:{} to [{to}]:{} ---",
-        t.info.local.port(),
-        t.info.peer.port()
-    );
-    let _ = writeln!(o, "SID:\t{}", hex::encode(t.info.sid.0));
+    let mut o = header(t, from, to);
     match s.first_last {
         Some((a, z)) => {
             let _ = writeln!(o, "first:\t{}\nlast:\t{}", time_of(a, env), time_of(z, env));
@@ -944,6 +1022,31 @@ mod tests {
     }
 
     #[test]
+    fn individual_delays_as_twping_prints_them() {
+        let o = individual(&[record(0), record(1)], 1, false);
+        assert_eq!(
+            o,
+            "seq_no=0          fwd_delay=1e+03 ms bck_delay=1e+03 ms delay=2e+03 ms \
+             proc_delay=1e+03 ms\t(err=9.31e-07 ms)\n"
+        );
+        let o = individual(&[record(3)], 5, true);
+        assert!(
+            o.starts_with(
+                "seq_no=3 fwd_delay=1.000000e+03 ms bck_delay=1.000000e+03 ms \
+                 delay=2.000000e+03 ms proc_delay=1.000000e+03 ms (err=9.31e-07 ms) sent="
+            ),
+            "{o}"
+        );
+        assert_eq!(c_exp(0.0305), "3.050000e-02");
+        assert_eq!(c_exp(0.0), "0.000000e+00");
+        let a = Args::try_parse_from(crate::owstats::split_attached_verbose(
+            ["twping", "-v20", "-U", "h"].map(OsString::from),
+        ))
+        .unwrap();
+        assert_eq!((a.verbose, a.verbose_limit, a.unix), (true, Some(20), true));
+    }
+
+    #[test]
     fn first_and_last_are_local_times() {
         struct Zone;
         impl Environment for Zone {
@@ -972,7 +1075,7 @@ mod tests {
             &["twping", "-z", "-1", "127.0.0.1"],
             &["twping", "-F", "out", "127.0.0.1"],
             &["twping", "-Z", "127.0.0.1"],
-            &["twping", "-v", "127.0.0.1"],
+            &["twping", "-N", "5", "127.0.0.1"],
             &["twping", "-A", "Q", "127.0.0.1"],
             // A test address other than the server's.
             &["twping", "127.0.0.1", "127.0.0.2"],
