@@ -10,7 +10,7 @@
 //! each reply comes with its TTL and the kernel's receive time.
 //!
 //! Flags of twping 5.2.3 this implementation refuses with a message (exit status 1): `-F`
-//! (save results), `-Z` (NAT traversal), and the output options `-a`, `-b`, `-n`, `-N`.
+//! (save results), `-Z` (NAT traversal), and the output options `-a`, `-b`, `-N`.
 //!
 //! Output: the statistics as twping prints them (default), each reflected packet's
 //! timestamps (`-R`), the machine-readable summary (`-M`), or `--json` (an extension).
@@ -140,7 +140,7 @@ pub struct Args {
     /// bin size for histogram calculations (not supported)
     #[arg(short = 'b', value_name = "bucketwidth", help_heading = "Output Args")]
     pub bucket_width: Option<String>,
-    /// 'n','u','m', or 's' (not supported)
+    /// 'n','u','m', or 's'
     #[arg(short = 'n', value_name = "units", help_heading = "Output Args")]
     pub units: Option<String>,
     /// number of test packets to summarize per sub-session (not supported)
@@ -184,7 +184,6 @@ impl Args {
             (self.nat, "-Z (NAT traversal)"),
             (self.alpha.is_some(), "-a (an additional percentile)"),
             (self.bucket_width.is_some(), "-b (histogram bucket width)"),
-            (self.units.is_some(), "-n (units)"),
             (self.sub_count.is_some(), "-N (sub-session summaries)"),
         ];
         flags.into_iter().find(|f| f.0).map(|f| f.1)
@@ -246,6 +245,10 @@ fn run_args(
     let ports = match &args.ports {
         Some(s) => parse_ports(s)?,
         None => None,
+    };
+    let units = match &args.units {
+        Some(s) => Units::parse(s)?,
+        None => Units::MS,
     };
     let delay_start = match &args.delay_start {
         Some(s) => Duration::from_secs_f64(parse_seconds('z', s, true)?),
@@ -321,11 +324,11 @@ fn run_args(
     } else if args.verbose {
         let limit = args.verbose_limit.map_or(usize::MAX, |n| n as usize);
         let mut o = header(&t, &local_name, &to_name);
-        o.push_str(&individual(&t.records, limit, args.unix));
-        o.push_str(&summary(&t, &s, &local_name, &to_name, env));
+        o.push_str(&individual(&t.records, limit, args.unix, units));
+        o.push_str(&summary(&t, &s, &local_name, &to_name, env, units));
         o
     } else {
-        summary(&t, &s, &local_name, &to_name, env)
+        summary(&t, &s, &local_name, &to_name, env, units)
     };
     out.write_all(text.as_bytes())
         .map_err(|e| format!("writing the results: {e}"))?;
@@ -655,8 +658,37 @@ pub fn raw(records: &[TwoWayRecord]) -> String {
     o
 }
 
-fn ms3(v: Option<f64>) -> String {
-    v.map_or_else(|| "nan".to_string(), |x| g(x * 1e3, 3))
+/// The unit of the delays printed (`-n`): how many in a second, and its label.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Units {
+    /// Units in a second.
+    pub per_second: f64,
+    /// The label after each value ("" for seconds, as twping).
+    pub label: &'static str,
+}
+
+impl Units {
+    /// Milliseconds, twping's default.
+    pub const MS: Units = Units {
+        per_second: 1e3,
+        label: "ms",
+    };
+
+    /// `-n`: 'n', 'u', 'm' or 's'.
+    pub fn parse(s: &str) -> Result<Units, String> {
+        let (per_second, label) = match s {
+            "n" => (1e9, "ns"),
+            "u" => (1e6, "us"),
+            "m" => (1e3, "ms"),
+            "s" => (1.0, ""),
+            _ => return Err(format!("Invalid -n: \"{s}\" (one of n, u, m, s)")),
+        };
+        Ok(Units { per_second, label })
+    }
+
+    fn g3(self, v: Option<f64>) -> String {
+        v.map_or_else(|| "nan".to_string(), |x| g(x * self.per_second, 3))
+    }
 }
 
 /// A time as twping prints it: local time, milliseconds.
@@ -672,14 +704,15 @@ fn time_of(t: OwampTime, env: &dyn Environment) -> String {
     format!("{date}.{:03}", d.subsec_millis())
 }
 
-fn delay_line(o: &mut String, label: &str, d: &DelayStats) {
+fn delay_line(o: &mut String, label: &str, d: &DelayStats, u: Units) {
     let _ = writeln!(
         o,
-        "{label} min/median/max = {}/{}/{} ms, (err={} ms)",
-        ms3(d.min),
-        ms3(d.median()),
-        ms3(d.max),
-        g(d.max_error * 1e3, 3)
+        "{label} min/median/max = {}/{}/{} {l}, (err={} {l})",
+        u.g3(d.min),
+        u.g3(d.median()),
+        u.g3(d.max),
+        u.g3(Some(d.max_error)),
+        l = u.label
     );
 }
 
@@ -735,10 +768,11 @@ fn unix_secs(t: OwampTime) -> String {
 
 /// `-v`: each reply's delays (milliseconds), the first `limit` of them, as twping prints
 /// them; with `unix` (`-U`) in `%e` and followed by the four timestamps.
-pub fn individual(records: &[TwoWayRecord], limit: usize, unix: bool) -> String {
+pub fn individual(records: &[TwoWayRecord], limit: usize, unix: bool, u: Units) -> String {
     let mut o = String::new();
+    let l = u.label;
     for r in records.iter().take(limit) {
-        let ms = |a: OwampTime, b: OwampTime| a.diff_secs_f64(b) * 1e3;
+        let ms = |a: OwampTime, b: OwampTime| a.diff_secs_f64(b) * u.per_second;
         let fwd = ms(r.reflector_recv_time, r.send_time);
         let bck = ms(r.recv_time, r.reflector_send_time);
         let proc = ms(r.reflector_send_time, r.reflector_recv_time);
@@ -746,12 +780,12 @@ pub fn individual(records: &[TwoWayRecord], limit: usize, unix: bool) -> String 
         let err = (r.send_error.error_secs_f64()
             + 2.0 * r.reflector_error.error_secs_f64()
             + r.recv_error.error_secs_f64())
-            * 1e3;
+            * u.per_second;
         if unix {
             let _ = writeln!(
                 o,
-                "seq_no={} fwd_delay={} ms bck_delay={} ms delay={} ms proc_delay={} ms \
-                 (err={} ms) sent={} recv={} reflected={} recv={}",
+                "seq_no={} fwd_delay={} {l} bck_delay={} {l} delay={} {l} proc_delay={} {l} \
+                 (err={} {l}) sent={} recv={} reflected={} recv={}",
                 r.sender_seq,
                 c_exp(fwd),
                 c_exp(bck),
@@ -766,8 +800,8 @@ pub fn individual(records: &[TwoWayRecord], limit: usize, unix: bool) -> String 
         } else {
             let _ = writeln!(
                 o,
-                "seq_no={:<10} fwd_delay={} ms bck_delay={} ms delay={} ms proc_delay={} ms\t\
-                 (err={} ms)",
+                "seq_no={:<10} fwd_delay={} {l} bck_delay={} {l} delay={} {l} proc_delay={} {l}\t\
+                 (err={} {l})",
                 r.sender_seq,
                 g(fwd, 3),
                 g(bck, 3),
@@ -787,6 +821,7 @@ pub fn summary(
     from: &str,
     to: &str,
     env: &dyn Environment,
+    u: Units,
 ) -> String {
     let mut o = header(t, from, to);
     match s.first_last {
@@ -806,21 +841,22 @@ pub fn summary(
         s.send_duplicates,
         s.reflect_duplicates
     );
-    delay_line(&mut o, "round-trip time", &s.round_trip);
-    delay_line(&mut o, "send time", &s.send);
-    delay_line(&mut o, "reflect time", &s.reflect);
+    delay_line(&mut o, "round-trip time", &s.round_trip, u);
+    delay_line(&mut o, "send time", &s.send, u);
+    delay_line(&mut o, "reflect time", &s.reflect, u);
     let _ = writeln!(
         o,
-        "reflector processing time min/max = {}/{} ms",
-        ms3(s.processing.min),
-        ms3(s.processing.max)
+        "reflector processing time min/max = {}/{} {}",
+        u.g3(s.processing.min),
+        u.g3(s.processing.max),
+        u.label
     );
     for (label, d) in [
         ("two-way jitter", &s.round_trip),
         ("send jitter", &s.send),
         ("reflect jitter", &s.reflect),
     ] {
-        let _ = writeln!(o, "{label} = {} ms (P95-P50)", ms3(d.jitter()));
+        let _ = writeln!(o, "{label} = {} {} (P95-P50)", u.g3(d.jitter()), u.label);
     }
     hops_line(&mut o, "send", s.send_hops);
     hops_line(&mut o, "reflect", s.reflect_hops);
@@ -1023,13 +1059,13 @@ mod tests {
 
     #[test]
     fn individual_delays_as_twping_prints_them() {
-        let o = individual(&[record(0), record(1)], 1, false);
+        let o = individual(&[record(0), record(1)], 1, false, Units::MS);
         assert_eq!(
             o,
             "seq_no=0          fwd_delay=1e+03 ms bck_delay=1e+03 ms delay=2e+03 ms \
              proc_delay=1e+03 ms\t(err=9.31e-07 ms)\n"
         );
-        let o = individual(&[record(3)], 5, true);
+        let o = individual(&[record(3)], 5, true, Units::MS);
         assert!(
             o.starts_with(
                 "seq_no=3 fwd_delay=1.000000e+03 ms bck_delay=1.000000e+03 ms \
@@ -1038,6 +1074,11 @@ mod tests {
             "{o}"
         );
         assert_eq!(c_exp(0.0305), "3.050000e-02");
+        let o = individual(&[record(0)], 1, false, Units::parse("s").unwrap());
+        assert!(o.contains("fwd_delay=1  bck_delay=1  delay=2  proc_delay=1 \t(err=9.31e-10 )"));
+        let o = individual(&[record(0)], 1, false, Units::parse("u").unwrap());
+        assert!(o.contains("fwd_delay=1e+06 us"), "{o}");
+        assert!(Units::parse("x").is_err());
         assert_eq!(c_exp(0.0), "0.000000e+00");
         let a = Args::try_parse_from(crate::owstats::split_attached_verbose(
             ["twping", "-v20", "-U", "h"].map(OsString::from),
@@ -1076,6 +1117,7 @@ mod tests {
             &["twping", "-F", "out", "127.0.0.1"],
             &["twping", "-Z", "127.0.0.1"],
             &["twping", "-N", "5", "127.0.0.1"],
+            &["twping", "-n", "k", "127.0.0.1"],
             &["twping", "-A", "Q", "127.0.0.1"],
             // A test address other than the server's.
             &["twping", "127.0.0.1", "127.0.0.2"],

@@ -363,22 +363,36 @@ fn twping_test_flags() {
 
 /// -v and -v -U: our twping's lines have the reference twping's layout (both against our
 /// twampd, the reference live: there is no recorded -v output).
-#[test]
-fn twping_individual_delays_layout() {
+fn same_layout_as_reference(cases: &[(&[&str], usize)]) {
     let Some(bin) = reference("twping") else {
         eprintln!("skipped: the reference twping is not in ../shared/reference");
         return;
     };
     let d = Daemon::start(Path::new(TWAMPD));
-    for flags in [&["-v"][..], &["-v2", "-U"]] {
+    for &(flags, lines) in cases {
         let ours = twping(d.dir.path(), flags, d.addr);
         assert_eq!(ours.code, 0, "{}{}", ours.stdout, ours.stderr);
         let theirs = reference_twping(&bin, d.dir.path(), flags, d.addr);
         assert_eq!(theirs.code, 0, "{}{}", theirs.stdout, theirs.stderr);
         assert_eq!(shape(&ours.stdout), shape(&theirs.stdout), "{flags:?}");
-        let n = if flags.len() == 1 { 5 } else { 2 };
-        assert_eq!(ours.stdout.matches("seq_no=").count(), n, "{}", ours.stdout);
+        assert_eq!(
+            ours.stdout.matches("seq_no=").count(),
+            lines,
+            "{}",
+            ours.stdout
+        );
     }
+}
+
+#[test]
+fn twping_individual_delays_layout() {
+    same_layout_as_reference(&[(&["-v"], 5), (&["-v2", "-U"], 2)]);
+}
+
+/// -n: the delays in seconds (no label, as twping) and in microseconds.
+#[test]
+fn twping_units_layout() {
+    same_layout_as_reference(&[(&["-n", "s", "-v1"], 1), (&["-n", "u"], 0)]);
 }
 
 /// twampd writes its pid and info files in the var directory, as owampd does.
