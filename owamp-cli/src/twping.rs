@@ -10,7 +10,7 @@
 //! each reply comes with its TTL and the kernel's receive time.
 //!
 //! Flags of twping 5.2.3 this implementation refuses with a message (exit status 1): `-F`
-//! (save results), `-Z` (NAT traversal), and the output options `-a`, `-b`, `-N`.
+//! (save results) and the output options `-a`, `-b`, `-N`.
 //!
 //! Output: the statistics as twping prints them (default), each reflected packet's
 //! timestamps (`-R`), the machine-readable summary (`-M`), or `--json` (an extension).
@@ -129,8 +129,7 @@ pub struct Args {
         help_heading = "Test Args"
     )]
     pub delay_start: Option<String>,
-    /// do not specify IP addresses for test packets (NAT traversal; not supported by this
-    /// implementation)
+    /// do not specify IP addresses for tests packets (NAT traversal)
     #[arg(short = 'Z', help_heading = "Connection Args")]
     pub nat: bool,
 
@@ -181,7 +180,6 @@ impl Args {
     fn unsupported(&self) -> Option<&'static str> {
         let flags = [
             (self.file.is_some(), "-F (save results to a file)"),
-            (self.nat, "-Z (NAT traversal)"),
             (self.alpha.is_some(), "-a (an additional percentile)"),
             (self.bucket_width.is_some(), "-b (histogram bucket width)"),
             (self.sub_count.is_some(), "-N (sub-session summaries)"),
@@ -482,10 +480,22 @@ fn test(
     // The test packets' mode: open in mixed mode (RFC 5618).
     let mode = c.packet_mode();
     let padding = args.padding.unwrap_or_else(|| default_padding(mode));
+    // -Z: the request names no addresses (zeros); the reflector then answers the address the
+    // control connection comes from (RFC 5357 3.5 as RFC 4656 3.5: zero addresses stand for
+    // the control connection's).
+    let (req_local, req_peer) = if args.nat {
+        let any = match udp.local_addr().ip() {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        (SocketAddr::new(any, udp.local_addr().port()), any)
+    } else {
+        (udp.local_addr(), server.ip())
+    };
     let req = SessionRequest {
         role: Role::Sender,
-        local: udp.local_addr(),
-        peer: server.ip(),
+        local: req_local,
+        peer: req_peer,
         slots: slots.to_vec(),
         packets: args.count,
         padding,
@@ -507,7 +517,14 @@ fn test(
     if let Some(r) = ev.rejected.take() {
         return Err(format!("Session request refused: {r}"));
     }
-    let info = ev.accepted.take().ok_or("no session")?;
+    let mut info = ev.accepted.take().ok_or("no session")?;
+    if info.peer.ip().is_unspecified() {
+        // -Z: the reflector is at the server's address.
+        info.peer.set_ip(server.ip());
+    }
+    if info.local.ip().is_unspecified() {
+        info.local = udp.local_addr();
+    }
     let mut sender = SessionSender::new(&info, vec![0; padding as usize])
         .map_err(|e| format!("session: {e}"))?;
     c.handle_input(now(&clock), Input::Command(ClientCommand::StartSessions))
@@ -1115,7 +1132,6 @@ mod tests {
             &["twping", "-P", "9-x", "127.0.0.1"],
             &["twping", "-z", "-1", "127.0.0.1"],
             &["twping", "-F", "out", "127.0.0.1"],
-            &["twping", "-Z", "127.0.0.1"],
             &["twping", "-N", "5", "127.0.0.1"],
             &["twping", "-n", "k", "127.0.0.1"],
             &["twping", "-A", "Q", "127.0.0.1"],

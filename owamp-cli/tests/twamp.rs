@@ -332,6 +332,25 @@ fn twping_against_twampd_mixed() {
     twping_against_twampd("mixed");
 }
 
+/// -Z: a request without addresses, against the reference twampd and ours.
+#[test]
+fn twping_without_addresses() {
+    let mut daemons = vec![Daemon::start(Path::new(TWAMPD))];
+    if let Some(bin) = reference("twampd") {
+        daemons.push(Daemon::start(&bin));
+    }
+    for d in &daemons {
+        let out = twping(d.dir.path(), &["-Z", "-M"], d.addr);
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("\nSENT\t5\n") && out.stdout.contains("\nLOST\t0\n"));
+        assert!(
+            out.stdout.contains("\nTO_ADDR\t127.0.0.1\n"),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
 /// -P, -D, -z and a second operand naming the server: the test port comes from the range,
 /// the DSCP is reported, and the start waits for -z.
 #[test]
