@@ -10,7 +10,7 @@
 //! each reply comes with its TTL and the kernel's receive time.
 //!
 //! Flags of twping 5.2.3 this implementation refuses with a message (exit status 1): `-F`
-//! (save results) and the output options `-a`, `-b`, `-N`.
+//! (save results) and the output options `-a`, `-b`.
 //!
 //! Output: the statistics as twping prints them (default), each reflected packet's
 //! timestamps (`-R`), the machine-readable summary (`-M`), or `--json` (an extension).
@@ -142,7 +142,7 @@ pub struct Args {
     /// 'n','u','m', or 's'
     #[arg(short = 'n', value_name = "units", help_heading = "Output Args")]
     pub units: Option<String>,
-    /// number of test packets to summarize per sub-session (not supported)
+    /// number of test packets (to summarize per sub-session)
     #[arg(short = 'N', value_name = "count", help_heading = "Output Args")]
     pub sub_count: Option<String>,
     /// run the test and exit without reporting statistics
@@ -182,7 +182,6 @@ impl Args {
             (self.file.is_some(), "-F (save results to a file)"),
             (self.alpha.is_some(), "-a (an additional percentile)"),
             (self.bucket_width.is_some(), "-b (histogram bucket width)"),
-            (self.sub_count.is_some(), "-N (sub-session summaries)"),
         ];
         flags.into_iter().find(|f| f.0).map(|f| f.1)
     }
@@ -242,6 +241,16 @@ fn run_args(
     };
     let ports = match &args.ports {
         Some(s) => parse_ports(s)?,
+        None => None,
+    };
+    let sub_count = match &args.sub_count {
+        Some(s) => Some(
+            s.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("Invalid -N: \"{s}\""))?,
+        ),
         None => None,
     };
     let units = match &args.units {
@@ -325,6 +334,15 @@ fn run_args(
         o.push_str(&individual(&t.records, limit, args.unix, units));
         o.push_str(&summary(&t, &s, &local_name, &to_name, env, units));
         o
+    } else if let Some(n) = sub_count {
+        // -N: one summary for each n packets sent, in order.
+        sub_sessions(&t.records, t.sent, n)
+            .iter()
+            .map(|(records, sent)| {
+                let s = TwoWaySummary::new(records, *sent);
+                summary(&t, &s, &local_name, &to_name, env, units)
+            })
+            .collect()
     } else {
         summary(&t, &s, &local_name, &to_name, env, units)
     };
@@ -753,6 +771,24 @@ fn hops_line(o: &mut String, label: &str, h: Option<owamp_core::stats::twamp::Ho
     }
 }
 
+/// `-N`: the replies of each `n` packets sent (by sender sequence number), with the number
+/// of packets sent in each part.
+pub fn sub_sessions(records: &[TwoWayRecord], sent: u32, n: u32) -> Vec<(Vec<TwoWayRecord>, u32)> {
+    let n = n.max(1);
+    (0..sent.div_ceil(n))
+        .map(|k| {
+            let low = k * n;
+            let high = low.saturating_add(n).min(sent);
+            let part = records
+                .iter()
+                .filter(|r| (low..high).contains(&r.sender_seq))
+                .copied()
+                .collect();
+            (part, high - low)
+        })
+        .collect()
+}
+
 /// The two lines that start twping's summaries.
 fn header(t: &TestResult, from: &str, to: &str) -> String {
     format!(
@@ -1105,6 +1141,18 @@ mod tests {
     }
 
     #[test]
+    fn sub_sessions_split_by_sender_sequence() {
+        let recs: Vec<_> = [0, 1, 1, 3, 4].into_iter().map(record).collect();
+        let parts = sub_sessions(&recs, 5, 2);
+        let seqs: Vec<(Vec<u32>, u32)> = parts
+            .iter()
+            .map(|(r, n)| (r.iter().map(|r| r.sender_seq).collect(), *n))
+            .collect();
+        assert_eq!(seqs, vec![(vec![0, 1, 1], 2), (vec![3], 2), (vec![4], 1)]);
+        assert!(sub_sessions(&recs, 0, 2).is_empty());
+    }
+
+    #[test]
     fn first_and_last_are_local_times() {
         struct Zone;
         impl Environment for Zone {
@@ -1132,7 +1180,8 @@ mod tests {
             &["twping", "-P", "9-x", "127.0.0.1"],
             &["twping", "-z", "-1", "127.0.0.1"],
             &["twping", "-F", "out", "127.0.0.1"],
-            &["twping", "-N", "5", "127.0.0.1"],
+            &["twping", "-N", "0", "127.0.0.1"],
+            &["twping", "-a", "0.5", "127.0.0.1"],
             &["twping", "-n", "k", "127.0.0.1"],
             &["twping", "-A", "Q", "127.0.0.1"],
             // A test address other than the server's.

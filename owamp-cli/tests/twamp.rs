@@ -414,6 +414,12 @@ fn twping_units_layout() {
     same_layout_as_reference(&[(&["-n", "s", "-v1"], 1), (&["-n", "u"], 0)]);
 }
 
+/// -N: a summary for each 2 packets (5 packets: 2, 2 and 1).
+#[test]
+fn twping_sub_sessions_layout() {
+    same_layout_as_reference(&[(&["-N", "2"], 0)]);
+}
+
 /// twampd writes its pid and info files in the var directory, as owampd does.
 #[test]
 fn twampd_pid_and_info_files() {
