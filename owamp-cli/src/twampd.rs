@@ -522,6 +522,44 @@ mod tests {
         assert_eq!(a[0].port(), 861);
     }
 
+    /// RFC 5357 4.2.1: the reply's Sender TTL is the TTL the sender's packet arrived with
+    /// (64 here), read from the socket, not a constant.
+    #[test]
+    fn the_reflector_reports_the_ttl_received() {
+        use owamp_core::session::PacketProtection;
+        let socket = TestSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        if !socket.features().ttl {
+            eprintln!("skipped: the kernel does not deliver received TTLs");
+            return;
+        }
+        let to = socket.local_addr();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_ttl(64).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let running = reflect(
+            socket,
+            Reflector::with_protection(PacketProtection::Open),
+            client.local_addr().unwrap(),
+            Arc::new(SystemClock::new()),
+        );
+        // An open sender packet (RFC 4656 4.1.2): sequence 0, a timestamp, an error
+        // estimate with multiplier 1, and 27 octets of padding.
+        let mut pkt = vec![0u8; 14 + 27];
+        pkt[4] = 0xee;
+        pkt[13] = 1;
+        client.send_to(&pkt, to).unwrap();
+        let mut buf = [0u8; 128];
+        let got = client.recv_from(&mut buf);
+        let mut running = vec![running];
+        stop_all(&mut running);
+        let (n, from) = got.expect("a reply");
+        assert_eq!(from, to);
+        assert_eq!(n, 41, "the open reflector packet");
+        assert_eq!(buf[40], 64, "Sender TTL");
+    }
+
     #[test]
     fn mixed_mode_is_offered_by_default_and_only_by_twampd() {
         use owamp_core::wire::twamp::offers_mixed;
