@@ -38,7 +38,7 @@ pub struct ConnectionArgs {
     /// connect using IPv6 addresses only
     #[arg(short = '6', help_heading = "Connection Args")]
     pub ipv6: bool,
-    /// Modes accepted (`-A`): letters A, E, O.
+    /// Modes accepted (`-A`): letters A, E, O (and M, TWAMP's mixed mode, for twping).
     #[arg(
         help = "requested modes: [A]uthenticated, [E]ncrypted, [O]pen",
         short = 'A',

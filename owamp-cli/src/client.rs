@@ -272,6 +272,11 @@ pub fn client_options(
 ) -> Result<ClientOptions, String> {
     let mut opts = ClientOptions::default();
     opts.control.modes = parse_authmode(authmode)?;
+    // Mixed mode (-A M) is TWAMP's (RFC 5618): only twping may ask for it.
+    if prog != "twping" {
+        opts.control.modes = config::server::owamp_modes(opts.control.modes)
+            .map_err(|e| format!("Invalid -authmode: {e}"))?;
+    }
     if let Some(i) = interface {
         // Checked before anything connects: a name that is wrong is not a network problem.
         if !owamp_os::net::interface_exists(i) {

@@ -132,6 +132,8 @@ pub struct Settings {
     pub allow_root: bool,
     /// What to warn about at start-up (a pass-phrase file others may read).
     pub warnings: Vec<String>,
+    /// The daemon's files and name.
+    pub names: ConfNames,
 }
 
 /// An error that stops owampd, with the message to print.
@@ -213,6 +215,15 @@ pub struct ConfNames {
     pub pfs: &'static [&'static str],
     /// The control port when `srcnode`/`-S` names none.
     pub port: u16,
+    /// Whether the daemon speaks TWAMP: it offers RFC 5618's mixed mode (M) by default and
+    /// accepts it in `authmode`; owampd refuses M.
+    pub twamp: bool,
+    /// The daemon's name in its messages.
+    pub daemon: &'static str,
+    /// The pid file in the var directory.
+    pub pid: &'static str,
+    /// The info file in the var directory.
+    pub info: &'static str,
 }
 
 /// owampd's files and port.
@@ -221,6 +232,10 @@ pub const OWAMPD_NAMES: ConfNames = ConfNames {
     limits: &LIMITS_NAMES,
     pfs: &PFS_NAMES,
     port: CONTROL_PORT,
+    twamp: false,
+    daemon: "owampd",
+    pid: PID_FILE,
+    info: INFO_FILE,
 };
 
 /// Reads the configuration directory and applies the command line.
@@ -285,10 +300,17 @@ pub fn load_settings_named(args: &Args, names: &ConfNames) -> Result<Settings, F
     apply_command_line(&mut conf, args)?;
     let listen = listen_addrs_on(conf.srcnode.as_deref(), names.port)
         .map_err(|e| Fatal(format!("Invalid source address (srcnode/-S): {e}")))?;
+    let modes = match conf.authmode {
+        Some(m) if names.twamp => m,
+        Some(m) => server::owamp_modes(m).map_err(|e| Fatal(format!("Invalid authmode: {e}")))?,
+        // twampd offers E, A, M and O by default (RFC 5618 mixed mode included).
+        None if names.twamp => owamp_core::wire::twamp::with_mixed(Modes::ALL),
+        None => Modes::ALL,
+    };
     Ok(Settings {
         confdir,
         files,
-        modes: conf.authmode.unwrap_or(Modes::ALL),
+        modes,
         listen,
         datadir: conf.datadir.clone().unwrap_or_else(|| cwd.clone()),
         vardir: conf.vardir.clone().unwrap_or(cwd),
@@ -297,6 +319,7 @@ pub fn load_settings_named(args: &Args, names: &ConfNames) -> Result<Settings, F
         limits,
         pfs,
         warnings,
+        names: *names,
     })
 }
 
@@ -404,7 +427,12 @@ impl PidFile {
     /// Creates and locks `vardir/owamp-server.pid` with our pid; fails if another daemon
     /// holds it.
     pub fn create(vardir: &Path) -> Result<Self, Fatal> {
-        let path = vardir.join(PID_FILE);
+        Self::create_named(vardir, &OWAMPD_NAMES)
+    }
+
+    /// [`create`](Self::create) for the daemon of `names` (twampd: `twamp-server.pid`).
+    pub fn create_named(vardir: &Path, names: &ConfNames) -> Result<Self, Fatal> {
+        let path = vardir.join(names.pid);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -416,9 +444,10 @@ impl PidFile {
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
             return Err(Fatal(format!(
-                "Unable to lock file {}: {} (is another owampd running?)",
+                "Unable to lock file {}: {} (is another {} running?)",
                 path.display(),
-                std::io::Error::last_os_error()
+                std::io::Error::last_os_error(),
+                names.daemon
             )));
         }
         file.set_len(0)
@@ -433,6 +462,19 @@ impl Drop for PidFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Writes the info file (`START=`, the daemon's start time, and `PID=`) in the var directory.
+pub(crate) fn write_info_file(
+    s: &Settings,
+    start: owamp_core::time::OwampTime,
+) -> Result<(), Fatal> {
+    let info = s.vardir.join(s.names.info);
+    std::fs::write(
+        &info,
+        format!("START={}\nPID={}\n", start.raw(), std::process::id()),
+    )
+    .map_err(|e| Fatal(format!("{}: {e}", info.display())))
 }
 
 /// Looks up a user (name or `-uid`): uid and primary gid.
@@ -482,10 +524,10 @@ pub(crate) fn privileges(s: &Settings) -> Result<Option<(libc::uid_t, libc::gid_
         if s.allow_root {
             return Ok(None);
         }
-        return Err(Fatal(
-            "Running owampd as root is folly!\nUse the -U option! (or allow root with the -f option)"
-                .into(),
-        ));
+        return Err(Fatal(format!(
+            "Running {} as root is folly!\nUse the -U option! (or allow root with the -f option)",
+            s.names.daemon
+        )));
     };
     let (uid, mut gid) = lookup_user(user)?;
     if let Some(g) = &s.conf.group {
@@ -626,12 +668,7 @@ fn serve(
     let pid = PidFile::create(&s.vardir)?;
     let clock = owamp_os::clock::SystemClock::shared();
     let start = owamp_os::clock::Clock::now(&clock);
-    let info = s.vardir.join(INFO_FILE);
-    std::fs::write(
-        &info,
-        format!("START={}\nPID={}\n", start.raw(), std::process::id()),
-    )
-    .map_err(|e| Fatal(format!("{}: {e}", info.display())))?;
+    write_info_file(&s, start)?;
     // The data directory is created and written as the user owampd runs as.
     if let Some((uid, gid)) = ids {
         drop_privileges(uid, gid)?;
@@ -890,7 +927,8 @@ pub(crate) fn configure_log(args: &Args, s: &Settings, daemon: bool) -> Result<(
     if daemon {
         logging::set_destination(logging::Destination::Syslog).map_err(|e| {
             Fatal(format!(
-                "Unable to log to syslog ({e}): start owampd with -Z to log to standard error"
+                "Unable to log to syslog ({e}): start {} with -Z to log to standard error",
+                s.names.daemon
             ))
         })?;
         logging::set_destination(logging::Destination::Stderr).map_err(Fatal)?;
@@ -997,7 +1035,7 @@ fn max_connections(setting: Option<u32>, nofile: Option<u64>) -> (usize, String)
 }
 
 /// The soft limit on open descriptors (`None`: unlimited, or it can not be read).
-fn nofile_limit() -> Option<u64> {
+pub(crate) fn nofile_limit() -> Option<u64> {
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -1012,7 +1050,7 @@ fn nofile_limit() -> Option<u64> {
 }
 
 /// A limit for the log line: "none" for no limit.
-fn shown(n: usize) -> String {
+pub(crate) fn shown(n: usize) -> String {
     if n == usize::MAX {
         "no limit on".into()
     } else {
@@ -1022,15 +1060,15 @@ fn shown(n: usize) -> String {
 
 /// The connection limits and the per-address limits owampd runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct PerAddrLimits {
+pub(crate) struct PerAddrLimits {
     /// Control connections at once (`usize::MAX`: no limit).
-    connections: usize,
+    pub(crate) connections: usize,
     /// Control connections at once per address (0: no limit).
-    connections_per_addr: usize,
+    pub(crate) connections_per_addr: usize,
     /// Test sessions at once per address (0: no limit).
-    sessions: usize,
+    pub(crate) sessions: usize,
     /// How `connections` was found.
-    connections_from: String,
+    pub(crate) connections_from: String,
 }
 
 /// Per-address control connections when the configuration does not say: a quarter of the
@@ -1046,7 +1084,7 @@ fn default_connections_per_addr(connections: usize) -> usize {
 
 impl PerAddrLimits {
     /// The limits of `conf`, with the soft descriptor limit `nofile` for the default cap.
-    fn of(conf: &server::ServerConf, nofile: Option<u64>) -> Self {
+    pub(crate) fn of(conf: &server::ServerConf, nofile: Option<u64>) -> Self {
         let (connections, connections_from) = max_connections(conf.maxcontrolsessions, nofile);
         let to_usize = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
         let connections_per_addr = conf

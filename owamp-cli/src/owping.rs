@@ -220,7 +220,7 @@ pub fn parse_dscp(s: &str) -> Result<u8, String> {
     }
 }
 
-fn parse_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String> {
+pub(crate) fn parse_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String> {
     match s.parse::<f64>() {
         // The value becomes a Duration: one too large for it is refused here, not by a panic.
         Ok(v)

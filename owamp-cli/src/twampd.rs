@@ -10,31 +10,40 @@
 //! timeout, and a connection by the control timeout (`controltimeout`, default 1800 s). Without `-Z` it detaches ([`crate::daemon`])
 //! and logs to syslog.
 //!
-//! Not (yet) done: the pid and info files, received TTLs (std sockets cannot read them: 255
-//! is reported), per-address limits.
+//! The reflector's sockets are the OS layer's `TestSocket`s: replies go out with TTL 255,
+//! and the TTL of each sender packet as received goes into the reply's Sender TTL (RFC 5357
+//! 4.2.1), so that twping reports the hops; the kernel's receive time stamps the packet.
+//!
+//! As owampd it writes `twamp-server.pid` (locked while it runs) and `twamp-server.info` in
+//! the var directory (`-R`, `vardir`), and keeps owampd's per-address limits:
+//! `maxcontrolsessionsperaddr` control connections and `maxsessionsperaddr` test sessions
+//! per client address (an IPv4 address or an IPv6 /64), checked with the class limits of
+//! `twamp-server.limits` (`allow_open_mode`, `bandwidth`, ...) before a test port is bound.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, FromArgMatches};
-use owamp_core::control::{AcceptCode, Protocol, Server, ServerConfig};
+use owamp_core::control::{AcceptCode, Modes, Protocol, Role, Server, ServerConfig};
 use owamp_core::io::{Input, Output};
-use owamp_core::policy::Limits;
+use owamp_core::policy::{Limits, Peer, PerAddr, ServerPolicy, SessionsPerAddr, TestAdmission};
 use owamp_core::session::twamp::Reflector;
 use owamp_core::wire::SessionId;
+use owamp_os::clock::SystemTimeExt;
 use owamp_os::clock::{Clock, SystemClock};
 use owamp_os::host::StopHandle;
+use owamp_os::net::{canonical, TestSocket};
 use owamp_os::rng::OsRng;
 
 use crate::daemon::Detached;
 use crate::logging;
-use crate::owampd::{self, Args, ConfNames, Fatal};
+use crate::owampd::{self, Args, ConfNames, Fatal, PerAddrLimits, PidFile};
 
 /// twampd's files, current name first, and its port (RFC 5357 3.1).
 pub const TWAMPD_NAMES: ConfNames = ConfNames {
@@ -42,10 +51,66 @@ pub const TWAMPD_NAMES: ConfNames = ConfNames {
     limits: &["twamp-server.limits", "twampd.limits"],
     pfs: &["twamp-server.pfs", "twampd.pfs"],
     port: crate::twping::CONTROL_PORT,
+    twamp: true,
+    daemon: "twampd",
+    pid: "twamp-server.pid",
+    info: "twamp-server.info",
 };
 
-/// Control connections served at once when `maxcontrolsessions` is not set.
+/// Control connections served at once when `maxcontrolsessions` is not set (each has a
+/// thread): at most this, fewer if the descriptor limit says so.
 const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// twampd's policy: the class limits of `twamp-server.limits` and the test sessions per
+/// client address (`maxsessionsperaddr`), both shared by every connection.
+#[derive(Debug, Clone)]
+struct TwampPolicy {
+    limits: Limits,
+    per_addr: SessionsPerAddr,
+}
+
+impl ServerPolicy for TwampPolicy {
+    fn modes(&mut self, addr: std::net::IpAddr) -> Modes {
+        self.limits.modes(addr)
+    }
+    fn passphrase(&mut self, key_id: &[u8]) -> Option<owamp_core::crypto::Passphrase> {
+        self.limits.passphrase(key_id)
+    }
+    fn allow_control(&mut self, peer: Peer<'_>) -> Result<(), AcceptCode> {
+        let r = self.limits.allow_control(peer);
+        if r.is_err() {
+            tracing::info!(
+                "{}: control connection refused by the limits (allow_open_mode)",
+                peer.addr
+            );
+        }
+        r
+    }
+    fn admit_test(&mut self, test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
+        // Before the class limits and before any test port is bound (Accept 5, a temporary
+        // resource limitation, as owampd).
+        if let Err(e) = self.per_addr.admit(test.peer.addr, test.sid, test.role) {
+            tracing::info!(
+                "session request from {} refused: per-address limit: {e} test sessions",
+                test.peer.addr
+            );
+            return Err(AcceptCode::TemporaryResourceLimit);
+        }
+        if let Err(code) = self.limits.admit_test(test) {
+            self.per_addr.release(&test.sid, test.role);
+            tracing::info!(
+                "session request from {} refused by the limits: {code:?}",
+                test.peer.addr
+            );
+            return Err(code);
+        }
+        Ok(())
+    }
+    fn release_test(&mut self, sid: &owamp_core::wire::SessionId, role: Role) {
+        self.per_addr.release(sid, role);
+        self.limits.release_test(sid, role)
+    }
+}
 
 /// twampd's command line: owampd's flags under twampd's name.
 pub fn command() -> clap::Command {
@@ -53,6 +118,22 @@ pub fn command() -> clap::Command {
         .name("twampd")
         .bin_name("twampd")
         .about("Two-way latency (TWAMP) server (perfSONAR twampd compatible)")
+        .mut_arg("authmode", |a| {
+            a.help("authentication modes offered: [E]ncrypted, [A]uthenticated, [M]ixed, [O]pen")
+        })
+        .mut_arg("datadir", |a| {
+            a.help("data directory (twampd stores no sessions)")
+        })
+        .mut_arg("allow_root", |a| a.help("allow twampd to run as root"))
+        .mut_arg("vardir", |a| {
+            a.help("directory for the twamp-server.pid and .info files")
+        })
+        .mut_arg("foreground", |a| {
+            a.help(
+                "run in the foreground, logging to standard error (without it twampd detaches \
+                 and logs to syslog)",
+            )
+        })
 }
 
 fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Args, clap::Error> {
@@ -129,13 +210,21 @@ fn serve(
             last_err.unwrap_or_else(|| "no address".into())
         )));
     }
+    // As owampd: listen first (the port may be privileged), then the pid and info files,
+    // then drop root.
+    let pid = PidFile::create_named(&s.vardir, &TWAMPD_NAMES)?;
+    let clock = SystemClock::new();
+    owampd::write_info_file(&s, clock.now())?;
     if let Some((uid, gid)) = ids {
         owampd::drop_privileges(uid, gid)?;
     }
-    let policy = s
-        .limits
-        .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0));
-    let clock = SystemClock::new();
+    let per_addr = PerAddrLimits::of(&s.conf, owampd::nofile_limit());
+    let policy = TwampPolicy {
+        limits: s
+            .limits
+            .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0)),
+        per_addr: SessionsPerAddr::new(per_addr.sessions),
+    };
     let cfg = ServerConfig {
         start_time: clock.now(),
         test_ports: s
@@ -146,10 +235,18 @@ fn serve(
         protocol: Protocol::Twamp,
         ..ServerConfig::default()
     };
-    let max = s
-        .conf
-        .maxcontrolsessions
-        .map_or(DEFAULT_MAX_CONNECTIONS, |n| n as usize);
+    let max = match s.conf.maxcontrolsessions {
+        Some(_) => per_addr.connections,
+        None => per_addr.connections.min(DEFAULT_MAX_CONNECTIONS),
+    };
+    let connections_per_addr = PerAddr::new(per_addr.connections_per_addr);
+    owampd::log(&format!(
+        "limits: {} control connections, {} per address, {} test sessions per address \
+         (an IPv4 address or an IPv6 /64; 0: none)",
+        owampd::shown(max),
+        per_addr.connections_per_addr,
+        per_addr.sessions
+    ));
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -175,16 +272,30 @@ fn serve(
             if let Ok((tcp, peer)) = l.accept() {
                 idle = false;
                 if active.load(Ordering::SeqCst) >= max {
-                    tracing::warn!("{peer}: refused, {max} control connections already");
+                    tracing::warn!(
+                        "{peer}: refused, {max} control connections already (maxcontrolsessions)"
+                    );
+                    continue;
+                }
+                if let Err(e) = connections_per_addr.acquire(peer.ip()) {
+                    tracing::warn!(
+                        "{peer}: refused, {e} control connections (maxcontrolsessionsperaddr)"
+                    );
                     continue;
                 }
                 active.fetch_add(1, Ordering::SeqCst);
-                let (cfg, policy, active, stop) =
-                    (cfg.clone(), policy.clone(), active.clone(), stop.clone());
+                let (cfg, policy, active, stop, per_addr) = (
+                    cfg.clone(),
+                    policy.clone(),
+                    active.clone(),
+                    stop.clone(),
+                    connections_per_addr.clone(),
+                );
                 workers.push(std::thread::spawn(move || {
                     if let Err(e) = connection(tcp, peer, cfg, policy, &stop) {
                         tracing::info!("{peer}: {e}");
                     }
+                    per_addr.release(peer.ip());
                     active.fetch_sub(1, Ordering::SeqCst);
                 }));
             }
@@ -197,6 +308,7 @@ fn serve(
     for w in workers {
         let _ = w.join();
     }
+    drop(pid);
     Ok(())
 }
 
@@ -211,7 +323,7 @@ struct Running {
 
 /// An accepted session's socket and reflector, until Start-Sessions.
 struct Session {
-    socket: UdpSocket,
+    socket: TestSocket,
     reflector: Option<(Reflector, SocketAddr)>,
 }
 
@@ -220,7 +332,7 @@ fn connection(
     mut tcp: TcpStream,
     peer: SocketAddr,
     cfg: ServerConfig,
-    policy: Limits,
+    policy: TwampPolicy,
     stop: &StopHandle,
 ) -> Result<(), String> {
     tcp.set_nonblocking(false).map_err(|e| e.to_string())?;
@@ -258,9 +370,9 @@ fn connection(
                         accept: AcceptCode::TemporaryResourceLimit,
                     })
                 }
-                Output::PrepareTestEndpoint(e) => inputs.push(match UdpSocket::bind(e.local) {
+                Output::PrepareTestEndpoint(e) => inputs.push(match TestSocket::bind(e.local) {
                     Ok(u) => {
-                        let port = u.local_addr().map_or(0, |a| a.port());
+                        let port = u.local_addr().port();
                         sessions.insert(
                             e.sid,
                             Session {
@@ -348,7 +460,7 @@ fn stop_all(running: &mut Vec<Running>) {
 
 /// Reflects the packets from `to` arriving on `socket` (RFC 5357 4.2.1) until stopped.
 fn reflect(
-    socket: UdpSocket,
+    socket: TestSocket,
     mut r: Reflector,
     to: SocketAddr,
     clock: Arc<SystemClock>,
@@ -356,34 +468,37 @@ fn reflect(
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::spawn(move || {
-        let _ = socket.set_read_timeout(Some(Duration::from_millis(50)));
-        let s = socket2::SockRef::from(&socket);
-        // Replies go out with TTL 255, as twampd's (RFC 5357 4.2.1).
-        let _ = if to.is_ipv4() {
-            s.set_ttl_v4(255)
-        } else {
-            s.set_unicast_hops_v6(255)
-        };
+        // Replies go out with TTL 255, as twampd's (TestSocket's configuration).
+        let to = canonical(to);
         let (mut buf, mut reply) = (vec![0u8; 66_000], Vec::new());
         while !flag.load(Ordering::SeqCst) {
-            if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                let at = clock.now();
-                if from != to {
-                    continue;
-                }
-                // std sockets cannot read the TTL received: 255 stands for "unknown".
-                if r.reflect(
-                    at,
-                    255,
-                    &buf[..n],
-                    clock.now(),
-                    clock.error_estimate(),
-                    &mut reply,
-                )
-                .is_ok()
-                {
-                    let _ = socket.send_to(&reply, from);
-                }
+            let Ok(Some(got)) = socket.recv(&mut buf, Duration::from_millis(50)) else {
+                continue;
+            };
+            let at = got
+                .kernel_time
+                .and_then(|t| t.to_owamp_time())
+                .unwrap_or_else(|| clock.now());
+            if canonical(got.source) != to || got.truncated {
+                continue;
+            }
+            let Some(datagram) = buf.get(..got.len) else {
+                continue;
+            };
+            // RFC 5357 4.2.1: Sender TTL is the TTL the packet arrived with (255 when the
+            // kernel does not tell it).
+            let ttl = got.ttl.unwrap_or(255);
+            if r.reflect(
+                at,
+                ttl,
+                datagram,
+                clock.now(),
+                clock.error_estimate(),
+                &mut reply,
+            )
+            .is_ok()
+            {
+                let _ = socket.send_to(&reply, got.source);
             }
         }
     });
@@ -405,6 +520,66 @@ mod tests {
         // owampd keeps 861.
         let a = owampd::listen_addrs(Some("127.0.0.1")).unwrap();
         assert_eq!(a[0].port(), 861);
+    }
+
+    /// RFC 5357 4.2.1: the reply's Sender TTL is the TTL the sender's packet arrived with
+    /// (64 here), read from the socket, not a constant.
+    #[test]
+    fn the_reflector_reports_the_ttl_received() {
+        use owamp_core::session::PacketProtection;
+        let socket = TestSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        if !socket.features().ttl {
+            eprintln!("skipped: the kernel does not deliver received TTLs");
+            return;
+        }
+        let to = socket.local_addr();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_ttl(64).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let running = reflect(
+            socket,
+            Reflector::with_protection(PacketProtection::Open),
+            client.local_addr().unwrap(),
+            Arc::new(SystemClock::new()),
+        );
+        // An open sender packet (RFC 4656 4.1.2): sequence 0, a timestamp, an error
+        // estimate with multiplier 1, and 27 octets of padding.
+        let mut pkt = vec![0u8; 14 + 27];
+        pkt[4] = 0xee;
+        pkt[13] = 1;
+        client.send_to(&pkt, to).unwrap();
+        let mut buf = [0u8; 128];
+        let got = client.recv_from(&mut buf);
+        let mut running = vec![running];
+        stop_all(&mut running);
+        let (n, from) = got.expect("a reply");
+        assert_eq!(from, to);
+        assert_eq!(n, 41, "the open reflector packet");
+        assert_eq!(buf[40], 64, "Sender TTL");
+    }
+
+    #[test]
+    fn mixed_mode_is_offered_by_default_and_only_by_twampd() {
+        use owamp_core::wire::twamp::offers_mixed;
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["twamp-server.conf", "owamp-server.conf"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let d = dir.path().to_str().unwrap();
+        let load = |v: &[&str]| {
+            let a = parse(v.iter().map(OsString::from)).unwrap();
+            owampd::load_settings_named(&a, &TWAMPD_NAMES)
+        };
+        let s = load(&["twampd", "-c", d]).unwrap();
+        assert!(offers_mixed(s.modes) && s.modes.known() == Modes::ALL);
+        let s = load(&["twampd", "-c", d, "-a", "AM"]).unwrap();
+        assert!(offers_mixed(s.modes) && s.modes.known() == Modes::AUTHENTICATED);
+        let s = load(&["twampd", "-c", d, "-a", "O"]).unwrap();
+        assert!(!offers_mixed(s.modes));
+        let a = <Args as clap::Parser>::try_parse_from(["owampd", "-c", d, "-a", "M"]).unwrap();
+        assert!(owampd::load_settings(&a).is_err());
     }
 
     #[test]

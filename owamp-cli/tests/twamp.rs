@@ -1,7 +1,7 @@
 //! twping and twampd over loopback: our twping against the perfSONAR twampd 5.2.3 (the
 //! reference binaries in ../shared/reference, skipped with a message when absent), the
-//! reference twping against our twampd, and ours against ours, in open and encrypted (or
-//! authenticated) modes. twping's output is compared in shape with the recorded reference
+//! reference twping against our twampd, and ours against ours, in the four modes (open,
+//! authenticated, encrypted and RFC 5618 mixed). twping's output is compared in shape with the recorded reference
 //! output in testdata/traces/twamp: the numbers differ, the lines and labels must not.
 //!
 //! Every process runs under a time limit (common::run, the daemons are killed on drop).
@@ -52,8 +52,16 @@ struct Daemon {
     dir: tempfile::TempDir,
 }
 
+const OPEN_LIMITS: &str =
+    "limit root with disk=0, bandwidth=0, allow_open_mode=on\nassign default root\n";
+
 impl Daemon {
     fn start(bin: &Path) -> Daemon {
+        Self::start_with(bin, "", OPEN_LIMITS)
+    }
+
+    /// A daemon with `conf` added to its configuration and `limits` as its limits file.
+    fn start_with(bin: &Path, conf: &str, limits: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         {
             use std::os::unix::fs::PermissionsExt;
@@ -65,17 +73,13 @@ impl Daemon {
         std::fs::write(
             dir.path().join("twamp-server.conf"),
             format!(
-                "srcnode 127.0.0.1:{port}\ntestports {low}-{}\ndatadir {d}\nvardir {d}\n",
+                "srcnode 127.0.0.1:{port}\ntestports {low}-{}\ndatadir {d}\nvardir {d}\n{conf}",
                 low + 100,
                 d = dir.path().display()
             ),
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("twamp-server.limits"),
-            "limit root with disk=0, bandwidth=0, allow_open_mode=on\nassign default root\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("twamp-server.limits"), limits).unwrap();
         let line = format!("alice\t{}\n", hex::encode(PASS));
         for f in ["twamp-server.pfs", "alice.pfs"] {
             let p = dir.path().join(f);
@@ -220,35 +224,58 @@ fn our_twping_outputs(d: &Daemon, auth: &[&str], reference_default: &str) {
     assert!(out.stdout.contains("\nSENT\t5\n"), "{}", out.stdout);
 }
 
-#[test]
-fn twping_against_reference_twampd_open() {
+/// The four modes (RFC 5357 3.1 and RFC 5618 mixed mode): the -A flags of either twping.
+const MODES: [(&str, &[&str]); 4] = [
+    ("open", &[]),
+    (
+        "authenticated",
+        &["-A", "A", "-u", "alice", "-k", "alice.pfs"],
+    ),
+    ("encrypted", &["-A", "E", "-u", "alice", "-k", "alice.pfs"]),
+    ("mixed", &["-A", "M", "-u", "alice", "-k", "alice.pfs"]),
+];
+
+fn mode_flags(name: &str) -> &'static [&'static str] {
+    MODES.iter().find(|m| m.0 == name).unwrap().1
+}
+
+/// Our twping against the reference twampd in `mode`: the default, -R and -M outputs. A mode
+/// the two sides understood differently loses every packet, which the checks catch.
+fn twping_against_reference_twampd(mode: &str) {
     let Some(bin) = reference("twampd") else {
         eprintln!("skipped: the reference twampd is not in ../shared/reference");
         return;
     };
     let d = Daemon::start(&bin);
-    our_twping_outputs(&d, &[], "a_open.twping.stdout.txt");
+    our_twping_outputs(&d, mode_flags(mode), "a_open.twping.stdout.txt");
+}
+
+#[test]
+fn twping_against_reference_twampd_open() {
+    twping_against_reference_twampd("open");
+}
+
+#[test]
+fn twping_against_reference_twampd_authenticated() {
+    twping_against_reference_twampd("authenticated");
 }
 
 #[test]
 fn twping_against_reference_twampd_encrypted() {
-    let Some(bin) = reference("twampd") else {
-        eprintln!("skipped: the reference twampd is not in ../shared/reference");
-        return;
-    };
-    let d = Daemon::start(&bin);
-    our_twping_outputs(
-        &d,
-        &["-A", "E", "-u", "alice", "-k", "alice.pfs"],
-        "c_encrypted.twping.stdout.txt",
-    );
+    twping_against_reference_twampd("encrypted");
 }
 
-fn reference_twping_against_twampd(auth: &[&str]) {
+#[test]
+fn twping_against_reference_twampd_mixed() {
+    twping_against_reference_twampd("mixed");
+}
+
+fn reference_twping_against_twampd(mode: &str) {
     let Some(bin) = reference("twping") else {
         eprintln!("skipped: the reference twping is not in ../shared/reference");
         return;
     };
+    let auth = mode_flags(mode);
     let d = Daemon::start(Path::new(TWAMPD));
     let mut raw_args = auth.to_vec();
     raw_args.push("-R");
@@ -262,23 +289,199 @@ fn reference_twping_against_twampd(auth: &[&str]) {
 
 #[test]
 fn reference_twping_against_twampd_open() {
-    reference_twping_against_twampd(&[]);
+    reference_twping_against_twampd("open");
+}
+
+#[test]
+fn reference_twping_against_twampd_authenticated() {
+    reference_twping_against_twampd("authenticated");
 }
 
 #[test]
 fn reference_twping_against_twampd_encrypted() {
-    reference_twping_against_twampd(&["-A", "E", "-u", "alice", "-k", "alice.pfs"]);
+    reference_twping_against_twampd("encrypted");
 }
 
 #[test]
-fn twping_against_twampd_open_and_authenticated() {
+fn reference_twping_against_twampd_mixed() {
+    reference_twping_against_twampd("mixed");
+}
+
+fn twping_against_twampd(mode: &str) {
     let d = Daemon::start(Path::new(TWAMPD));
-    our_twping_outputs(&d, &[], "a_open.twping.stdout.txt");
-    our_twping_outputs(
-        &d,
-        &["-A", "A", "-u", "alice", "-k", "alice.pfs"],
-        "b_auth.twping.stdout.txt",
+    our_twping_outputs(&d, mode_flags(mode), "a_open.twping.stdout.txt");
+}
+
+#[test]
+fn twping_against_twampd_open() {
+    twping_against_twampd("open");
+}
+
+#[test]
+fn twping_against_twampd_authenticated() {
+    twping_against_twampd("authenticated");
+}
+
+#[test]
+fn twping_against_twampd_encrypted() {
+    twping_against_twampd("encrypted");
+}
+
+#[test]
+fn twping_against_twampd_mixed() {
+    twping_against_twampd("mixed");
+}
+
+/// -Z: a request without addresses, against the reference twampd and ours.
+#[test]
+fn twping_without_addresses() {
+    let mut daemons = vec![Daemon::start(Path::new(TWAMPD))];
+    if let Some(bin) = reference("twampd") {
+        daemons.push(Daemon::start(&bin));
+    }
+    for d in &daemons {
+        let out = twping(d.dir.path(), &["-Z", "-M"], d.addr);
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("\nSENT\t5\n") && out.stdout.contains("\nLOST\t0\n"));
+        assert!(
+            out.stdout.contains("\nTO_ADDR\t127.0.0.1\n"),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+/// -P, -D, -z and a second operand naming the server: the test port comes from the range,
+/// the DSCP is reported, and the start waits for -z.
+#[test]
+fn twping_test_flags() {
+    let d = Daemon::start(Path::new(TWAMPD));
+    let low = 30000 + (d.addr.port() % 20000);
+    let range = format!("{low}-{}", low + 5);
+    let t0 = Instant::now();
+    let out = twping(
+        d.dir.path(),
+        &["-M", "-P", &range, "-D", "EF", "-z", "0.5", "127.0.0.1"],
+        d.addr,
     );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(t0.elapsed() >= Duration::from_millis(500));
+    let value = |k: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}\t")))
+            .unwrap_or_else(|| panic!("{k} in {}", out.stdout))
+            .to_string()
+    };
+    let port: u16 = value("FROM_PORT").parse().unwrap();
+    assert!((low..=low + 5).contains(&port), "{port} in {range}");
+    assert_eq!(value("DSCP"), "0x2e");
+    assert_eq!(value("SENT"), "5");
+    assert_eq!(value("LOST"), "0");
+}
+
+/// -v and -v -U: our twping's lines have the reference twping's layout (both against our
+/// twampd, the reference live: there is no recorded -v output).
+fn same_layout_as_reference(cases: &[(&[&str], usize)]) {
+    let Some(bin) = reference("twping") else {
+        eprintln!("skipped: the reference twping is not in ../shared/reference");
+        return;
+    };
+    let d = Daemon::start(Path::new(TWAMPD));
+    for &(flags, lines) in cases {
+        let ours = twping(d.dir.path(), flags, d.addr);
+        assert_eq!(ours.code, 0, "{}{}", ours.stdout, ours.stderr);
+        let theirs = reference_twping(&bin, d.dir.path(), flags, d.addr);
+        assert_eq!(theirs.code, 0, "{}{}", theirs.stdout, theirs.stderr);
+        assert_eq!(shape(&ours.stdout), shape(&theirs.stdout), "{flags:?}");
+        assert_eq!(
+            ours.stdout.matches("seq_no=").count(),
+            lines,
+            "{}",
+            ours.stdout
+        );
+    }
+}
+
+#[test]
+fn twping_individual_delays_layout() {
+    same_layout_as_reference(&[(&["-v"], 5), (&["-v2", "-U"], 2)]);
+}
+
+/// -n: the delays in seconds (no label, as twping) and in microseconds.
+#[test]
+fn twping_units_layout() {
+    same_layout_as_reference(&[(&["-n", "s", "-v1"], 1), (&["-n", "u"], 0)]);
+}
+
+/// -N: a summary for each 2 packets (5 packets: 2, 2 and 1).
+#[test]
+fn twping_sub_sessions_layout() {
+    same_layout_as_reference(&[(&["-N", "2"], 0)]);
+}
+
+/// twampd writes its pid and info files in the var directory, as owampd does.
+#[test]
+fn twampd_pid_and_info_files() {
+    let d = Daemon::start(Path::new(TWAMPD));
+    let pid = std::fs::read_to_string(d.dir.path().join("twamp-server.pid")).unwrap();
+    assert_eq!(pid.trim(), d.child.id().to_string());
+    let info = std::fs::read_to_string(d.dir.path().join("twamp-server.info")).unwrap();
+    assert!(info.starts_with("START="), "{info}");
+    assert!(
+        info.contains(&format!("\nPID={}\n", d.child.id())),
+        "{info}"
+    );
+}
+
+/// The limits file's allow_open_mode=off refuses open mode and not the others; one control
+/// connection per address (maxcontrolsessionsperaddr 1) refuses a second.
+#[test]
+fn twampd_enforces_its_limits() {
+    let d = Daemon::start_with(
+        Path::new(TWAMPD),
+        "",
+        "limit root with disk=0, bandwidth=0, allow_open_mode=off\nassign default root\n",
+    );
+    let out = twping(d.dir.path(), mode_flags("open"), d.addr);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let out = twping(
+        d.dir.path(),
+        &["-Q", "-A", "A", "-u", "alice", "-k", "alice.pfs"],
+        d.addr,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = twping(
+        d.dir.path(),
+        &["-Q", "-A", "M", "-u", "alice", "-k", "alice.pfs"],
+        d.addr,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // Hold the only connection this address may have.
+    let d = Daemon::start_with(
+        Path::new(TWAMPD),
+        "maxcontrolsessionsperaddr 1\n",
+        OPEN_LIMITS,
+    );
+    // (The daemon may still be closing the connection of its start-up probe: retry.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let held = loop {
+        let held = TcpStream::connect(d.addr).unwrap();
+        held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut greeting = [0u8; 64];
+        if std::io::Read::read_exact(&mut &held, &mut greeting).is_ok() {
+            break held;
+        }
+        assert!(Instant::now() < deadline, "no greeting");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = twping(
+        d.dir.path(),
+        &["-A", "A", "-u", "alice", "-k", "alice.pfs"],
+        d.addr,
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    drop(held);
 }
 
 #[test]

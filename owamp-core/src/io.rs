@@ -208,7 +208,8 @@ pub struct SessionInfo {
     pub sid: SessionId,
     /// Whether this side sends or receives.
     pub role: Role,
-    /// The mode of the control connection; test packets use the same mode.
+    /// The mode of the test packets: the control connection's, or open in RFC 5618 mixed
+    /// mode (whose control connection is authenticated: `keys` are present then).
     pub mode: Mode,
     /// The session keys of the control connection (absent in open mode); test packet keys
     /// derive from them and the SID.

@@ -1,5 +1,5 @@
 //! A whole TWAMP test in memory, in milliseconds: a control client and server speaking TWAMP
-//! (open, authenticated, encrypted), a session-sender and a session-reflector built from what
+//! (open, authenticated, encrypted, RFC 5618 mixed), a session-sender and a session-reflector built from what
 //! they agree on, a fake clock, and injected loss, duplication and hops. This is the API a
 //! twping/twampd author drives: the test checks what both sides see and that the statistics
 //! follow from what was injected.
@@ -16,6 +16,7 @@ use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::session::twamp::{default_padding, Reflector, SessionSender, TwoWayRecord};
 use owamp_core::stats::twamp::TwoWaySummary;
 use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
+use owamp_core::wire::twamp::{with_mixed, MIXED_MODE_BIT};
 use owamp_core::wire::{Slot, SlotKind, TypeP};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -27,8 +28,8 @@ fn lo(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
 }
 
-fn policy() -> Limits {
-    let p = Limits::new(Modes::ALL, "regular", ClassLimits::default());
+fn policy(modes: Modes) -> Limits {
+    let p = Limits::new(modes, "regular", ClassLimits::default());
     p.set_passphrase(ALICE, PASS);
     p
 }
@@ -63,8 +64,44 @@ struct Pair {
     s: Seen,
 }
 
+/// What the client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choice {
+    /// One of OWAMP's modes.
+    Only(Mode),
+    /// RFC 5618 mixed mode.
+    Mixed,
+}
+
+impl Choice {
+    const ALL: [Choice; 4] = [
+        Choice::Only(Mode::Open),
+        Choice::Only(Mode::Authenticated),
+        Choice::Only(Mode::Encrypted),
+        Choice::Mixed,
+    ];
+
+    fn modes(self) -> Modes {
+        match self {
+            Choice::Only(m) => Modes::from(m),
+            Choice::Mixed => Modes::from_raw(MIXED_MODE_BIT),
+        }
+    }
+
+    fn packet_mode(self) -> Mode {
+        match self {
+            Choice::Only(m) => m,
+            Choice::Mixed => Mode::Open,
+        }
+    }
+
+    fn secure(self) -> bool {
+        self != Choice::Only(Mode::Open)
+    }
+}
+
 impl Pair {
-    fn new(mode: Mode) -> Self {
+    fn with(choice: Choice, offered: Modes) -> Self {
         let now = OwampTime::from_raw(0xeeb2_5d00_0000_0000);
         let server = Server::new(
             now,
@@ -78,7 +115,7 @@ impl Pair {
                 protocol: Protocol::Twamp,
                 ..ServerConfig::default()
             },
-            policy(),
+            policy(offered),
             ChaCha8Rng::seed_from_u64(1),
             lo(8620),
             lo(9000),
@@ -86,8 +123,8 @@ impl Pair {
         let client = Client::new(
             now,
             ClientConfig {
-                modes: Modes::from(mode),
-                identity: mode.is_secure().then(|| Identity {
+                modes: choice.modes(),
+                identity: choice.secure().then(|| Identity {
                     key_id: ALICE.to_vec(),
                     passphrase: PASS.to_vec().into(),
                 }),
@@ -157,9 +194,13 @@ impl Pair {
 
 /// Runs one test of 20 packets; packet `lost` is lost on the way out, reply `dup` arrives
 /// twice; the path has 2 hops out and 3 back.
-fn run(mode: Mode, lost: u32, dup: u32) -> (Pair, Vec<TwoWayRecord>, TwoWaySummary) {
-    let mut p = Pair::new(mode);
-    assert_eq!(p.client.mode(), mode);
+fn run(choice: Choice, lost: u32, dup: u32) -> (Pair, Vec<TwoWayRecord>, TwoWaySummary) {
+    let mut p = Pair::with(choice, with_mixed(Modes::ALL));
+    let mode = choice.packet_mode();
+    assert_eq!(p.client.packet_mode(), mode);
+    assert_eq!(p.server.packet_mode(), mode);
+    assert_eq!(p.client.is_mixed(), choice == Choice::Mixed);
+    assert_eq!(p.server.is_mixed(), choice == Choice::Mixed);
     let start = p.now.saturating_add_interval(Interval::from_raw(1 << 32));
     let gap = Interval::saturating_from_duration(Duration::from_millis(50));
     let padding = default_padding(mode);
@@ -191,6 +232,7 @@ fn run(mode: Mode, lost: u32, dup: u32) -> (Pair, Vec<TwoWayRecord>, TwoWaySumma
         "the client sends to the reflector"
     );
     assert_eq!(si.peer, lo(9100), "the reflector answers the sender");
+    assert_eq!((ci.mode, si.mode), (mode, mode), "the test packets' mode");
     let mut sender = SessionSender::new(&ci, vec![0x5a; padding as usize]).unwrap();
     let mut reflector = Reflector::new(&si).unwrap();
     p.client
@@ -248,7 +290,7 @@ fn run(mode: Mode, lost: u32, dup: u32) -> (Pair, Vec<TwoWayRecord>, TwoWaySumma
 
 #[test]
 fn a_whole_test_in_every_mode() {
-    for mode in Mode::ALL {
+    for mode in Choice::ALL {
         let (p, records, s) = run(mode, 3, 5);
         assert!(!p.c.closed && !p.s.closed);
         // C>S: Set-Up-Response, Request-TW-Session, Start-Sessions, Stop-Sessions (as twping).
@@ -272,7 +314,57 @@ fn a_whole_test_in_every_mode() {
 
 #[test]
 fn nothing_lost_nothing_duplicated() {
-    let (_, _, s) = run(Mode::Encrypted, 99, 99);
+    let (_, _, s) = run(Choice::Only(Mode::Encrypted), 99, 99);
     assert_eq!((s.lost, s.send_duplicates, s.reflect_duplicates), (0, 0, 0));
     assert_eq!(s.send.jitter(), Some(0.0));
+}
+
+/// RFC 5618: the Set-Up-Response says 8, the control stream is encrypted as in authenticated
+/// mode, and the test packets have the open layout (14 + 27 octets out, 41 back).
+#[test]
+fn mixed_mode_encrypts_control_and_opens_packets() {
+    let (p, _, _) = run(Choice::Mixed, 99, 99);
+    assert_eq!(&p.c.sent[..4], &8u32.to_be_bytes(), "Set-Up-Response Mode");
+    assert_eq!(&p.c.sent[4..9], b"alice", "KeyID");
+    let open = run(Choice::Only(Mode::Open), 99, 99).0;
+    // Request-TW-Session in the clear in open mode, encrypted in mixed mode.
+    assert_eq!(open.c.sent[164], 5);
+    assert_ne!(&p.c.sent[164..276], &open.c.sent[164..276]);
+    assert_eq!(default_padding(Choice::Mixed.packet_mode()), 27);
+}
+
+/// A client that prefers stronger modes still picks them; one that offers only mixed mode gets
+/// it only from a server that offers the bit, and no identity means no mixed mode.
+#[test]
+fn mixed_mode_choice() {
+    let both = with_mixed(Modes::from(Mode::Authenticated));
+    let mut p = Pair::with(Choice::Mixed, both);
+    assert!(p.client.is_mixed());
+    p.pump();
+    assert!(!p.c.closed);
+
+    // Offered E, A, M, O and asked for A and M: authenticated wins.
+    let now = OwampTime::from_raw(0xeeb2_5d00_0000_0000);
+    let mut c = Client::new(
+        now,
+        ClientConfig {
+            modes: with_mixed(Modes::AUTHENTICATED | Modes::OPEN),
+            identity: Some(Identity {
+                key_id: ALICE.to_vec(),
+                passphrase: PASS.to_vec().into(),
+            }),
+            protocol: Protocol::Twamp,
+            ..ClientConfig::default()
+        },
+        ChaCha8Rng::seed_from_u64(3),
+    );
+    let mut greeting = vec![0u8; 64];
+    greeting[12..16].copy_from_slice(&15u32.to_be_bytes());
+    greeting[48..52].copy_from_slice(&1024u32.to_be_bytes());
+    c.handle_input(now, Input::Received(&greeting)).unwrap();
+    assert_eq!((c.mode(), c.is_mixed()), (Mode::Authenticated, false));
+
+    // A server without the bit: a mixed-only client finds no common mode.
+    let q = Pair::with(Choice::Mixed, Modes::ALL);
+    assert!(q.c.closed, "no common mode");
 }

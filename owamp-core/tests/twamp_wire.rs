@@ -403,3 +403,30 @@ proptest! {
         let _ = ReflectorPacket::parse(Mode::Authenticated, &b);
     }
 }
+
+/// RFC 5618 3.1: a Set-Up-Response with Mode 8 reads as mixed mode with authenticated mode's
+/// credentials and writes back byte for byte; OWAMP's parser still refuses it.
+#[test]
+fn mixed_mode_set_up_response_round_trips() {
+    use owamp_core::wire::twamp::{parse_setup_response, write_setup_response};
+    use owamp_core::wire::SetUpResponse;
+    let mut b = vec![0u8; SetUpResponse::LEN];
+    b[3] = 8;
+    b[4..9].copy_from_slice(b"alice");
+    b[84] = 0xaa; // Token
+    b[148] = 0xbb; // Client-IV
+    assert!(SetUpResponse::parse(&b).is_err());
+    let (s, mixed) = parse_setup_response(&b).unwrap();
+    assert!(mixed);
+    assert_eq!(s.mode, Mode::Authenticated);
+    assert_eq!(s.key_id_name(), b"alice");
+    let mut out = vec![0x11];
+    write_setup_response(&s, mixed, &mut out);
+    assert_eq!(&out[1..], &b[..]);
+    // Other modes are OWAMP's, and Mode values that are not one mode stay errors.
+    b[3] = 2;
+    assert_eq!(parse_setup_response(&b).unwrap(), (s, false));
+    b[3] = 9;
+    assert!(parse_setup_response(&b).is_err());
+    assert!(parse_setup_response(&b[..10]).is_err());
+}

@@ -59,19 +59,29 @@ pub fn parse_test_ports(s: &str) -> Result<TestPorts, String> {
     Ok(TestPorts::Range(low, high))
 }
 
-/// Parses an authentication mode string: any of the letters A, E, O (either case).
+/// Parses an authentication mode string: any of the letters A, E, O (either case), and M,
+/// TWAMP's mixed mode (RFC 5618), which the OWAMP tools refuse after parsing.
 pub fn parse_modes(s: &str) -> Result<Modes, String> {
     if s.is_empty() {
-        return Err("expected some of the letters A, E and O".into());
+        return Err("expected some of the letters A, E, M and O".into());
     }
     let mut m = Modes::EMPTY;
     for c in s.chars() {
-        m = m.with(match c.to_ascii_uppercase() {
-            'O' => Mode::Open,
-            'A' => Mode::Authenticated,
-            'E' => Mode::Encrypted,
-            _ => return Err(format!("'{c}' is not one of A, E, O")),
-        });
+        m = match c.to_ascii_uppercase() {
+            'O' => m.with(Mode::Open),
+            'A' => m.with(Mode::Authenticated),
+            'E' => m.with(Mode::Encrypted),
+            'M' => owamp_core::wire::twamp::with_mixed(m),
+            _ => return Err(format!("'{c}' is not one of A, E, M, O")),
+        };
+    }
+    Ok(m)
+}
+
+/// Refuses TWAMP's mixed mode (M) in the modes of an OWAMP tool.
+pub fn owamp_modes(m: Modes) -> Result<Modes, String> {
+    if owamp_core::wire::twamp::offers_mixed(m) {
+        return Err("M (mixed mode, RFC 5618) is a TWAMP mode; OWAMP has A, E and O".into());
     }
     Ok(m)
 }
@@ -404,6 +414,17 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn mixed_mode_letter_is_twamps() {
+        let m = parse_modes("aeMo").unwrap();
+        assert!(owamp_core::wire::twamp::offers_mixed(m));
+        assert_eq!(m.known(), Modes::ALL);
+        assert!(owamp_modes(m).is_err());
+        assert_eq!(owamp_modes(Modes::ALL), Ok(Modes::ALL));
+        assert!(parse_modes("X").is_err() && parse_modes("").is_err());
+    }
+
     use super::*;
 
     /// The configuration of the server that recorded the reference traces.

@@ -16,7 +16,7 @@ use crate::io::{FetchStream, FetchedSession, Finished, Input, Output, SessionInf
 use crate::proto::{ClientCommand, CloseReason, Protocol, ProtocolError, Role, SessionRequest};
 use crate::time::OwampTime;
 use crate::wire::{
-    framing, AcceptSession, DataRecord, FetchAck, FetchData, FetchSession, Mode, Modes,
+    framing, twamp, AcceptSession, DataRecord, FetchAck, FetchData, FetchSession, Mode, Modes,
     RequestSession, RequestTwSession, ServerGreeting, ServerStart, SessionId, SetUpResponse,
     SkipRange, StartAck, StartSessions,
 };
@@ -54,7 +54,10 @@ impl std::fmt::Debug for Identity {
 /// Settings of a [`Client`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Modes the client is willing to use (authenticated and encrypted need `identity`).
+    /// Modes the client is willing to use (authenticated and encrypted need `identity`). A
+    /// TWAMP client may add RFC 5618's mixed mode with
+    /// [`twamp::with_mixed`](crate::wire::twamp::with_mixed) (it needs `identity` too); it
+    /// is chosen after encrypted and authenticated, before open.
     pub modes: Modes,
     /// The identity for authenticated and encrypted modes.
     pub identity: Option<Identity>,
@@ -181,9 +184,20 @@ impl<R: RngCore + CryptoRng> Client<R> {
         self.stream_fetch = true;
     }
 
-    /// The mode of the connection (open until set-up completes).
+    /// The mode of the connection (open until set-up completes); in RFC 5618 mixed mode,
+    /// [`Mode::Authenticated`], whose control handling mixed mode shares.
     pub fn mode(&self) -> Mode {
         self.conn.mode
+    }
+
+    /// Whether the connection runs RFC 5618 mixed mode (TWAMP only).
+    pub fn is_mixed(&self) -> bool {
+        self.conn.mixed
+    }
+
+    /// The mode of the test packets: the connection's, or open in mixed mode.
+    pub fn packet_mode(&self) -> Mode {
+        self.conn.packet_mode()
     }
 
     /// Whether the connection is closed.
@@ -717,11 +731,22 @@ impl<R: RngCore + CryptoRng> Client<R> {
         let mut avail = g.modes.intersection(self.cfg.modes);
         if self.cfg.identity.is_none() {
             avail = avail.without(Mode::Authenticated).without(Mode::Encrypted);
+            avail = twamp::without_mixed(avail);
         }
-        let Some(mode) = avail.strongest() else {
-            // "No Common Modes": give up before Set-Up-Response, as the reference does.
-            self.conn.close(CloseReason::NoCommonMode);
-            return Ok(());
+        if self.cfg.protocol != Protocol::Twamp {
+            avail = twamp::without_mixed(avail);
+        }
+        // Strongest first: encrypted, authenticated, then RFC 5618's mixed mode (encrypted
+        // control, open test packets), then open.
+        let (mode, mixed) = match avail.strongest() {
+            Some(m) if m.is_secure() => (m, false),
+            _ if twamp::offers_mixed(avail) => (Mode::Authenticated, true),
+            Some(m) => (m, false),
+            None => {
+                // "No Common Modes": give up before Set-Up-Response, as the reference does.
+                self.conn.close(CloseReason::NoCommonMode);
+                return Ok(());
+            }
         };
         let mut setup = SetUpResponse::open();
         setup.mode = mode;
@@ -754,7 +779,10 @@ impl<R: RngCore + CryptoRng> Client<R> {
             self.conn.keys = Some(keys);
         }
         self.conn.mode = mode;
-        self.conn.stream.send_clear(&setup.to_bytes());
+        self.conn.mixed = mixed;
+        let mut b = Vec::with_capacity(SetUpResponse::LEN);
+        twamp::write_setup_response(&setup, mixed, &mut b);
+        self.conn.stream.send_clear(&b);
         self.state = State::ServerStart;
         self.conn.wait_peer(now);
         Ok(())
@@ -791,7 +819,7 @@ impl<R: RngCore + CryptoRng> Client<R> {
             .push_back(Output::SessionAccepted(Box::new(SessionInfo {
                 sid: tr.sid,
                 role,
-                mode: self.conn.mode,
+                mode: self.conn.packet_mode(),
                 keys: self.conn.keys.clone(),
                 local,
                 peer,

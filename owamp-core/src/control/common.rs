@@ -79,6 +79,8 @@ pub(crate) struct Conn {
     pub deadline: Option<OwampTime>,
     pub closed: bool,
     pub mode: Mode,
+    /// RFC 5618 mixed mode (TWAMP): `mode` is authenticated, the test packets are open.
+    pub mixed: bool,
     pub keys: Option<SessionKeys>,
     pub sessions: Vec<LocalSession>,
     /// Sessions of finished tests, for the role to clean up.
@@ -105,6 +107,7 @@ impl Conn {
             deadline: None,
             closed: false,
             mode: Mode::Open,
+            mixed: false,
             keys: None,
             sessions: Vec::new(),
             ended: Vec::new(),
@@ -113,6 +116,15 @@ impl Conn {
             failure: None,
             control_timeout,
             end_delay,
+        }
+    }
+
+    /// The mode of the test packets: open in RFC 5618 mixed mode, else the connection's.
+    pub(crate) fn packet_mode(&self) -> Mode {
+        if self.mixed {
+            Mode::Open
+        } else {
+            self.mode
         }
     }
 

@@ -50,8 +50,17 @@
 //! [`Output::StopLocalSessions`] (a reflector host keeps answering for the request's Timeout,
 //! RFC 5357 3.8) and reports `TestComplete`. There is no Fetch-Session: a TWAMP server closes
 //! on it (and on OWAMP's Request-Session), a TWAMP client refuses the command. The session's
-//! packets are [`crate::session::twamp`]'s; RFC 5618 mixed mode is offered when the policy
-//! gives its bit (as twampd does) but not yet chosen or served.
+//! packets are [`crate::session::twamp`]'s.
+//!
+//! RFC 5618 mixed mode (Modes bit 8, [`crate::wire::twamp::MIXED_MODE_BIT`]): the server
+//! offers it when its policy's modes have the bit (as twampd does); a TWAMP client with an
+//! identity chooses it when its [`ClientConfig::modes`] have the bit and the server offers no
+//! stronger mode (encrypted, then authenticated, then mixed, then open). Set-Up-Response then
+//! says 8 and carries the KeyID, Token and Client-IV; the control connection is encrypted and
+//! HMAC-protected exactly as in authenticated mode, and `mode()` of both machines says
+//! [`Mode::Authenticated`] (so does the policy's [`Peer`](crate::policy::Peer)), while
+//! `is_mixed()` is true and [`SessionInfo::mode`](crate::io::SessionInfo::mode), like
+//! `packet_mode()`, is [`Mode::Open`]: the test packets have the open layout, unprotected.
 //!
 //! A twping-like host: connect, drive a [`Client`] until [`Client::is_ready`], bind a UDP socket
 //! (TTL 255, as twping, so that the reflector's Sender TTL counts hops), issue

@@ -51,8 +51,8 @@ pub struct ServerConfig {
     /// OWAMP or TWAMP. A TWAMP server answers Request-TW-Session only (the client sends,
     /// the server reflects), refuses Fetch-Session by closing, and ends a test on the client's
     /// Stop-Sessions without sending one. It offers the policy's modes, RFC 5618's mixed-mode
-    /// bit included when the policy gives it (as twampd does), though it cannot run mixed
-    /// mode yet: a client that chooses it is disconnected.
+    /// bit included when the policy gives it (as twampd does), and serves mixed mode when the
+    /// client chooses it: control as in authenticated mode, open test packets.
     pub protocol: Protocol,
 }
 
@@ -284,9 +284,20 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         s
     }
 
-    /// The mode of the connection (open until set-up completes).
+    /// The mode of the connection (open until set-up completes); in RFC 5618 mixed mode,
+    /// [`Mode::Authenticated`], whose control handling mixed mode shares.
     pub fn mode(&self) -> Mode {
         self.conn.mode
+    }
+
+    /// Whether the client chose RFC 5618 mixed mode (TWAMP only).
+    pub fn is_mixed(&self) -> bool {
+        self.conn.mixed
+    }
+
+    /// The mode of the test packets: the connection's, or open in mixed mode.
+    pub fn packet_mode(&self) -> Mode {
+        self.conn.packet_mode()
     }
 
     /// The KeyID the client authenticated with.
@@ -591,7 +602,11 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     fn on_setup(&mut self, now: OwampTime, b: &[u8]) -> Result<(), ProtocolError> {
         // A Mode that is not exactly one mode fails to parse: the reference closes without
         // answering.
-        let setup = SetUpResponse::parse(b)?;
+        let (setup, mixed) = match self.cfg.protocol {
+            Protocol::Owamp => (SetUpResponse::parse(b)?, false),
+            // RFC 5618 3.1: Mode 8 is mixed mode, whose control is as authenticated mode's.
+            Protocol::Twamp => crate::wire::twamp::parse_setup_response(b)?,
+        };
         let mode = setup.mode;
         let key_id = mode.is_secure().then(|| setup.key_id_name().to_vec());
         let refused = |reason| SetupRefused {
@@ -599,7 +614,12 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             key_id: key_id.clone(),
             reason,
         };
-        if !self.offered.contains(mode) {
+        let offered = if mixed {
+            crate::wire::twamp::offers_mixed(self.offered)
+        } else {
+            self.offered.contains(mode)
+        };
+        if !offered {
             self.reject_setup(AcceptCode::Failure, refused(SetupRefusal::ModeNotOffered));
             return Ok(());
         }
@@ -631,6 +651,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             self.key_id = Some(key_id.clone());
         }
         self.conn.mode = mode;
+        self.conn.mixed = mixed;
         let peer = Peer {
             addr: self.peer.ip(),
             mode,
@@ -643,6 +664,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 code
             };
             self.conn.mode = Mode::Open;
+            self.conn.mixed = false;
             self.reject_setup(code, refused(SetupRefusal::Policy(code)));
             return Ok(());
         }
@@ -738,7 +760,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         if req.conf_sender == req.conf_receiver
             || req.slots.is_empty()
             || req.num_packets == 0
-            || !supported_packets(&req, self.conn.mode)
+            || !supported_packets(&req, self.conn.packet_mode())
         {
             return self.refuse(now, AcceptCode::NotSupported);
         }
@@ -760,7 +782,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     fn on_twamp_request(&mut self, now: OwampTime, tw: RequestTwSession) {
         self.state = State::Idle;
         let req = tw.to_request();
-        if !supported_packets(&req, self.conn.mode) {
+        if !supported_packets(&req, self.conn.packet_mode()) {
             return self.refuse(now, AcceptCode::NotSupported);
         }
         // As RFC 4656 7 for an OWAMP sender: in open mode the reflector only sends to the
@@ -832,7 +854,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                 sid,
                 role,
                 local,
-                recv_buffer: recv_buffer_for(&req, role, self.conn.mode),
+                recv_buffer: recv_buffer_for(&req, role, self.conn.packet_mode()),
             }));
         self.state = State::AwaitEndpoint(Box::new(Pending {
             req,
@@ -878,7 +900,11 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
                                 sid,
                                 role: p.role,
                                 local: p.local,
-                                recv_buffer: recv_buffer_for(&p.req, p.role, self.conn.mode),
+                                recv_buffer: recv_buffer_for(
+                                    &p.req,
+                                    p.role,
+                                    self.conn.packet_mode(),
+                                ),
                             }));
                         self.state = State::AwaitEndpoint(Box::new(p));
                         return Ok(());
@@ -935,7 +961,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
             .push_back(Output::SessionAccepted(Box::new(SessionInfo {
                 sid,
                 role: p.role,
-                mode: self.conn.mode,
+                mode: self.conn.packet_mode(),
                 keys: self.conn.keys.clone(),
                 local,
                 peer,

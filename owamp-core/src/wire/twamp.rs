@@ -4,9 +4,10 @@
 //! Everything else TWAMP sends is OWAMP's, octet for octet: Server-Greeting, Set-Up-Response,
 //! Server-Start, Accept-Session, Start-Sessions and Start-Ack (RFC 5357 3.1-3.7), and the
 //! session-sender's test packet, which is [`TestPacket`](super::TestPacket) (RFC 5357 4.1.2
-//! refers to RFC 4656 4.1.2). Modes add RFC 5618's mixed mode (bit 3, 8): authenticated or
-//! encrypted control with open test packets; [`Modes`](super::Modes) carries the bit as an
-//! unknown one and the control machines never choose it.
+//! refers to RFC 4656 4.1.2). Modes add RFC 5618's mixed mode (bit 3, 8): encrypted control
+//! with open test packets; [`Modes`](super::Modes) carries the bit as an unknown one, and a
+//! Set-Up-Response choosing it is read and written with [`parse_setup_response`] and
+//! [`write_setup_response`].
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -14,12 +15,54 @@ use zerocopy::network_endian::{U16, U32, U64};
 use zerocopy::IntoBytes;
 
 use super::error::{check_mbz, WireError};
-use super::{raw, read_layout, AcceptCode, Hmac, Mode, RequestSession, SessionId, TypeP};
+use super::{
+    raw, read_layout, AcceptCode, Hmac, Mode, Modes, RequestSession, SessionId, SetUpResponse,
+    TypeP,
+};
 use crate::time::{ErrorEstimate, Interval, OwampTime};
 
-/// The Modes bit of RFC 5618's mixed mode (authenticated or encrypted TWAMP-Control, open
-/// TWAMP-Test), which twampd 5.2.3 offers. This implementation does not choose it yet.
+/// The Modes bit of RFC 5618's mixed mode (encrypted TWAMP-Control, open TWAMP-Test), which
+/// twampd 5.2.3 offers and twping chooses with `-A M`.
 pub const MIXED_MODE_BIT: u32 = 8;
+
+/// Whether a Modes word has RFC 5618's mixed-mode bit.
+pub const fn offers_mixed(modes: Modes) -> bool {
+    modes.raw() & MIXED_MODE_BIT != 0
+}
+
+/// `modes` with RFC 5618's mixed-mode bit added.
+pub const fn with_mixed(modes: Modes) -> Modes {
+    Modes::from_raw(modes.raw() | MIXED_MODE_BIT)
+}
+
+/// `modes` without RFC 5618's mixed-mode bit.
+pub const fn without_mixed(modes: Modes) -> Modes {
+    Modes::from_raw(modes.raw() & !MIXED_MODE_BIT)
+}
+
+/// Decodes a TWAMP Set-Up-Response: OWAMP's, or one whose Mode is RFC 5618's mixed mode (8).
+/// Returns the message and whether it chose mixed mode; the message of a mixed-mode response
+/// says [`Mode::Authenticated`], whose control-connection handling (KeyID, Token, Client-IV,
+/// encrypted and HMAC-protected control, RFC 5618 3.1) mixed mode shares.
+pub fn parse_setup_response(bytes: &[u8]) -> Result<(SetUpResponse, bool), WireError> {
+    let mixed = bytes.get(..4) == Some(&MIXED_MODE_BIT.to_be_bytes()[..]);
+    if !mixed {
+        return Ok((SetUpResponse::parse(bytes)?, false));
+    }
+    let mut b = bytes.to_vec();
+    b[..4].copy_from_slice(&Mode::Authenticated.bits().to_be_bytes());
+    Ok((SetUpResponse::parse(&b)?, true))
+}
+
+/// Appends a Set-Up-Response to `out`; with `mixed` its Mode is RFC 5618's mixed mode (8)
+/// and `setup` carries the credentials as in authenticated mode.
+pub fn write_setup_response(setup: &SetUpResponse, mixed: bool, out: &mut Vec<u8>) {
+    let at = out.len();
+    setup.write_to(out);
+    if mixed {
+        out[at..at + 4].copy_from_slice(&MIXED_MODE_BIT.to_be_bytes());
+    }
+}
 
 /// Request-TW-Session: the control-client asks for one TWAMP test session (RFC 5357 3.5).
 ///
