@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::collector::Collector;
@@ -221,16 +221,60 @@ fn answer(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>>
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    match render(registry) {
+    let format = Format::accepted(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+    match format.render(registry) {
         Ok(text) => {
             let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
+                HeaderValue::from_static(format.content_type()),
             );
             r
         }
         Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
+    }
+}
+
+/// The formats a scrape can get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text: the default, and what Prometheus asks for first.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4, for a client that accepts `text/plain` and not
+    /// OpenMetrics (`promtool check metrics` reads this one: with OpenMetrics it takes a
+    /// counter's `_total` sample for a family without help).
+    PrometheusText,
+}
+
+impl Format {
+    /// The format for a request's `Accept` header.
+    pub fn accepted(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if !a.contains("application/openmetrics-text") && a.contains("text/plain") => {
+                Format::PrometheusText
+            }
+            _ => Format::OpenMetrics,
+        }
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Format::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+
+    /// The registry in this format.
+    pub fn render(self, registry: &Registry) -> Result<String, std::fmt::Error> {
+        match self {
+            Format::OpenMetrics => render(registry),
+            Format::PrometheusText => {
+                let mut text = String::new();
+                prometheus_client::encoding::prometheus_text::encode(&mut text, registry)?;
+                Ok(text)
+            }
+        }
     }
 }
 
@@ -308,5 +352,20 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn prometheus_text_only_when_openmetrics_is_not_accepted() {
+        use Format::*;
+        assert_eq!(Format::accepted(None), OpenMetrics);
+        assert_eq!(Format::accepted(Some("*/*")), OpenMetrics);
+        // What Prometheus 2.x sends.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::accepted(Some(prometheus)), OpenMetrics);
+        assert_eq!(
+            Format::accepted(Some("text/plain; version=0.0.4")),
+            PrometheusText
+        );
+        assert!(PrometheusText.content_type().starts_with("text/plain"));
     }
 }

@@ -129,12 +129,14 @@ impl OwampdMetrics {
         // Every outcome and reason from the start, at 0: rate() and increase() then see the
         // first one.
         for outcome in OUTCOMES {
-            families
-                .connections
-                .get_or_create(&OutcomeLabels { outcome });
+            drop(
+                families
+                    .connections
+                    .get_or_create(&OutcomeLabels { outcome }),
+            );
         }
         for reason in REASONS {
-            families.refusals.get_or_create(&ReasonLabels { reason });
+            drop(families.refusals.get_or_create(&ReasonLabels { reason }));
         }
         r.register_collector(Box::new(ActiveSessions(sessions.clone())));
         // The clock's gauges under owamp_, as powstream's: one name across the mesh.

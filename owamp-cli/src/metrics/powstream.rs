@@ -76,13 +76,6 @@ struct SessionLabels {
     outcome: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct QuantileLabels {
-    peer: String,
-    direction: &'static str,
-    quantile: &'static str,
-}
-
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 #[derive(Debug)]
@@ -93,7 +86,9 @@ struct Families {
     reordered: Family<PathLabels, Counter>,
     loss_ratio: Family<PathLabels, FloatGauge>,
     delay: Family<PathLabels, Histogram, fn() -> Histogram>,
-    last_delay: Family<QuantileLabels, FloatGauge>,
+    last_min: Family<PathLabels, FloatGauge>,
+    last_median: Family<PathLabels, FloatGauge>,
+    last_max: Family<PathLabels, FloatGauge>,
     hops: Family<PathLabels, Gauge>,
     sessions: Family<SessionLabels, Counter>,
 }
@@ -137,7 +132,9 @@ impl PowstreamMetrics {
             reordered: Family::default(),
             loss_ratio: Family::default(),
             delay: Family::new_with_constructor(delay_histogram as fn() -> Histogram),
-            last_delay: Family::default(),
+            last_min: Family::default(),
+            last_median: Family::default(),
+            last_max: Family::default(),
             hops: Family::default(),
             sessions: Family::default(),
         };
@@ -188,10 +185,22 @@ impl PowstreamMetrics {
             f.delay.clone(),
         );
         r.register_with_unit(
-            "last_session_delay",
-            "One-way delay of the last session saved: quantile 0 (min), 0.5 (median), 1 (max)",
+            "last_session_min_delay",
+            "Smallest one-way delay of the last session saved",
             Unit::Seconds,
-            f.last_delay.clone(),
+            f.last_min.clone(),
+        );
+        r.register_with_unit(
+            "last_session_median_delay",
+            "Median one-way delay of the last session saved (exact, or the histogram's for sessions of over 4 Mi packets)",
+            Unit::Seconds,
+            f.last_median.clone(),
+        );
+        r.register_with_unit(
+            "last_session_max_delay",
+            "Largest one-way delay of the last session saved",
+            Unit::Seconds,
+            f.last_max.clone(),
         );
         r.register(
             "hops",
@@ -228,24 +237,20 @@ impl PowstreamMetrics {
             let h = f.delay.get_or_create(&path);
             observe_delays(&h, summary);
         }
-        let quantile = |q: &'static str| QuantileLabels {
-            peer: peer.to_owned(),
-            direction: direction.as_str(),
-            quantile: q,
-        };
+        // owstats --json's median: exact when the delays were kept, else the histogram's.
         let median = summary.exact_median().or_else(|| summary.median());
-        for (q, v) in [
-            ("0", summary.min_delay()),
-            ("0.5", median),
-            ("1", summary.max_delay()),
+        for (g, v) in [
+            (&f.last_min, summary.min_delay()),
+            (&f.last_median, median),
+            (&f.last_max, summary.max_delay()),
         ] {
             match v {
                 Some(v) => {
-                    f.last_delay.get_or_create(&quantile(q)).set(v);
+                    g.get_or_create(&path).set(v);
                 }
                 // Nothing received: no delay to show, rather than a stale one.
                 None => {
-                    f.last_delay.remove(&quantile(q));
+                    g.remove(&path);
                 }
             }
         }
