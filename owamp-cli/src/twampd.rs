@@ -53,6 +53,8 @@ pub fn command() -> clap::Command {
         .name("twampd")
         .bin_name("twampd")
         .about("Two-way latency (TWAMP) server (perfSONAR twampd compatible)")
+        // Not served by twampd yet: refused at start (see `serve`).
+        .mut_arg("metrics", |a| a.hide(true))
 }
 
 fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Args, clap::Error> {
