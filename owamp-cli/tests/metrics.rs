@@ -364,3 +364,45 @@ fn a_metrics_port_in_use_stops_powstream_at_start() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("expected ADDR:PORT"), "{}", out.stderr);
 }
+
+/// The endpoint on its own (an empty registry): a client that says nothing is closed at the
+/// header timeout, while the others are served; oversized headers get no metrics; the
+/// connections served at once are bounded.
+#[test]
+fn the_endpoint_bounds_what_clients_can_hold() {
+    use owamp_cli::metrics::{MetricsServer, HEADER_TIMEOUT, MAX_CONNECTIONS};
+    let server = MetricsServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        prometheus_client::registry::Registry::default(),
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/metrics").body, "# EOF\n");
+
+    // Silent clients, one fewer than the slots: a scrape is still served.
+    let silent: Vec<TcpStream> = (0..MAX_CONNECTIONS - 1)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    assert!(get(addr, "/metrics").status.starts_with("HTTP/1.1 200"));
+    // Each is closed once the header timeout has passed (bounded wait: 3 timeouts).
+    for mut s in silent {
+        s.set_read_timeout(Some(HEADER_TIMEOUT * 3)).unwrap();
+        let mut buf = Vec::new();
+        let r = s.read_to_end(&mut buf);
+        assert!(r.is_ok(), "still open: {r:?}");
+        assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    }
+
+    // 64 KiB of headers: refused, not served.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let big = "x".repeat(64 * 1024);
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"
+    );
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
