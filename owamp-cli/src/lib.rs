@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod fuzzing;
 pub mod logging;
 pub mod man;
+pub mod metrics;
 pub mod owampd;
 pub mod owfetch;
 pub mod owping;

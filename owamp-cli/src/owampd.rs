@@ -33,6 +33,7 @@ use crate::config::server::SendTiming;
 use crate::config::{self, limits, pfs, server, FileError};
 use crate::daemon::Detached;
 use crate::logging;
+use crate::metrics::owampd::OwampdMetrics;
 
 /// Names of the configuration files, current name first.
 pub const CONF_NAMES: [&str; 2] = ["owamp-server.conf", "owampd.conf"];
@@ -105,6 +106,10 @@ pub struct Args {
     /// debugging flag of the reference; ignored
     #[arg(short = 'w', hide = true)]
     pub childwait: bool,
+    /// serve Prometheus metrics (OpenMetrics text) at http://ADDR:PORT/metrics (or the
+    /// `metrics` key of owamp-server.conf)
+    #[arg(long = "metrics", value_name = "addr:port")]
+    pub metrics: Option<String>,
 }
 
 /// The daemon's settings: the configuration file with the command line applied.
@@ -356,6 +361,9 @@ pub fn apply_command_line(conf: &mut server::ServerConf, args: &Args) -> Result<
     }
     if args.group.is_some() {
         conf.group = args.group.clone();
+    }
+    if args.metrics.is_some() {
+        conf.metrics = args.metrics.clone();
     }
     conf.verbose |= args.verbose;
     Ok(())
@@ -759,7 +767,19 @@ fn serve(
         }
     }));
 
-    run_servers(
+    // --metrics (owamp-cli/src/metrics): counts what `cfg` reports and what the store writes.
+    let (metrics, store) = match &s.conf.metrics {
+        Some(addr) => {
+            let m =
+                OwampdMetrics::serve(addr, &policy.per_addr).map_err(|e| Fatal(e.to_string()))?;
+            log(&format!("metrics at http://{}/metrics", m.local_addr()));
+            m.instrument(&mut cfg);
+            let store = m.store(store);
+            (Some(m), store)
+        }
+        None => (None, store),
+    };
+    let served = run_servers(
         listeners,
         cfg,
         (policy, store, retention),
@@ -767,7 +787,9 @@ fn serve(
         ready,
         &s.datadir,
         pid,
-    )
+    );
+    drop(metrics);
+    served
 }
 
 /// The session store in the data directory, in perfSONAR's layout, with its catalog rebuilt

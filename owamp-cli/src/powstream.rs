@@ -44,6 +44,7 @@ use owamp_std::control::{
 use crate::args::{Hosts, PeerArgs};
 use crate::client::{self, Family};
 use crate::config::server::{check_facility, LOG_LEVELS};
+use crate::metrics::powstream::{self as metrics, PowstreamMetrics};
 use crate::owping;
 use crate::owstats;
 use crate::sys::Environment;
@@ -226,6 +227,14 @@ pub struct Args {
         help_heading = "Output Args"
     )]
     pub sessions: Option<u64>,
+
+    /// serve Prometheus metrics (OpenMetrics text) at http://ADDR:PORT/metrics
+    #[arg(
+        long = "metrics",
+        value_name = "addr:port",
+        help_heading = "Output Args"
+    )]
+    pub metrics: Option<String>,
 
     #[command(flatten)]
     pub peer: PeerArgs,
@@ -512,6 +521,8 @@ struct Stream<'a> {
     retry_at: Option<Instant>,
     /// A write error that stops powstream.
     fatal: bool,
+    /// `--metrics`: the sessions' outcomes and numbers (owamp-cli/src/metrics).
+    metrics: Option<PowstreamMetrics>,
 }
 
 impl Stream<'_> {
@@ -611,6 +622,7 @@ impl Stream<'_> {
                     self.queue.push_back(s);
                 }
                 None => {
+                    self.metrics_session_end(None);
                     // A session that could not be set up counts against -X too, so that an
                     // unreachable server cannot keep a bounded run going.
                     self.planned += 1;
@@ -793,7 +805,9 @@ impl Stream<'_> {
         s.conn.close();
         if let Some(d) = data {
             let partial = partial || d.finished != Finished::Normal;
-            match self.save(&s.schedule, s.start, s.end, &d, partial) {
+            let saved = self.save(&s.schedule, s.start, s.end, &d, partial);
+            self.metrics_session_end(saved.as_ref().ok().map(|()| &d));
+            match saved {
                 Ok(()) => {}
                 Err(SaveError::Write(what, e)) => {
                     let msg = format!("{what}: {e}");
@@ -808,6 +822,17 @@ impl Stream<'_> {
                     self.log(&msg);
                 }
             }
+        } else {
+            self.metrics_session_end(None);
+        }
+    }
+
+    /// `--metrics`: a session ended, with its files saved (`Some`) or not.
+    fn metrics_session_end(&self, saved: Option<&StoredSession>) {
+        if let Some(m) = &self.metrics {
+            let peer = metrics::peer_label(&self.p.serv.node, self.p.serv.port);
+            let direction = metrics::Direction::of(self.p.role);
+            m.session_end(&peer, direction, saved, self.p.bucket_width);
         }
     }
 
@@ -979,6 +1004,10 @@ fn start(
         opts.control.end_delay = d;
     }
     opts.test_ports = p.ports;
+    let metrics = match &a.metrics {
+        Some(addr) => Some(PowstreamMetrics::serve(addr).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let warnings = client::Warnings::default();
     warnings.install(&mut opts);
     let mut s = Stream {
@@ -997,6 +1026,7 @@ fn start(
         saved: 0,
         retry_at: None,
         fatal: false,
+        metrics,
     };
     if client::clock_unsynchronized() {
         s.log(client::NTP_UNSYNC);

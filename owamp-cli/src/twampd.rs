@@ -134,6 +134,8 @@ pub fn command() -> clap::Command {
                  and logs to syslog)",
             )
         })
+        // Not served by twampd yet: refused at start (see `serve`).
+        .mut_arg("metrics", |a| a.hide(true))
 }
 
 fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Args, clap::Error> {
@@ -191,6 +193,12 @@ fn serve(
     daemon: bool,
 ) -> Result<(), Fatal> {
     let s = owampd::load_settings_named(args, &TWAMPD_NAMES)?;
+    // owampd's flags and keys, all but this one (docs/metrics.md).
+    if s.conf.metrics.is_some() {
+        return Err(Fatal(
+            "metrics: twampd has no Prometheus metrics yet (owampd and powstream do)".into(),
+        ));
+    }
     owampd::configure_log(args, &s, daemon)?;
     for w in &s.warnings {
         tracing::warn!("{w}");

@@ -4,8 +4,9 @@
 //! parser): `authmode`, `controltimeout`, `datadir`, `dieby`, `diskfudge`, `enddelay`,
 //! `facility`, `group`, `loglevel`, `loglocation`, `maxcontrolsessions`, `pbkdf2_count`,
 //! `rootfolly`, `srcnode`, `syncfuzz`, `testports`, `user`, `vardir`, `verbose`; and some of
-//! ours: `keepfor`, `maxcontrolsessionsperaddr` and `maxsessionsperaddr` (limits per client
-//! address), `sendtiming` (how precisely test packets leave).
+//! ours: `keepfor` (retention), `maxcontrolsessionsperaddr` and `maxsessionsperaddr` (limits
+//! per client address), `metrics` (the Prometheus endpoint, as `--metrics`) and `sendtiming`
+//! (how precisely test packets leave).
 //! Any other keyword is an error, as in the reference.
 
 use std::path::PathBuf;
@@ -102,6 +103,7 @@ pub const KEYWORDS: &[&str] = &[
     "maxcontrolsessions",
     "maxcontrolsessionsperaddr",
     "maxsessionsperaddr",
+    "metrics",
     "pbkdf2_count",
     "rootfolly",
     "sendtiming",
@@ -202,6 +204,9 @@ pub struct ServerConf {
     /// `maxsessionsperaddr`: most test sessions set up or running at once for clients at
     /// one address (as above; 0: no limit). Ours, not perfSONAR's.
     pub maxsessionsperaddr: Option<u32>,
+    /// `metrics`: `ADDR:PORT` of the Prometheus metrics endpoint (as `--metrics`; checked
+    /// when owampd starts). Ours, not perfSONAR's.
+    pub metrics: Option<String>,
     /// `pbkdf2_count`: PBKDF2 iteration count offered in the Server-Greeting.
     pub pbkdf2_count: Option<u32>,
     /// `rootfolly`: allow running as root.
@@ -348,6 +353,7 @@ pub fn parse(text: &str) -> Result<ServerConf, ConfigError> {
                         c.maxcontrolsessionsperaddr = Some(uint(line, key_raw, v)?)
                     }
                     "maxsessionsperaddr" => c.maxsessionsperaddr = Some(uint(line, key_raw, v)?),
+                    "metrics" => c.metrics = Some(v.to_owned()),
                     "pbkdf2_count" => {
                         let n = uint(line, key_raw, v)?;
                         if n == 0 {

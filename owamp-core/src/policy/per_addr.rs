@@ -150,6 +150,11 @@ impl SessionsPerAddr {
     pub fn held(&self, addr: IpAddr) -> usize {
         self.count.held(addr)
     }
+
+    /// Sessions set up or running now, from every address (owampd's active sessions).
+    pub fn total(&self) -> usize {
+        self.owners().len()
+    }
 }
 
 #[cfg(test)]
@@ -204,5 +209,25 @@ mod tests {
         s.release(&SessionId([1; 16]), Role::Receiver);
         assert_eq!(s.held(a), 0);
         assert!(s.admit(a, SessionId([2; 16]), Role::Sender).is_ok());
+    }
+
+    #[test]
+    fn the_total_counts_every_address_and_each_session_once() {
+        let s = SessionsPerAddr::new(0);
+        let shared = s.clone();
+        assert!(s
+            .admit(ip("192.0.2.1"), SessionId([1; 16]), Role::Receiver)
+            .is_ok());
+        assert!(s
+            .admit(ip("192.0.2.1"), SessionId([1; 16]), Role::Receiver)
+            .is_ok());
+        assert!(shared
+            .admit(ip("2001:db8::1"), SessionId([1; 16]), Role::Sender)
+            .is_ok());
+        assert_eq!(s.total(), 2);
+        shared.release(&SessionId([1; 16]), Role::Receiver);
+        assert_eq!(s.total(), 1);
+        s.release(&SessionId([9; 16]), Role::Sender);
+        assert_eq!(shared.total(), 1);
     }
 }
