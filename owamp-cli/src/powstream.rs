@@ -728,8 +728,10 @@ impl Stream<'_> {
                     let wait = match &mut self.backoff {
                         Some(b) => {
                             let wait = b.next_delay(&mut OsRng);
-                            let msg = format!("retrying in {:.1} seconds", wait.as_secs_f64());
-                            self.log(&msg);
+                            if !self.done_planning() {
+                                let msg = format!("retrying in {:.1} seconds", wait.as_secs_f64());
+                                self.log(&msg);
+                            }
                             wait
                         }
                         None => self.p.retry.min(session),

@@ -165,7 +165,7 @@ pub const SCHEMA: &[Field] = &[
     field("start_time", Str, false, "RFC 3339", "the session's start in UTC, to the nanosecond"),
     field("end_ntp", Str, false, "NTP timestamp", "the scheduled send time of the last packet (of the last packet held, for a session cut short), as start_ntp"),
     field("end_time", Str, false, "RFC 3339", "end_ntp in UTC"),
-    field("file", Str, true, "", "the .owp file written (its .sum is beside it), null when none was"),
+    field("file", Str, true, "", "the .owp file written (its .sum is beside it), as -d names its directory; null when none was"),
     field("complete", Boolean, false, "", "whether the session ran to its end and all its results came in"),
     field("error", Str, true, "", "why the session failed or was cut short (the message logged), null when it did not"),
     field("from", Object, true, "", "summary: the sender {host, address, port}"),
