@@ -19,6 +19,36 @@
 //! first signal the sessions under way are stopped with Stop-Sessions and whatever they
 //! received is still saved (the file then ends at the last packet it holds); a second signal
 //! exits at once.
+//!
+//! # Several peers (an extension)
+//!
+//! The operands keep perfSONAR's meaning, `testaddr [servaddr]`, and alone they run one stream
+//! exactly as above. `--peer "host[:port] [key=value ...]"` (repeatable) and `--peers FILE` (one
+//! such line per peer; [`peers`] has the keys) add peers; with either, every peer (the operand's
+//! too, if one is given) has its own directory `<dir>/<host>_<port>` ([`peers::dir_name`]),
+//! created if missing and locked with its own `.powlock`, its log lines carry that name, and a
+//! peer whose sessions cannot be set up backs off: the retry delay `-I` after the first
+//! failure, doubling up to 10 minutes, each wait drawn from its upper half with the OS RNG
+//! (instead of the single stream's fixed wait). `-X` counts per peer. The exit status is the
+//! worst of the peers'.
+//!
+//! Design: a thread per peer, each running the single-peer [`Stream`] unchanged, on its own
+//! stop flag (a signal sets them all; a peer that fails fatally stops only itself), writing its
+//! messages and file names through a bounded queue to the calling thread, which alone writes
+//! standard output and error, whole lines in order. So one peer's failure, slow server or
+//! backoff never delays another's, and the one-peer path is the same code with one peer.
+//! Bounds, for P peers: threads 1 + P + one test endpoint thread per session under way (a
+//! receiving session's endpoint runs on its own thread; at most [`MAX_IN_FLIGHT`] sessions a
+//! peer, two or three at the defaults, where the next session is set up while one runs and the
+//! previous one waits out its loss timeout); sockets one TCP and one UDP per session under way;
+//! memory per peer its sessions under way (their records, at most `-c` each) and one
+//! being saved, plus at most 1024 queued lines in all. perfSONAR's way, a process per peer,
+//! costs a process where this costs a thread; a Tokio port of the stream (few threads whatever
+//! P) would cost less still and is not done.
+//!
+//! Each finished session (saved, cut short or failed) is passed as a [`FinishedSession`] to
+//! every [`SessionObserver`]: the archive stream of `--archive FILE|-` ([`archive`], one JSON
+//! line a session, schema in docs/archive.md) and whatever [`run_observed`]'s caller adds.
 
 pub mod archive;
 mod mesh;
@@ -253,7 +283,7 @@ pub struct Args {
         value_name = "peer",
         action = ArgAction::Append,
         help = "measure to this peer too: \"host[:port] [key=value ...]\" as a --peers line (repeatable; files go to <dir>/<peer-name>/)",
-        help_heading = "Several Peers"
+        help_heading = "Peer Args"
     )]
     pub peers_arg: Vec<String>,
     /// `--peers`: a file of peers.
@@ -261,7 +291,7 @@ pub struct Args {
         long = "peers",
         value_name = "file",
         help = "measure to the peers of file: one \"host[:port] [key=value ...]\" a line, keys mode, user, interval, count, dscp, direction, timeout",
-        help_heading = "Several Peers"
+        help_heading = "Peer Args"
     )]
     pub peers_file: Option<PathBuf>,
 
