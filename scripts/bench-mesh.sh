@@ -5,9 +5,12 @@
 # Each peer is one of our owampds on its own port of 127.0.0.1 (so PEERS owampds run); both
 # powstreams measure from every peer at once (the default direction: the owampd sends, the
 # powstream receives), at 10 packets/s, in sessions of COUNT packets, for SECONDS, then get
-# SIGTERM. Reported per side: CPU seconds (user + system, reaped children included, from
-# /proc), peak RSS (VmHWM; summed over the reference's processes) and PSS at the end (summed),
-# threads, sessions saved, and the loss over the saved sessions' .sum files.
+# SIGTERM. Reported per side, over each powstream process and its descendants (perfSONAR's
+# forks a worker a peer, and its receiving endpoints fork), read just before the signal: CPU
+# seconds (user + system, reaped children included, from /proc), the peak of the summed RSS
+# (sampled every 5 s), the sum of each process's own peak (VmHWM), processes and threads, and
+# after the signal, sessions saved (interrupted ones included) and packets sent and lost over
+# their .sum files.
 #
 # Usage: scripts/bench-mesh.sh [PEERS [SECONDS [COUNT]]]   (defaults: 100 60 100)
 # Loopback only; every process started is stopped however the script ends. The reference side
@@ -18,7 +21,7 @@ peers=${1:-100}
 seconds=${2:-60}
 count=${3:-100}
 interval=0.1
-loss_timeout=5
+loss_timeout=2
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root" || exit 1
@@ -72,29 +75,37 @@ for port in $ports; do
     [ -n "$up" ] || { echo "owampd on port $port did not start"; exit 1; }
 done
 
-# CPU seconds (user + system, children reaped included) of the processes given.
-cpu_of() {
-    local hz total=0 p c
-    hz=$(getconf CLK_TCK)
-    for p in "$@"; do
-        c=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat" 2>/dev/null)
-        total=$((total + ${c:-0}))
-    done
-    echo "scale=2; $total / $hz" | bc
+# The processes given and all their descendants (perfSONAR's powstream forks a worker, and
+# its test endpoints fork too), from one snapshot of the process table.
+tree() {
+    ps -e -o pid=,ppid= | awk -v roots="$*" '
+        BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1 }
+        { parent[$1] = $2 }
+        END {
+            do {
+                more = 0
+                for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; more = 1 }
+            } while (more)
+            for (p in keep) if (p in parent) print p
+        }'
 }
 
-# "PEAK_RSS_KIB PSS_KIB THREADS" summed over the processes given.
+# CPU seconds (user + system, reaped children included) of the processes given and their
+# descendants, in one pass over their /proc/PID/stat.
+cpu_of() {
+    local files=() p
+    for p in $(tree "$@"); do files+=("/proc/$p/stat"); done
+    awk -v hz="$(getconf CLK_TCK)" '{ t += $14 + $15 + $16 + $17 } END { printf "%.2f", t / hz }' \
+        "${files[@]}" 2>/dev/null
+}
+
+# "PEAK_RSS_KIB RSS_KIB THREADS PROCESSES" summed over the processes given and their
+# descendants (VmHWM: each process's peak).
 mem_of() {
-    local p hwm=0 pss=0 thr=0 a b c
-    for p in "$@"; do
-        a=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
-        b=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null)
-        c=$(awk '/^Threads:/ { print $2 }' "/proc/$p/status" 2>/dev/null)
-        hwm=$((hwm + ${a:-0}))
-        pss=$((pss + ${b:-0}))
-        thr=$((thr + ${c:-0}))
-    done
-    echo "$hwm $pss $thr"
+    local files=() p
+    for p in $(tree "$@"); do files+=("/proc/$p/status"); done
+    awk '/^VmHWM:/ { h += $2 } /^VmRSS:/ { r += $2 } /^Threads:/ { t += $2; n++ }
+         END { printf "%d %d %d %d", h, r, t, n }' "${files[@]}" 2>/dev/null
 }
 
 # "SESSIONS SENT LOST" over the .sum files under a directory (sub-session summaries aside).
@@ -130,36 +141,43 @@ if [ -x "$ref/powstream" ]; then
 fi
 
 echo "== $peers peers, $interval s mean interval, $count-packet sessions, $seconds s"
-# Peaks are read just before the signal (VmHWM keeps the peak); PSS is sampled.
-peak_pss_ours=0
-peak_pss_ref=0
+# The sum of the RSS of a side's processes is sampled every 5 s (its peak: the processes
+# that are alive together); each process's own peak (VmHWM) is read at the end.
+peak_sum_ours=0
+peak_sum_ref=0
 end=$((SECONDS + seconds))
 while [ "$SECONDS" -lt "$end" ]; do
-    m=$(mem_of "$ours"); p=$(echo "$m" | cut -d' ' -f2)
-    [ "$p" -gt "$peak_pss_ours" ] && peak_pss_ours=$p
+    read -r _ r _ _ <<< "$(mem_of "$ours")"
+    [ "${r:-0}" -gt "$peak_sum_ours" ] && peak_sum_ours=$r
     if [ ${#refs[@]} -gt 0 ]; then
-        m=$(mem_of "${refs[@]}"); p=$(echo "$m" | cut -d' ' -f2)
-        [ "$p" -gt "$peak_pss_ref" ] && peak_pss_ref=$p
+        read -r _ r _ _ <<< "$(mem_of "${refs[@]}")"
+        [ "${r:-0}" -gt "$peak_sum_ref" ] && peak_sum_ref=$r
     fi
-    sleep 2
+    sleep 5
 done
+# Both sides' figures at the same moment, before the signal.
+cpu_ours=$(cpu_of "$ours")
+mem_ours=$(mem_of "$ours")
+if [ ${#refs[@]} -gt 0 ]; then
+    cpu_ref=$(cpu_of "${refs[@]}")
+    mem_ref=$(mem_of "${refs[@]}")
+fi
+elapsed=$((SECONDS - end + seconds))
+for p in "$ours" "${refs[@]}"; do kill -TERM "$p" 2>/dev/null; done
+sleep 3
 
 report() {
-    local name=$1 dir=$2 peak_pss=$3
-    shift 3
-    local cpu m loss
-    cpu=$(cpu_of "$@")
-    m=$(mem_of "$@")
-    read -r hwm _ thr <<< "$m"
-    loss=$(loss_of "$dir")
-    read -r n sent lost <<< "$loss"
-    printf '%-10s procs=%-4s cpu=%6.2fs peak_rss=%7.1fMiB peak_pss=%7.1fMiB threads=%-4s sessions=%-5s sent=%-7s lost=%s\n' \
-        "$name" "$#" "$cpu" "$(echo "$hwm / 1024" | bc -l)" "$(echo "$peak_pss / 1024" | bc -l)" \
+    local name=$1 dir=$2 peak_sum=$3 cpu=$4 m=$5 hwm thr procs n sent lost
+    read -r hwm _ thr procs <<< "$m"
+    read -r n sent lost <<< "$(loss_of "$dir")"
+    printf '%-10s procs=%-4s cpu=%6.2fs peak_rss_sum=%7.1fMiB sum_of_peaks=%7.1fMiB threads=%-4s sessions=%-5s sent=%-7s lost=%s\n' \
+        "$name" "$procs" "$cpu" "$(echo "$peak_sum / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)" \
         "$thr" "$n" "$sent" "$lost"
 }
-report ours "$work/ours" "$peak_pss_ours" "$ours"
+echo "(measured over ${elapsed} s)"
+report ours "$work/ours" "$peak_sum_ours" "$cpu_ours" "$mem_ours"
 if [ ${#refs[@]} -gt 0 ]; then
-    report reference "$work/ref" "$peak_pss_ref" "${refs[@]}"
+    report reference "$work/ref" "$peak_sum_ref" "$cpu_ref" "$mem_ref"
 else
     echo "reference: binaries not found, skipped"
 fi

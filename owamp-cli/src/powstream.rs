@@ -107,6 +107,9 @@ pub const DEFAULT_BUCKET_WIDTH: f64 = 0.0001;
 /// The most sessions (and control connections) set up ahead at once.
 pub const MAX_IN_FLIGHT: usize = 32;
 
+/// With several peers: the longest a test endpoint waits before it looks at its stop flag.
+const MESH_POLL: Duration = Duration::from_millis(200);
+
 /// The end delay assumed for a server that sends: perfSONAR owampd's default, and ours.
 const SERVER_END_DELAY: Duration = Duration::from_secs(1);
 
@@ -1253,13 +1256,24 @@ fn prepare(p: &Plan, err: &mut dyn Write) -> Result<Prepared, String> {
         None => PathBuf::from(LOCK_FILE),
     };
     let lock = DirLock::take(&lock_path)?;
-    // A name that does not resolve now is a mistake, not a network problem to wait out.
-    let test = a.servaddr.as_ref().map(|_| &p.test);
-    client::resolve_server(&p.serv, test, p.family)?;
+    // A name that does not resolve now is a mistake, not a network problem to wait out; but
+    // of many peers, one whose name does not resolve is retried like any failing peer.
+    if !p.several {
+        let test = a.servaddr.as_ref().map(|_| &p.test);
+        client::resolve_server(&p.serv, test, p.family)?;
+    }
     if let Some(d) = p.end_delay {
         opts.control.end_delay = d;
     }
     opts.test_ports = p.ports;
+    if p.several {
+        // Many sessions at once on one host: endpoints wake less often (a stop is noticed
+        // within MESH_POLL), and senders neither spin nor use a timer of their own, as
+        // owampd's do; each packet is stamped with the time it left, so no delay is wrong.
+        opts.endpoint.poll_interval = MESH_POLL;
+        opts.endpoint.max_spin = Duration::ZERO;
+        opts.endpoint.fine_timer = false;
+    }
     let warnings = client::Warnings::default();
     warnings.install(&mut opts);
     Ok(Prepared {
@@ -1509,6 +1523,48 @@ mod tests {
             assert_eq!(code, 1, "{v:?}");
             assert!(!err.is_empty());
         }
+    }
+
+    #[test]
+    fn each_peer_has_its_settings_and_directory() {
+        let v = plans(args(&[
+            "powstream",
+            "-d",
+            "out",
+            "-c",
+            "50",
+            "srv.example:9",
+            "--peer",
+            "[::1]:8610 count=7 direction=to timeout=3 dscp=EF mode=A user=u interval=0.5",
+            "--peer",
+            "b.example",
+        ]))
+        .unwrap();
+        let names: Vec<&str> = v.iter().map(|p| p.peer.as_str()).collect();
+        assert_eq!(names, ["srv.example_9", "__1_8610", "b.example_861"]);
+        assert!(v.iter().all(|p| p.several));
+        assert_eq!(v[1].args.dir, Some(PathBuf::from("out/__1_8610")));
+        // The command line's settings, unless the peer's line says otherwise.
+        assert_eq!((v[0].spec.packets, v[0].role), (50, Role::Receiver));
+        assert_eq!((v[2].spec.packets, v[2].spec.dscp), (50, 0));
+        let p = &v[1];
+        assert_eq!((p.spec.packets, p.role), (7, Role::Sender));
+        assert_eq!(p.spec.timeout, Duration::from_secs(3));
+        assert_eq!(p.spec.dscp, 46);
+        assert_eq!(p.args.authmode.as_deref(), Some("A"));
+        assert_eq!(p.args.username.as_deref(), Some("u"));
+        assert_eq!(
+            p.spec.slots[0].mean,
+            owping::seconds_to_interval(0.5).unwrap()
+        );
+        // One peer as operands alone: perfSONAR's layout, no name prefix.
+        let one = plans(args(&["powstream", "-d", "out", "h"])).unwrap();
+        assert_eq!(one.len(), 1);
+        assert!(!one[0].several);
+        assert_eq!(one[0].args.dir, Some(PathBuf::from("out")));
+        // The same peer twice is refused.
+        let e = plans(args(&["powstream", "--peer", "h", "--peer", "h:861"])).unwrap_err();
+        assert!(e.contains("given twice"), "{e}");
     }
 
     #[test]
