@@ -7,10 +7,10 @@
 # powstream receives), at 10 packets/s, in sessions of COUNT packets, for SECONDS, then get
 # SIGTERM. Reported per side, over each powstream process and its descendants (perfSONAR's
 # forks a worker a peer, and its receiving endpoints fork), read just before the signal: CPU
-# seconds (user + system, reaped children included, from /proc), the peak of the summed RSS
+# seconds (time on a CPU, reaped children included, from /proc), the peak of the summed RSS
 # (sampled every 5 s), the sum of each process's own peak (VmHWM), processes and threads, and
-# after the signal, sessions saved (interrupted ones included) and packets sent and lost over
-# their .sum files.
+# after the signal, sessions saved and packets sent and lost over their .sum files, with and
+# without each peer's last session (cut short by the signal).
 #
 # Usage: scripts/bench-mesh.sh [PEERS [SECONDS [COUNT]]]   (defaults: 100 60 100)
 # Loopback only; every process started is stopped however the script ends. The reference side
@@ -90,13 +90,22 @@ tree() {
         }'
 }
 
-# CPU seconds (user + system, reaped children included) of the processes given and their
-# descendants, in one pass over their /proc/PID/stat.
+# CPU seconds of the processes given and their descendants. A process's own time is the
+# larger of its clock-tick count (/proc/PID/stat utime + stime: every thread, those that have
+# exited too, rounded down to 10 ms) and the nanosecond sum over its live threads
+# (/proc/PID/task/TID/schedstat), which keeps a reference process's few milliseconds from
+# rounding to zero; its reaped children's time (cutime + cstime) is added.
 cpu_of() {
-    local files=() p
-    for p in $(tree "$@"); do files+=("/proc/$p/stat"); done
-    awk -v hz="$(getconf CLK_TCK)" '{ t += $14 + $15 + $16 + $17 } END { printf "%.2f", t / hz }' \
-        "${files[@]}" 2>/dev/null
+    local hz p f own sched total=0
+    hz=$(getconf CLK_TCK)
+    for p in $(tree "$@"); do
+        { read -r -a f < "/proc/$p/stat"; } 2>/dev/null || continue
+        own=$(( (f[13] + f[14]) * 1000000 / hz ))
+        sched=$(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%d", t / 1000 }')
+        [ "${sched:-0}" -gt "$own" ] && own=$sched
+        total=$(( total + own + (f[15] + f[16]) * 1000000 / hz ))
+    done
+    echo "scale=2; $total / 1000000" | bc
 }
 
 # "PEAK_RSS_KIB RSS_KIB THREADS PROCESSES" summed over the processes given and their
@@ -104,13 +113,20 @@ cpu_of() {
 mem_of() {
     local files=() p
     for p in $(tree "$@"); do files+=("/proc/$p/status"); done
-    awk '/^VmHWM:/ { h += $2 } /^VmRSS:/ { r += $2 } /^Threads:/ { t += $2; n++ }
-         END { printf "%d %d %d %d", h, r, t, n }' "${files[@]}" 2>/dev/null
+    # A process may end meanwhile: cat skips it.
+    cat "${files[@]}" 2>/dev/null | awk '/^VmHWM:/ { h += $2 } /^VmRSS:/ { r += $2 }
+        /^Threads:/ { t += $2; n++ } END { printf "%d %d %d %d", h, r, t, n }' 
 }
 
-# "SESSIONS SENT LOST" over the .sum files under a directory (sub-session summaries aside).
+# "SESSIONS SENT LOST" over the .sum files under a directory's peer directories; with
+# "whole", without each peer's last session (the one the signal cut short).
 loss_of() {
-    find "$1" -name '*.sum' -print0 | xargs -0 -r awk -F'\t' '
+    local d files
+    for d in "$1"/*/; do
+        files=$(find "$d" -maxdepth 1 -name '*.sum' | sort)
+        [ "$2" = whole ] && files=$(echo "$files" | sed '$d')
+        echo "$files"
+    done | grep . | tr '\n' '\0' | xargs -0 -r awk -F'\t' '
         $1 == "SENT" { sent += $2; n++ } $1 == "LOST" { lost += $2 }
         END { printf "%d %d %d", n, sent, lost }'
 }
@@ -169,10 +185,12 @@ sleep 3
 report() {
     local name=$1 dir=$2 peak_sum=$3 cpu=$4 m=$5 hwm thr procs n sent lost
     read -r hwm _ thr procs <<< "$m"
-    read -r n sent lost <<< "$(loss_of "$dir")"
-    printf '%-10s procs=%-4s cpu=%6.2fs peak_rss_sum=%7.1fMiB sum_of_peaks=%7.1fMiB threads=%-4s sessions=%-5s sent=%-7s lost=%s\n' \
-        "$name" "$procs" "$cpu" "$(echo "$peak_sum / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)" \
-        "$thr" "$n" "$sent" "$lost"
+    read -r n sent lost <<< "$(loss_of "$dir" all)"
+    read -r wn wsent wlost <<< "$(loss_of "$dir" whole)"
+    printf '%-10s procs=%-4s cpu=%6.2fs peak_rss_sum=%7.1fMiB sum_of_peaks=%7.1fMiB threads=%-4s\n' \
+        "$name" "$procs" "$cpu" "$(echo "$peak_sum / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)" "$thr"
+    printf '%-10s all sessions: %s, sent %s, lost %s; without the interrupted: %s, sent %s, lost %s\n' \
+        "" "$n" "$sent" "$lost" "$wn" "$wsent" "$wlost"
 }
 echo "(measured over ${elapsed} s)"
 report ours "$work/ours" "$peak_sum_ours" "$cpu_ours" "$mem_ours"
