@@ -32,7 +32,7 @@
 //! (instead of the single stream's fixed wait). `-X` counts per peer. The exit status is the
 //! worst of the peers'.
 //!
-//! Design: a thread per peer, each running the single-peer [`Stream`] unchanged, on its own
+//! Design: a thread per peer, each running the single-peer `Stream` unchanged, on its own
 //! stop flag (a signal sets them all; a peer that fails fatally stops only itself), writing its
 //! messages and file names through a bounded queue to the calling thread, which alone writes
 //! standard output and error, whole lines in order. So one peer's failure, slow server or

@@ -139,8 +139,9 @@ pub(crate) fn serve(
 }
 
 /// The wait before a failing peer tries again: the retry delay (`-I`) after the first failure,
-/// doubling after each further one up to [`Backoff::cap`], each drawn uniformly from the upper
-/// half of that (so that peers that failed together do not retry together).
+/// doubling after each further one up to [`BACKOFF_CAP`] (or `-I`, if longer), each drawn
+/// uniformly from the upper half of that (so that peers that failed together do not retry
+/// together).
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     base: Duration,
