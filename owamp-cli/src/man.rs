@@ -139,8 +139,14 @@ fn extra_sections(name: &str) -> &'static [(&'static str, &'static [&'static str
             ("SEE ALSO", &["owampd(8), owping(1)."]),
         ],
         "powstream" => &[
+            ("SEVERAL PEERS", &[
+                "The operands keep perfSONAR's meaning: TESTADDR [SERVADDR], one peer, its files straight in the output directory. --peer and --peers add peers; with either, every peer (the operand's too) is measured from this one process, on a thread of its own, and its files go to DIR/NAME/, created if missing, NAME being the peer's host with every character but letters, digits, '.' and '-' replaced by '_', then '_' and the port (127.0.0.1_8610, __1_8611 for [::1]:8611).",
+                "A --peers file holds one peer a line: host[:port] then key=value settings for that peer only; '#' starts a comment and blank lines are skipped. Keys: mode (as -A), user (-u), interval (-i), count (-c), dscp (a DSCP number or name), direction (to, as -t, or from), timeout (-L). A bad line stops powstream at start, named FILE:LINE. A --peer value takes the same form.",
+                "A peer whose sessions cannot be set up is retried after -I seconds, then twice as long each time up to 10 minutes, each wait drawn at random from the upper half; the other peers go on. Messages of a peer start with its NAME. -X counts per peer.",
+            ]),
+            ("ARCHIVE", &["--archive FILE appends one JSON object per finished session to FILE (- for standard output), a line each, flushed at once: the -j summary plus peer, source, destination, sid, start_ntp, start_time, end_ntp, end_time, file, complete and error. Its schema is in docs/archive.md. The file is opened for appending, so copy-and-truncate rotation loses nothing; after a rotation that renames it, restart powstream."]),
             ("FILES", &["In the output directory: START_END.owp for each session and, unless -p, START_END.sum with its summary; .powlock keeps a second powstream out of the directory."]),
-            ("EXIT STATUS", &["0 after an interrupt or terminate signal once the current session is saved; 1 on an error that stops it."]),
+            ("EXIT STATUS", &["0 after an interrupt or terminate signal once the current session is saved; 1 on an error that stops it (with several peers: of any peer, including a bounded run in which a peer saved nothing)."]),
             ("SEE ALSO", &["owping(1), owstats(1), owampd(8)."]),
         ],
         "pfstore" => &[

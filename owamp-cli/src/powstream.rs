@@ -19,6 +19,40 @@
 //! first signal the sessions under way are stopped with Stop-Sessions and whatever they
 //! received is still saved (the file then ends at the last packet it holds); a second signal
 //! exits at once.
+//!
+//! # Several peers (an extension)
+//!
+//! The operands keep perfSONAR's meaning, `testaddr [servaddr]`, and alone they run one stream
+//! exactly as above. `--peer "host[:port] [key=value ...]"` (repeatable) and `--peers FILE` (one
+//! such line per peer; [`peers`] has the keys) add peers; with either, every peer (the operand's
+//! too, if one is given) has its own directory `<dir>/<host>_<port>` ([`peers::dir_name`]),
+//! created if missing and locked with its own `.powlock`, its log lines carry that name, and a
+//! peer whose sessions cannot be set up backs off: the retry delay `-I` after the first
+//! failure, doubling up to 10 minutes, each wait drawn from its upper half with the OS RNG
+//! (instead of the single stream's fixed wait). `-X` counts per peer. The exit status is the
+//! worst of the peers'.
+//!
+//! Design: a thread per peer, each running the single-peer `Stream` unchanged, on its own
+//! stop flag (a signal sets them all; a peer that fails fatally stops only itself), writing its
+//! messages and file names through a bounded queue to the calling thread, which alone writes
+//! standard output and error, whole lines in order. So one peer's failure, slow server or
+//! backoff never delays another's, and the one-peer path is the same code with one peer.
+//! Bounds, for P peers: threads 1 + P + one test endpoint thread per session under way (a
+//! receiving session's endpoint runs on its own thread; at most [`MAX_IN_FLIGHT`] sessions a
+//! peer, two or three at the defaults, where the next session is set up while one runs and the
+//! previous one waits out its loss timeout); sockets one TCP and one UDP per session under way;
+//! memory per peer its sessions under way (their records, at most `-c` each) and one
+//! being saved, plus at most 1024 queued lines in all. perfSONAR's way, a process per peer,
+//! costs a process where this costs a thread; a Tokio port of the stream (few threads whatever
+//! P) would cost less still and is not done.
+//!
+//! Each finished session (saved, cut short or failed) is passed as a [`FinishedSession`] to
+//! every [`SessionObserver`]: the archive stream of `--archive FILE|-` ([`archive`], one JSON
+//! line a session, schema in docs/archive.md) and whatever [`run_observed`]'s caller adds.
+
+pub mod archive;
+mod mesh;
+pub mod peers;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -26,6 +60,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Cursor, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use clap::{ArgAction, Parser};
@@ -35,12 +71,17 @@ use owamp_core::owp::{self, OwpReader};
 use owamp_core::session::Schedule;
 use owamp_core::stats::report::{self, ReportContext, Scale};
 use owamp_core::time::{Interval, OwampTime};
-use owamp_core::wire::{SessionId, Slot, SlotKind};
+use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
+use owamp_os::rng::OsRng;
 use owamp_os::store::{owp_header, sid_hex};
 use owamp_std::control::{
     fetched_to_stored, ClientConnection, ClientOptions, SessionSpec, StopHandle,
 };
 
+use self::archive::ArchiveWriter;
+pub use self::archive::{Direction, FinishedSession, SessionObserver};
+use self::mesh::{Backoff, ConsoleWriter, Line};
+use self::peers::{PeerKey, PeerLine};
 use crate::args::{Hosts, PeerArgs};
 use crate::client::{self, Family};
 use crate::config::server::{check_facility, LOG_LEVELS};
@@ -67,6 +108,9 @@ pub const DEFAULT_BUCKET_WIDTH: f64 = 0.0001;
 /// The most sessions (and control connections) set up ahead at once.
 pub const MAX_IN_FLIGHT: usize = 32;
 
+/// With several peers: the longest a test endpoint waits before it looks at its stop flag.
+const MESH_POLL: Duration = Duration::from_millis(200);
+
 /// The end delay assumed for a server that sends: perfSONAR owampd's default, and ours.
 const SERVER_END_DELAY: Duration = Duration::from_secs(1);
 
@@ -74,11 +118,11 @@ const SERVER_END_DELAY: Duration = Duration::from_secs(1);
 pub const LOCK_FILE: &str = ".powlock";
 
 /// Command-line arguments (perfSONAR powstream's flags, plus `-X`).
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "powstream",
     about = "Continuous one-way latency tests with an OWAMP server (perfSONAR powstream compatible)",
-    override_usage = "powstream [arguments] testaddr [servaddr]",
+    override_usage = "powstream [arguments] testaddr [servaddr]\n       powstream [arguments] [testaddr] --peer peer... | --peers file",
     version = crate::man::VERSION,
     disable_version_flag = true,
     arg = crate::man::version_flag(),
@@ -236,8 +280,58 @@ pub struct Args {
     )]
     pub metrics: Option<String>,
 
-    #[command(flatten)]
-    pub peer: PeerArgs,
+    /// `--archive`: the archive stream.
+    #[arg(
+        long = "archive",
+        value_name = "file",
+        help = "append one JSON line per finished session to file (- for standard output; see docs/archive.md)",
+        help_heading = "Output Args"
+    )]
+    pub archive: Option<String>,
+
+    /// `--peer`: one more peer (repeatable).
+    #[arg(
+        long = "peer",
+        value_name = "peer",
+        action = ArgAction::Append,
+        help = "measure to this peer too: \"host[:port] [key=value ...]\" as a --peers line (repeatable; files go to <dir>/<peer-name>/)",
+        help_heading = "Peer Args"
+    )]
+    pub peers_arg: Vec<String>,
+    /// `--peers`: a file of peers.
+    #[arg(
+        long = "peers",
+        value_name = "file",
+        help = "measure to the peers of file: one \"host[:port] [key=value ...]\" a line, keys mode, user, interval, count, dscp, direction, timeout",
+        help_heading = "Peer Args"
+    )]
+    pub peers_file: Option<PathBuf>,
+
+    /// The peer (`host`, `host:port`, a bracketed IPv6 address with a port).
+    #[arg(
+        help = "the host to test with: host, host:port, [v6addr]:port",
+        value_name = "testaddr"
+    )]
+    pub testaddr: Option<String>,
+    /// the server to contact, when not testaddr (it must have the same address)
+    #[arg(value_name = "servaddr", requires = "testaddr")]
+    pub servaddr: Option<String>,
+}
+
+impl Args {
+    /// The operands as owping's [`PeerArgs`], when there is a test address.
+    fn peer_args(&self) -> Option<PeerArgs> {
+        Some(PeerArgs {
+            testaddr: self.testaddr.clone()?,
+            servaddr: self.servaddr.clone(),
+        })
+    }
+
+    /// Whether several peers are asked for (`--peer` or `--peers`): each then has its own
+    /// directory under `-d`.
+    pub fn several_peers(&self) -> bool {
+        !self.peers_arg.is_empty() || self.peers_file.is_some()
+    }
 }
 
 /// Everything powstream needs from the command line, checked.
@@ -256,6 +350,12 @@ pub(crate) struct Plan {
     pub(crate) bucket_width: f64,
     pub(crate) sub_count: u32,
     pub(crate) ports: Option<PortRange>,
+    /// The peer as the archive names it: the test address as written, or with several peers
+    /// its directory name.
+    pub(crate) peer: String,
+    /// With several peers: each log line starts with the peer's name, and a failing peer
+    /// backs off exponentially.
+    pub(crate) several: bool,
 }
 
 fn positive_seconds(flag: char, s: &str, allow_zero: bool) -> Result<f64, String> {
@@ -345,7 +445,10 @@ pub(crate) fn plan(args: Args) -> Result<Plan, String> {
         test,
         serv,
         serv_name,
-    } = args.peer.hosts()?;
+    } = args
+        .peer_args()
+        .ok_or("No test peer: give testaddr, --peer or --peers")?
+        .hosts()?;
     let role = if args.to {
         Role::Sender
     } else {
@@ -361,7 +464,10 @@ pub(crate) fn plan(args: Args) -> Result<Plan, String> {
         timeout: Duration::from_secs_f64(timeout),
         dscp: 0,
     };
+    let peer = args.testaddr.clone().unwrap_or_default();
     Ok(Plan {
+        peer,
+        several: false,
         args,
         test,
         serv,
@@ -465,6 +571,10 @@ struct Pending {
     start: OwampTime,
     /// The scheduled send time of its last packet: where the next session starts.
     end: OwampTime,
+    /// This host's test address and port.
+    local: std::net::SocketAddr,
+    /// The peer's.
+    remote: std::net::SocketAddr,
 }
 
 /// Whether an error writing a file is one to wait out (the next session may fare better), as
@@ -491,15 +601,32 @@ impl SaveError {
     }
 }
 
+/// What [`Stream::save`] wrote.
+#[derive(Default)]
+struct Saved {
+    /// The .owp file.
+    owp: Option<PathBuf>,
+    /// The end time in its name.
+    end: Option<OwampTime>,
+    /// The JSON summary, when -j or an observer wants it.
+    summary: Option<serde_json::Value>,
+}
+
 /// Writes a file under a temporary name and renames it into place.
 fn put(path: &Path, bytes: &[u8]) -> Result<(), SaveError> {
     owstats::write_atomically(path, bytes)
         .map_err(|e| SaveError::Write(path.display().to_string(), e))
 }
 
-/// The running stream.
+/// The running stream of one peer.
 struct Stream<'a> {
     p: &'a Plan,
+    /// Told of every finished session.
+    observers: &'a [&'a dyn SessionObserver],
+    /// Set when powstream must stop for another reason than a signal (standard output failed).
+    abort: &'a AtomicBool,
+    /// With several peers: the growing wait after each failure to set a session up.
+    backoff: Option<Backoff>,
     opts: ClientOptions,
     /// Warnings of the test endpoints, printed after each request.
     warnings: client::Warnings,
@@ -522,13 +649,18 @@ struct Stream<'a> {
     /// A write error that stops powstream.
     fatal: bool,
     /// `--metrics`: the sessions' outcomes and numbers (owamp-cli/src/metrics).
-    metrics: Option<PowstreamMetrics>,
+    metrics: Option<&'a PowstreamMetrics>,
 }
 
 impl Stream<'_> {
     fn log(&mut self, msg: &str) {
         if !self.p.args.no_stderr {
-            let _ = writeln!(self.err, "powstream[{}]: {msg}", std::process::id());
+            let pid = std::process::id();
+            let _ = if self.p.several {
+                writeln!(self.err, "powstream[{pid}]: {}: {msg}", self.p.peer)
+            } else {
+                writeln!(self.err, "powstream[{pid}]: {msg}")
+            };
         }
     }
 
@@ -570,6 +702,9 @@ impl Stream<'_> {
 
     fn run(&mut self) -> i32 {
         loop {
+            if self.abort.load(Ordering::SeqCst) {
+                self.fatal = true;
+            }
             if self.stop.is_stopped() || self.fatal {
                 break;
             }
@@ -619,6 +754,9 @@ impl Stream<'_> {
                     self.next_start = Some(s.end);
                     self.planned += 1;
                     self.retry_at = None;
+                    if let Some(b) = &mut self.backoff {
+                        b.reset();
+                    }
                     self.queue.push_back(s);
                 }
                 None => {
@@ -632,7 +770,18 @@ impl Stream<'_> {
                     )
                     .unwrap_or(Duration::MAX);
                     // Never a busy loop, even with -I 0.
-                    let wait = self.p.retry.min(session).max(Duration::from_millis(100));
+                    let wait = match &mut self.backoff {
+                        Some(b) => {
+                            let wait = b.next_delay(&mut OsRng);
+                            if !self.done_planning() {
+                                let msg = format!("retrying in {:.1} seconds", wait.as_secs_f64());
+                                self.log(&msg);
+                            }
+                            wait
+                        }
+                        None => self.p.retry.min(session),
+                    }
+                    .max(Duration::from_millis(100));
                     self.retry_at = Some(Instant::now() + wait);
                     break;
                 }
@@ -649,7 +798,7 @@ impl Stream<'_> {
         let until = self
             .retry_at
             .unwrap_or_else(|| Instant::now() + Duration::from_millis(100));
-        while !self.stop.is_stopped() {
+        while !self.stop.is_stopped() && !self.abort.load(Ordering::SeqCst) {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -749,18 +898,25 @@ impl Stream<'_> {
             schedule,
             start,
             end,
+            local: info.local,
+            remote: info.peer,
         })
     }
 
-    /// Waits for a session's end (or stops it, once interrupted), collects its records and
-    /// saves them.
+    /// Waits for a session's end (or stops it, once interrupted), collects its records,
+    /// saves them and tells the observers.
     fn finish(&mut self, mut s: Pending) {
         let sid = sid_hex(&s.sid).to_ascii_lowercase();
         let mut partial = true;
+        // The first thing that went wrong, for the observers (each is also logged).
+        let mut error: Option<String> = None;
+        let mut fail = |this: &mut Self, msg: String| {
+            this.log(&msg);
+            error.get_or_insert(msg);
+        };
         let data = match s.conn.wait(Some(self.stop)) {
             Err(e) => {
-                let msg = format!("Test session {sid} failed: {e}");
-                self.log(&msg);
+                fail(self, format!("Test session {sid} failed: {e}"));
                 None
             }
             Ok(end) => {
@@ -773,22 +929,20 @@ impl Stream<'_> {
                             .map(|r| format!(" ({r:?})"))
                             .unwrap_or_default()
                     );
-                    self.log(&msg);
+                    fail(self, msg);
                 }
                 match self.p.role {
                     Role::Receiver => {
                         let found = end.received.into_iter().find(|r| r.request.sid == s.sid);
                         if found.is_none() {
-                            let msg = format!("No records for session {sid}");
-                            self.log(&msg);
+                            fail(self, format!("No records for session {sid}"));
                         }
                         found
                     }
                     Role::Sender if end.complete => match s.conn.fetch(s.sid, 0, u32::MAX) {
                         Ok(f) => Some(fetched_to_stored(f)),
                         Err(e) => {
-                            let msg = format!("Unable to fetch data for sid({sid}): {e}");
-                            self.log(&msg);
+                            fail(self, format!("Unable to fetch data for sid({sid}): {e}"));
                             None
                         }
                     },
@@ -796,40 +950,67 @@ impl Stream<'_> {
                         let msg = format!(
                             "Unable to fetch data for sid({sid}): the test did not end normally"
                         );
-                        self.log(&msg);
+                        fail(self, msg);
                         None
                     }
                 }
             }
         };
         s.conn.close();
-        if let Some(d) = data {
-            let partial = partial || d.finished != Finished::Normal;
-            let saved = self.save(&s.schedule, s.start, s.end, &d, partial);
-            self.metrics_session_end(saved.as_ref().ok().map(|()| &d));
-            match saved {
-                Ok(()) => {}
+        let mut saved = Saved::default();
+        if let Some(d) = &data {
+            partial = partial || d.finished != Finished::Normal;
+            let r = self.save(&s.schedule, s.start, s.end, d, partial);
+            self.metrics_session_end(r.is_ok().then_some(d));
+            match r {
+                Ok(done) => saved = done,
                 Err(SaveError::Write(what, e)) => {
-                    let msg = format!("{what}: {e}");
-                    self.log(&msg);
+                    fail(self, format!("{what}: {e}"));
                     // Permissions and the like will not get better: stop (as perfSONAR does).
                     if !is_temporary(&e) {
                         self.fatal = true;
                     }
                 }
-                Err(SaveError::Other(e)) => {
-                    let msg = format!("Session {sid}: {e}");
-                    self.log(&msg);
-                }
+                Err(SaveError::Other(e)) => fail(self, format!("Session {sid}: {e}")),
             }
         } else {
             self.metrics_session_end(None);
+        }
+        if self.observers.is_empty() {
+            return;
+        }
+        if partial && error.is_none() {
+            error = Some(if self.stop.is_stopped() {
+                "stopped early: powstream was interrupted".to_owned()
+            } else {
+                "the session did not end normally".to_owned()
+            });
+        }
+        let (direction, source, destination) = match self.p.role {
+            Role::Sender => (Direction::To, s.local, s.remote),
+            Role::Receiver => (Direction::From, s.remote, s.local),
+        };
+        let done = FinishedSession {
+            peer: self.p.peer.clone(),
+            direction,
+            sid: s.sid,
+            source: Some(source),
+            destination: Some(destination),
+            start: s.start,
+            end: saved.end.unwrap_or(s.end),
+            file: saved.owp,
+            complete: !partial && error.is_none(),
+            error,
+            summary: saved.summary,
+        };
+        for o in self.observers {
+            o.session_finished(&done);
         }
     }
 
     /// `--metrics`: a session ended, with its files saved (`Some`) or not.
     fn metrics_session_end(&self, saved: Option<&StoredSession>) {
-        if let Some(m) = &self.metrics {
+        if let Some(m) = self.metrics {
             let peer = metrics::peer_label(&self.p.serv.node, self.p.serv.port);
             let direction = metrics::Direction::of(self.p.role);
             m.session_end(&peer, direction, saved, self.p.bucket_width);
@@ -845,14 +1026,14 @@ impl Stream<'_> {
         end: OwampTime,
         d: &StoredSession,
         partial: bool,
-    ) -> Result<(), SaveError> {
+    ) -> Result<Saved, SaveError> {
         let p = self.p;
         let Some(last_seq) = d.records.iter().map(|r| r.seq).max() else {
             if p.args.verbose > 0 {
                 let msg = format!("No data - skip writing session {}", base_name(start, end));
                 self.log(&msg);
             }
-            return Ok(());
+            return Ok(Saved::default());
         };
         // A session cut short ends, in its name, at the last packet it holds.
         let end = if partial {
@@ -908,6 +1089,7 @@ impl Stream<'_> {
                 names.push(name);
             }
         }
+        let owp_index = names.len();
         names.push(owp_path);
 
         let mut rd = reader()?;
@@ -921,19 +1103,24 @@ impl Stream<'_> {
         )?;
         names.push(sum_path);
 
-        if p.args.json {
+        let mut summary = None;
+        if p.args.json || !self.observers.is_empty() {
             let direction = match p.role {
                 Role::Sender => "to",
                 Role::Receiver => "from",
             };
-            let v = owstats::json_summary(
-                Some(direction),
-                reader()?,
-                &ctx.from,
-                &ctx.to,
-                p.bucket_width,
-            )
-            .map_err(SaveError::other)?;
+            summary = Some(
+                owstats::json_summary(
+                    Some(direction),
+                    reader()?,
+                    &ctx.from,
+                    &ctx.to,
+                    p.bucket_width,
+                )
+                .map_err(SaveError::other)?,
+            );
+        }
+        if let (true, Some(v)) = (p.args.json, &summary) {
             let json_path = path(format!("{base}.sum.json"));
             let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
             put(&json_path, text.as_bytes())?;
@@ -947,39 +1134,131 @@ impl Stream<'_> {
             }
             self.out.flush().map_err(stdout)?;
         }
-        Ok(())
+        Ok(Saved {
+            owp: Some(names.swap_remove(owp_index)),
+            end: Some(end),
+            summary,
+        })
     }
 }
 
 /// Runs powstream with `argv` (program name first) until it is done (`-X`), `stop` is set
 /// (the caller sets it on SIGINT/SIGTERM) or a fatal error. Returns the exit status: 0, or 1
-/// for a bad command line or a fatal error.
+/// for a bad command line or a fatal error (with several peers: of any peer).
 pub fn run(
     argv: impl IntoIterator<Item = OsString>,
     out: &mut dyn Write,
     err: &mut dyn Write,
-    env: &dyn Environment,
+    env: &(dyn Environment + Sync),
     stop: &StopHandle,
+) -> i32 {
+    run_observed(argv, out, err, env, stop, &[])
+}
+
+/// [`run`], telling `observers` (after the archive of `--archive`, if any) of every finished
+/// session of every peer. See [`SessionObserver`] for what they must do.
+pub fn run_observed(
+    argv: impl IntoIterator<Item = OsString>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    env: &(dyn Environment + Sync),
+    stop: &StopHandle,
+    observers: &[&dyn SessionObserver],
 ) -> i32 {
     let args = match client::parse_args(argv, err) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let p = match plan(args) {
+    let plans = match plans(args) {
         Ok(p) => p,
         Err(m) => return client::usage_error::<Args>("powstream", err, &m),
     };
-    let r = start(&p, out, err, env, stop);
+    let r = start(&plans, out, err, env, stop, observers);
     client::exit_status("powstream", r, err)
 }
 
-fn start(
-    p: &Plan,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-    env: &dyn Environment,
-    stop: &StopHandle,
-) -> Result<i32, String> {
+/// The plan of each peer: the operands' one alone, or with `--peer` and `--peers` one per
+/// peer (the operands' first), each with its own directory under `-d`.
+pub(crate) fn plans(args: Args) -> Result<Vec<Plan>, String> {
+    if !args.several_peers() {
+        return Ok(vec![plan(args)?]);
+    }
+    let mut lines = Vec::new();
+    if let Some(t) = &args.testaddr {
+        lines.push(PeerLine {
+            origin: "testaddr".into(),
+            host: t.clone(),
+            settings: Vec::new(),
+        });
+    }
+    for v in &args.peers_arg {
+        let origin = format!("--peer \"{v}\"");
+        lines.extend(peers::parse_line(&origin, v)?);
+    }
+    if let Some(f) = &args.peers_file {
+        lines.extend(peers::read_file(f)?);
+    }
+    if lines.is_empty() {
+        return Err("No test peer: give testaddr, --peer or --peers".into());
+    }
+    if lines.len() > peers::MAX_PEERS {
+        return Err(format!("More than {} peers", peers::MAX_PEERS));
+    }
+    let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let mut plans: Vec<Plan> = Vec::with_capacity(lines.len());
+    for line in lines {
+        let at = |e: String| format!("{}: {e}", line.origin);
+        let mut a = args.clone();
+        a.peers_arg.clear();
+        if line.origin != "testaddr" {
+            a.testaddr = Some(line.host.clone());
+            a.servaddr = None;
+        }
+        let mut dscp = 0;
+        for (key, v) in &line.settings {
+            match key {
+                PeerKey::Mode => {
+                    client::parse_authmode(Some(v)).map_err(at)?;
+                    a.authmode = Some(v.clone());
+                }
+                PeerKey::User => a.username = Some(v.clone()),
+                PeerKey::Interval => a.wait = Some(v.clone()),
+                PeerKey::Count => a.count = crate::args::packet_count(v).map_err(at)?,
+                PeerKey::Dscp => {
+                    dscp = owping::parse_dscp(v).map_err(at)?;
+                    if TypeP::from_dscp(dscp).is_none() {
+                        return Err(at(format!("Invalid DSCP value \"{v}\"")));
+                    }
+                }
+                PeerKey::Direction => a.to = v == "to",
+                PeerKey::Timeout => a.timeout = Some(v.clone()),
+            }
+        }
+        let mut p = plan(a).map_err(at)?;
+        p.spec.dscp = dscp;
+        p.several = true;
+        p.peer = peers::dir_name(&p.test);
+        if let Some(other) = plans.iter().find(|o| o.peer == p.peer) {
+            return Err(at(format!(
+                "peer {} is given twice (its directory name {} again)",
+                line.host, other.peer
+            )));
+        }
+        p.args.dir = Some(base.join(&p.peer));
+        plans.push(p);
+    }
+    Ok(plans)
+}
+
+/// What a peer's stream needs besides its plan, made before any thread starts.
+struct Prepared {
+    opts: ClientOptions,
+    warnings: client::Warnings,
+    _lock: DirLock,
+}
+
+/// Checks a peer's options, takes its directory and resolves its server.
+fn prepare(p: &Plan, err: &mut dyn Write) -> Result<Prepared, String> {
     let a = &p.args;
     let mut opts = client::client_options(
         "powstream",
@@ -992,26 +1271,170 @@ fn start(
     if let Some(n) = a.max_pbkdf2_count {
         opts.control.max_kdf_count = n;
     }
+    if p.several {
+        if let Some(d) = &a.dir {
+            std::fs::create_dir_all(d).map_err(|e| format!("mkdir({}): {e}", d.display()))?;
+        }
+    }
     let lock_path = match &a.dir {
         Some(d) => d.join(LOCK_FILE),
         None => PathBuf::from(LOCK_FILE),
     };
-    let _lock = DirLock::take(&lock_path)?;
-    // A name that does not resolve now is a mistake, not a network problem to wait out.
-    let test = a.peer.servaddr.as_ref().map(|_| &p.test);
-    client::resolve_server(&p.serv, test, p.family)?;
+    let lock = DirLock::take(&lock_path)?;
+    // A name that does not resolve now is a mistake, not a network problem to wait out; but
+    // of many peers, one whose name does not resolve is retried like any failing peer.
+    if !p.several {
+        let test = a.servaddr.as_ref().map(|_| &p.test);
+        client::resolve_server(&p.serv, test, p.family)?;
+    }
     if let Some(d) = p.end_delay {
         opts.control.end_delay = d;
     }
     opts.test_ports = p.ports;
-    let metrics = match &a.metrics {
+    if p.several {
+        // Many sessions at once on one host: endpoints wake less often (a stop is noticed
+        // within MESH_POLL), and senders neither spin nor use a timer of their own, as
+        // owampd's do; each packet is stamped with the time it left, so no delay is wrong.
+        opts.endpoint.poll_interval = MESH_POLL;
+        opts.endpoint.max_spin = Duration::ZERO;
+        opts.endpoint.fine_timer = false;
+    }
+    let warnings = client::Warnings::default();
+    warnings.install(&mut opts);
+    Ok(Prepared {
+        opts,
+        warnings,
+        _lock: lock,
+    })
+}
+
+/// Opens the archive of `--archive`.
+fn open_archive(a: &Args, tx: &SyncSender<Line>) -> Result<Option<ArchiveWriter>, String> {
+    let Some(target) = a.archive.as_deref() else {
+        return Ok(None);
+    };
+    let quiet = a.no_stderr;
+    let etx = tx.clone();
+    let on_error = Box::new(move |m: String| {
+        if !quiet {
+            let line = format!("powstream[{}]: {m}\n", std::process::id());
+            let _ = etx.send(Line::Err(line.into_bytes()));
+        }
+    });
+    if target == "-" {
+        let otx = tx.clone();
+        let lines = Box::new(move |l: String| {
+            let _ = otx.send(Line::Out(l.into_bytes()));
+        });
+        return Ok(Some(ArchiveWriter::to_lines(lines, on_error)));
+    }
+    ArchiveWriter::append_to(Path::new(target), on_error)
+        .map(Some)
+        .map_err(|e| format!("{target}: {e}"))
+}
+
+/// Runs every peer's stream on a thread of its own while this one writes their messages.
+fn start(
+    plans: &[Plan],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    env: &(dyn Environment + Sync),
+    stop: &StopHandle,
+    extra: &[&dyn SessionObserver],
+) -> Result<i32, String> {
+    let first = &plans.first().ok_or("No test peer")?.args;
+    let mut prepared = Vec::with_capacity(plans.len());
+    for p in plans {
+        let r = prepare(p, err);
+        prepared.push(r.map_err(|e| {
+            if p.several {
+                format!("{}: {e}", p.peer)
+            } else {
+                e
+            }
+        })?);
+    }
+    // One registry and endpoint for the process, every peer's series in it.
+    let metrics = match &first.metrics {
         Some(addr) => Some(PowstreamMetrics::serve(addr).map_err(|e| e.to_string())?),
         None => None,
     };
-    let warnings = client::Warnings::default();
-    warnings.install(&mut opts);
+    let (tx, rx) = mesh::console();
+    let archive = open_archive(first, &tx)?;
+    let mut observers: Vec<&dyn SessionObserver> = Vec::new();
+    if let Some(a) = &archive {
+        observers.push(a);
+    }
+    observers.extend_from_slice(extra);
+    if client::clock_unsynchronized() && !first.no_stderr {
+        let _ = writeln!(
+            err,
+            "powstream[{}]: {}",
+            std::process::id(),
+            client::NTP_UNSYNC
+        );
+    }
+    let abort = AtomicBool::new(false);
+    let peer_stops: Vec<StopHandle> = plans.iter().map(|_| StopHandle::new()).collect();
+    let codes = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(plans.len());
+        let mut codes = Vec::with_capacity(plans.len());
+        for ((p, prep), pstop) in plans.iter().zip(prepared).zip(&peer_stops) {
+            let (otx, etx) = (tx.clone(), tx.clone());
+            let (observers, abort, metrics) = (&observers, &abort, metrics.as_ref());
+            let spawned = std::thread::Builder::new()
+                .name(format!("powstream {}", p.peer))
+                .spawn_scoped(scope, move || {
+                    let mut o = ConsoleWriter::out(otx);
+                    let mut e = ConsoleWriter::err(etx);
+                    let code = run_stream(
+                        p, prep, env, &mut o, &mut e, pstop, observers, abort, metrics,
+                    );
+                    let _ = o.flush();
+                    let _ = e.flush();
+                    code
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    let _ = writeln!(err, "powstream: no thread for {}: {e}", p.peer);
+                    abort.store(true, Ordering::SeqCst);
+                    codes.push(1);
+                }
+            }
+        }
+        drop(tx);
+        let running = || handles.iter().any(|h| !h.is_finished());
+        mesh::serve(&rx, out, err, stop, &peer_stops, &running, &abort);
+        codes.extend(handles.into_iter().map(|h| h.join().unwrap_or(1)));
+        codes
+    });
+    Ok(codes.into_iter().max().unwrap_or(1))
+}
+
+/// Runs one peer's stream; its exit status.
+#[allow(clippy::too_many_arguments)]
+fn run_stream(
+    p: &Plan,
+    prep: Prepared,
+    env: &dyn Environment,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    stop: &StopHandle,
+    observers: &[&dyn SessionObserver],
+    abort: &AtomicBool,
+    metrics: Option<&PowstreamMetrics>,
+) -> i32 {
+    let Prepared {
+        opts,
+        warnings,
+        _lock,
+    } = prep;
     let mut s = Stream {
         p,
+        observers,
+        abort,
+        backoff: p.several.then(|| Backoff::new(p.retry)),
         opts,
         warnings,
         env,
@@ -1028,9 +1451,6 @@ fn start(
         fatal: false,
         metrics,
     };
-    if client::clock_unsynchronized() {
-        s.log(client::NTP_UNSYNC);
-    }
     // How many sessions must be under way at once to keep the stream without gaps.
     let session = f64::from(p.spec.packets) * s.mean_wait();
     let ahead = s.tail().saturating_add(s.slack()).as_secs_f64() / session;
@@ -1041,7 +1461,7 @@ fn start(
         );
         s.log(&msg);
     }
-    Ok(s.run())
+    s.run()
 }
 
 #[cfg(test)]
@@ -1137,6 +1557,48 @@ mod tests {
             assert_eq!(code, 1, "{v:?}");
             assert!(!err.is_empty());
         }
+    }
+
+    #[test]
+    fn each_peer_has_its_settings_and_directory() {
+        let v = plans(args(&[
+            "powstream",
+            "-d",
+            "out",
+            "-c",
+            "50",
+            "srv.example:9",
+            "--peer",
+            "[::1]:8610 count=7 direction=to timeout=3 dscp=EF mode=A user=u interval=0.5",
+            "--peer",
+            "b.example",
+        ]))
+        .unwrap();
+        let names: Vec<&str> = v.iter().map(|p| p.peer.as_str()).collect();
+        assert_eq!(names, ["srv.example_9", "__1_8610", "b.example_861"]);
+        assert!(v.iter().all(|p| p.several));
+        assert_eq!(v[1].args.dir, Some(PathBuf::from("out/__1_8610")));
+        // The command line's settings, unless the peer's line says otherwise.
+        assert_eq!((v[0].spec.packets, v[0].role), (50, Role::Receiver));
+        assert_eq!((v[2].spec.packets, v[2].spec.dscp), (50, 0));
+        let p = &v[1];
+        assert_eq!((p.spec.packets, p.role), (7, Role::Sender));
+        assert_eq!(p.spec.timeout, Duration::from_secs(3));
+        assert_eq!(p.spec.dscp, 46);
+        assert_eq!(p.args.authmode.as_deref(), Some("A"));
+        assert_eq!(p.args.username.as_deref(), Some("u"));
+        assert_eq!(
+            p.spec.slots[0].mean,
+            owping::seconds_to_interval(0.5).unwrap()
+        );
+        // One peer as operands alone: perfSONAR's layout, no name prefix.
+        let one = plans(args(&["powstream", "-d", "out", "h"])).unwrap();
+        assert_eq!(one.len(), 1);
+        assert!(!one[0].several);
+        assert_eq!(one[0].args.dir, Some(PathBuf::from("out")));
+        // The same peer twice is refused.
+        let e = plans(args(&["powstream", "--peer", "h", "--peer", "h:861"])).unwrap_err();
+        assert!(e.contains("given twice"), "{e}");
     }
 
     #[test]
