@@ -213,7 +213,8 @@ impl StampReflector {
     /// longer (RFC 8762 4.6, RFC 6038's symmetric size): in STAMP the octets after the base
     /// packet are copied from the sender's packet (RFC 8762 4.6); in TWAMP Light the padding
     /// is the start of the sender's padding (RFC 5357 4.2.1). `out` is reused: once its
-    /// capacity has grown to the largest packet seen, a reply allocates nothing.
+    /// capacity has grown to the largest packet seen, a reply allocates nothing (except, in a
+    /// stateful reflector, the table entry of a peer heard for the first time).
     #[allow(clippy::too_many_arguments)]
     pub fn reflect(
         &mut self,
