@@ -30,7 +30,10 @@ pub fn wire_stamp_packet(data: &[u8]) {
     if flags & 2 == 0 {
         let parsed = TestPacket::parse_stamp(mode, bytes);
         if bytes.len() < base {
-            assert!(matches!(parsed, Err(WireError::Truncated { .. })), "{parsed:?}");
+            assert!(
+                matches!(parsed, Err(WireError::Truncated { .. })),
+                "{parsed:?}"
+            );
         }
         let Ok((p, rest)) = parsed else { return };
         assert!(p.error_estimate.is_valid());
@@ -42,7 +45,10 @@ pub fn wire_stamp_packet(data: &[u8]) {
     } else {
         let parsed = ReflectorPacket::parse_stamp(mode, bytes);
         if bytes.len() < base {
-            assert!(matches!(parsed, Err(WireError::Truncated { .. })), "{parsed:?}");
+            assert!(
+                matches!(parsed, Err(WireError::Truncated { .. })),
+                "{parsed:?}"
+            );
         }
         let Ok((p, rest)) = parsed else { return };
         assert!(p.error_estimate.is_valid());
