@@ -23,6 +23,7 @@ pub mod powstream;
 pub mod progress;
 pub mod prompt;
 pub mod signals;
+pub mod stamp;
 pub mod sys;
 pub mod twampd;
 pub mod twping;

@@ -54,6 +54,9 @@ pub fn commands() -> Vec<(&'static str, u8, Command)> {
         ("owampd", 8, crate::owampd::Args::command()),
         ("twping", 1, crate::twping::Args::command()),
         ("twampd", 8, crate::twampd::command()),
+        ("stamp", 1, crate::stamp::Args::command()),
+        ("stamp-reflect", 1, crate::stamp::subcommand("reflect")),
+        ("stamp-send", 1, crate::stamp::subcommand("send")),
     ]
 }
 
@@ -112,6 +115,9 @@ fn description(name: &str) -> &'static str {
         "owampd" => "owampd is an OWAMP server (RFC 4656): it accepts control connections, runs the one-way test sessions clients ask for within the limits of their class, stores the sessions it receives, and serves them to clients that fetch them. Its settings come from owamp-server.conf(5), owamp-server.limits(5) and owamp-server.pfs(5) in the configuration directory; a flag wins over the file.",
         "twping" => "twping runs a two-way latency test (TWAMP, RFC 5357) against a TWAMP server: it asks for one session with Request-TW-Session, sends the test packets itself and times the replies of the server's reflector. It prints the round-trip, send and reflect delays, the reflector's processing time, jitter, loss, duplicates and hops as perfSONAR's twping does, each reply's timestamps (-R), the machine-readable summary (-M) or JSON (--json). HOST is host, host:port, [v6addr] or [v6addr]:port; the port defaults to 862.",
         "twampd" => "twampd is a TWAMP server (RFC 5357): it accepts TWAMP-Control connections and reflects the test packets of the sessions clients ask for. It takes owampd(8)'s flags and file formats; its files are twamp-server.conf, twamp-server.limits and twamp-server.pfs in the configuration directory, and it listens on port 862 unless srcnode says otherwise.",
+        "stamp" => "stamp measures two-way latency without a control connection: stamp reflect is a STAMP Session-Reflector (RFC 8762) or, with --light, a TWAMP Light reflector (RFC 5357 Appendix I); stamp send is a Session-Sender that sends a fixed number of packets at a fixed interval and prints twping(1)'s statistics. STAMP and TWAMP Light interoperate in unauthenticated mode (RFC 8762 4.6). In authenticated mode (--auth-key-file, RFC 8762 4.4) every packet carries an HMAC-SHA-256 truncated to 16 octets, keyed with the key in the file (hexadecimal digits, whitespace ignored, 16 to 64 octets) that both ends must share. See stamp-reflect(1) and stamp-send(1).",
+        "stamp-reflect" => "stamp reflect answers every valid STAMP (or, with --light, TWAMP Light) test packet that reaches its address with the reflector packet: its receive and send timestamps, the TTL the packet arrived with and the sender's fields. A reply has the length of the packet it answers, or of the reflector's base packet if that is longer (RFC 8762 4.6). Stateless (the default), a reply carries the sender's sequence number; with --stateful the reflector numbers its replies to each sender from 0, so that a sender can tell the loss of each direction apart (RFC 8762 4.3). It prints the address it listens on, runs until SIGINT or SIGTERM and prints what it reflected and dropped.",
+        "stamp-send" => "stamp send sends count test packets (-c) to the reflector at HOST, one every interval seconds (-i), waits for the replies up to timeout seconds (-L) after the last, and prints the round-trip, send and reflect delays, the reflector's processing time, jitter, loss, duplicates and hops as twping(1) does, each reply's timestamps (-R), the machine-readable summary (-M) or JSON (--json). There is no session identifier: the SID printed is zero. HOST is host, host:port, [v6addr] or [v6addr]:port; the port defaults to 862. Without --light the packets are STAMP's, which a TWAMP Light reflector answers too; with --light they are TWAMP Light's, which a STAMP reflector answers too.",
         _ => "",
     }
 }
@@ -173,6 +179,10 @@ fn extra_sections(name: &str) -> &'static [(&'static str, &'static [&'static str
             ("SIGNALS", &["SIGTERM, SIGINT and SIGHUP stop the reflectors and end twampd."]),
             ("EXIT STATUS", &["0 after a signal stopped it; 1 when it could not start."]),
             ("SEE ALSO", &["twping(1), owampd(8). RFC 5357."]),
+        ],
+        "stamp" | "stamp-reflect" | "stamp-send" => &[
+            ("EXIT STATUS", &["0 when the test ran (whatever was lost) or the reflector was stopped by a signal; 1 on a bad argument, an unreadable key file or a socket that could not be opened."]),
+            ("SEE ALSO", &["stamp(1), stamp-reflect(1), stamp-send(1), twping(1), twampd(8). RFC 8762, RFC 5357."]),
         ],
         _ => &[],
     }

@@ -14,6 +14,7 @@ mod crypto;
 mod owp;
 pub mod replay;
 mod session;
+mod stamp;
 mod time;
 mod twamp;
 mod wire;
@@ -26,6 +27,7 @@ pub use self::control::{control_client, control_server, KEY_ID, PASSPHRASE, TEST
 pub use self::crypto::{crypto_control, crypto_test_packet, crypto_token};
 pub use self::owp::owp_reader;
 pub use self::session::session_receiver;
+pub use self::stamp::{session_stamp_reflector, wire_stamp_packet};
 pub use self::time::time_conversions;
 pub use self::twamp::{
     crypto_reflector_packet, session_twamp, wire_reflector_packet, wire_request_tw_session,
@@ -80,6 +82,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("wire_reflector_packet", wire_reflector_packet),
     ("crypto_reflector_packet", crypto_reflector_packet),
     ("session_twamp", session_twamp),
+    ("wire_stamp_packet", wire_stamp_packet),
+    ("session_stamp_reflector", session_stamp_reflector),
 ];
 
 /// Reads typed values off the front of a fuzz input. Past the end, values read as zero and

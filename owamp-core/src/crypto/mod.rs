@@ -10,6 +10,7 @@
 //! - [`seal_token`] / [`open_token`]: the 64-octet Token of Set-Up-Response (RFC 4656 3.1).
 //! - [`SessionKeys`]: the AES and HMAC session keys carried in the Token.
 //! - [`Passphrase`]: the shared secret an identity authenticates with.
+//! - [`StampKey`]: STAMP's out-of-band key, HMAC-SHA-256 truncated to 16 octets (RFC 8762 4.4).
 //!
 //! # Secrets
 //!
@@ -101,6 +102,7 @@ mod control;
 mod kdf;
 mod keys;
 mod secret;
+mod stamp;
 mod test_packet;
 mod token;
 
@@ -110,6 +112,7 @@ pub use control::{
 pub use kdf::{derive_key, derive_key_with_limit, DerivedKey, DEFAULT_MAX_KDF_COUNT};
 pub use keys::SessionKeys;
 pub use secret::Passphrase;
+pub use stamp::{StampKey, StampKeyError, STAMP_HMAC_OFFSET};
 pub use test_packet::{SecureMode, TestPacketCrypto, SECURE_TEST_PACKET_MIN_LEN};
 pub use token::{decrypt_token, open_token, seal_token, TOKEN_LEN};
 

@@ -6,11 +6,13 @@
 //!   session's [`DataRecord`](crate::wire::DataRecord)s in the reference implementation's
 //!   order.
 //! - [`twamp`]: TWAMP's session-sender and session-reflector (RFC 5357 4).
+//! - [`stamp`]: STAMP (RFC 8762) and TWAMP Light sender and reflector, without control.
 
 pub mod packet;
 pub mod receiver;
 pub mod schedule;
 pub mod sender;
+pub mod stamp;
 pub mod test_session;
 pub mod twamp;
 

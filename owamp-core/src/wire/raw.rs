@@ -390,6 +390,56 @@ pub struct AuthReflectorPacket {
     pub hmac: [u8; 16],
 }
 
+/// STAMP Session-Sender test packet in unauthenticated mode, 44 octets (RFC 8762 4.2.1).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct StampSenderPacket {
+    /// 0: Sequence Number.
+    pub seq: U32,
+    /// 4: Timestamp.
+    pub timestamp: U64,
+    /// 12: Error Estimate.
+    pub error_estimate: U16,
+    /// 14: MBZ.
+    pub mbz: [u8; 30],
+}
+
+/// STAMP Session-Sender test packet in authenticated mode, 112 octets (RFC 8762 4.2.2).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct StampAuthSenderPacket {
+    /// 0: Sequence Number.
+    pub seq: U32,
+    /// 4: MBZ.
+    pub mbz1: [u8; 12],
+    /// 16: Timestamp.
+    pub timestamp: U64,
+    /// 24: Error Estimate.
+    pub error_estimate: U16,
+    /// 26: MBZ.
+    pub mbz2: [u8; 70],
+    /// 96: HMAC.
+    pub hmac: [u8; 16],
+}
+
+/// STAMP Session-Reflector test packet in unauthenticated mode, 44 octets (RFC 8762 4.3.1):
+/// TWAMP's 41-octet reflector packet and three MBZ octets. The authenticated one (RFC 8762
+/// 4.3.2) has the layout of [`AuthReflectorPacket`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
+#[repr(C)]
+pub struct StampReflectorPacket {
+    /// 0: the fields of TWAMP's unauthenticated reflector packet.
+    pub twamp: OpenReflectorPacket,
+    /// 41: MBZ.
+    pub mbz: [u8; 3],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,5 +466,8 @@ mod tests {
         assert_eq!(size_of::<TwampStopSessions>(), 32);
         assert_eq!(size_of::<OpenReflectorPacket>(), 41);
         assert_eq!(size_of::<AuthReflectorPacket>(), 112);
+        assert_eq!(size_of::<StampSenderPacket>(), 44);
+        assert_eq!(size_of::<StampAuthSenderPacket>(), 112);
+        assert_eq!(size_of::<StampReflectorPacket>(), 44);
     }
 }
