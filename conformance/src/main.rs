@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Conformance tools for OWAMP (RFC 4656) implementations.
+/// Conformance tools for OWAMP (RFC 4656) and TWAMP (RFC 5357) implementations.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -39,8 +39,12 @@ enum Command {
     /// Stop-Sessions with skip ranges, Fetch-Session, malformed input. One line per check,
     /// then `N passed, M failed`; exits 1 if any failed. Each exchange is written as a trace.
     Probe {
-        /// The server: HOST[:PORT] (port 861 by default).
+        /// The server: HOST[:PORT] (port 861 by default, 862 with --twamp).
         target: String,
+        /// Probe a TWAMP server (RFC 5357): greeting, a session in each mode with every packet
+        /// reflected and checked, Stop-Sessions, and OWAMP commands TWAMP does not have.
+        #[arg(long)]
+        twamp: bool,
         /// The identity for authenticated and encrypted modes.
         #[arg(short = 'u', requires = "pfs")]
         identity: Option<String>,
@@ -98,16 +102,23 @@ fn exit_for(report: &conformance::live::report::LiveReport, json: bool) -> ExitC
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn probe(
     target: &str,
+    twamp: bool,
     identity: Option<String>,
     pfs: Option<PathBuf>,
     traces: PathBuf,
     timeout: f64,
     json: bool,
 ) -> ExitCode {
-    use conformance::live::probe::{owamp_checks, resolve, ProbeConfig};
-    let server = match resolve(target) {
+    use conformance::live::probe::{owamp_checks, resolve_with_port, ProbeConfig};
+    let port = if twamp {
+        conformance::live::twamp::TWAMP_PORT
+    } else {
+        conformance::live::probe::OWAMP_PORT
+    };
+    let server = match resolve_with_port(target, port) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
@@ -135,7 +146,11 @@ fn probe(
             }
         }
     }
-    exit_for(&owamp_checks(&cfg), json)
+    if twamp {
+        exit_for(&conformance::live::twamp::twamp_checks(&cfg), json)
+    } else {
+        exit_for(&owamp_checks(&cfg), json)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -219,12 +234,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Probe {
             target,
+            twamp,
             identity,
             pfs,
             traces,
             timeout,
             json,
-        } => probe(&target, identity, pfs, traces, timeout, json),
+        } => probe(&target, twamp, identity, pfs, traces, timeout, json),
         Command::Serve {
             port,
             addr,
