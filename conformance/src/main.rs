@@ -65,9 +65,14 @@ enum Command {
     /// trace and reports each deviation of the client (one line per check as each connection
     /// ends; with --count, `N passed, M failed` at the end and exit status 1 on any failure).
     Serve {
-        /// The port to listen on (0: any, printed on standard error).
-        #[arg(long, default_value_t = 861)]
-        port: u16,
+        /// The port to listen on (0: any, printed on standard error; default 861, 862 with
+        /// --twamp).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Serve TWAMP (RFC 5357) with our TWAMP server and session-reflector, checking each
+        /// client's messages and test packets.
+        #[arg(long)]
+        twamp: bool,
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         addr: std::net::IpAddr,
@@ -156,7 +161,8 @@ fn probe(
 #[allow(clippy::too_many_arguments)]
 fn serve(
     addr: std::net::IpAddr,
-    port: u16,
+    port: Option<u16>,
+    twamp: bool,
     modes: &str,
     pfs: Option<PathBuf>,
     traces: PathBuf,
@@ -191,6 +197,11 @@ fn serve(
             }
         }
     }
+    let port = port.unwrap_or(if twamp {
+        conformance::live::twamp::TWAMP_PORT
+    } else {
+        conformance::live::probe::OWAMP_PORT
+    });
     let listener = match std::net::TcpListener::bind((addr, port)) {
         Ok(l) => l,
         Err(e) => {
@@ -201,7 +212,7 @@ fn serve(
     if let Ok(a) = listener.local_addr() {
         eprintln!("conformance serve: listening on {a}");
     }
-    let report = serve(&cfg, &listener, count, |checks| {
+    let each = |checks: &[conformance::live::report::CheckOutcome]| {
         if !json {
             let mut r = conformance::live::report::LiveReport::default();
             for c in checks {
@@ -216,7 +227,12 @@ fn serve(
                 println!("{line}");
             }
         }
-    });
+    };
+    let report = if twamp {
+        conformance::live::twamp::serve_twamp(&cfg, &listener, count, each)
+    } else {
+        serve(&cfg, &listener, count, each)
+    };
     if json {
         println!("{}", report.to_json());
     } else {
@@ -243,13 +259,14 @@ fn main() -> ExitCode {
         } => probe(&target, twamp, identity, pfs, traces, timeout, json),
         Command::Serve {
             port,
+            twamp,
             addr,
             modes,
             pfs,
             traces,
             count,
             json,
-        } => serve(addr, port, &modes, pfs, traces, count, json),
+        } => serve(addr, port, twamp, &modes, pfs, traces, count, json),
         Command::Run { dirs, json } => {
             let vectors = if dirs.is_empty() {
                 conformance::vectors::builtin()

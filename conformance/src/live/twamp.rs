@@ -672,3 +672,277 @@ pub fn twamp_checks(cfg: &ProbeConfig) -> LiveReport {
     }
     p.report
 }
+
+/// `conformance serve --twamp`: serves `count` TWAMP control connections (`None`: until the
+/// listener fails) from `listener`, one at a time, with our TWAMP server core and
+/// session-reflector (`Protocol::Twamp`, `session::twamp::Reflector`), offering the modes and
+/// identities of `cfg`, admitting every session; calls `each` with the checks of each
+/// connection as it ends; returns them all. The checks, each of the client:
+///
+/// - `connection/N/protocol` (RFC 5357 3): no message our core refuses (a field that does not
+///   parse, a bad HMAC, a message out of turn), and a test that was started ended with the
+///   client's Stop-Sessions (3.8) before it closed;
+/// - `connection/N/messages` (3.1-3.8): the recorded trace passes the TWAMP check and, in A/E,
+///   decrypts with every HMAC and test packet verified;
+/// - `connection/N/test-packets` (4.1.2, 4.2.1): every check of [`crate::twamp`] holds (the
+///   sender's rules test the client; the reflector's test our own reflector).
+pub fn serve_twamp(
+    cfg: &super::serve::ServeConfig,
+    listener: &std::net::TcpListener,
+    count: Option<usize>,
+    mut each: impl FnMut(&[CheckOutcome]),
+) -> LiveReport {
+    let mut report = LiveReport::default();
+    if let Some(dir) = &cfg.traces {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            report
+                .not_run
+                .push(format!("traces: cannot create {}: {e}", dir.display()));
+        }
+    }
+    let clock = SystemClock::new();
+    let start_time = clock.now();
+    let mut n = 0;
+    while count.map_or(true, |c| n < c) {
+        let Ok((stream, peer)) = listener.accept() else {
+            break;
+        };
+        n += 1;
+        let checks = serve_one(cfg, stream, peer, n, start_time, &clock);
+        each(&checks);
+        for c in checks {
+            report.push(c);
+        }
+    }
+    report
+}
+
+/// What one served connection saw.
+#[derive(Default)]
+struct Served {
+    rec: Recorder,
+    closed: Option<CloseReason>,
+    started: bool,
+    stopped: bool,
+    peer_closed: bool,
+    error: Option<String>,
+}
+
+fn serve_one(
+    cfg: &super::serve::ServeConfig,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    n: usize,
+    start_time: OwampTime,
+    clock: &SystemClock,
+) -> Vec<CheckOutcome> {
+    use owamp_core::control::{Server, ServerConfig};
+    use owamp_core::session::twamp::Reflector;
+    let mut out = Served::default();
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(5)));
+    let _ = tcp.set_write_timeout(Some(cfg.control_timeout));
+    let local = tcp
+        .local_addr()
+        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+    let policy = super::serve::Strict {
+        modes: cfg.modes,
+        identities: cfg.identities.clone(),
+    };
+    let scfg = ServerConfig {
+        start_time,
+        control_timeout: cfg.control_timeout,
+        protocol: Protocol::Twamp,
+        ..ServerConfig::default()
+    };
+    let mut server = Server::new(clock.now(), scfg, policy, OsRng, local, peer);
+    let mut socket: Option<UdpSocket> = None;
+    let mut reflector: Option<(Reflector, SocketAddr)> = None;
+    let (mut buf, mut dgram, mut reply) = ([0u8; 4096], vec![0u8; 65536], Vec::new());
+    let deadline = Instant::now() + cfg.connection_limit;
+    let handle =
+        |server: &mut Server<super::serve::Strict, OsRng>, out: &mut Served, i: Input<'_>| {
+            if let Err(e) = server.handle_input(clock.now(), i) {
+                out.error.get_or_insert(e.to_string());
+            }
+        };
+    'conn: while Instant::now() < deadline {
+        let mut inputs = Vec::new();
+        while let Some(o) = server.poll_output() {
+            match o {
+                Output::Transmit(b) => {
+                    out.rec.control(Direction::ServerToClient, &b, None);
+                    if tcp.write_all(&b).is_err() {
+                        out.peer_closed = true;
+                    }
+                }
+                Output::PrepareTestEndpoint(e) => match UdpSocket::bind(e.local) {
+                    Ok(u) => {
+                        let port = u.local_addr().map(|a| a.port()).unwrap_or(0);
+                        let _ = u.set_nonblocking(true);
+                        socket = Some(u);
+                        inputs.push((e.sid, Some(port)));
+                    }
+                    Err(_) => inputs.push((e.sid, None)),
+                },
+                Output::SessionAccepted(info) => {
+                    reflector = Reflector::new(&info).ok().map(|r| (r, info.peer));
+                }
+                Output::StartSessions => out.started = true,
+                Output::StopLocalSessions => out.stopped = true,
+                Output::Close(r) => {
+                    out.closed = Some(r);
+                    break 'conn;
+                }
+                _ => {}
+            }
+        }
+        for (sid, port) in inputs {
+            let i = match port {
+                Some(port) => Input::EndpointReady { sid, port },
+                None => Input::EndpointFailed {
+                    sid,
+                    accept: AcceptCode::InternalError,
+                },
+            };
+            handle(&mut server, &mut out, i);
+        }
+        if let (true, false, Some(u), Some((r, from_peer))) =
+            (out.started, out.stopped, &socket, &mut reflector)
+        {
+            let me = u.local_addr().unwrap_or(local);
+            while let Ok((len, from)) = u.recv_from(&mut dgram) {
+                let at = clock.now();
+                let d = dgram.get(..len).unwrap_or_default();
+                out.rec.test(from, me, d);
+                // std sockets cannot read the TTL: 255, as on loopback.
+                if from == *from_peer
+                    && r.reflect(at, 255, d, clock.now(), clock.error_estimate(), &mut reply)
+                        .is_ok()
+                    && u.send_to(&reply, from).is_ok()
+                {
+                    out.rec.test(me, from, &reply);
+                }
+            }
+        }
+        if server.poll_timeout().is_some_and(|t| clock.now() >= t) {
+            handle(&mut server, &mut out, Input::Timer);
+            continue;
+        }
+        if out.peer_closed {
+            break;
+        }
+        match tcp.read(&mut buf) {
+            Ok(0) => {
+                out.peer_closed = true;
+                handle(&mut server, &mut out, Input::PeerClosed);
+            }
+            Ok(len) => {
+                out.rec
+                    .control(Direction::ClientToServer, &buf[..len], None);
+                handle(&mut server, &mut out, Input::Received(&buf[..len]));
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => {
+                out.peer_closed = true;
+                handle(&mut server, &mut out, Input::PeerClosed);
+            }
+        }
+    }
+    let _ = tcp.shutdown(Shutdown::Both);
+    // The trace, with what the runner needs to read it.
+    let mode = server.mode();
+    let identity = server
+        .key_id()
+        .map(|k| String::from_utf8_lossy(k).into_owned());
+    let pass = identity.as_ref().and_then(|id| {
+        cfg.identities
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, p)| hex::encode(p))
+    });
+    let headers = vec![
+        ("scenario", format!("twamp-connection-{n:03}")),
+        (
+            "provenance",
+            "recorded by conformance serve --twamp".to_string(),
+        ),
+        ("protocol", "twamp".to_string()),
+        ("mode", mode_name(mode).to_string()),
+        ("identity", identity.unwrap_or_else(|| "<none>".into())),
+        ("passphrase-hex", pass.unwrap_or_else(|| "<none>".into())),
+        ("server-control", local.to_string()),
+        ("client-control", peer.to_string()),
+    ];
+    let t = out.rec.to_trace(&headers);
+    let trace = cfg.traces.as_ref().and_then(|dir| {
+        let path = dir.join(format!("twamp-connection-{n:03}.trace"));
+        std::fs::write(&path, t.to_text())
+            .ok()
+            .map(|()| path.display().to_string())
+    });
+    let name = |c: &str| format!("connection/{n}/{c}");
+    let outcome = |c: &str, section: &str, expected: &str, found: Found| {
+        let (passed, seen) = match found {
+            Ok(s) => (true, s),
+            Err(s) => (false, s),
+        };
+        CheckOutcome {
+            name: name(c),
+            section: format!("RFC 5357 {section}"),
+            passed,
+            expected: expected.into(),
+            seen,
+            trace: trace.clone(),
+        }
+    };
+    let mut checks = Vec::new();
+    let protocol = match (&out.closed, &out.error) {
+        (Some(CloseReason::Protocol(e)), _) => Err(format!("our server closed: {e}")),
+        (_, Some(e)) => Err(format!("our server refused an input: {e}")),
+        _ if out.started && !out.stopped => {
+            Err("the client left during its test, without Stop-Sessions".into())
+        }
+        _ if out.stopped => Ok("a whole test, ended by the client's Stop-Sessions".into()),
+        _ => Ok("no protocol error".into()),
+    };
+    checks.push(outcome(
+        "protocol",
+        "3",
+        "no message our core refuses; a started test ended with the client's Stop-Sessions",
+        protocol,
+    ));
+    let report = crate::check::check_as(&t, Protocol::Twamp);
+    let messages = match report.findings.first() {
+        Some(f) => Err(f.to_string()),
+        None => match open_as(&t, None, Some(Protocol::Twamp)) {
+            Err(e) => Err(e),
+            Ok(Opened::Unreadable(why)) => Err(why),
+            Ok(Opened::Readable(ex)) => Ok((
+                format!(
+                    "{} messages, {} control HMACs, {} test packets verified",
+                    ex.messages.len(),
+                    ex.hmacs,
+                    ex.test_packets
+                ),
+                ex,
+            )),
+        },
+    };
+    let ex = messages.as_ref().ok().map(|(_, ex)| ex.clone());
+    checks.push(outcome(
+        "messages",
+        "3.1-3.8",
+        "every message and test packet of the trace valid (every HMAC verified in A/E)",
+        messages.map(|(s, _)| s),
+    ));
+    if let Some(ex) = ex.filter(|ex| ex.accepted && out.started) {
+        let found = crate::twamp::check_test_packets(&ex).and_then(|c| crate::twamp::summary(&c));
+        checks.push(outcome(
+            "test-packets",
+            "4.1.2, 4.2.1",
+            "every TWAMP-Test check of `conformance run` holds",
+            found,
+        ));
+    }
+    checks
+}
