@@ -269,3 +269,23 @@ fn the_binary_runs_the_twamp_directory() {
     assert!(out.status.success(), "{text}");
     assert!(text.ends_with("15 passed, 0 failed\n"), "{text}");
 }
+
+#[test]
+fn every_twamp_capture_imports_to_its_trace() {
+    for name in [
+        "a_open",
+        "b_auth",
+        "c_encrypted",
+        "d_authfail",
+        "r_open_raw",
+        "m_open_machine",
+    ] {
+        let t = import_named(&capture(&format!("{name}.pcap")), &format!("{name}.pcap"));
+        let want = Trace::parse(
+            &std::fs::read_to_string(Path::new(TWAMP).join(format!("{name}.trace"))).unwrap(),
+        )
+        .unwrap();
+        conformance::trace::equivalent(&t, &want).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(t.header("import-warning"), None, "{name}");
+    }
+}
