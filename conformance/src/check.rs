@@ -1,6 +1,10 @@
-//! Checks one trace: splits each control direction into OWAMP-Control messages, checks every
-//! message that is in the clear, checks that the encrypted part has the framing its mode
-//! implies, and checks the test packets.
+//! Checks one trace: splits each control direction into OWAMP-Control (or TWAMP-Control)
+//! messages, checks every message that is in the clear, checks that the encrypted part has the
+//! framing its mode implies, and checks the test packets.
+//!
+//! TWAMP-Control (RFC 5357 3) is OWAMP-Control with Request-TW-Session (command 5, 112 octets)
+//! for Request-Session, a 32-octet Stop-Sessions that only the client sends, and no
+//! Fetch-Session. Which protocol a trace speaks is decided by [`protocol_of`].
 //!
 //! What is checked depends on what the trace shows:
 //! - open mode, or a decrypted trace (`.plain.trace`): every message is split and checked
@@ -15,7 +19,8 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use crate::frame::{be16, be32, frame, Context, Framed, MsgKind};
-use owamp_core::wire::{Mode as WireMode, TestPacket};
+use owamp_core::control::Protocol;
+use owamp_core::wire::{Mode as WireMode, ReflectorPacket, RequestTwSession, TestPacket};
 
 use crate::trace::{Direction, Event, Mode, Trace};
 
@@ -68,6 +73,8 @@ pub struct Report {
     pub matched_test_packets: usize,
     /// Problems, in the order found.
     pub findings: Vec<Finding>,
+    /// The protocol the trace was checked as.
+    pub protocol: Protocol,
     /// Messages that could not be split off (a finding stopped their direction there): the
     /// direction, the kind expected and the stream offset of its first octet.
     pub unsplit: Vec<(Direction, MsgKind, usize)>,
@@ -114,6 +121,8 @@ struct Session {
 
 #[derive(Default)]
 struct Walker {
+    /// TWAMP-Control rather than OWAMP-Control.
+    twamp: bool,
     /// The bytes after the clear prefix can be read.
     clear: bool,
     mode: Option<Mode>,
@@ -233,17 +242,31 @@ impl Walker {
         if !self.clear {
             return false;
         }
-        let kind = match self.c.rest()[0] {
-            1 => MsgKind::RequestSession,
-            2 => MsgKind::StartSessions,
-            3 => MsgKind::StopSessions,
-            4 => MsgKind::FetchSession,
-            _ => MsgKind::Command,
-        };
+        let command = self.c.rest()[0];
+        let kind = client_kind(self.twamp, true, command);
+        if self.twamp && matches!(command, 1 | 4) {
+            // RFC 5357 3.5, 3.9: no Request-Session and no Fetch-Session in TWAMP.
+            let why = format!(
+                "command {command} is not a TWAMP-Control command: a TWAMP client requests sessions with Request-TW-Session (5) and fetches nothing (RFC 5357 3.5)"
+            );
+            self.fail(C, MsgKind::Command, 0, why);
+            return false;
+        }
         let Some(m) = self.next(C, kind, self.ctx((0, 0))) else {
             return false;
         };
         match kind {
+            MsgKind::RequestTwSession => {
+                // The server reflects (RFC 5357 3.5): its Accept-Session port is the
+                // receiver's; TWAMP counts no packets.
+                self.owed.push_back(MsgKind::AcceptSession);
+                self.requests.push_back((
+                    be16(&m, 12).unwrap_or(0),
+                    be16(&m, 14).unwrap_or(0),
+                    u32::MAX,
+                    false,
+                ));
+            }
             MsgKind::RequestSession => {
                 self.owed.push_back(MsgKind::AcceptSession);
                 self.requests.push_back((
@@ -303,7 +326,12 @@ impl Walker {
                 }
                 let (kind, count) = if let Some(&f) = self.forced.front() {
                     f
-                } else if self.s.rest()[0] == 3 && self.started && !self.server_stopped {
+                } else if !self.twamp
+                    && self.s.rest()[0] == 3
+                    && self.started
+                    && !self.server_stopped
+                {
+                    // RFC 4656 3.8; in TWAMP only the client sends Stop-Sessions (RFC 5357 3.8).
                     (MsgKind::StopSessions, (0, 0))
                 } else if let Some(&k) = self.owed.front() {
                     (k, (0, 0))
@@ -392,14 +420,7 @@ impl Walker {
             // Clear bytes that form no whole message.
             let (kind, count) = match dir {
                 Direction::ClientToServer => (
-                    match (self.setup_done, self.c.rest()[0]) {
-                        (false, _) => MsgKind::SetUpResponse,
-                        (true, 1) => MsgKind::RequestSession,
-                        (true, 2) => MsgKind::StartSessions,
-                        (true, 3) => MsgKind::StopSessions,
-                        (true, 4) => MsgKind::FetchSession,
-                        _ => MsgKind::Command,
-                    },
+                    client_kind(self.twamp, self.setup_done, self.c.rest()[0]),
                     (0, 0),
                 ),
                 Direction::ServerToClient => match self.server_phase {
@@ -440,19 +461,67 @@ impl Walker {
     }
 }
 
-/// Checks one trace. A trace with no control connection checks only its test packets.
+/// The kind of the client's next message, by its first octet.
+fn client_kind(twamp: bool, setup_done: bool, command: u8) -> MsgKind {
+    match (setup_done, twamp, command) {
+        (false, _, _) => MsgKind::SetUpResponse,
+        (true, false, 1) => MsgKind::RequestSession,
+        (true, true, RequestTwSession::COMMAND) => MsgKind::RequestTwSession,
+        (true, _, 2) => MsgKind::StartSessions,
+        (true, false, 3) => MsgKind::StopSessions,
+        (true, true, 3) => MsgKind::TwampStopSessions,
+        (true, false, 4) => MsgKind::FetchSession,
+        _ => MsgKind::Command,
+    }
+}
+
+/// The protocol a trace speaks, decided in this order:
+///
+/// 1. a `protocol` header (`twamp` or `owamp`; the importer writes it when it knows);
+/// 2. `hint`, what the caller knows (the runner: a trace below a directory named `twamp`);
+/// 3. the first client command after the Set-Up-Response, when it is readable (open mode or a
+///    decrypted trace): Request-TW-Session (5) is TWAMP (RFC 5357 3.5);
+/// 4. OWAMP.
+///
+/// A trace whose client sent no command (a refused set-up) and an encrypted trace cannot show
+/// the difference on the control connection: for them the header or the hint decides.
+pub fn protocol_of(trace: &Trace, hint: Option<Protocol>) -> Protocol {
+    if let Some(p) = trace.protocol() {
+        return p;
+    }
+    if let Some(p) = hint {
+        return p;
+    }
+    let cs = trace.stream(Direction::ClientToServer);
+    let readable = trace.decrypted() || be32(&cs, 0) == Some(Mode::Open.word());
+    if readable && cs.get(owamp_core::wire::SetUpResponse::LEN) == Some(&RequestTwSession::COMMAND)
+    {
+        Protocol::Twamp
+    } else {
+        Protocol::Owamp
+    }
+}
+
+/// Checks one trace as the protocol [`protocol_of`] finds (with no hint). A trace with no
+/// control connection checks only its test packets.
 pub fn check(trace: &Trace) -> Report {
-    check_with(trace, true)
+    check_as(trace, protocol_of(trace, None))
+}
+
+/// Checks one trace as `protocol`.
+pub fn check_as(trace: &Trace, protocol: Protocol) -> Report {
+    check_with(trace, true, protocol)
 }
 
 /// Checks the control connection of a trace only, leaving its test packets aside (for a trace
 /// whose control lines are decrypted before its test packets are).
-pub fn check_control(trace: &Trace) -> Report {
-    check_with(trace, false)
+pub fn check_control(trace: &Trace, protocol: Protocol) -> Report {
+    check_with(trace, false, protocol)
 }
 
-fn check_with(trace: &Trace, test_packets: bool) -> Report {
+fn check_with(trace: &Trace, test_packets: bool, protocol: Protocol) -> Report {
     let mut w = Walker {
+        twamp: protocol == Protocol::Twamp,
         clear: trace.decrypted(),
         ..Default::default()
     };
@@ -476,6 +545,7 @@ fn check_with(trace: &Trace, test_packets: bool) -> Report {
     let mut report = Report {
         mode,
         clear: w.clear,
+        protocol,
         opaque: if w.clear {
             (0, 0)
         } else {
@@ -541,20 +611,57 @@ fn check_tests(
             Mode::Authenticated => WireMode::Authenticated,
             Mode::Encrypted => WireMode::Encrypted,
         };
-        let min = TestPacket::header_len(wmode);
+        // The session, and whether the packet is a TWAMP reflector's answer (it goes from the
+        // receiver's port back to the sender's, RFC 5357 4.2).
+        let session = w.sessions.iter().find_map(|s| {
+            if s.sender_port == src.port() && s.receiver_port == dst.port() {
+                Some((s, false))
+            } else if w.twamp && s.receiver_port == src.port() && s.sender_port == dst.port() {
+                Some((s, true))
+            } else {
+                None
+            }
+        });
+        let session = session.filter(|_| know_sessions);
+        let reflected = session.is_some_and(|(_, r)| r);
+        let (min, what, rfc) = if reflected {
+            (
+                ReflectorPacket::header_len(wmode),
+                "reflector packet",
+                "RFC 5357 4.2.1",
+            )
+        } else if w.twamp {
+            (
+                TestPacket::header_len(wmode),
+                "test packet",
+                "RFC 5357 4.1.2",
+            )
+        } else {
+            (
+                TestPacket::header_len(wmode),
+                "test packet",
+                "RFC 4656 4.1.2",
+            )
+        };
         if payload.len() < min {
             fail(
                 report,
                 payload.len(),
                 format!(
-                    "{} octets, shorter than the {min} a {} mode test packet needs (RFC 4656 4.1.2)",
+                    "{} octets, shorter than the {min} a {} mode {what} needs ({rfc})",
                     payload.len(),
                     mode.name()
                 ),
             );
             continue;
         }
-        if readable_from < 32 {
+        if reflected && readable_from == 0 {
+            if let Err(e) = ReflectorPacket::parse(wmode, payload) {
+                let off = crate::frame::error_offset(MsgKind::Command, &e);
+                fail(report, off, e.to_string());
+                continue;
+            }
+        } else if readable_from < 32 {
             let mut p = payload.clone();
             p[..readable_from].fill(0);
             if let Err(e) = TestPacket::parse(wmode, &p) {
@@ -565,17 +672,14 @@ fn check_tests(
         }
         if readable_from == 0 && know_sessions {
             let seq = be32(payload, 0).unwrap_or(0);
-            let s = w
-                .sessions
-                .iter()
-                .find(|s| s.sender_port == src.port() && s.receiver_port == dst.port());
-            match s {
+            match session.map(|(s, _)| s) {
                 None => fail(
                     report,
                     0,
                     "no session set up on the control connection uses these ports".into(),
                 ),
-                Some(s) if seq >= s.packets => fail(
+                // TWAMP sessions name no packet count (RFC 5357 3.5).
+                Some(s) if !w.twamp && seq >= s.packets => fail(
                     report,
                     0,
                     format!(

@@ -1,4 +1,5 @@
-//! Message framing and field checks for OWAMP-Control messages (RFC 4656 3.1-3.9), as the
+//! Message framing and field checks for OWAMP-Control messages (RFC 4656 3.1-3.9) and the
+//! TWAMP-Control messages that differ from them (RFC 5357 3.5, 3.8), as the
 //! trace checks need them: given the octets at the start of a stream, how long is the next
 //! message and is every field that can be checked valid.
 //!
@@ -10,8 +11,9 @@ use std::fmt;
 
 use owamp_core::wire::framing::{self, Frame};
 use owamp_core::wire::{
-    AcceptSession, FetchAck, FetchData, FetchSession, RequestSession, ServerGreeting, ServerStart,
-    SetUpResponse, StartAck, StartSessions, StopSessions, WireError,
+    AcceptSession, FetchAck, FetchData, FetchSession, RequestSession, RequestTwSession,
+    ServerGreeting, ServerStart, SetUpResponse, StartAck, StartSessions, StopSessions,
+    TwampStopSessions, WireError,
 };
 
 /// The kinds of OWAMP-Control message (and the parts of a Fetch-Session response).
@@ -40,6 +42,10 @@ pub enum MsgKind {
     /// What follows the stored Request-Session after an accepting Fetch-Ack: the skip ranges
     /// and the data records, each padded and followed by an HMAC (RFC 4656 3.8).
     FetchData,
+    /// Request-TW-Session, 112 octets (RFC 5357 3.5; TWAMP only).
+    RequestTwSession,
+    /// TWAMP's Stop-Sessions, 32 octets with no session descriptions (RFC 5357 3.8).
+    TwampStopSessions,
     /// A command octet that names no command.
     Command,
 }
@@ -59,6 +65,8 @@ impl MsgKind {
             MsgKind::FetchSession => "Fetch-Session",
             MsgKind::FetchAck => "Fetch-Ack",
             MsgKind::FetchData => "Fetch-Session data",
+            MsgKind::RequestTwSession => "Request-TW-Session",
+            MsgKind::TwampStopSessions => "Stop-Sessions",
             MsgKind::Command => "command",
         }
     }
@@ -163,6 +171,12 @@ pub fn frame(kind: MsgKind, b: &[u8], ctx: &Context) -> Framed {
         MsgKind::StartAck => Ok(Frame::Complete { len: StartAck::LEN }),
         MsgKind::StopSessions => framing::stop_sessions(b),
         MsgKind::FetchAck => Ok(Frame::Complete { len: FetchAck::LEN }),
+        MsgKind::RequestTwSession => Ok(Frame::Complete {
+            len: RequestTwSession::LEN,
+        }),
+        MsgKind::TwampStopSessions => Ok(Frame::Complete {
+            len: TwampStopSessions::LEN,
+        }),
         MsgKind::FetchData => {
             FetchData::wire_len(ctx.counts.0, ctx.counts.1).map(|len| Frame::Complete { len })
         }
@@ -210,6 +224,8 @@ pub fn frame(kind: MsgKind, b: &[u8], ctx: &Context) -> Framed {
         MsgKind::FetchSession => FetchSession::parse(m).map(drop),
         MsgKind::FetchAck => FetchAck::parse(m).map(drop),
         MsgKind::FetchData => FetchData::parse(m, ctx.counts.0, ctx.counts.1).map(drop),
+        MsgKind::RequestTwSession => RequestTwSession::parse(m).map(drop),
+        MsgKind::TwampStopSessions => TwampStopSessions::parse(m).map(drop),
         // A known command framed as `Command` is the caller's mistake; parse it as what it is.
         MsgKind::Command => Ok(()),
     };

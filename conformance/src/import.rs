@@ -1,12 +1,16 @@
-//! Turns a pcap or pcapng capture of an OWAMP exchange into a [`Trace`].
+//! Turns a pcap or pcapng capture of an OWAMP or TWAMP exchange into a [`Trace`].
 //!
 //! - Link types: Ethernet (with 802.1Q/802.1ad tags), Linux cooked v1 and v2, raw IP, BSD
 //!   loopback (`NULL`, `LOOP`). Network: IPv4 and IPv6 (extension headers skipped; fragments
 //!   are not reassembled and are reported).
-//! - Control connections: TCP connections whose server side uses port 861 or sends a
-//!   Server-Greeting first (64 octets, 12 unused zero octets, a non-zero Modes word below 256,
-//!   12 zero MBZ octets; RFC 4656 3.1). The client is the side that sent the SYN; without a SYN,
-//!   the side that did not send the Greeting.
+//! - Control connections: TCP connections whose server side uses port 861 (OWAMP) or 862
+//!   (TWAMP, RFC 5357 2) or sends a Server-Greeting first (64 octets, 12 unused zero octets, a
+//!   non-zero Modes word below 256, 12 zero MBZ octets; RFC 4656 3.1, RFC 5357 3.1). The client
+//!   is the side that sent the SYN; without a SYN, the side that did not send the Greeting.
+//! - The protocol: TWAMP when the server port is 862 or the client's first command after an
+//!   open-mode Set-Up-Response is Request-TW-Session (5, RFC 5357 3.5), written as a
+//!   `protocol: twamp` header; otherwise no header (OWAMP, or TWAMP encrypted past the set-up,
+//!   which the capture alone cannot tell).
 //! - Each direction is put in sequence-number order; retransmitted and duplicate bytes are
 //!   dropped; a segment that overlaps bytes already seen keeps only its new bytes. One `C>S` or
 //!   `S>C` line is written per segment, at the point in the capture where its bytes became
@@ -25,6 +29,9 @@ use crate::trace::{Direction, Event, Mode, Trace};
 
 /// The well-known OWAMP-Control port (RFC 4656 2).
 pub const OWAMP_PORT: u16 = 861;
+
+/// The well-known TWAMP-Control port (RFC 5357 2).
+pub const TWAMP_PORT: u16 = 862;
 
 /// Why a capture could not be imported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -364,6 +371,10 @@ struct Control {
     warnings: Vec<String>,
 }
 
+fn is_control_port(port: u16) -> bool {
+    port == OWAMP_PORT || port == TWAMP_PORT
+}
+
 fn reassemble(conn: &Connection) -> Option<Control> {
     // Who is the client: the sender of a bare SYN; else the peer of port 861; else the peer of
     // the side that sent a Greeting first.
@@ -393,15 +404,15 @@ fn reassemble(conn: &Connection) -> Option<Control> {
         } else {
             conn.a
         }
-    } else if conn.b.port() == OWAMP_PORT {
+    } else if is_control_port(conn.b.port()) {
         conn.b
-    } else if conn.a.port() == OWAMP_PORT {
+    } else if is_control_port(conn.a.port()) {
         conn.a
     } else {
         greeting_from?
     };
     let client = if server == conn.a { conn.b } else { conn.a };
-    let is_control = server.port() == OWAMP_PORT || greeting_from == Some(server);
+    let is_control = is_control_port(server.port()) || greeting_from == Some(server);
     if !is_control {
         return None;
     }
@@ -621,6 +632,13 @@ pub fn import(data: &[u8], opts: &ImportOptions) -> Result<Trace, ImportError> {
         .unwrap_or_default();
     let mode_word = be32(&c2s, 0);
     let mode = mode_word.and_then(Mode::from_word);
+    // RFC 5357 2, 3.5: the TWAMP port, or a Request-TW-Session in the clear.
+    let twamp_command = mode == Some(Mode::Open)
+        && c2s.get(owamp_core::wire::SetUpResponse::LEN)
+            == Some(&owamp_core::wire::RequestTwSession::COMMAND);
+    if control.is_some_and(|c| c.server.port() == TWAMP_PORT) || twamp_command {
+        trace.push_header("protocol", "twamp");
+    }
     trace.push_header(
         "mode",
         &match (mode, mode_word) {

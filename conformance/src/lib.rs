@@ -13,4 +13,5 @@ pub mod replay;
 pub mod runner;
 pub mod secure;
 pub mod trace;
+pub mod twamp;
 pub mod vectors;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Conformance tools for OWAMP (RFC 4656) implementations.
+/// Conformance tools for OWAMP (RFC 4656) and TWAMP (RFC 5357) implementations.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -39,8 +39,12 @@ enum Command {
     /// Stop-Sessions with skip ranges, Fetch-Session, malformed input. One line per check,
     /// then `N passed, M failed`; exits 1 if any failed. Each exchange is written as a trace.
     Probe {
-        /// The server: HOST[:PORT] (port 861 by default).
+        /// The server: HOST[:PORT] (port 861 by default, 862 with --twamp).
         target: String,
+        /// Probe a TWAMP server (RFC 5357): greeting, a session in each mode with every packet
+        /// reflected and checked, Stop-Sessions, and OWAMP commands TWAMP does not have.
+        #[arg(long)]
+        twamp: bool,
         /// The identity for authenticated and encrypted modes.
         #[arg(short = 'u', requires = "pfs")]
         identity: Option<String>,
@@ -61,9 +65,14 @@ enum Command {
     /// trace and reports each deviation of the client (one line per check as each connection
     /// ends; with --count, `N passed, M failed` at the end and exit status 1 on any failure).
     Serve {
-        /// The port to listen on (0: any, printed on standard error).
-        #[arg(long, default_value_t = 861)]
-        port: u16,
+        /// The port to listen on (0: any, printed on standard error; default 861, 862 with
+        /// --twamp).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Serve TWAMP (RFC 5357) with our TWAMP server and session-reflector, checking each
+        /// client's messages and test packets.
+        #[arg(long)]
+        twamp: bool,
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         addr: std::net::IpAddr,
@@ -98,16 +107,23 @@ fn exit_for(report: &conformance::live::report::LiveReport, json: bool) -> ExitC
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn probe(
     target: &str,
+    twamp: bool,
     identity: Option<String>,
     pfs: Option<PathBuf>,
     traces: PathBuf,
     timeout: f64,
     json: bool,
 ) -> ExitCode {
-    use conformance::live::probe::{owamp_checks, resolve, ProbeConfig};
-    let server = match resolve(target) {
+    use conformance::live::probe::{owamp_checks, resolve_with_port, ProbeConfig};
+    let port = if twamp {
+        conformance::live::twamp::TWAMP_PORT
+    } else {
+        conformance::live::probe::OWAMP_PORT
+    };
+    let server = match resolve_with_port(target, port) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
@@ -135,13 +151,18 @@ fn probe(
             }
         }
     }
-    exit_for(&owamp_checks(&cfg), json)
+    if twamp {
+        exit_for(&conformance::live::twamp::twamp_checks(&cfg), json)
+    } else {
+        exit_for(&owamp_checks(&cfg), json)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn serve(
     addr: std::net::IpAddr,
-    port: u16,
+    port: Option<u16>,
+    twamp: bool,
     modes: &str,
     pfs: Option<PathBuf>,
     traces: PathBuf,
@@ -176,6 +197,11 @@ fn serve(
             }
         }
     }
+    let port = port.unwrap_or(if twamp {
+        conformance::live::twamp::TWAMP_PORT
+    } else {
+        conformance::live::probe::OWAMP_PORT
+    });
     let listener = match std::net::TcpListener::bind((addr, port)) {
         Ok(l) => l,
         Err(e) => {
@@ -186,7 +212,7 @@ fn serve(
     if let Ok(a) = listener.local_addr() {
         eprintln!("conformance serve: listening on {a}");
     }
-    let report = serve(&cfg, &listener, count, |checks| {
+    let each = |checks: &[conformance::live::report::CheckOutcome]| {
         if !json {
             let mut r = conformance::live::report::LiveReport::default();
             for c in checks {
@@ -201,7 +227,12 @@ fn serve(
                 println!("{line}");
             }
         }
-    });
+    };
+    let report = if twamp {
+        conformance::live::twamp::serve_twamp(&cfg, &listener, count, each)
+    } else {
+        serve(&cfg, &listener, count, each)
+    };
     if json {
         println!("{}", report.to_json());
     } else {
@@ -219,21 +250,23 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Probe {
             target,
+            twamp,
             identity,
             pfs,
             traces,
             timeout,
             json,
-        } => probe(&target, identity, pfs, traces, timeout, json),
+        } => probe(&target, twamp, identity, pfs, traces, timeout, json),
         Command::Serve {
             port,
+            twamp,
             addr,
             modes,
             pfs,
             traces,
             count,
             json,
-        } => serve(addr, port, &modes, pfs, traces, count, json),
+        } => serve(addr, port, twamp, &modes, pfs, traces, count, json),
         Command::Run { dirs, json } => {
             let vectors = if dirs.is_empty() {
                 conformance::vectors::builtin()

@@ -304,12 +304,13 @@ pub fn replay_exchange(ex: &Exchange) -> Result<ReplayOutcome, ReplayError> {
             _ => None,
         },
         end_delay: Duration::ZERO,
+        protocol: ex.protocol,
         ..ClientConfig::default()
     };
     if cs.is_empty() {
         return replay_greeting_only(ex, &sc, client_cfg(ex.passphrase.as_ref()));
     }
-    let rec = Recorded::from_plaintext(&cs, &sc)
+    let rec = secure::recorded(&ex.plain, ex.protocol)
         .map_err(|e| ReplayError::Unusable(format!("the recorded exchange cannot be read: {e}")))?;
     let accept = rec.server_start.accept;
     // The server knows the passphrase when it accepted; when it refused with anything but
@@ -330,6 +331,7 @@ pub fn replay_exchange(ex: &Exchange) -> Result<ReplayOutcome, ReplayError> {
             kdf_count: rec.greeting.count,
             test_ports: None,
             end_delay: Duration::ZERO,
+            protocol: ex.protocol,
             ..ServerConfig::default()
         };
         let policy = RecordedPolicy {
@@ -377,6 +379,7 @@ fn replay_greeting_only(
     let (local, peer) = addresses(&ex.wire, None);
     let cfg = ServerConfig {
         kdf_count: g.count,
+        protocol: ex.protocol,
         ..ServerConfig::default()
     };
     let policy = RecordedPolicy {

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use owamp_core::control::Protocol;
+
 use crate::check;
 use crate::import::{import, ImportOptions};
 use crate::replay::{ReplayOutcome, Side};
@@ -251,6 +253,24 @@ fn findings_text(r: &check::Report) -> Result<(), String> {
 /// Decrypts and verifies (in authenticated and encrypted modes) and replays a trace that
 /// passed [`check::check`]; `twin` is its decrypted twin and that twin's name, if any.
 pub fn analyse(t: &Trace, twin: Option<(&Trace, &str)>) -> Result<Passed, String> {
+    analyse_as(t, twin, None)
+}
+
+/// The protocol a file's place tells: a trace or capture below a directory named `twamp` is
+/// TWAMP (see [`check::protocol_of`] for what comes before and after this hint).
+pub fn protocol_hint(path: &Path) -> Option<Protocol> {
+    path.parent()?
+        .components()
+        .any(|c| c.as_os_str().eq_ignore_ascii_case("twamp"))
+        .then_some(Protocol::Twamp)
+}
+
+/// [`analyse`] with a protocol hint (see [`check::protocol_of`]).
+pub fn analyse_as(
+    t: &Trace,
+    twin: Option<(&Trace, &str)>,
+    hint: Option<Protocol>,
+) -> Result<Passed, String> {
     if !t.events.iter().any(|e| matches!(e, Event::Control { .. })) {
         let why = "the trace holds no control connection";
         return Ok(Passed {
@@ -261,7 +281,7 @@ pub fn analyse(t: &Trace, twin: Option<(&Trace, &str)>) -> Result<Passed, String
             }),
         });
     }
-    match secure::open(t, twin)? {
+    match secure::open_as(t, twin, hint)? {
         Opened::Unreadable(why) => Ok(Passed {
             note: Some(format!(
                 "clear part and framing checked; not decrypted, not replayed: {why}"
@@ -276,6 +296,9 @@ pub fn analyse(t: &Trace, twin: Option<(&Trace, &str)>) -> Result<Passed, String
         Opened::Readable(ex) => {
             let r = crate::replay::replay_exchange(&ex).map_err(|e| e.to_string())?;
             let mut note = String::new();
+            if ex.protocol == Protocol::Twamp {
+                note.push_str("TWAMP (RFC 5357 3.1-3.8); ");
+            }
             match (&ex.keys, ex.accepted) {
                 (Some(_), true) => note.push_str(&format!(
                     "decrypted: {} control HMACs and {} test packets verified; ",
@@ -290,6 +313,14 @@ pub fn analyse(t: &Trace, twin: Option<(&Trace, &str)>) -> Result<Passed, String
                 note.push_str(&format!("same plaintext as {name}; "));
             }
             note.push_str(&r.summary());
+            if ex.protocol == Protocol::Twamp && ex.accepted {
+                let checks = crate::twamp::check_test_packets(&ex)?;
+                let summary = crate::twamp::summary(&checks)?;
+                if checks.iter().any(|c| c.passed > 0) {
+                    note.push_str("; test packets: ");
+                    note.push_str(&summary);
+                }
+            }
             Ok(Passed {
                 note: Some(note),
                 replay: Some(r),
@@ -306,7 +337,8 @@ pub fn trace_vector(path: PathBuf) -> Vector {
         if t.events.is_empty() {
             return Err("the trace holds no events".into());
         }
-        findings_text(&check::check(&t))?;
+        let hint = protocol_hint(&path);
+        findings_text(&check::check_as(&t, check::protocol_of(&t, hint)))?;
         // X.trace beside X.plain.trace: same segmentation, same clear prefix, same plaintext.
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let mut twin = None;
@@ -318,7 +350,7 @@ pub fn trace_vector(path: PathBuf) -> Vector {
                 twin = Some((p, format!("{stem}.plain.trace")));
             }
         }
-        analyse(&t, twin.as_ref().map(|(p, n)| (p, n.as_str())))
+        analyse_as(&t, twin.as_ref().map(|(p, n)| (p, n.as_str())), hint)
     })
 }
 
@@ -417,7 +449,9 @@ pub fn capture_vector(path: PathBuf) -> Vector {
                 replay: None,
             });
         }
-        findings_text(&check::check(&t)).map_err(|e| format!("imported trace: {e}"))?;
-        analyse(&t, None).map_err(|e| format!("imported trace: {e}"))
+        let hint = protocol_hint(&path);
+        findings_text(&check::check_as(&t, check::protocol_of(&t, hint)))
+            .map_err(|e| format!("imported trace: {e}"))?;
+        analyse_as(&t, None, hint).map_err(|e| format!("imported trace: {e}"))
     })
 }

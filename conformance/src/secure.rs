@@ -16,6 +16,10 @@
 //! - every test packet is matched to its session by its ports, and opened with
 //!   `owamp_core::crypto::TestPacketCrypto` (keys from the SID and the session keys).
 //!
+//! TWAMP traces (RFC 5357 3.1, 4.1.2, 4.2.1) are read the same way: the set-up and the control
+//! chains are OWAMP's; Request-TW-Session carries one HMAC (over its first 96 octets), and each
+//! reflector packet is opened as one (its HMAC at octets 96..112).
+//!
 //! A decrypted trace (`decrypted: yes`, or a `DECRYPTED` comment as in the reference
 //! `.plain.trace` files) is encrypted again with the same keys: CBC is deterministic, so this
 //! gives the octets that were on the wire, and their HMACs are checked the same way.
@@ -23,13 +27,14 @@
 use std::fmt::Write as _;
 
 use owamp_core::control::replay::Recorded;
+use owamp_core::control::Protocol;
 use owamp_core::crypto::{
     derive_key, open_token, ControlDecryptor, ControlEncryptor, ControlOpener, CryptoError,
     SecureMode, SessionKeys, TestPacketCrypto, HMAC_LEN, SECURE_TEST_PACKET_MIN_LEN,
 };
 use owamp_core::wire::{
-    framing, FetchAck, FetchData, RequestSession, ServerGreeting, ServerStart, SetUpResponse,
-    SkipRange, WireError,
+    framing, FetchAck, FetchData, ReflectorPacket, RequestSession, RequestTwSession,
+    ServerGreeting, ServerStart, SetUpResponse, SkipRange, TwampStopSessions, WireError,
 };
 
 use crate::check::{self, Message};
@@ -75,6 +80,8 @@ pub fn passphrase(t: &Trace) -> Passphrase {
 /// and in plaintext.
 #[derive(Debug, Clone)]
 pub struct Exchange {
+    /// The protocol of the control connection (see [`check::protocol_of`]).
+    pub protocol: Protocol,
     /// The mode the Set-Up-Response chose.
     pub mode: Mode,
     /// The trace as sent (control lines encrypted in authenticated and encrypted modes).
@@ -239,6 +246,9 @@ fn hmac_pieces(kind: MsgKind, p: &[u8], len: Option<usize>, counts: (u32, u32)) 
             v.extend(len.or_else(|| FetchData::wire_len(counts.0, counts.1).ok()));
             v
         }
+        // RFC 5357 3.5: one HMAC, over the first 96 octets.
+        MsgKind::RequestTwSession => vec![RequestTwSession::LEN],
+        MsgKind::TwampStopSessions => vec![TwampStopSessions::LEN],
         MsgKind::AcceptSession | MsgKind::FetchSession => vec![48],
         MsgKind::StartSessions | MsgKind::StartAck | MsgKind::FetchAck => vec![32],
         _ => Vec::new(),
@@ -365,21 +375,28 @@ fn altered_octet(got: &[u8], want: &[u8], clear: usize) -> Option<usize> {
     }
 }
 
-/// The SID of the session whose test packets go from `src` port to `dst` port.
-fn session_for(rec: &Recorded, src: u16, dst: u16) -> Option<[u8; 16]> {
+/// The SID of the session whose test packets go from `src` port to `dst` port, and whether
+/// they are TWAMP reflector packets (from the receiver's port back to the sender's, RFC 5357
+/// 4.2; only when `twamp`).
+fn session_for(rec: &Recorded, src: u16, dst: u16, twamp: bool) -> Option<([u8; 16], bool)> {
     rec.requests
         .iter()
         .filter(|r| r.accept.accept.is_ok())
-        .find(|r| {
+        .find_map(|r| {
             // The server's port fills the end it plays (RFC 4656 3.5).
             let (sp, rp) = if r.server_receives() {
                 (r.request.sender_port, r.accept.port)
             } else {
                 (r.accept.port, r.request.receiver_port)
             };
-            sp == src && rp == dst
+            if sp == src && rp == dst {
+                Some((r.sid().0, false))
+            } else if twamp && rp == src && sp == dst {
+                Some((r.sid().0, true))
+            } else {
+                None
+            }
         })
-        .map(|r| r.sid().0)
 }
 
 /// Opens (or, for decrypted input, checks the HMAC of) every test packet. Returns the other
@@ -387,6 +404,7 @@ fn session_for(rec: &Recorded, src: u16, dst: u16) -> Option<[u8; 16]> {
 #[allow(clippy::type_complexity)]
 fn verify_tests(
     input: &Trace,
+    twamp: bool,
     decrypted: bool,
     rec: &Recorded,
     mode: SecureMode,
@@ -403,32 +421,49 @@ fn verify_tests(
             continue;
         };
         n += 1;
-        let Some(sid) = session_for(rec, src.port(), dst.port()) else {
+        let Some((sid, reflected)) = session_for(rec, src.port(), dst.port(), twamp) else {
             // Reported by the check of the plaintext.
             out.push(None);
             continue;
         };
         let c = TestPacketCrypto::new(mode, &sid, keys);
         let mut other = payload.clone();
+        // A reflector packet's HMAC is at 96..112 (RFC 5357 4.2.1), a sender's at 32..48.
+        let hmac_at = if reflected {
+            ReflectorPacket::AUTH_HMAC_OFFSET
+        } else {
+            32
+        };
+        let hmac = hmac_at..hmac_at + HMAC_LEN;
         let r = if decrypted {
             // Seal a copy: the HMAC it computes over the plaintext must be the recorded one.
-            c.seal(&mut other).and_then(|()| {
-                if other.get(32..48) == payload.get(32..48) {
+            let sealed = if reflected {
+                c.seal_reflector(&mut other)
+            } else {
+                c.seal(&mut other)
+            };
+            sealed.and_then(|()| {
+                if other.get(hmac.clone()) == payload.get(hmac.clone()) {
                     Ok(())
                 } else {
                     Err(CryptoError::HmacMismatch)
                 }
             })
+        } else if reflected {
+            c.open_reflector(&mut other)
         } else {
             c.open(&mut other)
         };
         if let Err(e) = r {
             let why = match e {
                 CryptoError::HmacMismatch => format!(
-                    "HMAC verification failed: the HMAC at bytes 32..48 does not match the {} (session {})",
-                    match mode {
-                        SecureMode::Authenticated => "decrypted first block",
-                        SecureMode::Encrypted => "decrypted first two blocks",
+                    "HMAC verification failed: the HMAC at bytes {}..{} does not match the {} (session {})",
+                    hmac.start,
+                    hmac.end,
+                    match (mode, reflected) {
+                        (SecureMode::Authenticated, _) => "decrypted first block",
+                        (SecureMode::Encrypted, false) => "decrypted first two blocks",
+                        (SecureMode::Encrypted, true) => "decrypted first six blocks",
                     },
                     hex::encode(sid)
                 ),
@@ -511,6 +546,17 @@ fn compare_twin(ex: &Exchange, twin: &Trace, twin_name: &str) -> Result<(), Stri
 /// encrypted trace has no passphrase header (or `<none>`), the passphrase does not open the
 /// Token, an HMAC does not verify, the plaintext does not check, or differs from the twin.
 pub fn open(trace: &Trace, twin: Option<(&Trace, &str)>) -> Result<Opened, String> {
+    open_as(trace, twin, None)
+}
+
+/// [`open`] with a hint of the protocol (see [`check::protocol_of`]): without a `protocol`
+/// header and a hint, the protocol is found in the plaintext.
+pub fn open_as(
+    trace: &Trace,
+    twin: Option<(&Trace, &str)>,
+    hint: Option<Protocol>,
+) -> Result<Opened, String> {
+    let fixed = trace.protocol().or(hint);
     let cs = trace.stream(Direction::ClientToServer);
     let sc = trace.stream(Direction::ServerToClient);
     let wire_mode = be32(&cs, 0).and_then(Mode::from_word);
@@ -532,8 +578,8 @@ pub fn open(trace: &Trace, twin: Option<(&Trace, &str)>) -> Result<Opened, Strin
     };
     let accepted = server_accept(&sc) == Some(0);
     let pass = passphrase(trace);
-    let checked = |t: &Trace| -> Result<Vec<Message>, String> {
-        let r = check::check(t);
+    let checked = |t: &Trace, protocol: Protocol| -> Result<Vec<Message>, String> {
+        let r = check::check_as(t, protocol);
         match r.findings.first() {
             Some(f) => Err(format!("decrypted: {f}")),
             None => Ok(r.messages),
@@ -542,8 +588,10 @@ pub fn open(trace: &Trace, twin: Option<(&Trace, &str)>) -> Result<Opened, Strin
     if mode == Mode::Open {
         let mut plain = trace.clone();
         mark_decrypted(&mut plain);
-        let messages = checked(&plain)?;
+        let protocol = check::protocol_of(&plain, fixed);
+        let messages = checked(&plain, protocol)?;
         return Ok(Opened::Readable(Box::new(Exchange {
+            protocol,
             mode,
             wire: trace.clone(),
             plain,
@@ -567,8 +615,10 @@ pub fn open(trace: &Trace, twin: Option<(&Trace, &str)>) -> Result<Opened, Strin
             // A refused set-up sends nothing encrypted: everything can be read.
             let mut plain = trace.clone();
             mark_decrypted(&mut plain);
-            let messages = checked(&plain)?;
+            let protocol = check::protocol_of(&plain, fixed);
+            let messages = checked(&plain, protocol)?;
             return Ok(Opened::Readable(Box::new(Exchange {
+                protocol,
                 mode,
                 wire: trace.clone(),
                 plain,
@@ -632,9 +682,10 @@ pub fn open(trace: &Trace, twin: Option<(&Trace, &str)>) -> Result<Opened, Strin
         (trace.clone(), with_bytes(trace, &ocs, &osc, &[]))
     };
     mark_decrypted(&mut plain);
+    let protocol = check::protocol_of(&plain, fixed);
     // The plaintext splits into messages; their HMACs are checked before anything is read from
     // them, as a receiver would.
-    let report = check::check_control(&plain);
+    let report = check::check_control(&plain, protocol);
     let hmacs = verify_control(&wire, &plain, &report, &keys).map_err(|e| match twin {
         Some((t, name)) if !decrypted => {
             let mut e = e;
@@ -663,12 +714,10 @@ pub fn open(trace: &Trace, twin: Option<(&Trace, &str)>) -> Result<Opened, Strin
     let mut test_packets = 0;
     let (mut wire, mut plain) = (wire, plain);
     if accepted {
-        let rec = Recorded::from_plaintext(
-            &plain.stream(Direction::ClientToServer),
-            &plain.stream(Direction::ServerToClient),
-        )
-        .map_err(|e| format!("decrypted control stream: {e}"))?;
-        let (others, n) = verify_tests(trace, decrypted, &rec, secure_mode, &keys)?;
+        let rec =
+            recorded(&plain, protocol).map_err(|e| format!("decrypted control stream: {e}"))?;
+        let twamp = protocol == Protocol::Twamp;
+        let (others, n) = verify_tests(trace, twamp, decrypted, &rec, secure_mode, &keys)?;
         test_packets = n;
         if decrypted {
             wire = with_bytes(&wire, &ocs, &osc, &others);
@@ -677,9 +726,10 @@ pub fn open(trace: &Trace, twin: Option<(&Trace, &str)>) -> Result<Opened, Strin
         }
     }
     // Everything decrypted must check as an open-mode trace would.
-    let messages = checked(&plain)?;
+    let messages = checked(&plain, protocol)?;
     finish(
         Exchange {
+            protocol,
             mode,
             wire,
             plain,
@@ -692,6 +742,18 @@ pub fn open(trace: &Trace, twin: Option<(&Trace, &str)>) -> Result<Opened, Strin
         },
         twin,
     )
+}
+
+/// The recorded exchange of a plaintext trace, read as `protocol`.
+pub fn recorded(plain: &Trace, protocol: Protocol) -> Result<Recorded, WireError> {
+    let (cs, sc) = (
+        plain.stream(Direction::ClientToServer),
+        plain.stream(Direction::ServerToClient),
+    );
+    match protocol {
+        Protocol::Owamp => Recorded::from_plaintext(&cs, &sc),
+        Protocol::Twamp => Recorded::from_twamp_plaintext(&cs, &sc),
+    }
 }
 
 /// A decrypted trace relabelled as sent on the wire (its events are then replaced): the

@@ -375,6 +375,19 @@ impl Trace {
             .and_then(|v| parse_mode(v).ok().flatten())
     }
 
+    /// The protocol named by the `protocol` header (its first word, `twamp` or `owamp`, any
+    /// case); `None` if absent or another word.
+    pub fn protocol(&self) -> Option<owamp_core::control::Protocol> {
+        use owamp_core::control::Protocol;
+        let v = self.header("protocol")?;
+        let word = v.split(|c: char| !c.is_ascii_alphabetic()).next()?;
+        match word.to_ascii_lowercase().as_str() {
+            "twamp" => Some(Protocol::Twamp),
+            "owamp" => Some(Protocol::Owamp),
+            _ => None,
+        }
+    }
+
     /// The KeyID named by the `identity` header; `None` if absent or `<none>`.
     pub fn identity(&self) -> Option<&str> {
         self.header("identity").filter(|v| !is_none_value(v))

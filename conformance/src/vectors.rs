@@ -2,6 +2,10 @@
 //! the framing and checks they must pass, and broken ones with the exact error they must
 //! produce.
 //!
+//! The TWAMP vectors (RFC 5357) are in `vectors/twamp.rs`: recorded twampd/twping exchanges
+//! altered in one place and fed to our TWAMP server core, and broken TWAMP messages and test
+//! packets given to the parsers.
+//!
 //! To add vectors, write a function returning `Vec<Vector>` and add it to [`builtin`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -16,6 +20,8 @@ use owamp_core::wire::{
 use crate::frame::{frame, Bad, Context, Framed, MsgKind};
 use crate::runner::Vector;
 
+mod twamp;
+
 /// Every built-in vector, in a stable order.
 pub fn builtin() -> Vec<Vector> {
     let mut v = Vec::new();
@@ -23,6 +29,7 @@ pub fn builtin() -> Vec<Vector> {
     v.extend(negative_vectors());
     v.extend(schedule_vectors());
     v.extend(secure_vectors());
+    v.extend(twamp::vectors());
     v
 }
 

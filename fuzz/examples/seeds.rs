@@ -32,6 +32,16 @@ use owamp_core::wire::{
 /// The most seeds kept per target.
 const MAX_SEEDS: usize = 12;
 
+/// The most seeds kept for `target`: `conformance_frame` has one per message kind, OWAMP's
+/// eleven and TWAMP's two.
+fn max_seeds(target: &str) -> usize {
+    if target == "conformance_frame" {
+        14
+    } else {
+        MAX_SEEDS
+    }
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -46,7 +56,7 @@ struct Seeds {
 impl Seeds {
     fn add(&mut self, target: &'static str, name: String, bytes: Vec<u8>) {
         let v = self.files.entry(target).or_default();
-        if v.len() < MAX_SEEDS && !v.iter().any(|(_, b)| *b == bytes) {
+        if v.len() < max_seeds(target) && !v.iter().any(|(_, b)| *b == bytes) {
             v.push((name, bytes));
         }
     }
@@ -200,6 +210,8 @@ fn message_seeds(sc: &Scenario, msgs: &[Msg], seeds: &mut Seeds) {
             MsgKind::StopSessions => Some("wire_stop_sessions"),
             MsgKind::FetchSession => Some("wire_fetch_session"),
             MsgKind::FetchAck => Some("wire_fetch_ack"),
+            MsgKind::RequestTwSession => Some("wire_request_tw_session"),
+            MsgKind::TwampStopSessions => Some("wire_twamp_stop_sessions"),
             MsgKind::FetchData | MsgKind::Command => None,
         };
         if let Some(t) = target {
@@ -648,13 +660,32 @@ fn file_seeds(seeds: &mut Seeds) {
             seeds.add("owp_reader", f.to_string(), b);
         }
     }
+    // TWAMP: traces for the runner (as found and as TWAMP whatever they hold), a capture.
+    for f in ["a_open.trace", "c_encrypted.trace"] {
+        if let Ok(b) = fs::read(root().join(TWAMP_DIR).join(f)) {
+            seeds.add("conformance_replay", format!("twamp-{f}"), b.clone());
+            seeds.add("conformance_twamp", format!("twamp-{f}"), b);
+        }
+    }
+    for f in ["b_auth.plain.trace", "d_authfail.trace"] {
+        if let Ok(b) = fs::read(root().join(TWAMP_DIR).join(f)) {
+            seeds.add("conformance_twamp", format!("twamp-{f}"), b);
+        }
+    }
+    if let Ok(b) = fs::read(root().join(TWAMP_DIR).join("b_auth.plain.trace")) {
+        seeds.add("conformance_trace", "twamp-b_auth.plain.trace".into(), b);
+    }
     for f in [
         format!("{refdir}/d_authfail.pcap"),
         format!("{refdir}/a_open.pcap"),
         "testdata/traces/esnet/owamp-auth-failed.pcap".to_string(),
+        format!("{TWAMP_DIR}/a_open.pcap"),
     ] {
         if let Ok(b) = fs::read(root().join(&f)) {
-            let name = f.rsplit('/').next().unwrap_or(&f).to_string();
+            let mut name = f.rsplit('/').next().unwrap_or(&f).to_string();
+            if f.starts_with(TWAMP_DIR) {
+                name = format!("twamp-{name}");
+            }
             seeds.add("conformance_pcap", name, b);
         }
     }
@@ -909,6 +940,24 @@ fn twamp_seeds(sc: &Scenario, seeds: &mut Seeds) {
     if let [_, request, _, stop] = cs.as_slice() {
         seeds.add("wire_request_tw_session", name.clone(), request.clone());
         seeds.add("wire_twamp_stop_sessions", name.clone(), stop.clone());
+        // The checker's framing of both (clear, Modes 0xf offered, no counts).
+        for (kind, m) in [
+            (MsgKind::RequestTwSession, request),
+            (MsgKind::TwampStopSessions, stop),
+        ] {
+            let head = [
+                &[frame_kind_index(kind), 0b11][..],
+                &15u32.to_be_bytes(),
+                &[0; 8],
+            ]
+            .concat();
+            seeds.add_one_of(
+                "conformance_frame",
+                &format!("twamp-{}", kind.name()),
+                format!("{name}-{}", kind.name()),
+                cat(&[&head, m]),
+            );
+        }
     }
     let plain = test_packets(&sc.plain);
     let wire = test_packets(sc.wire());

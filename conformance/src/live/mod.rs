@@ -1,18 +1,21 @@
 //! Live conformance testing: [`probe`] plays the client against a running OWAMP server and
-//! checks it step by step; [`serve`] is a strict server that reports what a client does wrong.
+//! checks it step by step ([`twamp`] does the same against a TWAMP server); [`serve`] is a
+//! strict OWAMP server that reports what a client does wrong.
 //! Both record every exchange as a trace in the format of [`crate::trace`], which
 //! `conformance run` reads.
 //!
 //! Both stand on [`driver::Driver`], a blocking host for one core connection
 //! (`owamp_core::connection`) with the sockets and clock of `owamp_os`, that records what it
 //! sends and receives and can alter what it sends. The checks are protocol-specific (OWAMP,
-//! RFC 4656); another protocol on the same core (TWAMP, once the core has it) would add its
-//! own list of checks beside [`probe::owamp_checks`] and reuse the driver and the report.
+//! RFC 4656). The core's connection layer speaks OWAMP only, so the TWAMP probe
+//! ([`twamp::twamp_checks`]) has its own small blocking host around `control::Client` with
+//! `Protocol::Twamp`, and reuses the recorder and the report.
 
 pub mod driver;
 pub mod probe;
 pub mod report;
 pub mod serve;
+pub mod twamp;
 
 use std::path::Path;
 

@@ -75,16 +75,21 @@ impl ProbeConfig {
 /// `HOST[:PORT]` (port 861 when left out; IPv6 as `[addr]:port` or a bare address) as a
 /// socket address.
 pub fn resolve(target: &str) -> Result<SocketAddr, String> {
+    resolve_with_port(target, OWAMP_PORT)
+}
+
+/// [`resolve`] with `port` when the target names none (862 for TWAMP).
+pub fn resolve_with_port(target: &str, port: u16) -> Result<SocketAddr, String> {
     if let Ok(a) = target.parse::<SocketAddr>() {
         return Ok(a);
     }
     if let Ok(ip) = target.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, OWAMP_PORT));
+        return Ok(SocketAddr::new(ip, port));
     }
     let with_port = if target.contains(':') {
         target.to_string()
     } else {
-        format!("{target}:{OWAMP_PORT}")
+        format!("{target}:{port}")
     };
     with_port
         .to_socket_addrs()

@@ -8,7 +8,8 @@ use serde::Serialize;
 pub struct CheckOutcome {
     /// A stable name, e.g. `mode/open/fetch-partial`.
     pub name: String,
-    /// The section of RFC 4656 the check tests, e.g. `3.9`.
+    /// The section the check tests: of RFC 4656 when only a number (`3.9`), else with its
+    /// RFC (`RFC 5357 3.5`).
     pub section: String,
     /// Whether the peer did what was expected.
     pub passed: bool,
@@ -69,20 +70,22 @@ impl LiveReport {
     pub fn to_text(&self) -> String {
         let mut s = String::new();
         for c in &self.checks {
+            let section = if c.section.starts_with("RFC") {
+                c.section.clone()
+            } else {
+                format!("RFC 4656 {}", c.section)
+            };
             let trace = c
                 .trace
                 .as_ref()
                 .map(|t| format!(" (trace: {t})"))
                 .unwrap_or_default();
             if c.passed {
-                s.push_str(&format!(
-                    "PASS {} [RFC 4656 {}]: {}\n",
-                    c.name, c.section, c.seen
-                ));
+                s.push_str(&format!("PASS {} [{section}]: {}\n", c.name, c.seen));
             } else {
                 s.push_str(&format!(
-                    "FAIL {} [RFC 4656 {}]: expected {}; saw {}{trace}\n",
-                    c.name, c.section, c.expected, c.seen
+                    "FAIL {} [{section}]: expected {}; saw {}{trace}\n",
+                    c.name, c.expected, c.seen
                 ));
             }
         }

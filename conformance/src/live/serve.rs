@@ -76,9 +76,9 @@ impl Default for ServeConfig {
 }
 
 /// The policy: the modes and identities configured, every test admitted.
-struct Strict {
-    modes: Modes,
-    identities: Vec<(String, Vec<u8>)>,
+pub(super) struct Strict {
+    pub(super) modes: Modes,
+    pub(super) identities: Vec<(String, Vec<u8>)>,
 }
 
 impl ServerPolicy for Strict {

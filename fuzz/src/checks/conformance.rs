@@ -1,12 +1,15 @@
 //! Checks for the conformance crate's readers of untrusted files: the text trace parser, the
-//! pcap/pcapng importer, and the message framing the trace checker runs.
+//! pcap/pcapng importer, the message framing the trace checker runs, and the analysis of a
+//! trace as OWAMP or as TWAMP (with the TWAMP-Test checks).
 
-use conformance::check::{check, Report};
+use conformance::check::{check, check_as, Report};
 use conformance::frame::be32;
 use conformance::frame::{frame, Context, Framed, MsgKind};
 use conformance::import::{import, ImportOptions};
-use conformance::runner::analyse;
+use conformance::runner::{analyse, analyse_as};
+use conformance::secure::{open_as, Opened};
 use conformance::trace::{equivalent, Direction, Event, Trace};
+use owamp_core::control::Protocol;
 
 use super::Input;
 
@@ -91,7 +94,7 @@ pub fn conformance_pcap(data: &[u8]) {
 }
 
 /// The message kinds `conformance_frame` chooses from, by its first input octet.
-pub const FRAME_KINDS: [MsgKind; 12] = [
+pub const FRAME_KINDS: [MsgKind; 14] = [
     MsgKind::ServerGreeting,
     MsgKind::SetUpResponse,
     MsgKind::ServerStart,
@@ -104,6 +107,8 @@ pub const FRAME_KINDS: [MsgKind; 12] = [
     MsgKind::FetchAck,
     MsgKind::FetchData,
     MsgKind::Command,
+    MsgKind::RequestTwSession,
+    MsgKind::TwampStopSessions,
 ];
 
 /// The message framing of the checker (`conformance::frame::frame`).
@@ -157,4 +162,37 @@ pub fn conformance_replay(data: &[u8]) {
         return;
     }
     let _ = analyse(&t, None);
+}
+
+/// The runner's analysis of a trace read as TWAMP whatever it holds
+/// (`conformance::runner::analyse_as` with the TWAMP hint: the TWAMP message split, decryption
+/// with reflector packets, replay through the TWAMP state machines) and the TWAMP-Test checks
+/// (`conformance::twamp::check_test_packets`). Input: the text of a trace.
+///
+/// Never panics; the check as TWAMP reports messages within the streams; the packet checks
+/// count no more packets than the trace holds.
+pub fn conformance_twamp(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(t) = Trace::parse(text) else { return };
+    report_properties(&t, &check_as(&t, Protocol::Twamp));
+    let greeting_count = be32(&t.stream(Direction::ServerToClient), 48);
+    if greeting_count.is_some_and(|c| c > MAX_REPLAY_KDF_COUNT) {
+        return;
+    }
+    let _ = analyse_as(&t, None, Some(Protocol::Twamp));
+    if let Ok(Opened::Readable(ex)) = open_as(&t, None, Some(Protocol::Twamp)) {
+        if let Ok(checks) = conformance::twamp::check_test_packets(&ex) {
+            let tests = t
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::Test { .. }))
+                .count();
+            for c in &checks {
+                let failed = c.failed.as_ref().map_or(0, |(_, n)| *n);
+                assert!(c.passed + failed <= tests, "{c}: more than {tests} packets");
+            }
+        }
+    }
 }

@@ -21,7 +21,8 @@ mod wire;
 
 pub use self::cli::{cli_argv, config_limits, config_pfs, config_server, owping_schedule};
 pub use self::conformance::{
-    conformance_frame, conformance_pcap, conformance_replay, conformance_trace, FRAME_KINDS,
+    conformance_frame, conformance_pcap, conformance_replay, conformance_trace, conformance_twamp,
+    FRAME_KINDS,
 };
 pub use self::control::{control_client, control_server, KEY_ID, PASSPHRASE, TEST_PORTS};
 pub use self::crypto::{crypto_control, crypto_test_packet, crypto_token};
@@ -84,6 +85,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("session_twamp", session_twamp),
     ("wire_stamp_packet", wire_stamp_packet),
     ("session_stamp_reflector", session_stamp_reflector),
+    ("conformance_twamp", conformance_twamp),
 ];
 
 /// Reads typed values off the front of a fuzz input. Past the end, values read as zero and
