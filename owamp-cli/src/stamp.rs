@@ -390,6 +390,8 @@ fn send(
         timeout: Interval::saturating_from_duration(timeout),
         padding: u32::try_from(size - header).unwrap_or(u32::MAX),
         count: a.count,
+        // Sent unmarked: stamp has no -D.
+        dscp: 0,
     };
     print_results(a, &t, &spec.node, env, out)?;
     if bad_hmac > 0 {
@@ -457,7 +459,7 @@ fn print_results(
     } else if a.json {
         twping::json(t, &s)
     } else {
-        twping::summary(t, &s, &from, to).replacen(
+        twping::summary(t, &s, &from, to, env, twping::Units::MS).replacen(
             "--- twping statistics",
             "--- stamp statistics",
             1,
