@@ -46,7 +46,8 @@ echo "== package: $deb" >&2
 listing="$(dpkg-deb -c "$deb")"
 expected=(
     ./usr/bin/owampd ./usr/bin/owping ./usr/bin/owstats ./usr/bin/owfetch ./usr/bin/owup
-    ./usr/bin/powstream ./usr/bin/pfstore
+    ./usr/bin/powstream ./usr/bin/pfstore ./usr/bin/twampd ./usr/bin/twping ./usr/bin/stamp
+    ./usr/share/man/man1/twping.1.gz ./usr/share/man/man1/stamp.1.gz ./usr/share/man/man8/twampd.8.gz
     ./usr/share/man/man1/owping.1.gz ./usr/share/man/man1/owfetch.1.gz
     ./usr/share/man/man1/owstats.1.gz ./usr/share/man/man1/owup.1.gz
     ./usr/share/man/man1/powstream.1.gz ./usr/share/man/man1/pfstore.1.gz
@@ -87,7 +88,7 @@ fi
 if dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'install ok'; then
     fail "$pkg is already installed here: not touching it"
 fi
-for b in owampd owping; do
+for b in owampd owping twampd twping stamp; do
     if [ -e "/usr/bin/$b" ]; then
         echo "deb-test: skipped the install test: /usr/bin/$b exists (another owamp is installed)" >&2
         exit 0
