@@ -167,8 +167,11 @@ pub struct Args {
     #[arg(long = "json", help_heading = "Output Args")]
     pub json: bool,
 
-    /// the host to test with: host, host:port (default port 862), [v6addr]:port
-    #[arg(value_name = "testaddr")]
+    /// The host to test with.
+    #[arg(
+        value_name = "testaddr",
+        help = "the host to test with: host, host:port (default port 862), [v6addr]:port"
+    )]
     pub host: String,
     /// the server to contact, when not testaddr (it must have the same address)
     #[arg(value_name = "servaddr")]

@@ -56,7 +56,7 @@ impl std::fmt::Debug for Identity {
 pub struct ClientConfig {
     /// Modes the client is willing to use (authenticated and encrypted need `identity`). A
     /// TWAMP client may add RFC 5618's mixed mode with
-    /// [`twamp::with_mixed`](crate::wire::twamp::with_mixed) (it needs `identity` too); it
+    /// [`twamp::with_mixed`] (it needs `identity` too); it
     /// is chosen after encrypted and authenticated, before open.
     pub modes: Modes,
     /// The identity for authenticated and encrypted modes.

@@ -5,7 +5,7 @@
 //! Server-Start, Accept-Session, Start-Sessions and Start-Ack (RFC 5357 3.1-3.7), and the
 //! session-sender's test packet, which is [`TestPacket`](super::TestPacket) (RFC 5357 4.1.2
 //! refers to RFC 4656 4.1.2). Modes add RFC 5618's mixed mode (bit 3, 8): encrypted control
-//! with open test packets; [`Modes`](super::Modes) carries the bit as an unknown one, and a
+//! with open test packets; [`Modes`] carries the bit as an unknown one, and a
 //! Set-Up-Response choosing it is read and written with [`parse_setup_response`] and
 //! [`write_setup_response`].
 
