@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use owamp_core::control::replay::{Recorded, Replayed};
-use owamp_core::control::{CloseReason, Modes, Protocol, ProtocolError, ServerConfig};
+use owamp_core::control::{AcceptCode, CloseReason, Modes, Protocol, ProtocolError, ServerConfig};
 use owamp_core::crypto::{CryptoError, SecureMode, SessionKeys, TestPacketCrypto};
 use owamp_core::policy::{ClassLimits, Limits};
 use owamp_core::wire::twamp::MIXED_MODE_BIT;
@@ -213,6 +213,8 @@ fn refuses_mode_8(c: &CloseReason) -> bool {
             ..
         })) | CloseReason::Protocol(ProtocolError::InvalidMode(8))
             | CloseReason::NoCommonMode
+            // The server's refusal of a mode it did not offer (RFC 4656 3.1: Accept 1).
+            | CloseReason::SetupRejected(AcceptCode::Failure)
     )
 }
 
@@ -258,7 +260,9 @@ pub fn vectors() -> Vec<Vector> {
             |c| matches!(c, CloseReason::Protocol(ProtocolError::BadStop(_))),
         ),
         // RFC 5357 3.1 (RFC 5618 3): mixed mode (8) chosen from a server that offers only
-        // modes 1, 2 and 4, and from one that offers it as twampd does but cannot run it.
+        // modes 1, 2 and 4; and from one that offers it, as twampd does, with the open
+        // set-up's all-zero KeyID and Token: mixed mode authenticates TWAMP-Control as
+        // authenticated mode does, so the set-up is refused.
         expect_close(
             "set-up-response/mixed-mode-not-offered",
             "RFC 5357 3.1, RFC 5618 3",
@@ -268,12 +272,12 @@ pub fn vectors() -> Vec<Vector> {
             refuses_mode_8,
         ),
         expect_close(
-            "set-up-response/mixed-mode-not-supported",
+            "set-up-response/mixed-mode-without-identity",
             "RFC 5357 3.1, RFC 5618 3",
             open,
             TWAMPD_MODES,
             |cs| cs[3] = 8,
-            refuses_mode_8,
+            |c| matches!(c, CloseReason::SetupRejected(AcceptCode::Failure)),
         ),
         // RFC 5357 3.5: IPVN is 4 or 6.
         expect_refusal("request-tw-session/bad-ip-version", "RFC 5357 3.5", |cs| {
