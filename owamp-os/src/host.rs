@@ -641,10 +641,13 @@ impl Drop for ActiveGuard {
 }
 
 /// The longest an adapter leaves the datagrams of a [batched](Host::is_batched) test socket
-/// unread: a hundred reads a second whatever the rate. A receiving socket's queue holds about
-/// a second of its session's packets ([`owamp_core::session::recv_buffer_len`]), so nothing
-/// overflows in between.
-pub const RECV_BATCH_WAIT: Duration = Duration::from_millis(10);
+/// unread when nothing else wakes it. A receiving socket's queue holds about a second of its
+/// session's packets ([`owamp_core::session::recv_buffer_len`]; more at low rates, where the
+/// kernel's default is larger), so nothing overflows in between; and a receiver wakes anyway
+/// for its loss deadlines (one per packet, on a 10 ms grid), after which it reads the batch.
+/// So a receiver of 10 packets a second wakes about 10 times a second, one of 1,000 about
+/// 100 times, where it woke once a packet.
+pub const RECV_BATCH_WAIT: Duration = Duration::from_millis(100);
 
 /// A core connection and what the host holds for it: its test sockets, its clock, where
 /// received sessions go, and the events for the application.

@@ -58,6 +58,10 @@ pub struct ClientConnection {
     unanswered: usize,
     stop_sent: bool,
     progress: ProgressWatch,
+    /// How often a wait with a stop flag looks at it ([`EndpointConfig::poll_interval`]).
+    ///
+    /// [`EndpointConfig::poll_interval`]: owamp_os::host::EndpointConfig::poll_interval
+    poll_interval: Duration,
 }
 
 impl std::fmt::Debug for ClientConnection {
@@ -165,6 +169,7 @@ impl ClientConnection {
             unanswered: 0,
             stop_sent: false,
             progress,
+            poll_interval: opts.endpoint.poll_interval.max(Duration::from_millis(1)),
         };
         loop {
             let e = c.next(None);
@@ -250,8 +255,13 @@ impl ClientConnection {
                 let _ = self.waker.send(&[1]);
             }
             // The thread always reports within the connection's deadlines; the bound only
-            // lets the stop flag be looked at.
-            match self.msgs.recv_timeout(Duration::from_millis(20)) {
+            // lets the stop flag be looked at (without one, the wait is only bounded).
+            let poll = if stop.is_some() {
+                self.poll_interval
+            } else {
+                Duration::from_secs(1)
+            };
+            match self.msgs.recv_timeout(poll) {
                 Ok(Msg::Report(Report::Event(e))) => return Next::Event(e),
                 Ok(Msg::Report(Report::Fetched(r))) => return Next::Fetched(r),
                 Ok(m) => self.keep(m),

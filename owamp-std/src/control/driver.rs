@@ -10,8 +10,8 @@
 //!
 //! The sockets of sessions in which this end only receives, stamped by the kernel, are not
 //! polled ([`Host::is_batched`]): they are read after every wait, and a wait lasts at most
-//! [`RECV_BATCH_WAIT`] while there is one, so a receiver wakes a hundred times a second
-//! rather than once a packet.
+//! [`RECV_BATCH_WAIT`] while there is one, so a receiver wakes for its loss deadlines (at
+//! most a hundred times a second) rather than once a packet.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
