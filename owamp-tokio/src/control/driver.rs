@@ -128,14 +128,16 @@ impl<M: Machine> Driver<M> {
 
     /// Brings the registrations in line with the host's test sockets: those of closed sockets
     /// are dropped first, then the new sockets are registered.
+    /// Batched sockets ([`Host::is_batched`]) are not registered (a registration that became
+    /// batched is dropped): the reactor would wake this task's thread for every datagram.
     fn watch_sockets(&mut self) {
         let h = &self.h;
         self.watched
-            .retain(|id, _| h.sockets().any(|(open, _)| open == *id));
+            .retain(|id, _| h.sockets().any(|(open, _)| open == *id) && !h.is_batched(*id));
         self.unwatched
             .retain(|id| h.sockets().any(|(open, _)| open == *id));
         for (id, s) in h.sockets() {
-            if self.watched.contains_key(&id) || self.unwatched.contains(&id) {
+            if self.watched.contains_key(&id) || self.unwatched.contains(&id) || h.is_batched(id) {
                 continue;
             }
             let fd = s
