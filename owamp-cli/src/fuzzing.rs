@@ -56,7 +56,11 @@ pub fn owping(argv: Vec<OsString>) -> Result<OwpingLine, String> {
         client::parse_args(owstats::split_attached_verbose(argv), &mut std::io::sink())
             .map_err(|code| format!("clap refused it (exit status {code})"))?;
     let p = owping::plan(args, &mut std::io::sink())?;
-    let modes = client::parse_authmode(p.args.conn.authmode.as_deref())?;
+    // As client::client_options: owping refuses TWAMP's mixed mode (M).
+    let modes = crate::config::server::owamp_modes(client::parse_authmode(
+        p.args.conn.authmode.as_deref(),
+    )?)
+    .map_err(|e| format!("Invalid -authmode: {e}"))?;
     Ok(OwpingLine {
         count: p.args.count,
         slots: p.slots,
