@@ -62,7 +62,12 @@ impl Reflector {
         // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let code = wait_bounded(&mut self.child, LIMIT);
-        let err: Vec<String> = self.stderr.try_iter().collect();
+        // The reader thread may not have passed on the last lines yet: read until it ends
+        // (the pipe closed with the process), each wait bounded.
+        let mut err = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            err.push(line);
+        }
         (code, err.join("\n"))
     }
 }
