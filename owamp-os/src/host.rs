@@ -691,6 +691,11 @@ pub struct Host<M: Machine> {
     spin: SpinWindow,
     /// When the wait [`wait_for`](Self::wait_for) planned for a precise timeout should end.
     planned_wake: Option<OwampTime>,
+    /// Kernel receive timestamps are used and the clock takes them (a clock that ignores
+    /// them reads its own time on receipt, which a batched read would delay).
+    kernel_times: bool,
+    /// Reused by [`receive_batched`](Self::receive_batched): no allocation per wake-up.
+    batched_ids: Vec<SocketId>,
 }
 
 impl<M: Machine> std::fmt::Debug for Host<M> {
@@ -733,6 +738,12 @@ impl<M: Machine> Host<M> {
             batch: RecvBatch::new(1),
             spin: SpinWindow::new(SpinWindow::DEFAULT_MIN, cfg.max_spin),
             planned_wake: None,
+            kernel_times: cfg.use_kernel_timestamps
+                && cfg
+                    .clock
+                    .kernel_timestamp(std::time::SystemTime::now())
+                    .is_some(),
+            batched_ids: Vec::new(),
         };
         h.conn.set_clock_error(h.clock.error_estimate());
         h
@@ -1054,12 +1065,7 @@ impl<M: Machine> Host<M> {
     /// not wake for such a socket at all, which at a thousand packets a second saves most of
     /// a receiver's wake-ups.
     pub fn is_batched(&self, id: SocketId) -> bool {
-        if !self.cfg.use_kernel_timestamps
-            || self
-                .clock
-                .kernel_timestamp(std::time::SystemTime::now())
-                .is_none()
-        {
+        if !self.kernel_times {
             return false;
         }
         let Some(s) = self.sockets.get(&id) else {
@@ -1075,14 +1081,16 @@ impl<M: Machine> Host<M> {
     /// Reads every test socket that [`is_batched`](Self::is_batched) (each until its queue is
     /// empty, at most 4,096 datagrams a socket). Returns how many datagrams were read.
     pub fn receive_batched(&mut self) -> usize {
-        let ids: Vec<SocketId> = self
-            .sockets
-            .keys()
-            .copied()
-            .filter(|id| self.is_batched(*id))
-            .collect();
+        let mut ids = std::mem::take(&mut self.batched_ids);
+        ids.clear();
+        ids.extend(
+            self.sockets
+                .keys()
+                .copied()
+                .filter(|id| self.is_batched(*id)),
+        );
         let mut n = 0;
-        for id in ids {
+        for &id in &ids {
             for _ in 0..4 {
                 let got = self.receive(id);
                 n += got;
@@ -1091,6 +1099,7 @@ impl<M: Machine> Host<M> {
                 }
             }
         }
+        self.batched_ids = ids;
         n
     }
 

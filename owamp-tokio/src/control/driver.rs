@@ -261,9 +261,6 @@ fn receive_ready<'a, M: Machine>(
     std::future::poll_fn(move |cx| {
         let mut read = false;
         for (id, fd) in watched {
-            if h.is_batched(*id) {
-                continue;
-            }
             // Ends with a read that found something, or with `Pending` (the task is then woken
             // when the socket next becomes readable); each round needs a new readiness event.
             while let Poll::Ready(Ok(mut ready)) = fd.poll_read_ready(cx) {
