@@ -574,7 +574,10 @@ pub(crate) fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
     sock.set_reuse_address(true)?;
     sock.bind(&addr.into())?;
-    sock.listen(128)?;
+    // A deep backlog: a burst of connections (a mesh's powstreams starting together, or a
+    // flood the limits then refuse) waits in the kernel instead of having its SYNs dropped and
+    // retried a second later. The kernel caps it at net.core.somaxconn.
+    sock.listen(1024)?;
     Ok(sock.into())
 }
 

@@ -150,12 +150,14 @@ fn a_thousand_idle_connections_neither_lock_out_a_client_nor_stay() {
     }
     // A cap of 256 and the default share per address: ::1 may hold a quarter of them; the
     // rest are closed at once.
-    run_case(4, "maxcontrolsessions 256\n", |held| held == 64);
+    // The control timeout leaves room for opening the thousand on a loaded machine (seconds
+    // when the backlog overflows): the held ones must not time out before they are counted.
+    run_case(10, "maxcontrolsessions 256\n", |held| held == 64);
     // No per-address limit and room for all: every idle one is held, and the client is
     // still served. Opening a thousand that are all greeted takes seconds on a loaded
     // machine: a longer control timeout keeps the first from timing out before the last.
     run_case(
-        8,
+        12,
         "maxcontrolsessions 2000\nmaxcontrolsessionsperaddr 0\n",
         |held| held == IDLE,
     );
