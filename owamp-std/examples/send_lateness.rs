@@ -4,7 +4,9 @@
 //!
 //! `cargo run --release -p owamp-std --example send_lateness -- FILE.owp...` prints one line per
 //! file: packets received, then the median, 90th, 99th percentile and maximum lateness in µs
-//! and the share of packets more than 100 µs late.
+//! and the share of packets more than 100 µs late, then the median, 99th percentile and
+//! maximum one-way delay in µs (receive minus send timestamp, as `scripts/bench-owd.sh`
+//! compares them with the kernel-timestamp floor).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -12,7 +14,8 @@ use std::io::BufReader;
 use owamp_core::owp::OwpReader;
 use owamp_core::session::Schedule;
 
-fn lateness_ns(path: &str) -> Result<Vec<i64>, String> {
+/// Each received packet's lateness and its one-way delay, in ns, each sorted.
+fn lateness_ns(path: &str) -> Result<(Vec<i64>, Vec<i64>), String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
     let mut r = OwpReader::new(BufReader::new(f)).map_err(|e| e.to_string())?;
     let req = r.header().request.clone();
@@ -20,6 +23,7 @@ fn lateness_ns(path: &str) -> Result<Vec<i64>, String> {
         Schedule::new(req.sid, &req.slots, req.num_packets).map_err(|e| e.to_string())?;
     let records = r.records().map_err(|e| e.to_string())?;
     let mut l = Vec::new();
+    let mut delays = Vec::new();
     for rec in records {
         let rec = rec.map_err(|e| e.to_string())?;
         if rec.is_lost() {
@@ -28,25 +32,34 @@ fn lateness_ns(path: &str) -> Result<Vec<i64>, String> {
         if let Some(due) = schedule.send_time(req.start_time, rec.seq) {
             l.push(rec.send_time.diff_nanos(due));
         }
+        delays.push(rec.recv_time.diff_nanos(rec.send_time));
     }
     l.sort_unstable();
-    Ok(l)
+    delays.sort_unstable();
+    Ok((l, delays))
+}
+
+/// The `q` quantile of sorted nanoseconds, in µs.
+fn at(v: &[i64], q: f64) -> f64 {
+    v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
 }
 
 fn main() {
     for path in std::env::args().skip(1) {
         match lateness_ns(&path) {
-            Ok(l) if !l.is_empty() => {
-                let at = |q: f64| l[((l.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+            Ok((l, d)) if !l.is_empty() && !d.is_empty() => {
                 let late = l.iter().filter(|&&x| x > 100_000).count();
                 println!(
-                    "{path}: {} packets, late median {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us, {:.1} % over 100 us",
+                    "{path}: {} packets, late median {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us, {:.1} % over 100 us; delay median {:.1} us, p99 {:.1} us, max {:.1} us",
                     l.len(),
-                    at(0.5),
-                    at(0.9),
-                    at(0.99),
-                    at(1.0),
-                    100.0 * late as f64 / l.len() as f64
+                    at(&l, 0.5),
+                    at(&l, 0.9),
+                    at(&l, 0.99),
+                    at(&l, 1.0),
+                    100.0 * late as f64 / l.len() as f64,
+                    at(&d, 0.5),
+                    at(&d, 0.99),
+                    at(&d, 1.0),
                 );
             }
             Ok(_) => println!("{path}: no packets received"),
