@@ -649,6 +649,15 @@ impl Drop for ActiveGuard {
 /// 100 times, where it woke once a packet.
 pub const RECV_BATCH_WAIT: Duration = Duration::from_millis(100);
 
+/// How long an adapter may go without looking at its control connection and its test sockets
+/// while it only waits for test packets to send: between two packets due within a few
+/// milliseconds it may sleep on a bare timer (a `clock_nanosleep(2)` costs less than a
+/// `ppoll(2)` over several descriptors, and sleeps more precisely), as long as every socket it
+/// skips is [send-only](Host::is_send_only) or [batched](Host::is_batched) and it looks at
+/// them all at least this often. A control message (an early Stop-Sessions, say) is then read
+/// up to this much later; no timestamp depends on it.
+pub const POLL_EVERY: Duration = Duration::from_millis(10);
+
 /// A core connection and what the host holds for it: its test sockets, its clock, where
 /// received sessions go, and the events for the application.
 pub struct Host<M: Machine> {
@@ -1076,6 +1085,17 @@ impl<M: Machine> Host<M> {
                 .conn
                 .sessions()
                 .any(|(sock, t)| sock == id && t.role() == Role::Receiver)
+    }
+
+    /// Whether test socket `id` belongs to a session in which this end only sends: what it
+    /// may read (a queued ICMP error, a stray datagram) measures nothing, so an adapter may
+    /// look at it late ([`POLL_EVERY`]).
+    pub fn is_send_only(&self, id: SocketId) -> bool {
+        self.sockets.contains_key(&id)
+            && self
+                .conn
+                .sessions()
+                .any(|(sock, t)| sock == id && t.role() == Role::Sender)
     }
 
     /// Reads every test socket that [`is_batched`](Self::is_batched) (each until its queue is

@@ -257,44 +257,63 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
 /// Waits until one of `fds` is readable or `timeout` has passed (`ppoll(2)`), and sets
 /// `ready[i]` for each readable one (`ready` is resized to `fds.len()`). Returns whether any
 /// is. An interrupted wait returns `false` early, so callers re-check their own deadlines.
+/// A loop that waits often keeps a [`Poller`] instead (no allocation a wait).
 pub fn wait_any_readable(
     fds: &[RawFd],
     timeout: Duration,
     ready: &mut Vec<bool>,
 ) -> io::Result<bool> {
-    let ts = timespec(timeout);
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
+    Poller::default().wait(fds, timeout, ready)
+}
+
+/// [`wait_any_readable`] with the `pollfd` array kept from one wait to the next.
+#[derive(Debug, Default)]
+pub struct Poller {
+    pfds: Vec<libc::pollfd>,
+}
+
+impl Poller {
+    /// As [`wait_any_readable`].
+    pub fn wait(
+        &mut self,
+        fds: &[RawFd],
+        timeout: Duration,
+        ready: &mut Vec<bool>,
+    ) -> io::Result<bool> {
+        let ts = timespec(timeout);
+        self.pfds.clear();
+        self.pfds.extend(fds.iter().map(|&fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
-        })
-        .collect();
-    ready.clear();
-    ready.resize(fds.len(), false);
-    // SAFETY: `pfds` is a live, writable array of `pfds.len()` `pollfd`s, and that is the
-    // count passed; `ts` is a live timespec; a null signal mask leaves the thread's as it is.
-    let r = unsafe {
-        libc::ppoll(
-            pfds.as_mut_ptr(),
-            pfds.len() as libc::nfds_t,
-            &ts,
-            std::ptr::null(),
-        )
-    };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
+        }));
+        let pfds = &mut self.pfds;
+        ready.clear();
+        ready.resize(fds.len(), false);
+        // SAFETY: `pfds` is a live, writable array of `pfds.len()` `pollfd`s, and that is the
+        // count passed; `ts` is a live timespec; a null signal mask leaves the thread's as it
+        // is.
+        let r = unsafe {
+            libc::ppoll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(e);
         }
-        return Err(e);
+        for (flag, p) in ready.iter_mut().zip(pfds.iter()) {
+            // Errors and hang-ups count as readable: the next read reports them.
+            *flag = p.revents != 0;
+        }
+        Ok(r > 0)
     }
-    for (flag, p) in ready.iter_mut().zip(&pfds) {
-        // Errors and hang-ups count as readable: the next read reports them.
-        *flag = p.revents != 0;
-    }
-    Ok(r > 0)
 }
 
 /// Control buffer with the alignment `cmsghdr` needs.

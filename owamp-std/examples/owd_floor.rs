@@ -13,8 +13,10 @@
 //! cargo run --release -p owamp-std --example owd_floor -- --rate 10000 --packets 20000
 //! ```
 //!
-//! Prints one line, `received N delay_us median M p90 P p99 Q max X`, and exits 0 (1 on a
-//! bad argument, a socket error or nothing received). Loopback only; the receiver gives up
+//! Prints one line, `received N delay_us median M p90 P p99 Q max X late_us median M p90 P
+//! p99 Q max X` (the second set: how late the sender stamped each datagram after its
+//! scheduled time, the same sender's baseline for an OWAMP sender's lateness), and exits 0 (1
+//! on a bad argument, a socket error or nothing received). Loopback only; the receiver gives up
 //! two seconds after the last datagram.
 
 use std::net::UdpSocket;
@@ -69,7 +71,8 @@ fn nanos_since_epoch(t: SystemTime) -> i128 {
     }
 }
 
-fn run(a: &Args) -> std::io::Result<Vec<i64>> {
+/// The delays received and the sender's lateness, in ns.
+fn run(a: &Args) -> std::io::Result<(Vec<i64>, Vec<i64>)> {
     let rx = TestSocket::bind("127.0.0.1:0".parse().expect("address"))?;
     // Room for a second of datagrams whatever the rate: loss is not what this measures.
     rx.set_recv_buffer((a.rate as usize).saturating_mul(2048).max(1 << 20))?;
@@ -97,6 +100,7 @@ fn run(a: &Args) -> std::io::Result<Vec<i64>> {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let start = Instant::now() + Duration::from_millis(10);
     let mut offset = 0.0f64;
+    let mut late = Vec::with_capacity(a.packets as usize);
     for _ in 0..a.packets {
         offset += -mean * rng.next_f64().ln();
         let due = start + Duration::from_secs_f64(offset);
@@ -113,13 +117,28 @@ fn run(a: &Args) -> std::io::Result<Vec<i64>> {
             }
         }
         let stamp = nanos_since_epoch(SystemTime::now());
+        late.push(i64::try_from(Instant::now().duration_since(due).as_nanos()).unwrap_or(i64::MAX));
         payload[..16].copy_from_slice(&stamp.to_be_bytes());
         // A refused send (no receiver yet) is a datagram not received: it shows in the count.
         let _ = tx.send(&payload);
     }
-    receiver
+    let delays = receiver
         .join()
-        .map_err(|_| std::io::Error::other("receiver panicked"))?
+        .map_err(|_| std::io::Error::other("receiver panicked"))??;
+    Ok((delays, late))
+}
+
+/// The median, p90, p99 and maximum of `v` (sorted here), in µs.
+fn quantiles(v: &mut [i64]) -> String {
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    format!(
+        "median {:.1} p90 {:.1} p99 {:.1} max {:.1}",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    )
 }
 
 fn main() {
@@ -131,16 +150,12 @@ fn main() {
         }
     };
     match run(&a) {
-        Ok(mut d) if !d.is_empty() => {
-            d.sort_unstable();
-            let at = |q: f64| d[((d.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        Ok((mut d, mut late)) if !d.is_empty() && !late.is_empty() => {
             println!(
-                "received {} delay_us median {:.1} p90 {:.1} p99 {:.1} max {:.1}",
+                "received {} delay_us {} late_us {}",
                 d.len(),
-                at(0.5),
-                at(0.9),
-                at(0.99),
-                at(1.0)
+                quantiles(&mut d),
+                quantiles(&mut late)
             );
         }
         Ok(_) => {

@@ -9,9 +9,15 @@
 //! ([`owamp_os::timing::SpinWindow`]).
 //!
 //! The sockets of sessions in which this end only receives, stamped by the kernel, are not
-//! polled ([`Host::is_batched`]): they are read after every wait, and a wait lasts at most
-//! [`RECV_BATCH_WAIT`] while there is one, so a receiver wakes for its loss deadlines (at
-//! most a hundred times a second) rather than once a packet.
+//! polled ([`Host::is_batched`]): they are read after every wait on the descriptors, and such
+//! a wait lasts at most [`RECV_BATCH_WAIT`] while there is one, so a receiver wakes for its
+//! loss deadlines (at most a hundred times a second) rather than once a packet.
+//!
+//! A sender wakes once a packet. While every descriptor it would wait on is send-only or
+//! batched, it waits for the packets due within [`POLL_EVERY`] of its last look at them on a
+//! bare timer, and looks again (reading batches, control octets, timeouts) every
+//! [`POLL_EVERY`]: one `clock_nanosleep(2)` a packet instead of a `ppoll(2)` and a
+//! `recvmmsg(2)`.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -21,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use owamp_core::connection::{Connection, ControlAction, Machine, SocketId};
-use owamp_os::host::{EndpointConfig, Host, RECV_BATCH_WAIT};
-use owamp_os::net::wait_any_readable;
+use owamp_os::host::{EndpointConfig, Host, POLL_EVERY, RECV_BATCH_WAIT};
+use owamp_os::net::Poller;
 use owamp_os::store::SessionStore;
 
 /// One control connection being driven.
@@ -36,7 +42,10 @@ pub(crate) struct Driver<M: Machine> {
     tcp_closed: bool,
     buf: Vec<u8>,
     fds: Vec<RawFd>,
+    poller: Poller,
     ready: Vec<bool>,
+    /// When the descriptors were last waited on (a quiet step skips them: [`POLL_EVERY`]).
+    last_poll: Instant,
     /// The test sockets polled in this step, in the order of `fds` after the stream.
     ids: Vec<(SocketId, RawFd)>,
     /// Readable when another thread has something for this connection ([`Driver::waker`]).
@@ -60,7 +69,9 @@ impl<M: Machine> Driver<M> {
             tcp_closed: false,
             buf: vec![0u8; 16 * 1024],
             fds: Vec::new(),
+            poller: Poller::default(),
             ready: Vec::new(),
+            last_poll: Instant::now(),
             ids: Vec::new(),
             wake: None,
         };
@@ -113,6 +124,11 @@ impl<M: Machine> Driver<M> {
 
     /// Waits once (at most until the connection's timeout or the poll interval) and feeds
     /// what happened: octets or the end of the control connection, datagrams, the time.
+    ///
+    /// A packet due leaves before anything read in the same step is handled: reading a batch
+    /// or a control message can wait a few µs, the packet's schedule cannot. Between packets
+    /// due within [`POLL_EVERY`] of the last look at the descriptors, when every socket
+    /// polled is send-only, the step is quiet: a bare sleep, then the packets due.
     pub fn step(&mut self) {
         self.flush();
         if self.is_closed() {
@@ -123,10 +139,12 @@ impl<M: Machine> Driver<M> {
         // RECV_BATCH_WAIT while there is one.
         self.ids.clear();
         let mut batched = false;
+        let mut send_only = true;
         for (id, s) in self.h.sockets() {
             if self.h.is_batched(id) {
                 batched = true;
             } else {
+                send_only &= self.h.is_send_only(id);
                 self.ids.push((id, s.as_raw_fd()));
             }
         }
@@ -137,20 +155,39 @@ impl<M: Machine> Driver<M> {
         };
         let timeout = self.h.poll_timeout();
         let wait = self.h.wait_for(timeout, max);
+        if send_only
+            && timeout.is_some_and(|t| t.precise)
+            && self.last_poll.elapsed() + wait < POLL_EVERY
+        {
+            // Quiet: no timeout other than a packet's is due before it (the connection's
+            // timeout is the earliest of them all), and what the descriptors hold can wait
+            // for the next step that looks.
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+                self.h.timer_expired();
+            }
+            self.h.spin_until(timeout);
+            self.flush();
+            return;
+        }
         self.fds.clear();
         self.fds.push(self.stream.as_raw_fd());
         self.fds.extend(self.ids.iter().map(|(_, fd)| *fd));
         if let Some(w) = &self.wake {
             self.fds.push(w.as_raw_fd());
         }
-        match wait_any_readable(&self.fds, wait, &mut self.ready) {
+        match self.poller.wait(&self.fds, wait, &mut self.ready) {
             // Nothing readable: the wait ended by its timer (or a signal, rarely).
             Ok(false) => self.h.timer_expired(),
             Ok(true) => {}
             // ppoll(2) fails only on resource exhaustion: do not spin through it.
             Err(_) => std::thread::sleep(wait.min(Duration::from_millis(1))),
         }
-        // First: a packet that arrived before a control message (Stop-Sessions) or a timeout
+        self.last_poll = Instant::now();
+        // A packet due now leaves first.
+        self.h.spin_until(timeout);
+        self.h.transmit_due();
+        // Then a packet that arrived before a control message (Stop-Sessions) or a timeout
         // (a loss deadline) is handed over before it, as if it had been read on arrival.
         if batched {
             self.h.receive_batched();
