@@ -199,7 +199,15 @@ impl<M: Machine> Driver<M> {
             () = receive_ready(&mut self.h, &self.watched) => Wake::Datagrams,
             () = sleep(timer, wait) => Wake::Timer,
         };
-        // First: a packet that arrived before a control message (Stop-Sessions) or a timeout
+        // How late the timer woke (before any spinning, which would count as lateness).
+        if matches!(wake, Wake::Timer) {
+            self.h.timer_expired();
+        }
+        // A packet due now leaves first: reading a batch or a control message can wait a few
+        // µs, the packet's schedule cannot.
+        self.h.spin_until(timeout);
+        self.h.transmit_due();
+        // Then a packet that arrived before a control message (Stop-Sessions) or a timeout
         // (a loss deadline) is handed over before it, as if it had been read on arrival.
         if batched {
             self.h.receive_batched();
@@ -210,8 +218,7 @@ impl<M: Machine> Driver<M> {
                 let Self { h, buf, .. } = self;
                 h.handle_control(buf.get(..n).unwrap_or(&[]));
             }
-            Wake::Timer => self.h.timer_expired(),
-            Wake::Datagrams => {}
+            Wake::Timer | Wake::Datagrams => {}
         }
         self.h.spin_until(timeout);
         if timeout.is_some_and(|t| self.h.now() >= t.at) {
