@@ -138,10 +138,20 @@ pub struct Args {
     pub nat: bool,
 
     /// report additional percentile levels of the round-trip time (comma separated, 0.0-100.0)
-    #[arg(short = 'a', value_name = "alpha", help_heading = "Output Args")]
+    #[arg(
+        short = 'a',
+        allow_hyphen_values = true,
+        value_name = "alpha",
+        help_heading = "Output Args"
+    )]
     pub alpha: Option<String>,
     /// bin size for histogram calculations (seconds)
-    #[arg(short = 'b', value_name = "bucketwidth", help_heading = "Output Args")]
+    #[arg(
+        short = 'b',
+        allow_hyphen_values = true,
+        value_name = "bucketwidth",
+        help_heading = "Output Args"
+    )]
     pub bucket_width: Option<String>,
     /// 'n','u','m', or 's'
     #[arg(short = 'n', value_name = "units", help_heading = "Output Args")]
@@ -1460,7 +1470,7 @@ mod tests {
         );
         assert_eq!(
             o,
-            "send hops = nan\nsend hops = 1 (consistently)\n\
+            "send TTL not reported\nsend hops = 1 (consistently)\n\
              send hops takes 3 values; min hops = 1, max hops = 3\n"
         );
     }
@@ -1475,24 +1485,111 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_flags_are_named() {
-        let a = Args::try_parse_from(["twping", "-F", "f", "-Q", "h", "s"]).unwrap();
-        assert_eq!(a.unsupported(), Some("-F (save results to a file)"));
+    fn file_and_output_flags() {
+        let a = Args::try_parse_from([
+            "twping", "-F", "f", "-Q", "-a", "5,95", "-b", "-1", "h", "s",
+        ])
+        .unwrap();
+        assert_eq!(a.file.as_deref(), Some("f"));
+        assert_eq!(a.alpha.as_deref(), Some("5,95"));
+        assert_eq!(a.bucket_width.as_deref(), Some("-1"));
         assert!(a.quiet);
         assert_eq!(a.servaddr.as_deref(), Some("s"));
-        let a = Args::try_parse_from(["twping", "-D", "EF", "-z", "1", "-P", "9000-9010", "h"]);
-        assert_eq!(a.unwrap().unsupported(), None);
+    }
+
+    #[test]
+    fn lost_packets_are_saved_and_make_the_summary_unsynchronized() {
+        let info_of = |t: &TestResult| t.entries();
+        let ee = ErrorEstimate::from_raw(1);
+        let t = TestResult {
+            info: SessionInfo {
+                sid: SessionId([1; 16]),
+                role: Role::Sender,
+                mode: owamp_core::wire::Mode::Open,
+                keys: None,
+                local: "127.0.0.1:9000".parse().unwrap(),
+                peer: "127.0.0.1:9001".parse().unwrap(),
+                request: RequestSession {
+                    conf_sender: false,
+                    conf_receiver: true,
+                    num_packets: 3,
+                    sender_port: 0,
+                    receiver_port: 0,
+                    sender_address: "127.0.0.1".parse().unwrap(),
+                    receiver_address: "127.0.0.1".parse().unwrap(),
+                    sid: SessionId([1; 16]),
+                    padding_length: 0,
+                    start_time: OwampTime::from_raw(99 << 32),
+                    timeout: Interval::from_raw(1 << 32),
+                    type_p: TypeP::from_dscp(0).unwrap(),
+                    hmac: [0; 16],
+                    slots: Vec::new(),
+                    slots_hmac: [0; 16],
+                },
+            },
+            sent: 3,
+            records: vec![record(2), record(0), record(0)],
+            timeout: Interval::from_raw(1 << 32),
+            padding: 0,
+            count: 3,
+            dscp: 0,
+            send_log: vec![(OwampTime::from_raw(100 << 32), ee); 3],
+            slots: vec![Slot {
+                kind: SlotKind::Fixed,
+                mean: Interval::from_raw(1 << 31),
+            }],
+            start_time: OwampTime::from_raw(99 << 32),
+        };
+        let entries = info_of(&t);
+        // Sequence order, the duplicate after the first reply, the lost packet in its place.
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries[0], TwoWayEntry::Reply(record(0)));
+        assert_eq!(entries[1], TwoWayEntry::Reply(record(0)));
+        assert!(matches!(entries[2], TwoWayEntry::Lost { seq: 1, .. }));
+        assert_eq!(entries[3], TwoWayEntry::Reply(record(2)));
+        let req = t.stored_request();
+        assert_eq!((req.sender_port, req.receiver_port), (9000, 9001));
+        assert_eq!(req.slots, t.slots);
+        let report = Report {
+            view: t.view(),
+            entries: &entries,
+            record_limit: None,
+            schedule: Schedule::new(t.info.sid, &t.slots, 3)
+                .ok()
+                .map(|s| (s, t.start_time)),
+            from: "a",
+            to: "b",
+            bucket_width: DEFAULT_BUCKET_WIDTH,
+            percentiles: &[],
+            units: Units::MS,
+        };
+        let s = report.whole();
+        assert_eq!((s.sent, s.lost, s.send_duplicates), (3, 1, 0));
+        assert_eq!(s.reflect_duplicates, 1);
+        // The lost packet's clock was not synchronized; first and last are scheduled times
+        // (fixed slots of half a second from 99 s).
+        assert!(!s.sync);
+        assert_eq!(
+            s.first_last,
+            Some((
+                OwampTime::from_raw((99 << 32) + (1 << 31)),
+                OwampTime::from_raw((99 << 32) + 3 * (1 << 31))
+            ))
+        );
+        let v = individual(&entries, false, Units::MS);
+        assert!(v.contains("\nseq_no=1          *LOST*\n"), "{v}");
     }
 
     #[test]
     fn individual_delays_as_twping_prints_them() {
-        let o = individual(&[record(0), record(1)], 1, false, Units::MS);
+        let reply = |n| TwoWayEntry::Reply(record(n));
+        let o = individual(&[reply(0)], false, Units::MS);
         assert_eq!(
             o,
             "seq_no=0          fwd_delay=1e+03 ms bck_delay=1e+03 ms delay=2e+03 ms \
              proc_delay=1e+03 ms\t(err=9.31e-07 ms)\n"
         );
-        let o = individual(&[record(3)], 5, true, Units::MS);
+        let o = individual(&[reply(3)], true, Units::MS);
         assert!(
             o.starts_with(
                 "seq_no=3 fwd_delay=1.000000e+03 ms bck_delay=1.000000e+03 ms \
@@ -1501,9 +1598,9 @@ mod tests {
             "{o}"
         );
         assert_eq!(c_exp(0.0305), "3.050000e-02");
-        let o = individual(&[record(0)], 1, false, Units::parse("s").unwrap());
+        let o = individual(&[reply(0)], false, Units::parse("s").unwrap());
         assert!(o.contains("fwd_delay=1  bck_delay=1  delay=2  proc_delay=1 \t(err=9.31e-10 )"));
-        let o = individual(&[record(0)], 1, false, Units::parse("u").unwrap());
+        let o = individual(&[reply(0)], false, Units::parse("u").unwrap());
         assert!(o.contains("fwd_delay=1e+06 us"), "{o}");
         assert!(Units::parse("x").is_err());
         assert_eq!(c_exp(0.0), "0.000000e+00");
@@ -1515,22 +1612,11 @@ mod tests {
     }
 
     #[test]
-    fn sub_sessions_split_by_sender_sequence() {
-        let recs: Vec<_> = [0, 1, 1, 3, 4].into_iter().map(record).collect();
-        let parts = sub_sessions(&recs, 5, 2);
-        let seqs: Vec<(Vec<u32>, (u32, u32))> = parts
-            .iter()
-            .map(|(r, n)| (r.iter().map(|r| r.sender_seq).collect(), *n))
-            .collect();
-        assert_eq!(
-            seqs,
-            vec![
-                (vec![0, 1, 1], (0, 2)),
-                (vec![3], (2, 4)),
-                (vec![4], (4, 5))
-            ]
-        );
-        assert!(sub_sessions(&recs, 0, 2).is_empty());
+    fn sub_ranges_split_the_packets() {
+        let r: Vec<(u32, u32)> = sub_ranges(5, 2).collect();
+        assert_eq!(r, vec![(0, 2), (2, 4), (4, 5)]);
+        assert_eq!(sub_ranges(0, 2).count(), 0);
+        assert_eq!(sub_ranges(3, 0).count(), 3);
     }
 
     #[test]
@@ -1560,9 +1646,10 @@ mod tests {
             &["twping", "-D", "64", "127.0.0.1"],
             &["twping", "-P", "9-x", "127.0.0.1"],
             &["twping", "-z", "-1", "127.0.0.1"],
-            &["twping", "-F", "out", "127.0.0.1"],
             &["twping", "-N", "0", "127.0.0.1"],
-            &["twping", "-a", "0.5", "127.0.0.1"],
+            &["twping", "-a", "x", "127.0.0.1"],
+            &["twping", "-b", "0", "127.0.0.1"],
+            &["twping", "-b", "5", "127.0.0.1"],
             &["twping", "-n", "k", "127.0.0.1"],
             &["twping", "-A", "Q", "127.0.0.1"],
             // A test address other than the server's.
