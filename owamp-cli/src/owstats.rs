@@ -1,4 +1,5 @@
 //! owstats: prints the statistics of .owp session files exactly as perfSONAR's owstats does.
+//! A two-way file (twping `-F`) gets twping's outputs ([`crate::twping::file_report`]).
 //!
 //! Flags (owstats's set): `-a` percentiles, `-b` bucket width, `-d` directory for `-p`, `-M`
 //! machine-readable summary, `-n` units, `-N` packets per sub-summary, `-p` print to files,
@@ -199,13 +200,25 @@ pub(crate) fn split_attached_verbose(args: impl IntoIterator<Item = OsString>) -
     out
 }
 
-fn parse_percentiles(s: &str) -> Result<Vec<f32>, String> {
+/// `-a` of owstats, owping and twping: a comma separated list of percentages (0 to 100), each
+/// kept as the C float the reference parses it into. An empty item is not a value.
+pub(crate) fn parse_percentiles(s: &str) -> Result<Vec<f32>, String> {
     s.split(',')
         .map(|t| match t.trim().parse::<f64>() {
+            _ if t.trim().is_empty() => Err("Unable to parse percentiles specification".into()),
             Ok(v) if (0.0..=100.0).contains(&v) => Ok(v as f32),
             _ => Err(format!("Invalid numeric value ({t}) for percentile")),
         })
         .collect()
+}
+
+/// `-b` of owstats, owping and twping: the histogram's bucket width in seconds, a positive C
+/// float.
+pub(crate) fn parse_bucket_width(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && (v as f32) > 0.0 && (v as f32).is_finite() => Ok(v as f32),
+        _ => Err("Invalid '-b' value. Positive float expected".into()),
+    }
 }
 
 /// Parses the command line (without the program name handling of clap's help) and applies
@@ -221,14 +234,7 @@ pub fn parse_options(
         None => Vec::new(),
     };
     let bucket_width = match m.get_one::<String>("bucketwidth") {
-        Some(s) => match s.parse::<f64>() {
-            Ok(v) if v > 0.0 => v as f32,
-            _ => {
-                return Err(invalid(
-                    "Invalid '-b' value. Positive float expected".into(),
-                ))
-            }
-        },
+        Some(s) => parse_bucket_width(s).map_err(invalid)?,
         None => 0.0001,
     };
     let scale = match m.get_one::<String>("units") {
@@ -415,8 +421,24 @@ fn do_stats(
     env: &dyn Environment,
 ) -> Result<(), String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
-    let reader = OwpReader::new(BufReader::new(file)).map_err(|e| e.to_string())?;
-    stats_from(reader, opts, out, env, None)
+    match OwpReader::new(BufReader::new(file)) {
+        Ok(reader) => stats_from(reader, opts, out, env, None),
+        // twping -F: a two-way file, printed as twping prints its results.
+        Err(owamp_core::owp::OwpError::TwoWay) => {
+            let file = File::open(path).map_err(|e| e.to_string())?;
+            let f =
+                owamp_core::owp::read_two_way(BufReader::new(file)).map_err(|e| e.to_string())?;
+            let text = crate::twping::file_report(&f, opts, env)?;
+            out.write_all(text.as_bytes()).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    BROKEN_PIPE.to_string()
+                } else {
+                    e.to_string()
+                }
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Statistics of one session read by `reader`, written to `out` (or to files with -p).

@@ -392,6 +392,10 @@ fn send(
         count: a.count,
         // Sent unmarked: stamp has no -D.
         dscp: 0,
+        // stamp saves no file: the send times are not kept.
+        send_log: Vec::new(),
+        slots: Vec::new(),
+        start_time: OwampTime::ZERO,
     };
     print_results(a, &t, &spec.node, env, out)?;
     if bad_hmac > 0 {
@@ -452,14 +456,15 @@ fn print_results(
         .host_name(t.info.local.ip())
         .unwrap_or_else(|| t.info.local.ip().to_string());
     let s = TwoWaySummary::new(&t.records, t.sent);
+    let v = t.view();
     let text = if a.raw {
         twping::raw(&t.records)
     } else if a.machine {
-        twping::machine(t, &s, &from, to)
+        twping::machine(&v, &t.records, &s, &from, to)
     } else if a.json {
-        twping::json(t, &s)
+        twping::json(&v, &s)
     } else {
-        twping::summary(t, &s, &from, to, env, twping::Units::MS).replacen(
+        twping::summary(&v, &s, &from, to, env, twping::Units::MS, &[]).replacen(
             "--- twping statistics",
             "--- stamp statistics",
             1,

@@ -9,8 +9,11 @@
 //! out with TTL 255 (as twping's), so that the reflector's Sender TTL counts the hops, and
 //! each reply comes with its TTL and the kernel's receive time.
 //!
-//! Flags of twping 5.2.3 this implementation refuses with a message (exit status 1): `-F`
-//! (save results) and the output options `-a`, `-b`.
+//! `-F file` saves the session as twping 5.2.3 does, in a two-way session file
+//! ([`owamp_core::owp::two_way`]) that owstats (ours and perfSONAR's) reads and prints as
+//! twping prints its results ([`file_report`]). `-a` adds percentiles of the round-trip time to
+//! the summary and `-b` sets the histogram's bucket width, parsed and printed with owstats's
+//! and owping's code.
 //!
 //! Output: the statistics as twping prints them (default), each reflected packet's
 //! timestamps (`-R`), the machine-readable summary (`-M`), or `--json` (an extension).
@@ -21,18 +24,22 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use owamp_core::control::PortRange;
 use owamp_core::control::{Client, ClientCommand, ClientConfig, Protocol, Role, SessionRequest};
 use owamp_core::io::{Input, Output, SessionInfo, SessionReport};
+use owamp_core::owp::{TwoWayEntry, TwoWayFile};
+use owamp_core::session::schedule::{Schedule, ScheduleIter};
 use owamp_core::session::twamp::{default_padding, SessionSender, TwoWayRecord};
 use owamp_core::stats::fmt::{f, g, g6};
-use owamp_core::stats::report::UNREPRESENTABLE_DATE;
+use owamp_core::stats::report::{percentile_lines, UNREPRESENTABLE_DATE};
 use owamp_core::stats::twamp::{DelayStats, TwoWaySummary};
+use owamp_core::stats::DEFAULT_BUCKET_WIDTH;
+use owamp_core::stats::{error_seconds, num64_to_f64, to_unix_timespec, NTP_UNIX_OFFSET};
 use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
-use owamp_core::wire::{Slot, SlotKind, TypeP};
+use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
 use owamp_os::clock::{Clock, SystemClock, SystemTimeExt};
 use owamp_os::net::TestSocket;
 use owamp_os::rng::OsRng;
@@ -47,9 +54,6 @@ pub const CONTROL_PORT: u16 = 862;
 
 /// The largest padding twping asks for.
 pub const MAX_PADDING: u32 = 65_000;
-
-/// The histogram bucket width twping reports (`BUCKET_WIDTH`).
-const BUCKET_WIDTH: f64 = 0.0001;
 
 /// How long the control connection may wait for the server.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -115,7 +119,7 @@ pub struct Args {
         help_heading = "Test Args"
     )]
     pub dscp: Option<String>,
-    /// save results to file (not supported by this implementation)
+    /// save the results in file for later output with owstats
     #[arg(short = 'F', value_name = "file", help_heading = "Test Args")]
     pub file: Option<String>,
     /// port range to use during the test (0 for any)
@@ -133,11 +137,21 @@ pub struct Args {
     #[arg(short = 'Z', help_heading = "Connection Args")]
     pub nat: bool,
 
-    /// report an additional percentile level for the delays (not supported)
-    #[arg(short = 'a', value_name = "alpha", help_heading = "Output Args")]
+    /// report additional percentile levels of the round-trip time (comma separated, 0.0-100.0)
+    #[arg(
+        short = 'a',
+        allow_hyphen_values = true,
+        value_name = "alpha",
+        help_heading = "Output Args"
+    )]
     pub alpha: Option<String>,
-    /// bin size for histogram calculations (not supported)
-    #[arg(short = 'b', value_name = "bucketwidth", help_heading = "Output Args")]
+    /// bin size for histogram calculations (seconds)
+    #[arg(
+        short = 'b',
+        allow_hyphen_values = true,
+        value_name = "bucketwidth",
+        help_heading = "Output Args"
+    )]
     pub bucket_width: Option<String>,
     /// 'n','u','m', or 's'
     #[arg(short = 'n', value_name = "units", help_heading = "Output Args")]
@@ -178,18 +192,6 @@ pub struct Args {
     pub servaddr: Option<String>,
 }
 
-impl Args {
-    /// The first flag given that this twping does not support, with why.
-    fn unsupported(&self) -> Option<&'static str> {
-        let flags = [
-            (self.file.is_some(), "-F (save results to a file)"),
-            (self.alpha.is_some(), "-a (an additional percentile)"),
-            (self.bucket_width.is_some(), "-b (histogram bucket width)"),
-        ];
-        flags.into_iter().find(|f| f.0).map(|f| f.1)
-    }
-}
-
 /// Everything the test produced.
 #[derive(Debug)]
 pub struct TestResult {
@@ -206,6 +208,89 @@ pub struct TestResult {
     /// Packets asked for.
     pub count: u32,
     /// The DSCP of the test packets (-D).
+    pub dscp: u8,
+    /// Each packet sent, by sequence number: when, with the clock's error estimate.
+    pub send_log: Vec<(OwampTime, ErrorEstimate)>,
+    /// The schedule the packets followed.
+    pub slots: Vec<Slot>,
+    /// The start time of the schedule.
+    pub start_time: OwampTime,
+}
+
+impl TestResult {
+    /// What the outputs say about the session besides its records.
+    pub fn view(&self) -> SessionView {
+        SessionView {
+            sid: self.info.sid,
+            local: self.info.local,
+            peer: self.info.peer,
+            timeout: self.timeout,
+            padding: self.padding,
+            count: self.count,
+            dscp: self.dscp,
+        }
+    }
+
+    /// Every packet sent, in sequence order: its replies in the order they came, or
+    /// [`TwoWayEntry::Lost`] (what `-F` saves).
+    pub fn entries(&self) -> Vec<TwoWayEntry> {
+        let mut by_seq: Vec<Vec<TwoWayRecord>> = vec![Vec::new(); self.send_log.len()];
+        for r in &self.records {
+            if let Some(v) = by_seq.get_mut(r.sender_seq as usize) {
+                v.push(*r);
+            }
+        }
+        let mut out = Vec::with_capacity(self.send_log.len());
+        for (seq, (replies, &(send_time, send_error))) in
+            by_seq.into_iter().zip(&self.send_log).enumerate()
+        {
+            if replies.is_empty() {
+                out.push(TwoWayEntry::Lost {
+                    seq: seq as u32,
+                    send_time,
+                    send_error,
+                });
+            }
+            out.extend(replies.into_iter().map(TwoWayEntry::Reply));
+        }
+        out
+    }
+
+    /// The session's request as `-F` stores it: the addresses and ports the test used, the
+    /// schedule followed.
+    pub fn stored_request(&self) -> RequestSession {
+        RequestSession {
+            sender_address: self.info.local.ip(),
+            sender_port: self.info.local.port(),
+            receiver_address: self.info.peer.ip(),
+            receiver_port: self.info.peer.port(),
+            sid: self.info.sid,
+            num_packets: self.count,
+            padding_length: self.padding,
+            timeout: self.timeout,
+            slots: self.slots.clone(),
+            ..self.info.request.clone()
+        }
+    }
+}
+
+/// What twping's outputs say about a session besides its records: from a test, or from a
+/// two-way file.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionView {
+    /// The session.
+    pub sid: SessionId,
+    /// The session-sender's test address.
+    pub local: SocketAddr,
+    /// The reflector's test address.
+    pub peer: SocketAddr,
+    /// The loss timeout.
+    pub timeout: Interval,
+    /// Padding octets per packet.
+    pub padding: u32,
+    /// Packets asked for.
+    pub count: u32,
+    /// The DSCP of the test packets.
     pub dscp: u8,
 }
 
@@ -230,9 +315,16 @@ fn run_args(
     err: &mut dyn Write,
     env: &dyn Environment,
 ) -> Result<i32, String> {
-    if let Some(flag) = args.unsupported() {
-        return Err(format!("{flag} is not supported by this twping"));
-    }
+    // -a and -b as owstats and owping read them.
+    let percentiles = match &args.alpha {
+        Some(s) => crate::owstats::parse_percentiles(s)
+            .map_err(|e| format!("{e}\ntwping: Invalid '-a' alpha list ."))?,
+        None => Vec::new(),
+    };
+    let bucket_width = match &args.bucket_width {
+        Some(s) => f64::from(crate::owstats::parse_bucket_width(s)?),
+        None => DEFAULT_BUCKET_WIDTH,
+    };
     let test_spec = client::parse_host(&args.host, CONTROL_PORT)?;
     let spec = match &args.servaddr {
         Some(s) => client::parse_host(s, CONTROL_PORT)?,
@@ -280,11 +372,27 @@ fn run_args(
             .ok_or_else(|| format!("Invalid -L: \"{s}\""))?,
         None => seconds_to_interval(2.0).unwrap_or(Interval::ZERO),
     };
+    // A histogram coarser than the loss timeout makes no sense (twping refuses it too).
+    if timeout.as_secs_f64() < bucket_width {
+        return Err(format!(
+            "Invalid test specification: LossThreshold({:.6}) '-L' < BucketWidth ({bucket_width:.6}) '-b'",
+            timeout.as_secs_f64()
+        ));
+    }
     if let Some(p) = args.padding {
         if p > MAX_PADDING {
             return Err(format!("Invalid -s: padding is at most {MAX_PADDING}"));
         }
     }
+    // -F: the file is opened before the test, so that a test is not run for nothing.
+    let mut save = match &args.file {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path)
+                .map_err(|e| format!("cannot open {path} to save the results (-F): {e}"))?,
+        )),
+        None => None,
+    };
     let opts = args.conn.client_options("twping", err)?;
     let family = args.conn.family()?;
     let mut cfg = opts.control;
@@ -317,6 +425,13 @@ fn run_args(
         delay_start,
     };
     let t = test(&spec, &addrs, source, cfg, &plan, args)?;
+    if let Some((path, file)) = save.take() {
+        let mut w = std::io::BufWriter::new(file);
+        owamp_core::owp::encode_two_way(&mut w, &t.stored_request(), &t.entries())
+            .map_err(|e| e.to_string())
+            .and_then(|()| w.flush().map_err(|e| e.to_string()))
+            .map_err(|e| format!("saving the results in {path} (-F): {e}"))?;
+    }
     if args.quiet {
         return Ok(0);
     }
@@ -324,34 +439,285 @@ fn run_args(
         .host_name(t.info.local.ip())
         .unwrap_or_else(|| t.info.local.ip().to_string());
     let to_name = spec.node.clone();
-    let s = TwoWaySummary::new(&t.records, t.sent);
-    let text = if args.raw {
-        raw(&t.records)
-    } else if args.machine {
-        machine(&t, &s, &local_name, &to_name)
-    } else if args.json {
-        json(&t, &s)
-    } else if args.verbose {
-        let limit = args.verbose_limit.map_or(usize::MAX, |n| n as usize);
-        let mut o = header(&t, &local_name, &to_name);
-        o.push_str(&individual(&t.records, limit, args.unix, units));
-        o.push_str(&summary(&t, &s, &local_name, &to_name, env, units));
-        o
-    } else if let Some(n) = sub_count {
-        // -N: one summary for each n packets sent, in order.
-        sub_sessions(&t.records, t.sent, n)
-            .iter()
-            .map(|(records, sent)| {
-                let s = TwoWaySummary::new(records, *sent);
-                summary(&t, &s, &local_name, &to_name, env, units)
-            })
-            .collect()
+    let entries = t.entries();
+    let report = Report {
+        view: t.view(),
+        entries: &entries,
+        record_limit: args
+            .verbose
+            .then_some(args.verbose_limit)
+            .flatten()
+            .map(|n| n as usize),
+        schedule: Schedule::new(t.info.sid, &t.slots, t.count)
+            .ok()
+            .map(|s| (s, t.start_time)),
+        from: &local_name,
+        to: &to_name,
+        bucket_width,
+        percentiles: &percentiles,
+        units,
+    };
+    let text = if args.json {
+        json(&report.view, &report.whole())
     } else {
-        summary(&t, &s, &local_name, &to_name, env, units)
+        report.text(
+            &Style {
+                raw: args.raw,
+                machine: args.machine,
+                verbose: args.verbose,
+                unix: args.unix,
+                sub_count,
+            },
+            env,
+        )
     };
     out.write_all(text.as_bytes())
         .map_err(|e| format!("writing the results: {e}"))?;
     Ok(0)
+}
+
+/// Which of twping's outputs to print.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    /// `-R`.
+    pub raw: bool,
+    /// `-M`.
+    pub machine: bool,
+    /// `-v`: the individual delays.
+    pub verbose: bool,
+    /// `-U`.
+    pub unix: bool,
+    /// `-N`.
+    pub sub_count: Option<u32>,
+}
+
+/// A session's results and how to print them: twping's after a test, owstats's for a two-way
+/// file.
+pub struct Report<'a> {
+    /// The session.
+    pub view: SessionView,
+    /// Every packet, in sequence order (a two-way file's order): its replies, or that it was
+    /// lost.
+    pub entries: &'a [TwoWayEntry],
+    /// `-vN`: only the first N entries are read, for the summaries too (as twping and owstats
+    /// read only N records then).
+    pub record_limit: Option<usize>,
+    /// The send schedule and its start time: "first" and "last" are the scheduled send times
+    /// of a summary's first and last packets, as twping and owstats print them.
+    pub schedule: Option<(Schedule, OwampTime)>,
+    /// The sender's name.
+    pub from: &'a str,
+    /// The reflector's name.
+    pub to: &'a str,
+    /// `-b`, seconds.
+    pub bucket_width: f64,
+    /// `-a`.
+    pub percentiles: &'a [f32],
+    /// `-n`.
+    pub units: Units,
+}
+
+/// Scheduled send times, looked up in ascending order of sequence number.
+struct SendTimes<'s> {
+    packets: Option<(ScheduleIter<'s>, OwampTime)>,
+    last: Option<(u32, OwampTime)>,
+}
+
+impl SendTimes<'_> {
+    fn at(&mut self, seq: u32) -> Option<OwampTime> {
+        if let Some((s, t)) = self.last {
+            if s == seq {
+                return Some(t);
+            }
+        }
+        let (it, start) = self.packets.as_mut()?;
+        let p = loop {
+            let p = it.next()?;
+            if p.seq >= seq {
+                break p;
+            }
+        };
+        let t = p.send_time(*start);
+        self.last = Some((p.seq, t));
+        (p.seq == seq).then_some(t)
+    }
+}
+
+impl Report<'_> {
+    /// The entries a summary reads, from entry `begin` on: at most N of them with `-vN`.
+    fn read(&self, begin: usize) -> &[TwoWayEntry] {
+        let rest = self.entries.get(begin..).unwrap_or_default();
+        &rest[..self.record_limit.unwrap_or(usize::MAX).min(rest.len())]
+    }
+
+    /// Where the summary after one of `..hi` that read `read` from `begin` starts reading: at
+    /// the first entry it read past `hi`, or, when it read none (`-vN` stopped it first, or
+    /// the file ended), at the first entry of the file, as twping and owstats do.
+    fn next_begin(read: &[TwoWayEntry], begin: usize, hi: u32) -> usize {
+        read.iter()
+            .position(|e| e.seq() >= hi)
+            .map_or(0, |i| begin + i)
+    }
+
+    /// The packets the summaries cover: the session's count, but for a file whose count its
+    /// records do not come near (a corrupt header must not make owstats run for hours), one
+    /// past the last sequence number seen.
+    fn count(&self) -> u32 {
+        let n = self.entries.len() as u64;
+        if u64::from(self.view.count) <= n.saturating_mul(8).saturating_add(1 << 20) {
+            self.view.count
+        } else {
+            self.entries
+                .iter()
+                .map(|e| e.seq().saturating_add(1))
+                .max()
+                .unwrap_or(0)
+        }
+    }
+
+    /// The replies of the packets `lo..hi` among `read`.
+    fn replies(read: &[TwoWayEntry], (lo, hi): (u32, u32)) -> Vec<TwoWayRecord> {
+        read.iter()
+            .filter_map(|e| match e {
+                TwoWayEntry::Reply(r) if (lo..hi).contains(&r.sender_seq) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The statistics of the packets `lo..hi` among the entries `read`: sent are those with a
+    /// record (twping counts the records), first and last are the scheduled send times of
+    /// `lo` and `hi - 1`.
+    fn summary(
+        &self,
+        read: &[TwoWayEntry],
+        (lo, hi): (u32, u32),
+        times: &mut SendTimes<'_>,
+    ) -> TwoWaySummary {
+        let in_range: Vec<&TwoWayEntry> = read
+            .iter()
+            .filter(|e| (lo..hi).contains(&e.seq()))
+            .collect();
+        let mut seqs: Vec<u32> = in_range.iter().map(|e| e.seq()).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let sent = u32::try_from(seqs.len()).unwrap_or(u32::MAX);
+        let lost = in_range.iter().filter_map(|e| match e {
+            TwoWayEntry::Lost { send_error, .. } => Some(*send_error),
+            TwoWayEntry::Reply(_) => None,
+        });
+        let records = Self::replies(read, (lo, hi));
+        let mut s =
+            TwoWaySummary::with_bucket_width(&records, sent, self.bucket_width).with_lost(lost);
+        if hi > lo {
+            if let (Some(a), Some(z)) = (times.at(lo), times.at(hi - 1)) {
+                s.first_last = Some((a, z));
+            }
+        }
+        s
+    }
+
+    fn send_times(&self) -> SendTimes<'_> {
+        SendTimes {
+            packets: self.schedule.as_ref().map(|(s, start)| (s.iter(), *start)),
+            last: None,
+        }
+    }
+
+    /// The summary of the whole session, for `--json`.
+    pub fn whole(&self) -> TwoWaySummary {
+        self.summary(self.read(0), (0, self.count()), &mut self.send_times())
+    }
+
+    /// The output `style` asks for.
+    pub fn text(&self, style: &Style, env: &dyn Environment) -> String {
+        let (v, from, to, u) = (&self.view, self.from, self.to, self.units);
+        let pct = self.percentiles;
+        if style.raw {
+            return raw(&Self::replies(self.entries, (0, u32::MAX)));
+        }
+        let mut times = self.send_times();
+        let whole = (0, self.count());
+        if style.machine {
+            let read = self.read(0);
+            let s = self.summary(read, whole, &mut times);
+            return machine(v, &Self::replies(read, whole), &s, from, to);
+        }
+        // -N: one summary for each n packets, in order.
+        let ranges: Box<dyn Iterator<Item = (u32, u32)>> = match style.sub_count {
+            Some(n) => Box::new(sub_ranges(whole.1, n)),
+            None => Box::new(std::iter::once(whole)),
+        };
+        let mut o = String::new();
+        let mut begin = 0;
+        for (lo, hi) in ranges {
+            let read = self.read(begin);
+            if style.verbose {
+                o.push_str(&header(v, from, to));
+                let entries: Vec<TwoWayEntry> = read
+                    .iter()
+                    .filter(|e| (lo..hi).contains(&e.seq()))
+                    .copied()
+                    .collect();
+                o.push_str(&individual(&entries, style.unix, u));
+            }
+            let s = self.summary(read, (lo, hi), &mut times);
+            o.push_str(&summary(v, &s, from, to, env, u, pct));
+            begin = Self::next_begin(read, begin, hi);
+        }
+        o
+    }
+}
+
+/// owstats on a two-way file (twping `-F`): the output twping would have printed with the same
+/// flags (`-R`, `-M`, `-v[N]`, `-U`, `-N`, `-n`, `-a`, `-b`; `--json` in twping's shape).
+pub fn file_report(
+    f: &TwoWayFile,
+    opts: &crate::owstats::Options,
+    env: &dyn Environment,
+) -> Result<String, String> {
+    let r = &f.header.request;
+    let view = SessionView {
+        sid: r.sid,
+        local: SocketAddr::new(r.sender_address, r.sender_port),
+        peer: SocketAddr::new(r.receiver_address, r.receiver_port),
+        timeout: r.timeout,
+        padding: r.padding_length,
+        count: r.num_packets,
+        dscp: r.type_p.dscp().unwrap_or(0),
+    };
+    let name = |ip: IpAddr| env.host_name(ip).unwrap_or_else(|| ip.to_string());
+    let (from, to) = (name(view.local.ip()), name(view.peer.ip()));
+    let report = Report {
+        view,
+        entries: &f.entries,
+        record_limit: (opts.verbose && opts.record_limit > 0)
+            .then(|| usize::try_from(opts.record_limit).unwrap_or(usize::MAX)),
+        schedule: Schedule::new(r.sid, &r.slots, r.num_packets)
+            .ok()
+            .map(|s| (s, r.start_time)),
+        from: &from,
+        to: &to,
+        bucket_width: f64::from(opts.bucket_width),
+        percentiles: &opts.percentiles,
+        units: Units {
+            per_second: opts.scale.factor(),
+            label: opts.scale.unit(),
+        },
+    };
+    if opts.json {
+        return Ok(json(&view, &report.whole()));
+    }
+    Ok(report.text(
+        &Style {
+            raw: opts.raw,
+            machine: opts.machine,
+            verbose: opts.verbose,
+            unix: opts.unix_timestamps,
+            sub_count: (opts.sub_packets > 0).then_some(opts.sub_packets),
+        },
+        env,
+    ))
 }
 
 fn now(clock: &SystemClock) -> OwampTime {
@@ -513,6 +879,9 @@ fn test(
     } else {
         (udp.local_addr(), server.ip())
     };
+    let start_time = now(&clock).saturating_add_interval(Interval::saturating_from_duration(
+        START_DELAY + plan.delay_start,
+    ));
     let req = SessionRequest {
         role: Role::Sender,
         local: req_local,
@@ -520,9 +889,7 @@ fn test(
         slots: slots.to_vec(),
         packets: args.count,
         padding,
-        start_time: now(&clock).saturating_add_interval(Interval::saturating_from_duration(
-            START_DELAY + plan.delay_start,
-        )),
+        start_time,
         timeout,
         type_p,
     };
@@ -554,26 +921,30 @@ fn test(
         ev.started
     })?;
 
-    // The schedule: each slot in turn, exponential gaps drawn from the OS RNG (RFC 4656 3.5).
-    // -z: the first packet leaves at the start time asked for.
-    let first = Instant::now() + plan.delay_start;
+    // The schedule of the request (RFC 4656 3.5 and Appendix B: the slots in turn, the
+    // exponential deviates seeded by the SID) from the start time asked for (which includes
+    // -z), as twping sends: a two-way file's readers take the send times from it.
+    let schedule = Schedule::new(info.sid, slots, args.count).map_err(|e| e.to_string())?;
+    let (clock_then, instant_then) = (now(&clock), Instant::now());
+    let due = |t: OwampTime| instant_then + t.duration_since(clock_then).unwrap_or_default();
     let mut records = Vec::new();
+    let mut send_log = Vec::with_capacity(args.count.min(1 << 20) as usize);
     let mut buf = vec![0u8; 66_000];
     let mut pkt = Vec::new();
-    let mut next = first;
     let mut control_buf = [0u8; 4096];
-    for i in 0..args.count {
+    for packet in &schedule {
+        let next = due(packet.send_time(start_time));
         while Instant::now() < next {
             receive(&udp, &mut sender, &clock, &info, &mut buf, &mut records);
         }
         let ee = clock.error_estimate();
+        let at = now(&clock);
         sender
-            .build(now(&clock), ee, &mut pkt)
+            .build(at, ee, &mut pkt)
             .map_err(|e| format!("test packet: {e}"))?;
+        send_log.push((at, ee));
         udp.send_to(&pkt, info.peer)
             .map_err(|e| format!("sending a test packet: {e}"))?;
-        let slot = slots[i as usize % slots.len()];
-        next += gap(slot);
         // Keep the control connection read: the server may close it.
         if let Ok(0) = peek(&mut tcp, &mut control_buf) {
             return Err("the server closed the control connection".into());
@@ -603,6 +974,9 @@ fn test(
         padding,
         count: args.count,
         dscp: plan.dscp,
+        send_log,
+        slots: slots.to_vec(),
+        start_time,
     })
 }
 
@@ -611,22 +985,6 @@ fn peek(tcp: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
     let r = tcp.peek(buf);
     tcp.set_nonblocking(false)?;
     r
-}
-
-/// The gap after a packet sent in `slot`.
-fn gap(slot: Slot) -> Duration {
-    let mean = slot.mean.as_secs_f64();
-    let secs = match slot.kind {
-        SlotKind::Fixed => mean,
-        _ => {
-            let mut b = [0u8; 8];
-            let _ = rand_core_fill(&mut b);
-            // Uniform in (0, 1]: never 0, so the logarithm is finite.
-            let u = ((u64::from_le_bytes(b) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-            -u.ln() * mean
-        }
-    };
-    Duration::try_from_secs_f64(secs.clamp(0.0, 3600.0)).unwrap_or(Duration::ZERO)
 }
 
 fn rand_core_fill(b: &mut [u8]) -> Result<(), String> {
@@ -729,27 +1087,29 @@ impl Units {
     }
 }
 
-/// A time as twping prints it: local time, milliseconds.
+/// A time as twping prints it: local time, milliseconds rounded as twping rounds them (the
+/// nanoseconds as a C float over a million, `%03.0f`).
 fn time_of(t: OwampTime, env: &dyn Environment) -> String {
-    let st = SystemTime::from_owamp_time(t);
-    let d = st
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    let date = u32::try_from(d.as_secs())
-        .ok()
-        .and_then(|s| env.local_time(s))
+    let (secs, nsec) = to_unix_timespec(t.raw());
+    let date = env
+        .local_time(secs)
         .unwrap_or_else(|| UNREPRESENTABLE_DATE.into());
-    format!("{date}.{:03}", d.subsec_millis())
+    let ms = nsec as f32 / 1_000_000f32;
+    format!("{date}.{:03.0}", f64::from(ms))
 }
 
-fn delay_line(o: &mut String, label: &str, d: &DelayStats, u: Units) {
+fn delay_line(o: &mut String, label: &str, d: &DelayStats, sync: bool, u: Units) {
+    let err = if sync {
+        format!("(err={} {})", u.g3(Some(d.max_error)), u.label)
+    } else {
+        "(unsync)".to_string()
+    };
     let _ = writeln!(
         o,
-        "{label} min/median/max = {}/{}/{} {l}, (err={} {l})",
+        "{label} min/median/max = {}/{}/{} {l}, {err}",
         u.g3(d.min),
         u.g3(d.median()),
         u.g3(d.max),
-        u.g3(Some(d.max_error)),
         l = u.label
     );
 }
@@ -757,7 +1117,7 @@ fn delay_line(o: &mut String, label: &str, d: &DelayStats, u: Units) {
 fn hops_line(o: &mut String, label: &str, h: Option<owamp_core::stats::twamp::Hops>) {
     match h {
         None => {
-            let _ = writeln!(o, "{label} hops = nan");
+            let _ = writeln!(o, "{label} TTL not reported");
         }
         Some(h) if h.min == h.max => {
             let _ = writeln!(o, "{label} hops = {} (consistently)", h.min);
@@ -774,31 +1134,23 @@ fn hops_line(o: &mut String, label: &str, h: Option<owamp_core::stats::twamp::Ho
     }
 }
 
-/// `-N`: the replies of each `n` packets sent (by sender sequence number), with the number
-/// of packets sent in each part.
-pub fn sub_sessions(records: &[TwoWayRecord], sent: u32, n: u32) -> Vec<(Vec<TwoWayRecord>, u32)> {
+/// `-N`: the packets `0..count` in parts of `n` (sequence number ranges, the last one
+/// possibly shorter).
+pub fn sub_ranges(count: u32, n: u32) -> impl Iterator<Item = (u32, u32)> {
     let n = n.max(1);
-    (0..sent.div_ceil(n))
-        .map(|k| {
-            let low = k * n;
-            let high = low.saturating_add(n).min(sent);
-            let part = records
-                .iter()
-                .filter(|r| (low..high).contains(&r.sender_seq))
-                .copied()
-                .collect();
-            (part, high - low)
-        })
-        .collect()
+    (0..count.div_ceil(n)).map(move |k| {
+        let low = k * n;
+        (low, low.saturating_add(n).min(count))
+    })
 }
 
 /// The two lines that start twping's summaries.
-fn header(t: &TestResult, from: &str, to: &str) -> String {
+fn header(v: &SessionView, from: &str, to: &str) -> String {
     format!(
         "\n--- twping statistics from [{from}]:{} to [{to}]:{} ---\nSID:\t{}\n",
-        t.info.local.port(),
-        t.info.peer.port(),
-        hex::encode(t.info.sid.0)
+        v.local.port(),
+        v.peer.port(),
+        hex::encode(v.sid.0)
     )
 }
 
@@ -814,29 +1166,45 @@ fn c_exp(x: f64) -> String {
     }
 }
 
-/// UNIX time with microseconds, as `-U` prints it.
+/// UNIX time with microseconds, as `-U` prints it: the timestamp as a double less the
+/// seconds from 1900 to 1970.
 fn unix_secs(t: OwampTime) -> String {
-    let d = SystemTime::from_owamp_time(t)
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+    format!(
+        "{:.6}",
+        num64_to_f64(t.raw()) - num64_to_f64(NTP_UNIX_OFFSET << 32)
+    )
 }
 
-/// `-v`: each reply's delays (milliseconds), the first `limit` of them, as twping prints
-/// them; with `unix` (`-U`) in `%e` and followed by the four timestamps.
-pub fn individual(records: &[TwoWayRecord], limit: usize, unix: bool, u: Units) -> String {
+/// A delay as twping computes it: the difference of the timestamps as doubles.
+fn delay(a: OwampTime, b: OwampTime) -> f64 {
+    num64_to_f64(a.raw()) - num64_to_f64(b.raw())
+}
+
+/// `-v`: each packet's delays (or `*LOST*`), as twping prints them; with `unix` (`-U`) in
+/// `%e` and followed by the four timestamps.
+pub fn individual(entries: &[TwoWayEntry], unix: bool, u: Units) -> String {
     let mut o = String::new();
     let l = u.label;
-    for r in records.iter().take(limit) {
-        let ms = |a: OwampTime, b: OwampTime| a.diff_secs_f64(b) * u.per_second;
-        let fwd = ms(r.reflector_recv_time, r.send_time);
-        let bck = ms(r.recv_time, r.reflector_send_time);
-        let proc = ms(r.reflector_send_time, r.reflector_recv_time);
+    for e in entries {
+        let r = match e {
+            TwoWayEntry::Reply(r) => r,
+            TwoWayEntry::Lost { seq, .. } => {
+                let _ = writeln!(o, "seq_no={seq:<10} *LOST*");
+                continue;
+            }
+        };
+        let k = u.per_second;
+        let fwd = delay(r.reflector_recv_time, r.send_time) * k;
+        let bck = delay(r.recv_time, r.reflector_send_time) * k;
+        let proc = delay(r.reflector_send_time, r.reflector_recv_time);
+        // The round trip without the reflector's processing time.
+        let rtt = (delay(r.recv_time, r.send_time) - proc) * k;
+        let proc = proc * k;
         // The round trip's error: both ends' and twice the reflector's.
-        let err = (r.send_error.error_secs_f64()
-            + 2.0 * r.reflector_error.error_secs_f64()
-            + r.recv_error.error_secs_f64())
-            * u.per_second;
+        let err = (error_seconds(r.send_error)
+            + 2.0 * error_seconds(r.reflector_error)
+            + error_seconds(r.recv_error))
+            * k;
         if unix {
             let _ = writeln!(
                 o,
@@ -845,7 +1213,7 @@ pub fn individual(records: &[TwoWayRecord], limit: usize, unix: bool, u: Units) 
                 r.sender_seq,
                 c_exp(fwd),
                 c_exp(bck),
-                c_exp(fwd + bck),
+                c_exp(rtt),
                 c_exp(proc),
                 g(err, 3),
                 unix_secs(r.send_time),
@@ -861,7 +1229,7 @@ pub fn individual(records: &[TwoWayRecord], limit: usize, unix: bool, u: Units) 
                 r.sender_seq,
                 g(fwd, 3),
                 g(bck, 3),
-                g(fwd + bck, 3),
+                g(rtt, 3),
                 g(proc, 3),
                 g(err, 3),
             );
@@ -870,16 +1238,18 @@ pub fn individual(records: &[TwoWayRecord], limit: usize, unix: bool, u: Units) 
     o
 }
 
-/// The default output, laid out as twping's; first and last in local time (`env`).
+/// The default output, laid out as twping's; first and last in local time (`env`); with the
+/// round-trip time at each of `percentiles` (`-a`).
 pub fn summary(
-    t: &TestResult,
+    v: &SessionView,
     s: &TwoWaySummary,
     from: &str,
     to: &str,
     env: &dyn Environment,
     u: Units,
+    percentiles: &[f32],
 ) -> String {
-    let mut o = header(t, from, to);
+    let mut o = header(v, from, to);
     match s.first_last {
         Some((a, z)) => {
             let _ = writeln!(o, "first:\t{}\nlast:\t{}", time_of(a, env), time_of(z, env));
@@ -897,9 +1267,9 @@ pub fn summary(
         s.send_duplicates,
         s.reflect_duplicates
     );
-    delay_line(&mut o, "round-trip time", &s.round_trip, u);
-    delay_line(&mut o, "send time", &s.send, u);
-    delay_line(&mut o, "reflect time", &s.reflect, u);
+    delay_line(&mut o, "round-trip time", &s.round_trip, s.sync, u);
+    delay_line(&mut o, "send time", &s.send, s.sync, u);
+    delay_line(&mut o, "reflect time", &s.reflect, s.sync, u);
     let _ = writeln!(
         o,
         "reflector processing time min/max = {}/{} {}",
@@ -914,30 +1284,38 @@ pub fn summary(
     ] {
         let _ = writeln!(o, "{label} = {} {} (P95-P50)", u.g3(d.jitter()), u.label);
     }
+    o.push_str(&percentile_lines(
+        percentiles,
+        |a| s.round_trip_percentile(a),
+        u.per_second,
+        u.label,
+    ));
     hops_line(&mut o, "send", s.send_hops);
     hops_line(&mut o, "reflect", s.reflect_hops);
     o.push('\n');
     o
 }
 
-fn opt6(v: Option<f64>) -> String {
-    v.map_or_else(|| "nan".to_string(), g6)
-}
-
-/// `-M`: the machine-readable summary, with twping's keys.
-pub fn machine(t: &TestResult, s: &TwoWaySummary, from: &str, to: &str) -> String {
+/// `-M`: the machine-readable summary of `records`, with twping's keys.
+pub fn machine(
+    t: &SessionView,
+    records: &[TwoWayRecord],
+    s: &TwoWaySummary,
+    from: &str,
+    to: &str,
+) -> String {
     let mut o = String::new();
     let mut kv = |k: &str, v: String| {
         let _ = writeln!(o, "{k}\t{v}");
     };
     kv("SUMMARY", "3.00".into());
-    kv("SID", hex::encode(t.info.sid.0));
+    kv("SID", hex::encode(t.sid.0));
     kv("FROM_HOST", from.into());
-    kv("FROM_ADDR", t.info.local.ip().to_string());
-    kv("FROM_PORT", t.info.local.port().to_string());
+    kv("FROM_ADDR", t.local.ip().to_string());
+    kv("FROM_PORT", t.local.port().to_string());
     kv("TO_HOST", to.into());
-    kv("TO_ADDR", t.info.peer.ip().to_string());
-    kv("TO_PORT", t.info.peer.port().to_string());
+    kv("TO_ADDR", t.peer.ip().to_string());
+    kv("TO_PORT", t.peer.port().to_string());
     let (first, last) = s.first_last.map_or((0, 0), |(a, z)| (a.raw(), z.raw()));
     kv("START_TIME", first.to_string());
     kv("END_TIME", last.to_string());
@@ -946,35 +1324,37 @@ pub fn machine(t: &TestResult, s: &TwoWaySummary, from: &str, to: &str) -> Strin
     kv("PACKET_PADDING", t.padding.to_string());
     kv("SESSION_PACKET_COUNT", t.count.to_string());
     kv("SAMPLE_PACKET_COUNT", s.sent.to_string());
-    kv("BUCKET_WIDTH", g6(BUCKET_WIDTH));
+    kv("BUCKET_WIDTH", g6(s.round_trip.bucket_width));
     kv("SESSION_FINISHED", "1".into());
     kv("SENT", s.sent.to_string());
-    let synced = t.records.iter().all(|r| {
-        r.send_error.synchronized()
-            && r.recv_error.synchronized()
-            && r.reflector_error.synchronized()
-    }) && !t.records.is_empty();
-    kv("SYNC", u8::from(synced).to_string());
+    kv("SYNC", u8::from(s.sync).to_string());
     kv("MAXERR", g6(s.round_trip.max_error));
     kv("MAXERR_FWD", g6(s.send.max_error));
     kv("MAXERR_BCK", g6(s.reflect.max_error));
     kv("DUPS_FWD", s.send_duplicates.to_string());
     kv("DUPS_BCK", s.reflect_duplicates.to_string());
     kv("LOST", s.lost.to_string());
-    kv("MIN", opt6(s.round_trip.min));
-    kv("MIN_FWD", opt6(s.send.min));
-    kv("MIN_BCK", opt6(s.reflect.min));
-    kv("MIN_PROC", opt6(s.processing.min));
-    kv("MEDIAN", opt6(s.round_trip.median()));
-    kv("MEDIAN_FWD", opt6(s.send.median()));
-    kv("MEDIAN_BCK", opt6(s.reflect.median()));
-    kv("MAX", opt6(s.round_trip.max));
-    kv("MAX_FWD", opt6(s.send.max));
-    kv("MAX_BCK", opt6(s.reflect.max));
-    kv("MAX_PROC", opt6(s.processing.max));
-    kv("PDV", opt6(s.round_trip.jitter()));
-    kv("PDV_FWD", opt6(s.send.jitter()));
-    kv("PDV_BCK", opt6(s.reflect.jitter()));
+    // Values that do not exist (nothing came back, no bucket reaches the level) are left
+    // out, as twping leaves them out.
+    let mut opt = |k: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            let _ = writeln!(o, "{k}\t{}", g6(v));
+        }
+    };
+    opt("MIN", s.round_trip.min);
+    opt("MIN_FWD", s.send.min);
+    opt("MIN_BCK", s.reflect.min);
+    opt("MIN_PROC", s.processing.min);
+    opt("MEDIAN", s.round_trip.median());
+    opt("MEDIAN_FWD", s.send.median());
+    opt("MEDIAN_BCK", s.reflect.median());
+    opt("MAX", s.round_trip.max);
+    opt("MAX_FWD", s.send.max);
+    opt("MAX_BCK", s.reflect.max);
+    opt("MAX_PROC", s.processing.max);
+    opt("PDV", s.round_trip.jitter());
+    opt("PDV_FWD", s.send.jitter());
+    opt("PDV_BCK", s.reflect.jitter());
     let _ = writeln!(o, "<BUCKETS>");
     let mut buckets: std::collections::BTreeMap<i32, [u32; 3]> = Default::default();
     for (i, d) in [&s.round_trip, &s.send, &s.reflect].into_iter().enumerate() {
@@ -999,7 +1379,7 @@ pub fn machine(t: &TestResult, s: &TwoWaySummary, from: &str, to: &str) -> Strin
     let _ = writeln!(o, "<TTLBUCKETS>");
     let mut ttls: std::collections::BTreeMap<u8, [u32; 2]> = Default::default();
     let mut seen = std::collections::HashSet::new();
-    for r in &t.records {
+    for r in records {
         if seen.insert(r.sender_seq) {
             ttls.entry(r.sender_ttl).or_default()[0] += 1;
             ttls.entry(r.reply_ttl).or_default()[1] += 1;
@@ -1009,11 +1389,12 @@ pub fn machine(t: &TestResult, s: &TwoWaySummary, from: &str, to: &str) -> Strin
         let _ = writeln!(o, "\t{ttl}\t{fw}\t{bk}");
     }
     let _ = writeln!(o, "</TTLBUCKETS>");
+    o.push('\n');
     o
 }
 
 /// `--json`: the main numbers (seconds).
-pub fn json(t: &TestResult, s: &TwoWaySummary) -> String {
+pub fn json(t: &SessionView, s: &TwoWaySummary) -> String {
     let d = |x: &DelayStats| {
         serde_json::json!({
             "min": x.min, "median": x.median(), "max": x.max,
@@ -1021,9 +1402,9 @@ pub fn json(t: &TestResult, s: &TwoWaySummary) -> String {
         })
     };
     let v = serde_json::json!({
-        "sid": hex::encode(t.info.sid.0),
-        "from": t.info.local.to_string(),
-        "to": t.info.peer.to_string(),
+        "sid": hex::encode(t.sid.0),
+        "from": t.local.to_string(),
+        "to": t.peer.to_string(),
         "sent": s.sent,
         "lost": s.lost,
         "send_duplicates": s.send_duplicates,
@@ -1089,7 +1470,7 @@ mod tests {
         );
         assert_eq!(
             o,
-            "send hops = nan\nsend hops = 1 (consistently)\n\
+            "send TTL not reported\nsend hops = 1 (consistently)\n\
              send hops takes 3 values; min hops = 1, max hops = 3\n"
         );
     }
@@ -1104,24 +1485,111 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_flags_are_named() {
-        let a = Args::try_parse_from(["twping", "-F", "f", "-Q", "h", "s"]).unwrap();
-        assert_eq!(a.unsupported(), Some("-F (save results to a file)"));
+    fn file_and_output_flags() {
+        let a = Args::try_parse_from([
+            "twping", "-F", "f", "-Q", "-a", "5,95", "-b", "-1", "h", "s",
+        ])
+        .unwrap();
+        assert_eq!(a.file.as_deref(), Some("f"));
+        assert_eq!(a.alpha.as_deref(), Some("5,95"));
+        assert_eq!(a.bucket_width.as_deref(), Some("-1"));
         assert!(a.quiet);
         assert_eq!(a.servaddr.as_deref(), Some("s"));
-        let a = Args::try_parse_from(["twping", "-D", "EF", "-z", "1", "-P", "9000-9010", "h"]);
-        assert_eq!(a.unwrap().unsupported(), None);
+    }
+
+    #[test]
+    fn lost_packets_are_saved_and_make_the_summary_unsynchronized() {
+        let info_of = |t: &TestResult| t.entries();
+        let ee = ErrorEstimate::from_raw(1);
+        let t = TestResult {
+            info: SessionInfo {
+                sid: SessionId([1; 16]),
+                role: Role::Sender,
+                mode: owamp_core::wire::Mode::Open,
+                keys: None,
+                local: "127.0.0.1:9000".parse().unwrap(),
+                peer: "127.0.0.1:9001".parse().unwrap(),
+                request: RequestSession {
+                    conf_sender: false,
+                    conf_receiver: true,
+                    num_packets: 3,
+                    sender_port: 0,
+                    receiver_port: 0,
+                    sender_address: "127.0.0.1".parse().unwrap(),
+                    receiver_address: "127.0.0.1".parse().unwrap(),
+                    sid: SessionId([1; 16]),
+                    padding_length: 0,
+                    start_time: OwampTime::from_raw(99 << 32),
+                    timeout: Interval::from_raw(1 << 32),
+                    type_p: TypeP::from_dscp(0).unwrap(),
+                    hmac: [0; 16],
+                    slots: Vec::new(),
+                    slots_hmac: [0; 16],
+                },
+            },
+            sent: 3,
+            records: vec![record(2), record(0), record(0)],
+            timeout: Interval::from_raw(1 << 32),
+            padding: 0,
+            count: 3,
+            dscp: 0,
+            send_log: vec![(OwampTime::from_raw(100 << 32), ee); 3],
+            slots: vec![Slot {
+                kind: SlotKind::Fixed,
+                mean: Interval::from_raw(1 << 31),
+            }],
+            start_time: OwampTime::from_raw(99 << 32),
+        };
+        let entries = info_of(&t);
+        // Sequence order, the duplicate after the first reply, the lost packet in its place.
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries[0], TwoWayEntry::Reply(record(0)));
+        assert_eq!(entries[1], TwoWayEntry::Reply(record(0)));
+        assert!(matches!(entries[2], TwoWayEntry::Lost { seq: 1, .. }));
+        assert_eq!(entries[3], TwoWayEntry::Reply(record(2)));
+        let req = t.stored_request();
+        assert_eq!((req.sender_port, req.receiver_port), (9000, 9001));
+        assert_eq!(req.slots, t.slots);
+        let report = Report {
+            view: t.view(),
+            entries: &entries,
+            record_limit: None,
+            schedule: Schedule::new(t.info.sid, &t.slots, 3)
+                .ok()
+                .map(|s| (s, t.start_time)),
+            from: "a",
+            to: "b",
+            bucket_width: DEFAULT_BUCKET_WIDTH,
+            percentiles: &[],
+            units: Units::MS,
+        };
+        let s = report.whole();
+        assert_eq!((s.sent, s.lost, s.send_duplicates), (3, 1, 0));
+        assert_eq!(s.reflect_duplicates, 1);
+        // The lost packet's clock was not synchronized; first and last are scheduled times
+        // (fixed slots of half a second from 99 s).
+        assert!(!s.sync);
+        assert_eq!(
+            s.first_last,
+            Some((
+                OwampTime::from_raw((99 << 32) + (1 << 31)),
+                OwampTime::from_raw((99 << 32) + 3 * (1 << 31))
+            ))
+        );
+        let v = individual(&entries, false, Units::MS);
+        assert!(v.contains("\nseq_no=1          *LOST*\n"), "{v}");
     }
 
     #[test]
     fn individual_delays_as_twping_prints_them() {
-        let o = individual(&[record(0), record(1)], 1, false, Units::MS);
+        let reply = |n| TwoWayEntry::Reply(record(n));
+        let o = individual(&[reply(0)], false, Units::MS);
         assert_eq!(
             o,
             "seq_no=0          fwd_delay=1e+03 ms bck_delay=1e+03 ms delay=2e+03 ms \
              proc_delay=1e+03 ms\t(err=9.31e-07 ms)\n"
         );
-        let o = individual(&[record(3)], 5, true, Units::MS);
+        let o = individual(&[reply(3)], true, Units::MS);
         assert!(
             o.starts_with(
                 "seq_no=3 fwd_delay=1.000000e+03 ms bck_delay=1.000000e+03 ms \
@@ -1130,9 +1598,9 @@ mod tests {
             "{o}"
         );
         assert_eq!(c_exp(0.0305), "3.050000e-02");
-        let o = individual(&[record(0)], 1, false, Units::parse("s").unwrap());
+        let o = individual(&[reply(0)], false, Units::parse("s").unwrap());
         assert!(o.contains("fwd_delay=1  bck_delay=1  delay=2  proc_delay=1 \t(err=9.31e-10 )"));
-        let o = individual(&[record(0)], 1, false, Units::parse("u").unwrap());
+        let o = individual(&[reply(0)], false, Units::parse("u").unwrap());
         assert!(o.contains("fwd_delay=1e+06 us"), "{o}");
         assert!(Units::parse("x").is_err());
         assert_eq!(c_exp(0.0), "0.000000e+00");
@@ -1144,15 +1612,11 @@ mod tests {
     }
 
     #[test]
-    fn sub_sessions_split_by_sender_sequence() {
-        let recs: Vec<_> = [0, 1, 1, 3, 4].into_iter().map(record).collect();
-        let parts = sub_sessions(&recs, 5, 2);
-        let seqs: Vec<(Vec<u32>, u32)> = parts
-            .iter()
-            .map(|(r, n)| (r.iter().map(|r| r.sender_seq).collect(), *n))
-            .collect();
-        assert_eq!(seqs, vec![(vec![0, 1, 1], 2), (vec![3], 2), (vec![4], 1)]);
-        assert!(sub_sessions(&recs, 0, 2).is_empty());
+    fn sub_ranges_split_the_packets() {
+        let r: Vec<(u32, u32)> = sub_ranges(5, 2).collect();
+        assert_eq!(r, vec![(0, 2), (2, 4), (4, 5)]);
+        assert_eq!(sub_ranges(0, 2).count(), 0);
+        assert_eq!(sub_ranges(3, 0).count(), 3);
     }
 
     #[test]
@@ -1182,9 +1646,10 @@ mod tests {
             &["twping", "-D", "64", "127.0.0.1"],
             &["twping", "-P", "9-x", "127.0.0.1"],
             &["twping", "-z", "-1", "127.0.0.1"],
-            &["twping", "-F", "out", "127.0.0.1"],
             &["twping", "-N", "0", "127.0.0.1"],
-            &["twping", "-a", "0.5", "127.0.0.1"],
+            &["twping", "-a", "x", "127.0.0.1"],
+            &["twping", "-b", "0", "127.0.0.1"],
+            &["twping", "-b", "5", "127.0.0.1"],
             &["twping", "-n", "k", "127.0.0.1"],
             &["twping", "-A", "Q", "127.0.0.1"],
             // A test address other than the server's.

@@ -509,3 +509,258 @@ fn twping_fails_with_status_1() {
     );
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
 }
+
+const OWSTATS: &str = env!("CARGO_BIN_EXE_owstats");
+
+/// The structure of a two-way session file (twping -F): the header's fixed words (version,
+/// finished, next sequence number, skip ranges and records counts, skip ranges and records
+/// offsets), the stored request's first four octets (command, IP version, Conf-Sender,
+/// Conf-Receiver), its packet and slot counts, and the number of 50-octet records after the
+/// header.
+#[derive(Debug, PartialEq)]
+struct TwoWayLayout {
+    words: Vec<u64>,
+    request_head: Vec<u8>,
+    packets: u32,
+    slots: u32,
+    records: usize,
+    rest: usize,
+}
+
+fn two_way_layout(b: &[u8]) -> TwoWayLayout {
+    assert_eq!(&b[..4], b"OwA\0");
+    let w32 = |o: usize| u64::from(u32::from_be_bytes(b[o..o + 4].try_into().unwrap()));
+    let w64 = |o: usize| u64::from_be_bytes(b[o..o + 8].try_into().unwrap());
+    let records_at = w64(32) as usize;
+    TwoWayLayout {
+        words: vec![w32(4), w32(8), w32(12), w32(16), w32(20), w64(24), w64(32)],
+        request_head: b[40..44].to_vec(),
+        packets: w32(48) as u32,
+        slots: w32(44) as u32,
+        records: (b.len() - records_at) / 50,
+        rest: (b.len() - records_at) % 50,
+    }
+}
+
+/// `owstats flags file` with the given binary.
+fn owstats(bin: &Path, flags: &[&str], file: &Path) -> common::Output {
+    run_with(Command::new(bin).args(flags).arg(file), "", LIMIT)
+}
+
+/// -F: the file has the layout of the reference twping's (both against our twampd); our
+/// owstats prints from it what twping printed; perfSONAR's owstats, given our file or the
+/// reference's, prints exactly what ours prints, with owstats's output flags.
+#[test]
+fn twping_saves_results_that_owstats_reads() {
+    let d = Daemon::start(Path::new(TWAMPD));
+    let ours = d.dir.path().join("ours.owp");
+    let out = twping(d.dir.path(), &["-F", ours.to_str().unwrap()], d.addr);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let bytes = std::fs::read(&ours).unwrap();
+    let layout = two_way_layout(&bytes);
+    // Version 3 with the two-way flag, finished, nothing counted in the header, the records
+    // right after a header of one slot.
+    assert_eq!(layout.words, vec![131, 1, 0, 0, 0, 0, 184], "{layout:?}");
+    assert_eq!(layout.request_head, vec![1, 4, 1, 1]);
+    assert_eq!((layout.packets, layout.slots), (5, 1));
+    assert_eq!((layout.records, layout.rest), (5, 0));
+
+    // Our owstats prints twping's summary from the file: the same lines, but the receiver's
+    // name, which owstats looks up.
+    let stats = owstats(Path::new(OWSTATS), &[], &ours);
+    assert_eq!(stats.code, 0, "{}", stats.stderr);
+    let summary: Vec<&str> = out.stdout.lines().skip(1).collect();
+    let from_file: Vec<&str> = stats.stdout.lines().collect();
+    assert_eq!(
+        summary.len(),
+        from_file.len(),
+        "{}{}",
+        out.stdout,
+        stats.stdout
+    );
+    for (a, b) in summary.iter().zip(&from_file) {
+        if !a.starts_with("--- twping statistics") {
+            assert_eq!(a, b, "{}{}", out.stdout, stats.stdout);
+        }
+    }
+    assert!(stats.stdout.contains("5 sent, 0 lost"), "{}", stats.stdout);
+    // -Q still saves; a second run replaces the file.
+    let out = twping(d.dir.path(), &["-Q", "-F", ours.to_str().unwrap()], d.addr);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+    assert_ne!(std::fs::read(&ours).unwrap(), bytes);
+
+    let mut files = vec![ours];
+    if let Some(bin) = reference("twping") {
+        let theirs = d.dir.path().join("theirs.owp");
+        let out = reference_twping(
+            &bin,
+            d.dir.path(),
+            &["-F", theirs.to_str().unwrap()],
+            d.addr,
+        );
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        let their_layout = two_way_layout(&std::fs::read(&theirs).unwrap());
+        assert_eq!(their_layout, layout);
+        files.push(theirs);
+    } else {
+        eprintln!("skipped: the reference twping is not in ../shared/reference");
+    }
+    let Some(reference_owstats) = reference("owstats") else {
+        eprintln!("skipped: the reference owstats is not in ../shared/reference");
+        return;
+    };
+    for f in &files {
+        for flags in [
+            &[][..],
+            &["-M"],
+            &["-v"],
+            &["-v2", "-U"],
+            &["-a", "10,90,99.5", "-b", "0.001"],
+            &["-N", "2", "-n", "u"],
+            &["-a", "0", "-N", "3", "-v"],
+        ] {
+            let theirs = owstats(&reference_owstats, flags, f);
+            let ours = owstats(Path::new(OWSTATS), flags, f);
+            assert_eq!(
+                (ours.code, &ours.stdout),
+                (theirs.code, &theirs.stdout),
+                "owstats {flags:?} {}",
+                f.display()
+            );
+        }
+    }
+}
+
+/// -a and -b: the percentiles' lines and the bucket width as the reference twping prints them
+/// (both against our twampd).
+#[test]
+fn twping_percentiles_and_bucket_width_layout() {
+    same_layout_as_reference(&[
+        (&["-a", "10,90,99.5"], 0),
+        (&["-a", "50", "-b", "0.001", "-n", "u"], 0),
+        (&["-a", "25", "-N", "2"], 0),
+    ]);
+    let d = Daemon::start(Path::new(TWAMPD));
+    let out = twping(d.dir.path(), &["-a", "10,99.95"], d.addr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("\nPercentiles:\n\t10.0: ") && out.stdout.contains(" ms\n\t99.9: "),
+        "{}",
+        out.stdout
+    );
+    let out = twping(d.dir.path(), &["-M", "-b", "0.001"], d.addr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("\nBUCKET_WIDTH\t0.001\n"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        machine_keys(&out.stdout),
+        machine_keys(&recorded("m_open_machine.twping.stdout.txt")),
+    );
+    // The reference's -M ends with an empty line.
+    assert!(out.stdout.ends_with("</TTLBUCKETS>\n\n"), "{}", out.stdout);
+}
+
+/// Bad -a and -b values, a bucket wider than the loss timeout and a -F file that cannot be
+/// written end twping with status 1 and the reference's message, before any test for all but
+/// the last.
+#[test]
+fn twping_refuses_bad_output_values() {
+    let d = Daemon::start(Path::new(TWAMPD));
+    let dir = d.dir.path().to_str().unwrap().to_string();
+    let cases: Vec<(Vec<&str>, Option<&str>)> = vec![
+        (vec!["-a", "x"], Some("Invalid numeric value (x) for percentile")),
+        (vec!["-a", "101"], Some("Invalid numeric value (101) for percentile")),
+        (vec!["-a", "50,"], Some("Unable to parse percentiles specification")),
+        (vec!["-b", "0"], Some("Invalid '-b' value. Positive float expected")),
+        (vec!["-b", "-1"], Some("Invalid '-b' value. Positive float expected")),
+        (
+            vec!["-b", "2"],
+            Some("Invalid test specification: LossThreshold(1.000000) '-L' < BucketWidth (2.000000) '-b'"),
+        ),
+        // A directory: the reference says fopen(...), this twping says why in its words.
+        (vec!["-F", dir.as_str()], None),
+    ];
+    for (flags, message) in &cases {
+        let ours = twping(d.dir.path(), flags, d.addr);
+        assert_eq!(ours.code, 1, "{flags:?}: {}{}", ours.stdout, ours.stderr);
+        assert!(
+            !ours.stdout.contains("statistics"),
+            "{flags:?}: {}",
+            ours.stdout
+        );
+        if let Some(m) = message {
+            assert!(ours.stderr.contains(m), "{flags:?}: {}", ours.stderr);
+        }
+        if let Some(bin) = reference("twping") {
+            let theirs = reference_twping(&bin, d.dir.path(), flags, d.addr);
+            assert_eq!(theirs.code, 1, "reference {flags:?}: {}", theirs.stderr);
+            if let Some(m) = message {
+                assert!(
+                    theirs.stderr.contains(m),
+                    "reference {flags:?}: {}",
+                    theirs.stderr
+                );
+            }
+        }
+    }
+    // A file that cannot be written to after the test: an error (the reference exits 0).
+    if Path::new("/dev/full").exists() {
+        let out = twping(d.dir.path(), &["-F", "/dev/full"], d.addr);
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("No space left"), "{}", out.stderr);
+    }
+}
+
+/// A command that TWAMP does not have (OWAMP's Request-Session 1 and Fetch-Session 4,
+/// Stop-Sessions with no test, an unassigned 9) after an open-mode set-up: our twampd
+/// answers each 16-octet block as perfSONAR's does, with an Accept-Session whose Accept is 3
+/// ("not supported", RFC 4656 3.3), and keeps the connection open.
+#[test]
+fn twampd_answers_unknown_commands_with_not_supported() {
+    use std::io::{Read, Write};
+    let mut daemons = vec![("ours", Daemon::start(Path::new(TWAMPD)))];
+    if let Some(bin) = reference("twampd") {
+        daemons.push(("reference", Daemon::start(&bin)));
+    }
+    for (who, d) in &daemons {
+        let mut s = TcpStream::connect_timeout(&d.addr, Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut greeting = [0u8; 64];
+        s.read_exact(&mut greeting).unwrap();
+        // Set-Up-Response: mode 1 (open), the rest zero.
+        let mut setup = vec![0u8; 164];
+        setup[3] = 1;
+        s.write_all(&setup).unwrap();
+        let mut start = [0u8; 48];
+        s.read_exact(&mut start).unwrap();
+        assert_eq!(start[15], 0, "{who}: Server-Start Accept");
+        for command in [9u8, 1, 4, 3] {
+            let mut block = [0u8; 16];
+            block[0] = command;
+            s.write_all(&block).unwrap();
+            let mut answer = [0u8; 48];
+            s.read_exact(&mut answer)
+                .unwrap_or_else(|e| panic!("{who}: command {command}: {e}"));
+            let mut want = [0u8; 48];
+            want[0] = 3;
+            assert_eq!(answer, want, "{who}: command {command}");
+        }
+        // Still open: nothing more comes, and no end of stream.
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut more = [0u8; 1];
+        match s.read(&mut more) {
+            Ok(n) => panic!("{who}: {n} more octets or a close"),
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{who}: {e}"
+            ),
+        }
+    }
+}

@@ -251,18 +251,36 @@ fn closed_by(s: &mut Server<Limits, InsecureScriptedRng>) -> Option<CloseReason>
     r
 }
 
+/// A command TWAMP does not have between tests (OWAMP's Request-Session 1 and Fetch-Session
+/// 4, Stop-Sessions 3 with no test, an unassigned 9): answered block by block with an
+/// Accept-Session whose Accept is 3 (RFC 4656 3.3), as perfSONAR's twampd answers, and the
+/// connection stays open: a Request-TW-Session after it is served.
 #[test]
-fn twamp_server_closes_on_owamp_requests_and_fetch() {
+fn twamp_server_answers_unknown_commands_with_not_supported() {
     let t0 = recorded("a_open").1.server_start.start_time;
-    for command in [1u8, 4, 3, 9] {
+    for command in [1u8, 4, 3, 9, 0, 255] {
         let (mut s, wire, _) = open_server();
-        let mut msg = wire.cs[1].clone();
-        msg[0] = command;
-        s.handle_input(t0, Input::Received(&msg)).unwrap();
-        assert_eq!(
-            closed_by(&mut s),
-            Some(CloseReason::Protocol(ProtocolError::Unexpected(command))),
-            "command {command}"
+        let mut unknown = vec![0u8; 16];
+        unknown[0] = command;
+        s.handle_input(t0, Input::Received(&unknown)).unwrap();
+        let mut sent = Vec::new();
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Transmit(b) => sent.extend_from_slice(&b),
+                Output::Close(c) => panic!("command {command}: closed: {c:?}"),
+                _ => {}
+            }
+        }
+        let mut want = [0u8; 48];
+        want[0] = 3;
+        assert_eq!(sent, want, "command {command}");
+        // The recorded request still gets its session.
+        s.handle_input(t0, Input::Received(&wire.cs[1])).unwrap();
+        let prepared = std::iter::from_fn(|| s.poll_output())
+            .any(|o| matches!(o, Output::PrepareTestEndpoint(_)));
+        assert!(
+            prepared,
+            "command {command}: the request after it was not served"
         );
     }
 }

@@ -156,6 +156,39 @@ fn expect_refusal(name: &str, rfc: &'static str, edit: fn(&mut Vec<u8>)) -> Vect
     })
 }
 
+/// A vector: the server answers the command that the edit puts in the open recording with an
+/// Accept-Session whose Accept is 3 ("not supported"), starting at octet `at` of what it sent,
+/// and does not close the connection for it.
+fn expect_not_supported(
+    name: &str,
+    rfc: &'static str,
+    edit: fn(&mut Vec<u8>),
+    at: usize,
+) -> Vector {
+    Vector::detailed(format!("negative/twamp/{name}"), move || {
+        let r = recording(A_OPEN, A_OPEN)?;
+        let out = serve(&r, TWAMPD_MODES, edit);
+        match out.sent.get(at..at + AcceptSession::LEN) {
+            Some(m) if m[0] == 3 => Ok(Passed {
+                note: Some(format!(
+                    "{rfc}: answered with Accept 3 at octet {at}; then {}",
+                    close_text(&out.closed)
+                )),
+                replay: None,
+            }),
+            Some(m) => Err(format!(
+                "{rfc}: answered with Accept {} at octet {at}",
+                m[0]
+            )),
+            None => Err(format!(
+                "{rfc}: no answer at octet {at} ({} octets sent); {}",
+                out.sent.len(),
+                close_text(&out.closed)
+            )),
+        }
+    })
+}
+
 fn auth() -> Result<Recording, String> {
     recording(B_AUTH, B_AUTH_PLAIN)
 }
@@ -232,23 +265,20 @@ pub fn vectors() -> Vec<Vector> {
             |c| matches!(c, CloseReason::Protocol(ProtocolError::BadHmac(_))),
         ),
         // RFC 5357 3.5: only Request-TW-Session; OWAMP's Request-Session (1) is no TWAMP
-        // command.
-        expect_close(
+        // command. The answer to a command the server does not know is the reference's
+        // (the RFCs say none): Accept-Session with Accept 3, RFC 4656 3.3.
+        expect_not_supported(
             "owamp-request-session",
-            "RFC 5357 3.5",
-            open,
-            TWAMPD_MODES,
+            "RFC 5357 3.5, RFC 4656 3.3",
             |cs| cs[CMD] = 1,
-            |c| matches!(c, CloseReason::Protocol(ProtocolError::Unexpected(1))),
+            64 + 48,
         ),
-        // RFC 5357 3.5: TWAMP has no Fetch-Session (4).
-        expect_close(
+        // RFC 5357 3.5: TWAMP has no Fetch-Session (4); answered after the accepted request.
+        expect_not_supported(
             "fetch-session",
-            "RFC 5357 3.5",
-            open,
-            TWAMPD_MODES,
+            "RFC 5357 3.5, RFC 4656 3.3",
             |cs| cs[START] = 4,
-            |c| matches!(c, CloseReason::Protocol(ProtocolError::Unexpected(4))),
+            64 + 48 + AcceptSession::LEN,
         ),
         // RFC 5357 3.8: Stop-Sessions names the number of sessions; twping set up one.
         expect_close(

@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 
-use owamp_core::owp::{to_bytes, OwpReader};
+use owamp_core::owp::{encode_two_way, read_two_way, to_bytes, OwpReader};
 use owamp_core::stats::{SessionMeta, Stats, StatsConfig};
 use owamp_core::wire::DataRecord;
 
@@ -22,8 +22,10 @@ const SCHEDULE_BASE: u64 = 1 << 10;
 /// - a file whose records all read writes back (`owp::to_bytes`) to a file that reads as the
 ///   same header and records;
 /// - the statistics over the records, as owstats runs them, never panic, and their counts are
-///   consistent (lost and duplicates within what was sent, percentiles within the delays).
+///   consistent (lost and duplicates within what was sent, percentiles within the delays);
+/// - the same for a two-way file (twping `-F`, [`two_way`]).
 pub fn owp_reader(data: &[u8]) {
+    two_way(data);
     let Ok(mut r) = OwpReader::new(Cursor::new(data)) else {
         return;
     };
@@ -80,6 +82,43 @@ pub fn owp_reader(data: &[u8]) {
     }
 
     statistics(&header, &records, len);
+}
+
+/// A two-way file (twping `-F`): the reader never panics and reads no more records than the
+/// file holds; what it reads writes back (`owp::encode_two_way`) to a file that reads as the
+/// same packets; the two-way statistics over them never panic and count no more lost packets
+/// than were sent.
+fn two_way(data: &[u8]) {
+    let Ok(f) = read_two_way(Cursor::new(data)) else {
+        return;
+    };
+    let len = data.len() as u64;
+    assert!(f.entries.len() as u64 * owamp_core::owp::two_way::RECORD_LEN <= len);
+    let replies = f.replies();
+    let sent = f.sent();
+    assert!(sent as usize <= f.entries.len());
+    let s = owamp_core::stats::twamp::TwoWaySummary::new(&replies, sent).with_lost(
+        f.entries.iter().filter_map(|e| match e {
+            owamp_core::owp::TwoWayEntry::Lost { send_error, .. } => Some(*send_error),
+            owamp_core::owp::TwoWayEntry::Reply(_) => None,
+        }),
+    );
+    assert!(s.lost <= s.sent, "{} lost of {} sent", s.lost, s.sent);
+    let _ = (s.round_trip_percentile(0.0), s.round_trip.jitter());
+    let mut bytes = Vec::new();
+    if encode_two_way(&mut bytes, &f.header.request, &f.entries).is_ok() {
+        let back = read_two_way(Cursor::new(&bytes[..]))
+            .unwrap_or_else(|e| panic!("written two-way file unreadable: {e}"));
+        assert_eq!(
+            back.entries, f.entries,
+            "packets differ after write and read"
+        );
+        assert_eq!(
+            back.header,
+            owamp_core::owp::two_way::header_for(&f.header.request),
+            "header differs after write and read"
+        );
+    }
 }
 
 fn statistics(header: &owamp_core::owp::SessionHeader, records: &[DataRecord], len: u64) {

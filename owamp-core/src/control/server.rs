@@ -709,11 +709,25 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
     fn on_request_type(&mut self, now: OwampTime, first: Vec<u8>) -> Result<bool, ProtocolError> {
         let kind = first.first().copied().unwrap_or(0);
         let in_test = self.conn.test.is_some();
+        let twamp = self.cfg.protocol == Protocol::Twamp;
+        // TWAMP between tests knows Request-TW-Session and Start-Sessions only (RFC 5357 3.4,
+        // 3.5, 3.7). Neither RFC 5357 nor RFC 4656 says what a Server does with another
+        // command number (later ones come with modes this Server does not offer). perfSONAR's
+        // twampd answers each such 16-octet block with an Accept-Session whose Accept is 3,
+        // "some aspect of request is not supported" (RFC 4656 3.3), and reads on: so does
+        // this one.
+        if twamp
+            && !in_test
+            && kind != RequestTwSession::COMMAND
+            && kind != codec::MSG_START_SESSIONS
+        {
+            self.refuse(now, AcceptCode::NotSupported);
+            return Ok(true);
+        }
         // Only Stop-Sessions during a test, and only during a test (the reference closes).
         if in_test != (kind == codec::MSG_STOP_SESSIONS) {
             return Err(ProtocolError::Unexpected(kind));
         }
-        let twamp = self.cfg.protocol == Protocol::Twamp;
         match kind {
             // RFC 5357 3.4: TWAMP has Request-TW-Session instead, and no Fetch-Session.
             codec::MSG_REQUEST_SESSION | codec::MSG_FETCH_SESSION if twamp => {
@@ -737,7 +751,7 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         Ok(true)
     }
 
-    /// Answers a Request-Session with a refusal.
+    /// Answers a Request-Session (or a TWAMP command not known) with a refusal.
     fn refuse(&mut self, now: OwampTime, code: AcceptCode) {
         let msg = AcceptSession {
             accept: code,

@@ -28,7 +28,7 @@ pub enum OwpError {
         found: [u8; 4],
     },
     /// A file version this implementation does not read.
-    #[error("unsupported owp file version {version} at offset 4 (only version 3 is read)")]
+    #[error("unsupported owp file version {version} at offset 4 (only version 3 is read, and 131 for two-way files)")]
     UnsupportedVersion {
         /// The version word.
         version: u32,
@@ -60,6 +60,14 @@ pub enum OwpError {
         /// The invalid field.
         field: &'static str,
     },
+    /// A two-way (TWAMP) file where a one-way session file was expected.
+    #[error("a two-way (TWAMP) session file: version word at offset 4 has the two-way flag (128)")]
+    TwoWay,
+    /// A one-way session file where a two-way (TWAMP) file was expected.
+    #[error(
+        "not a two-way (TWAMP) session file: version word at offset 4 lacks the two-way flag (128)"
+    )]
+    OneWay,
     /// The underlying reader or writer failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

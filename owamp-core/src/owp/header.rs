@@ -5,7 +5,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic "OwA\0" |
-//! | 4 | 4 | version (3) |
+//! | 4 | 4 | version (3; 3 + 128 in a two-way file, see [`super::two_way`]) |
 //! | 8 | 4 | finished (0 error, 1 normal, 2 incomplete) |
 //! | 12 | 4 | next sequence number |
 //! | 16 | 4 | number of skip ranges |
@@ -26,6 +26,8 @@ use crate::wire::{DataRecord, RequestSession, SkipRange, Slot};
 pub const MAGIC: [u8; 4] = *b"OwA\0";
 /// The only file version read and written here.
 pub const VERSION: u32 = 3;
+/// Added to the version word of a two-way (TWAMP) file, as perfSONAR's twping writes it.
+pub const TWO_WAY_FLAG: u32 = 128;
 /// Octets before the stored Request-Session.
 pub const FIXED_LEN: u64 = 40;
 /// Offset of the first schedule slot.
@@ -177,9 +179,14 @@ impl SessionHeader {
 
     /// Encodes the header proper (without skip ranges and records).
     pub fn encode_header(&self) -> Vec<u8> {
+        self.encode_header_as(VERSION)
+    }
+
+    /// Encodes the header proper with `version` in the version word.
+    pub(crate) fn encode_header_as(&self, version: u32) -> Vec<u8> {
         let mut b = Vec::with_capacity(self.header_len() as usize);
         b.extend_from_slice(&MAGIC);
-        b.extend_from_slice(&VERSION.to_be_bytes());
+        b.extend_from_slice(&version.to_be_bytes());
         b.extend_from_slice(&self.finished.to_be_bytes());
         b.extend_from_slice(&self.next_seqno.to_be_bytes());
         let nskips = u32::try_from(self.skip_ranges.len()).unwrap_or(u32::MAX);
@@ -205,6 +212,8 @@ impl SessionHeader {
 
 /// The fixed 40 octets, before the Request-Session.
 pub(crate) struct Fixed {
+    /// The version word carries [`TWO_WAY_FLAG`]: records of two halves.
+    pub two_way: bool,
     pub finished: u32,
     pub next_seqno: u32,
     pub num_skips: u32,
@@ -254,10 +263,11 @@ pub(crate) fn parse_fixed(bytes: &[u8], file_len: u64) -> Result<Fixed, OwpError
         return Err(OwpError::BadMagic { found });
     }
     let version = be32(field(bytes, file_len, 4, 4, "version")?);
-    if version != VERSION {
+    if version & !TWO_WAY_FLAG != VERSION {
         return Err(OwpError::UnsupportedVersion { version });
     }
     Ok(Fixed {
+        two_way: version & TWO_WAY_FLAG != 0,
         finished: be32(field(bytes, file_len, 8, 4, "finished")?),
         next_seqno: be32(field(bytes, file_len, 12, 4, "next seqno")?),
         num_skips: be32(field(bytes, file_len, 16, 4, "number of skip ranges")?),
@@ -326,7 +336,12 @@ pub(crate) fn check_layout(fixed: &Fixed, num_slots: u32, file_len: u64) -> Resu
             available: 0,
         });
     }
-    if u64::from(fixed.num_records) > (file_len - fixed.rec_oset) / RECORD_LEN {
+    let record_len = if fixed.two_way {
+        super::two_way::RECORD_LEN
+    } else {
+        RECORD_LEN
+    };
+    if u64::from(fixed.num_records) > (file_len - fixed.rec_oset) / record_len {
         return Err(OwpError::Layout(format!(
             "number of records {} (offset 20) is larger than the {} octets from offset {} hold",
             fixed.num_records,

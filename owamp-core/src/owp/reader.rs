@@ -24,39 +24,17 @@ pub struct OwpReader<R> {
 }
 
 impl<R: Read + Seek> OwpReader<R> {
-    /// Reads and checks the header (fixed part, Request-Session, slots, skip ranges).
+    /// Reads and checks the header (fixed part, Request-Session, slots, skip ranges). A two-way
+    /// file (perfSONAR twping's `-F`) is refused with [`OwpError::TwoWay`]: read it with
+    /// [`read_two_way`](super::read_two_way).
     pub fn new(mut inner: R) -> Result<Self, OwpError> {
-        let file_len = inner.seek(SeekFrom::End(0))?;
-        inner.seek(SeekFrom::Start(0))?;
-        // The fixed part and the Request-Session: at most SLOTS_OFFSET octets.
-        let first = read_up_to(&mut inner, SLOTS_OFFSET.min(file_len))?;
-        let fixed = parse_fixed(&first, file_len)?;
-        // The whole fixed part of the request must be there before its slot count is used.
-        field(&first, file_len, 40, SLOTS_OFFSET - 40, "Request-Session")?;
-        let num_slots = request_num_slots(&first, file_len)?;
-        let hdr_end = check_layout(&fixed, num_slots, file_len)?;
-        // hdr_end <= file_len was checked: the allocation is bounded by the file.
-        let mut head = first;
-        head.extend_from_slice(&read_up_to(&mut inner, hdr_end - SLOTS_OFFSET)?);
-        let request = parse_request(&head, file_len, hdr_end)?;
-        let skip_ranges = if fixed.num_skips > 0 {
-            inner.seek(SeekFrom::Start(fixed.skip_oset))?;
-            let raw = read_up_to(&mut inner, SKIP_RANGE_LEN * u64::from(fixed.num_skips))?;
-            parse_skips(&raw)
-        } else {
-            Vec::new()
-        };
+        let (header, file_len, two_way) = read_header(&mut inner)?;
+        if two_way {
+            return Err(OwpError::TwoWay);
+        }
         Ok(Self {
             inner,
-            header: SessionHeader {
-                finished: fixed.finished,
-                next_seqno: fixed.next_seqno,
-                num_records: fixed.num_records,
-                skip_ranges_offset: fixed.skip_oset,
-                records_offset: fixed.rec_oset,
-                request,
-                skip_ranges,
-            },
+            header,
             file_len,
         })
     }
@@ -130,8 +108,48 @@ impl<R: Read + Seek> OwpReader<R> {
     }
 }
 
+/// Reads and checks a file's header; returns it, the file's length and whether the file is a
+/// two-way one.
+///
+/// Nothing is allocated from a count in the file before that count has been checked against
+/// the file's length.
+pub(crate) fn read_header<R: Read + Seek>(
+    inner: &mut R,
+) -> Result<(SessionHeader, u64, bool), OwpError> {
+    let file_len = inner.seek(SeekFrom::End(0))?;
+    inner.seek(SeekFrom::Start(0))?;
+    // The fixed part and the Request-Session: at most SLOTS_OFFSET octets.
+    let first = read_up_to(inner, SLOTS_OFFSET.min(file_len))?;
+    let fixed = parse_fixed(&first, file_len)?;
+    // The whole fixed part of the request must be there before its slot count is used.
+    field(&first, file_len, 40, SLOTS_OFFSET - 40, "Request-Session")?;
+    let num_slots = request_num_slots(&first, file_len)?;
+    let hdr_end = check_layout(&fixed, num_slots, file_len)?;
+    // hdr_end <= file_len was checked: the allocation is bounded by the file.
+    let mut head = first;
+    head.extend_from_slice(&read_up_to(inner, hdr_end - SLOTS_OFFSET)?);
+    let request = parse_request(&head, file_len, hdr_end)?;
+    let skip_ranges = if fixed.num_skips > 0 {
+        inner.seek(SeekFrom::Start(fixed.skip_oset))?;
+        let raw = read_up_to(inner, SKIP_RANGE_LEN * u64::from(fixed.num_skips))?;
+        parse_skips(&raw)
+    } else {
+        Vec::new()
+    };
+    let header = SessionHeader {
+        finished: fixed.finished,
+        next_seqno: fixed.next_seqno,
+        num_records: fixed.num_records,
+        skip_ranges_offset: fixed.skip_oset,
+        records_offset: fixed.rec_oset,
+        request,
+        skip_ranges,
+    };
+    Ok((header, file_len, fixed.two_way))
+}
+
 /// Reads exactly `len` octets (the caller has checked they are in the file).
-fn read_up_to<R: Read>(r: &mut R, len: u64) -> Result<Vec<u8>, OwpError> {
+pub(crate) fn read_up_to<R: Read>(r: &mut R, len: u64) -> Result<Vec<u8>, OwpError> {
     let mut v = Vec::new();
     r.take(len).read_to_end(&mut v)?;
     Ok(v)

@@ -217,6 +217,26 @@ fn opt_g3(v: Option<f64>, k: f64) -> String {
     v.map_or_else(|| "nan".to_string(), |x| g(x * k, 3))
 }
 
+/// The "Percentiles:" block that owstats, owping and twping print for `-a`: one line per level
+/// (a percentage, as the C float it is parsed into), the delay at it from `percentile` (which
+/// takes a fraction, 0..=1) times `factor`, then `unit`. Empty when no levels were asked for.
+pub fn percentile_lines(
+    percentiles: &[f32],
+    percentile: impl Fn(f64) -> Option<f64>,
+    factor: f64,
+    unit: &str,
+) -> String {
+    let mut o = String::new();
+    if !percentiles.is_empty() {
+        o.push_str("Percentiles:\n");
+        for &p in percentiles {
+            let v = percentile(f64::from(p) / 100.0);
+            let _ = writeln!(o, "\t{}: {} {unit}", f(f64::from(p), 1), opt_g3(v, factor));
+        }
+    }
+    o
+}
+
 /// The human-readable summary (owstats default output). `percentiles` are owstats -a values.
 pub fn summary(
     s: &Summary,
@@ -257,13 +277,7 @@ pub fn summary(
         "one-way jitter = {} {u} (P95-P50)",
         opt_g3(s.jitter(), k)
     );
-    if !percentiles.is_empty() {
-        o.push_str("Percentiles:\n");
-        for &p in percentiles {
-            let v = s.percentile(f64::from(p) / 100.0);
-            let _ = writeln!(o, "\t{}: {} {u}", f(f64::from(p), 1), opt_g3(v, k));
-        }
-    }
+    o.push_str(&percentile_lines(percentiles, |a| s.percentile(a), k, u));
     // owstats counts distinct TTLs in an 8-bit variable.
     let (n, min, max) = s.ttl_range();
     match n % 256 {

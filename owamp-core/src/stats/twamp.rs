@@ -3,16 +3,16 @@
 //!
 //! Delays are differences of timestamps converted to doubles (as the reference computes them,
 //! so they come in steps of 2^-21 s at today's NTP times); medians and jitter come from a
-//! histogram of [`DEFAULT_BUCKET_WIDTH`] buckets, read as owstats reads its own
-//! ([`super::Summary::percentile`]): the upper edge of the first bucket at which the running
-//! count reaches alpha times the packets sent.
+//! histogram of [`DEFAULT_BUCKET_WIDTH`] buckets (twping's `-b` changes the width), read as
+//! owstats reads its own ([`super::Summary::percentile`]): the upper edge of the first bucket at
+//! which the running count reaches alpha times the packets sent.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::engine::DEFAULT_BUCKET_WIDTH;
-use super::num::{error_seconds, num64_to_f64};
+use super::num::{error_seconds, is_sync, num64_to_f64};
 use crate::session::twamp::TwoWayRecord;
-use crate::time::OwampTime;
+use crate::time::{ErrorEstimate, OwampTime};
 
 /// One direction's (or the round trip's) delays.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -26,14 +26,17 @@ pub struct DelayStats {
     pub max_error: f64,
     /// Histogram: (bucket number, packets), ascending; bucket `b` holds ((b-1)w, bw].
     pub buckets: Vec<(i32, u32)>,
+    /// The histogram's bucket width in seconds.
+    pub bucket_width: f64,
     sent: u32,
 }
 
 impl DelayStats {
-    fn new(delays: &[(f64, f64)], sent: u32) -> Self {
+    fn new(delays: &[(f64, f64)], sent: u32, bucket_width: f64) -> Self {
         let mut hist: BTreeMap<i32, u32> = BTreeMap::new();
         let mut s = Self {
             sent,
+            bucket_width,
             ..Self::default()
         };
         for &(d, err) in delays {
@@ -41,7 +44,7 @@ impl DelayStats {
             s.max = Some(s.max.map_or(d, |m: f64| m.max(d)));
             s.max_error = s.max_error.max(err);
             // Buckets round away from zero, as owstats's.
-            let x = d / DEFAULT_BUCKET_WIDTH;
+            let x = d / bucket_width;
             let b = if x < 0.0 { x.floor() } else { x.ceil() };
             let b = b.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
             *hist.entry(b).or_insert(0) += 1;
@@ -58,7 +61,7 @@ impl DelayStats {
             if f64::from(count) + sum < target {
                 sum += f64::from(count);
             } else {
-                return Some(f64::from(b) * DEFAULT_BUCKET_WIDTH);
+                return Some(f64::from(b) * self.bucket_width);
             }
         }
         None
@@ -111,6 +114,10 @@ pub struct TwoWaySummary {
     pub reflect_hops: Option<Hops>,
     /// Send time of the first and last packets answered.
     pub first_last: Option<(OwampTime, OwampTime)>,
+    /// Whether the error estimates hold (twping prints "(unsync)" for the delays otherwise):
+    /// false once a lost packet's recorded error estimate lacks the S bit (see
+    /// [`with_lost`](Self::with_lost)).
+    pub sync: bool,
 }
 
 fn diff(a: OwampTime, b: OwampTime) -> f64 {
@@ -120,8 +127,19 @@ fn diff(a: OwampTime, b: OwampTime) -> f64 {
 impl TwoWaySummary {
     /// The statistics of a session in which `sent` packets were sent and `records` came back,
     /// in the order they arrived. Only the first reply to each sender packet counts in the
-    /// delays and hops.
+    /// delays and hops. The histograms have buckets of [`DEFAULT_BUCKET_WIDTH`].
     pub fn new(records: &[TwoWayRecord], sent: u32) -> Self {
+        Self::with_bucket_width(records, sent, DEFAULT_BUCKET_WIDTH)
+    }
+
+    /// As [`new`](Self::new), with histogram buckets of `bucket_width` seconds (twping `-b`;
+    /// a width that is not positive and finite is taken as [`DEFAULT_BUCKET_WIDTH`]).
+    pub fn with_bucket_width(records: &[TwoWayRecord], sent: u32, bucket_width: f64) -> Self {
+        let width = if bucket_width.is_finite() && bucket_width > 0.0 {
+            bucket_width
+        } else {
+            DEFAULT_BUCKET_WIDTH
+        };
         let mut seen_sender: HashSet<u32> = HashSet::new();
         let mut seen_pair: HashSet<(u32, u32)> = HashSet::new();
         let mut send_duplicates = 0;
@@ -171,14 +189,47 @@ impl TwoWaySummary {
             lost: sent.saturating_sub(answered),
             send_duplicates,
             reflect_duplicates,
-            round_trip: DelayStats::new(&rt, sent),
-            send: DelayStats::new(&fwd, sent),
-            reflect: DelayStats::new(&bck, sent),
-            processing: DelayStats::new(&proc, sent),
+            round_trip: DelayStats::new(&rt, sent, width),
+            send: DelayStats::new(&fwd, sent, width),
+            reflect: DelayStats::new(&bck, sent, width),
+            processing: DelayStats::new(&proc, sent, width),
             send_hops: send_ttl,
             reflect_hops: reflect_ttl,
             first_last,
+            sync: true,
         }
+    }
+
+    /// Takes in the error estimates recorded for the lost packets (in a two-way file, the
+    /// reflector receive time's; twping records its own clock's there), as twping and owstats
+    /// count them: one that is not synchronized makes the summary unsynchronized, and each
+    /// raises the largest error of the round trip and of both legs.
+    pub fn with_lost(mut self, errors: impl IntoIterator<Item = ErrorEstimate>) -> Self {
+        for e in errors {
+            if !is_sync(e) {
+                self.sync = false;
+            }
+            let err = error_seconds(e);
+            for d in [&mut self.round_trip, &mut self.send, &mut self.reflect] {
+                d.max_error = d.max_error.max(err);
+            }
+        }
+        self
+    }
+
+    /// The `alpha` quantile of the round-trip time as twping's `-a` reports it: as
+    /// [`DelayStats::percentile`], except that for a level of 0 it is the lowest bucket any of
+    /// the round-trip, send and reflect histograms has (twping keeps the three in one table,
+    /// and a level of 0 stops at its first bucket).
+    pub fn round_trip_percentile(&self, alpha: f64) -> Option<f64> {
+        if alpha * f64::from(self.sent) > 0.0 {
+            return self.round_trip.percentile(alpha);
+        }
+        [&self.round_trip, &self.send, &self.reflect]
+            .iter()
+            .filter_map(|d| d.buckets.first().map(|b| b.0))
+            .min()
+            .map(|b| f64::from(b) * self.round_trip.bucket_width)
     }
 
     /// Lost over sent (0 when nothing was sent).
