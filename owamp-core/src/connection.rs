@@ -1035,7 +1035,8 @@ impl<M: Machine> Connection<M> {
                         peer: info.peer,
                     }));
                 }
-                if self.stream && session.role() == Role::Receiver {
+                // Only an OWAMP receiver keeps records (a TWAMP reflector keeps none).
+                if self.stream && session.receiver().is_some() {
                     self.out
                         .push_back(Output::Stream(RecordStream::Begin(Box::new(
                             info.request.clone(),
