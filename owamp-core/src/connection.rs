@@ -1296,6 +1296,12 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
         if req.slots.is_empty() || req.packets == 0 {
             return Err(ControlError::InvalidRequest("no slots or no packets"));
         }
+        if self.machine.protocol() == Protocol::Twamp && req.role != Role::Sender {
+            // RFC 5357 3.5: the control-client is the session-sender.
+            return Err(ControlError::InvalidRequest(
+                "a TWAMP control-client is the session-sender",
+            ));
+        }
         let range = (req.local.port() == 0).then_some(self.test_ports).flatten();
         let mut local = req.local;
         if let Some(r) = range {

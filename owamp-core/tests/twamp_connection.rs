@@ -261,8 +261,13 @@ impl Pair {
     }
 
     fn request(&mut self) {
+        let req = self.session_request();
+        self.client.request_session(req).unwrap();
+    }
+
+    fn session_request(&self) -> SessionRequest {
         let mode = self.choice.packet_mode();
-        let req = SessionRequest {
+        SessionRequest {
             role: Role::Sender,
             local: SocketAddr::new(CLIENT_IP, 0),
             peer: SERVER_IP,
@@ -275,8 +280,7 @@ impl Pair {
             start_time: after(self.now, Duration::from_secs(1)),
             timeout: Interval::from_raw(2 << 32),
             type_p: TypeP::BEST_EFFORT,
-        };
-        self.client.request_session(req).unwrap();
+        }
     }
 
     fn open_socket(&mut self, side: Side, id: SocketId, local: SocketAddr) -> u16 {
@@ -427,7 +431,17 @@ impl Pair {
                     .client_events
                     .push(name.split([' ', '(', '{']).next().unwrap_or("").to_string());
                 match e {
-                    ClientEvent::Connected { .. } => self.request(),
+                    ClientEvent::Connected { .. } => {
+                        // The TWAMP control-client only sends (RFC 5357 3.5): refused at once,
+                        // before any socket is opened.
+                        let mut wrong = self.session_request();
+                        wrong.role = Role::Receiver;
+                        assert!(matches!(
+                            self.client.request_session(wrong),
+                            Err(ControlError::InvalidRequest(_))
+                        ));
+                        self.request()
+                    }
                     ClientEvent::SessionAccepted(info) => {
                         self.out.client_info = Some(*info);
                         self.client.start_sessions(self.now).unwrap();
