@@ -727,14 +727,14 @@ impl<M: Machine> Connection<M> {
             e.session.handle_timeout(now, error);
         }
         // Reflectors of an ended test whose Timeout after Stop-Sessions is over.
-        let (over, kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.sessions)
-            .into_iter()
-            .partition(|e| e.draining && !e.session.is_running());
-        self.sessions = kept;
-        for e in over {
-            self.out
-                .push_back(Output::Socket(SocketAction::Close(e.socket)));
-        }
+        let out = &mut self.out;
+        self.sessions.retain(|e| {
+            let over = e.draining && !e.session.is_running();
+            if over {
+                out.push_back(Output::Socket(SocketAction::Close(e.socket)));
+            }
+            !over
+        });
         for i in 0..self.sessions.len() {
             if self.sessions[i].session.is_twamp() {
                 self.flush_two_way(i, now);
