@@ -983,7 +983,7 @@ fn check_writable(datadir: &Path) -> Result<(), Fatal> {
 
 /// One log line for a finished connection. A refused set-up says what was asked for and
 /// why (never a secret: the pass-phrase, keys and Token stay out of the log).
-fn describe(c: &ConnectionSummary) -> String {
+pub(crate) fn describe(c: &ConnectionSummary) -> String {
     if let Some(r) = &c.setup_refused {
         return format!("connection from {}: set-up refused: {r}", c.peer);
     }

@@ -2,13 +2,14 @@
 //!
 //! Same flags and file formats as owampd ([`crate::owampd`]); the files in the `-c` directory
 //! are `twamp-server.conf`, `.limits` and `.pfs` (or the older `twampd.*` names), and the
-//! default control port is 862. It serves TWAMP-Control (RFC 5357 3) with the core's
-//! `control::Server` and reflects every accepted session's packets with
-//! `session::twamp::Reflector` (RFC 5357 4.2). Each control connection is served by its own
-//! thread (at most `maxcontrolsessions`, default 64), each started session by a reflector
-//! thread (at most 16 sessions a connection); every wait is bounded by a short socket
-//! timeout, and a connection by the control timeout (`controltimeout`, default 1800 s). Without `-Z` it detaches ([`crate::daemon`])
-//! and logs to syslog.
+//! default control port is 862. It is served as owampd is: `owamp_tokio::control::Server` on
+//! one Tokio runtime of two worker threads, each control connection a task driving the core's
+//! `connection::ServerConnection` with `Protocol::Twamp`, which reflects every accepted
+//! session's packets itself (RFC 5357 4.2) and keeps answering for the request's Timeout after
+//! Stop-Sessions (RFC 5357 3.5). At most `maxcontrolsessions` connections (default 64) and 16
+//! test sessions a connection; a connection is bounded by the control timeout
+//! (`controltimeout`, default 1800 s). Without `-Z` it detaches ([`crate::daemon`]) and logs
+//! to syslog.
 //!
 //! The reflector's sockets are the OS layer's `TestSocket`s: replies go out with TTL 255,
 //! and the TTL of each sender packet as received goes into the reply's Sender TTL (RFC 5357
@@ -20,26 +21,17 @@
 //! per client address (an IPv4 address or an IPv6 /64), checked with the class limits of
 //! `twamp-server.limits` (`allow_open_mode`, `bandwidth`, ...) before a test port is bound.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
-use owamp_core::control::{AcceptCode, Modes, Protocol, Role, Server, ServerConfig};
-use owamp_core::io::{Input, Output};
-use owamp_core::policy::{Limits, Peer, PerAddr, ServerPolicy, SessionsPerAddr, TestAdmission};
-use owamp_core::session::twamp::Reflector;
-use owamp_core::wire::SessionId;
-use owamp_os::clock::SystemTimeExt;
+use owamp_core::control::{AcceptCode, CloseReason, Modes, Protocol, Role};
+use owamp_core::policy::{Limits, Peer, ServerPolicy, SessionsPerAddr, TestAdmission};
 use owamp_os::clock::{Clock, SystemClock};
-use owamp_os::host::StopHandle;
-use owamp_os::net::{canonical, TestSocket};
-use owamp_os::rng::OsRng;
+use owamp_os::host::{ConnectionSummary, HostWarning, Refusal, Refused, ServeConfig, StopHandle};
+use owamp_os::store::{MemoryStore, SessionStore};
 
 use crate::daemon::Detached;
 use crate::logging;
@@ -61,12 +53,18 @@ pub const TWAMPD_NAMES: ConfNames = ConfNames {
 /// thread): at most this, fewer if the descriptor limit says so.
 const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
+/// Test sessions (reflectors, each with its socket) one control connection may hold.
+const MAX_SESSIONS_PER_CONNECTION: usize = 16;
+
 /// twampd's policy: the class limits of `twamp-server.limits` and the test sessions per
 /// client address (`maxsessionsperaddr`), both shared by every connection.
 #[derive(Debug, Clone)]
 struct TwampPolicy {
     limits: Limits,
     per_addr: SessionsPerAddr,
+    /// Test sessions admitted on this connection and not yet released: each connection
+    /// gets its own clone of the policy, with its own count.
+    sessions: usize,
 }
 
 impl ServerPolicy for TwampPolicy {
@@ -87,6 +85,14 @@ impl ServerPolicy for TwampPolicy {
         r
     }
     fn admit_test(&mut self, test: &TestAdmission<'_>) -> Result<(), AcceptCode> {
+        if self.sessions >= MAX_SESSIONS_PER_CONNECTION {
+            tracing::info!(
+                "session request from {} refused: {MAX_SESSIONS_PER_CONNECTION} test sessions \
+                 on its connection already",
+                test.peer.addr
+            );
+            return Err(AcceptCode::TemporaryResourceLimit);
+        }
         // Before the class limits and before any test port is bound (Accept 5, a temporary
         // resource limitation, as owampd).
         if let Err(e) = self.per_addr.admit(test.peer.addr, test.sid, test.role) {
@@ -104,9 +110,11 @@ impl ServerPolicy for TwampPolicy {
             );
             return Err(code);
         }
+        self.sessions += 1;
         Ok(())
     }
     fn release_test(&mut self, sid: &owamp_core::wire::SessionId, role: Role) {
+        self.sessions = self.sessions.saturating_sub(1);
         self.per_addr.release(sid, role);
         self.limits.release_test(sid, role)
     }
@@ -221,8 +229,9 @@ fn serve(
     // As owampd: listen first (the port may be privileged), then the pid and info files,
     // then drop root.
     let pid = PidFile::create_named(&s.vardir, &TWAMPD_NAMES)?;
-    let clock = SystemClock::new();
-    owampd::write_info_file(&s, clock.now())?;
+    let clock = SystemClock::shared();
+    let start = Clock::now(&clock);
+    owampd::write_info_file(&s, start)?;
     if let Some((uid, gid)) = ids {
         owampd::drop_privileges(uid, gid)?;
     }
@@ -232,285 +241,117 @@ fn serve(
             .limits
             .to_policy(s.modes, &s.pfs, s.conf.diskfudge.unwrap_or(1.0)),
         per_addr: SessionsPerAddr::new(per_addr.sessions),
+        sessions: 0,
     };
-    let cfg = ServerConfig {
-        start_time: clock.now(),
-        test_ports: s
-            .conf
-            .testports
-            .and_then(crate::config::server::TestPorts::range),
-        control_timeout: Duration::from_secs(u64::from(s.conf.controltimeout.unwrap_or(1800))),
-        protocol: Protocol::Twamp,
-        ..ServerConfig::default()
-    };
-    let max = match s.conf.maxcontrolsessions {
+    let mut cfg = ServeConfig::default();
+    cfg.control.start_time = start;
+    cfg.control.test_ports = s
+        .conf
+        .testports
+        .and_then(crate::config::server::TestPorts::range);
+    cfg.control.control_timeout =
+        Duration::from_secs(u64::from(s.conf.controltimeout.unwrap_or(1800)));
+    cfg.control.protocol = Protocol::Twamp;
+    cfg.endpoint.clock = clock;
+    // A reflector sends nothing on a schedule: its replies leave as the packets arrive, so
+    // neither a fine timer nor a spin before a due packet is of any use.
+    cfg.endpoint.fine_timer = false;
+    cfg.endpoint.max_spin = Duration::ZERO;
+    cfg.endpoint.warn = Some(Arc::new(|w: &HostWarning| tracing::warn!("warning: {w}")));
+    cfg.max_connections = match s.conf.maxcontrolsessions {
         Some(_) => per_addr.connections,
         None => per_addr.connections.min(DEFAULT_MAX_CONNECTIONS),
     };
-    let connections_per_addr = PerAddr::new(per_addr.connections_per_addr);
+    cfg.max_connections_per_addr = per_addr.connections_per_addr;
+    cfg.refused = Some(Arc::new(|r: &Refused| {
+        let setting = match r.reason {
+            Refusal::Busy { .. } => " (maxcontrolsessions)",
+            Refusal::PerAddr(_) => " (maxcontrolsessionsperaddr)",
+            _ => "",
+        };
+        tracing::warn!("{r}{setting}")
+    }));
+    cfg.shutdown_grace = Duration::from_secs(u64::from(s.conf.dieby.unwrap_or(5)));
+    cfg.log = Some(Arc::new(|c: &ConnectionSummary| {
+        let abnormal = !matches!(
+            c.close,
+            None | Some(CloseReason::Local | CloseReason::PeerClosed)
+        );
+        if abnormal {
+            tracing::info!("{}", owampd::describe(c));
+        }
+    }));
     owampd::log(&format!(
         "limits: {} control connections, {} per address, {} test sessions per address \
          (an IPv4 address or an IPv6 /64; 0: none)",
-        owampd::shown(max),
+        owampd::shown(cfg.max_connections),
         per_addr.connections_per_addr,
         per_addr.sessions
     ));
-    let addrs: Vec<SocketAddr> = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
-    for l in &listeners {
-        l.set_nonblocking(true)
-            .map_err(|e| Fatal(format!("listener: {e}")))?;
-    }
-    owampd::log(&format!(
-        "twampd listening on {}",
-        addrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    ready(&addrs);
-    let active = Arc::new(AtomicUsize::new(0));
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    while !stop.is_stopped() {
-        let mut idle = true;
-        for l in &listeners {
-            if let Ok((tcp, peer)) = l.accept() {
-                idle = false;
-                if active.load(Ordering::SeqCst) >= max {
-                    tracing::warn!(
-                        "{peer}: refused, {max} control connections already (maxcontrolsessions)"
-                    );
-                    continue;
-                }
-                if let Err(e) = connections_per_addr.acquire(peer.ip()) {
-                    tracing::warn!(
-                        "{peer}: refused, {e} control connections (maxcontrolsessionsperaddr)"
-                    );
-                    continue;
-                }
-                active.fetch_add(1, Ordering::SeqCst);
-                let (cfg, policy, active, stop, per_addr) = (
-                    cfg.clone(),
-                    policy.clone(),
-                    active.clone(),
-                    stop.clone(),
-                    connections_per_addr.clone(),
-                );
-                workers.push(std::thread::spawn(move || {
-                    if let Err(e) = connection(tcp, peer, cfg, policy, &stop) {
-                        tracing::info!("{peer}: {e}");
-                    }
-                    per_addr.release(peer.ip());
-                    active.fetch_sub(1, Ordering::SeqCst);
-                }));
-            }
-        }
-        workers.retain(|w| !w.is_finished());
-        if idle {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    for w in workers {
-        let _ = w.join();
-    }
+    // A reflector stores nothing: the store only completes the server's parts.
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::with_limit(1));
+    run_servers(listeners, cfg, policy, store, stop, ready)?;
     drop(pid);
     Ok(())
 }
 
-/// Test sessions (sockets and reflector threads) one control connection may hold.
-const MAX_SESSIONS_PER_CONNECTION: usize = 16;
-
-/// A reflector thread and its stop flag.
-struct Running {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
-}
-
-/// An accepted session's socket and reflector, until Start-Sessions.
-struct Session {
-    socket: TestSocket,
-    reflector: Option<(Reflector, SocketAddr)>,
-}
-
-/// Serves one TWAMP control connection until it closes, the control timeout or `stop`.
-fn connection(
-    mut tcp: TcpStream,
-    peer: SocketAddr,
-    cfg: ServerConfig,
+/// Serves every listener on one Tokio runtime of two worker threads, as owampd: control
+/// connections and their reflectors are tasks, not threads.
+fn run_servers(
+    listeners: Vec<TcpListener>,
+    cfg: ServeConfig,
     policy: TwampPolicy,
+    store: Arc<dyn SessionStore>,
     stop: &StopHandle,
-) -> Result<(), String> {
-    tcp.set_nonblocking(false).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_millis(20)))
-        .map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let clock = Arc::new(SystemClock::new());
-    let local = tcp.local_addr().map_err(|e| e.to_string())?;
-    // The longest a connection may live: bounded even if the state machine never closes.
-    let limit = Instant::now() + cfg.control_timeout.saturating_mul(2) + Duration::from_secs(60);
-    let mut server = Server::new(clock.now(), cfg, policy, OsRng, local, peer);
-    let mut sessions: HashMap<SessionId, Session> = HashMap::new();
-    let mut running: Vec<Running> = Vec::new();
-    let mut buf = [0u8; 4096];
-    let result = loop {
-        if stop.is_stopped() || Instant::now() >= limit {
-            break Ok(());
-        }
-        let mut inputs = Vec::new();
-        let mut closed = false;
-        while let Some(o) = server.poll_output() {
-            match o {
-                Output::Transmit(b) => {
-                    if let Err(e) = tcp.write_all(&b) {
-                        closed = true;
-                        tracing::info!("{peer}: {e}");
-                    }
-                }
-                Output::PrepareTestEndpoint(e)
-                    if sessions.len() + running.len() >= MAX_SESSIONS_PER_CONNECTION =>
-                {
-                    inputs.push(Input::EndpointFailed {
-                        sid: e.sid,
-                        accept: AcceptCode::TemporaryResourceLimit,
-                    })
-                }
-                Output::PrepareTestEndpoint(e) => inputs.push(match TestSocket::bind(e.local) {
-                    Ok(u) => {
-                        let port = u.local_addr().port();
-                        sessions.insert(
-                            e.sid,
-                            Session {
-                                socket: u,
-                                reflector: None,
-                            },
-                        );
-                        Input::EndpointReady { sid: e.sid, port }
-                    }
-                    Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
-                        Input::PortInUse { sid: e.sid }
-                    }
-                    Err(_) => Input::EndpointFailed {
-                        sid: e.sid,
-                        accept: AcceptCode::Failure,
-                    },
-                }),
-                Output::SessionAccepted(info) => {
-                    if let Some(s) = sessions.get_mut(&info.sid) {
-                        match Reflector::new(&info) {
-                            Ok(r) => s.reflector = Some((r, info.peer)),
-                            Err(e) => tracing::warn!("{peer}: session: {e}"),
-                        }
-                    }
-                }
-                Output::StartSessions => {
-                    for (_, s) in sessions.drain() {
-                        if let Some((r, to)) = s.reflector {
-                            running.push(reflect(s.socket, r, to, clock.clone()));
-                        }
-                    }
-                }
-                Output::StopLocalSessions => stop_all(&mut running),
-                Output::Close(r) => {
-                    tracing::debug!("{peer}: closed: {r:?}");
-                    closed = true;
-                }
-                _ => {}
-            }
-        }
-        if closed {
-            break Ok(());
-        }
-        for i in inputs {
-            if let Err(e) = server.handle_input(clock.now(), i) {
-                // The state machine queued its Close; the next round writes it out.
-                tracing::info!("{peer}: {e}");
-            }
-        }
-        if server.poll_timeout().is_some_and(|t| clock.now() >= t) {
-            let _ = server.handle_input(clock.now(), Input::Timer);
-            continue;
-        }
-        match tcp.read(&mut buf) {
-            Ok(0) => {
-                let _ = server.handle_input(clock.now(), Input::PeerClosed);
-                break Ok(());
-            }
-            Ok(n) => {
-                if let Err(e) = server.handle_input(clock.now(), Input::Received(&buf[..n])) {
-                    // The state machine queued its Close; let the loop write it out.
-                    tracing::info!("{peer}: {e}");
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => break Err(e.to_string()),
-        }
-    };
-    stop_all(&mut running);
-    result
-}
-
-fn stop_all(running: &mut Vec<Running>) {
-    for r in running.iter() {
-        r.stop.store(true, Ordering::SeqCst);
-    }
-    for r in running.drain(..) {
-        let _ = r.thread.join();
-    }
-}
-
-/// Reflects the packets from `to` arriving on `socket` (RFC 5357 4.2.1) until stopped.
-fn reflect(
-    socket: TestSocket,
-    mut r: Reflector,
-    to: SocketAddr,
-    clock: Arc<SystemClock>,
-) -> Running {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let thread = std::thread::spawn(move || {
-        // Replies go out with TTL 255, as twampd's (TestSocket's configuration).
-        let to = canonical(to);
-        let (mut buf, mut reply) = (vec![0u8; 66_000], Vec::new());
-        while !flag.load(Ordering::SeqCst) {
-            let Ok(Some(got)) = socket.recv(&mut buf, Duration::from_millis(50)) else {
-                continue;
-            };
-            let at = got
-                .kernel_time
-                .and_then(|t| t.to_owamp_time())
-                .unwrap_or_else(|| clock.now());
-            if canonical(got.source) != to || got.truncated {
-                continue;
-            }
-            let Some(datagram) = buf.get(..got.len) else {
-                continue;
-            };
-            // RFC 5357 4.2.1: Sender TTL is the TTL the packet arrived with (255 when the
-            // kernel does not tell it).
-            let ttl = got.ttl.unwrap_or(255);
-            if r.reflect(
-                at,
-                ttl,
-                datagram,
-                clock.now(),
-                clock.error_estimate(),
-                &mut reply,
+    ready: &mut dyn FnMut(&[SocketAddr]),
+) -> Result<(), Fatal> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal(format!("Unable to start the runtime: {e}")))?;
+    rt.block_on(async {
+        let handle = owamp_tokio::control::ServerHandle::default();
+        let mut running = Vec::new();
+        let mut bound = Vec::new();
+        for l in listeners {
+            let addr = l
+                .local_addr()
+                .map_err(|e| Fatal(format!("getsockname(): {e}")))?;
+            l.set_nonblocking(true)
+                .map_err(|e| Fatal(format!("{addr}: {e}")))?;
+            let l =
+                tokio::net::TcpListener::from_std(l).map_err(|e| Fatal(format!("{addr}: {e}")))?;
+            let server = owamp_tokio::control::Server::from_listener(
+                l,
+                cfg.clone(),
+                policy.clone(),
+                store.clone(),
             )
-            .is_ok()
-            {
-                let _ = socket.send_to(&reply, got.source);
+            .with_handle(handle.clone());
+            running.push(server.spawn());
+            bound.push(addr);
+        }
+        owampd::log(&format!(
+            "twampd listening on {}",
+            bound
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        ready(&bound);
+        while !stop.is_stopped() && !handle.is_shutdown() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        owampd::log("shutting down");
+        for r in running {
+            if let Err(e) = r.shutdown().await {
+                owampd::log(&format!("server task: {e}"));
             }
         }
-    });
-    Running { stop, thread }
+        Ok::<(), Fatal>(())
+    })
 }
 
 #[cfg(test)]
@@ -528,44 +369,6 @@ mod tests {
         // owampd keeps 861.
         let a = owampd::listen_addrs(Some("127.0.0.1")).unwrap();
         assert_eq!(a[0].port(), 861);
-    }
-
-    /// RFC 5357 4.2.1: the reply's Sender TTL is the TTL the sender's packet arrived with
-    /// (64 here), read from the socket, not a constant.
-    #[test]
-    fn the_reflector_reports_the_ttl_received() {
-        use owamp_core::session::PacketProtection;
-        let socket = TestSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        if !socket.features().ttl {
-            eprintln!("skipped: the kernel does not deliver received TTLs");
-            return;
-        }
-        let to = socket.local_addr();
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.set_ttl(64).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let running = reflect(
-            socket,
-            Reflector::with_protection(PacketProtection::Open),
-            client.local_addr().unwrap(),
-            Arc::new(SystemClock::new()),
-        );
-        // An open sender packet (RFC 4656 4.1.2): sequence 0, a timestamp, an error
-        // estimate with multiplier 1, and 27 octets of padding.
-        let mut pkt = vec![0u8; 14 + 27];
-        pkt[4] = 0xee;
-        pkt[13] = 1;
-        client.send_to(&pkt, to).unwrap();
-        let mut buf = [0u8; 128];
-        let got = client.recv_from(&mut buf);
-        let mut running = vec![running];
-        stop_all(&mut running);
-        let (n, from) = got.expect("a reply");
-        assert_eq!(from, to);
-        assert_eq!(n, 41, "the open reflector packet");
-        assert_eq!(buf[40], 64, "Sender TTL");
     }
 
     #[test]

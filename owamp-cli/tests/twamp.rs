@@ -2,7 +2,8 @@
 //! reference binaries in ../shared/reference, skipped with a message when absent), the
 //! reference twping against our twampd, and ours against ours, in the four modes (open,
 //! authenticated, encrypted and RFC 5618 mixed). twping's output is compared in shape with the recorded reference
-//! output in testdata/traces/twamp: the numbers differ, the lines and labels must not.
+//! output in testdata/traces/twamp: the numbers differ, the lines and labels must not. The
+//! core's TWAMP client connection runs against both twampds too (`core_connection_against_twampd`).
 //!
 //! Every process runs under a time limit (common::run, the daemons are killed on drop).
 
@@ -432,6 +433,150 @@ fn twampd_pid_and_info_files() {
         info.contains(&format!("\nPID={}\n", d.child.id())),
         "{info}"
     );
+}
+
+/// The core's TWAMP client connection (`owamp_core::connection`, the contract twampd's
+/// reflector runs on too) against a twampd, from a host of a few lines: std sockets, the
+/// system clock, short waits. The test packets leave with TTL 64, so the replies' Sender TTL
+/// shows whether the reflector read the TTL each packet arrived with (RFC 5357 4.2.1) rather
+/// than writing a constant. Returns the replies and the session's end.
+fn connection_against(
+    addr: SocketAddr,
+) -> (
+    Vec<owamp_core::session::twamp::TwoWayRecord>,
+    owamp_core::connection::TwoWayEnd,
+) {
+    use owamp_core::connection::{
+        ClientConnection, ClientEvent, ControlAction, Output, SocketAction,
+    };
+    use owamp_core::control::{ClientConfig, Modes, Protocol, Role, SessionRequest};
+    use owamp_core::session::twamp::default_padding;
+    use owamp_core::session::Datagram;
+    use owamp_core::time::Interval;
+    use owamp_core::wire::{Mode, Slot, SlotKind, TypeP};
+    use owamp_os::clock::{Clock, SystemClock};
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::UdpSocket;
+
+    let clock = SystemClock::new();
+    let mut tcp = TcpStream::connect_timeout(&addr, LIMIT).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(2)))
+        .unwrap();
+    let cfg = ClientConfig {
+        modes: Modes::from(Mode::Open),
+        protocol: Protocol::Twamp,
+        end_delay: Duration::from_millis(100),
+        ..ClientConfig::default()
+    };
+    let mut conn = ClientConnection::client(clock.now(), cfg, owamp_os::rng::OsRng);
+    let mut udp: Option<(owamp_core::connection::SocketId, UdpSocket)> = None;
+    let (mut records, mut end) = (Vec::new(), None);
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + LIMIT;
+    while !conn.is_closed() {
+        assert!(Instant::now() < deadline, "no end: {records:?}");
+        while let Some(t) = conn.poll_transmit(clock.now(), &mut buf) {
+            let (_, u) = udp.as_ref().unwrap();
+            u.send_to(&buf[..t.transmit.len], t.transmit.dest).unwrap();
+        }
+        while let Some(o) = conn.poll_output() {
+            let now = clock.now();
+            match o {
+                Output::Control(ControlAction::Transmit(b)) => tcp.write_all(&b).unwrap(),
+                Output::Control(ControlAction::Close(_)) => {}
+                Output::Socket(SocketAction::Open { id, local, .. }) => {
+                    let u = UdpSocket::bind(local).unwrap();
+                    u.set_ttl(64).unwrap();
+                    u.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+                    let port = u.local_addr().unwrap().port();
+                    udp = Some((id, u));
+                    conn.socket_opened(now, id, Ok(port));
+                }
+                Output::Socket(_) | Output::Store(_) | Output::Stream(_) => {}
+                Output::Event(e) => match e {
+                    ClientEvent::Connected { .. } => {
+                        let start = now.saturating_add(Duration::from_millis(200));
+                        let req = SessionRequest {
+                            role: Role::Sender,
+                            local: SocketAddr::new(addr.ip(), 0),
+                            peer: addr.ip(),
+                            slots: vec![Slot {
+                                kind: SlotKind::Fixed,
+                                mean: Interval::saturating_from_duration(Duration::from_millis(10)),
+                            }],
+                            packets: 10,
+                            padding: default_padding(Mode::Open),
+                            start_time: start,
+                            timeout: Interval::from_raw(1 << 32),
+                            type_p: TypeP::BEST_EFFORT,
+                        };
+                        conn.request_session(req).unwrap();
+                    }
+                    ClientEvent::SessionAccepted(_) => conn.start_sessions(now).unwrap(),
+                    ClientEvent::TwoWayRecords { records: r, .. } => records.extend(r),
+                    ClientEvent::TwoWayEnd(e) => end = Some(*e),
+                    ClientEvent::TestComplete => conn.close(now),
+                    ClientEvent::SessionRejected { accept } => panic!("refused: {accept:?}"),
+                    _ => {}
+                },
+            }
+        }
+        match tcp.read(&mut buf) {
+            Ok(0) => conn.handle_control_closed(clock.now()),
+            Ok(n) => conn.handle_control(clock.now(), &buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("control connection: {e}"),
+        }
+        if let Some((id, u)) = &udp {
+            if let Ok((n, source)) = u.recv_from(&mut buf) {
+                let now = clock.now();
+                let d = Datagram {
+                    source,
+                    recv_time: now,
+                    ttl: None,
+                    truncated: false,
+                    payload: &buf[..n],
+                };
+                conn.handle_datagram(now, *id, &d);
+            }
+        }
+        if conn.poll_timeout().is_some_and(|t| clock.now() >= t.at) {
+            conn.handle_timeout(clock.now());
+        }
+    }
+    (records, end.expect("the session's end"))
+}
+
+#[test]
+fn core_connection_against_twampd() {
+    let ttl_known = owamp_os::net::TestSocket::bind("127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .features()
+        .ttl;
+    let mut daemons = vec![("ours", Daemon::start(Path::new(TWAMPD)))];
+    match reference("twampd") {
+        Some(bin) => daemons.push(("reference", Daemon::start(&bin))),
+        None => eprintln!("reference twampd absent: only ours"),
+    }
+    for (name, d) in &daemons {
+        let (records, end) = connection_against(d.addr);
+        assert!(end.complete, "{name}");
+        assert_eq!(end.sent, 10, "{name}");
+        let mut seqs: Vec<u32> = records.iter().map(|r| r.sender_seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (0..10).collect::<Vec<_>>(),
+            "{name}: every packet reflected"
+        );
+        for r in &records {
+            assert!(r.send_time <= r.reflector_recv_time, "{name}: {r:?}");
+            assert!(r.reflector_send_time <= r.recv_time, "{name}: {r:?}");
+            if ttl_known {
+                assert_eq!(r.sender_ttl, 64, "{name}: the TTL the packet arrived with");
+            }
+        }
+    }
 }
 
 /// The limits file's allow_open_mode=off refuses open mode and not the others; one control

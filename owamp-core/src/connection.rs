@@ -24,11 +24,38 @@
 //! ([`ControlAction`]), UDP test sockets to open, mark and close ([`SocketAction`]), a
 //! received session to keep ([`Output::Store`], whole at its end; or, with
 //! [`Connection::with_streamed_records`], its records as they come, [`Output::Stream`]), and
-//! what the application may want to know ([`ClientEvent`] / [`ServerEvent`]). Inputs that only one role takes are methods of that
+//! what the application may want to know ([`ClientEvent`] / [`ServerEvent`]; a TWAMP
+//! client's two-way records among them). Inputs that only one role takes are methods of that
 //! role only, so a server can never be handed a client command.
 //!
 //! Nothing here reads a clock, touches a socket or a file, or draws randomness other than from
 //! the RNG the state machine was built with.
+//!
+//! # TWAMP
+//!
+//! With [`Protocol::Twamp`] in the [`ClientConfig`] or [`ServerConfig`] (RFC 5357), the same
+//! connection drives TWAMP-Control and TWAMP-Test, with the same inputs and outputs:
+//!
+//! - Client (the control-client and session-sender): [`request_session`](Connection::request_session)
+//!   with [`Role::Sender`] (the slots and packet count are the local schedule, never sent) opens
+//!   the test socket and sends Request-TW-Session; after
+//!   [`start_sessions`](Connection::start_sessions), `poll_transmit` sends the test packets on
+//!   that schedule, and the reflector's replies, fed with `handle_datagram` on the same
+//!   socket, come out as [`ClientEvent::TwoWayRecords`] (batches, as they come). Once the
+//!   last packet has left and its Timeout plus `end_delay` has passed, the client sends
+//!   Stop-Sessions: [`ClientEvent::TwoWayEnd`] (how many were sent) and
+//!   [`ClientEvent::TestComplete`] follow. [`fetch`](Connection::fetch) is refused: TWAMP has
+//!   no Fetch-Session.
+//! - Server (the session-reflector): Request-TW-Session is admitted by the policy as an OWAMP
+//!   request in which the server receives, and the reflector's socket is asked for with
+//!   [`SocketAction::Open`]; every packet from the sender fed with `handle_datagram` is
+//!   answered by the next `poll_transmit`, stamped with its receive time and with the `now` of
+//!   that call (RFC 5357 4.2.1: the reply's Timestamp is when it leaves). The client's
+//!   Stop-Sessions ends the test ([`ServerEvent::TestComplete`]); the reflector keeps
+//!   answering packets still in transit for the request's Timeout (RFC 5357 3.5), then its
+//!   socket is closed. Nothing is stored.
+//!
+//! [`Protocol::Twamp`]: crate::control::Protocol::Twamp
 //!
 //! # Example: the host's loop, with the I/O left out
 //!
@@ -83,10 +110,11 @@ use crate::io::{
 };
 use crate::io::{SessionEnd, StoredSession};
 use crate::policy::ServerPolicy;
-use crate::proto::{canonical, ClientCommand, CloseReason, Role, SessionRequest};
+use crate::proto::{canonical, ClientCommand, CloseReason, Protocol, Role, SessionRequest};
+use crate::session::twamp::TwoWayRecord;
 use crate::session::{Datagram, DatagramOutcome, StreamEnd, TestSession, Timeout, Transmit};
 use crate::time::{ErrorEstimate, OwampTime};
-use crate::wire::{AcceptCode, DataRecord, Mode, RequestSession, SessionId};
+use crate::wire::{AcceptCode, DataRecord, Mode, RequestSession, SessionId, SkipRange};
 
 /// A test socket the connection asked the host for ([`SocketAction::Open`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -295,6 +323,35 @@ pub enum ClientEvent {
         /// The Accept code of Fetch-Ack.
         accept: AcceptCode,
     },
+    /// TWAMP: replies the session-reflector sent back for a session this client sends
+    /// (RFC 5357 4.2.1), in the order they arrived, duplicates included: at least every
+    /// [`STREAM_BATCH`] replies, or with the first reply after [`STREAM_INTERVAL`], and the
+    /// rest just before [`ClientEvent::TwoWayEnd`].
+    TwoWayRecords {
+        /// The session.
+        sid: SessionId,
+        /// The replies.
+        records: Vec<TwoWayRecord>,
+    },
+    /// TWAMP: a session this client sent is over; no more of its replies come.
+    TwoWayEnd(Box<TwoWayEnd>),
+}
+
+/// The end of a TWAMP session this client sent ([`ClientEvent::TwoWayEnd`]): with the
+/// replies of [`ClientEvent::TwoWayRecords`], what
+/// [`TwoWaySummary`](crate::stats::twamp::TwoWaySummary) needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwoWayEnd {
+    /// The session.
+    pub sid: SessionId,
+    /// Packets sent.
+    pub sent: u32,
+    /// Packets skipped rather than sent late (more than the timeout behind the schedule),
+    /// ascending.
+    pub skips: Vec<SkipRange>,
+    /// Whether the test ended with the client's Stop-Sessions (RFC 5357 3.8); `false` when
+    /// the control connection broke off first (replies may be missing).
+    pub complete: bool,
 }
 
 impl From<SessionEvent> for ClientEvent {
@@ -365,6 +422,18 @@ pub trait Machine: sealed::Sealed {
     fn socket_failed_event() -> Option<Self::Event>;
     #[doc(hidden)]
     fn stream_records(&mut self) {}
+    #[doc(hidden)]
+    fn protocol(&self) -> Protocol;
+    #[doc(hidden)]
+    fn two_way_event(e: TwoWay) -> Option<Self::Event>;
+}
+
+/// What a TWAMP session-sender hands out ([`Machine::two_way_event`]).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum TwoWay {
+    Records(SessionId, Vec<TwoWayRecord>),
+    End(Box<TwoWayEnd>),
 }
 
 impl<R: RngCore + CryptoRng> Machine for Client<R> {
@@ -392,6 +461,15 @@ impl<R: RngCore + CryptoRng> Machine for Client<R> {
     }
     fn stream_records(&mut self) {
         self.stream_fetches();
+    }
+    fn protocol(&self) -> Protocol {
+        Client::protocol(self)
+    }
+    fn two_way_event(e: TwoWay) -> Option<ClientEvent> {
+        Some(match e {
+            TwoWay::Records(sid, records) => ClientEvent::TwoWayRecords { sid, records },
+            TwoWay::End(end) => ClientEvent::TwoWayEnd(end),
+        })
     }
     fn role_event(o: MachineOutput) -> Option<ClientEvent> {
         Some(match o {
@@ -434,6 +512,13 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Machine for Server<P, R> {
     fn socket_failed_event() -> Option<ServerEvent> {
         None
     }
+    fn protocol(&self) -> Protocol {
+        Server::protocol(self)
+    }
+    fn two_way_event(_: TwoWay) -> Option<ServerEvent> {
+        // A server never sends TWAMP test packets: it reflects.
+        None
+    }
     fn role_event(o: MachineOutput) -> Option<ServerEvent> {
         match o {
             MachineOutput::FetchRequest { sid, begin, end } => {
@@ -456,6 +541,9 @@ struct Entry {
     /// Its records cannot be kept ([`Connection::store_failed`]): none is handed out any
     /// more.
     failed: bool,
+    /// A TWAMP reflector of a test that is over, answering until its Timeout after
+    /// Stop-Sessions has passed (RFC 5357 3.5); no longer part of a test.
+    draining: bool,
 }
 
 /// A socket asked for and not yet attached to a session.
@@ -471,14 +559,17 @@ struct PendingSocket {
 }
 
 /// The receive buffer of the client's test socket for `req`: sized from the session's rate and
-/// packet length when the client receives, none when it sends.
-fn client_recv_buffer(req: &SessionRequest, mode: Mode) -> usize {
-    match req.role {
-        crate::control::Role::Receiver => {
-            crate::session::recv_buffer_len(mode, &req.slots, req.packets, req.padding)
-        }
-        crate::control::Role::Sender => 0,
-    }
+/// packet length when the client receives (OWAMP) or reads the reflector's replies (TWAMP,
+/// whose replies are at least the reflector's header), none when it only sends.
+fn client_recv_buffer(req: &SessionRequest, mode: Mode, protocol: Protocol) -> usize {
+    let padding = match (req.role, protocol) {
+        (Role::Receiver, _) => req.padding,
+        (Role::Sender, Protocol::Twamp) => req
+            .padding
+            .max(crate::session::twamp::default_padding(mode)),
+        (Role::Sender, Protocol::Owamp) => return 0,
+    };
+    crate::session::recv_buffer_len(mode, &req.slots, req.packets, padding)
 }
 
 #[derive(Debug)]
@@ -635,8 +726,19 @@ impl<M: Machine> Connection<M> {
         for e in &mut self.sessions {
             e.session.handle_timeout(now, error);
         }
-        if self.stream {
-            for i in 0..self.sessions.len() {
+        // Reflectors of an ended test whose Timeout after Stop-Sessions is over.
+        let out = &mut self.out;
+        self.sessions.retain(|e| {
+            let over = e.draining && !e.session.is_running();
+            if over {
+                out.push_back(Output::Socket(SocketAction::Close(e.socket)));
+            }
+            !over
+        });
+        for i in 0..self.sessions.len() {
+            if self.sessions[i].session.is_twamp() {
+                self.flush_two_way(i, now);
+            } else if self.stream {
                 self.flush_records(i, now);
             }
         }
@@ -662,7 +764,9 @@ impl<M: Machine> Connection<M> {
         let e = &mut self.sessions[i];
         let outcome = e.session.handle_datagram(d, error);
         let done = e.session.is_done() && !e.reported;
-        if self.stream {
+        if e.session.is_twamp() {
+            self.flush_two_way(i, now);
+        } else if self.stream {
             self.flush_records(i, now);
         }
         if done {
@@ -775,7 +879,7 @@ impl<M: Machine> Connection<M> {
     fn drain(&mut self, now: OwampTime) {
         loop {
             while let Some(o) = self.machine.poll() {
-                self.on_output(o);
+                self.on_output(o, now);
             }
             let Some(report) = self.next_report() else {
                 break;
@@ -805,7 +909,7 @@ impl<M: Machine> Connection<M> {
         self.out.push_back(Output::Event(e.into()));
     }
 
-    fn on_output(&mut self, o: MachineOutput) {
+    fn on_output(&mut self, o: MachineOutput, now: OwampTime) {
         match o {
             MachineOutput::Transmit(b) => self
                 .out
@@ -852,7 +956,14 @@ impl<M: Machine> Connection<M> {
             }
             MachineOutput::StopLocalSessions => {
                 for e in &mut self.sessions {
-                    e.session.stop();
+                    if e.session.reflector().is_some() {
+                        // RFC 5357 3.5: packets still in transit are reflected if they
+                        // arrive within the request's Timeout after Stop-Sessions.
+                        let timeout = e.session.info().request.timeout;
+                        e.session.stop_at(now.saturating_add_interval(timeout));
+                    } else {
+                        e.session.stop();
+                    }
                 }
             }
             MachineOutput::SessionStopped(end) => self.stopped(&end),
@@ -867,9 +978,18 @@ impl<M: Machine> Connection<M> {
                 }
             }
             MachineOutput::TestComplete => {
-                for e in std::mem::take(&mut self.sessions) {
+                for mut e in std::mem::take(&mut self.sessions) {
+                    if e.session.reflector().is_some() && e.session.is_running() {
+                        // A reflector still answering for the Timeout after Stop-Sessions:
+                        // kept (out of later tests) until it stops.
+                        e.draining = true;
+                        e.reported = true;
+                        self.sessions.push(e);
+                        continue;
+                    }
                     self.out
                         .push_back(Output::Socket(SocketAction::Close(e.socket)));
+                    self.end_two_way(e, true);
                 }
                 self.event(SessionEvent::TestComplete);
             }
@@ -891,9 +1011,16 @@ impl<M: Machine> Connection<M> {
             .position(|p| p.sid == Some(info.sid))
             .or_else(|| self.pending.iter().position(|p| p.request.is_some()));
         let socket = at.map(|i| self.pending.remove(i).id);
-        match (socket, TestSession::new((*info).clone())) {
+        let session = match self.machine.protocol() {
+            Protocol::Owamp => TestSession::new((*info).clone()),
+            Protocol::Twamp => TestSession::twamp((*info).clone()),
+        };
+        match (socket, session) {
             (Some(socket), Ok(session)) => {
-                if session.role() == Role::Sender && session.dscp() != 0 {
+                // A TWAMP reflector sends too: its replies carry the request's Type-P (RFC
+                // 5357 4.2.1).
+                let sends = session.role() == Role::Sender || session.is_twamp();
+                if sends && session.dscp() != 0 {
                     self.out.push_back(Output::Socket(SocketAction::SetDscp {
                         id: socket,
                         dscp: session.dscp(),
@@ -908,7 +1035,8 @@ impl<M: Machine> Connection<M> {
                         peer: info.peer,
                     }));
                 }
-                if self.stream && session.role() == Role::Receiver {
+                // Only an OWAMP receiver keeps records (a TWAMP reflector keeps none).
+                if self.stream && session.receiver().is_some() {
                     self.out
                         .push_back(Output::Stream(RecordStream::Begin(Box::new(
                             info.request.clone(),
@@ -920,6 +1048,7 @@ impl<M: Machine> Connection<M> {
                     reported: false,
                     flushed_at: OwampTime::ZERO,
                     failed: self.failed.contains(&info.sid),
+                    draining: false,
                 });
             }
             (socket, _) => {
@@ -968,6 +1097,48 @@ impl<M: Machine> Connection<M> {
         self.out.extend(out);
     }
 
+    /// A TWAMP sender's session is over (`complete`: with the client's Stop-Sessions): the
+    /// replies it still holds, then its end.
+    fn end_two_way(&mut self, mut e: Entry, complete: bool) {
+        let Some(sender) = e.session.sender().filter(|_| e.session.is_twamp()) else {
+            return;
+        };
+        let end = TwoWayEnd {
+            sid: e.session.sid(),
+            sent: u32::try_from(e.session.counters().sent).unwrap_or(u32::MAX),
+            skips: sender.skip_ranges().to_vec(),
+            complete,
+        };
+        let records = e.session.take_two_way();
+        if !records.is_empty() {
+            self.out
+                .extend(M::two_way_event(TwoWay::Records(end.sid, records)).map(Output::Event));
+        }
+        self.out
+            .extend(M::two_way_event(TwoWay::End(Box::new(end))).map(Output::Event));
+    }
+
+    /// Hands out the replies TWAMP session `i` holds when there are enough of them, or they
+    /// have waited long enough.
+    fn flush_two_way(&mut self, i: usize, now: OwampTime) {
+        let Some(e) = self.sessions.get_mut(i) else {
+            return;
+        };
+        let held = e.session.two_way_held();
+        if held == 0 {
+            return;
+        }
+        let due = e.flushed_at.saturating_add(STREAM_INTERVAL);
+        if held < STREAM_BATCH && now < due {
+            return;
+        }
+        e.flushed_at = now;
+        let sid = e.session.sid();
+        let records = e.session.take_two_way();
+        self.out
+            .extend(M::two_way_event(TwoWay::Records(sid, records)).map(Output::Event));
+    }
+
     /// Hands out the records session `i` holds when there are enough of them, or they have
     /// waited long enough.
     fn flush_records(&mut self, i: usize, now: OwampTime) {
@@ -1000,7 +1171,11 @@ impl<M: Machine> Connection<M> {
         for e in std::mem::take(&mut self.sessions) {
             self.out
                 .push_back(Output::Socket(SocketAction::Close(e.socket)));
-            self.keep(e, None);
+            if e.session.is_twamp() {
+                self.end_two_way(e, false);
+            } else {
+                self.keep(e, None);
+            }
         }
         for p in std::mem::take(&mut self.pending) {
             if p.open {
@@ -1046,7 +1221,11 @@ impl<M: Machine> Connection<M> {
                 let mut local = r.req.local;
                 local.set_port(port);
                 r.req.local = local;
-                let recv_buffer = client_recv_buffer(&r.req, self.machine.current_mode());
+                let recv_buffer = client_recv_buffer(
+                    &r.req,
+                    self.machine.current_mode(),
+                    self.machine.protocol(),
+                );
                 let id = self.pending[i].id;
                 self.out.push_back(Output::Socket(SocketAction::Open {
                     id,
@@ -1117,13 +1296,20 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
         if req.slots.is_empty() || req.packets == 0 {
             return Err(ControlError::InvalidRequest("no slots or no packets"));
         }
+        if self.machine.protocol() == Protocol::Twamp && req.role != Role::Sender {
+            // RFC 5357 3.5: the control-client is the session-sender.
+            return Err(ControlError::InvalidRequest(
+                "a TWAMP control-client is the session-sender",
+            ));
+        }
         let range = (req.local.port() == 0).then_some(self.test_ports).flatten();
         let mut local = req.local;
         if let Some(r) = range {
             local.set_port(r.pick(self.machine.draw_u32()));
         }
         let id = self.socket_id();
-        let recv_buffer = client_recv_buffer(&req, self.machine.current_mode());
+        let recv_buffer =
+            client_recv_buffer(&req, self.machine.current_mode(), self.machine.protocol());
         self.pending.push(PendingSocket {
             id,
             sid: None,

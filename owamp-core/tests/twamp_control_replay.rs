@@ -5,6 +5,7 @@
 //! send the client's, byte for byte, in open, authenticated and encrypted modes and for the
 //! refused set-up of d_authfail. Negative cases: what TWAMP does not have (Fetch-Session, OWAMP's
 //! Request-Session) closes the connection; a Stop-Sessions with the wrong session count too.
+//! The server's side is replayed through `connection::ServerConnection` as well.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -378,4 +379,107 @@ fn twamp_server_without_stop_sessions_times_out() {
     }
     assert!(stopped);
     assert!(s.is_closed());
+}
+
+/// The same traces through the connection a host drives (`connection::ServerConnection` with
+/// `Protocol::Twamp`): fed the client's octets as recorded, with the reflector's socket bound
+/// at the recorded port, it sends exactly what twampd sent, and for every accepted session it
+/// asks for one socket at that port, reflects (the session is running until Stop-Sessions) and
+/// reports the test complete.
+#[test]
+fn server_connection_replays_every_trace() {
+    use owamp_core::connection::{
+        ControlAction, Output as ConnOutput, ServerConnection, ServerEvent, SocketAction,
+    };
+
+    for name in NAMES {
+        let (wire, rec) = recorded(name);
+        let times: Vec<(usize, owamp_core::time::OwampTime)> = rec
+            .requests
+            .iter()
+            .filter(|r| r.server_receives() && r.accept.accept.is_ok())
+            .map(|r| (r.end, r.request_time()))
+            .collect();
+        let mut now = rec.server_start.start_time;
+        let mut conn = ServerConnection::server(
+            now,
+            server_config(&rec),
+            policy(),
+            rec.server_rng(Some(PORTS)),
+            localhost(8620),
+            localhost(40000),
+        );
+        let (mut sent, mut events, mut opened, mut closed) =
+            (Vec::new(), Vec::new(), Vec::new(), None);
+        let mut answered = 0;
+        let mut at = 0;
+        for seg in &wire.cs {
+            // Cut where requests end, so that each input carries its own time (the SID's).
+            let mut pieces = Vec::new();
+            let mut from = 0;
+            for &(end, t) in &times {
+                if end > at && end <= at + seg.len() {
+                    pieces.push((&seg[from..end - at], Some(t)));
+                    from = end - at;
+                }
+            }
+            pieces.push((&seg[from..], None));
+            at += seg.len();
+            for (piece, t) in pieces {
+                if let Some(t) = t {
+                    now = t;
+                }
+                if !piece.is_empty() {
+                    conn.handle_control(now, piece);
+                }
+                while let Some(o) = conn.poll_output() {
+                    match o {
+                        ConnOutput::Control(ControlAction::Transmit(b)) => sent.extend(b),
+                        ConnOutput::Control(ControlAction::Close(r)) => closed = Some(r),
+                        ConnOutput::Socket(SocketAction::Open { id, local, .. }) => {
+                            let port = rec.requests[answered].accept.port;
+                            answered += 1;
+                            assert_eq!(local.port(), port, "{name}: the recorded port drawn");
+                            opened.push(id);
+                            conn.socket_opened(now, id, Ok(port));
+                        }
+                        ConnOutput::Socket(_) => {}
+                        ConnOutput::Store(_) | ConnOutput::Stream(_) => {
+                            panic!("{name}: a reflector stores nothing")
+                        }
+                        ConnOutput::Event(e) => {
+                            if let ServerEvent::Started = e {
+                                let (_, s) = conn.sessions().next().expect("a session");
+                                assert!(s.is_running() && s.reflector().is_some());
+                            }
+                            events.push(
+                                format!("{e:?}")
+                                    .split([' ', '('])
+                                    .next()
+                                    .unwrap()
+                                    .to_string(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let got = Replayed {
+            sent,
+            ..Replayed::default()
+        };
+        check(&format!("{name} server connection"), &got, &wire.sc());
+        if name == "d_authfail" {
+            assert!(matches!(closed, Some(CloseReason::SetupRejected(_))));
+            assert!(events.is_empty());
+        } else {
+            assert_eq!(closed, None, "{name}");
+            assert_eq!(opened.len(), 1, "{name}");
+            assert_eq!(
+                events,
+                ["SessionAccepted", "Started", "TestComplete"],
+                "{name}"
+            );
+        }
+    }
 }

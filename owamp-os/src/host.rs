@@ -1067,7 +1067,8 @@ impl<M: Machine> Host<M> {
     /// Whether the datagrams of test socket `id` may wait in its queue and be read in batches
     /// ([`receive_batched`](Self::receive_batched), at least every [`RECV_BATCH_WAIT`]) rather
     /// than as each arrives: the socket belongs to a session in which this end receives (an
-    /// OWAMP receiver only records; it answers nothing), and every datagram comes stamped by
+    /// OWAMP receiver only records; it answers nothing, whereas a TWAMP reflector answers at
+    /// once and is never batched), and every datagram comes stamped by
     /// the kernel on arrival in a time scale the clock takes, so reading it later changes no
     /// measurement. A loss is only decided by [`handle_timeout`](Self::handle_timeout) (RFC
     /// 4656 3.6's timeout), which an adapter calls after reading the batch. An adapter need
@@ -1084,7 +1085,7 @@ impl<M: Machine> Host<M> {
             && self
                 .conn
                 .sessions()
-                .any(|(sock, t)| sock == id && t.role() == Role::Receiver)
+                .any(|(sock, t)| sock == id && t.receiver().is_some())
     }
 
     /// Whether test socket `id` belongs to a session in which this end only sends: what it

@@ -165,6 +165,7 @@ pub fn crypto_reflector_packet(data: &[u8]) {
 ///   unchanged;
 /// - the sender reads any datagram without panicking, and its own packets always reflect.
 pub fn session_twamp(data: &[u8]) {
+    test_sessions(data);
     let mut input = Input::new(data);
     let m = input.u8() % 3;
     let sid: [u8; 16] = input.array();
@@ -218,5 +219,114 @@ pub fn session_twamp(data: &[u8]) {
             .expect("read the reply");
         assert_eq!(rec.sender_seq, sent.seq);
         assert_eq!(rec.sender_ttl, 255);
+    }
+}
+
+/// The same datagrams through `TestSession::twamp`, as a connection drives it: a reflector
+/// fed every datagram (from the sender's address) answers exactly those it accepts, through
+/// `poll_transmit`; a sender reads any datagram from the reflector without panicking, and its
+/// own packets, reflected, always come back as records.
+///
+/// Input: mode octet, SID (16), AES session key (16), HMAC session key (32), padding octet,
+/// then datagrams as for [`session_twamp`].
+fn test_sessions(data: &[u8]) {
+    use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use owamp_core::io::SessionInfo;
+    use owamp_core::proto::Role;
+    use owamp_core::session::{Datagram, DatagramOutcome, TestSession};
+    use owamp_core::time::Interval;
+    use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
+
+    let mut input = Input::new(data);
+    let mode = [Mode::Open, Mode::Authenticated, Mode::Encrypted][usize::from(input.u8() % 3)];
+    let sid = SessionId(input.array());
+    let keys = keys(&mut input);
+    let padding = u32::from(input.u8());
+    let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 5000);
+    let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 6000);
+    let t0 = OwampTime::from_raw(0xeeb2_5d00_0000_0000);
+    let request = RequestSession {
+        conf_sender: false,
+        conf_receiver: true,
+        num_packets: 64,
+        sender_port: client.port(),
+        receiver_port: server.port(),
+        sender_address: client.ip(),
+        receiver_address: server.ip(),
+        sid,
+        padding_length: padding,
+        start_time: t0,
+        timeout: Interval::from_raw(1 << 32),
+        type_p: TypeP::BEST_EFFORT,
+        hmac: [0; 16],
+        slots: vec![Slot {
+            kind: SlotKind::Fixed,
+            mean: Interval::from_raw(1 << 22),
+        }],
+        slots_hmac: [0; 16],
+    };
+    let info = |role, local, peer| SessionInfo {
+        sid,
+        role,
+        mode,
+        keys: Some(keys.clone()),
+        local,
+        peer,
+        request: request.clone(),
+    };
+    let mut reflector =
+        TestSession::twamp(info(Role::Receiver, server, client)).expect("reflector");
+    let mut sender = TestSession::twamp(info(Role::Sender, client, server)).expect("sender");
+    reflector.start();
+    sender.start();
+    let ee = ErrorEstimate::from_raw(1);
+    let mut buf = vec![0u8; 2048];
+    fn datagram(source: SocketAddr, at: OwampTime, payload: &[u8]) -> Datagram<'_> {
+        Datagram {
+            source,
+            recv_time: at,
+            ttl: Some(64),
+            truncated: false,
+            payload,
+        }
+    }
+    for i in 0..64u64 {
+        if input.is_empty() {
+            break;
+        }
+        let t = t0.saturating_add_interval(Interval::from_raw(i << 22));
+        let n = usize::from(input.u16());
+        let bytes = input.bytes(n);
+        match reflector.handle_datagram(&datagram(client, t, bytes), ee) {
+            DatagramOutcome::Accepted { .. } => {
+                let r = reflector.poll_transmit(t, ee, &mut buf).expect("a reply");
+                assert_eq!(r.dest, client);
+                assert_eq!(r.len, n.max(ReflectorPacket::header_len(mode)));
+            }
+            _ => assert!(reflector.poll_transmit(t, ee, &mut buf).is_none()),
+        }
+        let _ = sender.handle_datagram(&datagram(server, t, bytes), ee);
+        let _ = sender.take_two_way();
+        // The sender's own packet, reflected, reads back.
+        let Some(p) = sender.poll_transmit(t, ee, &mut buf) else {
+            continue;
+        };
+        let pkt = buf[..p.len].to_vec();
+        assert!(matches!(
+            reflector.handle_datagram(&datagram(client, t, &pkt), ee),
+            DatagramOutcome::Accepted { .. }
+        ));
+        let r = reflector.poll_transmit(t, ee, &mut buf).expect("reflected");
+        let reply = buf[..r.len].to_vec();
+        assert!(matches!(
+            sender.handle_datagram(&datagram(server, t, &reply), ee),
+            DatagramOutcome::Accepted {
+                duplicate: false,
+                ..
+            }
+        ));
+        let records = sender.take_two_way();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].sender_seq, p.seq);
     }
 }

@@ -190,6 +190,11 @@ impl<R: RngCore + CryptoRng> Client<R> {
         self.conn.mode
     }
 
+    /// The protocol spoken: OWAMP or TWAMP.
+    pub fn protocol(&self) -> Protocol {
+        self.cfg.protocol
+    }
+
     /// Whether the connection runs RFC 5618 mixed mode (TWAMP only).
     pub fn is_mixed(&self) -> bool {
         self.conn.mixed

@@ -62,6 +62,8 @@
 //! `is_mixed()` is true and [`SessionInfo::mode`](crate::io::SessionInfo::mode), like
 //! `packet_mode()`, is [`Mode::Open`]: the test packets have the open layout, unprotected.
 //!
+//! [`crate::connection`] drives both roles of TWAMP with their test sessions (the usual way
+//! for a host); what follows is what it does, for a host that drives the machines alone.
 //! A twping-like host: connect, drive a [`Client`] until [`Client::is_ready`], bind a UDP socket
 //! (TTL 255, as twping, so that the reflector's Sender TTL counts hops), issue
 //! `RequestSession`, build a [`SessionSender`](crate::session::twamp::SessionSender) from the
@@ -74,7 +76,8 @@
 //! [`Reflector`](crate::session::twamp::Reflector) on `SessionAccepted`, answer every datagram
 //! from `SessionInfo::peer` once `StartSessions` came, stop after `StopLocalSessions` plus the
 //! Timeout. `owamp-core/tests/twamp_live.rs` is such a client against the reference twampd;
-//! `tests/twamp_sim.rs` runs both sides in memory.
+//! `tests/twamp_sim.rs` runs both sides in memory, `tests/twamp_connection.rs` both
+//! connections.
 //!
 //! [`Output::PrepareTestEndpoint`]: crate::io::Output::PrepareTestEndpoint
 //! [`Output::TestComplete`]: crate::io::Output::TestComplete

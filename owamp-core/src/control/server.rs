@@ -290,6 +290,11 @@ impl<P: ServerPolicy, R: RngCore + CryptoRng> Server<P, R> {
         self.conn.mode
     }
 
+    /// The protocol spoken: OWAMP or TWAMP.
+    pub fn protocol(&self) -> Protocol {
+        self.cfg.protocol
+    }
+
     /// Whether the client chose RFC 5618 mixed mode (TWAMP only).
     pub fn is_mixed(&self) -> bool {
         self.conn.mixed

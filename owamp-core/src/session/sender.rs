@@ -125,6 +125,11 @@ impl Sender {
         &self.params
     }
 
+    /// How the session's packets are protected.
+    pub(crate) fn protection(&self) -> &PacketProtection {
+        &self.protection
+    }
+
     /// Octets of every test packet of this session.
     pub fn packet_len(&self) -> usize {
         self.packet_len

@@ -26,6 +26,9 @@
 use core::net::SocketAddr;
 use core::time::Duration;
 
+use std::collections::VecDeque;
+
+use super::twamp::{read_reply, Incoming, Reflector, TwampPacketError, TwoWayRecord};
 use super::{
     session_end_bound, DropReason, PacketProtection, Receiver, Schedule, ScheduleError, Sender,
     SenderError, SessionParams, StreamEnd, TTL_UNKNOWN,
@@ -34,6 +37,7 @@ use crate::crypto::{SecureMode, TestPacketCrypto};
 use crate::io::{SessionEnd, SessionInfo, SessionReport, StoredSession};
 use crate::proto::{canonical, Role};
 use crate::time::{ErrorEstimate, Interval, OwampTime};
+use crate::wire::ReflectorPacket;
 use crate::wire::{DataRecord, Mode, SessionId, Slot, TestPacket};
 
 /// The largest UDP datagram: no buffer for test packets needs to be longer.
@@ -210,6 +214,51 @@ pub struct SessionCounters {
 enum Kind {
     Sender(Box<Sender>),
     Receiver(Box<Receiver>),
+    /// TWAMP session-sender (RFC 5357 4.1): OWAMP's sender, and the reflector's replies.
+    TwampSender(Box<TwampSender>),
+    /// TWAMP session-reflector (RFC 5357 4.2).
+    Reflector(Box<Reflecting>),
+}
+
+/// The TWAMP session-sender's side: packets as an OWAMP sender's, on the client's own
+/// schedule (RFC 5357 4.1: it is not sent; here it is drawn from the SID as OWAMP's, RFC 4656
+/// Appendix B), and the replies read into two-way records.
+#[derive(Debug, Clone)]
+struct TwampSender {
+    sender: Sender,
+    /// Replies read and not yet taken.
+    records: Vec<TwoWayRecord>,
+    /// Sender sequence numbers answered so far, a bit each (for duplicates): at most a bit
+    /// per packet sent.
+    answered: Vec<u64>,
+}
+
+impl TwampSender {
+    /// Marks `seq` answered; returns whether it had been before.
+    fn answer(&mut self, seq: u32) -> bool {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if self.answered.len() <= word {
+            self.answered.resize(word + 1, 0);
+        }
+        let before = self.answered[word] & (1 << bit) != 0;
+        self.answered[word] |= 1 << bit;
+        before
+    }
+}
+
+/// Sender packets a reflector holds, accepted and not yet answered (the host sends the
+/// replies with [`TestSession::poll_transmit`] after each batch of datagrams it hands over).
+pub const MAX_PENDING_REPLIES: usize = 1024;
+
+/// The TWAMP session-reflector's side: the packets waiting for their replies.
+#[derive(Debug, Clone)]
+struct Reflecting {
+    reflector: Reflector,
+    /// The length of the sender's packets, from the request's padding.
+    packet_len: usize,
+    pending: VecDeque<(SocketAddr, Incoming)>,
+    /// Where a reply is built before it is copied into the host's buffer.
+    scratch: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,6 +349,55 @@ impl TestSession {
         Ok(s)
     }
 
+    /// A TWAMP test session (RFC 5357 4) agreed on by a control connection speaking TWAMP:
+    /// at the client (role [`Role::Sender`]) the session-sender, which sends on the schedule
+    /// of its local request (slots and packet count, which TWAMP does not send) and reads the
+    /// replies into [`TwoWayRecord`]s ([`take_two_way`](Self::take_two_way)); at the server
+    /// (role [`Role::Receiver`]) the session-reflector, which answers every packet from the
+    /// sender ([`poll_transmit`](Self::poll_transmit) builds the replies) until it is stopped.
+    pub fn twamp(info: SessionInfo) -> Result<Self, SessionSetupError> {
+        let protection = packet_protection(&info)?;
+        let dscp = info
+            .request
+            .type_p
+            .dscp()
+            .ok_or(SessionSetupError::TypeP(info.request.type_p.0))?;
+        let kind = match info.role {
+            Role::Sender => {
+                let sender = Sender::new(session_params(&info)?, protection)?;
+                Kind::TwampSender(Box::new(TwampSender {
+                    sender,
+                    records: Vec::new(),
+                    answered: Vec::new(),
+                }))
+            }
+            Role::Receiver => {
+                let padding = info.request.padding_length;
+                let packet_len = protection
+                    .packet_len(padding)
+                    .ok_or(SenderError::PaddingTooLarge(padding))?;
+                Kind::Reflector(Box::new(Reflecting {
+                    reflector: Reflector::with_protection(protection),
+                    packet_len,
+                    pending: VecDeque::new(),
+                    scratch: Vec::new(),
+                }))
+            }
+        };
+        let mut s = Self {
+            info,
+            kind,
+            state: State::Configured,
+            margin: DEFAULT_END_MARGIN,
+            end_bound: OwampTime::ZERO,
+            dscp,
+            failed: false,
+            counters: SessionCounters::default(),
+        };
+        s.end_bound = s.bound();
+        Ok(s)
+    }
+
     /// Sets how long past the end of the schedule plus the loss timeout the session ends by
     /// itself if nobody stops it ([`DEFAULT_END_MARGIN`] by default).
     pub fn with_end_margin(mut self, margin: Duration) -> Self {
@@ -309,6 +407,10 @@ impl TestSession {
     }
 
     fn bound(&self) -> OwampTime {
+        if let Kind::Reflector(_) = self.kind {
+            // No schedule: the control connection stops it (RFC 5357 3.8).
+            return OwampTime::MAX;
+        }
         let r = &self.info.request;
         session_end_bound(
             r.start_time,
@@ -344,13 +446,28 @@ impl TestSession {
         match &self.kind {
             Kind::Sender(s) => s.packet_len(),
             Kind::Receiver(r) => r.packet_len().unwrap_or(MAX_DATAGRAM),
+            Kind::TwampSender(t) => t.sender.packet_len(),
+            Kind::Reflector(r) => r.packet_len,
         }
     }
 
-    /// How long a receive buffer must be: one octet more than a test packet, so that a longer
-    /// datagram shows as the wrong length, and at most [`MAX_DATAGRAM`].
+    /// Octets of each datagram this end receives: the test packets, or for a TWAMP sender
+    /// the reflector's replies (as long as its packets, or the reflector header if longer).
+    fn received_len(&self) -> usize {
+        match &self.kind {
+            Kind::TwampSender(t) => t
+                .sender
+                .packet_len()
+                .max(ReflectorPacket::header_len(self.info.mode)),
+            _ => self.packet_len(),
+        }
+    }
+
+    /// How long a receive buffer must be: one octet more than a datagram this end receives
+    /// (a test packet, or a TWAMP reflector's reply), so that a longer datagram shows as the
+    /// wrong length, and at most [`MAX_DATAGRAM`].
     pub fn datagram_buffer_len(&self) -> usize {
-        self.packet_len().saturating_add(1).min(MAX_DATAGRAM)
+        self.received_len().saturating_add(1).min(MAX_DATAGRAM)
     }
 
     /// When the session ends by itself at the latest.
@@ -370,6 +487,13 @@ impl TestSession {
         self.state = State::Stopped;
     }
 
+    /// Stops the session once `at` has passed (at the latest: its end bound still holds).
+    /// A TWAMP reflector is stopped this way: it answers packets in transit for the
+    /// request's Timeout after Stop-Sessions (RFC 5357 3.5).
+    pub fn stop_at(&mut self, at: OwampTime) {
+        self.end_bound = self.end_bound.min(at);
+    }
+
     /// Whether it has been started and not stopped.
     pub fn is_running(&self) -> bool {
         self.state == State::Running
@@ -384,6 +508,9 @@ impl TestSession {
             (_, State::Configured) => false,
             (Kind::Sender(s), State::Running) => s.is_finished(),
             (Kind::Receiver(r), State::Running) => r.is_complete(),
+            (Kind::TwampSender(t), State::Running) => t.sender.is_finished(),
+            // Until the control connection stops it.
+            (Kind::Reflector(_), State::Running) => false,
         }
     }
 
@@ -396,15 +523,46 @@ impl TestSession {
     pub fn sender(&self) -> Option<&Sender> {
         match &self.kind {
             Kind::Sender(s) => Some(s),
-            Kind::Receiver(_) => None,
+            Kind::TwampSender(t) => Some(&t.sender),
+            Kind::Receiver(_) | Kind::Reflector(_) => None,
         }
     }
 
-    /// The core receiver, when this end receives.
+    /// The core receiver, when this end receives (OWAMP).
     pub fn receiver(&self) -> Option<&Receiver> {
         match &self.kind {
             Kind::Receiver(r) => Some(r),
-            Kind::Sender(_) => None,
+            _ => None,
+        }
+    }
+
+    /// TWAMP: the session-reflector, when this end reflects.
+    pub fn reflector(&self) -> Option<&Reflector> {
+        match &self.kind {
+            Kind::Reflector(r) => Some(&r.reflector),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a TWAMP session (sender or reflector).
+    pub fn is_twamp(&self) -> bool {
+        matches!(self.kind, Kind::TwampSender(_) | Kind::Reflector(_))
+    }
+
+    /// TWAMP sender: the replies read since the last call, in the order they arrived
+    /// (duplicates included); empty for any other session.
+    pub fn take_two_way(&mut self) -> Vec<TwoWayRecord> {
+        match &mut self.kind {
+            Kind::TwampSender(t) => std::mem::take(&mut t.records),
+            _ => Vec::new(),
+        }
+    }
+
+    /// TWAMP sender: how many replies are held that were not taken yet.
+    pub fn two_way_held(&self) -> usize {
+        match &self.kind {
+            Kind::TwampSender(t) => t.records.len(),
+            _ => 0,
         }
     }
 
@@ -424,6 +582,18 @@ impl TestSession {
                 at: due,
                 precise: true,
             }),
+            Kind::TwampSender(t) => t.sender.next_due().map(|(_, due)| Timeout {
+                at: due,
+                precise: true,
+            }),
+            // Replies leave with poll_transmit, called after every datagram handed over;
+            // the only deadline is the end bound, once it is set (stop_at).
+            Kind::Reflector(_) => {
+                return (self.end_bound < OwampTime::MAX).then_some(Timeout {
+                    at: self.end_bound,
+                    precise: false,
+                })
+            }
             Kind::Receiver(r) => r.next_deadline().map(|at| Timeout {
                 // RFC 4656 4.2: lost once the timeout after its send time has passed.
                 at: on_loss_grid(at.saturating_add(Duration::from_nanos(1))),
@@ -445,7 +615,10 @@ impl TestSession {
         if let Kind::Receiver(r) = &mut self.kind {
             r.poll(now, error);
         }
-        if now > self.end_bound {
+        // A reflector's bound is when it must stop answering (RFC 5357 3.5), and its
+        // timeout: it stops at it.
+        let reflector = matches!(self.kind, Kind::Reflector(_));
+        if now > self.end_bound || (reflector && now >= self.end_bound) {
             self.state = State::Stopped;
         }
     }
@@ -463,8 +636,11 @@ impl TestSession {
         if self.state != State::Running {
             return None;
         }
-        let Kind::Sender(snd) = &mut self.kind else {
-            return None;
+        let snd = match &mut self.kind {
+            Kind::Sender(s) => &mut **s,
+            Kind::TwampSender(t) => &mut t.sender,
+            Kind::Reflector(r) => return Self::reflect(r, now, error, buf),
+            Kind::Receiver(_) => return None,
         };
         if now > self.end_bound {
             self.state = State::Stopped;
@@ -500,8 +676,44 @@ impl TestSession {
         }
     }
 
+    /// A TWAMP reflector's next reply, stamped `now` (RFC 5357 4.2.1), into `buf`.
+    fn reflect(
+        r: &mut Reflecting,
+        now: OwampTime,
+        error: ErrorEstimate,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        while let Some((dest, incoming)) = r.pending.pop_front() {
+            let seq = r.reflector.reflected();
+            if r.reflector
+                .reply(&incoming, now, error, &mut r.scratch)
+                .is_err()
+            {
+                continue;
+            }
+            let len = r.scratch.len();
+            let Some(out) = buf.get_mut(..len) else {
+                // A buffer too short for the reply: it cannot be sent.
+                continue;
+            };
+            out.copy_from_slice(&r.scratch);
+            return Some(Transmit {
+                dest,
+                len,
+                seq,
+                due: incoming.received,
+            });
+        }
+        None
+    }
+
     /// Handles a datagram read from the session's socket, with `error` the receiver clock's
     /// estimate. Datagrams from anyone but the peer are ignored.
+    ///
+    /// TWAMP: a reflector accepts a sender packet (its reply comes from
+    /// [`poll_transmit`](Self::poll_transmit)); a sender reads a reply into a
+    /// [`TwoWayRecord`]. Both count as [`DatagramOutcome::Accepted`] with the sender's
+    /// sequence number (`duplicate` for a second reply to the same packet).
     pub fn handle_datagram(&mut self, d: &Datagram<'_>, error: ErrorEstimate) -> DatagramOutcome {
         if !is_from_peer(self.info.peer, d.source) {
             self.counters.foreign += 1;
@@ -510,9 +722,13 @@ impl TestSession {
         if self.state != State::Running {
             return DatagramOutcome::NotReceiving;
         }
-        let keep = self.packet_len().saturating_add(1);
-        let Kind::Receiver(rcv) = &mut self.kind else {
-            return DatagramOutcome::NotReceiving;
+        let keep = self.received_len().saturating_add(1);
+        let ttl = d.ttl.unwrap_or(TTL_UNKNOWN);
+        let rcv = match &mut self.kind {
+            Kind::Receiver(r) => r,
+            Kind::Sender(_) => return DatagramOutcome::NotReceiving,
+            Kind::TwampSender(t) => return Self::read_reply(t, d, error),
+            Kind::Reflector(r) => return Self::accept_packet(r, d, self.end_bound),
         };
         // A truncated datagram was longer than any packet of the session: hand over one
         // octet more than a packet so that the receiver sees the wrong length.
@@ -521,13 +737,70 @@ impl TestSession {
         } else {
             d.payload.get(..keep).unwrap_or(d.payload)
         };
-        let ttl = d.ttl.unwrap_or(TTL_UNKNOWN);
         match rcv.receive(payload, d.recv_time, error, ttl) {
             Ok(a) => DatagramOutcome::Accepted {
                 seq: a.seq,
                 duplicate: a.duplicate,
             },
             Err(r) => DatagramOutcome::Dropped(r),
+        }
+    }
+
+    /// TWAMP sender: a datagram from the reflector.
+    fn read_reply(t: &mut TwampSender, d: &Datagram<'_>, error: ErrorEstimate) -> DatagramOutcome {
+        // A reply longer than expected (another reflector's padding) is read as long as it
+        // was not cut short.
+        if d.truncated {
+            return DatagramOutcome::Dropped(DropReason::WrongLength);
+        }
+        // RFC 5357 4.2.1: the reply's own TTL gives the hops back (255 minus it, as twping).
+        let ttl = d.ttl.unwrap_or(TTL_UNKNOWN);
+        let sent = t.sender.next_seqno();
+        match read_reply(
+            t.sender.protection(),
+            sent,
+            d.recv_time,
+            ttl,
+            error,
+            d.payload,
+        ) {
+            Ok(r) => {
+                let duplicate = t.answer(r.sender_seq);
+                t.records.push(r);
+                DatagramOutcome::Accepted {
+                    seq: r.sender_seq,
+                    duplicate,
+                }
+            }
+            Err(e) => DatagramOutcome::Dropped(twamp_drop(&e)),
+        }
+    }
+
+    /// TWAMP reflector: a packet from the sender, kept for its reply.
+    fn accept_packet(r: &mut Reflecting, d: &Datagram<'_>, bound: OwampTime) -> DatagramOutcome {
+        if d.recv_time >= bound {
+            // RFC 5357 3.5: not reflected past the Timeout after Stop-Sessions.
+            return DatagramOutcome::NotReceiving;
+        }
+        if d.truncated || d.payload.len() != r.packet_len {
+            return DatagramOutcome::Dropped(DropReason::WrongLength);
+        }
+        if r.pending.len() >= MAX_PENDING_REPLIES {
+            return DatagramOutcome::Dropped(DropReason::WindowFull);
+        }
+        // RFC 5357 4.2.1: Sender TTL is the TTL the packet arrived with (255 when the host
+        // cannot tell, as twampd).
+        let ttl = d.ttl.unwrap_or(255);
+        match r.reflector.accept(d.recv_time, ttl, d.payload) {
+            Ok(incoming) => {
+                let seq = incoming.sent.seq;
+                r.pending.push_back((d.source, incoming));
+                DatagramOutcome::Accepted {
+                    seq,
+                    duplicate: false,
+                }
+            }
+            Err(e) => DatagramOutcome::Dropped(twamp_drop(&e)),
         }
     }
 
@@ -549,7 +822,13 @@ impl TestSession {
                 skips: s.skip_ranges().to_vec(),
                 failed: false,
             },
-            Kind::Receiver(_) => SessionReport::completed(sid, 0),
+            Kind::TwampSender(t) => SessionReport {
+                sid,
+                next_seqno: t.sender.next_seqno(),
+                skips: t.sender.skip_ranges().to_vec(),
+                failed: false,
+            },
+            Kind::Receiver(_) | Kind::Reflector(_) => SessionReport::completed(sid, 0),
         };
         r.failed = self.failed;
         r
@@ -559,7 +838,7 @@ impl TestSession {
     pub fn into_receiver(self) -> Option<Receiver> {
         match self.kind {
             Kind::Receiver(r) => Some(*r),
-            Kind::Sender(_) => None,
+            _ => None,
         }
     }
 
@@ -568,7 +847,7 @@ impl TestSession {
     pub fn into_stored(self, end: &SessionEnd, error: ErrorEstimate) -> Option<StoredSession> {
         match self.kind {
             Kind::Receiver(r) => Some(r.into_stored(self.info.request, end, error)),
-            Kind::Sender(_) => None,
+            _ => None,
         }
     }
 
@@ -577,7 +856,7 @@ impl TestSession {
     pub fn take_records(&mut self) -> Vec<DataRecord> {
         match &mut self.kind {
             Kind::Receiver(r) => r.take_records(),
-            Kind::Sender(_) => Vec::new(),
+            _ => Vec::new(),
         }
     }
 
@@ -597,7 +876,7 @@ impl TestSession {
         let sid = self.info.sid;
         match self.kind {
             Kind::Receiver(r) => Some(r.finish_stream(sid, end, error)),
-            Kind::Sender(_) => None,
+            _ => None,
         }
     }
 
@@ -606,8 +885,22 @@ impl TestSession {
     pub fn into_incomplete(self) -> Option<StoredSession> {
         match self.kind {
             Kind::Receiver(r) => Some(r.into_incomplete(self.info.request)),
-            Kind::Sender(_) => None,
+            _ => None,
         }
+    }
+}
+
+/// The receiver's name for why a TWAMP datagram was not accepted.
+fn twamp_drop(e: &TwampPacketError) -> DropReason {
+    match e {
+        TwampPacketError::Crypto(crate::crypto::CryptoError::HmacMismatch) => DropReason::BadHmac,
+        TwampPacketError::NotSent(_) => DropReason::SeqOutOfRange,
+        TwampPacketError::Wire(crate::wire::WireError::Invalid { field, .. })
+            if *field == "error estimate" =>
+        {
+            DropReason::InvalidErrorEstimate
+        }
+        _ => DropReason::WrongLength,
     }
 }
 

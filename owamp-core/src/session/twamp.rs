@@ -15,6 +15,11 @@
 //!     ttl, ee, datagram) -> TwoWayRecord
 //! ```
 //!
+//! [`TestSession::twamp`](super::TestSession::twamp) wraps them behind the same contract as
+//! OWAMP's sessions (the sender on the schedule of its local request; the reflector's
+//! [`accept`](Reflector::accept) on arrival and [`reply`](Reflector::reply) stamped just before
+//! the reply leaves), and [`crate::connection`] drives that for a whole control connection.
+//!
 //! The records go to [`crate::stats::twamp::TwoWaySummary`], which computes what twping prints.
 //! When the sender's session is over (its schedule is the host's: TWAMP does not send it, RFC
 //! 5357 3.5), the host reports it to the control client with `Input::SessionFinished`, which
@@ -85,7 +90,8 @@ impl Reflector {
     ///
     /// The reply is as long as the sender's packet, or the reflector header if that is longer;
     /// its padding is a copy of the start of the sender's padding (as twampd does). An invalid
-    /// packet leaves `out` empty and the sequence number unused.
+    /// packet leaves `out` empty and the sequence number unused. This is
+    /// [`accept`](Self::accept) followed by [`reply`](Self::reply).
     pub fn reflect(
         &mut self,
         received: OwampTime,
@@ -96,48 +102,104 @@ impl Reflector {
         out: &mut Vec<u8>,
     ) -> Result<TestPacket, TwampPacketError> {
         out.clear();
+        let incoming = self.accept(received, ttl, datagram)?;
+        self.reply(&incoming, send_time, error_estimate, out)?;
+        Ok(incoming.sent)
+    }
+
+    /// Checks a sender packet that arrived at `received` with TTL `ttl` (its length, HMAC and
+    /// fields) and keeps what its reply needs, so that the reply can be stamped later, just
+    /// before it leaves (RFC 5357 4.2.1: the Timestamp is the time the reply is sent).
+    pub fn accept(
+        &self,
+        received: OwampTime,
+        ttl: u8,
+        datagram: &[u8],
+    ) -> Result<Incoming, TwampPacketError> {
         let mode = self.protection.mode();
         let sent = match &self.protection {
             PacketProtection::Open => TestPacket::parse(mode, datagram)?.0,
             PacketProtection::Sealed(c) => {
-                // The opened packet is parsed from `out`, which then holds the reply.
-                out.extend_from_slice(datagram);
-                let opened = c
-                    .open(out)
-                    .map_err(TwampPacketError::from)
-                    .and_then(|()| Ok(TestPacket::parse(mode, out)?.0));
-                out.clear();
-                opened?
+                let mut plain = datagram.to_vec();
+                c.open(&mut plain)?;
+                TestPacket::parse(mode, &plain)?.0
             }
         };
-        let sender_len = datagram.len();
-        let header = ReflectorPacket::header_len(mode);
-        let sender_header = TestPacket::header_len(mode);
         // RFC 5357 4.2.1: the reflector's padding comes from the sender's.
-        let pad_len = sender_len.saturating_sub(header);
-        let padding_start = sender_header;
+        let pad_len = datagram
+            .len()
+            .saturating_sub(ReflectorPacket::header_len(mode));
+        let start = TestPacket::header_len(mode);
+        let padding = datagram
+            .get(start..start.saturating_add(pad_len))
+            .unwrap_or_default()
+            .to_vec();
+        Ok(Incoming {
+            sent,
+            received,
+            ttl,
+            padding,
+        })
+    }
+
+    /// The reply to a packet [`accept`](Self::accept)ed, stamped `send_time` with
+    /// `error_estimate`, replacing the contents of `out`; takes the next reflector sequence
+    /// number.
+    pub fn reply(
+        &mut self,
+        incoming: &Incoming,
+        send_time: OwampTime,
+        error_estimate: ErrorEstimate,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TwampPacketError> {
+        out.clear();
+        let mode = self.protection.mode();
+        let sent = &incoming.sent;
         let reply = ReflectorPacket {
             seq: self.next_seq,
             timestamp: send_time,
             error_estimate,
-            receive_timestamp: received,
+            receive_timestamp: incoming.received,
             sender_seq: sent.seq,
             sender_timestamp: sent.timestamp,
             sender_error_estimate: sent.error_estimate,
-            sender_ttl: ttl,
+            sender_ttl: incoming.ttl,
             hmac: [0; 16],
         };
-        let mut buf = Vec::with_capacity(header + pad_len);
-        let padding = datagram
-            .get(padding_start..padding_start + pad_len)
-            .unwrap_or_default();
-        reply.write_to(mode, padding, &mut buf);
+        reply.write_to(mode, &incoming.padding, out);
         if let PacketProtection::Sealed(c) = &self.protection {
-            c.seal_reflector(&mut buf)?;
+            if let Err(e) = c.seal_reflector(out) {
+                out.clear();
+                return Err(e.into());
+            }
         }
-        *out = buf;
         self.next_seq = self.next_seq.wrapping_add(1);
-        Ok(sent)
+        Ok(())
+    }
+
+    /// The mode of the session's packets.
+    pub fn mode(&self) -> Mode {
+        self.protection.mode()
+    }
+}
+
+/// A sender packet the reflector accepted, waiting for its reply ([`Reflector::accept`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// The sender's fields.
+    pub sent: TestPacket,
+    /// When it arrived.
+    pub received: OwampTime,
+    /// The TTL it arrived with (the reply's Sender TTL).
+    pub ttl: u8,
+    /// The padding the reply carries: the start of the sender's.
+    padding: Vec<u8>,
+}
+
+impl Incoming {
+    /// Octets of the reply.
+    pub fn reply_len(&self, mode: Mode) -> usize {
+        ReflectorPacket::header_len(mode) + self.padding.len()
     }
 }
 
@@ -232,32 +294,53 @@ impl SessionSender {
         error_estimate: ErrorEstimate,
         datagram: &[u8],
     ) -> Result<TwoWayRecord, TwampPacketError> {
-        let mode = self.protection.mode();
-        let mut plain;
-        let bytes = match &self.protection {
-            PacketProtection::Open => datagram,
-            PacketProtection::Sealed(c) => {
-                plain = datagram.to_vec();
-                c.open_reflector(&mut plain)?;
-                &plain[..]
-            }
-        };
-        let (r, _) = ReflectorPacket::parse(mode, bytes)?;
-        if r.sender_seq >= self.next_seq {
-            return Err(TwampPacketError::NotSent(r.sender_seq));
-        }
-        Ok(TwoWayRecord {
-            sender_seq: r.sender_seq,
-            send_time: r.sender_timestamp,
-            send_error: r.sender_error_estimate,
-            reflector_recv_time: r.receive_timestamp,
-            reflector_error: r.error_estimate,
-            sender_ttl: r.sender_ttl,
-            reflector_seq: r.seq,
-            reflector_send_time: r.timestamp,
-            recv_time: received,
-            recv_error: error_estimate,
-            reply_ttl: ttl,
-        })
+        read_reply(
+            &self.protection,
+            self.next_seq,
+            received,
+            ttl,
+            error_estimate,
+            datagram,
+        )
     }
+}
+
+/// Reads a reflector's reply (RFC 5357 4.2.1) to a sender that has sent packets `0..sent`,
+/// protected as `protection`: opened, checked, and turned into the two-way record of the
+/// packet it answers.
+pub(crate) fn read_reply(
+    protection: &PacketProtection,
+    sent: u32,
+    received: OwampTime,
+    ttl: u8,
+    error_estimate: ErrorEstimate,
+    datagram: &[u8],
+) -> Result<TwoWayRecord, TwampPacketError> {
+    let mode = protection.mode();
+    let mut plain;
+    let bytes = match protection {
+        PacketProtection::Open => datagram,
+        PacketProtection::Sealed(c) => {
+            plain = datagram.to_vec();
+            c.open_reflector(&mut plain)?;
+            &plain[..]
+        }
+    };
+    let (r, _) = ReflectorPacket::parse(mode, bytes)?;
+    if r.sender_seq >= sent {
+        return Err(TwampPacketError::NotSent(r.sender_seq));
+    }
+    Ok(TwoWayRecord {
+        sender_seq: r.sender_seq,
+        send_time: r.sender_timestamp,
+        send_error: r.sender_error_estimate,
+        reflector_recv_time: r.receive_timestamp,
+        reflector_error: r.error_estimate,
+        sender_ttl: r.sender_ttl,
+        reflector_seq: r.seq,
+        reflector_send_time: r.timestamp,
+        recv_time: received,
+        recv_error: error_estimate,
+        reply_ttl: ttl,
+    })
 }
