@@ -10,7 +10,9 @@
 #
 # Each session's delays (receive minus send timestamp) come from its .owp file through the
 # send_lateness example, which also prints how late its sender was. The table gives the median
-# and 99th percentile delay per direction and the p99's ratio to the floor's in the same run.
+# and 99th percentile delay per direction and the p99's ratio to the floor's in the same run,
+# and the 99th percentile of the sender's lateness (send timestamp minus scheduled time) with
+# its ratio to the bare sender's.
 # Loopback only; every run is bounded (timeout, counts capped); the daemons are stopped however
 # the script ends. Reference rows are skipped, with a message, without its binaries
 # (../shared/reference/perfsonar-owamp-5.2.3/bin beside the checkout, or REFERENCE_BIN).
@@ -75,8 +77,10 @@ measure() {
     "$bin/examples/send_lateness" "$work/$label-to.owp" "$work/$label-from.owp" | sed "s|$work/||"
 }
 
-# The median and p99 delay fields of a send_lateness line.
-delay_fields() { sed -n 's/.*delay median \([0-9.]*\) us, p99 \([0-9.]*\) us.*/\1 \2/p'; }
+# The median and p99 delay and the p99 send lateness of a send_lateness line.
+delay_fields() {
+    sed -n 's/.* p99 \([0-9.]*\) us, max .*delay median \([0-9.]*\) us, p99 \([0-9.]*\) us.*/\2 \3 \1/p'
+}
 
 ratio() {
     awk -v v="$1" -v r="$2" 'BEGIN { if (r > 0 && v != "") printf "%.2f", v / r; else print "-" }'
@@ -89,8 +93,9 @@ for rate in $rates; do
     interval=$(awk -v r="$rate" 'BEGIN { printf "%.6f", 1 / r }')
     floor_line=$("$bin/examples/owd_floor" --rate "$rate" --packets "$count")
     echo "rate $rate/s, floor: $floor_line"
-    read -r f_med f_p99 < <(echo "$floor_line" | sed -n 's/.*median \([0-9.]*\) p90 [0-9.]* p99 \([0-9.]*\).*/\1 \2/p')
-    rows+=("$(printf '%-8s %-26s %10s %10s %8s' "$rate" "floor (bare UDP)" "$f_med" "$f_p99" "1.00")")
+    read -r f_med f_p99 < <(echo "$floor_line" | sed -n 's/.*delay_us median \([0-9.]*\) p90 [0-9.]* p99 \([0-9.]*\) .*/\1 \2/p')
+    f_late=$(echo "$floor_line" | sed -n 's/.*late_us median [0-9.]* p90 [0-9.]* p99 \([0-9.]*\) .*/\1/p')
+    rows+=("$(printf '%-8s %-26s %10s %10s %8s %10s %8s' "$rate" "floor (bare UDP)" "$f_med" "$f_p99" "1.00" "$f_late" "1.00")")
     for who in ours reference; do
         if [ "$who" = ours ]; then b=$bin; p=$our_port; else
             [ "$have_ref" = 1 ] || continue
@@ -99,14 +104,16 @@ for rate in $rates; do
         lines=$(measure "$b" "$p" "$count" "$interval" "$who-$rate")
         echo "$lines" | sed "s/^/rate $rate\/s, $who: /"
         for dir in to from; do
-            read -r med p99 < <(echo "$lines" | grep "^$who-$rate-$dir.owp" | delay_fields)
-            rows+=("$(printf '%-8s %-26s %10s %10s %8s' "$rate" "$who, $dir server" "${med:--}" "${p99:--}" "$(ratio "${p99:-}" "$f_p99")")")
+            med="" p99="" late=""
+            read -r med p99 late < <(echo "$lines" | grep "^$who-$rate-$dir.owp" | delay_fields)
+            rows+=("$(printf '%-8s %-26s %10s %10s %8s %10s %8s' "$rate" "$who, $dir server" "${med:--}" "${p99:--}" "$(ratio "${p99:-}" "$f_p99")" "${late:--}" "$(ratio "${late:-}" "$f_late")")")
         done
     done
 done
 
 echo
 echo "One-way delay on loopback (µs), $seconds s a rate, Poisson schedules; ratio: p99 over the floor's p99"
-printf '%-8s %-26s %10s %10s %8s\n' "rate/s" "who, direction" "median" "p99" "ratio"
+echo "late p99: the sender's send lateness (to server: owping's; from server: owampd's), its ratio to the bare sender's"
+printf '%-8s %-26s %10s %10s %8s %10s %8s\n' "rate/s" "who, direction" "median" "p99" "ratio" "late p99" "ratio"
 printf '%s\n' "${rows[@]}"
 exit 0

@@ -424,8 +424,9 @@ fn execute(
 ) -> Result<i32, String> {
     let a = &p.args;
     let mut opts = a.conn.client_options("owping", err)?;
-    opts.endpoint.max_spin =
-        owamp_os::timing::max_spin_for(Duration::from_secs_f64(p.mean_interval().clamp(0.0, 1e9)));
+    let mean = Duration::from_secs_f64(p.mean_interval().clamp(0.0, 1e9));
+    opts.endpoint.max_spin = owamp_os::timing::max_spin_for(mean);
+    opts.endpoint.min_spin = owamp_os::timing::min_spin_for(mean);
     if client::clock_unsynchronized() {
         let _ = writeln!(err, "owping: {}", client::NTP_UNSYNC);
     }

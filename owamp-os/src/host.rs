@@ -89,6 +89,10 @@ pub struct EndpointConfig {
     /// ([`SpinWindow`]); zero never spins (packets then leave as
     /// late as the sleep wakes).
     pub max_spin: Duration,
+    /// The shortest spin before a packet is due, whatever the wake-ups learnt
+    /// ([`SpinWindow`]; at most `max_spin`). [`SpinWindow::DEFAULT_MIN`] by default; a sender
+    /// of a high rate sets more ([`crate::timing::min_spin_for`]).
+    pub min_spin: Duration,
     /// The longest single wait of an endpoint thread: how fast it notices
     /// a [`StopHandle`].
     pub poll_interval: Duration,
@@ -141,6 +145,7 @@ impl std::fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointConfig")
             .field("max_spin", &self.max_spin)
+            .field("min_spin", &self.min_spin)
             .field("poll_interval", &self.poll_interval)
             .field("margin", &self.margin)
             .field("use_kernel_timestamps", &self.use_kernel_timestamps)
@@ -157,6 +162,7 @@ impl Default for EndpointConfig {
         Self {
             clock: Arc::new(SystemClock::new()),
             max_spin: SpinWindow::DEFAULT_MAX,
+            min_spin: SpinWindow::DEFAULT_MIN,
             poll_interval: Duration::from_millis(20),
             margin: Duration::from_secs(5),
             use_kernel_timestamps: true,
@@ -649,6 +655,11 @@ impl Drop for ActiveGuard {
 /// 100 times, where it woke once a packet.
 pub const RECV_BATCH_WAIT: Duration = Duration::from_millis(100);
 
+/// How long before the spin window of the next packet due a budgeted read of batched sockets
+/// stops ([`Host::read_budget_end`]): about one `recvmmsg` batch's work, so that the read
+/// ends before the window whatever batch it is on.
+const READ_MARGIN: Duration = Duration::from_micros(20);
+
 /// How long an adapter may go without looking at its control connection and its test sockets
 /// while it only waits for test packets to send: between two packets due within a few
 /// milliseconds it may sleep on a bare timer (a `clock_nanosleep(2)` costs less than a
@@ -745,7 +756,7 @@ impl<M: Machine> Host<M> {
             buf: vec![0u8; MAX_DATAGRAM],
             // Sized for each socket when it is read.
             batch: RecvBatch::new(1),
-            spin: SpinWindow::new(SpinWindow::DEFAULT_MIN, cfg.max_spin),
+            spin: SpinWindow::new(cfg.min_spin, cfg.max_spin),
             planned_wake: None,
             kernel_times: cfg.use_kernel_timestamps
                 && cfg
@@ -1020,19 +1031,29 @@ impl<M: Machine> Host<M> {
     /// kernel's receive timestamp when there is one. Stops when the queue is empty (a batch
     /// came back short) or after 1,024. Returns how many were read.
     pub fn receive(&mut self, id: SocketId) -> usize {
+        self.receive_until(id, None).0
+    }
+
+    /// [`receive`](Self::receive), stopping also once the clock reaches `limit` (looked at
+    /// after each batch of datagrams). Returns how many were read and whether the queue was
+    /// found empty.
+    fn receive_until(&mut self, id: SocketId, limit: Option<OwampTime>) -> (usize, bool) {
         use std::os::fd::AsRawFd;
         let Some(fd) = self.sockets.get(&id).map(|s| s.as_raw_fd()) else {
-            return 0;
+            return (0, true);
         };
         self.batch
             .set_datagram_len(self.conn.datagram_buffer_len(id));
         let mut n = 0;
         // Bounded: a flood cannot keep the connection from its other work.
         while n < 1024 {
+            if limit.is_some_and(|l| self.clock.now() >= l) {
+                return (n, false);
+            }
             let got = match recv_batch(fd, &mut self.batch, libc::MSG_DONTWAIT) {
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                Err(_) => return (n, true),
             };
             n += got;
             let now = self.clock.now();
@@ -1058,10 +1079,10 @@ impl<M: Machine> Host<M> {
                 }
             }
             if got < self.batch.capacity() {
-                break;
+                return (n, true);
             }
         }
-        n
+        (n, false)
     }
 
     /// Whether the datagrams of test socket `id` may wait in its queue and be read in batches
@@ -1088,7 +1109,8 @@ impl<M: Machine> Host<M> {
                 .any(|(sock, t)| sock == id && t.receiver().is_some())
     }
 
-    /// Whether test socket `id` belongs to a session in which this end only sends: what it
+    /// Whether test socket `id` belongs to an OWAMP session in which this end sends (a TWAMP
+    /// session-sender reads its replies there): what it
     /// may read (a queued ICMP error, a stray datagram) measures nothing, so an adapter may
     /// look at it late ([`POLL_EVERY`]).
     pub fn is_send_only(&self, id: SocketId) -> bool {
@@ -1096,12 +1118,22 @@ impl<M: Machine> Host<M> {
             && self
                 .conn
                 .sessions()
-                .any(|(sock, t)| sock == id && t.role() == Role::Sender)
+                .any(|(sock, t)| sock == id && t.role() == Role::Sender && !t.is_twamp())
     }
 
     /// Reads every test socket that [`is_batched`](Self::is_batched) (each until its queue is
     /// empty, at most 4,096 datagrams a socket). Returns how many datagrams were read.
     pub fn receive_batched(&mut self) -> usize {
+        self.receive_batched_until(None).0
+    }
+
+    /// [`receive_batched`](Self::receive_batched), stopping once the clock reaches `limit`
+    /// (looked at before each `recvmmsg`, so it may be passed by one batch's work): a sender
+    /// reads what it received between its packets without making the next one late. Returns
+    /// how many datagrams were read and whether every queue was read to its end (if not,
+    /// call again before [`handle_timeout`](Self::handle_timeout), whose loss deadlines
+    /// assume nothing that arrived in time is still queued).
+    pub fn receive_batched_until(&mut self, limit: Option<OwampTime>) -> (usize, bool) {
         let mut ids = std::mem::take(&mut self.batched_ids);
         ids.clear();
         ids.extend(
@@ -1111,17 +1143,33 @@ impl<M: Machine> Host<M> {
                 .filter(|id| self.is_batched(*id)),
         );
         let mut n = 0;
-        for &id in &ids {
+        let mut complete = true;
+        'sockets: for &id in &ids {
             for _ in 0..4 {
-                let got = self.receive(id);
+                let (got, empty) = self.receive_until(id, limit);
                 n += got;
-                if got < 1024 {
-                    break;
+                if empty {
+                    continue 'sockets;
+                }
+                if limit.is_some_and(|l| self.clock.now() >= l) {
+                    complete = false;
+                    break 'sockets;
                 }
             }
+            // 4,096 read and more queued: a flood; the rest waits for the next call.
         }
         self.batched_ids = ids;
-        n
+        (n, complete)
+    }
+
+    /// When a budgeted read ([`receive_batched_until`](Self::receive_batched_until)) should
+    /// stop so that the next test packet still leaves on time: the spin window and a margin
+    /// before it is due. `None` when no packet is due (read everything).
+    pub fn read_budget_end(&self) -> Option<OwampTime> {
+        self.poll_timeout().filter(|t| t.precise).map(|t| {
+            t.at.saturating_sub(self.spin.window())
+                .saturating_sub(READ_MARGIN)
+        })
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.

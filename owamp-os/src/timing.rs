@@ -147,6 +147,24 @@ pub fn max_spin_for(mean: Duration) -> Duration {
     }
 }
 
+/// The longest spin a sender at a high rate is given at least, whatever its wake-ups learnt
+/// ([`min_spin_for`]).
+pub const HIGH_RATE_MIN_SPIN: Duration = Duration::from_micros(100);
+
+/// The shortest spin ([`crate::host::EndpointConfig::min_spin`]) for a sender whose packets
+/// are `mean` apart on average. Below [`SPIN_BELOW_INTERVAL`] a learnt window alone (about
+/// the 90th percentile of recent wake-ups' lateness) leaves one packet in ten to a late
+/// wake-up, which at 10,000 packets/s makes the 99th percentile of send lateness tens of µs:
+/// such a sender spins at least the mean interval, up to [`HIGH_RATE_MIN_SPIN`] (so at
+/// 10,000 packets/s it barely sleeps, as a bare paced UDP sender does). Above, the default.
+pub fn min_spin_for(mean: Duration) -> Duration {
+    if mean < SPIN_BELOW_INTERVAL {
+        mean.clamp(SpinWindow::DEFAULT_MIN, HIGH_RATE_MIN_SPIN)
+    } else {
+        SpinWindow::DEFAULT_MIN
+    }
+}
+
 /// Sets the calling thread's timer slack to 1 ns (`PR_SET_TIMERSLACK`), so that its timed
 /// waits (`poll`, `nanosleep`, ...) end when asked rather than up to the default 50 µs later.
 /// For threads that send test packets; it costs some power, not CPU time. A no-op returning
@@ -272,6 +290,23 @@ mod tests {
 
     fn us(n: u64) -> Duration {
         Duration::from_micros(n)
+    }
+
+    #[test]
+    fn spin_bounds_follow_the_rate() {
+        // 1,000 packets/s: no spin at all.
+        assert_eq!(max_spin_for(us(1000)), Duration::ZERO);
+        assert_eq!(min_spin_for(us(1000)), SpinWindow::DEFAULT_MIN);
+        // 10,000 packets/s: at least the mean interval; 100,000: the same.
+        assert_eq!(max_spin_for(us(100)), SpinWindow::DEFAULT_MAX);
+        assert_eq!(min_spin_for(us(100)), us(100));
+        assert_eq!(min_spin_for(us(10)), us(10));
+        // Just under the threshold: capped.
+        assert_eq!(min_spin_for(us(499)), HIGH_RATE_MIN_SPIN);
+        // The window keeps the floor whatever it learns.
+        let mut w = SpinWindow::new(min_spin_for(us(100)), max_spin_for(us(100)));
+        fed(&mut w, [1; 64]);
+        assert_eq!(w.window(), us(100));
     }
 
     fn fed(w: &mut SpinWindow, late_us: impl IntoIterator<Item = u64>) {

@@ -24,13 +24,22 @@ fn lateness_ns(path: &str) -> Result<(Vec<i64>, Vec<i64>), String> {
     let records = r.records().map_err(|e| e.to_string())?;
     let mut l = Vec::new();
     let mut delays = Vec::new();
+    // Records come in sequence order: walk the schedule beside them (replaying it from the
+    // start for each record would be quadratic in the session's length).
+    let mut due = schedule.iter().peekable();
     for rec in records {
         let rec = rec.map_err(|e| e.to_string())?;
         if rec.is_lost() {
             continue;
         }
-        if let Some(due) = schedule.send_time(req.start_time, rec.seq) {
-            l.push(rec.send_time.diff_nanos(due));
+        if due.peek().is_some_and(|p| p.seq > rec.seq) {
+            due = schedule.iter().peekable();
+        }
+        while due.peek().is_some_and(|p| p.seq < rec.seq) {
+            due.next();
+        }
+        if let Some(p) = due.peek().filter(|p| p.seq == rec.seq) {
+            l.push(rec.send_time.diff_nanos(p.send_time(req.start_time)));
         }
         delays.push(rec.recv_time.diff_nanos(rec.send_time));
     }

@@ -109,7 +109,7 @@ fn run(
 ) -> EndpointResult {
     // Sleeps should end when asked; a kernel that refuses only makes packets leave later.
     let _ = tighten_timer_slack();
-    let mut spin = SpinWindow::new(SpinWindow::DEFAULT_MIN, cfg.max_spin);
+    let mut spin = SpinWindow::new(cfg.min_spin, cfg.max_spin);
     let clock = &cfg.clock;
     let mut buf = vec![0u8; s.datagram_buffer_len()];
     let mut c = Counters::default();

@@ -46,6 +46,11 @@ pub(crate) struct Driver<M: Machine> {
     ready: Vec<bool>,
     /// When the descriptors were last waited on (a quiet step skips them: [`POLL_EVERY`]).
     last_poll: Instant,
+    /// When the batched sockets were last read to their end.
+    last_drained: Instant,
+    /// A budgeted read of the batched sockets stopped before their end: the next step reads
+    /// on before it handles control octets or timeouts.
+    drain_pending: bool,
     /// The test sockets polled in this step, in the order of `fds` after the stream.
     ids: Vec<(SocketId, RawFd)>,
     /// Readable when another thread has something for this connection ([`Driver::waker`]).
@@ -72,6 +77,8 @@ impl<M: Machine> Driver<M> {
             poller: Poller::default(),
             ready: Vec::new(),
             last_poll: Instant::now(),
+            last_drained: Instant::now(),
+            drain_pending: false,
             ids: Vec::new(),
             wake: None,
         };
@@ -156,6 +163,7 @@ impl<M: Machine> Driver<M> {
         let timeout = self.h.poll_timeout();
         let wait = self.h.wait_for(timeout, max);
         if send_only
+            && !self.drain_pending
             && timeout.is_some_and(|t| t.precise)
             && self.last_poll.elapsed() + wait < POLL_EVERY
         {
@@ -188,11 +196,23 @@ impl<M: Machine> Driver<M> {
         self.h.spin_until(timeout);
         self.h.transmit_due();
         // Then a packet that arrived before a control message (Stop-Sessions) or a timeout
-        // (a loss deadline) is handed over before it, as if it had been read on arrival.
+        // (a loss deadline) is handed over before it, as if it had been read on arrival. The
+        // read stops in time for the next packet due (the rest waits for the next step), but
+        // not for longer than RECV_BATCH_WAIT.
+        let mut drained = true;
         if batched {
-            self.h.receive_batched();
+            let limit = if self.last_drained.elapsed() < RECV_BATCH_WAIT {
+                self.h.read_budget_end()
+            } else {
+                None
+            };
+            drained = self.h.receive_batched_until(limit).1;
+            if drained {
+                self.last_drained = Instant::now();
+            }
         }
-        if self.ready.first() == Some(&true) {
+        self.drain_pending = !drained;
+        if drained && self.ready.first() == Some(&true) {
             self.read_control();
         }
         for (i, (id, _)) in self.ids.iter().enumerate() {
@@ -207,7 +227,7 @@ impl<M: Machine> Driver<M> {
             }
         }
         self.h.spin_until(timeout);
-        if timeout.is_some_and(|t| self.h.now() >= t.at) {
+        if drained && timeout.is_some_and(|t| self.h.now() >= t.at) {
             self.h.handle_timeout();
         }
         self.flush();
