@@ -655,10 +655,10 @@ impl Drop for ActiveGuard {
 /// 100 times, where it woke once a packet.
 pub const RECV_BATCH_WAIT: Duration = Duration::from_millis(100);
 
-/// How long before the spin window of the next packet due a budgeted read of batched sockets
-/// stops ([`Host::read_budget_end`]): about one `recvmmsg` batch's work, so that the read
-/// ends before the window whatever batch it is on.
-const READ_MARGIN: Duration = Duration::from_micros(20);
+/// How long before the next packet is due a budgeted read of batched sockets stops
+/// ([`Host::read_budget_end`]): more than one `recvmmsg` batch's work (32 datagrams), so
+/// that the read ends before the packet is due whatever batch it is on.
+const READ_MARGIN: Duration = Duration::from_micros(30);
 
 /// How long an adapter may go without looking at its control connection and its test sockets
 /// while it only waits for test packets to send: between two packets due within a few
@@ -1163,13 +1163,13 @@ impl<M: Machine> Host<M> {
     }
 
     /// When a budgeted read ([`receive_batched_until`](Self::receive_batched_until)) should
-    /// stop so that the next test packet still leaves on time: the spin window and a margin
-    /// before it is due. `None` when no packet is due (read everything).
+    /// stop so that the next test packet still leaves on time: a margin before it is due.
+    /// The read may use the spin window (the thread is awake then anyway, and would only
+    /// spin). `None` when no packet is due (read everything).
     pub fn read_budget_end(&self) -> Option<OwampTime> {
-        self.poll_timeout().filter(|t| t.precise).map(|t| {
-            t.at.saturating_sub(self.spin.window())
-                .saturating_sub(READ_MARGIN)
-        })
+        self.poll_timeout()
+            .filter(|t| t.precise)
+            .map(|t| t.at.saturating_sub(READ_MARGIN))
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.
