@@ -392,8 +392,8 @@ fn send(
         count: a.count,
         // Sent unmarked: stamp has no -D.
         dscp: 0,
-        // stamp saves no file: the send times are not kept.
-        send_log: Vec::new(),
+        // stamp saves no file: the send times of lost packets are not kept.
+        lost: Vec::new(),
         slots: Vec::new(),
         start_time: OwampTime::ZERO,
     };

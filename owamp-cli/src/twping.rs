@@ -3,11 +3,14 @@
 //!
 //! One control connection (TWAMP-Control, RFC 5357 3) asks for one test session with
 //! Request-TW-Session; this side is the session-sender (RFC 5357 4.1) and the server's
-//! reflector answers every packet (RFC 5357 4.2). The host here is blocking and single
-//! threaded: the control stream and the test socket are read with short timeouts in turn, so
-//! every wait is bounded. The test socket is the OS layer's [`TestSocket`]: the packets go
-//! out with TTL 255 (as twping's), so that the reflector's Sender TTL counts the hops, and
-//! each reply comes with its TTL and the kernel's receive time.
+//! reflector answers every packet (RFC 5357 4.2). The test runs on owamp-std's blocking
+//! client connection ([`ClientConnection`], as owping's): the core's connection with
+//! `Protocol::Twamp` sends the packets on their schedule from a thread of its own and reads
+//! the replies, which [`ClientConnection::wait_two_way`] hands over as they come; the end of
+//! the session says how many packets left and which no reply answered (lost, with the time
+//! each left, for `-F`). The test socket is the OS layer's `TestSocket`: the packets go out
+//! with TTL 255 (as twping's), so that the reflector's Sender TTL counts the hops, and each
+//! reply comes with its TTL and the kernel's receive time.
 //!
 //! `-F file` saves the session as twping 5.2.3 does, in a two-way session file
 //! ([`owamp_core::owp::two_way`]) that owstats (ours and perfSONAR's) reads and prints as
@@ -22,17 +25,16 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use clap::Parser;
-use owamp_core::control::PortRange;
-use owamp_core::control::{Client, ClientCommand, ClientConfig, Protocol, Role, SessionRequest};
-use owamp_core::io::{Input, Output, SessionInfo, SessionReport};
+use owamp_core::control::{CloseReason, Protocol, Role};
+use owamp_core::io::SessionInfo;
 use owamp_core::owp::{TwoWayEntry, TwoWayFile};
 use owamp_core::session::schedule::{Schedule, ScheduleIter};
-use owamp_core::session::twamp::{default_padding, SessionSender, TwoWayRecord};
+use owamp_core::session::twamp::{default_padding, TwoWayRecord};
 use owamp_core::stats::fmt::{f, g, g6};
 use owamp_core::stats::report::{percentile_lines, UNREPRESENTABLE_DATE};
 use owamp_core::stats::twamp::{DelayStats, TwoWaySummary};
@@ -40,9 +42,7 @@ use owamp_core::stats::DEFAULT_BUCKET_WIDTH;
 use owamp_core::stats::{error_seconds, num64_to_f64, to_unix_timespec, NTP_UNIX_OFFSET};
 use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
 use owamp_core::wire::{RequestSession, SessionId, Slot, SlotKind, TypeP};
-use owamp_os::clock::{Clock, SystemClock, SystemTimeExt};
-use owamp_os::net::TestSocket;
-use owamp_os::rng::OsRng;
+use owamp_std::control::{ClientConnection, ClientError, ClientOptions, SentPacket, SessionSpec};
 
 use crate::args::ConnectionArgs;
 use crate::client::{self, HostSpec};
@@ -209,8 +209,9 @@ pub struct TestResult {
     pub count: u32,
     /// The DSCP of the test packets (-D).
     pub dscp: u8,
-    /// Each packet sent, by sequence number: when, with the clock's error estimate.
-    pub send_log: Vec<(OwampTime, ErrorEstimate)>,
+    /// The packets sent that no reply answered, in sequence order: when each left, with the
+    /// clock's error estimate.
+    pub lost: Vec<SentPacket>,
     /// The schedule the packets followed.
     pub slots: Vec<Slot>,
     /// The start time of the schedule.
@@ -234,25 +235,19 @@ impl TestResult {
     /// Every packet sent, in sequence order: its replies in the order they came, or
     /// [`TwoWayEntry::Lost`] (what `-F` saves).
     pub fn entries(&self) -> Vec<TwoWayEntry> {
-        let mut by_seq: Vec<Vec<TwoWayRecord>> = vec![Vec::new(); self.send_log.len()];
-        for r in &self.records {
-            if let Some(v) = by_seq.get_mut(r.sender_seq as usize) {
-                v.push(*r);
-            }
-        }
-        let mut out = Vec::with_capacity(self.send_log.len());
-        for (seq, (replies, &(send_time, send_error))) in
-            by_seq.into_iter().zip(&self.send_log).enumerate()
-        {
-            if replies.is_empty() {
-                out.push(TwoWayEntry::Lost {
-                    seq: seq as u32,
-                    send_time,
-                    send_error,
-                });
-            }
-            out.extend(replies.into_iter().map(TwoWayEntry::Reply));
-        }
+        let lost = self.lost.iter().map(|p| TwoWayEntry::Lost {
+            seq: p.seq,
+            send_time: p.send_time,
+            send_error: p.send_error,
+        });
+        let mut out: Vec<TwoWayEntry> = self
+            .records
+            .iter()
+            .map(|r| TwoWayEntry::Reply(*r))
+            .chain(lost)
+            .collect();
+        // Stable: the replies to a packet stay in the order they came.
+        out.sort_by_key(TwoWayEntry::seq);
         out
     }
 
@@ -393,12 +388,14 @@ fn run_args(
         )),
         None => None,
     };
-    let opts = args.conn.client_options("twping", err)?;
+    let mut opts = args.conn.client_options("twping", err)?;
     let family = args.conn.family()?;
-    let mut cfg = opts.control;
-    cfg.protocol = Protocol::Twamp;
-    cfg.control_timeout = CONTROL_TIMEOUT;
-    cfg.end_delay = Duration::from_millis(100);
+    opts.control.protocol = Protocol::Twamp;
+    opts.control.control_timeout = CONTROL_TIMEOUT;
+    opts.control.end_delay = Duration::from_millis(100);
+    opts.connect_timeout = Duration::from_secs(10);
+    opts.io_timeout = Duration::from_secs(10);
+    opts.test_ports = ports;
     let test_host = args.servaddr.as_ref().map(|_| &test_spec);
     let addrs = client::resolve_server(&spec, test_host, family)?;
     let source = match &args.conn.srcaddr {
@@ -406,6 +403,10 @@ fn run_args(
         None => None,
     };
     let mean: f64 = slots.iter().map(|s| s.mean.as_secs_f64()).sum::<f64>() / slots.len() as f64;
+    // As owping: a sender of a high rate spins longer before each packet.
+    let mean_interval = Duration::from_secs_f64(mean.clamp(0.0, 1e9));
+    opts.endpoint.max_spin = owamp_os::timing::max_spin_for(mean_interval);
+    opts.endpoint.min_spin = owamp_os::timing::min_spin_for(mean_interval);
     // As owping: the time until the start (-z) counts too.
     let approx =
         f64::from(args.count) * mean + timeout.as_secs_f64() + 1.0 + delay_start.as_secs_f64();
@@ -421,10 +422,9 @@ fn run_args(
         slots,
         timeout,
         dscp,
-        ports,
         delay_start,
     };
-    let t = test(&spec, &addrs, source, cfg, &plan, args)?;
+    let t = test(&spec, &addrs, source, &opts, &plan, args)?;
     if let Some((path, file)) = save.take() {
         let mut w = std::io::BufWriter::new(file);
         owamp_core::owp::encode_two_way(&mut w, &t.stored_request(), &t.entries())
@@ -720,252 +720,101 @@ pub fn file_report(
     ))
 }
 
-fn now(clock: &SystemClock) -> OwampTime {
-    clock.now()
-}
-
-/// Drives the client until `done`, reading the control stream with short timeouts; an error,
-/// a close or `limit` ends it with `Err`.
-fn drive(
-    c: &mut Client<OsRng>,
-    tcp: &mut TcpStream,
-    clock: &SystemClock,
-    ev: &mut Events,
-    limit: Instant,
-    done: &dyn Fn(&Client<OsRng>, &Events) -> bool,
-) -> Result<(), String> {
-    let mut buf = [0u8; 4096];
-    loop {
-        flush(c, tcp, ev)?;
-        if done(c, ev) {
-            return Ok(());
-        }
-        if Instant::now() >= limit {
-            return Err("no answer from the server in time".into());
-        }
-        if c.poll_timeout().is_some_and(|t| now(clock) >= t) {
-            c.handle_input(now(clock), Input::Timer)
-                .map_err(|e| e.to_string())?;
-            continue;
-        }
-        match tcp.read(&mut buf) {
-            Ok(0) => return Err("the server closed the control connection".into()),
-            Ok(n) => c
-                .handle_input(now(clock), Input::Received(&buf[..n]))
-                .map_err(|e| e.to_string())?,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(format!("control connection: {e}")),
-        }
-    }
-}
-
-/// What the client told its host.
-#[derive(Default)]
-struct Events {
-    accepted: Option<SessionInfo>,
-    rejected: Option<String>,
-    started: bool,
-    complete: bool,
-    connected: bool,
-}
-
-fn flush(c: &mut Client<OsRng>, tcp: &mut TcpStream, ev: &mut Events) -> Result<(), String> {
-    while let Some(o) = c.poll_output() {
-        match o {
-            Output::Transmit(b) => tcp
-                .write_all(&b)
-                .map_err(|e| format!("control connection: {e}"))?,
-            Output::Connected { .. } => ev.connected = true,
-            Output::SessionAccepted(i) => ev.accepted = Some(*i),
-            Output::SessionRejected { accept } => {
-                ev.rejected = Some(client::describe_accept(accept))
-            }
-            Output::StartSessions => ev.started = true,
-            Output::TestComplete => ev.complete = true,
-            Output::Close(r) => return Err(format!("{r:?}")),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// The test's parameters, checked.
 struct Plan {
     slots: Vec<Slot>,
     timeout: Interval,
     dscp: u8,
-    ports: Option<PortRange>,
     delay_start: Duration,
 }
 
-/// Sets up the control connection and runs the session.
+/// What twping says of a client error: the reference's words where it has them.
+fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::Closed(CloseReason::PeerClosed) => {
+            "the server closed the control connection".into()
+        }
+        ClientError::Closed(CloseReason::Timeout) => "no answer from the server in time".into(),
+        ClientError::Closed(r) => format!("{r:?}"),
+        ClientError::Rejected(accept) => {
+            format!(
+                "Session request refused: {}",
+                client::describe_accept(*accept)
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Sets up the control connection and runs the session on owamp-std's client connection
+/// (a thread of its own sends the packets on their schedule and reads the replies).
 fn test(
     spec: &HostSpec,
     addrs: &[SocketAddr],
     source: Option<IpAddr>,
-    cfg: ClientConfig,
+    opts: &ClientOptions,
     plan: &Plan,
     args: &Args,
 ) -> Result<TestResult, String> {
     let (slots, timeout) = (&plan.slots[..], plan.timeout);
-    let clock = SystemClock::new();
     let fail_open = || {
         format!(
             "Unable to open control connection to {}:{}.",
             spec.node, spec.port
         )
     };
-    let mut tcp = addrs
+    let stream = addrs
         .iter()
         .find_map(|a| {
             client::connect_stream(
                 *a,
                 source,
                 args.conn.interface.as_deref(),
-                Duration::from_secs(10),
+                opts.connect_timeout,
             )
             .ok()
         })
         .ok_or_else(fail_open)?;
-    tcp.set_read_timeout(Some(Duration::from_millis(5)))
-        .map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let server = tcp.peer_addr().map_err(|e| e.to_string())?;
-    let local = tcp.local_addr().map_err(|e| e.to_string())?;
-    let mut c = Client::new(now(&clock), cfg, OsRng);
-    let mut ev = Events::default();
-    let limit = Instant::now() + CONTROL_TIMEOUT;
-    drive(&mut c, &mut tcp, &clock, &mut ev, limit, &|c, _| {
-        c.is_ready()
-    })
-    .map_err(|e| format!("{e}\ntwping: {}", fail_open()))?;
-
-    let udp = match plan.ports {
-        Some(range) => {
-            let mut d = [0u8; 4];
-            rand_core_fill(&mut d)?;
-            TestSocket::bind_in_range(local.ip(), range, range.pick(u32::from_be_bytes(d)))
-                .map_err(|e| format!("test socket: {e}"))?
-        }
-        None => TestSocket::bind_on(
-            SocketAddr::new(local.ip(), 0),
-            args.conn.interface.as_deref(),
-        )
-        .map_err(|e| format!("test socket: {e}"))?,
-    };
+    let mut conn = ClientConnection::from_stream(stream, opts)
+        .map_err(|e| format!("{}\ntwping: {}", describe(&e), fail_open()))?;
     // RFC 5357 3.5 (RFC 4656 3.5): the Type-P descriptor carries the DSCP.
-    let type_p = TypeP::from_dscp(plan.dscp).ok_or("Invalid DSCP value (-D)")?;
-    if plan.dscp != 0 {
-        udp.set_dscp(plan.dscp)
-            .map_err(|e| format!("test socket DSCP: {e}"))?;
-    }
+    TypeP::from_dscp(plan.dscp).ok_or("Invalid DSCP value (-D)")?;
     // The test packets' mode: open in mixed mode (RFC 5618).
-    let mode = c.packet_mode();
-    let padding = args.padding.unwrap_or_else(|| default_padding(mode));
+    let padding = args
+        .padding
+        .unwrap_or_else(|| default_padding(conn.packet_mode()));
+    let session = SessionSpec {
+        packets: args.count,
+        slots: slots.to_vec(),
+        padding,
+        timeout: timeout.to_duration(),
+        dscp: plan.dscp,
+    };
+    let start_time = conn.now().saturating_add(START_DELAY + plan.delay_start);
     // -Z: the request names no addresses (zeros); the reflector then answers the address the
     // control connection comes from (RFC 5357 3.5 as RFC 4656 3.5: zero addresses stand for
     // the control connection's).
-    let (req_local, req_peer) = if args.nat {
-        let any = match udp.local_addr().ip() {
-            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        };
-        (SocketAddr::new(any, udp.local_addr().port()), any)
+    let info = if args.nat {
+        conn.request_session_unaddressed(Role::Sender, &session, start_time)
     } else {
-        (udp.local_addr(), server.ip())
-    };
-    let start_time = now(&clock).saturating_add_interval(Interval::saturating_from_duration(
-        START_DELAY + plan.delay_start,
-    ));
-    let req = SessionRequest {
-        role: Role::Sender,
-        local: req_local,
-        peer: req_peer,
-        slots: slots.to_vec(),
-        packets: args.count,
-        padding,
-        start_time,
-        timeout,
-        type_p,
-    };
-    c.handle_input(
-        now(&clock),
-        Input::Command(ClientCommand::RequestSession(req)),
-    )
-    .map_err(|e| e.to_string())?;
-    let limit = Instant::now() + CONTROL_TIMEOUT;
-    drive(&mut c, &mut tcp, &clock, &mut ev, limit, &|c, ev| {
-        ev.rejected.is_some() || (ev.accepted.is_some() && c.is_ready())
-    })?;
-    if let Some(r) = ev.rejected.take() {
-        return Err(format!("Session request refused: {r}"));
+        conn.request_session(Role::Sender, &session, start_time)
     }
-    let mut info = ev.accepted.take().ok_or("no session")?;
-    if info.peer.ip().is_unspecified() {
-        // -Z: the reflector is at the server's address.
-        info.peer.set_ip(server.ip());
-    }
-    if info.local.ip().is_unspecified() {
-        info.local = udp.local_addr();
-    }
-    let mut sender = SessionSender::new(&info, vec![0; padding as usize])
-        .map_err(|e| format!("session: {e}"))?;
-    c.handle_input(now(&clock), Input::Command(ClientCommand::StartSessions))
-        .map_err(|e| e.to_string())?;
-    drive(&mut c, &mut tcp, &clock, &mut ev, limit, &|_, ev| {
-        ev.started
-    })?;
-
-    // The schedule of the request (RFC 4656 3.5 and Appendix B: the slots in turn, the
-    // exponential deviates seeded by the SID) from the start time asked for (which includes
-    // -z), as twping sends: a two-way file's readers take the send times from it.
-    let schedule = Schedule::new(info.sid, slots, args.count).map_err(|e| e.to_string())?;
-    let (clock_then, instant_then) = (now(&clock), Instant::now());
-    let due = |t: OwampTime| instant_then + t.duration_since(clock_then).unwrap_or_default();
+    .map_err(|e| describe(&e))?;
+    conn.start().map_err(|e| describe(&e))?;
     let mut records = Vec::new();
-    let mut send_log = Vec::with_capacity(args.count.min(1 << 20) as usize);
-    let mut buf = vec![0u8; 66_000];
-    let mut pkt = Vec::new();
-    let mut control_buf = [0u8; 4096];
-    for packet in &schedule {
-        let next = due(packet.send_time(start_time));
-        while Instant::now() < next {
-            receive(&udp, &mut sender, &clock, &info, &mut buf, &mut records);
-        }
-        let ee = clock.error_estimate();
-        let at = now(&clock);
-        sender
-            .build(at, ee, &mut pkt)
-            .map_err(|e| format!("test packet: {e}"))?;
-        send_log.push((at, ee));
-        udp.send_to(&pkt, info.peer)
-            .map_err(|e| format!("sending a test packet: {e}"))?;
-        // Keep the control connection read: the server may close it.
-        if let Ok(0) = peek(&mut tcp, &mut control_buf) {
-            return Err("the server closed the control connection".into());
-        }
+    let end = conn
+        .wait_two_way(None, &mut |_, r| records.extend_from_slice(r))
+        .map_err(|e| describe(&e))?;
+    conn.close();
+    if !end.test.complete {
+        let reason = end.test.closed.unwrap_or(CloseReason::Local);
+        return Err(describe(&ClientError::Closed(reason)));
     }
-    let wait_until = Instant::now() + timeout.to_duration();
-    while Instant::now() < wait_until && (records.len() as u32) < sender.sent() {
-        receive(&udp, &mut sender, &clock, &info, &mut buf, &mut records);
-    }
-    let sent = sender.sent();
-    c.handle_input(
-        now(&clock),
-        Input::SessionFinished(SessionReport::completed(info.sid, sent)),
-    )
-    .map_err(|e| e.to_string())?;
-    let limit = Instant::now() + CONTROL_TIMEOUT;
-    drive(&mut c, &mut tcp, &clock, &mut ev, limit, &|_, ev| {
-        ev.complete
-    })?;
-    let _ = c.handle_input(now(&clock), Input::Command(ClientCommand::Close));
-    let _ = flush(&mut c, &mut tcp, &mut ev);
+    let (sent, lost) = end
+        .sessions
+        .into_iter()
+        .find(|s| s.end.sid == info.sid)
+        .map_or((0, Vec::new()), |s| (s.end.sent, s.unanswered));
     Ok(TestResult {
         info,
         sent,
@@ -974,50 +823,10 @@ fn test(
         padding,
         count: args.count,
         dscp: plan.dscp,
-        send_log,
+        lost,
         slots: slots.to_vec(),
         start_time,
     })
-}
-
-fn peek(tcp: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
-    tcp.set_nonblocking(true)?;
-    let r = tcp.peek(buf);
-    tcp.set_nonblocking(false)?;
-    r
-}
-
-fn rand_core_fill(b: &mut [u8]) -> Result<(), String> {
-    use owamp_core::rand_core::RngCore;
-    OsRng.try_fill_bytes(b).map_err(|e| e.to_string())
-}
-
-/// Reads a reply waiting on the test socket (one short wait).
-fn receive(
-    udp: &TestSocket,
-    sender: &mut SessionSender,
-    clock: &SystemClock,
-    info: &SessionInfo,
-    buf: &mut [u8],
-    records: &mut Vec<TwoWayRecord>,
-) {
-    if let Ok(Some(r)) = udp.recv(buf, Duration::from_millis(2)) {
-        let at = r
-            .kernel_time
-            .and_then(|t| t.to_owamp_time())
-            .unwrap_or_else(|| now(clock));
-        let from = owamp_os::net::canonical(r.source);
-        if from == owamp_os::net::canonical(info.peer) && !r.truncated {
-            // RFC 5357 4.2.1: the reply's own TTL gives the reflect hops (255 if the kernel
-            // does not tell it).
-            let ttl = r.ttl.unwrap_or(255);
-            if let Some(d) = buf.get(..r.len) {
-                if let Ok(rec) = sender.handle_reply(at, ttl, clock.error_estimate(), d) {
-                    records.push(rec);
-                }
-            }
-        }
-    }
 }
 
 fn sync(e: ErrorEstimate) -> u8 {
@@ -1533,7 +1342,12 @@ mod tests {
             padding: 0,
             count: 3,
             dscp: 0,
-            send_log: vec![(OwampTime::from_raw(100 << 32), ee); 3],
+            // Packet 1 was not answered.
+            lost: vec![SentPacket {
+                seq: 1,
+                send_time: OwampTime::from_raw(100 << 32),
+                send_error: ee,
+            }],
             slots: vec![Slot {
                 kind: SlotKind::Fixed,
                 mean: Interval::from_raw(1 << 31),

@@ -100,7 +100,7 @@
 
 use std::collections::VecDeque;
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -592,11 +592,23 @@ pub struct Connection<M: Machine> {
     next_socket: u32,
     error: ErrorEstimate,
     test_ports: Option<PortRange>,
+    /// The control connection's local and peer addresses, when the host gave them
+    /// ([`Connection::with_control_addresses`]).
+    control_addrs: Option<(IpAddr, IpAddr)>,
     closed: bool,
     /// Receive sessions hand out their records as they come.
     stream: bool,
     /// Receive sessions whose records the host could not keep ([`Connection::store_failed`]).
     failed: Vec<SessionId>,
+}
+
+/// Where a client's request has its socket bound: `local`, its unspecified address replaced
+/// by the control connection's (`control`: local, server), when known.
+fn bind_addr(control: Option<(IpAddr, IpAddr)>, mut local: SocketAddr) -> SocketAddr {
+    if let Some((ip, _)) = control.filter(|_| local.ip().is_unspecified()) {
+        local.set_ip(ip);
+    }
+    local
 }
 
 /// The client's side: owping's.
@@ -615,6 +627,7 @@ impl<M: Machine> Connection<M> {
             next_socket: 0,
             error: ErrorEstimate::UNSYNCHRONIZED,
             test_ports: None,
+            control_addrs: None,
             closed: false,
             stream: false,
             failed: Vec::new(),
@@ -1004,7 +1017,16 @@ impl<M: Machine> Connection<M> {
     }
 
     /// A session agreed on: it gets its socket (the one opened for it) and its state machine.
-    fn accepted(&mut self, info: Box<SessionInfo>) {
+    fn accepted(&mut self, mut info: Box<SessionInfo>) {
+        // Zero addresses stand for the control connection's (RFC 4656 3.5).
+        if let Some((local, server)) = self.control_addrs {
+            if info.local.ip().is_unspecified() {
+                info.local.set_ip(local);
+            }
+            if info.peer.ip().is_unspecified() {
+                info.peer.set_ip(server);
+            }
+        }
         let at = self
             .pending
             .iter()
@@ -1218,15 +1240,15 @@ impl<M: Machine> Connection<M> {
                 let Some(g) = r.range else { return };
                 r.tries += 1;
                 let port = g.next(r.req.local.port().max(g.low));
-                let mut local = r.req.local;
-                local.set_port(port);
-                r.req.local = local;
+                r.req.local.set_port(port);
+                let local = r.req.local;
                 let recv_buffer = client_recv_buffer(
                     &r.req,
                     self.machine.current_mode(),
                     self.machine.protocol(),
                 );
                 let id = self.pending[i].id;
+                let local = bind_addr(self.control_addrs, local);
                 self.out.push_back(Output::Socket(SocketAction::Open {
                     id,
                     local,
@@ -1268,6 +1290,18 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
         self
     }
 
+    /// The addresses of the control connection (`local`, the client's; `server`), as the
+    /// socket reports them. With them, a request whose addresses are unspecified (zeros:
+    /// "the control connection's", RFC 4656 3.5, which RFC 5357 3.5 keeps; a client behind a
+    /// NAT sends them) has its test socket bound on `local`, and the session it agrees on
+    /// tests between `local` and `server` ([`SessionInfo::local`] and [`SessionInfo::peer`];
+    /// its `request` keeps the zeros that were sent). Without them such a session tests
+    /// to and from the unspecified address.
+    pub fn with_control_addresses(mut self, local: IpAddr, server: IpAddr) -> Self {
+        self.control_addrs = Some((local, server));
+        self
+    }
+
     /// Whether the client takes a command now: set up, no answer outstanding, no test
     /// running.
     pub fn is_ready(&self) -> bool {
@@ -1303,7 +1337,7 @@ impl<R: RngCore + CryptoRng> Connection<Client<R>> {
             ));
         }
         let range = (req.local.port() == 0).then_some(self.test_ports).flatten();
-        let mut local = req.local;
+        let mut local = bind_addr(self.control_addrs, req.local);
         if let Some(r) = range {
             local.set_port(r.pick(self.machine.draw_u32()));
         }

@@ -117,6 +117,9 @@ struct Plan {
     server_closes_after: Option<u64>,
     /// The client keeps the connection open after the test.
     keep_open: bool,
+    /// The request names no addresses (zeros, RFC 4656 3.5; twping's -Z), and the client's
+    /// connection knows the control connection's.
+    unaddressed: bool,
 }
 
 impl Default for Plan {
@@ -132,6 +135,7 @@ impl Default for Plan {
             stop_after: None,
             server_closes_after: None,
             keep_open: false,
+            unaddressed: false,
         }
     }
 }
@@ -227,7 +231,10 @@ impl Pair {
             protocol: Protocol::Twamp,
             ..ServerConfig::default()
         };
-        let client = ClientConnection::client(now, ccfg, ChaCha8Rng::seed_from_u64(1));
+        let mut client = ClientConnection::client(now, ccfg, ChaCha8Rng::seed_from_u64(1));
+        if plan.unaddressed {
+            client = client.with_control_addresses(CLIENT_IP, SERVER_IP);
+        }
         let server = ServerConnection::server(
             now,
             scfg,
@@ -267,10 +274,16 @@ impl Pair {
 
     fn session_request(&self) -> SessionRequest {
         let mode = self.choice.packet_mode();
+        let (local, peer) = if self.plan.unaddressed {
+            let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+            (any, any)
+        } else {
+            (CLIENT_IP, SERVER_IP)
+        };
         SessionRequest {
             role: Role::Sender,
-            local: SocketAddr::new(CLIENT_IP, 0),
-            peer: SERVER_IP,
+            local: SocketAddr::new(local, 0),
+            peer,
             slots: vec![Slot {
                 kind: SlotKind::Exponential,
                 mean: Interval::saturating_from_duration(self.plan.interval),
@@ -692,6 +705,26 @@ fn a_whole_test_in_every_mode() {
             }
         )));
     }
+}
+
+/// A request without addresses (RFC 4656 3.5: zeros stand for the control connection's):
+/// the client's socket is bound on its control address, the session tests between the
+/// control connection's addresses, and the request keeps its zeros.
+#[test]
+fn a_request_without_addresses() {
+    let choice = Choice::Only(Mode::Open);
+    let plan = Plan {
+        unaddressed: true,
+        ..Plan::default()
+    };
+    let out = Pair::new(choice, plan).run();
+    let s = check_complete(choice, plan, &out);
+    assert_eq!((s.sent, s.lost), (100, 0));
+    let ci = out.client_info.as_ref().unwrap();
+    assert_eq!((ci.local.ip(), ci.peer.ip()), (CLIENT_IP, SERVER_IP));
+    assert!(ci.request.sender_address.is_unspecified());
+    assert!(ci.request.receiver_address.is_unspecified());
+    assert_ne!(ci.local.port(), 0);
 }
 
 #[test]

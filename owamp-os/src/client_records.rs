@@ -29,7 +29,7 @@ use owamp_core::session::StreamEnd;
 use owamp_core::wire::{DataRecord, RequestSession, SessionId};
 use rand_core::{CryptoRng, RngCore};
 
-use crate::host::{ClientError, ClientOptions, Host};
+use crate::host::{ClientError, ClientOptions, Host, TwoWaySessionEnd};
 use crate::owp_file::FetchFile;
 use crate::store::{DirectoryStore, RecordSink, SessionStore, StoreError};
 
@@ -66,6 +66,10 @@ pub enum Report {
     /// The answer to the Fetch-Session announced with [`ClientRecords::expect_fetch`]: the
     /// records are where they were to go.
     Fetched(Box<Result<FetchedSession, ClientError>>),
+    /// TWAMP: a session this client sent is over (its [`ClientEvent::TwoWayEnd`], with the
+    /// packets no reply answered, [`Host::take_unanswered`]). Its replies came before, as
+    /// [`ClientEvent::TwoWayRecords`] events.
+    TwoWayEnd(Box<TwoWaySessionEnd>),
 }
 
 /// A client connection's records on their way to the application (see the
@@ -122,6 +126,14 @@ impl ClientRecords {
             }
         }
         while let Some(e) = h.events.pop_front() {
+            if let ClientEvent::TwoWayEnd(end) = e {
+                let unanswered = h.take_unanswered(&end.sid);
+                report(Report::TwoWayEnd(Box::new(TwoWaySessionEnd {
+                    end: *end,
+                    unanswered,
+                })));
+                continue;
+            }
             let Some(f) = self.fetch.as_mut() else {
                 report(Report::Event(e));
                 continue;

@@ -7,8 +7,10 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use owamp_core::connection::ClientEvent;
 use owamp_core::control::{Client, CloseReason, ControlError, Mode, Role, SessionRequest};
 use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
+use owamp_core::session::twamp::TwoWayRecord;
 use owamp_core::time::OwampTime;
 use owamp_core::wire::SessionId;
 use owamp_os::client_records::{ClientRecords, FetchTarget, Report, SavedSession};
@@ -16,6 +18,7 @@ use owamp_os::clock::{Clock, SharedClock};
 use owamp_os::host::{
     client_connection, fetched_to_stored, incomplete, take_received, ClientError, ClientOptions,
     ClientState, DirectionResult, Next, SessionSpec, StopHandle, TestEnd, TestPlan, TestResults,
+    TwoWaySessionEnd, TwoWayTestEnd,
 };
 use owamp_os::progress::ProgressWatch;
 use owamp_os::rng::OsRng;
@@ -28,6 +31,8 @@ enum Cmd {
     Start,
     Stop,
     Fetch(SessionId, u32, u32, FetchTarget),
+    /// Answered by [`Msg::PacketMode`].
+    PacketMode,
     Close,
 }
 
@@ -36,6 +41,8 @@ enum Msg {
     Report(Report),
     /// The answer to a command (an error is misuse: a command in the wrong state).
     Done(Result<(), ControlError>),
+    /// The mode of the test packets ([`Cmd::PacketMode`]).
+    PacketMode(Mode),
     Closed(CloseReason),
 }
 
@@ -53,6 +60,10 @@ pub struct ClientConnection {
     st: ClientState,
     received: Vec<StoredSession>,
     saved: Vec<SavedSession>,
+    /// TWAMP sessions this client sent that ended, not yet handed out.
+    two_way: Vec<TwoWaySessionEnd>,
+    /// The mode of the test packets, learnt at set-up.
+    packet_mode: Mode,
     closed: Option<CloseReason>,
     /// Stop commands sent by [`next`](Self::next) whose answer has not come yet.
     unanswered: usize,
@@ -95,6 +106,10 @@ fn serve(
             let now = d.h.now();
             let c = &mut d.h.conn;
             let r = match cmd {
+                Cmd::PacketMode => {
+                    let _ = msgs.send(Msg::PacketMode(c.machine().packet_mode()));
+                    continue;
+                }
                 Cmd::Request(req) => c.request_session(req),
                 Cmd::Start => c.start_sessions(now),
                 Cmd::Stop => c.stop_sessions(now),
@@ -144,8 +159,14 @@ impl ClientConnection {
 
     /// Completes the set-up on a connected stream.
     pub fn from_stream(stream: TcpStream, opts: &ClientOptions) -> Result<Self, ClientError> {
-        let st = ClientState::new(opts, stream.local_addr()?, stream.peer_addr()?);
-        let conn = client_connection(opts);
+        let (local, server) = (stream.local_addr()?, stream.peer_addr()?);
+        let st = ClientState::new(opts, local, server);
+        // A request without addresses (a client behind a NAT) tests between these.
+        let test_ip = opts
+            .test_ip
+            .unwrap_or(owamp_core::control::canonical(local).ip());
+        let conn = client_connection(opts)
+            .with_control_addresses(test_ip, owamp_core::control::canonical(server).ip());
         let (records, store) = ClientRecords::new(opts)?;
         let mut d = Driver::new(conn, stream, &opts.endpoint, store, opts.io_timeout)?;
         let waker = d.waker()?;
@@ -165,6 +186,8 @@ impl ClientConnection {
             st,
             received: Vec::new(),
             saved: Vec::new(),
+            two_way: Vec::new(),
+            packet_mode: Mode::Open,
             closed: None,
             unanswered: 0,
             stop_sent: false,
@@ -174,9 +197,33 @@ impl ClientConnection {
         loop {
             let e = c.next(None);
             if let Some(r) = c.st.on_setup(e) {
-                return r.map(|()| c);
+                r?;
+                break;
             }
         }
+        c.packet_mode = c.ask_packet_mode()?;
+        Ok(c)
+    }
+
+    /// Asks the connection's thread for the mode of the test packets.
+    fn ask_packet_mode(&mut self) -> Result<Mode, ClientError> {
+        if self.cmds.send(Cmd::PacketMode).is_err() {
+            return Err(ClientError::Closed(self.closed_reason()));
+        }
+        let _ = self.waker.send(&[1]);
+        loop {
+            match self.msgs.recv() {
+                Ok(Msg::PacketMode(m)) => return Ok(m),
+                Ok(m) => self.keep(m),
+                Err(_) => return Err(ClientError::Closed(self.closed_reason())),
+            }
+        }
+    }
+
+    /// The mode of the test packets: the connection's [`mode`](Self::mode), but open in
+    /// TWAMP's mixed mode (RFC 5618), whose control connection is authenticated.
+    pub fn packet_mode(&self) -> Mode {
+        self.packet_mode
     }
 
     /// The mode in use.
@@ -234,9 +281,10 @@ impl ClientConnection {
         match m {
             Msg::Report(Report::Received(s)) => self.received.push(*s),
             Msg::Report(Report::Saved(s)) => self.saved.push(s),
+            Msg::Report(Report::TwoWayEnd(e)) => self.two_way.push(*e),
             Msg::Closed(r) => self.closed = Some(r),
             Msg::Done(_) => self.unanswered = self.unanswered.saturating_sub(1),
-            Msg::Report(Report::Event(_) | Report::Fetched(_)) => {}
+            Msg::Report(Report::Event(_) | Report::Fetched(_)) | Msg::PacketMode(_) => {}
         }
     }
 
@@ -283,6 +331,31 @@ impl ClientConnection {
         start_time: OwampTime,
     ) -> Result<SessionInfo, ClientError> {
         let req = self.st.request(role, spec, start_time)?;
+        self.request(req)
+    }
+
+    /// Requests a session as [`request_session`](Self::request_session) does, but with
+    /// unspecified addresses in the request (zeros, "the control connection's": RFC 4656 3.5,
+    /// kept by RFC 5357 3.5), for a client behind a NAT, whose own address means nothing to
+    /// the server (twping's `-Z`). The test socket is still bound on the test address, and
+    /// the session returned tests between it and the server's address.
+    pub fn request_session_unaddressed(
+        &mut self,
+        role: Role,
+        spec: &SessionSpec,
+        start_time: OwampTime,
+    ) -> Result<SessionInfo, ClientError> {
+        let mut req = self.st.request(role, spec, start_time)?;
+        let any = match req.local.ip() {
+            std::net::IpAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            std::net::IpAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        req.local.set_ip(any);
+        req.peer = any;
+        self.request(req)
+    }
+
+    fn request(&mut self, req: SessionRequest) -> Result<SessionInfo, ClientError> {
         self.command(Cmd::Request(req))?;
         loop {
             let e = self.next(None);
@@ -307,8 +380,64 @@ impl ClientConnection {
     /// over (RFC 4656 3.8). Setting `stop` stops the test early: the local sessions end at
     /// once and Stop-Sessions is exchanged; records received so far are kept.
     pub fn wait(&mut self, stop: Option<&StopHandle>) -> Result<TestEnd, ClientError> {
+        let end = self.wait_with(stop, &mut |_, _| {});
+        self.two_way.clear();
+        end
+    }
+
+    /// TWAMP ([`Protocol::Twamp`] in [`ClientOptions::control`]): waits for the end of the
+    /// test as [`wait`](Self::wait) does, handing the reflector's replies (RFC 5357 4.2.1) to
+    /// `replies` as they come, in batches, in the order they arrived, duplicates included:
+    /// only a batch is held here at a time. Returns the end of the test and of each session
+    /// this client sent (packets sent, and those no reply answered: lost, with the time each
+    /// left).
+    ///
+    /// ```no_run
+    /// use owamp_core::control::{Protocol, Role};
+    /// use owamp_std::control::{ClientConnection, ClientOptions, SessionSpec};
+    /// use std::time::Duration;
+    ///
+    /// let mut opts = ClientOptions::default();
+    /// opts.control.protocol = Protocol::Twamp;
+    /// let mut conn = ClientConnection::connect("127.0.0.1:862".parse()?, &opts)?;
+    /// let spec = SessionSpec::periodic(10, Duration::from_millis(100));
+    /// let start = conn.now().saturating_add(Duration::from_millis(500));
+    /// conn.request_session(Role::Sender, &spec, start)?;
+    /// conn.start()?;
+    /// let mut replies = 0;
+    /// let end = conn.wait_two_way(None, &mut |_sid, r| replies += r.len())?;
+    /// let sent: u32 = end.sessions.iter().map(|s| s.end.sent).sum();
+    /// println!("{replies} replies to {sent} packets");
+    /// conn.close();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`Protocol::Twamp`]: owamp_core::control::Protocol::Twamp
+    pub fn wait_two_way(
+        &mut self,
+        stop: Option<&StopHandle>,
+        replies: &mut dyn FnMut(SessionId, &[TwoWayRecord]),
+    ) -> Result<TwoWayTestEnd, ClientError> {
+        let test = self.wait_with(stop, replies)?;
+        Ok(TwoWayTestEnd {
+            test,
+            sessions: std::mem::take(&mut self.two_way),
+        })
+    }
+
+    fn wait_with(
+        &mut self,
+        stop: Option<&StopHandle>,
+        replies: &mut dyn FnMut(SessionId, &[TwoWayRecord]),
+    ) -> Result<TestEnd, ClientError> {
         let (complete, closed) = loop {
-            let e = self.next(stop);
+            let e = match self.next(stop) {
+                Next::Event(ClientEvent::TwoWayRecords { sid, records }) => {
+                    replies(sid, &records);
+                    continue;
+                }
+                e => e,
+            };
             if let Some(ended) = self.st.on_wait(e) {
                 break ended;
             }

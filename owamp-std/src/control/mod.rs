@@ -8,6 +8,14 @@
 //!   they come, so that memory does not grow with a session's length: fetched ones with
 //!   [`ClientConnection::fetch_to`], received ones with [`ClientOptions::receive_dir`]
 //!   (reported in [`TestEnd::saved`] as [`SavedSession`]s).
+//! - TWAMP client (RFC 5357; [`Protocol::Twamp`] in [`ClientOptions::control`]): the same
+//!   [`ClientConnection`], requesting sessions in which it is the session-sender
+//!   ([`Role::Sender`]); [`ClientConnection::wait_two_way`] hands over the reflector's replies
+//!   as they come and returns each session's end ([`TwoWaySessionEnd`]: packets sent, those
+//!   no reply answered). There is nothing to fetch.
+//!
+//! [`Protocol::Twamp`]: owamp_core::control::Protocol::Twamp
+//! [`Role::Sender`]: owamp_core::control::Role::Sender
 //! - Server: [`serve_connection`] serves one accepted connection; [`Server`] is the accept
 //!   loop (a thread per connection, a cap on concurrent connections, graceful shutdown).
 //!   Received sessions go to a [`SessionStore`] ([`MemoryStore`], or [`DirectoryStore`] which
@@ -27,9 +35,10 @@ mod server;
 
 pub use client::{run_test, ClientConnection};
 pub use owamp_os::client_records::SavedSession;
+pub use owamp_os::host::SentPacket;
 pub use owamp_os::host::{
     fetched_to_stored, ClientError, ClientOptions, ConnectionLog, ConnectionSummary,
     DirectionResult, HostWarning, ServeConfig, SessionSpec, StopHandle, TestEnd, TestPlan,
-    TestResults, WarningLog,
+    TestResults, TwoWaySessionEnd, TwoWayTestEnd, WarningLog,
 };
 pub use server::{serve_connection, RunningServer, Server, ServerHandle};

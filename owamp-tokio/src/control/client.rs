@@ -215,7 +215,7 @@ impl ClientConnection {
             Msg::Report(Report::Saved(s)) => self.saved.push(s),
             Msg::Closed(r) => self.closed = Some(r),
             Msg::Done(_) => self.unanswered = self.unanswered.saturating_sub(1),
-            Msg::Report(Report::Event(_) | Report::Fetched(_)) => {}
+            Msg::Report(Report::Event(_) | Report::Fetched(_) | Report::TwoWayEnd(_)) => {}
         }
     }
 
