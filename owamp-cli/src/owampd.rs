@@ -873,33 +873,9 @@ fn run_servers(
     datadir: &Path,
     pid: PidFile,
 ) -> Result<(), Fatal> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Fatal(format!("Unable to start the runtime: {e}")))?;
-    rt.block_on(async {
+    server_runtime()?.block_on(async {
         let handle = owamp_tokio::control::ServerHandle::default();
-        let mut running = Vec::new();
-        let mut bound = Vec::new();
-        for l in listeners {
-            let addr = l
-                .local_addr()
-                .map_err(|e| Fatal(format!("getsockname(): {e}")))?;
-            l.set_nonblocking(true)
-                .map_err(|e| Fatal(format!("{addr}: {e}")))?;
-            let l =
-                tokio::net::TcpListener::from_std(l).map_err(|e| Fatal(format!("{addr}: {e}")))?;
-            let server = owamp_tokio::control::Server::from_listener(
-                l,
-                cfg.clone(),
-                policy.clone(),
-                store.clone(),
-            )
-            .with_handle(handle.clone());
-            running.push(server.spawn());
-            bound.push(addr);
-        }
+        let (running, bound) = spawn_servers(listeners, &cfg, &policy, &store, &handle)?;
         log(&format!(
             "listening on {} (data in {})",
             bound
@@ -927,17 +903,64 @@ fn run_servers(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        log("shutting down");
-        for r in running {
-            if let Err(e) = r.shutdown().await {
-                log(&format!("server task: {e}"));
-            }
-        }
+        shut_down(running).await;
         Ok::<(), Fatal>(())
     })?;
     drop(pid);
     log("exiting");
     Ok(())
+}
+
+/// The daemons' runtime: two worker threads (owampd and twampd alike; chosen by measurement,
+/// docs/performance.md "One owampd, many clients").
+pub(crate) fn server_runtime() -> Result<tokio::runtime::Runtime, Fatal> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal(format!("Unable to start the runtime: {e}")))
+}
+
+/// Starts a server task on each listener, all under `handle` (they shut down and count their
+/// connections together). Call from within the runtime. Returns the tasks and the addresses
+/// they listen on.
+pub(crate) fn spawn_servers<P: ServerPolicy + Clone + Send + 'static>(
+    listeners: Vec<TcpListener>,
+    cfg: &ServeConfig,
+    policy: &P,
+    store: &Arc<dyn SessionStore>,
+    handle: &owamp_tokio::control::ServerHandle,
+) -> Result<(Vec<owamp_tokio::control::RunningServer>, Vec<SocketAddr>), Fatal> {
+    let mut running = Vec::new();
+    let mut bound = Vec::new();
+    for l in listeners {
+        let addr = l
+            .local_addr()
+            .map_err(|e| Fatal(format!("getsockname(): {e}")))?;
+        l.set_nonblocking(true)
+            .map_err(|e| Fatal(format!("{addr}: {e}")))?;
+        let l = tokio::net::TcpListener::from_std(l).map_err(|e| Fatal(format!("{addr}: {e}")))?;
+        let server = owamp_tokio::control::Server::from_listener(
+            l,
+            cfg.clone(),
+            policy.clone(),
+            store.clone(),
+        )
+        .with_handle(handle.clone());
+        running.push(server.spawn());
+        bound.push(addr);
+    }
+    Ok((running, bound))
+}
+
+/// Stops the server tasks of [`spawn_servers`], logging any that ended in error.
+pub(crate) async fn shut_down(running: Vec<owamp_tokio::control::RunningServer>) {
+    log("shutting down");
+    for r in running {
+        if let Err(e) = r.shutdown().await {
+            log(&format!("server task: {e}"));
+        }
+    }
 }
 
 /// The log's level and facility from the settings. A daemon checks that syslog answers

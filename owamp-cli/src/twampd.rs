@@ -305,33 +305,9 @@ fn run_servers(
     stop: &StopHandle,
     ready: &mut dyn FnMut(&[SocketAddr]),
 ) -> Result<(), Fatal> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Fatal(format!("Unable to start the runtime: {e}")))?;
-    rt.block_on(async {
+    owampd::server_runtime()?.block_on(async {
         let handle = owamp_tokio::control::ServerHandle::default();
-        let mut running = Vec::new();
-        let mut bound = Vec::new();
-        for l in listeners {
-            let addr = l
-                .local_addr()
-                .map_err(|e| Fatal(format!("getsockname(): {e}")))?;
-            l.set_nonblocking(true)
-                .map_err(|e| Fatal(format!("{addr}: {e}")))?;
-            let l =
-                tokio::net::TcpListener::from_std(l).map_err(|e| Fatal(format!("{addr}: {e}")))?;
-            let server = owamp_tokio::control::Server::from_listener(
-                l,
-                cfg.clone(),
-                policy.clone(),
-                store.clone(),
-            )
-            .with_handle(handle.clone());
-            running.push(server.spawn());
-            bound.push(addr);
-        }
+        let (running, bound) = owampd::spawn_servers(listeners, &cfg, &policy, &store, &handle)?;
         owampd::log(&format!(
             "twampd listening on {}",
             bound
@@ -344,12 +320,7 @@ fn run_servers(
         while !stop.is_stopped() && !handle.is_shutdown() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        owampd::log("shutting down");
-        for r in running {
-            if let Err(e) = r.shutdown().await {
-                owampd::log(&format!("server task: {e}"));
-            }
-        }
+        owampd::shut_down(running).await;
         Ok::<(), Fatal>(())
     })
 }

@@ -2,7 +2,7 @@
 //! owstats reads them.
 //!
 //! The header is a version 3 header ([`super::header`]) whose version word also carries
-//! [`TWO_WAY_FLAG`](super::header::TWO_WAY_FLAG) (131 in all). Its stored request is the
+//! [`TWO_WAY_FLAG`] (131 in all). Its stored request is the
 //! session's Request-TW-Session in the Request-Session layout (RFC 4656 3.5; RFC 5357 3.5 adds
 //! no field the file keeps), with both Conf-Sender and Conf-Receiver set, its HMACs zero, and
 //! the sender's schedule slots. The sender's side writes: finished 1, next sequence number,
