@@ -51,20 +51,9 @@ if [ -n "$base" ] && { [ ! -x "$base/owping" ] || [ ! -x "$base/owampd" ]; }; th
     base=""
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/bench-cpu.XXXXXX")" || exit 1
-chmod 755 "$work"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    sleep 0.2
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # shellcheck source=scripts/bench-lib.sh
 . "$root/scripts/bench-lib.sh"
+bench_workdir cpu
 
 # owping_cpu BIN PORT COUNT LABEL: prints "user+sys" seconds of one owping run, or "fail";
 # the sessions are kept as $work/LABEL-to.owp and $work/LABEL-from.owp.

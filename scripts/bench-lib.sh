@@ -7,6 +7,9 @@
 #                                   sets $port and $server_pid and appends the pid to $pids.
 #                                   Returns 1 (with its log) if it is not listening in 5 s.
 #   proc_cpu PID                    user+sys CPU seconds of PID so far, reaped children included
+#   bench_workdir NAME              makes the temporary directory $work (bench-NAME.XXXXXX) and an
+#                                   empty $pids, and on exit (or INT/TERM) stops every pid in
+#                                   $pids (TERM, then KILL) and removes $work
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -36,4 +39,19 @@ start_owampd() {
 
 proc_cpu() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"
+}
+
+bench_workdir() {
+    work="$(mktemp -d "${TMPDIR:-/tmp}/bench-$1.XXXXXX")" || exit 1
+    chmod 755 "$work"
+    pids=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    sleep 0.2
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    rm -rf "$work"
 }

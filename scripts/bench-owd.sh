@@ -40,20 +40,9 @@ if [ ! -x "$ref/owampd" ] || [ ! -x "$ref/owping" ]; then
     have_ref=0
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/bench-owd.XXXXXX")" || exit 1
-chmod 755 "$work"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    sleep 0.2
-    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 # shellcheck source=scripts/bench-lib.sh
 . "$root/scripts/bench-lib.sh"
+bench_workdir owd
 
 start_owampd ours "$bin" 9500-9700 "$work" || exit 1
 our_port=$port

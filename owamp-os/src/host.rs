@@ -1089,8 +1089,8 @@ impl<M: Machine> Host<M> {
     }
 
     /// [`receive`](Self::receive), stopping also once the clock reaches `limit` (looked at
-    /// after each batch of datagrams). Returns how many were read and whether the queue was
-    /// found empty.
+    /// after each batch of datagrams, so one batch is always read). Returns how many were read
+    /// and whether the queue was found empty.
     fn receive_until(&mut self, id: SocketId, limit: Option<OwampTime>) -> (usize, bool) {
         use std::os::fd::AsRawFd;
         let Some(fd) = self.sockets.get(&id).map(|s| s.as_raw_fd()) else {
@@ -1101,7 +1101,9 @@ impl<M: Machine> Host<M> {
         let mut n = 0;
         // Bounded: a flood cannot keep the connection from its other work.
         while n < 1024 {
-            if limit.is_some_and(|l| self.clock.now() >= l) {
+            // One batch at least, whatever the limit: a sender whose packets never leave it
+            // the time still keeps up with what it receives.
+            if n > 0 && limit.is_some_and(|l| self.clock.now() >= l) {
                 return (n, false);
             }
             let got = match recv_batch(fd, &mut self.batch, libc::MSG_DONTWAIT) {
@@ -1193,8 +1195,9 @@ impl<M: Machine> Host<M> {
     }
 
     /// [`receive_batched`](Self::receive_batched), stopping once the clock reaches `limit`
-    /// (looked at before each `recvmmsg`, so it may be passed by one batch's work): a sender
-    /// reads what it received between its packets without making the next one late. Returns
+    /// (looked at after each `recvmmsg`: one batch of each socket is read whatever the limit,
+    /// so the reads keep up at any rate, and the limit may be passed by one batch's work): a
+    /// sender reads what it received between its packets without making the next one late. Returns
     /// how many datagrams were read and whether every queue was read to its end (if not,
     /// call again before [`handle_timeout`](Self::handle_timeout), whose loss deadlines
     /// assume nothing that arrived in time is still queued).
