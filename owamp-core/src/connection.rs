@@ -111,7 +111,7 @@ use crate::io::{
 use crate::io::{SessionEnd, StoredSession};
 use crate::policy::ServerPolicy;
 use crate::proto::{canonical, ClientCommand, CloseReason, Protocol, Role, SessionRequest};
-use crate::session::twamp::TwoWayRecord;
+use crate::session::twamp::{SentPacket, TwoWayRecord};
 use crate::session::{Datagram, DatagramOutcome, StreamEnd, TestSession, Timeout, Transmit};
 use crate::time::{ErrorEstimate, OwampTime};
 use crate::wire::{AcceptCode, DataRecord, Mode, RequestSession, SessionId, SkipRange};
@@ -352,6 +352,9 @@ pub struct TwoWayEnd {
     /// Whether the test ended with the client's Stop-Sessions (RFC 5357 3.8); `false` when
     /// the control connection broke off first (replies may be missing).
     pub complete: bool,
+    /// The packets sent that no reply answered, in sequence order: the lost ones, each with
+    /// the time it left and its error estimate (a two-way session file keeps both).
+    pub unanswered: Vec<SentPacket>,
 }
 
 impl From<SessionEvent> for ClientEvent {
@@ -544,6 +547,20 @@ struct Entry {
     /// A TWAMP reflector of a test that is over, answering until its Timeout after
     /// Stop-Sessions has passed (RFC 5357 3.5); no longer part of a test.
     draining: bool,
+}
+
+impl Entry {
+    /// Whether `held` records (or replies) are to be handed out at `now`: a full batch, or
+    /// any after [`STREAM_INTERVAL`] since the last; if so, that is now.
+    fn batch_due(&mut self, held: usize, now: OwampTime) -> bool {
+        if held == 0
+            || (held < STREAM_BATCH && now < self.flushed_at.saturating_add(STREAM_INTERVAL))
+        {
+            return false;
+        }
+        self.flushed_at = now;
+        true
+    }
 }
 
 /// A socket asked for and not yet attached to a session.
@@ -1125,11 +1142,13 @@ impl<M: Machine> Connection<M> {
         let Some(sender) = e.session.sender().filter(|_| e.session.is_twamp()) else {
             return;
         };
+        let skips = sender.skip_ranges().to_vec();
         let end = TwoWayEnd {
             sid: e.session.sid(),
             sent: u32::try_from(e.session.counters().sent).unwrap_or(u32::MAX),
-            skips: sender.skip_ranges().to_vec(),
+            skips,
             complete,
+            unanswered: e.session.take_unanswered(),
         };
         let records = e.session.take_two_way();
         if !records.is_empty() {
@@ -1146,15 +1165,9 @@ impl<M: Machine> Connection<M> {
         let Some(e) = self.sessions.get_mut(i) else {
             return;
         };
-        let held = e.session.two_way_held();
-        if held == 0 {
+        if !e.batch_due(e.session.two_way_held(), now) {
             return;
         }
-        let due = e.flushed_at.saturating_add(STREAM_INTERVAL);
-        if held < STREAM_BATCH && now < due {
-            return;
-        }
-        e.flushed_at = now;
         let sid = e.session.sid();
         let records = e.session.take_two_way();
         self.out
@@ -1172,15 +1185,9 @@ impl<M: Machine> Connection<M> {
             drop(e.session.take_records());
             return;
         }
-        let held = e.session.records_held();
-        if held == 0 {
+        if !e.batch_due(e.session.records_held(), now) {
             return;
         }
-        let due = e.flushed_at.saturating_add(STREAM_INTERVAL);
-        if held < STREAM_BATCH && now < due {
-            return;
-        }
-        e.flushed_at = now;
         let records = e.session.take_records();
         let sid = e.session.sid();
         self.out

@@ -67,7 +67,7 @@ pub enum Report {
     /// records are where they were to go.
     Fetched(Box<Result<FetchedSession, ClientError>>),
     /// TWAMP: a session this client sent is over (its [`ClientEvent::TwoWayEnd`], with the
-    /// packets no reply answered, [`Host::take_unanswered`]). Its replies came before, as
+    /// packets no reply answered, [`TwoWayEnd::unanswered`](owamp_core::connection::TwoWayEnd::unanswered)). Its replies came before, as
     /// [`ClientEvent::TwoWayRecords`] events.
     TwoWayEnd(Box<TwoWaySessionEnd>),
 }
@@ -126,8 +126,8 @@ impl ClientRecords {
             }
         }
         while let Some(e) = h.events.pop_front() {
-            if let ClientEvent::TwoWayEnd(end) = e {
-                let unanswered = h.take_unanswered(&end.sid);
+            if let ClientEvent::TwoWayEnd(mut end) = e {
+                let unanswered = std::mem::take(&mut end.unanswered);
                 report(Report::TwoWayEnd(Box::new(TwoWaySessionEnd {
                     end: *end,
                     unanswered,

@@ -34,8 +34,9 @@ use owamp_core::control::{
 };
 use owamp_core::io::{FetchedSession, SessionInfo, StoredSession};
 use owamp_core::policy::{OverLimit, PerAddr, ServerPolicy};
+pub use owamp_core::session::twamp::SentPacket;
 use owamp_core::session::{Datagram, Timeout};
-use owamp_core::time::{ErrorEstimate, Interval, OwampTime};
+use owamp_core::time::{Interval, OwampTime};
 use owamp_core::wire::{SessionId, Slot, SlotKind, TypeP};
 
 use crate::client_records::SavedSession;
@@ -715,11 +716,6 @@ pub struct Host<M: Machine> {
     pub foreign_datagrams: u64,
     /// Why the control connection closed, once it has.
     pub closed: Option<CloseReason>,
-    /// TWAMP packets this end sent that no reply has answered yet, by session
-    /// ([`take_unanswered`](Self::take_unanswered)).
-    unanswered: HashMap<SessionId, BTreeMap<u32, SentPacket>>,
-    /// The clock's error estimate last given to the connection (what it stamps packets with).
-    clock_error: ErrorEstimate,
     buf: Vec<u8>,
     /// Buffers for reading datagrams.
     batch: RecvBatch,
@@ -769,8 +765,6 @@ impl<M: Machine> Host<M> {
             send_errors: 0,
             foreign_datagrams: 0,
             closed: None,
-            unanswered: HashMap::new(),
-            clock_error: ErrorEstimate::UNSYNCHRONIZED,
             buf: vec![0u8; MAX_DATAGRAM],
             // Sized for each socket when it is read.
             batch: RecvBatch::new(1),
@@ -783,35 +777,8 @@ impl<M: Machine> Host<M> {
                     .is_some(),
             batched_ids: Vec::new(),
         };
-        h.set_clock_error();
+        h.conn.set_clock_error(h.clock.error_estimate());
         h
-    }
-
-    /// Gives the connection the clock's error estimate.
-    fn set_clock_error(&mut self) {
-        self.clock_error = self.clock.error_estimate();
-        self.conn.set_clock_error(self.clock_error);
-    }
-
-    /// The TWAMP packets of session `sid` this end sent and no reply answered, in sequence
-    /// order, taken (they are forgotten here). Once the session is over
-    /// ([`ClientEvent::TwoWayEnd`]) these are its lost packets, each with the time it left and
-    /// the clock's error estimate then, as its replies carry them (a two-way session file
-    /// keeps both for a lost packet). Kept by the host, not the core, because only the host
-    /// knows when each packet left; only the packets still unanswered are held.
-    pub fn take_unanswered(&mut self, sid: &SessionId) -> Vec<SentPacket> {
-        self.unanswered
-            .remove(sid)
-            .map(|m| m.into_values().collect())
-            .unwrap_or_default()
-    }
-
-    /// The TWAMP session-sender's session that test socket `id` serves, if it is one.
-    fn two_way_sender(&self, id: SocketId) -> Option<SessionId> {
-        self.conn
-            .sessions()
-            .find(|(sock, t)| *sock == id && t.is_twamp() && t.role() == Role::Sender)
-            .map(|(_, t)| t.sid())
     }
 
     /// The clock's time now.
@@ -876,15 +843,6 @@ impl<M: Machine> Host<M> {
                 .sockets
                 .get(&t.socket)
                 .map(|s| s.send_to(&self.buf[..t.transmit.len], t.transmit.dest));
-            if let Some(sid) = self.two_way_sender(t.socket) {
-                let seq = t.transmit.seq;
-                let p = SentPacket {
-                    seq,
-                    send_time: now,
-                    send_error: self.clock_error,
-                };
-                self.unanswered.entry(sid).or_default().insert(seq, p);
-            }
             if !matches!(sent, Some(Ok(_))) {
                 self.send_errors += 1;
             }
@@ -1070,7 +1028,7 @@ impl<M: Machine> Host<M> {
     /// Octets read from the control connection.
     pub fn handle_control(&mut self, bytes: &[u8]) {
         let now = self.clock.now();
-        self.set_clock_error();
+        self.conn.set_clock_error(self.clock.error_estimate());
         self.conn.handle_control(now, bytes);
     }
 
@@ -1130,19 +1088,8 @@ impl<M: Machine> Host<M> {
                     payload,
                 };
                 let outcome = self.conn.handle_datagram(now, id, &d);
-                match outcome {
-                    owamp_core::session::DatagramOutcome::Foreign => self.foreign_datagrams += 1,
-                    owamp_core::session::DatagramOutcome::Accepted {
-                        seq,
-                        duplicate: false,
-                    } if !self.unanswered.is_empty() => {
-                        if let Some(sid) = self.two_way_sender(id) {
-                            if let Some(m) = self.unanswered.get_mut(&sid) {
-                                m.remove(&seq);
-                            }
-                        }
-                    }
-                    _ => {}
+                if outcome == owamp_core::session::DatagramOutcome::Foreign {
+                    self.foreign_datagrams += 1;
                 }
             }
             if got < self.batch.capacity() {
@@ -1251,7 +1198,7 @@ impl<M: Machine> Host<M> {
 
     /// Time passed: feeds the clock's time (and its error estimate) to the connection.
     pub fn handle_timeout(&mut self) {
-        self.set_clock_error();
+        self.conn.set_clock_error(self.clock.error_estimate());
         let now = self.clock.now();
         self.conn.handle_timeout(now);
     }
@@ -1316,22 +1263,12 @@ impl<M: Machine> Host<M> {
     }
 }
 
-/// A TWAMP test packet this end sent ([`Host::take_unanswered`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SentPacket {
-    /// Its sequence number.
-    pub seq: u32,
-    /// Its timestamp: when it left.
-    pub send_time: OwampTime,
-    /// The clock's error estimate it carried.
-    pub send_error: ErrorEstimate,
-}
-
 /// The end of a TWAMP session this client sent: the core's [`TwoWayEnd`] (packets sent,
-/// skipped, whether the test ended normally) and the packets no reply answered.
+/// skipped, whether the test ended normally), its packets no reply answered moved out to
+/// `unanswered`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TwoWaySessionEnd {
-    /// The core's end of the session.
+    /// The core's end of the session (its `unanswered` left empty).
     pub end: TwoWayEnd,
     /// The packets sent that no reply answered, in sequence order: the lost ones.
     pub unanswered: Vec<SentPacket>,

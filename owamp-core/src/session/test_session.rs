@@ -26,9 +26,9 @@
 use core::net::SocketAddr;
 use core::time::Duration;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
-use super::twamp::{read_reply, Incoming, Reflector, TwampPacketError, TwoWayRecord};
+use super::twamp::{read_reply, Incoming, Reflector, SentPacket, TwampPacketError, TwoWayRecord};
 use super::{
     session_end_bound, DropReason, PacketProtection, Receiver, Schedule, ScheduleError, Sender,
     SenderError, SessionParams, StreamEnd, TTL_UNKNOWN,
@@ -231,6 +231,9 @@ struct TwampSender {
     /// Sender sequence numbers answered so far, a bit each (for duplicates): at most a bit
     /// per packet sent.
     answered: Vec<u64>,
+    /// Packets sent and not answered yet: those in flight, and once the session is over the
+    /// lost ones.
+    unanswered: BTreeMap<u32, SentPacket>,
 }
 
 impl TwampSender {
@@ -326,15 +329,20 @@ impl TestSession {
     pub fn new(info: SessionInfo) -> Result<Self, SessionSetupError> {
         let params = session_params(&info)?;
         let protection = packet_protection(&info)?;
+        let kind = match info.role {
+            Role::Sender => Kind::Sender(Box::new(Sender::new(params, protection)?)),
+            Role::Receiver => Kind::Receiver(Box::new(Receiver::new(params, protection))),
+        };
+        Self::with_kind(info, kind)
+    }
+
+    /// A configured session of `kind`, marked with the request's DSCP.
+    fn with_kind(info: SessionInfo, kind: Kind) -> Result<Self, SessionSetupError> {
         let dscp = info
             .request
             .type_p
             .dscp()
             .ok_or(SessionSetupError::TypeP(info.request.type_p.0))?;
-        let kind = match info.role {
-            Role::Sender => Kind::Sender(Box::new(Sender::new(params, protection)?)),
-            Role::Receiver => Kind::Receiver(Box::new(Receiver::new(params, protection))),
-        };
         let mut s = Self {
             info,
             kind,
@@ -357,11 +365,6 @@ impl TestSession {
     /// sender ([`poll_transmit`](Self::poll_transmit) builds the replies) until it is stopped.
     pub fn twamp(info: SessionInfo) -> Result<Self, SessionSetupError> {
         let protection = packet_protection(&info)?;
-        let dscp = info
-            .request
-            .type_p
-            .dscp()
-            .ok_or(SessionSetupError::TypeP(info.request.type_p.0))?;
         let kind = match info.role {
             Role::Sender => {
                 let sender = Sender::new(session_params(&info)?, protection)?;
@@ -369,6 +372,7 @@ impl TestSession {
                     sender,
                     records: Vec::new(),
                     answered: Vec::new(),
+                    unanswered: BTreeMap::new(),
                 }))
             }
             Role::Receiver => {
@@ -384,18 +388,7 @@ impl TestSession {
                 }))
             }
         };
-        let mut s = Self {
-            info,
-            kind,
-            state: State::Configured,
-            margin: DEFAULT_END_MARGIN,
-            end_bound: OwampTime::ZERO,
-            dscp,
-            failed: false,
-            counters: SessionCounters::default(),
-        };
-        s.end_bound = s.bound();
-        Ok(s)
+        Self::with_kind(info, kind)
     }
 
     /// Sets how long past the end of the schedule plus the loss timeout the session ends by
@@ -549,6 +542,15 @@ impl TestSession {
         matches!(self.kind, Kind::TwampSender(_) | Kind::Reflector(_))
     }
 
+    /// TWAMP sender: the packets sent that no reply answered so far, in sequence order, taken
+    /// (once the session is over, its lost packets); empty for any other session.
+    pub fn take_unanswered(&mut self) -> Vec<SentPacket> {
+        match &mut self.kind {
+            Kind::TwampSender(t) => std::mem::take(&mut t.unanswered).into_values().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// TWAMP sender: the replies read since the last call, in the order they arrived
     /// (duplicates included); empty for any other session.
     pub fn take_two_way(&mut self) -> Vec<TwoWayRecord> {
@@ -658,6 +660,14 @@ impl TestSession {
             return match snd.build(buf, now, error) {
                 Ok(len) => {
                     self.counters.sent += 1;
+                    if let Kind::TwampSender(t) = &mut self.kind {
+                        let p = SentPacket {
+                            seq,
+                            send_time: now,
+                            send_error: error,
+                        };
+                        t.unanswered.insert(seq, p);
+                    }
                     Some(Transmit {
                         dest: self.info.peer,
                         len,
@@ -766,6 +776,7 @@ impl TestSession {
         ) {
             Ok(r) => {
                 let duplicate = t.answer(r.sender_seq);
+                t.unanswered.remove(&r.sender_seq);
                 t.records.push(r);
                 DatagramOutcome::Accepted {
                     seq: r.sender_seq,

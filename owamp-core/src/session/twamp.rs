@@ -203,6 +203,18 @@ impl Incoming {
     }
 }
 
+/// A test packet the session-sender sent that no reply has answered (yet): once the session is
+/// over, a lost packet, with what a two-way session file keeps of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentPacket {
+    /// Its sequence number.
+    pub seq: u32,
+    /// Its timestamp: when it left.
+    pub send_time: OwampTime,
+    /// The error estimate it carried.
+    pub send_error: ErrorEstimate,
+}
+
 /// One reflected packet as the session-sender saw it: everything twping `-R` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TwoWayRecord {
